@@ -1,0 +1,73 @@
+/* megahost ABI — optimizer plugins (factory "mh.optimizer/1").
+ *
+ * An optimizer updates parameters in place through the views the model's visit_params gives.
+ * It never sees an autograd graph. The host owns schedules (learning rate, weight decay) and
+ * gradient clipping and passes the current values to every step. The host passes the same
+ * parameter list, in the same order, to setup, step and visit_state.
+ *
+ * Threading: [instance-serialized].
+ */
+#pragma once
+#ifndef MEGAHOST_KINDS_MH_OPTIMIZER_H
+#define MEGAHOST_KINDS_MH_OPTIMIZER_H
+
+#include "megahost/kinds/mh_model.h"
+#include "megahost/mh_plugin.h"
+#include "megahost/mh_tensor.h"
+#include "megahost/services/mh_config.h"
+
+MH_EXTERN_C_BEGIN
+
+typedef struct mh_optimizer mh_optimizer; /* plugin-owned instance */
+
+typedef struct mh_optimizer_create_args {
+  uint32_t struct_size;
+  const mh_config* config; /* the [optimizer] table; valid until destroy */
+  const char* instance_name;
+  DLDevice device;
+} mh_optimizer_create_args;
+
+typedef struct mh_optimizer_step_args {
+  uint32_t struct_size;
+  double lr;           /* learning rate for this step */
+  double weight_decay; /* applied to params without MH_PARAM_NO_WEIGHT_DECAY */
+  int64_t iteration;   /* 1-based number of this step */
+} mh_optimizer_step_args;
+
+typedef struct mh_optimizer_api {
+  mh_table_header hdr;
+
+  /* Accepts NULL. [main-thread] \since 1.0 */
+  void(MH_ABI* destroy)(mh_optimizer* o);
+
+  /* Allocates state for params[0..n) (views borrowed for the call; the storage they point to
+   * outlives the optimizer). Called once before any step or visit_state. \since 1.0 */
+  mh_error*(MH_ABI* setup)(mh_optimizer* o, const mh_param_view* params, size_t n);
+
+  /* Updates params in place from their grads. [stream-ordered] \since 1.0 */
+  mh_error*(MH_ABI* step)(mh_optimizer* o, const mh_param_view* params, size_t n,
+                          const mh_optimizer_step_args* args, mh_stream stream);
+
+  /* Visits every state tensor, named "<param name>.<state>" (e.g. ".exp_avg") plus
+   * optimizer-wide ones; tensors are live storage the host may write into (checkpoint load).
+   * \since 1.0 */
+  mh_error*(MH_ABI* visit_state)(mh_optimizer* o, const mh_param_view* params, size_t n,
+                                 mh_tensor_visit_fn fn, void* ctx);
+
+  /* Optional capabilities by id; NULL if unsupported. [thread-safe] \since 1.0 */
+  const void*(MH_ABI* get_extension)(const mh_optimizer* o, const char* extension_id);
+} mh_optimizer_api;
+
+typedef struct mh_optimizer_factory {
+  mh_table_header hdr;
+  uint32_t(MH_ABI* count)(void);                               /* [thread-safe] \since 1.0 */
+  const mh_plugin_descriptor*(MH_ABI* descriptor)(uint32_t i); /* [thread-safe] \since 1.0 */
+  /* [main-thread] \since 1.0 */
+  mh_error*(MH_ABI* create)(const char* id, const mh_host* host,
+                            const mh_optimizer_create_args* args, mh_optimizer** out,
+                            const mh_optimizer_api** out_api);
+} mh_optimizer_factory;
+
+MH_EXTERN_C_END
+
+#endif /* MEGAHOST_KINDS_MH_OPTIMIZER_H */

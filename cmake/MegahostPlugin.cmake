@@ -1,0 +1,36 @@
+# megahost_add_plugin(<target> SOURCES <files...> [TORCH] [LANG_C])
+#
+# Builds a plugin as a MODULE library that exports exactly one symbol (megahost_plugin_v1),
+# hides everything else, and lands in the build tree's plugin folder so the host finds it
+# without installing. TORCH links libtorch and the SDK's torch helpers; without it the plugin
+# depends only on the C/C++ runtime (tokenizers, formats).
+# Used in-tree and by out-of-tree plugins through find_package(megahost).
+function(megahost_add_plugin target)
+  cmake_parse_arguments(ARG "TORCH;LANG_C;NO_INSTALL" "" "SOURCES;LIBS" ${ARGN})
+  add_library(${target} MODULE ${ARG_SOURCES})
+  set_target_properties(${target} PROPERTIES
+    PREFIX "lib"
+    C_VISIBILITY_PRESET hidden
+    CXX_VISIBILITY_PRESET hidden
+    VISIBILITY_INLINES_HIDDEN ON)
+  if(DEFINED MEGAHOST_BUILD_PLUGIN_DIR)
+    set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY "${MEGAHOST_BUILD_PLUGIN_DIR}")
+  endif()
+  if(ARG_LANG_C)
+    target_link_libraries(${target} PRIVATE megahost::abi)
+  else()
+    target_link_libraries(${target} PRIVATE megahost::sdk)
+  endif()
+  if(ARG_TORCH)
+    target_link_libraries(${target} PRIVATE megahost::sdk_torch)
+  endif()
+  if(ARG_LIBS)
+    target_link_libraries(${target} PRIVATE ${ARG_LIBS})
+  endif()
+  if(NOT APPLE)
+    target_link_options(${target} PRIVATE "-Wl,--no-undefined" "-Wl,--exclude-libs,ALL")
+  endif()
+  if(NOT ARG_NO_INSTALL AND DEFINED MEGAHOST_PLUGIN_INSTALL_DIR)
+    install(TARGETS ${target} LIBRARY DESTINATION "${MEGAHOST_PLUGIN_INSTALL_DIR}")
+  endif()
+endfunction()

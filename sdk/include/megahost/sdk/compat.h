@@ -1,0 +1,28 @@
+// megahost — the ONE place that knows the differences between libtorch 1.13 (Debian, CPU) and
+// libtorch 2.x (PyTorch 2.x wheels, CUDA). Everything else calls these wrappers.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/version.h>
+
+#include <optional>
+
+#define MH_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+namespace megahost::compat {
+
+// Causal scaled-dot-product attention. q, k, v: [b, heads, s, head_dim].
+// 2.x: at::scaled_dot_product_attention (flash / memory-efficient kernels on CUDA).
+// 1.13: at::_scaled_dot_product_attention (math path, returns (out, attn)).
+inline at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                   double dropout_p) {
+#if MH_TORCH_AT_LEAST(2, 0)
+  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, dropout_p, /*is_causal=*/true);
+#else
+  return std::get<0>(at::_scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, dropout_p,
+                                                      /*need_attn_weights=*/false, /*is_causal=*/true));
+#endif
+}
+
+}  // namespace megahost::compat
