@@ -43,7 +43,8 @@ void throw_if_error(mh_error* err, const std::string& context);
 
 class Tokenizer {
  public:
-  Tokenizer(mh_tokenizer* t, const mh_tokenizer_api* api, std::string id, ConfigSection cfg);
+  // config_tree keeps the plugin's config nodes alive as long as the instance.
+  Tokenizer(mh_tokenizer* t, const mh_tokenizer_api* api, std::string id, std::shared_ptr<void> config_tree);
   ~Tokenizer();
   Tokenizer(const Tokenizer&) = delete;
   Tokenizer& operator=(const Tokenizer&) = delete;
@@ -59,7 +60,7 @@ class Tokenizer {
   mh_tokenizer* t_;
   const mh_tokenizer_api* api_;
   std::string id_;
-  ConfigSection cfg_;
+  std::shared_ptr<void> config_tree_;
 };
 
 class DatasetReader {
@@ -106,7 +107,7 @@ class DatasetWriter {
 
 class DatasetFormat {
  public:
-  DatasetFormat(mh_dataset_format* f, const mh_dataset_api* api, std::string id, ConfigSection cfg);
+  DatasetFormat(mh_dataset_format* f, const mh_dataset_api* api, std::string id, std::shared_ptr<void> config_tree);
   ~DatasetFormat();
   DatasetFormat(const DatasetFormat&) = delete;
   DatasetFormat& operator=(const DatasetFormat&) = delete;
@@ -119,7 +120,7 @@ class DatasetFormat {
   mh_dataset_format* f_;
   const mh_dataset_api* api_;
   std::string id_;
-  ConfigSection cfg_;
+  std::shared_ptr<void> config_tree_;
 };
 
 class PluginRegistry {

@@ -1,0 +1,149 @@
+// megahost core — typed handles over model, optimizer and checkpoint-format plugin instances.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "megahost/core/plugins.h"
+#include "megahost/megahost.h"
+
+namespace megahost::core {
+
+// A parameter as the core sees it: live torch views of the model's storage plus metadata.
+struct Param {
+  std::string name;
+  at::Tensor data, grad;
+  int32_t tensor_parallel_dim = -1;
+  uint32_t flags = 0;
+};
+
+struct Loss {
+  double loss_sum = 0, num_tokens = 0;
+};
+
+class Model {
+ public:
+  Model(mh_model* m, const mh_model_api* api, std::string id, std::shared_ptr<void> config_tree);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  // Every parameter, in the model's order. Views share storage with the plugin's tensors.
+  std::vector<Param> params();
+  // The same parameters as ABI views, for handing to an optimizer plugin (valid while `keep` lives).
+  struct AbiParams {
+    std::vector<mh_param_view> views;
+    std::vector<std::string> names;
+    std::vector<std::unique_ptr<DLTensor>> tensors;
+    std::vector<std::vector<int64_t>> shapes;
+  };
+  std::unique_ptr<AbiParams> abi_params();
+
+  void set_training(bool training);
+  void zero_grad();
+  Loss forward_backward(const std::vector<std::pair<std::string, at::Tensor>>& batch, double grad_scale);
+  Loss forward_loss(const std::vector<std::pair<std::string, at::Tensor>>& batch);
+  bool has_logits() const;
+  at::Tensor logits(const at::Tensor& tokens);  // [b, s] int64 -> [b, s, V] float32 (a copy)
+  const std::string& id() const { return id_; }
+
+ private:
+  mh_model* m_;
+  const mh_model_api* api_;
+  std::string id_;
+  std::shared_ptr<void> config_tree_;
+};
+
+class Optimizer {
+ public:
+  Optimizer(mh_optimizer* o, const mh_optimizer_api* api, std::string id, std::shared_ptr<void> config_tree);
+  ~Optimizer();
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  void setup(const Model::AbiParams& params);
+  void step(const Model::AbiParams& params, double lr, double weight_decay, int64_t iteration);
+  // Every state tensor as a live torch view: fn(name, tensor).
+  void visit_state(const Model::AbiParams& params, const std::function<void(const std::string&, at::Tensor)>& fn);
+  const std::string& id() const { return id_; }
+
+ private:
+  mh_optimizer* o_;
+  const mh_optimizer_api* api_;
+  std::string id_;
+  std::shared_ptr<void> config_tree_;
+};
+
+struct CheckpointEntry {
+  std::string name;
+  bool is_blob = false;
+  at::ScalarType dtype = at::kFloat;
+  std::vector<int64_t> shape;
+  uint64_t nbytes = 0;
+};
+
+class CheckpointFormat {
+ public:
+  CheckpointFormat(mh_checkpoint_format* c, const mh_checkpoint_api* api, std::string id,
+                   std::shared_ptr<void> config_tree);
+  ~CheckpointFormat();
+  CheckpointFormat(const CheckpointFormat&) = delete;
+  CheckpointFormat& operator=(const CheckpointFormat&) = delete;
+
+  class Writer {
+   public:
+    Writer(mh_checkpoint_writer* w, const mh_checkpoint_api* api, std::string dir);
+    ~Writer();  // aborts unless committed
+    void tensor(const std::string& name, const at::Tensor& t);  // copied to CPU contiguous first
+    void blob(const std::string& name, const std::string& bytes);
+    void commit();
+
+   private:
+    mh_checkpoint_writer* w_;
+    const mh_checkpoint_api* api_;
+    std::string dir_;
+  };
+  class Reader {
+   public:
+    Reader(mh_checkpoint_reader* r, const mh_checkpoint_api* api, std::string dir);
+    ~Reader();
+    std::vector<CheckpointEntry> list();
+    void tensor_into(const std::string& name, at::Tensor dst);  // dst may live on any device
+    std::string blob(const std::string& name);
+
+   private:
+    mh_checkpoint_reader* r_;
+    const mh_checkpoint_api* api_;
+    std::string dir_;
+  };
+  std::unique_ptr<Writer> open_writer(const std::string& dir);
+  std::unique_ptr<Reader> open_reader(const std::string& dir);
+  const std::string& id() const { return id_; }
+
+ private:
+  mh_checkpoint_format* c_;
+  const mh_checkpoint_api* api_;
+  std::string id_;
+  std::shared_ptr<void> config_tree_;
+};
+
+struct ModelOptions {
+  DLDevice device{kDLCPU, 0};
+  DLDataType param_dtype{kDLFloat, 32, 1};
+  int64_t padded_vocab_size = 0;
+};
+
+std::unique_ptr<Model> create_model(const PluginRegistry& reg, const std::string& id, const ConfigSection& cfg,
+                                    const ModelOptions& opts, const std::vector<std::string>& host_keys = {});
+std::unique_ptr<Optimizer> create_optimizer(const PluginRegistry& reg, const std::string& id,
+                                            const ConfigSection& cfg, DLDevice device,
+                                            const std::vector<std::string>& host_keys = {});
+std::unique_ptr<CheckpointFormat> create_checkpoint_format(const PluginRegistry& reg, const std::string& id,
+                                                           const ConfigSection& cfg,
+                                                           const std::vector<std::string>& host_keys = {});
+
+}  // namespace megahost::core

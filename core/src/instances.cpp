@@ -1,0 +1,296 @@
+// Typed handles over model / optimizer / checkpoint plugin instances, and their creation.
+#include "megahost/core/instances.h"
+
+#include "megahost/core/error.h"
+#include "megahost/core/host_services.h"
+#include "megahost/sdk/torch_interop.h"
+
+namespace megahost::core {
+
+using sdk::DLView;
+using sdk::to_torch;
+
+namespace {
+
+// Named torch tensors as borrowed ABI views, alive as long as this object.
+struct AbiBatch {
+  std::vector<std::unique_ptr<DLView>> views;
+  std::vector<mh_named_tensor> named;
+  explicit AbiBatch(const std::vector<std::pair<std::string, at::Tensor>>& batch) {
+    for (const auto& [name, t] : batch) {
+      views.push_back(std::make_unique<DLView>(t));
+      named.push_back({name.c_str(), views.back()->get()});
+    }
+  }
+};
+
+mh_stream cpu_stream() { return mh_stream{kDLCPU, 0, nullptr}; }
+mh_stream stream_for(const at::Tensor& t) {
+  return t.is_cuda() ? mh_stream{kDLCUDA, t.get_device(), nullptr} : cpu_stream();
+}
+
+}  // namespace
+
+// ---- model ------------------------------------------------------------------------------------
+
+Model::Model(mh_model* m, const mh_model_api* api, std::string id, std::shared_ptr<void> tree)
+    : m_(m), api_(api), id_(std::move(id)), config_tree_(std::move(tree)) {}
+Model::~Model() { api_->destroy(m_); }
+
+std::vector<Param> Model::params() {
+  std::vector<Param> out;
+  auto visit = [](void* ctx, const mh_param_view* p) -> mh_error* {
+    try {
+      auto* v = static_cast<std::vector<Param>*>(ctx);
+      Param q;
+      q.name = p->name;
+      q.data = to_torch(p->data);
+      if (p->grad != nullptr) q.grad = to_torch(p->grad);
+      q.tensor_parallel_dim = p->tensor_parallel_dim;
+      q.flags = p->flags;
+      v->push_back(std::move(q));
+      return nullptr;
+    } catch (const std::exception& e) {
+      return make_error(MH_ERR_INTERNAL, e.what());
+    }
+  };
+  throw_if_error(api_->visit_params(m_, visit, &out), cat("model '", id_, "' visit_params"));
+  return out;
+}
+
+std::unique_ptr<Model::AbiParams> Model::abi_params() {
+  auto out = std::make_unique<AbiParams>();
+  auto visit = [](void* ctx, const mh_param_view* p) -> mh_error* {
+    auto* a = static_cast<AbiParams*>(ctx);
+    // Deep-copy the view: the visitor's structs are borrowed for the callback only.
+    auto copy_tensor = [a](const DLTensor* t) -> DLTensor* {
+      if (t == nullptr) return nullptr;
+      a->shapes.emplace_back(t->shape, t->shape + t->ndim);
+      auto dl = std::make_unique<DLTensor>(*t);
+      dl->shape = a->shapes.back().data();
+      dl->strides = nullptr;  // parameters are contiguous (mh_param_view contract)
+      a->tensors.push_back(std::move(dl));
+      return a->tensors.back().get();
+    };
+    a->names.emplace_back(p->name);
+    mh_param_view v = *p;
+    v.struct_size = sizeof(mh_param_view);
+    v.data = copy_tensor(p->data);
+    v.grad = copy_tensor(p->grad);
+    a->views.push_back(v);
+    return nullptr;
+  };
+  out->shapes.reserve(4096);  // pointers into shapes must stay stable
+  throw_if_error(api_->visit_params(m_, visit, out.get()), cat("model '", id_, "' visit_params"));
+  MH_CORE_CHECK(out->shapes.size() <= 4096, "model has too many parameters for abi_params (", out->shapes.size(), ")");
+  for (size_t i = 0; i < out->views.size(); ++i) out->views[i].name = out->names[i].c_str();
+  return out;
+}
+
+void Model::set_training(bool training) {
+  throw_if_error(api_->set_training(m_, training), cat("model '", id_, "'"));
+}
+void Model::zero_grad() { throw_if_error(api_->zero_grad(m_, cpu_stream()), cat("model '", id_, "'")); }
+
+Loss Model::forward_backward(const std::vector<std::pair<std::string, at::Tensor>>& batch, double grad_scale) {
+  AbiBatch b(batch);
+  mh_loss loss{sizeof(mh_loss), 0, 0};
+  throw_if_error(api_->forward_backward(m_, b.named.data(), b.named.size(), grad_scale,
+                                        stream_for(batch.front().second), &loss),
+                 cat("model '", id_, "' forward_backward"));
+  return {loss.loss_sum, loss.num_tokens};
+}
+
+Loss Model::forward_loss(const std::vector<std::pair<std::string, at::Tensor>>& batch) {
+  AbiBatch b(batch);
+  mh_loss loss{sizeof(mh_loss), 0, 0};
+  throw_if_error(api_->forward_loss(m_, b.named.data(), b.named.size(), stream_for(batch.front().second), &loss),
+                 cat("model '", id_, "' forward_loss"));
+  return {loss.loss_sum, loss.num_tokens};
+}
+
+bool Model::has_logits() const { return api_->get_extension(m_, MH_EXT_MODEL_LOGITS) != nullptr; }
+
+at::Tensor Model::logits(const at::Tensor& tokens) {
+  const auto* ext = static_cast<const mh_model_logits_ext*>(api_->get_extension(m_, MH_EXT_MODEL_LOGITS));
+  MH_CORE_CHECK(ext != nullptr, "model '", id_, "' does not offer ", MH_EXT_MODEL_LOGITS,
+                "\nHINT: generation needs a model plugin with the logits extension");
+  DLView view(tokens);
+  at::Tensor out;
+  auto grab = [](void* ctx, const mh_named_tensor* t) -> mh_error* {
+    try {
+      *static_cast<at::Tensor*>(ctx) = to_torch(t->tensor).clone();
+      return nullptr;
+    } catch (const std::exception& e) {
+      return make_error(MH_ERR_INTERNAL, e.what());
+    }
+  };
+  throw_if_error(ext->logits(m_, view.get(), stream_for(tokens), grab, &out), cat("model '", id_, "' logits"));
+  return out;
+}
+
+// ---- optimizer --------------------------------------------------------------------------------
+
+Optimizer::Optimizer(mh_optimizer* o, const mh_optimizer_api* api, std::string id, std::shared_ptr<void> tree)
+    : o_(o), api_(api), id_(std::move(id)), config_tree_(std::move(tree)) {}
+Optimizer::~Optimizer() { api_->destroy(o_); }
+
+void Optimizer::setup(const Model::AbiParams& p) {
+  throw_if_error(api_->setup(o_, p.views.data(), p.views.size()), cat("optimizer '", id_, "' setup"));
+}
+void Optimizer::step(const Model::AbiParams& p, double lr, double weight_decay, int64_t iteration) {
+  mh_optimizer_step_args args{sizeof(mh_optimizer_step_args), lr, weight_decay, iteration};
+  throw_if_error(api_->step(o_, p.views.data(), p.views.size(), &args, cpu_stream()),
+                 cat("optimizer '", id_, "' step"));
+}
+void Optimizer::visit_state(const Model::AbiParams& p,
+                            const std::function<void(const std::string&, at::Tensor)>& fn) {
+  struct Ctx {
+    const std::function<void(const std::string&, at::Tensor)>* fn;
+    std::string error;
+  } ctx{&fn, {}};
+  auto visit = [](void* c, const mh_named_tensor* t) -> mh_error* {
+    auto* x = static_cast<Ctx*>(c);
+    try {
+      (*x->fn)(t->name, to_torch(t->tensor));
+      return nullptr;
+    } catch (const std::exception& e) {
+      return make_error(MH_ERR_INVALID_ARG, e.what());
+    }
+  };
+  throw_if_error(api_->visit_state(o_, p.views.data(), p.views.size(), visit, &ctx), "");
+}
+
+// ---- checkpoint -------------------------------------------------------------------------------
+
+CheckpointFormat::CheckpointFormat(mh_checkpoint_format* c, const mh_checkpoint_api* api, std::string id,
+                                   std::shared_ptr<void> tree)
+    : c_(c), api_(api), id_(std::move(id)), config_tree_(std::move(tree)) {}
+CheckpointFormat::~CheckpointFormat() { api_->destroy(c_); }
+
+CheckpointFormat::Writer::Writer(mh_checkpoint_writer* w, const mh_checkpoint_api* api, std::string dir)
+    : w_(w), api_(api), dir_(std::move(dir)) {}
+CheckpointFormat::Writer::~Writer() {
+  if (w_ != nullptr) api_->writer_abort(w_);
+}
+void CheckpointFormat::Writer::tensor(const std::string& name, const at::Tensor& t) {
+  at::Tensor cpu = t.detach().to(at::kCPU).contiguous();
+  DLView view(cpu);
+  throw_if_error(api_->writer_tensor(w_, name.c_str(), view.get()), dir_);
+}
+void CheckpointFormat::Writer::blob(const std::string& name, const std::string& bytes) {
+  throw_if_error(api_->writer_blob(w_, name.c_str(), bytes.data(), bytes.size()), dir_);
+}
+void CheckpointFormat::Writer::commit() {
+  mh_checkpoint_writer* w = w_;
+  w_ = nullptr;  // commit frees the writer, also on error
+  throw_if_error(api_->writer_commit(w), dir_);
+}
+
+CheckpointFormat::Reader::Reader(mh_checkpoint_reader* r, const mh_checkpoint_api* api, std::string dir)
+    : r_(r), api_(api), dir_(std::move(dir)) {}
+CheckpointFormat::Reader::~Reader() { api_->reader_close(r_); }
+std::vector<CheckpointEntry> CheckpointFormat::Reader::list() {
+  std::vector<CheckpointEntry> out;
+  auto visit = [](void* ctx, const mh_checkpoint_entry* e) -> mh_error* {
+    try {
+      CheckpointEntry c;
+      c.name = e->name;
+      c.is_blob = e->is_blob != 0;
+      if (!c.is_blob) {
+        c.dtype = sdk::to_scalar_type(e->dtype);
+        c.shape.assign(e->shape, e->shape + e->ndim);
+      }
+      c.nbytes = e->nbytes;
+      static_cast<std::vector<CheckpointEntry>*>(ctx)->push_back(std::move(c));
+      return nullptr;
+    } catch (const std::exception& ex) {
+      return make_error(MH_ERR_INTERNAL, ex.what());
+    }
+  };
+  throw_if_error(api_->reader_list(r_, visit, &out), dir_);
+  return out;
+}
+void CheckpointFormat::Reader::tensor_into(const std::string& name, at::Tensor dst) {
+  at::Tensor cpu = dst.is_cpu() && dst.is_contiguous() ? dst : at::empty(dst.sizes(), dst.options().device(at::kCPU));
+  DLView view(cpu);
+  throw_if_error(api_->reader_tensor(r_, name.c_str(), view.get()), dir_);
+  if (!cpu.is_same(dst)) dst.copy_(cpu);
+}
+std::string CheckpointFormat::Reader::blob(const std::string& name) {
+  size_t len = 0;
+  throw_if_error(api_->reader_blob(r_, name.c_str(), nullptr, 0, &len), dir_);
+  std::string out(len, '\0');
+  throw_if_error(api_->reader_blob(r_, name.c_str(), out.data(), out.size(), &len), dir_);
+  return out;
+}
+
+std::unique_ptr<CheckpointFormat::Writer> CheckpointFormat::open_writer(const std::string& dir) {
+  mh_checkpoint_writer* w = nullptr;
+  throw_if_error(api_->writer_open(c_, dir.c_str(), &w), dir);
+  return std::make_unique<Writer>(w, api_, dir);
+}
+std::unique_ptr<CheckpointFormat::Reader> CheckpointFormat::open_reader(const std::string& dir) {
+  mh_checkpoint_reader* r = nullptr;
+  throw_if_error(api_->reader_open(c_, dir.c_str(), &r), "");
+  return std::make_unique<Reader>(r, api_, dir);
+}
+
+// ---- creation ---------------------------------------------------------------------------------
+
+namespace {
+// Validates a section against the plugin's schema and builds its config tree.
+std::shared_ptr<ConfigTree> prepare(const PluginInfo& p, const ConfigSection& in,
+                                    const std::vector<std::string>& host_keys) {
+  ConfigSection cfg = in;
+  cfg.table = std::make_shared<toml::table>(*in.table);
+  apply_config_schema(p, cfg, host_keys);
+  return std::make_shared<ConfigTree>(cfg);
+}
+}  // namespace
+
+std::unique_ptr<Model> create_model(const PluginRegistry& reg, const std::string& id, const ConfigSection& cfg,
+                                    const ModelOptions& opts, const std::vector<std::string>& host_keys) {
+  const PluginInfo& p = reg.find(PluginKind::Model, id);
+  auto tree = prepare(p, cfg, host_keys);
+  mh_model_create_args args{};
+  args.struct_size = sizeof(args);
+  args.config = tree->root();
+  args.instance_name = cfg.name.c_str();
+  args.device = opts.device;
+  args.param_dtype = opts.param_dtype;
+  args.padded_vocab_size = opts.padded_vocab_size;
+  mh_model* m = nullptr;
+  const mh_model_api* api = nullptr;
+  const auto* f = static_cast<const mh_model_factory*>(p.factory);
+  throw_if_error(f->create(p.id.c_str(), host_table(), &args, &m, &api), cat("model '", p.id, "'"));
+  return std::make_unique<Model>(m, api, p.id, tree);
+}
+
+std::unique_ptr<Optimizer> create_optimizer(const PluginRegistry& reg, const std::string& id,
+                                            const ConfigSection& cfg, DLDevice device,
+                                            const std::vector<std::string>& host_keys) {
+  const PluginInfo& p = reg.find(PluginKind::Optimizer, id);
+  auto tree = prepare(p, cfg, host_keys);
+  mh_optimizer_create_args args{sizeof(args), tree->root(), cfg.name.c_str(), device};
+  mh_optimizer* o = nullptr;
+  const mh_optimizer_api* api = nullptr;
+  const auto* f = static_cast<const mh_optimizer_factory*>(p.factory);
+  throw_if_error(f->create(p.id.c_str(), host_table(), &args, &o, &api), cat("optimizer '", p.id, "'"));
+  return std::make_unique<Optimizer>(o, api, p.id, tree);
+}
+
+std::unique_ptr<CheckpointFormat> create_checkpoint_format(const PluginRegistry& reg, const std::string& id,
+                                                           const ConfigSection& cfg,
+                                                           const std::vector<std::string>& host_keys) {
+  const PluginInfo& p = reg.find(PluginKind::Checkpoint, id);
+  auto tree = prepare(p, cfg, host_keys);
+  mh_checkpoint_create_args args{sizeof(args), tree->root(), cfg.name.c_str()};
+  mh_checkpoint_format* c = nullptr;
+  const mh_checkpoint_api* api = nullptr;
+  const auto* f = static_cast<const mh_checkpoint_factory*>(p.factory);
+  throw_if_error(f->create(p.id.c_str(), host_table(), &args, &c, &api), cat("checkpoint format '", p.id, "'"));
+  return std::make_unique<CheckpointFormat>(c, api, p.id, tree);
+}
+
+}  // namespace megahost::core
