@@ -1,0 +1,206 @@
+// The gpt plugin's recipe keys (see gpt_config.h).
+#include "gpt_config.h"
+
+#include <cstring>
+#include <string>
+
+#include "megahost/sdk/error.h"
+#include "megahost/sdk/nn/norm.h"
+
+namespace megahost::gpt {
+
+namespace {
+
+// One recipe key. default_json is the schema default (nullptr: none; the plugin derives it).
+struct Key {
+  const char* name;
+  const char* type;
+  const char* default_json;
+  bool required;
+  const char* doc;
+};
+
+constexpr Key kKeys[] = {
+    {"num_layers", "int", nullptr, true, "number of transformer layers"},
+    {"hidden_size", "int", nullptr, true, "transformer hidden size"},
+    {"num_attention_heads", "int", nullptr, true, "number of attention heads"},
+    {"ffn_hidden_size", "int", nullptr, false, "MLP width; default 4*hidden_size (SwiGLU: int(8*hidden/3/64)*64)"},
+    {"kv_channels", "int", nullptr, false, "head dim; default hidden_size / num_attention_heads"},
+    {"group_query_attention", "bool", "false", false, "use grouped-query attention (num_query_groups)"},
+    {"num_query_groups", "int", nullptr, false, "key/value groups under group_query_attention; default 1"},
+    {"seq_length", "int", nullptr, true, "training sequence length"},
+    {"max_position_embeddings", "int", nullptr, false, "learned position table size; default seq_length"},
+    {"position_embedding_type", "string", "\"learned_absolute\"", false, "learned_absolute | rope | none"},
+    {"rotary_percent", "float", "1.0", false, "fraction of each head's dims that rotate (rope)"},
+    {"rotary_base", "float", "10000", false, "rope base period"},
+    {"normalization", "string", "\"LayerNorm\"", false, "LayerNorm | RMSNorm"},
+    {"norm_epsilon", "float", "1e-05", false, "epsilon of the norms"},
+    {"swiglu", "bool", "false", false, "SwiGLU MLP (fc1 outputs 2*ffn_hidden_size) instead of GeLU"},
+    {"untie_embeddings_and_output_weights", "bool", "false", false, "separate output_layer.weight"},
+    {"hidden_dropout", "float", "0.1", false, "dropout after embeddings, attention and MLP"},
+    {"attention_dropout", "float", "0.1", false, "dropout on attention probabilities"},
+    {"init_method_std", "float", "0.02", false, "std of the normal init of weights"},
+    {"add_bias_linear", "bool", "true", false, "biases in every linear layer"},
+    {"add_qkv_bias", "bool", "false", false, "bias in linear_qkv even when add_bias_linear = false"},
+};
+
+const Key& key(const char* name) {
+  for (const Key& k : kKeys)
+    if (std::strcmp(k.name, name) == 0) return k;
+  throw sdk::Error(MH_ERR_INTERNAL, sdk::str_cat("gpt: no schema entry for key '", name, "'"));
+}
+
+// Readers that fall back to the schema default, so the plugin behaves the same whether or not
+// the host filled defaults in.
+int64_t read_int(const sdk::Config& cfg, const char* name, int64_t fallback) { return cfg.get_int(name, fallback); }
+double read_float(const sdk::Config& cfg, const char* name) {
+  return cfg.get_float(name, std::stod(key(name).default_json));
+}
+bool read_bool(const sdk::Config& cfg, const char* name) {
+  return cfg.get_bool(name, std::strcmp(key(name).default_json, "true") == 0);
+}
+std::string read_string(const sdk::Config& cfg, const char* name) {
+  const std::string quoted = key(name).default_json;
+  return cfg.get_string(name, quoted.substr(1, quoted.size() - 2));
+}
+int64_t read_required_int(const sdk::Config& cfg, const char* name) {
+  if (!cfg.has(name))
+    throw cfg.error(name, sdk::str_cat("[model] is missing the required key '", name, "' (", key(name).doc, ")"),
+                    sdk::str_cat("add ", name, " = ... to the [model] table"));
+  return cfg.get_int(name);
+}
+
+void check_positive(const sdk::Config& cfg, const char* name, int64_t v) {
+  if (v <= 0) throw cfg.error(name, sdk::str_cat(name, " = ", v, " must be > 0"), "use a positive integer");
+}
+
+void check_probability(const sdk::Config& cfg, const char* name, double p) {
+  if (!(p >= 0.0 && p < 1.0))
+    throw cfg.error(name, sdk::str_cat(name, " = ", p, " must be in [0, 1)"), "Megatron's default is 0.1");
+}
+
+}  // namespace
+
+const char* config_schema_json() {
+  static const std::string schema = [] {
+    std::string s = "{";
+    for (const Key& k : kKeys) {
+      if (s.size() > 1) s += ",";
+      s += sdk::str_cat("\"", k.name, "\":{\"type\":\"", k.type, "\"", k.required ? ",\"required\":true" : "",
+                        k.default_json ? sdk::str_cat(",\"default\":", k.default_json) : "", ",\"doc\":\"", k.doc,
+                        "\"}");
+    }
+    return s + "}";
+  }();
+  return schema.c_str();
+}
+
+GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
+  GptConfig c;
+  sdk::nn::TransformerConfig& t = c.transformer;
+  MH_CHECK(padded_vocab_size > 0, MH_ERR_INVALID_ARG, "gpt: padded_vocab_size = ", padded_vocab_size,
+           " must be > 0\nHINT: the host takes it from the tokenizer; is a tokenizer configured?");
+  c.padded_vocab_size = padded_vocab_size;
+
+  t.num_layers = read_required_int(cfg, "num_layers");
+  t.hidden_size = read_required_int(cfg, "hidden_size");
+  t.num_attention_heads = read_required_int(cfg, "num_attention_heads");
+  c.seq_length = read_required_int(cfg, "seq_length");
+  check_positive(cfg, "num_layers", t.num_layers);
+  check_positive(cfg, "hidden_size", t.hidden_size);
+  check_positive(cfg, "num_attention_heads", t.num_attention_heads);
+  check_positive(cfg, "seq_length", c.seq_length);
+
+  // Head dim: Megatron requires hidden % heads only when it derives kv_channels.
+  if (cfg.has("kv_channels")) {
+    t.kv_channels = cfg.get_int("kv_channels");
+    check_positive(cfg, "kv_channels", t.kv_channels);
+  } else {
+    if (t.hidden_size % t.num_attention_heads != 0)
+      throw cfg.error("num_attention_heads",
+                      sdk::str_cat("hidden_size (", t.hidden_size, ") is not divisible by num_attention_heads (",
+                                   t.num_attention_heads, ")"),
+                      "pick num_attention_heads dividing hidden_size, or set kv_channels explicitly");
+    t.kv_channels = t.hidden_size / t.num_attention_heads;
+  }
+
+  // Grouped-query attention, as Megatron: num_query_groups counts only with group_query_attention.
+  const bool gqa = read_bool(cfg, "group_query_attention");
+  if (!gqa && cfg.has("num_query_groups") && cfg.get_int("num_query_groups") != t.num_attention_heads)
+    throw cfg.error("num_query_groups", "num_query_groups is set but group_query_attention is false",
+                    "add group_query_attention = true (Megatron ignores num_query_groups without it)");
+  t.num_query_groups = gqa ? read_int(cfg, "num_query_groups", 1) : t.num_attention_heads;
+  check_positive(cfg, "num_query_groups", t.num_query_groups);
+  if (t.num_attention_heads % t.num_query_groups != 0)
+    throw cfg.error("num_query_groups",
+                    sdk::str_cat("num_attention_heads (", t.num_attention_heads,
+                                 ") is not divisible by num_query_groups (", t.num_query_groups, ")"),
+                    "each query group serves the same number of heads; pick a divisor");
+
+  // MLP
+  t.activation = read_bool(cfg, "swiglu") ? sdk::nn::Activation::SwiGLU : sdk::nn::Activation::GeLU;
+  if (cfg.has("ffn_hidden_size")) {
+    t.ffn_hidden_size = cfg.get_int("ffn_hidden_size");
+  } else if (t.activation == sdk::nn::Activation::SwiGLU) {
+    // Megatron keeps the parameter count of a 4h GeLU MLP, rounded down to a multiple of 64.
+    t.ffn_hidden_size = (8 * t.hidden_size / 3) / 64 * 64;
+  } else {
+    t.ffn_hidden_size = 4 * t.hidden_size;
+  }
+  if (t.ffn_hidden_size <= 0)
+    throw cfg.error("ffn_hidden_size", sdk::str_cat("ffn_hidden_size = ", t.ffn_hidden_size, " must be > 0"),
+                    "with swiglu and a small hidden_size the default int(8*h/3/64)*64 is 0; set "
+                    "ffn_hidden_size explicitly");
+
+  // Norms
+  const std::string norm = read_string(cfg, "normalization");
+  if (!sdk::nn::parse_norm_kind(norm, &t.normalization))
+    throw cfg.error("normalization", sdk::str_cat("unknown normalization '", norm, "'"),
+                    "use \"LayerNorm\" or \"RMSNorm\"");
+  t.norm_epsilon = read_float(cfg, "norm_epsilon");
+  if (!(t.norm_epsilon > 0.0))
+    throw cfg.error("norm_epsilon", "norm_epsilon must be > 0", "Megatron's default is 1e-5");
+
+  // Positions
+  const std::string pos = read_string(cfg, "position_embedding_type");
+  if (pos == "learned_absolute") c.position_embedding = PositionEmbedding::LearnedAbsolute;
+  else if (pos == "rope") c.position_embedding = PositionEmbedding::Rope;
+  else if (pos == "none") c.position_embedding = PositionEmbedding::None;
+  else
+    throw cfg.error("position_embedding_type", sdk::str_cat("unknown position_embedding_type '", pos, "'"),
+                    "use \"learned_absolute\", \"rope\" or \"none\"");
+  c.max_position_embeddings = read_int(cfg, "max_position_embeddings", c.seq_length);
+  check_positive(cfg, "max_position_embeddings", c.max_position_embeddings);
+  if (c.position_embedding == PositionEmbedding::LearnedAbsolute && c.seq_length > c.max_position_embeddings)
+    throw cfg.error("seq_length",
+                    sdk::str_cat("seq_length (", c.seq_length, ") exceeds max_position_embeddings (",
+                                 c.max_position_embeddings, ") with learned_absolute positions"),
+                    "raise max_position_embeddings or lower seq_length");
+  c.rotary_percent = read_float(cfg, "rotary_percent");
+  c.rotary_base = read_float(cfg, "rotary_base");
+  if (c.position_embedding == PositionEmbedding::Rope) {
+    const double dim = static_cast<double>(t.kv_channels) * c.rotary_percent;
+    const auto idim = static_cast<int64_t>(dim);
+    if (!(c.rotary_percent > 0.0 && c.rotary_percent <= 1.0) || idim <= 0 || idim % 2 != 0)
+      throw cfg.error("rotary_percent",
+                      sdk::str_cat("rotary_percent = ", c.rotary_percent, " gives int(kv_channels * rotary_percent) = ",
+                                   idim, " rotating dims; it must be in (0, 1] and give an even, positive count"),
+                      sdk::str_cat("kv_channels is ", t.kv_channels, "; e.g. rotary_percent = 1.0 or 0.5"));
+    if (!(c.rotary_base > 0.0)) throw cfg.error("rotary_base", "rotary_base must be > 0", "usually 10000");
+  }
+
+  // The rest
+  c.untie_embeddings_and_output_weights = read_bool(cfg, "untie_embeddings_and_output_weights");
+  t.hidden_dropout = read_float(cfg, "hidden_dropout");
+  t.attention_dropout = read_float(cfg, "attention_dropout");
+  check_probability(cfg, "hidden_dropout", t.hidden_dropout);
+  check_probability(cfg, "attention_dropout", t.attention_dropout);
+  t.init_method_std = read_float(cfg, "init_method_std");
+  if (!(t.init_method_std > 0.0))
+    throw cfg.error("init_method_std", "init_method_std must be > 0", "Megatron's default is 0.02");
+  t.add_bias_linear = read_bool(cfg, "add_bias_linear");
+  t.add_qkv_bias = read_bool(cfg, "add_qkv_bias");
+  return c;
+}
+
+}  // namespace megahost::gpt

@@ -1,0 +1,32 @@
+// The gpt plugin's recipe table: keys named as Megatron-LM's arguments, their schema, defaults
+// and the checks of their combinations.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "megahost/sdk/host.h"
+#include "megahost/sdk/nn/transformer_config.h"
+
+namespace megahost::gpt {
+
+enum class PositionEmbedding { LearnedAbsolute, Rope, None };
+
+struct GptConfig {
+  sdk::nn::TransformerConfig transformer;
+  int64_t padded_vocab_size = 0;        // from the host (tokenizer vocab padded as Megatron pads it)
+  int64_t seq_length = 0;
+  int64_t max_position_embeddings = 0;  // rows of embedding.position_embeddings (learned_absolute)
+  PositionEmbedding position_embedding = PositionEmbedding::LearnedAbsolute;
+  double rotary_percent = 1.0;
+  double rotary_base = 10000.0;
+  bool untie_embeddings_and_output_weights = false;
+};
+
+// The JSON schema the descriptor publishes (types, defaults, docs).
+const char* config_schema_json();
+
+// Reads and checks the [model] table; throws the config service's error naming file:line:key.
+GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size);
+
+}  // namespace megahost::gpt

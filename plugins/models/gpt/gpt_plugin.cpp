@@ -1,0 +1,239 @@
+// The "gpt" model plugin: the mh.model/1 factory and instance table over GptModel.
+// Every entry point catches (MH_SDK_TRY / MH_SDK_CATCH): no exception crosses the ABI.
+#include <ATen/ATen.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "gpt_config.h"
+#include "gpt_model.h"
+#include "megahost/megahost.h"
+#include "megahost/sdk/error.h"
+#include "megahost/sdk/host.h"
+#include "megahost/sdk/plugin.h"
+#include "megahost/sdk/torch_interop.h"
+
+namespace megahost::gpt {
+namespace {
+
+struct Instance {
+  const mh_host* host;
+  std::string name;
+  std::unique_ptr<GptModel> model;
+  bool training = true;
+};
+
+Instance* as_instance(mh_model* m) { return reinterpret_cast<Instance*>(m); }
+
+// The micro-batch, checked: tokens/labels [b, s] int64, loss_mask [b, s] float32, position_ids optional.
+struct Batch {
+  at::Tensor tokens, labels, loss_mask, position_ids;
+};
+
+const char* dtype_name(at::ScalarType t) { return c10::toString(t); }
+
+at::Tensor batch_tensor(const mh_named_tensor* batch, size_t n, const char* name, bool required) {
+  for (size_t i = 0; i < n; ++i)
+    if (batch[i].name != nullptr && std::strcmp(batch[i].name, name) == 0) return sdk::to_torch(batch[i].tensor);
+  MH_CHECK(!required, MH_ERR_INVALID_ARG, "gpt: the batch has no tensor named '", name,
+           "'\nHINT: a GPT batch holds tokens, labels, loss_mask [b, s] and optionally position_ids");
+  return {};
+}
+
+Batch read_batch(const GptModel& model, const mh_named_tensor* batch, size_t n, bool with_labels) {
+  MH_CHECK(batch != nullptr || n == 0, MH_ERR_INVALID_ARG, "gpt: batch is NULL with n = ", n);
+  Batch b;
+  b.tokens = batch_tensor(batch, n, "tokens", true);
+  MH_CHECK(b.tokens.dim() == 2 && b.tokens.scalar_type() == at::kLong, MH_ERR_INVALID_ARG,
+           "gpt: tokens must be [b, s] int64, got ", b.tokens.sizes(), " ", dtype_name(b.tokens.scalar_type()),
+           "\nHINT: the data pipeline must widen token ids to int64");
+  const auto want = b.tokens.sizes();
+  auto check_like_tokens = [&](const at::Tensor& t, const char* name, at::ScalarType dtype) {
+    MH_CHECK(t.sizes() == want && t.scalar_type() == dtype, MH_ERR_INVALID_ARG, "gpt: ", name, " must be ", want,
+             " ", dtype_name(dtype), " like tokens, got ", t.sizes(), " ", dtype_name(t.scalar_type()),
+             "\nHINT: every batch tensor is [micro_batch_size, seq_length]");
+  };
+  if (with_labels) {
+    b.labels = batch_tensor(batch, n, "labels", true);
+    b.loss_mask = batch_tensor(batch, n, "loss_mask", true);
+    check_like_tokens(b.labels, "labels", at::kLong);
+    check_like_tokens(b.loss_mask, "loss_mask", at::kFloat);
+  }
+  b.position_ids = batch_tensor(batch, n, "position_ids", false);
+  if (b.position_ids.defined()) check_like_tokens(b.position_ids, "position_ids", at::kLong);
+  const at::Device dev = model.params.device();
+  MH_CHECK(b.tokens.device() == dev, MH_ERR_INVALID_ARG, "gpt: the batch is on ", b.tokens.device().str(),
+           " but the model is on ", dev.str(), "\nHINT: the host must move batches to the model's device");
+  return b;
+}
+
+// loss_sum = sum(CE * loss_mask), num_tokens = sum(loss_mask); the 0-d tensors stay on device.
+void masked_loss(const at::Tensor& token_loss, const at::Tensor& loss_mask, at::Tensor* loss_sum,
+                 at::Tensor* num_tokens) {
+  *loss_sum = (token_loss * loss_mask).sum();  // float32
+  *num_tokens = loss_mask.sum();
+}
+
+void write_loss(mh_loss* out, const at::Tensor& loss_sum, const at::Tensor& num_tokens) {
+  if (out == nullptr) return;
+  out->loss_sum = loss_sum.item<double>();
+  out->num_tokens = num_tokens.item<double>();
+}
+
+// ---- instance table ----
+
+void MH_ABI gpt_destroy(mh_model* m) { delete as_instance(m); }
+
+mh_error* MH_ABI gpt_visit_params(mh_model* m, mh_param_visit_fn fn, void* ctx) {
+  Instance* self = as_instance(m);
+  MH_SDK_TRY {
+    MH_CHECK(fn != nullptr, MH_ERR_INVALID_ARG, "gpt: visit_params got a NULL visitor");
+    return self->model->params.visit(fn, ctx);
+  }
+  MH_SDK_CATCH(self->host)
+}
+
+mh_error* MH_ABI gpt_set_training(mh_model* m, bool training) {
+  as_instance(m)->training = training;
+  return nullptr;
+}
+
+mh_error* MH_ABI gpt_zero_grad(mh_model* m, mh_stream /*stream*/) {
+  Instance* self = as_instance(m);
+  MH_SDK_TRY {
+    self->model->params.zero_grad();
+    return nullptr;
+  }
+  MH_SDK_CATCH(self->host)
+}
+
+mh_error* MH_ABI gpt_forward_backward(mh_model* m, const mh_named_tensor* batch, size_t n, double grad_scale,
+                                      mh_stream /*stream*/, mh_loss* out) {
+  Instance* self = as_instance(m);
+  MH_SDK_TRY {
+    const Batch b = read_batch(*self->model, batch, n, /*with_labels=*/true);
+    at::Tensor loss_sum, num_tokens;
+    masked_loss(self->model->token_loss(b.tokens, b.labels, b.position_ids, self->training), b.loss_mask, &loss_sum,
+                &num_tokens);
+    // An all-masked micro-batch contributes nothing (instead of 0/0).
+    const at::Tensor loss = loss_sum / num_tokens.clamp_min(1.0);
+    (loss * grad_scale).backward();
+    write_loss(out, loss_sum, num_tokens);
+    return nullptr;
+  }
+  MH_SDK_CATCH(self->host)
+}
+
+mh_error* MH_ABI gpt_forward_loss(mh_model* m, const mh_named_tensor* batch, size_t n, mh_stream /*stream*/,
+                                  mh_loss* out) {
+  Instance* self = as_instance(m);
+  MH_SDK_TRY {
+    at::NoGradGuard no_grad;
+    const Batch b = read_batch(*self->model, batch, n, /*with_labels=*/true);
+    at::Tensor loss_sum, num_tokens;
+    masked_loss(self->model->token_loss(b.tokens, b.labels, b.position_ids, self->training), b.loss_mask, &loss_sum,
+                &num_tokens);
+    write_loss(out, loss_sum, num_tokens);
+    return nullptr;
+  }
+  MH_SDK_CATCH(self->host)
+}
+
+mh_error* MH_ABI gpt_logits(mh_model* m, const DLTensor* tokens, mh_stream /*stream*/, mh_tensor_visit_fn on_logits,
+                            void* ctx) {
+  Instance* self = as_instance(m);
+  MH_SDK_TRY {
+    MH_CHECK(on_logits != nullptr, MH_ERR_INVALID_ARG, "gpt: logits got a NULL callback");
+    at::NoGradGuard no_grad;
+    mh_named_tensor batch{"tokens", const_cast<DLTensor*>(tokens)};
+    const Batch b = read_batch(*self->model, &batch, 1, /*with_labels=*/false);
+    // [s, b, V] -> [b, s, V] float32, contiguous for the borrowed view
+    const at::Tensor logits = self->model->logits_sbv(b.tokens, at::Tensor(), self->training)
+                                  .transpose(0, 1)
+                                  .to(at::kFloat)
+                                  .contiguous();
+    sdk::DLView view(logits);
+    const mh_named_tensor named{"logits", view.get()};
+    return on_logits(ctx, &named);
+  }
+  MH_SDK_CATCH(self->host)
+}
+
+const mh_model_logits_ext kLogitsExt = {MH_TABLE_HEADER(mh_model_logits_ext), gpt_logits};
+
+const void* MH_ABI gpt_get_extension(const mh_model* /*m*/, const char* id) {
+  if (id != nullptr && std::strcmp(id, MH_EXT_MODEL_LOGITS) == 0) return &kLogitsExt;
+  return nullptr;
+}
+
+const mh_model_api kModelApi = {MH_TABLE_HEADER(mh_model_api), gpt_destroy,          gpt_visit_params,
+                                gpt_set_training,               gpt_zero_grad,        gpt_forward_backward,
+                                gpt_forward_loss,               gpt_get_extension};
+
+// ---- factory ----
+
+const char* const kAliases[] = {"GPTModel", nullptr};
+
+const mh_plugin_descriptor& descriptor() {
+  static const mh_plugin_descriptor d = {
+      sizeof(mh_plugin_descriptor),
+      "gpt",
+      "GPT (Megatron-Core GPTModel)",
+      "megahost",
+      "0.1.0",
+      "decoder-only transformer LM: learned/rope positions, LayerNorm/RMSNorm, GeLU/SwiGLU, grouped-query attention",
+      kAliases,
+      config_schema_json()};
+  return d;
+}
+
+uint32_t MH_ABI gpt_count(void) { return 1; }
+
+const mh_plugin_descriptor* MH_ABI gpt_descriptor(uint32_t i) { return i == 0 ? &descriptor() : nullptr; }
+
+mh_error* MH_ABI gpt_create(const char* id, const mh_host* host, const mh_model_create_args* args, mh_model** out,
+                            const mh_model_api** out_api) {
+  MH_SDK_TRY {
+    const mh_plugin_descriptor* descs[] = {&descriptor()};
+    MH_CHECK(id != nullptr && sdk::find_descriptor(descs, 1, id) == 0, MH_ERR_NOT_FOUND, "gpt: unknown model id '",
+             id ? id : "(null)", "'\nHINT: this library provides \"gpt\" (alias \"GPTModel\")");
+    MH_CHECK(args != nullptr && out != nullptr && out_api != nullptr, MH_ERR_INVALID_ARG,
+             "gpt: create got a NULL argument");
+    MH_CHECK(args->struct_size >= sizeof(mh_model_create_args), MH_ERR_INVALID_ARG,
+             "gpt: mh_model_create_args.struct_size = ", args->struct_size, " is smaller than this plugin's ",
+             sizeof(mh_model_create_args), "\nHINT: the host's headers are older than the plugin's");
+    const sdk::Config cfg(host, args->config);
+    const GptConfig config = parse_config(cfg, args->padded_vocab_size);
+    const at::Device device = sdk::to_torch_device(args->device);
+    const at::ScalarType dtype = sdk::to_scalar_type(args->param_dtype);
+    MH_CHECK(at::isFloatingType(dtype), MH_ERR_INVALID_ARG, "gpt: param_dtype ", c10::toString(dtype),
+             " is not a floating type\nHINT: use float32 (bf16/fp16 mixed precision keeps fp32 masters in the core)");
+    const auto& rng = sdk::service<mh_rng_service>(host, MH_SERVICE_RNG);
+    const uint64_t init_seed = rng.derive_seed(host, "model.init", 0, MH_SEED_SAME_ON_ALL_RANKS);
+
+    auto inst = std::make_unique<Instance>();
+    inst->host = host;
+    inst->name = args->instance_name != nullptr ? args->instance_name : "model";
+    inst->model = std::make_unique<GptModel>(config, device, dtype, init_seed);
+    const auto& t = config.transformer;
+    sdk::log(host, MH_LOG_INFO, inst->name.c_str(), "gpt: ", t.num_layers, " layers, hidden ", t.hidden_size,
+             ", heads ", t.num_attention_heads, " (groups ", t.num_query_groups, "), ffn ", t.ffn_hidden_size,
+             ", vocab ", config.padded_vocab_size, ", ", inst->model->params.numel(), " parameters on ", device.str());
+    *out = reinterpret_cast<mh_model*>(inst.release());
+    *out_api = &kModelApi;
+    return nullptr;
+  }
+  MH_SDK_CATCH(host)
+}
+
+const mh_model_factory kFactory = {MH_TABLE_HEADER(mh_model_factory), gpt_count, gpt_descriptor, gpt_create};
+
+const void* get_factory(const char* id) {
+  return std::strcmp(id, MH_FACTORY_MODEL) == 0 ? &kFactory : nullptr;
+}
+
+}  // namespace
+}  // namespace megahost::gpt
+
+MH_SDK_PLUGIN_ENTRY(megahost::gpt::get_factory)

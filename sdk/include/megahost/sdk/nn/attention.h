@@ -1,0 +1,46 @@
+// megahost SDK — Megatron-Core's SelfAttention: fused QKV projection, rotary, causal
+// scaled-dot-product attention (grouped-query when num_query_groups < num_attention_heads),
+// output projection.
+//
+// linear_qkv (column parallel) produces, per query group g, the group's heads' queries, then its
+// key, then its value — [s, b, ng, (np/ng + 2) * hn] — so a checkpoint of Megatron-Core loads
+// unchanged and each TP rank holds whole groups. Query head i attends with group i / (np/ng).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+#include "megahost/sdk/nn/linear.h"
+#include "megahost/sdk/nn/params.h"
+#include "megahost/sdk/nn/transformer_config.h"
+
+namespace megahost::sdk::nn {
+
+class SelfAttention {
+ public:
+  // Registers "<prefix>.linear_qkv.*" and "<prefix>.linear_proj.*".
+  SelfAttention(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg);
+
+  // x [s, b, hidden]; rotary_freqs [s, 1, 1, rot_dim] or undefined -> [s, b, hidden].
+  // Causal; attention dropout only when training.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const;
+
+  // The pieces of forward, exposed for tests: x [s, b, hidden] ->
+  // q [s, b, np, hn], k [s, b, ng, hn], v [s, b, ng, hn].
+  void query_key_value(const at::Tensor& x, at::Tensor* q, at::Tensor* k, at::Tensor* v) const;
+
+  ColumnParallelLinear linear_qkv;
+  RowParallelLinear linear_proj;
+
+ private:
+  int64_t heads_, groups_, head_dim_;
+  double attention_dropout_;
+};
+
+// Causal attention with grouped-query expansion: q [s, b, np, hn], k/v [s, b, ng, hn] ->
+// context [s, b, np * hn]. Uses megahost::compat::causal_attention (fused kernels on 2.x).
+at::Tensor causal_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                        double dropout_p);
+
+}  // namespace megahost::sdk::nn

@@ -1,0 +1,33 @@
+// megahost SDK — Megatron-Core's MLP: linear_fc1 (column parallel) -> activation -> linear_fc2
+// (row parallel).
+//   GeLU:   fc1 [hidden -> ffn],     act = gelu (exact erf form, torch's default)
+//   SwiGLU: fc1 [hidden -> 2 * ffn], act = silu(first half) * second half   (gate, then up)
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+#include "megahost/sdk/nn/linear.h"
+#include "megahost/sdk/nn/params.h"
+#include "megahost/sdk/nn/transformer_config.h"
+
+namespace megahost::sdk::nn {
+
+// x [..., 2 * ffn] -> silu(x[..., :ffn]) * x[..., ffn:]
+at::Tensor swiglu(const at::Tensor& x);
+
+class MLP {
+ public:
+  // Registers "<prefix>.linear_fc1.*" and "<prefix>.linear_fc2.*".
+  MLP(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg);
+  at::Tensor forward(const at::Tensor& x) const;  // [..., hidden] -> [..., hidden]
+
+  ColumnParallelLinear linear_fc1;
+  RowParallelLinear linear_fc2;
+
+ private:
+  Activation activation_;
+};
+
+}  // namespace megahost::sdk::nn

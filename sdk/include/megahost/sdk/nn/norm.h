@@ -1,0 +1,52 @@
+// megahost SDK — LayerNorm and RMSNorm over the last dim, and Norm that is either (the
+// recipe's normalization = "LayerNorm" | "RMSNorm"). Weights start at one, biases at zero; both
+// are replicated across TP ranks and carry MH_PARAM_NO_WEIGHT_DECAY.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+#include <string>
+
+#include "megahost/sdk/nn/params.h"
+#include "megahost/sdk/nn/transformer_config.h"
+
+namespace megahost::sdk::nn {
+
+// y = (x - mean) / sqrt(var + eps) * weight + bias   (biased variance, as torch)
+at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps);
+// y = x / sqrt(mean(x^2) + eps) * weight, statistics in float32 (as the fused kernels do)
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+class LayerNorm {
+ public:
+  // Registers "<prefix>.weight" (ones) and "<prefix>.bias" (zeros), [hidden] each.
+  LayerNorm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, double eps);
+  at::Tensor forward(const at::Tensor& x) const { return layer_norm(x, weight, bias, eps); }
+  at::Tensor weight, bias;
+  double eps;
+};
+
+class RMSNorm {
+ public:
+  // Registers "<prefix>.weight" (ones), [hidden].
+  RMSNorm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, double eps);
+  at::Tensor forward(const at::Tensor& x) const { return rms_norm(x, weight, eps); }
+  at::Tensor weight;
+  double eps;
+};
+
+class Norm {
+ public:
+  Norm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, NormKind kind, double eps);
+  at::Tensor forward(const at::Tensor& x) const;  // [..., hidden] -> same
+
+ private:
+  std::optional<LayerNorm> layer_norm_;
+  std::optional<RMSNorm> rms_norm_;
+};
+
+// Parses "LayerNorm" | "RMSNorm"; false for anything else.
+bool parse_norm_kind(const std::string& name, NormKind* out);
+
+}  // namespace megahost::sdk::nn

@@ -1,0 +1,84 @@
+// megahost SDK — the parameter registry of a model: creation, Megatron-style init, gradients
+// that never move, and the mh_param_view each parameter shows the host.
+//
+// Every parameter is a leaf at::Tensor with requires_grad, registered under its Megatron-Core
+// state-dict name. Its gradient is allocated at creation (zeros, same shape, dtype, device) and
+// installed as the tensor's .grad: autograd then accumulates into that storage in place (it only
+// replaces a defined .grad when create_graph=true), so the DLPack views handed to the host stay
+// valid for the model's lifetime.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "megahost/megahost.h"
+
+namespace megahost::sdk::nn {
+
+// How a parameter is first filled (Megatron: weights normal(0, std), biases zero, norm weights one).
+struct Init {
+  enum class Kind { Zeros, Ones, Normal };
+  Kind kind = Kind::Zeros;
+  double std = 0.0;
+
+  static Init zeros() { return {Kind::Zeros, 0.0}; }
+  static Init ones() { return {Kind::Ones, 0.0}; }
+  static Init normal(double std) { return {Kind::Normal, std}; }
+};
+
+// "a.b" + "c" -> "a.b.c" (an empty prefix adds nothing).
+std::string join_name(const std::string& prefix, const std::string& name);
+
+// The seed of one parameter's generator: a mix of the model's init seed and its name, so a
+// parameter gets the same values whichever other parameters this process builds (pipeline
+// stages hold different layers; creation order may change).
+uint64_t param_seed(uint64_t init_seed, const std::string& name);
+
+struct Param {
+  std::string name;             // "decoder.layers.0.mlp.linear_fc1.weight"
+  at::Tensor data;              // the leaf parameter, contiguous, requires_grad
+  at::Tensor grad;              // same shape; data.grad() is this tensor
+  int32_t tensor_parallel_dim;  // dim split across tensor-parallel ranks, -1 if replicated
+  uint32_t flags;               // MH_PARAM_*
+};
+
+class ParamRegistry {
+ public:
+  // init_seed: the host's derive_seed("model.init", 0, MH_SEED_SAME_ON_ALL_RANKS).
+  ParamRegistry(at::Device device, at::ScalarType dtype, uint64_t init_seed);
+  ParamRegistry(const ParamRegistry&) = delete;
+  ParamRegistry& operator=(const ParamRegistry&) = delete;
+
+  // Creates, initialises and registers a parameter; returns the leaf tensor. Normal draws come
+  // from a CPU generator seeded with param_seed(init_seed, name), in float32, then are cast and
+  // copied to the device: the values do not depend on device or dtype.
+  at::Tensor create(const std::string& name, at::IntArrayRef shape, const Init& init,
+                    int32_t tensor_parallel_dim, uint32_t flags);
+
+  void add_flags(const std::string& name, uint32_t flags);  // throws if the name is unknown
+  const Param* find(const std::string& name) const;          // nullptr if unknown
+  const std::vector<Param>& params() const { return params_; }
+  int64_t numel() const;
+
+  // Zeroes every gradient in place (never frees or replaces it). Also repairs a .grad that
+  // someone replaced, so the host's views stay live.
+  void zero_grad();
+
+  // Calls fn once per parameter, in creation order, with an mh_param_view whose DLTensors are
+  // borrowed for the callback. Returns the first visitor error (the visit stops there).
+  mh_error* visit(mh_param_visit_fn fn, void* ctx) const;
+
+  at::Device device() const { return device_; }
+  at::ScalarType dtype() const { return dtype_; }
+
+ private:
+  at::Device device_;
+  at::ScalarType dtype_;
+  uint64_t init_seed_;
+  std::vector<Param> params_;
+};
+
+}  // namespace megahost::sdk::nn

@@ -1,0 +1,34 @@
+// megahost SDK — rotary position embedding, Megatron-Core's convention:
+//
+//   dim      = int(kv_channels * rotary_percent)          (the leading dims of each head rotate)
+//   inv_freq = 1 / rotary_base^(arange(0, dim, 2) / dim)   [dim/2]
+//   freqs    = cat(pos ⊗ inv_freq, pos ⊗ inv_freq)        [s, dim]   (halves, not interleaved)
+//   rotate_half(x) = cat(-x[..., dim/2:], x[..., :dim/2])
+//   x_rot    = x * cos(freqs) + rotate_half(x) * sin(freqs);  dims past `dim` pass through
+//
+// Positions are 0..s-1 for every sequence (Megatron's GPTModel ignores position_ids for rope).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace megahost::sdk::nn {
+
+class RotaryEmbedding {
+ public:
+  RotaryEmbedding(int64_t kv_channels, double rotary_percent, double rotary_base);
+  // Angles for positions 0..seq_len-1: [s, 1, 1, dim] float32 on `device`.
+  at::Tensor forward(int64_t seq_len, at::Device device) const;
+  int64_t dim() const { return dim_; }
+
+ private:
+  int64_t dim_;
+  double base_;
+};
+
+// t [s, b, heads, head_dim]; freqs [s, 1, 1, dim] with dim <= head_dim. cos/sin are computed
+// in float32 and cast to t's dtype, as Megatron does.
+at::Tensor apply_rotary_pos_emb(const at::Tensor& t, const at::Tensor& freqs);
+
+}  // namespace megahost::sdk::nn

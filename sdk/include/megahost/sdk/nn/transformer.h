@@ -1,0 +1,52 @@
+// megahost SDK — Megatron-Core's pre-norm TransformerLayer and the TransformerBlock (a stack of
+// layers plus final_layernorm).
+//
+//   h = x + dropout(self_attention(input_layernorm(x)))
+//   y = h + dropout(mlp(pre_mlp_layernorm(h)))
+//
+// Hidden states are [s, b, hidden] (sequence first, as Megatron: sequence parallelism splits dim 0).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "megahost/sdk/nn/attention.h"
+#include "megahost/sdk/nn/mlp.h"
+#include "megahost/sdk/nn/norm.h"
+#include "megahost/sdk/nn/params.h"
+#include "megahost/sdk/nn/transformer_config.h"
+
+namespace megahost::sdk::nn {
+
+class TransformerLayer {
+ public:
+  // prefix: "decoder.layers.<N>" with N the GLOBAL layer index.
+  TransformerLayer(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg);
+  // x [s, b, hidden]; rotary_freqs as SelfAttention -> [s, b, hidden]
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const;
+
+  Norm input_layernorm;
+  SelfAttention self_attention;
+  Norm pre_mlp_layernorm;
+  MLP mlp;
+
+ private:
+  double hidden_dropout_;
+};
+
+class TransformerBlock {
+ public:
+  // Builds layers [first_layer, first_layer + num_local_layers) named "<prefix>.layers.N";
+  // with_final_layernorm adds "<prefix>.final_layernorm" (the last pipeline stage).
+  TransformerBlock(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg,
+                   int64_t first_layer, int64_t num_local_layers, bool with_final_layernorm);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const;
+
+  std::vector<std::unique_ptr<TransformerLayer>> layers;
+  std::unique_ptr<Norm> final_layernorm;  // null when not the last stage
+};
+
+}  // namespace megahost::sdk::nn

@@ -1,0 +1,39 @@
+// megahost SDK — the shape and behaviour of a transformer, named as Megatron-Core's
+// TransformerConfig (and Megatron-LM's command-line arguments) name them.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+namespace megahost::sdk::nn {
+
+enum class NormKind { LayerNorm, RMSNorm };
+enum class Activation { GeLU, SwiGLU };
+
+struct TransformerConfig {
+  int64_t num_layers = 0;
+  int64_t hidden_size = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_query_groups = 0;  // = num_attention_heads without grouped-query attention
+  int64_t kv_channels = 0;       // head dim; Megatron's default hidden_size / heads
+  int64_t ffn_hidden_size = 0;   // MLP width (fc1 outputs 2x this under SwiGLU)
+  NormKind normalization = NormKind::LayerNorm;
+  double norm_epsilon = 1e-5;
+  Activation activation = Activation::GeLU;
+  bool add_bias_linear = true;  // biases of every linear layer
+  bool add_qkv_bias = false;    // bias of linear_qkv even without add_bias_linear
+  double hidden_dropout = 0.1;
+  double attention_dropout = 0.1;
+  double init_method_std = 0.02;
+
+  // Megatron's scaled_init_method_normal: output-side layers (linear_proj, linear_fc2) start
+  // with std / sqrt(2 * num_layers) so the residual stream's variance does not grow with depth.
+  double output_layer_init_std() const {
+    return init_method_std / std::sqrt(2.0 * static_cast<double>(num_layers));
+  }
+  int64_t query_projection_size() const { return kv_channels * num_attention_heads; }
+  int64_t kv_projection_size() const { return kv_channels * num_query_groups; }
+};
+
+}  // namespace megahost::sdk::nn

@@ -1,0 +1,58 @@
+// megahost SDK — self-attention (see megahost/sdk/nn/attention.h).
+#include "megahost/sdk/nn/attention.h"
+
+#include "megahost/sdk/compat.h"
+#include "megahost/sdk/error.h"
+#include "megahost/sdk/nn/rotary.h"
+
+namespace megahost::sdk::nn {
+
+SelfAttention::SelfAttention(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg)
+    : linear_qkv(reg, join_name(prefix, "linear_qkv"), cfg.hidden_size,
+                 cfg.query_projection_size() + 2 * cfg.kv_projection_size(), cfg.add_bias_linear || cfg.add_qkv_bias,
+                 Init::normal(cfg.init_method_std)),
+      linear_proj(reg, join_name(prefix, "linear_proj"), cfg.query_projection_size(), cfg.hidden_size,
+                  cfg.add_bias_linear, Init::normal(cfg.output_layer_init_std())),
+      heads_(cfg.num_attention_heads),
+      groups_(cfg.num_query_groups),
+      head_dim_(cfg.kv_channels),
+      attention_dropout_(cfg.attention_dropout) {
+  MH_CHECK(groups_ > 0 && heads_ % groups_ == 0, MH_ERR_INVALID_ARG, "num_attention_heads (", heads_,
+           ") must be a multiple of num_query_groups (", groups_, ")");
+}
+
+void SelfAttention::query_key_value(const at::Tensor& x, at::Tensor* q, at::Tensor* k, at::Tensor* v) const {
+  const int64_t s = x.size(0), b = x.size(1), per_group = heads_ / groups_;
+  // [s, b, ng * (np/ng + 2) * hn] -> [s, b, ng, (np/ng + 2) * hn]
+  const at::Tensor mixed = linear_qkv.forward(x).view({s, b, groups_, (per_group + 2) * head_dim_});
+  *q = mixed.narrow(3, 0, per_group * head_dim_).reshape({s, b, heads_, head_dim_});  // [s, b, np, hn]
+  *k = mixed.narrow(3, per_group * head_dim_, head_dim_);                                // [s, b, ng, hn]
+  *v = mixed.narrow(3, (per_group + 1) * head_dim_, head_dim_);                          // [s, b, ng, hn]
+}
+
+at::Tensor SelfAttention::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const {
+  at::Tensor q, k, v;
+  query_key_value(x, &q, &k, &v);
+  if (rotary_freqs.defined()) {
+    q = apply_rotary_pos_emb(q, rotary_freqs);
+    k = apply_rotary_pos_emb(k, rotary_freqs);
+  }
+  const at::Tensor context = causal_dot_product_attention(q, k, v, training ? attention_dropout_ : 0.0);
+  return linear_proj.forward(context);  // [s, b, hidden]
+}
+
+at::Tensor causal_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                        double dropout_p) {
+  const int64_t s = q.size(0), b = q.size(1), heads = q.size(2), groups = k.size(2), hn = q.size(3);
+  at::Tensor key = k, value = v;
+  if (groups != heads) {  // grouped-query: query head i uses group i / (np / ng)
+    key = k.repeat_interleave(heads / groups, /*dim=*/2);
+    value = v.repeat_interleave(heads / groups, /*dim=*/2);
+  }
+  // [s, b, n, hn] -> [b, n, s, hn], the layout of scaled_dot_product_attention
+  const at::Tensor out = compat::causal_attention(q.permute({1, 2, 0, 3}), key.permute({1, 2, 0, 3}),
+                                                  value.permute({1, 2, 0, 3}), dropout_p);
+  return out.permute({2, 0, 1, 3}).reshape({s, b, heads * hn});  // [s, b, np * hn]
+}
+
+}  // namespace megahost::sdk::nn

@@ -1,0 +1,28 @@
+// megahost SDK — MLP (see megahost/sdk/nn/mlp.h).
+#include "megahost/sdk/nn/mlp.h"
+
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/gelu.h>
+#include <ATen/ops/silu.h>
+
+namespace megahost::sdk::nn {
+
+at::Tensor swiglu(const at::Tensor& x) {
+  const int64_t ffn = x.size(-1) / 2;
+  return at::silu(x.narrow(-1, 0, ffn)) * x.narrow(-1, ffn, ffn);
+}
+
+MLP::MLP(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg)
+    : linear_fc1(reg, join_name(prefix, "linear_fc1"), cfg.hidden_size,
+                 cfg.activation == Activation::SwiGLU ? 2 * cfg.ffn_hidden_size : cfg.ffn_hidden_size,
+                 cfg.add_bias_linear, Init::normal(cfg.init_method_std)),
+      linear_fc2(reg, join_name(prefix, "linear_fc2"), cfg.ffn_hidden_size, cfg.hidden_size, cfg.add_bias_linear,
+                 Init::normal(cfg.output_layer_init_std())),
+      activation_(cfg.activation) {}
+
+at::Tensor MLP::forward(const at::Tensor& x) const {
+  const at::Tensor h = linear_fc1.forward(x);  // [..., ffn] or [..., 2 * ffn]
+  return linear_fc2.forward(activation_ == Activation::SwiGLU ? swiglu(h) : at::gelu(h));
+}
+
+}  // namespace megahost::sdk::nn

@@ -1,0 +1,48 @@
+// megahost SDK — LayerNorm / RMSNorm (see megahost/sdk/nn/norm.h).
+#include "megahost/sdk/nn/norm.h"
+
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/layer_norm.h>
+#include <ATen/ops/rsqrt.h>
+
+namespace megahost::sdk::nn {
+
+at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps) {
+  return at::layer_norm(x, {x.size(-1)}, weight, bias, eps);
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  const at::Tensor xf = x.to(at::kFloat);
+  const at::Tensor inv_rms = at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);  // [..., 1]
+  return (xf * inv_rms).to(x.scalar_type()) * weight;
+}
+
+LayerNorm::LayerNorm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, double eps_)
+    : eps(eps_) {
+  weight = reg.create(join_name(prefix, "weight"), {hidden_size}, Init::ones(), -1, MH_PARAM_NO_WEIGHT_DECAY);
+  bias = reg.create(join_name(prefix, "bias"), {hidden_size}, Init::zeros(), -1, MH_PARAM_NO_WEIGHT_DECAY);
+}
+
+RMSNorm::RMSNorm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, double eps_) : eps(eps_) {
+  weight = reg.create(join_name(prefix, "weight"), {hidden_size}, Init::ones(), -1, MH_PARAM_NO_WEIGHT_DECAY);
+}
+
+Norm::Norm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, NormKind kind, double eps) {
+  if (kind == NormKind::LayerNorm)
+    layer_norm_.emplace(reg, prefix, hidden_size, eps);
+  else
+    rms_norm_.emplace(reg, prefix, hidden_size, eps);
+}
+
+at::Tensor Norm::forward(const at::Tensor& x) const {
+  return layer_norm_ ? layer_norm_->forward(x) : rms_norm_->forward(x);
+}
+
+bool parse_norm_kind(const std::string& name, NormKind* out) {
+  if (name == "LayerNorm") *out = NormKind::LayerNorm;
+  else if (name == "RMSNorm") *out = NormKind::RMSNorm;
+  else return false;
+  return true;
+}
+
+}  // namespace megahost::sdk::nn

@@ -1,0 +1,103 @@
+// megahost SDK — parameter registry (see megahost/sdk/nn/params.h).
+#include "megahost/sdk/nn/params.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros_like.h>
+#include <c10/core/GradMode.h>
+
+#include "megahost/sdk/error.h"
+#include "megahost/sdk/torch_interop.h"
+
+namespace megahost::sdk::nn {
+
+std::string join_name(const std::string& prefix, const std::string& name) {
+  return prefix.empty() ? name : prefix + "." + name;
+}
+
+uint64_t param_seed(uint64_t init_seed, const std::string& name) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over the name
+  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
+  uint64_t z = init_seed ^ h;  // splitmix64 finaliser so nearby names land far apart
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+ParamRegistry::ParamRegistry(at::Device device, at::ScalarType dtype, uint64_t init_seed)
+    : device_(device), dtype_(dtype), init_seed_(init_seed) {}
+
+at::Tensor ParamRegistry::create(const std::string& name, at::IntArrayRef shape, const Init& init,
+                                 int32_t tensor_parallel_dim, uint32_t flags) {
+  MH_CHECK(find(name) == nullptr, MH_ERR_INTERNAL, "parameter '", name, "' is registered twice",
+           "\nHINT: this is a bug in the model plugin");
+  MH_CHECK(tensor_parallel_dim >= -1 && tensor_parallel_dim < static_cast<int64_t>(shape.size()),
+           MH_ERR_INTERNAL, "parameter '", name, "': tensor_parallel_dim ", tensor_parallel_dim,
+           " is out of range for a ", shape.size(), "-d tensor");
+  at::NoGradGuard no_grad;
+  // Drawn in float32 on the CPU so the values are the same for every device and dtype.
+  at::Tensor cpu = at::empty(shape, at::TensorOptions().dtype(at::kFloat));
+  switch (init.kind) {
+    case Init::Kind::Zeros: cpu.zero_(); break;
+    case Init::Kind::Ones: cpu.fill_(1.0); break;
+    case Init::Kind::Normal: {
+      at::Generator gen = at::detail::createCPUGenerator(param_seed(init_seed_, name));
+      cpu.normal_(0.0, init.std, gen);
+      break;
+    }
+  }
+  at::Tensor data = cpu.to(at::TensorOptions().device(device_).dtype(dtype_)).contiguous();
+  at::Tensor grad = at::zeros_like(data);
+  data.set_requires_grad(true);
+  data.mutable_grad() = grad;
+  params_.push_back(Param{name, data, grad, tensor_parallel_dim, flags});
+  return data;
+}
+
+void ParamRegistry::add_flags(const std::string& name, uint32_t flags) {
+  for (auto& p : params_)
+    if (p.name == name) {
+      p.flags |= flags;
+      return;
+    }
+  throw Error(MH_ERR_INTERNAL, str_cat("no parameter named '", name, "'"));
+}
+
+const Param* ParamRegistry::find(const std::string& name) const {
+  for (const auto& p : params_)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+int64_t ParamRegistry::numel() const {
+  int64_t n = 0;
+  for (const auto& p : params_) n += p.data.numel();
+  return n;
+}
+
+void ParamRegistry::zero_grad() {
+  at::NoGradGuard no_grad;
+  for (auto& p : params_) {
+    p.grad.zero_();
+    // Someone (a torch optimizer, Module::zero_grad(set_to_none)) may have swapped .grad out:
+    // put ours back so backward keeps accumulating where the host's views point.
+    if (!p.data.grad().defined() || !p.data.grad().is_same(p.grad)) p.data.mutable_grad() = p.grad;
+  }
+}
+
+mh_error* ParamRegistry::visit(mh_param_visit_fn fn, void* ctx) const {
+  for (const auto& p : params_) {
+    DLView data(p.data), grad(p.grad);
+    mh_param_view view{};
+    view.struct_size = sizeof(mh_param_view);
+    view.name = p.name.c_str();
+    view.data = data.get();
+    view.grad = grad.get();
+    view.tensor_parallel_dim = p.tensor_parallel_dim;
+    view.flags = p.flags;
+    if (mh_error* err = fn(ctx, &view)) return err;
+  }
+  return nullptr;
+}
+
+}  // namespace megahost::sdk::nn

@@ -1,0 +1,48 @@
+// megahost SDK — rotary position embedding (see megahost/sdk/nn/rotary.h).
+#include "megahost/sdk/nn/rotary.h"
+
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/cos.h>
+#include <ATen/ops/outer.h>
+#include <ATen/ops/pow.h>
+#include <ATen/ops/sin.h>
+
+#include "megahost/sdk/error.h"
+
+namespace megahost::sdk::nn {
+
+RotaryEmbedding::RotaryEmbedding(int64_t kv_channels, double rotary_percent, double rotary_base)
+    : dim_(static_cast<int64_t>(static_cast<double>(kv_channels) * rotary_percent)), base_(rotary_base) {
+  MH_CHECK(dim_ > 0 && dim_ % 2 == 0 && dim_ <= kv_channels, MH_ERR_INVALID_ARG, "rotary dim int(kv_channels * ",
+           "rotary_percent) = ", dim_, " must be even and in (0, kv_channels = ", kv_channels, "]",
+           "\nHINT: pick rotary_percent so that kv_channels * rotary_percent is an even integer");
+}
+
+at::Tensor RotaryEmbedding::forward(int64_t seq_len, at::Device device) const {
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
+  const at::Tensor exponent = at::arange(0, dim_, 2, f32) / static_cast<double>(dim_);  // [dim/2]
+  const at::Tensor inv_freq = 1.0 / at::pow(base_, exponent);                           // [dim/2]
+  const at::Tensor freqs = at::outer(at::arange(seq_len, f32), inv_freq);               // [s, dim/2]
+  return at::cat({freqs, freqs}, -1).view({seq_len, 1, 1, dim_});                      // [s, 1, 1, dim]
+}
+
+namespace {
+at::Tensor rotate_half(const at::Tensor& x) {  // [..., d] -> cat(-x2, x1)
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+}  // namespace
+
+at::Tensor apply_rotary_pos_emb(const at::Tensor& t, const at::Tensor& freqs) {
+  const int64_t rot = freqs.size(-1);
+  const at::Tensor cos = at::cos(freqs).to(t.scalar_type());
+  const at::Tensor sin = at::sin(freqs).to(t.scalar_type());
+  const at::Tensor t_rot = t.narrow(-1, 0, rot);
+  const at::Tensor rotated = t_rot * cos + rotate_half(t_rot) * sin;
+  if (rot == t.size(-1)) return rotated;
+  return at::cat({rotated, t.narrow(-1, rot, t.size(-1) - rot)}, -1);
+}
+
+}  // namespace megahost::sdk::nn
