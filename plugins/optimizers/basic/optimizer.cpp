@@ -1,0 +1,112 @@
+#include "optimizer.h"
+
+#include <map>
+#include <tuple>
+
+#include "megahost/sdk/torch_interop.h"
+
+namespace megahost::optim {
+
+using sdk::DLView;
+using sdk::str_cat;
+using sdk::to_torch;
+
+namespace {
+
+// fp64 params keep fp64 state; everything else (fp32, bf16, fp16) works in fp32.
+at::ScalarType working_dtype(at::ScalarType param) { return param == at::kDouble ? at::kDouble : at::kFloat; }
+
+}  // namespace
+
+Optimizer::Optimizer(const mh_host* host, std::vector<std::string> state_names)
+    : host_(host), state_names_(std::move(state_names)), step_(at::zeros({1}, at::kLong)) {}
+
+int64_t Optimizer::steps_taken() const { return step_.data_ptr<int64_t>()[0]; }
+
+void Optimizer::setup(const mh_param_view* params, size_t n) {
+  MH_CHECK(!ready_, MH_ERR_INVALID_ARG, "optimizer setup called twice");
+  MH_CHECK(params != nullptr || n == 0, MH_ERR_INVALID_ARG, "optimizer setup: null parameter list");
+  slots_.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const mh_param_view& v = params[i];
+    MH_CHECK(v.name != nullptr && v.data != nullptr, MH_ERR_INVALID_ARG, "optimizer setup: parameter ", i,
+             " has no name or data");
+    at::Tensor p = to_torch(v.data);
+    MH_CHECK(at::isFloatingType(p.scalar_type()), MH_ERR_INVALID_ARG, "parameter '", v.name, "' is ",
+             c10::toString(p.scalar_type()), "; only floating-point parameters can be optimized");
+    Slot s;
+    s.name = v.name;
+    s.shape = p.sizes().vec();
+    s.dtype = p.scalar_type();
+    s.device = p.device();
+    for (size_t k = 0; k < state_names_.size(); ++k)
+      s.state.push_back(at::zeros(p.sizes(), p.options().dtype(working_dtype(s.dtype))));
+    slots_.push_back(std::move(s));
+  }
+  ready_ = true;
+}
+
+void Optimizer::check_same_params(const mh_param_view* params, size_t n, const char* call) const {
+  MH_CHECK(ready_, MH_ERR_INVALID_ARG, "optimizer ", call, " before setup. HINT: the host calls setup first");
+  MH_CHECK(n == slots_.size(), MH_ERR_INVALID_ARG, "optimizer ", call, " got ", n, " parameters, setup got ",
+           slots_.size(), ". HINT: pass the same parameter list, in the same order, to every call");
+  for (size_t i = 0; i < n; ++i) {
+    const mh_param_view& v = params[i];
+    const Slot& s = slots_[i];
+    MH_CHECK(v.name != nullptr && s.name == v.name, MH_ERR_INVALID_ARG, "optimizer ", call, ": parameter ", i, " is '",
+             v.name ? v.name : "(null)", "', setup had '", s.name, "'. HINT: keep the parameter order of setup");
+    MH_CHECK(v.data != nullptr && v.data->ndim == int32_t(s.shape.size()) &&
+                 std::equal(s.shape.begin(), s.shape.end(), v.data->shape),
+             MH_ERR_INVALID_ARG, "optimizer ", call, ": parameter '", s.name, "' changed shape since setup");
+  }
+}
+
+void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_step_args& args) {
+  check_same_params(params, n, "step");
+  MH_CHECK(args.lr >= 0 && args.weight_decay >= 0, MH_ERR_INVALID_ARG, "optimizer step: lr (", args.lr,
+           ") and weight_decay (", args.weight_decay, ") must be >= 0");
+  const int64_t t = steps_taken() + 1;
+
+  // Group parameters so each group is one set of _foreach_* calls.
+  std::map<std::tuple<std::string, int, bool>, Group> groups;
+  for (size_t i = 0; i < n; ++i) {
+    if (params[i].grad == nullptr) continue;  // no gradient, no update (as torch.optim skips p.grad None)
+    const Slot& s = slots_[i];
+    at::Tensor p = to_torch(params[i].data);
+    at::Tensor g = to_torch(params[i].grad);
+    MH_CHECK(p.device() == s.device && g.device() == s.device, MH_ERR_INVALID_ARG, "parameter '", s.name,
+             "' or its gradient is not on ", s.device.str(), " where setup found it");
+    const bool decay = (params[i].flags & MH_PARAM_NO_WEIGHT_DECAY) == 0;
+    Group& grp = groups[{s.device.str(), int(s.dtype), decay}];
+    grp.decay = decay;
+    const at::ScalarType wt = working_dtype(s.dtype);
+    if (p.scalar_type() == wt) {
+      grp.params.push_back(p);
+    } else {
+      grp.params.push_back(p.to(wt));  // half-precision param: update an fp32 copy, then write back
+      grp.write_back.push_back(p);
+    }
+    grp.grads.push_back(g.scalar_type() == wt ? g : g.to(wt));
+    grp.state.resize(state_names_.size());
+    for (size_t k = 0; k < state_names_.size(); ++k) grp.state[k].push_back(s.state[k]);
+  }
+  for (auto& [key, grp] : groups) {
+    update(grp, args.lr, grp.decay ? args.weight_decay : 0.0, t);
+    for (size_t i = 0; i < grp.write_back.size(); ++i) grp.write_back[i].copy_(grp.params[i]);
+  }
+  step_.data_ptr<int64_t>()[0] = t;
+}
+
+void Optimizer::visit_state(const mh_param_view* params, size_t n, mh_tensor_visit_fn fn, void* ctx) {
+  check_same_params(params, n, "visit_state");
+  auto visit = [&](const std::string& name, const at::Tensor& t) {
+    DLView view(t);
+    mh_named_tensor nt{name.c_str(), view.get()};
+    if (mh_error* err = fn(ctx, &nt)) throw sdk::HostError(host_, err);
+  };
+  for (const Slot& s : slots_)
+    for (size_t k = 0; k < state_names_.size(); ++k) visit(s.name + "." + state_names_[k], s.state[k]);
+  visit("step", step_);
+}
+
+}  // namespace megahost::optim

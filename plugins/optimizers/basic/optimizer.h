@@ -1,0 +1,61 @@
+// Basic optimizers — what AdamW and SGD share: per-parameter state tensors, the step counter,
+// grouping parameters for multi-tensor (_foreach_*) updates, and the visit_state view.
+//
+// State lives on the parameter's device, in fp32 (fp64 for fp64 parameters), same shape as the
+// parameter. It is allocated once at setup and never reallocated, so the views visit_state
+// hands out stay valid and the host can restore a checkpoint by writing into them.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "megahost/megahost.h"
+
+namespace megahost::optim {
+
+// Parameters that are updated together by one _foreach_* call: same device, same working
+// dtype, and the same weight-decay choice.
+struct Group {
+  bool decay = false;
+  std::vector<at::Tensor> params;  // working copies for half-precision params, else the live views
+  std::vector<at::Tensor> grads;   // in the working dtype
+  std::vector<std::vector<at::Tensor>> state;  // state[k][i]: state k of param i
+  std::vector<at::Tensor> write_back;  // live low-precision params to copy `params` into, or empty
+};
+
+class Optimizer {
+ public:
+  // state_names: per-parameter state, e.g. {"exp_avg", "exp_avg_sq"}. host: for errors.
+  Optimizer(const mh_host* host, std::vector<std::string> state_names);
+  virtual ~Optimizer() = default;
+
+  void setup(const mh_param_view* params, size_t n);
+  void step(const mh_param_view* params, size_t n, const mh_optimizer_step_args& args);
+  void visit_state(const mh_param_view* params, size_t n, mh_tensor_visit_fn fn, void* ctx);
+
+  int64_t steps_taken() const;
+
+ protected:
+  // One update of one group. wd is 0 for groups without decay; t is the 1-based step count.
+  virtual void update(Group& g, double lr, double wd, int64_t t) = 0;
+
+ private:
+  struct Slot {
+    std::string name;
+    std::vector<int64_t> shape;
+    at::ScalarType dtype;
+    at::Device device{at::kCPU};
+    std::vector<at::Tensor> state;  // one per state name
+  };
+  void check_same_params(const mh_param_view* params, size_t n, const char* call) const;
+
+  const mh_host* host_;
+  std::vector<std::string> state_names_;
+  std::vector<Slot> slots_;
+  at::Tensor step_;  // int64 [1] on the CPU: number of steps taken (drives bias correction)
+  bool ready_ = false;
+};
+
+}  // namespace megahost::optim

@@ -1,0 +1,334 @@
+// AdamW and SGD plugins against torch::optim::AdamW / SGD, weight-decay flags, and the state
+// round trip through visit_state that checkpoints rely on.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "megahost/core/error.h"
+#include "megahost/core/instances.h"
+#include "megahost/core/plugins.h"
+#include "megahost/sdk/torch_interop.h"
+#include "plugin_dir.h"
+
+namespace {
+
+using megahost::core::Model;
+using megahost::core::Optimizer;
+using megahost::core::PluginRegistry;
+
+const PluginRegistry& registry() {
+  static const PluginRegistry reg({megahost::test::plugin_dir_with(MH_TEST_PLUGIN_FILE)});
+  return reg;
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const std::string& id, const std::string& toml = "",
+                                          DLDevice device = {kDLCPU, 0}) {
+  auto cfg = megahost::core::parse_config_section(toml, "test.toml", "optimizer");
+  return megahost::core::create_optimizer(registry(), id, cfg, device);
+}
+
+// Parameters and gradients as the host hands them to an optimizer.
+struct Params {
+  std::vector<std::string> names;
+  std::vector<at::Tensor> data, grad;
+  std::vector<uint32_t> flags;
+  std::unique_ptr<Model::AbiParams> abi;
+
+  void build() {
+    abi = std::make_unique<Model::AbiParams>();
+    abi->names = names;
+    for (size_t i = 0; i < names.size(); ++i) {
+      for (const at::Tensor* t : {&data[i], &grad[i]}) {
+        auto dl = std::make_unique<DLTensor>();
+        abi->shapes.push_back(t->sizes().vec());
+        dl->data = t->data_ptr();
+        dl->device = megahost::sdk::to_dl_device(t->device());
+        dl->ndim = int32_t(t->dim());
+        dl->dtype = megahost::sdk::to_dl_dtype(t->scalar_type());
+        dl->shape = abi->shapes.back().data();
+        dl->strides = nullptr;
+        dl->byte_offset = 0;
+        abi->tensors.push_back(std::move(dl));
+      }
+    }
+    for (size_t i = 0; i < names.size(); ++i) {
+      mh_param_view v{};
+      v.struct_size = sizeof(v);
+      v.name = abi->names[i].c_str();
+      v.data = abi->tensors[2 * i].get();
+      v.grad = abi->tensors[2 * i + 1].get();
+      v.tensor_parallel_dim = -1;
+      v.flags = flags[i];
+      abi->views.push_back(v);
+    }
+  }
+};
+
+// A few shapes, one of them (a "bias") without weight decay.
+Params random_params(uint64_t seed, at::TensorOptions opts = at::kFloat) {
+  torch::manual_seed(seed);
+  Params p;
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> spec = {
+      {"embedding.weight", {11, 8}}, {"layers.0.linear.weight", {8, 8}}, {"layers.0.linear.bias", {8}},
+      {"layers.0.norm.weight", {2, 3, 4}}};
+  for (const auto& [name, shape] : spec) {
+    p.names.push_back(name);
+    p.data.push_back(torch::randn(shape, opts));
+    p.grad.push_back(torch::zeros(shape, opts));
+    p.flags.push_back(name.find("bias") != std::string::npos || name.find("norm") != std::string::npos
+                          ? MH_PARAM_NO_WEIGHT_DECAY
+                          : 0u);
+  }
+  p.build();
+  return p;
+}
+
+// Reference copies as leaf tensors for torch::optim.
+std::vector<at::Tensor> reference_copies(const Params& p) {
+  std::vector<at::Tensor> out;
+  for (const auto& t : p.data) out.push_back(t.detach().clone().requires_grad_(true));
+  return out;
+}
+
+double max_abs_diff(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, (a[i].detach().cpu().to(at::kDouble) -
+                                                           b[i].detach().cpu().to(at::kDouble)).abs().max().item<double>());
+  return m;
+}
+
+// Fills the live gradients with fresh noise and hands the same values to the reference.
+void next_grads(Params& p, std::vector<at::Tensor>& ref) {
+  for (size_t i = 0; i < p.grad.size(); ++i) {
+    p.grad[i].copy_(torch::randn_like(p.grad[i]));
+    ref[i].mutable_grad() = p.grad[i].clone();
+  }
+}
+
+template <typename Options>
+std::vector<torch::optim::OptimizerParamGroup> two_groups(const Params& p, const std::vector<at::Tensor>& ref,
+                                                          Options decay, Options no_decay) {
+  std::vector<at::Tensor> a, b;
+  for (size_t i = 0; i < ref.size(); ++i) (p.flags[i] & MH_PARAM_NO_WEIGHT_DECAY ? b : a).push_back(ref[i]);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(a, std::make_unique<Options>(decay));
+  groups.emplace_back(b, std::make_unique<Options>(no_decay));
+  return groups;
+}
+
+void run_adamw_against_torch(at::TensorOptions opts) {
+  Params p = random_params(1, opts);
+  auto ref = reference_copies(p);
+  const double wd = 0.1;
+  auto decay = torch::optim::AdamWOptions(0.01).betas({0.9, 0.95}).eps(1e-8).weight_decay(wd);
+  auto no_decay = torch::optim::AdamWOptions(0.01).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.0);
+  torch::optim::AdamW torch_opt(two_groups(p, ref, decay, no_decay));
+
+  auto opt = make_optimizer("adamw", "adam_beta1 = 0.9\nadam_beta2 = 0.95\nadam_eps = 1e-8\n");
+  opt->setup(*p.abi);
+  for (int step = 1; step <= 20; ++step) {
+    const double lr = 0.01 * (1.0 - step / 40.0);  // a decaying schedule, as the host passes it
+    for (auto& g : torch_opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    next_grads(p, ref);
+    torch_opt.step();
+    opt->step(*p.abi, lr, wd, step);
+    ASSERT_LE(max_abs_diff(p.data, ref), 1e-6) << "step " << step;
+  }
+}
+
+TEST(AdamW, MatchesTorchAdamWOver20Steps) { run_adamw_against_torch(at::kFloat); }
+
+TEST(AdamW, MatchesTorchAdamWOnCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  run_adamw_against_torch(at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, 0));
+}
+
+TEST(AdamW, DefaultsAreMegatrons) {
+  // No keys: beta1 0.9, beta2 0.999, eps 1e-8, like torch's AdamW defaults.
+  Params p = random_params(2);
+  auto ref = reference_copies(p);
+  torch::optim::AdamW torch_opt(ref, torch::optim::AdamWOptions(1e-3).weight_decay(0.0));
+  auto opt = make_optimizer("adam");  // Megatron's --optimizer adam is this AdamW
+  opt->setup(*p.abi);
+  for (int step = 1; step <= 3; ++step) {
+    next_grads(p, ref);
+    torch_opt.step();
+    opt->step(*p.abi, 1e-3, 0.0, step);
+  }
+  EXPECT_LE(max_abs_diff(p.data, ref), 1e-6);
+}
+
+TEST(AdamW, Bfloat16ParamsMatchAnFp32UpdateRoundedEachStep) {
+  Params p = random_params(3, at::kBFloat16);
+  std::vector<at::Tensor> ref;
+  for (const auto& t : p.data) ref.push_back(t.to(at::kFloat).requires_grad_(true));
+  torch::optim::AdamW torch_opt(ref, torch::optim::AdamWOptions(0.01).weight_decay(0.0));
+  auto opt = make_optimizer("adamw");
+  opt->setup(*p.abi);
+  for (int step = 1; step <= 5; ++step) {
+    for (size_t i = 0; i < p.grad.size(); ++i) {
+      p.grad[i].copy_(torch::randn_like(p.grad[i]));
+      ref[i].mutable_grad() = p.grad[i].to(at::kFloat);
+    }
+    torch_opt.step();
+    torch::NoGradGuard no_grad;
+    for (auto& r : ref) r.copy_(r.to(at::kBFloat16).to(at::kFloat));
+    opt->step(*p.abi, 0.01, 0.0, step);
+    ASSERT_EQ(max_abs_diff(p.data, ref), 0.0) << "step " << step;
+  }
+}
+
+void run_sgd_against_torch(double momentum) {
+  Params p = random_params(4);
+  auto ref = reference_copies(p);
+  const double wd = 0.05;
+  auto decay = torch::optim::SGDOptions(0.1).momentum(momentum).weight_decay(wd);
+  auto no_decay = torch::optim::SGDOptions(0.1).momentum(momentum).weight_decay(0.0);
+  torch::optim::SGD torch_opt(two_groups(p, ref, decay, no_decay));
+  auto opt = make_optimizer("sgd", "sgd_momentum = " + std::to_string(momentum) + "\n");
+  opt->setup(*p.abi);
+  for (int step = 1; step <= 20; ++step) {
+    const double lr = 0.1 / step;
+    for (auto& g : torch_opt.param_groups()) static_cast<torch::optim::SGDOptions&>(g.options()).lr(lr);
+    next_grads(p, ref);
+    torch_opt.step();
+    opt->step(*p.abi, lr, wd, step);
+    ASSERT_LE(max_abs_diff(p.data, ref), 1e-6) << "step " << step;
+  }
+}
+
+TEST(SGD, MatchesTorchSGDWithMomentumOver20Steps) { run_sgd_against_torch(0.9); }
+TEST(SGD, MatchesTorchSGDWithoutMomentum) { run_sgd_against_torch(0.0); }
+
+// With zero gradients only weight decay moves a parameter: flagged ones must not move at all.
+void check_no_decay_flag(const std::string& id, double expected_factor) {
+  Params p = random_params(5);
+  std::vector<at::Tensor> before;
+  for (const auto& t : p.data) before.push_back(t.clone());
+  auto opt = make_optimizer(id, id == "sgd" ? "sgd_momentum = 0.0\n" : "");
+  opt->setup(*p.abi);
+  opt->step(*p.abi, /*lr=*/0.1, /*weight_decay=*/0.5, 1);
+  for (size_t i = 0; i < p.data.size(); ++i) {
+    if (p.flags[i] & MH_PARAM_NO_WEIGHT_DECAY) {
+      EXPECT_TRUE(torch::equal(p.data[i], before[i])) << p.names[i] << " is flagged no-weight-decay but changed";
+    } else {
+      EXPECT_TRUE(torch::allclose(p.data[i], before[i] * expected_factor, 1e-6, 1e-7)) << p.names[i];
+    }
+  }
+}
+
+TEST(AdamW, SkipsWeightDecayForFlaggedParams) { check_no_decay_flag("adamw", 1 - 0.1 * 0.5); }
+TEST(SGD, SkipsWeightDecayForFlaggedParams) { check_no_decay_flag("sgd", 1 - 0.1 * 0.5); }
+
+// Copies every state tensor out, by name.
+std::map<std::string, at::Tensor> save_state(Optimizer& opt, const Params& p) {
+  std::map<std::string, at::Tensor> out;
+  opt.visit_state(*p.abi, [&](const std::string& name, at::Tensor t) {
+    EXPECT_EQ(out.count(name), 0u) << "duplicate state name " << name;
+    out[name] = t.clone();
+  });
+  return out;
+}
+
+void check_state_round_trip(const std::string& id, const std::vector<std::string>& per_param_state) {
+  Params a = random_params(6);
+  auto opt_a = make_optimizer(id);
+  opt_a->setup(*a.abi);
+  std::vector<at::Tensor> unused = reference_copies(a);
+  for (int step = 1; step <= 5; ++step) {
+    next_grads(a, unused);
+    opt_a->step(*a.abi, 0.01, 0.1, step);
+  }
+  auto saved = save_state(*opt_a, a);
+
+  // The names a checkpoint stores: "<param>.<state>" for every param, plus "step".
+  std::set<std::string> expected = {"step"};
+  for (const auto& n : a.names)
+    for (const auto& s : per_param_state) expected.insert(n + "." + s);
+  std::set<std::string> got;
+  for (const auto& [name, t] : saved) got.insert(name);
+  EXPECT_EQ(got, expected);
+  EXPECT_EQ(saved.at("step").dtype(), at::kLong);
+  EXPECT_EQ(saved.at("step").item<int64_t>(), 5);
+
+  // A fresh optimizer over a copy of the params, restored by writing into its live state.
+  Params b = random_params(6);
+  for (size_t i = 0; i < b.data.size(); ++i) b.data[i].copy_(a.data[i]);
+  auto opt_b = make_optimizer(id);
+  opt_b->setup(*b.abi);
+  opt_b->visit_state(*b.abi, [&](const std::string& name, at::Tensor t) { t.copy_(saved.at(name)); });
+
+  for (size_t i = 0; i < a.grad.size(); ++i) {
+    a.grad[i].copy_(torch::randn_like(a.grad[i]));
+    b.grad[i].copy_(a.grad[i]);
+  }
+  opt_a->step(*a.abi, 0.01, 0.1, 6);
+  opt_b->step(*b.abi, 0.01, 0.1, 6);
+  for (size_t i = 0; i < a.data.size(); ++i) EXPECT_TRUE(torch::equal(a.data[i], b.data[i])) << a.names[i];
+  auto state_a = save_state(*opt_a, a), state_b = save_state(*opt_b, b);
+  for (const auto& [name, t] : state_a) EXPECT_TRUE(torch::equal(t, state_b.at(name))) << name;
+}
+
+TEST(AdamW, StateRoundTripsThroughVisitState) { check_state_round_trip("adamw", {"exp_avg", "exp_avg_sq"}); }
+TEST(SGD, StateRoundTripsThroughVisitState) { check_state_round_trip("sgd", {"momentum_buffer"}); }
+
+TEST(AdamW, StateIsFp32WithTheParamShape) {
+  Params p = random_params(7);
+  auto opt = make_optimizer("adamw");
+  opt->setup(*p.abi);
+  opt->visit_state(*p.abi, [&](const std::string& name, at::Tensor t) {
+    if (name == "step") return;
+    const std::string param = name.substr(0, name.rfind('.'));
+    const size_t i = std::find(p.names.begin(), p.names.end(), param) - p.names.begin();
+    ASSERT_LT(i, p.names.size()) << name;
+    EXPECT_EQ(t.sizes(), p.data[i].sizes()) << name;
+    EXPECT_EQ(t.dtype(), at::kFloat) << name;
+  });
+}
+
+// ---- errors name the problem ------------------------------------------------------------------
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(OptimizerErrors, BadBetaNamesTheKey) {
+  const std::string msg = error_of([] { make_optimizer("adamw", "adam_beta1 = 1.5\n"); });
+  EXPECT_NE(msg.find("adam_beta1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("HINT"), std::string::npos) << msg;
+}
+
+TEST(OptimizerErrors, StepBeforeSetupIsRefused) {
+  Params p = random_params(8);
+  auto opt = make_optimizer("adamw");
+  const std::string msg = error_of([&] { opt->step(*p.abi, 0.01, 0.0, 1); });
+  EXPECT_NE(msg.find("before setup"), std::string::npos) << msg;
+}
+
+TEST(OptimizerErrors, ADifferentParameterListIsRefused) {
+  Params p = random_params(9);
+  auto opt = make_optimizer("sgd");
+  opt->setup(*p.abi);
+  Params q = random_params(9);
+  std::swap(q.names[0], q.names[1]);
+  q.build();
+  const std::string msg = error_of([&] { opt->step(*q.abi, 0.01, 0.0, 1); });
+  EXPECT_NE(msg.find("layers.0.linear.weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("HINT"), std::string::npos) << msg;
+}
+
+TEST(OptimizerErrors, UnknownIdListsWhatExists) {
+  const std::string msg = error_of([] { make_optimizer("lion"); });
+  EXPECT_NE(msg.find("adamw"), std::string::npos) << msg;
+}
+
+}  // namespace
