@@ -1,1 +1,49 @@
-int main() { return 0; }
+// `megahost`: the CLI over core. Subcommands: run, plugins, preprocess, generate.
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "commands.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "megahost — Megatron-LM rebuilt as a C++ host with plugins\n"
+    "\n"
+    "usage: megahost <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run RECIPE [--set section.key=value]...   train as the recipe says (resumes from checkpoint.load)\n"
+    "  preprocess --input F --output-prefix P ...  JSON lines -> Megatron .bin/.idx (same flags as\n"
+    "                                              Megatron's tools/preprocess_data.py)\n"
+    "  generate RECIPE --prompt TEXT               greedy continuation from the latest checkpoint\n"
+    "  plugins [--json]                            list plugins found, and libraries refused and why\n"
+    "\n"
+    "  megahost <command> --help    options of a command\n"
+    "  megahost --version           version and ABI version\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace megahost::host;
+  spdlog::set_pattern("[%Y-%m-%d %H:%M:%S] [%^%l%$] %v");
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
+      std::strcmp(argv[1], "help") == 0) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? kExitUsage : kExitOk;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "--version" || cmd == "version") {
+    std::printf("megahost %s (plugin ABI %d.%d)\n", MEGAHOST_VERSION, 1, 0);
+    return kExitOk;
+  }
+  // Each subcommand sees argv from its own name on.
+  if (cmd == "run") return cmd_run(argc - 1, argv + 1);
+  if (cmd == "plugins") return cmd_plugins(argc - 1, argv + 1);
+  if (cmd == "preprocess") return cmd_preprocess(argc - 1, argv + 1);
+  if (cmd == "generate") return cmd_generate(argc - 1, argv + 1);
+  std::fprintf(stderr, "megahost: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+  return kExitUsage;
+}

@@ -1,0 +1,170 @@
+// Checkpoint orchestration over a checkpoint format plugin.
+#include "megahost/core/engine/checkpointing.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "megahost/core/error.h"
+
+namespace megahost::core {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kTracker = "latest_checkpointed_iteration.txt";
+
+void fsync_path(const fs::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+// Writes a small file durably and atomically: temp file, fsync, rename, fsync the folder.
+void write_file_atomic(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    MH_CORE_CHECK(out.good(), tmp.string(), ": cannot write\nHINT: check permissions and free space");
+    out << text;
+    out.flush();
+    MH_CORE_CHECK(out.good(), tmp.string(), ": write failed\nHINT: check free space");
+  }
+  fsync_path(tmp);
+  fs::rename(tmp, path);
+  fsync_path(path.parent_path());
+}
+
+std::string cpu_rng_state() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  at::Tensor s = gen.get_state();
+  return std::string(static_cast<const char*>(s.data_ptr()), s.numel());
+}
+
+void set_cpu_rng_state(const std::string& bytes) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  at::Tensor s = at::empty({static_cast<int64_t>(bytes.size())}, at::kByte);
+  std::memcpy(s.data_ptr(), bytes.data(), bytes.size());
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(s);
+}
+
+}  // namespace
+
+std::string iteration_dir(const std::string& dir, int64_t iteration) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "iter_%07lld", static_cast<long long>(iteration));
+  return (fs::path(dir) / name).string();
+}
+
+void save_checkpoint(CheckpointFormat& fmt, const std::string& save_dir, const TrainingState& state, Model& model,
+                     Optimizer& opt, const Model::AbiParams& abi_params, const std::string& recipe_text) {
+  fs::create_directories(save_dir);
+  const fs::path final_dir = iteration_dir(save_dir, state.iteration);
+  const fs::path staging = final_dir.string() + ".tmp";
+  fs::remove_all(staging);
+
+  auto writer = fmt.open_writer(staging.string());
+  int64_t num_params = 0;
+  for (const Param& p : model.params()) {
+    writer->tensor("model/" + p.name, p.data);
+    num_params += p.data.numel();
+  }
+  opt.visit_state(abi_params, [&](const std::string& name, at::Tensor t) { writer->tensor("optimizer/" + name, t); });
+  writer->blob("rng/torch_cpu", cpu_rng_state());
+  nlohmann::json meta = {{"format", "megahost-checkpoint"},
+                         {"version", 1},
+                         {"iteration", state.iteration},
+                         {"consumed_train_samples", state.consumed_train_samples},
+                         {"num_parameters", num_params},
+                         {"model_plugin", model.id()},
+                         {"optimizer_plugin", opt.id()},
+                         {"megahost_version", MEGAHOST_VERSION}};
+  writer->blob("meta.json", meta.dump(2));
+  writer->blob("recipe.toml", recipe_text);
+  writer->commit();
+
+  // Publish: an older folder of the same iteration is replaced only after the new one is complete.
+  if (fs::exists(final_dir)) {
+    const fs::path old = final_dir.string() + ".old";
+    fs::remove_all(old);
+    fs::rename(final_dir, old);
+    fs::rename(staging, final_dir);
+    fs::remove_all(old);
+  } else {
+    fs::rename(staging, final_dir);
+  }
+  fsync_path(save_dir);
+  write_file_atomic(fs::path(save_dir) / kTracker, std::to_string(state.iteration) + "\n");
+}
+
+std::optional<int64_t> latest_checkpoint(const std::string& dir) {
+  const fs::path tracker = fs::path(dir) / kTracker;
+  std::ifstream in(tracker);
+  if (!in.good()) return std::nullopt;
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ' || text.back() == '\r')) text.pop_back();
+  char* end = nullptr;
+  const long long it = std::strtoll(text.c_str(), &end, 10);
+  MH_CORE_CHECK(!text.empty() && end != nullptr && *end == '\0' && it >= 0, tracker.string(),
+                ": corrupt tracker file (content '", text.substr(0, 40),
+                "')\nHINT: it must hold the iteration number of the latest complete checkpoint; fix it by hand to one "
+                "of the iter_* folders");
+  return it;
+}
+
+TrainingState load_checkpoint(CheckpointFormat& fmt, const std::string& dir, int64_t iteration, Model& model,
+                              Optimizer* opt, const Model::AbiParams* abi_params, const LoadOptions& opts) {
+  const std::string path = iteration_dir(dir, iteration);
+  MH_CORE_CHECK(fs::is_directory(path), path, ": checkpoint folder missing (the tracker file names iteration ",
+                iteration, ")\nHINT: point the tracker at an existing iter_* folder");
+  auto reader = fmt.open_reader(path);
+  std::map<std::string, CheckpointEntry> entries;
+  for (auto& e : reader->list()) entries[e.name] = e;
+
+  nlohmann::json meta;
+  try {
+    meta = nlohmann::json::parse(reader->blob("meta.json"));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cat(path, ": meta.json is not valid JSON (", e.what(), ")\nHINT: load an older checkpoint"));
+  }
+
+  for (const Param& p : model.params()) {
+    const std::string name = "model/" + p.name;
+    auto it = entries.find(name);
+    MH_CORE_CHECK(it != entries.end(), path, ": checkpoint has no tensor '", name,
+                  "'\nHINT: the model configuration differs from the one that saved this checkpoint");
+    MH_CORE_CHECK(it->second.shape == p.data.sizes().vec(), path, ": '", name, "' has shape ",
+                  at::IntArrayRef(it->second.shape), " in the checkpoint but ", p.data.sizes(),
+                  " in the model\nHINT: the model configuration differs from the one that saved this checkpoint");
+    at::NoGradGuard no_grad;
+    reader->tensor_into(name, p.data);
+  }
+  if (opts.load_optimizer && opt != nullptr) {
+    opt->visit_state(*abi_params, [&](const std::string& n, at::Tensor t) {
+      const std::string name = "optimizer/" + n;
+      MH_CORE_CHECK(entries.count(name) != 0, path, ": checkpoint has no optimizer state '", name,
+                    "'\nHINT: set checkpoint.no_load_optim=true to start the optimizer afresh");
+      reader->tensor_into(name, t);
+    });
+  }
+  if (opts.load_rng && entries.count("rng/torch_cpu") != 0) set_cpu_rng_state(reader->blob("rng/torch_cpu"));
+
+  TrainingState s;
+  s.iteration = meta.value("iteration", iteration);
+  s.consumed_train_samples = meta.value("consumed_train_samples", int64_t{0});
+  return s;
+}
+
+}  // namespace megahost::core

@@ -1,0 +1,441 @@
+// The training loop, Megatron's semantics (docs/architecture.md §engine):
+//   for iteration in (resume + 1) .. train_iters:
+//     lr = schedule(consumed samples before this step)
+//     for each of global/micro micro-batches: forward + backward of loss / num_micro_batches
+//     clip grads by global norm; optimizer step; zero grads
+//     log every log_interval; evaluate every eval_interval; save every save_interval
+#include "megahost/core/engine/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "megahost/core/engine/checkpointing.h"
+#include "megahost/core/engine/lr_schedule.h"
+#include "megahost/core/engine/samples.h"
+#include "megahost/core/error.h"
+#include "megahost/core/host_services.h"
+#include "megahost/core/instances.h"
+#include "megahost/sdk/torch_interop.h"
+
+namespace megahost::core {
+
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
+
+using Clock = std::chrono::steady_clock;
+
+// Megatron pads the vocabulary to a multiple of make_vocab_size_divisible_by x TP.
+int64_t padded_vocab_size(int64_t vocab, int64_t divisible_by, int64_t tp) {
+  const int64_t multiple = divisible_by * tp;
+  return ((vocab + multiple - 1) / multiple) * multiple;
+}
+
+// One micro-batch in the model's batch convention: tokens / labels / loss_mask / position_ids.
+std::vector<std::pair<std::string, at::Tensor>> make_batch(const SampleSource& src, uint64_t first, int64_t count,
+                                                           int64_t seq_length, std::optional<int32_t> eod_mask,
+                                                           const at::Device& device) {
+  at::Tensor raw = at::empty({count, seq_length + 1}, at::kLong);  // [b, s + 1]
+  int64_t* p = raw.data_ptr<int64_t>();
+  for (int64_t i = 0; i < count; ++i) src.sample((first + i) % src.size(), p + i * (seq_length + 1));
+  at::Tensor tokens = raw.narrow(1, 0, seq_length).contiguous();  // [b, s]
+  at::Tensor labels = raw.narrow(1, 1, seq_length).contiguous();  // [b, s]
+  at::Tensor loss_mask = at::ones({count, seq_length}, at::kFloat);
+  if (eod_mask) loss_mask.masked_fill_(tokens == *eod_mask, 0.0);
+  at::Tensor position_ids = at::arange(seq_length, at::kLong).unsqueeze(0).expand({count, seq_length}).contiguous();
+  return {{"tokens", tokens.to(device)},
+          {"labels", labels.to(device)},
+          {"loss_mask", loss_mask.to(device)},
+          {"position_ids", position_ids.to(device)}};
+}
+
+// Global L2 norm of all gradients; scales them by max_norm / (norm + 1e-6) when above max_norm.
+double clip_grad_norm(std::vector<Param>& params, double max_norm) {
+  at::NoGradGuard no_grad;
+  double sq = 0;
+  for (const Param& p : params)
+    if (p.grad.defined()) sq += p.grad.to(at::kDouble).pow(2).sum().item<double>();
+  const double norm = std::sqrt(sq);
+  if (max_norm > 0) {
+    const double coeff = max_norm / (norm + 1e-6);
+    if (coeff < 1.0)
+      for (Param& p : params)
+        if (p.grad.defined()) p.grad.mul_(coeff);
+  }
+  return norm;
+}
+
+// Megatron's model FLOPs per iteration (FORMATS.md §5), 0 when the model table lacks the sizes.
+double model_flops_per_iteration(const Recipe& r, int64_t gbs, int64_t vocab) {
+  const auto& m = *r.section("model").table;
+  auto get = [&](const char* k) -> double {
+    auto v = m.get(k);
+    return v && v->is_integer() ? static_cast<double>(*v->value<int64_t>()) : 0.0;
+  };
+  const double l = get("num_layers"), h = get("hidden_size"), s = get("seq_length");
+  if (l == 0 || h == 0 || s == 0) return 0;
+  return 72.0 * gbs * s * l * h * h * (1.0 + s / (6.0 * h) + vocab / (12.0 * l * h));
+}
+
+class MetricsFile {
+ public:
+  explicit MetricsFile(const std::string& path) {
+    if (path.empty()) return;
+    const auto parent = std::filesystem::path(path).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent);
+    out_.open(path, std::ios::app);
+    MH_CORE_CHECK(out_.good(), path, ": cannot open metrics_file for writing\nHINT: check the folder and permissions");
+  }
+  void write(const nlohmann::json& j) {
+    if (!out_.is_open()) return;
+    out_ << j.dump() << "\n";
+    out_.flush();
+  }
+
+ private:
+  std::ofstream out_;
+};
+
+void print_line(const std::string& s) {
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), f, v);
+  return buf;
+}
+
+at::Device pick_device(const std::string& want) {
+  if (want == "cuda" || (want == "auto" && at::hasCUDA())) {
+    MH_CORE_CHECK(at::hasCUDA(), "training.device = cuda but this libtorch has no CUDA device\nHINT: use cpu, or "
+                  "build against a CUDA libtorch");
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(run_facts().local_rank));
+  }
+  return at::Device(at::kCPU);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Components {
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<Model> model;
+  int64_t vocab = 0, padded_vocab = 0, seq_length = 0;
+  at::Device device{at::kCPU};
+};
+
+Components build_model_and_tokenizer(const Recipe& r, const PluginRegistry& reg) {
+  Components c;
+  c.device = pick_device(r.get_string("training", "device"));
+  c.tokenizer = reg.create_tokenizer(r.get_string("tokenizer", "plugin"), r.section("tokenizer"),
+                                     host_keys("tokenizer"));
+  c.vocab = c.tokenizer->vocab_size();
+  c.padded_vocab = padded_vocab_size(c.vocab, r.get_int("parallel", "make_vocab_size_divisible_by"),
+                                     r.get_int("parallel", "tensor_model_parallel_size"));
+  ModelOptions mo;
+  mo.device = sdk::to_dl_device(c.device);
+  mo.padded_vocab_size = c.padded_vocab;
+  c.model = create_model(reg, r.get_string("model", "plugin"), r.section("model"), mo, host_keys("model"));
+  auto seq = r.section("model").table->get("seq_length");
+  MH_CORE_CHECK(seq != nullptr && seq->is_integer(), r.path, ": [model] needs seq_length (the training sample length)",
+                "\nHINT: add seq_length = 1024 (or your length) to [model]");
+  c.seq_length = *seq->value<int64_t>();
+  return c;
+}
+
+}  // namespace
+
+void validate_plugin_sections(const Recipe& r, const PluginRegistry& reg) {
+  const std::pair<const char*, PluginKind> kinds[] = {{"model", PluginKind::Model},
+                                                      {"tokenizer", PluginKind::Tokenizer},
+                                                      {"data", PluginKind::Dataset},
+                                                      {"optimizer", PluginKind::Optimizer},
+                                                      {"checkpoint", PluginKind::Checkpoint}};
+  for (const auto& [sec, kind] : kinds) {
+    const std::string id = r.get_string(sec, "plugin");
+    const PluginInfo* p = nullptr;
+    try {
+      p = &reg.find(kind, id);
+    } catch (const Error& e) {
+      throw Error(cat(r.where(sec, "plugin"), ": [", sec, "] plugin = '", id, "': ", e.what()));
+    }
+    ConfigSection copy = r.section(sec);
+    copy.table = std::make_shared<toml::table>(*copy.table);
+    apply_config_schema(*p, copy, host_keys(sec));
+  }
+}
+
+TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
+  validate_plugin_sections(r, reg);  // every recipe error before any heavy work
+
+  const int64_t mbs = r.get_int("training", "micro_batch_size");
+  const int64_t gbs = r.get_int("training", "global_batch_size");
+  const int64_t num_micro = gbs / mbs;
+  const int64_t train_iters = r.get_int("training", "train_iters");
+  const int64_t eval_interval = r.get_int("training", "eval_interval");
+  const int64_t eval_iters = r.get_int("training", "eval_iters");
+  const int64_t log_interval = std::max<int64_t>(1, r.get_int("logging", "log_interval"));
+  const int64_t exit_interval = r.get_int("training", "exit_interval");
+  const uint64_t seed = static_cast<uint64_t>(r.get_int("training", "seed"));
+  const std::string save_dir = r.has("checkpoint", "save") ? r.get_string("checkpoint", "save") : "";
+  const std::string load_dir = r.has("checkpoint", "load") ? r.get_string("checkpoint", "load") : "";
+  const int64_t save_interval = r.get_int("checkpoint", "save_interval");
+
+  RunFacts facts = run_facts();
+  facts.seed = seed;
+  facts.recipe_path = std::filesystem::absolute(r.path).string();
+  set_run_facts(facts);
+  if (const int64_t n = r.get_int("training", "num_threads"); n > 0) at::set_num_threads(static_cast<int>(n));
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(seed);  // dropout draws from the default generator (saved in checkpoints)
+  }
+
+  Components c = build_model_and_tokenizer(r, reg);
+  const at::Device device = c.device;
+  auto optimizer = create_optimizer(reg, r.get_string("optimizer", "plugin"), r.section("optimizer"),
+                                    sdk::to_dl_device(device), host_keys("optimizer"));
+  auto abi_params = c.model->abi_params();
+  optimizer->setup(*abi_params);
+  auto ckpt = create_checkpoint_format(reg, r.get_string("checkpoint", "plugin"), r.section("checkpoint"),
+                                       host_keys("checkpoint"));
+  std::vector<Param> params = c.model->params();
+  int64_t num_params = 0;
+  for (const Param& p : params) num_params += p.data.numel();
+  spdlog::info("model '{}': {} parameters ({} tensors), vocab {} padded to {}, device {}", c.model->id(), num_params,
+               params.size(), c.vocab, c.padded_vocab, device.str());
+
+  // Resume from the latest checkpoint in `load`, as Megatron does; a missing tracker starts fresh.
+  TrainingState state;
+  if (!load_dir.empty()) {
+    if (auto latest = latest_checkpoint(load_dir)) {
+      LoadOptions lo;
+      lo.load_optimizer = !r.get_bool("checkpoint", "no_load_optim");
+      lo.load_rng = !r.get_bool("checkpoint", "no_load_rng");
+      state = load_checkpoint(*ckpt, load_dir, *latest, *c.model, optimizer.get(), abi_params.get(), lo);
+      spdlog::info("resumed from {} at iteration {}", iteration_dir(load_dir, *latest), state.iteration);
+    } else {
+      spdlog::warn("{}: no {} found; starting from random initialisation", load_dir,
+                   "latest_checkpointed_iteration.txt");
+    }
+  }
+
+  // Data: Megatron's sample counts per split.
+  SampleCounts counts;
+  counts.train = static_cast<uint64_t>(train_iters * gbs);
+  counts.valid = static_cast<uint64_t>((train_iters / eval_interval + 1) * eval_iters * gbs);
+  counts.test = static_cast<uint64_t>(eval_iters * gbs);
+  auto format = reg.create_dataset(r.get_string("data", "plugin"), r.section("data"), host_keys("data"));
+  const auto t_data = Clock::now();
+  SplitSamples data = build_gpt_samples(r, *format, c.seq_length, counts, seed);
+  spdlog::info("datasets ready in {:.2f} s: train {} samples, valid {}, test {}",
+               std::chrono::duration<double>(Clock::now() - t_data).count(), data.train ? data.train->size() : 0,
+               data.valid ? data.valid->size() : 0, data.test ? data.test->size() : 0);
+  MH_CORE_CHECK(data.train && data.train->size() > 0, r.where("data", "split"),
+                ": the train split is empty\nHINT: give the train split a non-zero share, e.g. split = \"969,30,1\"");
+  const bool do_valid = eval_iters > 0 && data.valid && data.valid->size() > 0;
+  if (eval_iters > 0 && !do_valid)
+    spdlog::warn("the valid split is empty: evaluation is skipped (set data.split so valid gets documents)");
+  std::optional<int32_t> eod_mask;
+  if (r.get_bool("data", "eod_mask_loss")) eod_mask = c.tokenizer->special_token(MH_TOKEN_EOD);
+
+  LRScheduleConfig lc;
+  lc.max_lr = r.get_float("optimizer", "lr");
+  lc.min_lr = r.get_float("optimizer", "min_lr");
+  lc.init_lr = r.get_float("training", "lr_warmup_init");
+  lc.style = r.get_string("training", "lr_decay_style");
+  const int64_t decay_iters = r.has("training", "lr_decay_iters") ? r.get_int("training", "lr_decay_iters") : train_iters;
+  lc.decay_steps = static_cast<double>(decay_iters * gbs);
+  lc.warmup_steps = r.has("training", "lr_warmup_fraction")
+                        ? r.get_float("training", "lr_warmup_fraction") * lc.decay_steps
+                        : static_cast<double>(r.get_int("training", "lr_warmup_iters") * gbs);
+  LRSchedule schedule(lc);
+  const double weight_decay = r.get_float("optimizer", "weight_decay");
+  const double clip_grad = r.get_float("optimizer", "clip_grad");
+  const double flops_per_iter = model_flops_per_iteration(r, gbs, c.padded_vocab);
+  const std::string recipe_text = read_file(r.path);
+
+  MetricsFile metrics(r.has("logging", "metrics_file") ? r.get_string("logging", "metrics_file") : "");
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+
+  TrainSummary summary;
+  summary.start_iteration = state.iteration;
+
+  auto evaluate = [&](int64_t iteration, const std::string& label) {
+    c.model->set_training(false);
+    // Each evaluation reads the next eval_iters x global_batch valid samples, as Megatron's
+    // valid iterator continues where the previous evaluation stopped.
+    const int64_t evals_before = iteration / eval_interval - (iteration % eval_interval == 0 ? 1 : 0);
+    uint64_t next = static_cast<uint64_t>(std::max<int64_t>(0, evals_before) * eval_iters * gbs);
+    double total = 0;
+    for (int64_t e = 0; e < eval_iters; ++e) {
+      double step_loss = 0;
+      for (int64_t m = 0; m < num_micro; ++m, next += mbs) {
+        auto batch = make_batch(*data.valid, next, mbs, c.seq_length, eod_mask, device);
+        Loss l = c.model->forward_loss(batch);
+        step_loss += l.loss_sum / std::max(1.0, l.num_tokens);
+      }
+      total += step_loss / num_micro;
+    }
+    const double loss = total / eval_iters;
+    const double ppl = std::exp(std::min(20.0, loss));
+    std::string line = cat(" validation loss at ", label, " | lm loss value: ", fmt("%.6E", loss),
+                           " | lm loss PPL: ", fmt("%.6E", ppl), " | ");
+    const std::string dashes(line.size() + 1, '-');
+    print_line(dashes);
+    print_line(line);
+    print_line(dashes);
+    metrics.write({{"iteration", iteration}, {"split", "valid"}, {"lm_loss", loss}, {"ppl", ppl}});
+    if (!summary.first_valid_loss) summary.first_valid_loss = loss;
+    summary.last_valid_loss = loss;
+    c.model->set_training(true);
+  };
+
+  auto save = [&](int64_t iteration) {
+    if (save_dir.empty()) return;
+    const auto t0 = Clock::now();
+    save_checkpoint(*ckpt, save_dir, state, *c.model, *optimizer, *abi_params, recipe_text);
+    spdlog::info("saved checkpoint at iteration {} to {} in {:.2f} s", iteration, iteration_dir(save_dir, iteration),
+                 std::chrono::duration<double>(Clock::now() - t0).count());
+  };
+
+  c.model->set_training(true);
+  c.model->zero_grad();
+  double interval_loss = 0, interval_ms = 0;
+  int64_t interval_n = 0;
+  int64_t iteration = state.iteration;
+  bool saved_last = false;
+  while (iteration < train_iters) {
+    const auto t0 = Clock::now();
+    const double lr = schedule.lr_at(static_cast<double>(state.consumed_train_samples));
+    double loss = 0;
+    for (int64_t m = 0; m < num_micro; ++m) {
+      auto batch = make_batch(*data.train, static_cast<uint64_t>(state.consumed_train_samples + m * mbs), mbs,
+                              c.seq_length, eod_mask, device);
+      Loss l = c.model->forward_backward(batch, 1.0 / static_cast<double>(num_micro));
+      loss += l.loss_sum / std::max(1.0, l.num_tokens);
+    }
+    loss /= static_cast<double>(num_micro);
+    const double grad_norm = clip_grad_norm(params, clip_grad);
+    ++iteration;
+    optimizer->step(*abi_params, lr, weight_decay, iteration);
+    c.model->zero_grad();
+    state.iteration = iteration;
+    state.consumed_train_samples += gbs;
+    saved_last = false;
+    MH_CORE_CHECK(std::isfinite(loss), "iteration ", iteration, ": loss is ", loss,
+                  "\nHINT: lower the learning rate or check the data; the last checkpoint is intact");
+
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    interval_loss += loss;
+    interval_ms += ms;
+    ++interval_n;
+    summary.last_train_loss = loss;
+    if (iteration % log_interval == 0 || iteration == train_iters) {
+      const double avg_ms = interval_ms / interval_n, avg_loss = interval_loss / interval_n;
+      const double next_lr = schedule.lr_at(static_cast<double>(state.consumed_train_samples));
+      const double tflops = flops_per_iter > 0 ? flops_per_iter / (avg_ms / 1000.0) / 1e12 : 0;
+      char head[96];
+      std::snprintf(head, sizeof(head), " iteration %8lld/%8lld |", static_cast<long long>(iteration),
+                    static_cast<long long>(train_iters));
+      char consumed[64];
+      std::snprintf(consumed, sizeof(consumed), " consumed samples: %12lld |",
+                    static_cast<long long>(state.consumed_train_samples));
+      char gbs_s[48];
+      std::snprintf(gbs_s, sizeof(gbs_s), " global batch size: %5lld |", static_cast<long long>(gbs));
+      print_line(cat(head, consumed, " elapsed time per iteration (ms): ", fmt("%.1f", avg_ms), " |",
+                     " throughput per GPU (TFLOP/s/GPU): ", fmt("%.1f", tflops), " |", " learning rate: ",
+                     fmt("%.6E", next_lr), " |", gbs_s, " lm loss: ", fmt("%.6E", avg_loss), " |",
+                     " loss scale: 1.0 |", " grad norm: ", fmt("%.3f", grad_norm), " |",
+                     " number of skipped iterations:   0 |", " number of nan iterations:   0 |"));
+      metrics.write({{"iteration", iteration},
+                     {"split", "train"},
+                     {"lm_loss", avg_loss},
+                     {"lr", next_lr},
+                     {"grad_norm", grad_norm},
+                     {"consumed_samples", state.consumed_train_samples},
+                     {"elapsed_ms", avg_ms},
+                     {"tokens_per_s", static_cast<double>(gbs * c.seq_length) / (avg_ms / 1000.0)},
+                     {"tflops", tflops}});
+      interval_loss = interval_ms = 0;
+      interval_n = 0;
+    }
+    if (do_valid && iteration % eval_interval == 0) evaluate(iteration, cat("iteration ", iteration));
+    if (save_interval > 0 && iteration % save_interval == 0) {
+      save(iteration);
+      saved_last = true;
+    }
+    const int sig = g_stop_signal.load();
+    if (sig != 0 || (exit_interval > 0 && iteration % exit_interval == 0)) {
+      if (!saved_last) save(iteration);
+      spdlog::warn("{} at iteration {}: {}; exiting", sig != 0 ? cat("signal ", sig) : std::string("exit_interval"),
+                   iteration, save_dir.empty() ? "no checkpoint (checkpoint.save is not set)" : "checkpoint saved");
+      summary.interrupted = true;
+      summary.last_iteration = iteration;
+      return summary;
+    }
+  }
+  if (iteration > summary.start_iteration && !saved_last) save(iteration);
+  if (do_valid && iteration > summary.start_iteration) evaluate(iteration, "the end of training for val data");
+  summary.last_iteration = iteration;
+  return summary;
+}
+
+std::string generate(const Recipe& r, const PluginRegistry& reg, const std::string& prompt, int64_t max_new_tokens) {
+  validate_plugin_sections(r, reg);
+  Components c = build_model_and_tokenizer(r, reg);
+  auto ckpt = create_checkpoint_format(reg, r.get_string("checkpoint", "plugin"), r.section("checkpoint"),
+                                       host_keys("checkpoint"));
+  std::string dir = r.has("checkpoint", "load") ? r.get_string("checkpoint", "load") : "";
+  if (dir.empty() || !latest_checkpoint(dir)) dir = r.has("checkpoint", "save") ? r.get_string("checkpoint", "save") : "";
+  auto latest = dir.empty() ? std::nullopt : latest_checkpoint(dir);
+  MH_CORE_CHECK(latest.has_value(), r.path, ": no checkpoint to generate from (checkpoint.load / checkpoint.save have no ",
+                "latest_checkpointed_iteration.txt)\nHINT: train first, or --set checkpoint.load=<folder>");
+  LoadOptions lo;
+  lo.load_optimizer = false;
+  lo.load_rng = false;
+  load_checkpoint(*ckpt, dir, *latest, *c.model, nullptr, nullptr, lo);
+  c.model->set_training(false);
+
+  std::vector<int32_t> ids = c.tokenizer->encode(prompt);
+  MH_CORE_CHECK(!ids.empty(), "the prompt encodes to no tokens\nHINT: give a non-empty prompt");
+  const auto eod = c.tokenizer->special_token(MH_TOKEN_EOD);
+  std::vector<int32_t> out;
+  for (int64_t step = 0; step < max_new_tokens; ++step) {
+    // Keep the last seq_length tokens (the model's context window).
+    const size_t start = ids.size() > static_cast<size_t>(c.seq_length) ? ids.size() - c.seq_length : 0;
+    std::vector<int64_t> window(ids.begin() + static_cast<std::ptrdiff_t>(start), ids.end());
+    at::Tensor tokens = at::from_blob(window.data(), {1, static_cast<int64_t>(window.size())}, at::kLong).to(c.device);
+    at::Tensor logits = c.model->logits(tokens);  // [1, s, V]
+    at::Tensor last = logits.select(1, logits.size(1) - 1).squeeze(0).narrow(0, 0, c.vocab);  // [vocab]
+    const int32_t next = static_cast<int32_t>(last.argmax().item<int64_t>());
+    if (eod && next == *eod) break;
+    ids.push_back(next);
+    out.push_back(next);
+  }
+  return c.tokenizer->decode(out);
+}
+
+}  // namespace megahost::core

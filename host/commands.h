@@ -1,0 +1,16 @@
+// megahost CLI — one function per subcommand; each parses its own flags (cxxopts).
+#pragma once
+
+namespace megahost::host {
+
+int cmd_run(int argc, char** argv);
+int cmd_plugins(int argc, char** argv);
+int cmd_preprocess(int argc, char** argv);
+int cmd_generate(int argc, char** argv);
+
+// Exit codes.
+constexpr int kExitOk = 0;
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+
+}  // namespace megahost::host
