@@ -139,7 +139,7 @@ TEST_F(Gpt2BpePlugin, GoldenIdsThroughTheAbi) {
   EXPECT_EQ(n, 205u);
 }
 
-TEST_F(Gpt2BpePlugin, SameIdsAsByteLevelOnlyForBytes) {
+TEST_F(Gpt2BpePlugin, RoundTripAgreesWithByteLevel) {
   // Sanity check across the two plugins: decoding either's ids gives the same text back.
   auto gpt2 = registry().create_tokenizer("gpt2-bpe", gpt2_section());
   auto bytes = registry().create_tokenizer("byte-level", section(""));
