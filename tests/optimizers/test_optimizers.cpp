@@ -188,7 +188,7 @@ void run_sgd_against_torch(double momentum) {
   const double wd = 0.05;
   auto decay = torch::optim::SGDOptions(0.1).momentum(momentum).weight_decay(wd);
   auto no_decay = torch::optim::SGDOptions(0.1).momentum(momentum).weight_decay(0.0);
-  torch::optim::SGD torch_opt(two_groups(p, ref, decay, no_decay));
+  torch::optim::SGD torch_opt(two_groups(p, ref, decay, no_decay), decay);
   auto opt = make_optimizer("sgd", "sgd_momentum = " + std::to_string(momentum) + "\n");
   opt->setup(*p.abi);
   for (int step = 1; step <= 20; ++step) {

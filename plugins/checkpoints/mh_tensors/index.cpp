@@ -20,9 +20,10 @@ std::string shape_str(const int64_t* shape, int32_t ndim) {
 }
 
 std::string index_to_json(const Index& index) {
-  json entries = json::array();
+  using ojson = nlohmann::ordered_json;  // keeps the field order of FORMAT.md, for human readers
+  ojson entries = ojson::array();
   for (const Entry& e : index.entries) {
-    json j;
+    ojson j;
     j["name"] = e.name;
     j["kind"] = e.is_blob ? "blob" : "tensor";
     if (!e.is_blob) {
@@ -35,7 +36,7 @@ std::string index_to_json(const Index& index) {
     j["crc32"] = e.crc32;
     entries.push_back(std::move(j));
   }
-  json root;
+  ojson root;
   root["format"] = kFormatName;
   root["version"] = kFormatVersion;
   root["byte_order"] = "little";

@@ -61,7 +61,8 @@ const Entry& Reader::find(const char* name, bool blob) const {
            ") to see the stored names; was it saved with another model or optimizer configuration?");
   const Entry& e = index_.entries[it->second];
   MH_CHECK(e.is_blob == blob, MH_ERR_INVALID_ARG, "entry '", name, "' in ", dir_, " is a ",
-           e.is_blob ? "blob" : "tensor", ", not a ", blob ? "blob" : "tensor");
+           e.is_blob ? "blob" : "tensor", ", not a ", blob ? "blob" : "tensor",
+           ". HINT: tensors are read with reader_tensor, blobs with reader_blob");
   return e;
 }
 
