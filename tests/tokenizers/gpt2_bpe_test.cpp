@@ -364,8 +364,7 @@ TEST_F(Gpt2BpeReal, RoundTripArbitraryBytes) {
 
 TEST_F(Gpt2BpeReal, EightThreadsShareOneInstance) {
   const auto golden = read_golden();
-  // A fresh instance, so the threads race on an empty cache (inserts, shard clears are not hit
-  // here: far fewer pieces than the cache holds).
+  // A fresh instance, so the threads race on an empty cache and insert the same pieces at once.
   Gpt2BpeTokenizer shared((kGpt2Dir / "encoder.json").string(), (kGpt2Dir / "vocab.bpe").string());
   constexpr int kThreads = 8;
   std::vector<std::vector<std::vector<int32_t>>> results(kThreads);
@@ -386,4 +385,34 @@ TEST_F(Gpt2BpeReal, EightThreadsShareOneInstance) {
   for (auto& th : threads) th.join();
   for (int t = 0; t < kThreads; ++t)
     for (size_t i = 0; i < golden.size(); ++i) ASSERT_EQ(results[t][i], golden[i].ids) << "thread " << t << " line " << i + 1;
+}
+
+TEST_F(Gpt2BpeReal, CacheEvictionUnderThreadsKeepsIds) {
+  // More distinct pieces than the cache holds (64 shards x 2048), so shards fill up and are
+  // cleared while 4 threads read and insert. Every result must equal BPE without the cache.
+  Gpt2BpeTokenizer shared((kGpt2Dir / "encoder.json").string(), (kGpt2Dir / "vocab.bpe").string());
+  std::mt19937 rng(99);
+  std::vector<std::string> words(200000);
+  for (auto& w : words) {
+    w = " ";
+    for (size_t k = 0, n = 3 + rng() % 9; k < n; ++k) w.push_back(static_cast<char>('a' + rng() % 26));
+  }
+  constexpr int kThreads = 4;
+  std::vector<int> bad(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<int32_t> cached, direct;
+      for (size_t k = 0; k < words.size(); ++k) {
+        const std::string& w = words[(k * (t + 1) + static_cast<size_t>(t) * 7919) % words.size()];
+        cached.clear();
+        direct.clear();
+        shared.encode(w, cached);
+        shared.bpe_piece(w, direct);
+        if (cached != direct) ++bad[t];
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(bad[t], 0) << "thread " << t;
 }

@@ -7,7 +7,6 @@
 #include <climits>
 #include <cstring>
 #include <fstream>
-#include <functional>
 #include <sstream>
 
 #include "pretokenizer.h"
@@ -86,6 +85,25 @@ inline uint64_t pair_key(int32_t left, int32_t right) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
 }
 inline uint64_t mix(uint64_t key) { return (key * 0x9E3779B97F4A7C15ull) >> 20; }
+
+// Hash of a short piece, 8 bytes at a time; never 0 (0 marks an empty cache slot).
+inline uint64_t hash_piece(std::string_view p) {
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ (p.size() * 0xC2B2AE3D27D4EB4Full);
+  size_t i = 0;
+  for (; i + 8 <= p.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p.data() + i, 8);
+    h = (h ^ w) * 0xFF51AFD7ED558CCDull;
+    h ^= h >> 32;
+  }
+  uint64_t tail = 0;
+  std::memcpy(&tail, p.data() + i, p.size() - i);
+  h = (h ^ tail) * 0xC4CEB9FE1A85EC53ull;
+  h ^= h >> 29;
+  h *= 0xFF51AFD7ED558CCDull;
+  h ^= h >> 32;
+  return h == 0 ? 1 : h;
+}
 
 }  // namespace
 
@@ -253,27 +271,51 @@ void Gpt2BpeTokenizer::encode_piece_cached(std::string_view piece, std::vector<i
     out.push_back(byte_id_[static_cast<unsigned char>(piece[0])]);
     return;
   }
-  if (piece.size() > kMaxCachedPieceBytes) {
+  if (piece.size() > kSlotKeyBytes) {
     bpe_piece(piece, out);
     return;
   }
-  const size_t h = std::hash<std::string_view>{}(piece);
-  CacheShard& shard = cache_[(h >> 7) % kCacheShards];
-  std::string key(piece);
+  const uint64_t hash = hash_piece(piece);
+  CacheShard& shard = cache_[hash >> 58];  // top 6 bits: 64 shards
+  const size_t mask = kSlotsPerShard - 1;
   {
     std::lock_guard<std::mutex> lock(shard.mu);
-    auto it = shard.map.find(key);
-    if (it != shard.map.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
-      return;
+    if (!shard.slots.empty()) {
+      for (size_t i = hash & mask;; i = (i + 1) & mask) {
+        const CacheSlot& s = shard.slots[i];
+        if (s.hash == 0) break;
+        if (s.hash == hash && s.key_len == piece.size() && std::memcmp(s.key, piece.data(), piece.size()) == 0) {
+          out.insert(out.end(), s.ids, s.ids + s.n_ids);
+          return;
+        }
+      }
     }
   }
   const size_t start = out.size();
   bpe_piece(piece, out);  // outside the lock: other threads keep going
-  std::vector<int32_t> ids(out.begin() + static_cast<std::ptrdiff_t>(start), out.end());
+  const size_t n_ids = out.size() - start;
+  if (n_ids > kSlotIds) return;
+
   std::lock_guard<std::mutex> lock(shard.mu);
-  if (shard.map.size() >= kCacheShardCapacity) shard.map.clear();  // bound memory on huge corpora
-  shard.map.emplace(std::move(key), std::move(ids));
+  if (shard.slots.empty()) shard.slots.assign(kSlotsPerShard, CacheSlot{});
+  if (2 * (shard.used + 1) > kSlotsPerShard) {  // half full: start over (bounds memory on huge corpora)
+    std::fill(shard.slots.begin(), shard.slots.end(), CacheSlot{});
+    shard.used = 0;
+  }
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    CacheSlot& s = shard.slots[i];
+    if (s.hash == hash && s.key_len == piece.size() && std::memcmp(s.key, piece.data(), piece.size()) == 0)
+      return;  // another thread inserted it meanwhile
+    if (s.hash == 0) {
+      s.hash = hash;
+      s.key_len = static_cast<uint8_t>(piece.size());
+      s.n_ids = static_cast<uint8_t>(n_ids);
+      std::memcpy(s.key, piece.data(), piece.size());
+      std::copy(out.begin() + static_cast<std::ptrdiff_t>(start), out.end(), s.ids);
+      ++shard.used;
+      return;
+    }
+  }
 }
 
 void Gpt2BpeTokenizer::encode(std::string_view text, std::vector<int32_t>& out) const {

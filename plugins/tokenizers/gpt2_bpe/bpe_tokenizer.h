@@ -79,14 +79,27 @@ class Gpt2BpeTokenizer {
   void load_vocab(const std::string& path, std::unordered_map<std::string, int32_t>& bytes_to_id);
   void load_merges(const std::string& path, const std::unordered_map<std::string, int32_t>& bytes_to_id);
 
-  // Per-piece cache, sharded so that worker threads rarely wait on the same mutex.
+  // Per-piece cache: 64 shards, each a flat open-addressing table behind its own mutex, so
+  // worker threads rarely wait on each other. One slot is one cache line holding the piece and
+  // its ids, so a hit costs one memory access. Pieces longer than kSlotKeyBytes or with more
+  // than kSlotIds ids are not cached (rare; BPE runs directly).
+  static constexpr size_t kSlotKeyBytes = 22;
+  static constexpr size_t kSlotIds = 8;
+  struct alignas(64) CacheSlot {
+    uint64_t hash;  // 0 = empty
+    uint8_t key_len;
+    uint8_t n_ids;
+    char key[kSlotKeyBytes];
+    int32_t ids[kSlotIds];
+  };
+  static_assert(sizeof(CacheSlot) == 64, "one cache line per slot");
   struct CacheShard {
     std::mutex mu;
-    std::unordered_map<std::string, std::vector<int32_t>> map;
+    std::vector<CacheSlot> slots;  // allocated on first insert; kSlotsPerShard entries
+    size_t used = 0;
   };
   static constexpr size_t kCacheShards = 64;
-  static constexpr size_t kCacheShardCapacity = 1 << 14;  // entries; a full shard is cleared
-  static constexpr size_t kMaxCachedPieceBytes = 128;     // rare long pieces are not cached
+  static constexpr size_t kSlotsPerShard = 4096;  // at most half used: 131k pieces, 16 MiB in all
   void encode_piece_cached(std::string_view piece, std::vector<int32_t>& out) const;
 
   std::vector<std::string> token_bytes_;  // id -> the bytes it stands for
