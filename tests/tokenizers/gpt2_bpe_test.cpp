@@ -183,6 +183,22 @@ TEST(Gpt2BpeSynthetic, MergesByRank) {
   EXPECT_EQ(tok.decode(std::vector<int32_t>{256, 259}), "ab<|endoftext|>");
 }
 
+TEST(Gpt2BpeSynthetic, CreationOrderIsDetected) {
+  TempDir dir;
+  const auto vocab = dir.write("v.json", synthetic_vocab({"ab", "abc"}));
+  Gpt2BpeTokenizer ordered(vocab.string(), dir.write("m1.bpe", synthetic_merges({{"a", "b"}, {"ab", "c"}})).string());
+  EXPECT_TRUE(ordered.merges_in_creation_order());
+  // "ab c" ranks before the merge that builds "ab": the heap shortcut would not be exact, so
+  // every piece must go through GPT-2's own loop.
+  Gpt2BpeTokenizer unordered(vocab.string(), dir.write("m2.bpe", synthetic_merges({{"ab", "c"}, {"a", "b"}})).string());
+  EXPECT_FALSE(unordered.merges_in_creation_order());
+  const std::string piece = std::string(100, 'a') + "bcabcabc";
+  std::vector<int32_t> fast, reference;
+  unordered.bpe_piece(piece, fast);
+  unordered.bpe_piece_reference(piece, reference);
+  EXPECT_EQ(fast, reference);
+}
+
 TEST(Gpt2BpeSynthetic, NoEodTokenIsAllowed) {
   TempDir dir;
   const auto vocab = dir.write("v.json", synthetic_vocab({}, /*with_eod=*/false));
@@ -339,11 +355,33 @@ TEST_F(Gpt2BpeReal, GoldenIdsAllLines) {
 }
 
 TEST_F(Gpt2BpeReal, GoldenIdsWithoutCache) {
-  // The same through bpe_piece directly, so a cache bug cannot hide a BPE bug (and vice versa).
+  // The same without the cache, through both BPE paths, so a cache bug cannot hide a BPE bug
+  // (and vice versa).
   for (const auto& g : read_golden()) {
-    std::vector<int32_t> ids;
-    tk::gpt2_split(g.text, [&](std::string_view p) { tok_->bpe_piece(p, ids); });
+    std::vector<int32_t> ids, reference;
+    tk::gpt2_split(g.text, [&](std::string_view p) {
+      tok_->bpe_piece(p, ids);
+      tok_->bpe_piece_reference(p, reference);
+    });
     EXPECT_EQ(ids, g.ids) << g.text.substr(0, 80);
+    EXPECT_EQ(reference, g.ids) << g.text.substr(0, 80);
+  }
+}
+
+TEST_F(Gpt2BpeReal, LongPiecesHeapEqualsGpt2Loop) {
+  // Long letter runs take the O(n log n) heap path; it must give GPT-2's ids exactly.
+  ASSERT_TRUE(tok_->merges_in_creation_order());
+  std::mt19937 rng(5);
+  const char* alphabets[] = {"abcdefghijklmnopqrstuvwxyz", "etaoinshrdlu", "ab", "\xC3\xA9\xC3\xA8" "e"};
+  for (int round = 0; round < 60; ++round) {
+    const std::string alphabet = alphabets[round % 4];
+    std::string piece;
+    for (size_t k = 0, n = 64 + rng() % 3000; k < n; ++k) piece.push_back(alphabet[rng() % alphabet.size()]);
+    std::vector<int32_t> fast, reference;
+    tok_->bpe_piece(piece, fast);
+    tok_->bpe_piece_reference(piece, reference);
+    ASSERT_EQ(fast, reference) << "round " << round << ", " << piece.size() << " bytes";
+    EXPECT_EQ(tok_->decode(fast), piece);
   }
 }
 

@@ -7,6 +7,7 @@
 #include <climits>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "pretokenizer.h"
@@ -214,6 +215,22 @@ void Gpt2BpeTokenizer::load_merges(const std::string& path,
   for (size_t rank = 0; rank < merges.size(); ++rank)
     add_merge(merges[rank].left, merges[rank].right, static_cast<int32_t>(rank), merges[rank].merged);
   num_merges_ = merges.size();
+
+  // A merge (l, r) -> m can only fire once l and r exist, so if every merge that builds a
+  // token ranks before every merge that uses it, a pair created by a merge always ranks after
+  // that merge. Then merging pairs one at a time in (rank, position) order (the heap) gives
+  // exactly GPT-2's rounds. Byte-level BPE training writes merges in this order.
+  std::vector<int32_t> built_last(token_bytes_.size(), -1), used_first(token_bytes_.size(), INT32_MAX);
+  for (const MergeSlot& s : merges_) {
+    if (s.key == kEmptyKey) continue;
+    const auto l = static_cast<size_t>(s.key >> 32), r = static_cast<size_t>(s.key & 0xFFFFFFFFu);
+    built_last[s.merged] = std::max(built_last[s.merged], s.rank);
+    used_first[l] = std::min(used_first[l], s.rank);
+    used_first[r] = std::min(used_first[r], s.rank);
+  }
+  merges_in_creation_order_ = true;
+  for (size_t t = 0; t < token_bytes_.size(); ++t)
+    if (built_last[t] >= 0 && built_last[t] >= used_first[t]) merges_in_creation_order_ = false;
 }
 
 void Gpt2BpeTokenizer::add_merge(int32_t left, int32_t right, int32_t rank, int32_t merged) {
@@ -237,6 +254,56 @@ const Gpt2BpeTokenizer::MergeSlot* Gpt2BpeTokenizer::find_merge(int32_t left, in
 }
 
 void Gpt2BpeTokenizer::bpe_piece(std::string_view piece, std::vector<int32_t>& out) const {
+  if (piece.size() >= kHeapMinPieceBytes && merges_in_creation_order_)
+    bpe_piece_heap(piece, out);
+  else
+    bpe_piece_reference(piece, out);
+}
+
+void Gpt2BpeTokenizer::bpe_piece_heap(std::string_view piece, std::vector<int32_t>& out) const {
+  // Symbols in a doubly linked list over the piece's bytes; a merged symbol keeps the index of
+  // its left part, so (rank, index) orders candidates as GPT-2 does: best rank, then leftmost.
+  struct Symbol {
+    int32_t id;  // -1 once merged into its left neighbour
+    int32_t prev, next;
+  };
+  struct Candidate {
+    int32_t rank, pos;
+    bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+  };
+  const auto n = static_cast<int32_t>(piece.size());
+  std::vector<Symbol> sym(piece.size());
+  for (int32_t i = 0; i < n; ++i) sym[i] = {byte_id_[static_cast<unsigned char>(piece[i])], i - 1, i + 1 < n ? i + 1 : -1};
+  std::vector<Candidate> heap;
+  auto push_pair = [&](int32_t pos) {
+    const int32_t nx = sym[pos].next;
+    if (nx < 0) return;
+    if (const MergeSlot* s = find_merge(sym[pos].id, sym[nx].id)) {
+      heap.push_back({s->rank, pos});
+      std::push_heap(heap.begin(), heap.end(), std::greater<>());
+    }
+  };
+  for (int32_t i = 0; i + 1 < n; ++i) push_pair(i);
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), std::greater<>());
+    const Candidate c = heap.back();
+    heap.pop_back();
+    Symbol& left = sym[c.pos];
+    if (left.id < 0 || left.next < 0) continue;  // stale: merged away since it was pushed
+    const MergeSlot* s = find_merge(left.id, sym[left.next].id);
+    if (s == nullptr || s->rank != c.rank) continue;  // stale: the pair here changed
+    Symbol& right = sym[left.next];
+    left.id = s->merged;
+    right.id = -1;
+    left.next = right.next;
+    if (left.next >= 0) sym[left.next].prev = c.pos;
+    if (left.prev >= 0) push_pair(left.prev);
+    push_pair(c.pos);
+  }
+  for (int32_t i = 0; i >= 0; i = sym[i].next) out.push_back(sym[i].id);
+}
+
+void Gpt2BpeTokenizer::bpe_piece_reference(std::string_view piece, std::vector<int32_t>& out) const {
   thread_local std::vector<int32_t> word;  // scratch; never escapes this call
   word.clear();
   for (unsigned char b : piece) word.push_back(byte_id_[b]);

@@ -62,8 +62,15 @@ class Gpt2BpeTokenizer {
   std::optional<int32_t> eod_id() const { return eod_id_; }
   size_t num_merges() const { return num_merges_; }
 
-  // BPE of one pre-tokenized piece, without the cache (tests, benchmarks). [thread-safe]
+  // BPE of one pre-tokenized piece, without the cache; appends its ids. [thread-safe]
   void bpe_piece(std::string_view piece, std::vector<int32_t>& out) const;
+  // GPT-2's own loop (find the best pair, merge all its occurrences, repeat): O(n^2) in the
+  // piece length. bpe_piece uses it for short pieces and a heap, O(n log n), for long ones;
+  // both give the same ids when the merges are in creation order (checked at load, true for
+  // GPT-2). Public so tests can compare the two. [thread-safe]
+  void bpe_piece_reference(std::string_view piece, std::vector<int32_t>& out) const;
+  // True when every merge comes after the merges that create its two parts.
+  bool merges_in_creation_order() const { return merges_in_creation_order_; }
 
  private:
   // Rank table: (left id, right id) -> (rank, merged id), open addressing on a hashed pair.
@@ -75,6 +82,8 @@ class Gpt2BpeTokenizer {
   static constexpr uint64_t kEmptyKey = ~uint64_t{0};
   void add_merge(int32_t left, int32_t right, int32_t rank, int32_t merged);
   const MergeSlot* find_merge(int32_t left, int32_t right) const;
+  void bpe_piece_heap(std::string_view piece, std::vector<int32_t>& out) const;
+  static constexpr size_t kHeapMinPieceBytes = 64;  // shorter pieces: GPT-2's loop is faster
 
   void load_vocab(const std::string& path, std::unordered_map<std::string, int32_t>& bytes_to_id);
   void load_merges(const std::string& path, const std::unordered_map<std::string, int32_t>& bytes_to_id);
@@ -107,6 +116,7 @@ class Gpt2BpeTokenizer {
   std::vector<MergeSlot> merges_;         // size is a power of two
   uint64_t merge_mask_ = 0;
   size_t num_merges_ = 0;
+  bool merges_in_creation_order_ = false;
   std::optional<int32_t> eod_id_;
   mutable std::unique_ptr<CacheShard[]> cache_;
 };
