@@ -13,6 +13,7 @@
 
 #include "megahost/core/config.h"
 #include "megahost/core/error.h"
+#include "megahost/core/host_services.h"
 #include "megahost/core/plugins.h"
 
 namespace fs = std::filesystem;
@@ -63,6 +64,81 @@ TEST(TokenizerPlugins, BothAreFoundWithAliases) {
   const auto& bytes = registry().find(PluginKind::Tokenizer, "byte-level");
   EXPECT_EQ(&registry().find(PluginKind::Tokenizer, "ByteLevelTokenizer"), &bytes);
   EXPECT_EQ(bytes.config_schema, "{}");
+}
+
+// ---- the raw C ABI contract, for both plugins ----
+
+// Calls the factory and the instance table directly (no core::Tokenizer in between), to check
+// the two-call size protocol, "out-params untouched on error" and the error codes.
+struct RawTokenizer {
+  const mh_host* host = megahost::core::host_table();
+  std::unique_ptr<megahost::core::ConfigTree> tree;
+  mh_tokenizer* tok = nullptr;
+  const mh_tokenizer_api* api = nullptr;
+
+  RawTokenizer(const std::string& id, ConfigSection cfg) : tree(std::make_unique<megahost::core::ConfigTree>(cfg)) {
+    const auto* f = static_cast<const mh_tokenizer_factory*>(registry().find(PluginKind::Tokenizer, id).factory);
+    const mh_tokenizer_create_args args{sizeof(mh_tokenizer_create_args), tree->root(), "tokenizer"};
+    EXPECT_EQ(code(f->create("no-such-tokenizer", host, &args, &tok, &api)), MH_ERR_NOT_FOUND);
+    EXPECT_EQ(tok, nullptr);  // untouched on error
+    mh_error* err = f->create(id.c_str(), host, &args, &tok, &api);
+    EXPECT_EQ(err, nullptr) << megahost::core::error_message(err);
+  }
+  ~RawTokenizer() {
+    if (api != nullptr) api->destroy(tok);
+  }
+  // The error's code; frees it.
+  mh_status_code code(mh_error* err) const {
+    const mh_status_code c = host->error_code(host, err);
+    host->error_free(host, err);
+    return c;
+  }
+};
+
+void check_raw_contract(RawTokenizer& raw, const std::string& text) {
+  ASSERT_NE(raw.api, nullptr);
+  EXPECT_GE(raw.api->hdr.struct_size, sizeof(mh_tokenizer_api));
+  EXPECT_EQ(raw.api->hdr.abi.major, static_cast<uint32_t>(MH_ABI_VERSION_MAJOR));
+  // Size query with no buffer, then a short buffer (the rest stays untouched), then the full one.
+  size_t n = 0;
+  ASSERT_EQ(raw.api->encode(raw.tok, text.data(), text.size(), nullptr, 0, &n), nullptr);
+  ASSERT_GT(n, 2u);
+  std::vector<int32_t> ids(n + 1, -7);
+  size_t n2 = 0;
+  ASSERT_EQ(raw.api->encode(raw.tok, text.data(), text.size(), ids.data(), 2, &n2), nullptr);
+  EXPECT_EQ(n2, n);
+  EXPECT_EQ(ids[2], -7);
+  ASSERT_EQ(raw.api->encode(raw.tok, text.data(), text.size(), ids.data(), n, &n2), nullptr);
+  EXPECT_EQ(ids[n], -7);
+  ids.resize(n);
+  std::string buf(text.size() + 1, '#');
+  size_t bytes = 0;
+  ASSERT_EQ(raw.api->decode(raw.tok, ids.data(), n, nullptr, 0, &bytes), nullptr);
+  EXPECT_EQ(bytes, text.size());
+  ASSERT_EQ(raw.api->decode(raw.tok, ids.data(), n, buf.data(), buf.size(), &bytes), nullptr);
+  EXPECT_EQ(buf.substr(0, bytes), text);
+  EXPECT_EQ(buf[bytes], '#');
+  // Errors: right code, out-params untouched.
+  const int32_t bad_id = static_cast<int32_t>(raw.api->vocab_size(raw.tok));
+  bytes = 12345;
+  EXPECT_EQ(raw.code(raw.api->decode(raw.tok, &bad_id, 1, buf.data(), buf.size(), &bytes)), MH_ERR_INVALID_ARG);
+  EXPECT_EQ(bytes, 12345u);
+  int32_t special = -1;
+  EXPECT_EQ(raw.code(raw.api->special_token(raw.tok, MH_TOKEN_MASK, &special)), MH_ERR_NOT_FOUND);
+  EXPECT_EQ(special, -1);
+  EXPECT_EQ(raw.code(raw.api->encode(raw.tok, text.data(), text.size(), nullptr, 0, nullptr)), MH_ERR_INVALID_ARG);
+  EXPECT_EQ(raw.api->get_extension(raw.tok, "mh.tokenizer.offsets/1"), nullptr);
+}
+
+TEST(TokenizerPlugins, ByteLevelRawAbiContract) {
+  RawTokenizer raw("byte-level", section(""));
+  check_raw_contract(raw, "bytes \xF0\x9F\x98\x80 and \xFF invalid UTF-8");
+}
+
+TEST(TokenizerPlugins, Gpt2BpeRawAbiContract) {
+  if (!fs::exists(kGpt2Dir / "encoder.json")) GTEST_SKIP() << "GPT-2 files not fetched: " << kGpt2Dir;
+  RawTokenizer raw("gpt2-bpe", gpt2_section());
+  check_raw_contract(raw, "Hello world, caf\xC3\xA9 \xFF invalid UTF-8 round-trips too");
 }
 
 // ---- byte-level (the C plugin) ----
