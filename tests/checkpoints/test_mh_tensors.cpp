@@ -15,7 +15,7 @@
 #include "megahost/core/host_services.h"
 #include "megahost/core/plugins.h"
 #include "megahost/megahost.h"
-#include "../optimizers/plugin_dir.h"
+#include "../optimizers/load_only.h"
 
 namespace {
 
@@ -25,8 +25,8 @@ using megahost::core::PluginKind;
 using megahost::core::PluginRegistry;
 
 const PluginRegistry& registry() {
-  static const PluginRegistry reg({megahost::test::plugin_dir_with(MH_TEST_PLUGIN_FILE)});
-  return reg;
+  static const auto reg = megahost::test::load_only({MH_TEST_PLUGIN_FILE});
+  return *reg;
 }
 
 // An mh_error* held for a test: code and message, freed on scope exit.

@@ -1,25 +1,28 @@
-// Test helper: a plugin folder holding only the library under test (a symlink), so the test
-// does not depend on other plugins of the build tree.
+// Test helper: a plugin registry that holds only the libraries under test, so a test does not
+// depend on (or load) the other plugins of the build tree.
 #pragma once
 
 #include <unistd.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <vector>
+
+#include "megahost/core/plugins.h"
 
 namespace megahost::test {
 
-inline std::filesystem::path plugin_dir_with(const std::string& library_file) {
+inline std::unique_ptr<core::PluginRegistry> load_only(const std::vector<std::string>& library_files) {
   namespace fs = std::filesystem;
-  const fs::path lib(library_file);
-  const fs::path dir = fs::temp_directory_path() / ("mh-test-plugins-" + std::to_string(::getpid()) + "-" +
-                                                    lib.stem().string());
+  std::string tag;
+  for (const auto& f : library_files) tag += "-" + fs::path(f).stem().string();
+  const fs::path dir = fs::temp_directory_path() / ("mh-test-plugins-" + std::to_string(::getpid()) + tag);
   fs::create_directories(dir);
-  const fs::path link = dir / lib.filename();
-  std::error_code ec;
-  fs::remove(link, ec);
-  fs::create_symlink(fs::absolute(lib), link);
-  return dir;
+  for (const auto& f : library_files) fs::create_symlink(fs::absolute(f), dir / fs::path(f).filename());
+  auto registry = std::make_unique<core::PluginRegistry>(std::vector<fs::path>{dir});
+  fs::remove_all(dir);  // the libraries stay loaded for the whole process
+  return registry;
 }
 
 }  // namespace megahost::test

@@ -12,79 +12,26 @@
 #include "megahost/core/instances.h"
 #include "megahost/core/plugins.h"
 #include "megahost/sdk/torch_interop.h"
-#include "plugin_dir.h"
+#include "load_only.h"
+#include "params.h"
 
 namespace {
 
 using megahost::core::Model;
 using megahost::core::Optimizer;
 using megahost::core::PluginRegistry;
+using megahost::test::Params;
+using megahost::test::random_params;
 
 const PluginRegistry& registry() {
-  static const PluginRegistry reg({megahost::test::plugin_dir_with(MH_TEST_PLUGIN_FILE)});
-  return reg;
+  static const auto reg = megahost::test::load_only({MH_TEST_PLUGIN_FILE});
+  return *reg;
 }
 
 std::unique_ptr<Optimizer> make_optimizer(const std::string& id, const std::string& toml = "",
                                           DLDevice device = {kDLCPU, 0}) {
   auto cfg = megahost::core::parse_config_section(toml, "test.toml", "optimizer");
   return megahost::core::create_optimizer(registry(), id, cfg, device);
-}
-
-// Parameters and gradients as the host hands them to an optimizer.
-struct Params {
-  std::vector<std::string> names;
-  std::vector<at::Tensor> data, grad;
-  std::vector<uint32_t> flags;
-  std::unique_ptr<Model::AbiParams> abi;
-
-  void build() {
-    abi = std::make_unique<Model::AbiParams>();
-    abi->names = names;
-    for (size_t i = 0; i < names.size(); ++i) {
-      for (const at::Tensor* t : {&data[i], &grad[i]}) {
-        auto dl = std::make_unique<DLTensor>();
-        abi->shapes.push_back(t->sizes().vec());
-        dl->data = t->data_ptr();
-        dl->device = megahost::sdk::to_dl_device(t->device());
-        dl->ndim = int32_t(t->dim());
-        dl->dtype = megahost::sdk::to_dl_dtype(t->scalar_type());
-        dl->shape = abi->shapes.back().data();
-        dl->strides = nullptr;
-        dl->byte_offset = 0;
-        abi->tensors.push_back(std::move(dl));
-      }
-    }
-    for (size_t i = 0; i < names.size(); ++i) {
-      mh_param_view v{};
-      v.struct_size = sizeof(v);
-      v.name = abi->names[i].c_str();
-      v.data = abi->tensors[2 * i].get();
-      v.grad = abi->tensors[2 * i + 1].get();
-      v.tensor_parallel_dim = -1;
-      v.flags = flags[i];
-      abi->views.push_back(v);
-    }
-  }
-};
-
-// A few shapes, one of them (a "bias") without weight decay.
-Params random_params(uint64_t seed, at::TensorOptions opts = at::kFloat) {
-  torch::manual_seed(seed);
-  Params p;
-  const std::vector<std::pair<std::string, std::vector<int64_t>>> spec = {
-      {"embedding.weight", {11, 8}}, {"layers.0.linear.weight", {8, 8}}, {"layers.0.linear.bias", {8}},
-      {"layers.0.norm.weight", {2, 3, 4}}};
-  for (const auto& [name, shape] : spec) {
-    p.names.push_back(name);
-    p.data.push_back(torch::randn(shape, opts));
-    p.grad.push_back(torch::zeros(shape, opts));
-    p.flags.push_back(name.find("bias") != std::string::npos || name.find("norm") != std::string::npos
-                          ? MH_PARAM_NO_WEIGHT_DECAY
-                          : 0u);
-  }
-  p.build();
-  return p;
 }
 
 // Reference copies as leaf tensors for torch::optim.
