@@ -1,0 +1,132 @@
+// The gpt plugin's recipe checks: every impossible combination names its key and gives a hint;
+// defaults follow Megatron's arguments.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "gpt_batches.h"
+#include "test_host.h"
+
+using mhtest::TestModel;
+
+namespace {
+
+constexpr int64_t kVocab = 64;
+
+// Creates a model from `toml` and expects failure mentioning every one of `needles`.
+void expect_config_error(const std::string& toml, std::initializer_list<const char*> needles,
+                         int64_t vocab = kVocab) {
+  TestModel m(toml, vocab);
+  ASSERT_FALSE(m.ok()) << toml;
+  for (const char* n : needles) EXPECT_NE(m.error().find(n), std::string::npos) << "'" << n << "' in: " << m.error();
+  EXPECT_NE(m.error().find("HINT"), std::string::npos) << m.error();
+}
+
+const std::string kBase = "num_layers = 1\nhidden_size = 32\nnum_attention_heads = 4\nseq_length = 16\n";
+
+at::IntArrayRef shape_of(const std::vector<mhtest::ParamRef>& ps, const std::string& name,
+                         std::vector<int64_t>* storage) {
+  for (const auto& p : ps)
+    if (p.name == name) {
+      *storage = p.data.sizes().vec();
+      return *storage;
+    }
+  ADD_FAILURE() << "no parameter " << name;
+  return {};
+}
+
+}  // namespace
+
+TEST(GptConfig, HiddenSizeMustDivideByHeadsWhenKvChannelsIsDerived) {
+  expect_config_error("num_layers = 1\nhidden_size = 30\nnum_attention_heads = 4\nseq_length = 8\n",
+                      {"key 'num_attention_heads'", "not divisible"});
+  TestModel ok("num_layers = 1\nhidden_size = 30\nnum_attention_heads = 4\nkv_channels = 8\nseq_length = 8\n",
+               kVocab);
+  EXPECT_TRUE(ok.ok()) << ok.error();  // Megatron allows it with explicit kv_channels
+}
+
+TEST(GptConfig, HeadsMustDivideByQueryGroups) {
+  expect_config_error(kBase + "group_query_attention = true\nnum_query_groups = 3\n",
+                      {"key 'num_query_groups'", "not divisible"});
+}
+
+TEST(GptConfig, QueryGroupsWithoutGroupQueryAttentionIsAnError) {
+  expect_config_error(kBase + "num_query_groups = 2\n", {"key 'num_query_groups'", "group_query_attention = true"});
+}
+
+TEST(GptConfig, LearnedPositionsNeedSeqLengthWithinMaxPositionEmbeddings) {
+  expect_config_error(kBase + "max_position_embeddings = 8\n", {"key 'seq_length'", "max_position_embeddings"});
+  TestModel rope(kBase + "max_position_embeddings = 8\nposition_embedding_type = \"rope\"\n", kVocab);
+  EXPECT_TRUE(rope.ok()) << rope.error();  // rope has no position table
+}
+
+TEST(GptConfig, UnknownNamesAreRejected) {
+  expect_config_error(kBase + "normalization = \"layernorm\"\n", {"key 'normalization'", "RMSNorm"});
+  expect_config_error(kBase + "position_embedding_type = \"relative\"\n", {"key 'position_embedding_type'", "rope"});
+}
+
+TEST(GptConfig, MissingRequiredKeysAndWrongTypesNameTheKey) {
+  expect_config_error("hidden_size = 32\nnum_attention_heads = 4\nseq_length = 16\n", {"num_layers"});
+  TestModel m(kBase + "hidden_dropout = \"lots\"\n", kVocab);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.error().find("hidden_dropout"), std::string::npos) << m.error();
+}
+
+TEST(GptConfig, OutOfRangeNumbersAreRejected) {
+  expect_config_error(kBase + "hidden_dropout = 1.0\n", {"key 'hidden_dropout'"});
+  expect_config_error(kBase + "init_method_std = 0.0\n", {"key 'init_method_std'"});
+  expect_config_error("num_layers = 0\nhidden_size = 32\nnum_attention_heads = 4\nseq_length = 16\n",
+                      {"key 'num_layers'"});
+  expect_config_error(kBase + "position_embedding_type = \"rope\"\nrotary_percent = 0.1\n",
+                      {"key 'rotary_percent'", "kv_channels is 8"});
+}
+
+TEST(GptConfig, SwigluWithTinyHiddenNeedsAnExplicitFfnSize) {
+  // int(8 * 16 / 3 / 64) * 64 = 0
+  expect_config_error("num_layers = 1\nhidden_size = 16\nnum_attention_heads = 4\nseq_length = 16\nswiglu = true\n",
+                      {"ffn_hidden_size"});
+}
+
+TEST(GptConfig, VocabAndIdComeFromTheHost) {
+  TestModel no_vocab(kBase, 0);
+  ASSERT_FALSE(no_vocab.ok());
+  EXPECT_NE(no_vocab.error().find("padded_vocab_size"), std::string::npos) << no_vocab.error();
+  TestModel wrong_id(kBase, kVocab, 1234, "bert");
+  ASSERT_FALSE(wrong_id.ok());
+  EXPECT_NE(wrong_id.error().find("unknown model id 'bert'"), std::string::npos) << wrong_id.error();
+}
+
+TEST(GptConfig, DefaultsFollowMegatronArguments) {
+  std::vector<int64_t> s;
+  {
+    TestModel m(kBase, kVocab);  // ffn = 4h, kv_channels = h / heads, max positions = seq_length, tied
+    ASSERT_TRUE(m.ok()) << m.error();
+    const auto ps = m.params();
+    EXPECT_EQ(shape_of(ps, "decoder.layers.0.mlp.linear_fc1.weight", &s), (at::IntArrayRef{128, 32}));
+    EXPECT_EQ(shape_of(ps, "decoder.layers.0.self_attention.linear_qkv.weight", &s), (at::IntArrayRef{96, 32}));
+    EXPECT_EQ(shape_of(ps, "decoder.layers.0.self_attention.linear_qkv.bias", &s), (at::IntArrayRef{96}));
+    EXPECT_EQ(shape_of(ps, "embedding.position_embeddings.weight", &s), (at::IntArrayRef{16, 32}));
+    EXPECT_EQ(ps.back().name, "decoder.final_layernorm.bias");
+  }
+  {
+    // SwiGLU default width: int(8 * 96 / 3 / 64) * 64 = 256; fc1 doubles it
+    TestModel m("num_layers = 1\nhidden_size = 96\nnum_attention_heads = 4\nseq_length = 16\nswiglu = true\n",
+                kVocab);
+    ASSERT_TRUE(m.ok()) << m.error();
+    const auto ps = m.params();
+    EXPECT_EQ(shape_of(ps, "decoder.layers.0.mlp.linear_fc1.weight", &s), (at::IntArrayRef{512, 96}));
+    EXPECT_EQ(shape_of(ps, "decoder.layers.0.mlp.linear_fc2.weight", &s), (at::IntArrayRef{96, 256}));
+  }
+  {
+    // add_qkv_bias keeps the QKV bias when add_bias_linear = false; GQA defaults to 1 group
+    TestModel m(kBase + "add_bias_linear = false\nadd_qkv_bias = true\ngroup_query_attention = true\n", kVocab);
+    ASSERT_TRUE(m.ok()) << m.error();
+    const auto ps = m.params();
+    EXPECT_EQ(shape_of(ps, "decoder.layers.0.self_attention.linear_qkv.bias", &s), (at::IntArrayRef{48}));
+    for (const auto& p : ps)
+      EXPECT_TRUE(p.name.find(".bias") == std::string::npos || p.name.find("linear_qkv") != std::string::npos ||
+                  p.name.find("layernorm") != std::string::npos)
+          << p.name;
+  }
+}
