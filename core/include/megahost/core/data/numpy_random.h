@@ -27,8 +27,24 @@ class NumpyRandomState {
   // j = random_interval(i). The element type does not change the stream.
   template <typename T>
   void shuffle(T* data, size_t n) {
-    for (size_t i = n; i-- > 1;) {
-      const size_t j = static_cast<size_t>(random_interval(i));
+    if (n < 2) return;
+    // The draws do not depend on the data, and on large arrays the random swaps wait on
+    // memory: draw kAhead positions early (same order) and prefetch the slots they will swap.
+    constexpr size_t kAhead = 16;
+    size_t ahead[kAhead];
+    size_t next = n - 1;  // the i whose j is drawn next
+    auto draw = [&] {
+      const auto j = static_cast<size_t>(random_interval(next));
+      ahead[next % kAhead] = j;
+#if defined(__GNUC__)
+      __builtin_prefetch(data + j, 1);
+#endif
+      --next;
+    };
+    for (size_t k = 0; k < kAhead && next >= 1; ++k) draw();
+    for (size_t i = n - 1; i >= 1; --i) {
+      const size_t j = ahead[i % kAhead];
+      if (next >= 1) draw();
       const T tmp = data[i];
       data[i] = data[j];
       data[j] = tmp;
