@@ -1,8 +1,8 @@
 // bench_data — how fast megahost builds Megatron's GPT indices and moves tokens through the
 // mmap-indexed format. Prints measurements; asserts nothing.
 //
-//   bench_data [--sequences 10000000] [--seq-length 2048] [--epochs 2.5] [--file-sequences 1000000]
-//              [--dir /tmp]
+//   bench_data [--sequences 10000000] [--seq-length 2048] [--epochs 2.5] [--blend-samples 10000000]
+//              [--file-sequences 1000000] [--file-max-length 100000] [--dir /tmp]
 #include <unistd.h>
 
 #include <chrono>
@@ -30,11 +30,11 @@ double now_s() {
 }
 
 // Document lengths roughly like web text: log-normal around a few hundred tokens.
-std::vector<int32_t> synthetic_lengths(int64_t n, uint32_t seed) {
+std::vector<int32_t> synthetic_lengths(int64_t n, uint32_t seed, double max_length = 100000.0) {
   std::mt19937 rng(seed);
   std::lognormal_distribution<double> dist(5.5, 1.0);
   std::vector<int32_t> lengths(static_cast<size_t>(n));
-  for (auto& l : lengths) l = static_cast<int32_t>(std::min(1.0 + dist(rng), 100000.0));
+  for (auto& l : lengths) l = static_cast<int32_t>(std::min(1.0 + dist(rng), max_length));
   return lengths;
 }
 
@@ -108,12 +108,12 @@ void bench_blend(int64_t samples) {
   std::printf("blend indices: %.3f s (%.1f M samples/s)\n", now_s() - t, plan.size / (now_s() - t) / 1e6);
 }
 
-void bench_files(int64_t sequences, const std::string& dir, int64_t seq_length) {
+void bench_files(int64_t sequences, const std::string& dir, int64_t seq_length, double max_length) {
   const std::string prefix = dir + "/mh_bench_data_" + std::to_string(::getpid());
   const std::string merged = prefix + "_merged";
   std::printf("== mmap-indexed files: %lld sequences (uint16) under %s\n", static_cast<long long>(sequences),
               dir.c_str());
-  const auto lengths = synthetic_lengths(sequences, 2);
+  const auto lengths = synthetic_lengths(sequences, 2, max_length);
   // Tokens come from a pool generated up front, so only the writer is timed.
   std::vector<int32_t> pool(size_t{1} << 22);
   std::mt19937 rng(3);
@@ -177,7 +177,7 @@ void bench_files(int64_t sequences, const std::string& dir, int64_t seq_length) 
 
 int main(int argc, char** argv) {
   int64_t sequences = 10'000'000, seq_length = 2048, file_sequences = 1'000'000, blend_samples = 10'000'000;
-  double epochs = 2.5;
+  double epochs = 2.5, file_max_length = 100000.0;
   std::string dir = "/tmp";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -186,6 +186,7 @@ int main(int argc, char** argv) {
     else if (k == "--epochs") epochs = std::atof(v.c_str());
     else if (k == "--file-sequences") file_sequences = std::atoll(v.c_str());
     else if (k == "--blend-samples") blend_samples = std::atoll(v.c_str());
+    else if (k == "--file-max-length") file_max_length = std::atof(v.c_str());
     else if (k == "--dir") dir = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
@@ -194,6 +195,6 @@ int main(int argc, char** argv) {
   }
   bench_indices(sequences, seq_length, epochs);
   bench_blend(blend_samples);
-  if (file_sequences > 0) bench_files(file_sequences, dir, seq_length);
+  if (file_sequences > 0) bench_files(file_sequences, dir, seq_length, file_max_length);
   return 0;
 }
