@@ -128,6 +128,11 @@ void Writer::commit() {
   rename_file(tmp, path(kIndexFile));
   published_ = true;
   sync_dir(dir_);  // makes the rename durable
+  // Folders we created must be durable in their parents too.
+  for (const std::string& d : created_dirs_) {
+    const fs::path parent = fs::path(d).parent_path();
+    sync_dir(parent.empty() ? "." : parent.string());
+  }
   done_ = true;
 }
 
