@@ -289,6 +289,14 @@ TEST(GptPlugin, DropoutIsReproducibleFromTheDefaultGenerator) {
   EXPECT_GT(std::abs(run_fl(m, batch).loss_sum - a), 1e-6);
 }
 
+TEST(GptPlugin, ForwardBackwardRecordsAutogradEvenWhenTheCallerDisabledIt) {
+  TestModel m(mhtest::tiny_gpt_toml(), kVocab);
+  ASSERT_TRUE(m.ok()) << m.error();
+  at::NoGradGuard caller_has_grad_off;
+  run_fb(m, mhtest::random_batch(2, 16, kVocab, 12));
+  EXPECT_GT(m.params()[0].grad.abs().sum().item<double>(), 0.0);
+}
+
 TEST(GptPlugin, BadBatchesAreInvalidArgumentsWithHints) {
   TestModel m(mhtest::tiny_gpt_toml(), kVocab);
   ASSERT_TRUE(m.ok()) << m.error();

@@ -112,6 +112,7 @@ mh_error* MH_ABI gpt_forward_backward(mh_model* m, const mh_named_tensor* batch,
                                       mh_stream /*stream*/, mh_loss* out) {
   Instance* self = as_instance(m);
   MH_SDK_TRY {
+    at::AutoGradMode grad_on(true);  // grad mode is thread-local: the caller's thread may have it off
     const Batch b = read_batch(*self->model, batch, n, /*with_labels=*/true);
     at::Tensor loss_sum, num_tokens;
     masked_loss(self->model->token_loss(b.tokens, b.labels, b.position_ids, self->training), b.loss_mask, &loss_sum,
