@@ -28,7 +28,13 @@ function(megahost_add_plugin target)
     target_link_libraries(${target} PRIVATE ${ARG_LIBS})
   endif()
   if(NOT APPLE)
-    target_link_options(${target} PRIVATE "-Wl,--no-undefined" "-Wl,--exclude-libs,ALL")
+    # Export exactly the entry symbol: no STL template instances or SDK symbols leak between
+    # plugins (each carries its own copy of the SDK).
+    set(_vs "${CMAKE_CURRENT_BINARY_DIR}/${target}.exports.map")
+    file(WRITE "${_vs}" "{ global: megahost_plugin_v1; local: *; };\n")
+    target_link_options(${target} PRIVATE "-Wl,--no-undefined" "-Wl,--exclude-libs,ALL"
+      "-Wl,--version-script=${_vs}")
+    set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS "${_vs}")
   endif()
   if(NOT ARG_NO_INSTALL AND DEFINED MEGAHOST_PLUGIN_INSTALL_DIR)
     install(TARGETS ${target} LIBRARY DESTINATION "${MEGAHOST_PLUGIN_INSTALL_DIR}")

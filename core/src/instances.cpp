@@ -242,8 +242,7 @@ namespace {
 // Validates a section against the plugin's schema and builds its config tree.
 std::shared_ptr<ConfigTree> prepare(const PluginInfo& p, const ConfigSection& in,
                                     const std::vector<std::string>& host_keys) {
-  ConfigSection cfg = in;
-  cfg.table = std::make_shared<toml::table>(*in.table);
+  ConfigSection cfg = in;  // shares the table: defaults are filled in place (copies lose file:line)
   apply_config_schema(p, cfg, host_keys);
   return std::make_shared<ConfigTree>(cfg);
 }

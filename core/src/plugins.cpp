@@ -340,8 +340,7 @@ std::unique_ptr<DatasetWriter> DatasetFormat::open_writer(const std::string& pre
 std::unique_ptr<Tokenizer> PluginRegistry::create_tokenizer(const std::string& id, const ConfigSection& cfg_in,
                                                             const std::vector<std::string>& host_keys) const {
   const PluginInfo& p = find(PluginKind::Tokenizer, id);
-  ConfigSection cfg = cfg_in;
-  cfg.table = std::make_shared<toml::table>(*cfg_in.table);  // defaults go into a copy
+  ConfigSection cfg = cfg_in;  // shares the table: defaults are filled in place (copies lose file:line)
   apply_config_schema(p, cfg, host_keys);
   auto tree = std::make_shared<ConfigTree>(cfg);
   const auto* f = static_cast<const mh_tokenizer_factory*>(p.factory);
@@ -355,8 +354,7 @@ std::unique_ptr<Tokenizer> PluginRegistry::create_tokenizer(const std::string& i
 std::unique_ptr<DatasetFormat> PluginRegistry::create_dataset(const std::string& id, const ConfigSection& cfg_in,
                                                               const std::vector<std::string>& host_keys) const {
   const PluginInfo& p = find(PluginKind::Dataset, id);
-  ConfigSection cfg = cfg_in;
-  cfg.table = std::make_shared<toml::table>(*cfg_in.table);  // defaults go into a copy
+  ConfigSection cfg = cfg_in;  // shares the table: defaults are filled in place (copies lose file:line)
   apply_config_schema(p, cfg, host_keys);
   auto tree = std::make_shared<ConfigTree>(cfg);
   const auto* f = static_cast<const mh_dataset_factory*>(p.factory);

@@ -130,7 +130,9 @@ void apply_override(toml::table& root, const std::string& ov) {
 }  // namespace
 
 Recipe parse_recipe(const std::string& text, const std::string& label, const std::vector<std::string>& overrides) {
-  toml::table root;
+  // Sections alias into this one parsed root: toml++ drops source positions when copying a node.
+  auto root_ptr = std::make_shared<toml::table>();
+  toml::table& root = *root_ptr;
   try {
     root = toml::parse(text, label);
   } catch (const toml::parse_error& e) {
@@ -171,7 +173,8 @@ Recipe parse_recipe(const std::string& text, const std::string& label, const std
     ConfigSection s;
     s.file = label;
     s.name = name;
-    if (const auto* t = root.get_as<toml::table>(name)) s.table = std::make_shared<toml::table>(*t);
+    if (!root.contains(name)) root.insert(name, toml::table{});
+    s.table = std::shared_ptr<toml::table>(root_ptr, root.get_as<toml::table>(name));
     if (is_plugin_section(name)) {
       // Plugin sections: check only the host's keys here; the rest belongs to the plugin.
       Schema host_only = schema;

@@ -179,9 +179,8 @@ void validate_plugin_sections(const Recipe& r, const PluginRegistry& reg) {
     } catch (const Error& e) {
       throw Error(cat(r.where(sec, "plugin"), ": [", sec, "] plugin = '", id, "': ", e.what()));
     }
-    ConfigSection copy = r.section(sec);
-    copy.table = std::make_shared<toml::table>(*copy.table);
-    apply_config_schema(*p, copy, host_keys(sec));
+    ConfigSection section = r.section(sec);  // shares the table; defaults are filled in place
+    apply_config_schema(*p, section, host_keys(sec));
   }
 }
 
