@@ -234,6 +234,9 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
       lo.load_rng = !r.get_bool("checkpoint", "no_load_rng");
       state = load_checkpoint(*ckpt, load_dir, *latest, *c.model, optimizer.get(), abi_params.get(), lo);
       spdlog::info("resumed from {} at iteration {}", iteration_dir(load_dir, *latest), state.iteration);
+      if (state.iteration >= train_iters)
+        spdlog::warn("the checkpoint is at iteration {} and train_iters is {}: nothing left to train "
+                     "(raise training.train_iters to continue)", state.iteration, train_iters);
     } else {
       spdlog::warn("{}: no {} found; starting from random initialisation", load_dir,
                    "latest_checkpointed_iteration.txt");
