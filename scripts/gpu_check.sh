@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# The GPU check, run ON the GPU machine from the repository root (Ubuntu 24.04, PyTorch 2.x wheel
+# with CUDA, no package registry). Prepare first, on a machine with apt: scripts/gpu_deps.sh, and
+# bring .gpu-deps/ and .data/ along (device tool: carry [".gpu-deps", ".data"]).
+#
+#   1. unpacks .gpu-deps/debs/*.deb (toml++, dlpack, nlohmann-json) into .gpu-deps/prefix
+#   2. configures build-gpu/ against PyTorch's libtorch (torch.utils.cmake_prefix_path), CUDA on
+#   3. builds every target, 4. runs ctest (GPU tests included), 5. benchmarks GPT-345M:
+#      the PyTorch reference (.gpu-deps/bench/gpt_baseline.py gpt345m:eager, bf16 autocast) and
+#      megahost-bench-train examples/gpt/bench_gpt345m.toml (fp32, and fp32 with TF32 matmuls)
+#
+# Env: MEGAHOST_GPU_BUILD_DIR (build-gpu), MEGAHOST_JOBS (nproc), SKIP_TESTS=1, SKIP_BENCH=1,
+#      LOG_DIR (default $OUT when set, else build-gpu/logs) for the full logs.
+# Exits non-zero, naming the stage, when any stage fails (later stages still run, so one call on
+# a lent machine shows everything).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+BUILD="${MEGAHOST_GPU_BUILD_DIR:-$ROOT/build-gpu}"
+JOBS="${MEGAHOST_JOBS:-$(nproc)}"
+LOG_DIR="${LOG_DIR:-${OUT:-$BUILD/logs}}"
+mkdir -p "$LOG_DIR"
+# NVLink multicast stays off everywhere (a program using it can take a shared host's GPUs down).
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+
+failed=()
+stage() { echo; echo "=== gpu_check: $* ($(date +%T))"; }
+fail() { printf 'gpu_check: FAILED: %b\n' "$*" >&2; failed+=("${*%%:*}"); }
+die() { printf 'gpu_check: FATAL: %b\n' "$*" >&2; exit 1; }
+
+stage "environment"
+command -v python3 >/dev/null || die "no python3 (the one with PyTorch)"
+TORCH_PREFIX="$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')" || die "python3 cannot import torch"
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cxx11_abi",
+  torch._C._GLIBCXX_USE_CXX11_ABI, "gpus", torch.cuda.device_count(),
+  torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")'
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH="/usr/local/cuda/bin:$PATH"; fi
+command -v nvcc >/dev/null || die "no nvcc (torch's CMake enables the CUDA language)\nHINT: put the CUDA toolkit's bin/ on PATH"
+nvcc --version | tail -n 2 | head -n 1
+cmake --version | head -n 1
+GENERATOR="Unix Makefiles"
+if command -v ninja >/dev/null; then GENERATOR=Ninja; fi
+
+stage "dependencies from .gpu-deps"
+PREFIX="$ROOT/.gpu-deps/prefix"
+shopt -s nullglob
+debs=("$ROOT"/.gpu-deps/debs/*.deb)
+[ ${#debs[@]} -gt 0 ] || die "no .deb in .gpu-deps/debs\nHINT: run scripts/gpu_deps.sh on a machine with apt, carry .gpu-deps"
+rm -rf "$PREFIX" && mkdir -p "$PREFIX"
+for f in "${debs[@]}"; do dpkg -x "$f" "$PREFIX"; echo "  $(basename "$f")"; done  # never into /
+export LD_LIBRARY_PATH="$PREFIX/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export CPATH="$PREFIX/usr/include${CPATH:+:$CPATH}"
+[ -f .data/npm/gpt2/package/encoder.json ] || fail "data: .data/npm/gpt2 missing (tests skip, bench fails); carry .data"
+
+stage "configure $BUILD (libtorch from $TORCH_PREFIX)"
+export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
+if ! cmake -S "$ROOT" -B "$BUILD" -G "$GENERATOR" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$PREFIX/usr;$TORCH_PREFIX" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" \
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_POLICY_VERSION_MINIMUM=3.5 >"$LOG_DIR/configure.log" 2>&1; then
+  tail -n 40 "$LOG_DIR/configure.log"
+  die "configure failed (full log: $LOG_DIR/configure.log)"
+fi
+grep -E "megahost:|Torch|CUDA|cuDNN|Caffe2" "$LOG_DIR/configure.log" | grep -v "^--   " | head -n 20 || true
+grep -q "megahost: .*CUDA '[0-9]" "$LOG_DIR/configure.log" || fail "configure: libtorch has no CUDA (see configure.log)"
+
+stage "build (-j$JOBS)"
+SECONDS=0
+if ! cmake --build "$BUILD" -j "$JOBS" >"$LOG_DIR/build.log" 2>&1; then
+  grep -E "error|Error|FAILED" "$LOG_DIR/build.log" | head -n 40
+  tail -n 20 "$LOG_DIR/build.log"
+  die "build failed after ${SECONDS}s (full log: $LOG_DIR/build.log)"
+fi
+echo "build ok in ${SECONDS}s; $(grep -c "warning:" "$LOG_DIR/build.log" || true) warnings"
+
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  stage "ctest -j$JOBS"
+  SECONDS=0
+  # Two CPU threads per test process: ctest runs JOBS of them at once.
+  if ! (cd "$BUILD" && OMP_NUM_THREADS=2 ctest --output-on-failure -j "$JOBS" >"$LOG_DIR/ctest.log" 2>&1); then
+    fail "ctest"
+    grep -E "^\s+[0-9]+ - |Failed|\*\*\*" "$LOG_DIR/ctest.log" | head -n 40
+  fi
+  echo "ctest in ${SECONDS}s:"
+  grep -E "tests passed|tests failed|Total Test time" "$LOG_DIR/ctest.log" || true
+  echo "skipped: $(grep -c "Skipped" "$LOG_DIR/ctest.log" || true)"
+  grep -E "\*\*\*Skipped|Not Run" "$LOG_DIR/ctest.log" | head -n 20 || true
+fi
+
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  stage "benchmark: GPT-345M shape, one GPU"
+  if [ ! -f .data/brown_text_document.idx ]; then
+    "$BUILD/bin/megahost" preprocess --input .data/brown.jsonl --output-prefix .data/brown \
+      --tokenizer-type GPT2BPETokenizer --vocab-file .data/npm/gpt2/package/encoder.json \
+      --merge-file .data/npm/gpt2/package/vocab.bpe --append-eod --workers "$JOBS" >"$LOG_DIR/preprocess.log" 2>&1 ||
+      fail "preprocess (see preprocess.log)"
+  fi
+  : >"$LOG_DIR/bench.log"
+  results=()
+  if [ -f .gpu-deps/bench/gpt_baseline.py ]; then
+    if out="$(PYTHONUNBUFFERED=1 python3 .gpu-deps/bench/gpt_baseline.py gpt345m:eager 2>&1)"; then
+      echo "$out" >>"$LOG_DIR/bench.log"
+      results+=("$(echo "$out" | grep -E "^gpt345m" | tail -n 1) [PyTorch eager, bf16 autocast]")
+    else
+      echo "$out" | tail -n 20; fail "baseline gpt_baseline.py"
+    fi
+  else
+    echo "no .gpu-deps/bench/gpt_baseline.py: baseline skipped (scripts/gpu_deps.sh copies it)"
+  fi
+  for variant in "fp32" "tf32 --tf32"; do
+    set -- $variant
+    label="megahost-gpt345m-$1"
+    shift
+    if out="$("$BUILD/bin/megahost-bench-train" examples/gpt/bench_gpt345m.toml --label "$label" "$@" 2>&1)"; then
+      echo "$out" >>"$LOG_DIR/bench.log"
+      echo "$out" | grep -E "iteration +(1|25)/" | cut -c1-200 || true
+      results+=("$(echo "$out" | tail -n 1)")
+    else
+      echo "$out" | tail -n 30; echo "$out" >>"$LOG_DIR/bench.log"; fail "bench $label"
+    fi
+  done
+  echo
+  echo "=== benchmark results (FLOPs: FORMATS.md §5, MFU against 989 TFLOP/s dense bf16)"
+  printf '%s\n' "${results[@]}"
+fi
+
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "gpu_check: FAILED stages: ${failed[*]} (logs in $LOG_DIR)"
+  exit 1
+fi
+echo "gpu_check: all stages passed (logs in $LOG_DIR)"
