@@ -10,6 +10,7 @@
 #      megahost-bench-train examples/gpt/bench_gpt345m.toml (fp32, and fp32 with TF32 matmuls)
 #
 # Env: MEGAHOST_GPU_BUILD_DIR (build-gpu), MEGAHOST_JOBS (nproc), SKIP_TESTS=1, SKIP_BENCH=1,
+#      CTEST_TIME_LIMIT (300 s for the whole ctest run),
 #      LOG_DIR (default $OUT when set, else build-gpu/logs) for the full logs.
 # Exits non-zero, naming the stage, when any stage fails (later stages still run, so one call on
 # a lent machine shows everything).
@@ -50,13 +51,27 @@ rm -rf "$PREFIX" && mkdir -p "$PREFIX"
 for f in "${debs[@]}"; do dpkg -x "$f" "$PREFIX"; echo "  $(basename "$f")"; done  # never into /
 export LD_LIBRARY_PATH="$PREFIX/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export CPATH="$PREFIX/usr/include${CPATH:+:$CPATH}"
+# PyTorch wheels ship their own {fmt} headers (include/fmt, a newer major) on the include path;
+# the system spdlog is built against the system {fmt}. A -I folder (searched before every -isystem
+# one) holding only fmt -> /usr/include/fmt makes <fmt/...> the system's again.
+TORCH_INC="$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "include"))')"
+SHADOW="$ROOT/.gpu-deps/shadow-include"
+rm -rf "$SHADOW" && mkdir -p "$SHADOW"
+EXTRA_CXX_FLAGS=""
+fmt_version() { grep -hoE "define FMT_VERSION [0-9]+" "$1"/fmt/base.h "$1"/fmt/core.h 2>/dev/null | head -n 1 | awk '{print $3}'; }
+echo "  {fmt}: torch $(fmt_version "$TORCH_INC") system $(fmt_version /usr/include);" \
+  "spdlog $(grep -hoE "define SPDLOG_VER_(MAJOR|MINOR) [0-9]+" /usr/include/spdlog/version.h | awk '{printf "%s.", $3}')"
+if [ -d "$TORCH_INC/fmt" ] && [ -d /usr/include/fmt ]; then
+  ln -s /usr/include/fmt "$SHADOW/fmt"
+  EXTRA_CXX_FLAGS="-I$SHADOW"
+fi
 [ -f .data/npm/gpt2/package/encoder.json ] || fail "data: .data/npm/gpt2 missing (tests skip, bench fails); carry .data"
 
 stage "configure $BUILD (libtorch from $TORCH_PREFIX)"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
 if ! cmake -S "$ROOT" -B "$BUILD" -G "$GENERATOR" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$PREFIX/usr;$TORCH_PREFIX" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" \
-    -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_POLICY_VERSION_MINIMUM=3.5 >"$LOG_DIR/configure.log" 2>&1; then
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_POLICY_VERSION_MINIMUM=3.5 -DCMAKE_CXX_FLAGS="$EXTRA_CXX_FLAGS" >"$LOG_DIR/configure.log" 2>&1; then
   tail -n 40 "$LOG_DIR/configure.log"
   die "configure failed (full log: $LOG_DIR/configure.log)"
 fi
@@ -65,8 +80,9 @@ grep -q "megahost: .*CUDA '[0-9]" "$LOG_DIR/configure.log" || fail "configure: l
 
 stage "build (-j$JOBS)"
 SECONDS=0
-if ! cmake --build "$BUILD" -j "$JOBS" >"$LOG_DIR/build.log" 2>&1; then
-  grep -E "error|Error|FAILED" "$LOG_DIR/build.log" | head -n 40
+keep_going="-k"; [ "$GENERATOR" = Ninja ] && keep_going="-k0"  # every error in one go
+if ! cmake --build "$BUILD" -j "$JOBS" -- "$keep_going" >"$LOG_DIR/build.log" 2>&1; then
+  grep -E "error:" "$LOG_DIR/build.log" | sort | uniq -c | sort -rn | head -n 60
   tail -n 20 "$LOG_DIR/build.log"
   die "build failed after ${SECONDS}s (full log: $LOG_DIR/build.log)"
 fi
@@ -76,7 +92,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
   stage "ctest -j$JOBS"
   SECONDS=0
   # Two CPU threads per test process: ctest runs JOBS of them at once.
-  if ! (cd "$BUILD" && OMP_NUM_THREADS=2 ctest --output-on-failure -j "$JOBS" >"$LOG_DIR/ctest.log" 2>&1); then
+  if ! (cd "$BUILD" && OMP_NUM_THREADS=2 timeout "${CTEST_TIME_LIMIT:-300}" ctest --output-on-failure -j "$JOBS" >"$LOG_DIR/ctest.log" 2>&1); then
     fail "ctest"
     grep -E "^\s+[0-9]+ - |Failed|\*\*\*" "$LOG_DIR/ctest.log" | head -n 40
   fi

@@ -2,6 +2,7 @@
 #include "megahost/core/engine/checkpointing.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard: not pulled in transitively on libtorch 2.x
 #include <fcntl.h>
 #include <unistd.h>
 
