@@ -4,6 +4,7 @@
 
 #include <torch/version.h>
 
+#include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 #include <cstdlib>
 #include <map>
@@ -137,7 +138,15 @@ std::string str_or_empty(const char* s) { return s ? s : ""; }
 std::vector<fs::path> PluginRegistry::default_search_path(const std::vector<fs::path>& extra) {
   std::vector<fs::path> dirs;
   dirs.emplace_back(MEGAHOST_PLUGIN_INSTALL_DIR);
-  dirs.emplace_back(MEGAHOST_BUILD_PLUGIN_DIR);
+  // An installed tree may have moved (cmake --install --prefix, a package): its plugins sit
+  // beside the executable, and then the build tree's folder is not ours to load.
+  std::error_code ec;
+  const fs::path beside_exe = boost::dll::program_location(ec).parent_path().parent_path() / "lib/megahost/plugins";
+  if (!ec && fs::is_directory(beside_exe, ec)) {
+    dirs.push_back(beside_exe);
+  } else {
+    dirs.emplace_back(MEGAHOST_BUILD_PLUGIN_DIR);
+  }
   if (const char* env = std::getenv("MEGAHOST_PLUGIN_PATH")) {
     std::string s(env);
     size_t start = 0;
