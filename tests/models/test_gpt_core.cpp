@@ -1,6 +1,7 @@
 // The gpt plugin loaded and created by the core (plugin registry, schema defaults, config
 // service with recipe file:line), as `megahost run` does it.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include <cmath>

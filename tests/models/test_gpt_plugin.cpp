@@ -1,5 +1,6 @@
 // The gpt model plugin through the C ABI: names, metadata, loss, training, gradients, seeds.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -321,4 +322,25 @@ TEST(GptPlugin, BadBatchesAreInvalidArgumentsWithHints) {
   Batch too_long = mhtest::random_batch(1, 40, kVocab, 11);  // max_position_embeddings = 32
   err = m.forward_loss(too_long, &loss);
   EXPECT_NE(err.find("max_position_embeddings"), std::string::npos) << err;
+}
+
+TEST(GptPlugin, CudaModelMatchesTheCpuModel) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA in this libtorch or machine";
+  TestModel cpu(mhtest::tiny_llama_toml(), kVocab, 7), gpu(mhtest::tiny_llama_toml(), kVocab, 7, "gpt", {kDLCUDA, 0});
+  ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.error();
+  const auto pc = cpu.params(), pg = gpu.params();
+  for (size_t i = 0; i < pc.size(); ++i) {
+    ASSERT_TRUE(pg[i].data.is_cuda()) << pg[i].name;
+    EXPECT_TRUE(at::equal(pc[i].data, pg[i].data.cpu())) << pc[i].name;  // init is drawn on the CPU
+  }
+  Batch batch = mhtest::random_batch(2, 16, kVocab, 13);
+  Batch on_gpu;
+  for (const auto& [n, t] : batch) on_gpu.emplace_back(n, t.cuda());
+  const mh_loss lc = run_fb(cpu, batch), lg = run_fb(gpu, on_gpu);
+  EXPECT_NEAR(lc.loss_sum, lg.loss_sum, 1e-3 * std::abs(lc.loss_sum));
+  const void* grad_ptr = pg[3].grad.data_ptr();
+  run_fb(gpu, on_gpu);
+  EXPECT_EQ(gpu.params()[3].grad.data_ptr(), grad_ptr);
+  for (size_t i = 0; i < pc.size(); ++i)
+    EXPECT_TRUE(at::allclose(pg[i].grad.cpu(), 2 * pc[i].grad, 1e-2, 1e-4)) << pc[i].name;
 }

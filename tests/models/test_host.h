@@ -218,14 +218,14 @@ class TestModel {
  public:
   // Creates the model; on failure error() holds the message and ok() is false.
   TestModel(const std::string& toml_text, int64_t padded_vocab_size, uint64_t seed = 1234,
-            const char* id = "gpt")
+            const char* id = "gpt", DLDevice device = {kDLCPU, 0})
       : config_(toml_text) {
     recipe_seed() = seed;
     mh_model_create_args args{};
     args.struct_size = sizeof(args);
     args.config = config_.root();
     args.instance_name = "model";
-    args.device = {kDLCPU, 0};
+    args.device = device;
     args.param_dtype = {kDLFloat, 32, 1};
     args.padded_vocab_size = padded_vocab_size;
     error_ = take_error(gpt_factory()->create(id, test_host(), &args, &m_, &api_));

@@ -1,6 +1,7 @@
 // The "gpt" model plugin: the mh.model/1 factory and instance table over GptModel.
 // Every entry point catches (MH_SDK_TRY / MH_SDK_CATCH): no exception crosses the ABI.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <cstring>
 #include <memory>

@@ -4,7 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros_like.h>
-#include <c10/core/GradMode.h>
+#include <ATen/core/grad_mode.h>
 
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/torch_interop.h"
