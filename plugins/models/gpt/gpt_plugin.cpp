@@ -76,6 +76,11 @@ void masked_loss(const at::Tensor& token_loss, const at::Tensor& loss_mask, at::
   *num_tokens = loss_mask.sum();
 }
 
+void check_loss_out(const mh_loss* out) {
+  MH_CHECK(out == nullptr || out->struct_size >= sizeof(mh_loss), MH_ERR_INVALID_ARG, "gpt: mh_loss.struct_size = ",
+           out ? out->struct_size : 0, " is smaller than ", sizeof(mh_loss), "\nHINT: set struct_size = sizeof(mh_loss)");
+}
+
 void write_loss(mh_loss* out, const at::Tensor& loss_sum, const at::Tensor& num_tokens) {
   if (out == nullptr) return;
   out->loss_sum = loss_sum.item<double>();
@@ -114,6 +119,7 @@ mh_error* MH_ABI gpt_forward_backward(mh_model* m, const mh_named_tensor* batch,
   Instance* self = as_instance(m);
   MH_SDK_TRY {
     at::AutoGradMode grad_on(true);  // grad mode is thread-local: the caller's thread may have it off
+    check_loss_out(out);
     const Batch b = read_batch(*self->model, batch, n, /*with_labels=*/true);
     at::Tensor loss_sum, num_tokens;
     masked_loss(self->model->token_loss(b.tokens, b.labels, b.position_ids, self->training), b.loss_mask, &loss_sum,
@@ -132,6 +138,7 @@ mh_error* MH_ABI gpt_forward_loss(mh_model* m, const mh_named_tensor* batch, siz
   Instance* self = as_instance(m);
   MH_SDK_TRY {
     at::NoGradGuard no_grad;
+    check_loss_out(out);
     const Batch b = read_batch(*self->model, batch, n, /*with_labels=*/true);
     at::Tensor loss_sum, num_tokens;
     masked_loss(self->model->token_loss(b.tokens, b.labels, b.position_ids, self->training), b.loss_mask, &loss_sum,
