@@ -1,7 +1,11 @@
 // `megahost`: the CLI over core. Subcommands: run, plugins, preprocess, generate.
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -28,6 +32,15 @@ constexpr const char* kUsage =
 
 int main(int argc, char** argv) {
   using namespace megahost::host;
+  // libtorch's OpenMP threads spin-wait by default; on a shared or oversubscribed CPU that made a
+  // tiny GPT ~100x slower (docs/performance.md). libgomp reads the policy when it is loaded, so
+  // set it and restart once, unless the user chose a policy.
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: carry on with the default policy
+  }
+  // Diagnostics go to stderr; stdout carries the results (log lines, generated text, JSON).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("megahost"));
   spdlog::set_pattern("[%Y-%m-%d %H:%M:%S] [%^%l%$] %v");
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
       std::strcmp(argv[1], "help") == 0) {

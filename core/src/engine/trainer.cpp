@@ -401,7 +401,9 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
     }
   }
   if (iteration > summary.start_iteration && !saved_last) save(iteration);
-  if (do_valid && iteration > summary.start_iteration) evaluate(iteration, "the end of training for val data");
+  // Megatron evaluates once more at the end; skip it when the last iteration was just evaluated.
+  if (do_valid && iteration > summary.start_iteration && iteration % eval_interval != 0)
+    evaluate(iteration, "the end of training for val data");
   summary.last_iteration = iteration;
   return summary;
 }

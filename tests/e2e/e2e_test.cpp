@@ -1,0 +1,327 @@
+// End-to-end tests of the `megahost` binary: preprocess -> train -> checkpoint -> resume ->
+// generate, Megatron byte-compatibility, and bad inputs that must fail cleanly (exit != 0, no crash).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const std::string kMegahost = std::string(MEGAHOST_BINARY_DIR) + "/bin/megahost";
+const std::string kGolden = std::string(MEGAHOST_TEST_DATA_DIR) + "/golden/gpt2_bpe_ids.jsonl";
+const std::string kGpt2Dir = std::string(MEGAHOST_FETCHED_DATA_DIR) + "/npm/gpt2/package";
+
+struct Result {
+  int code = -1;
+  bool crashed = false;
+  std::string out;  // stdout + stderr
+};
+
+// Runs megahost; the output holds stdout and stderr, or stdout only.
+Result run(const std::string& args, bool with_stderr = true) {
+  Result r;
+  const std::string cmd = kMegahost + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.crashed = WIFSIGNALED(status);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string read_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+struct GoldenDoc {
+  std::string text;
+  std::vector<int32_t> ids;
+};
+
+std::vector<GoldenDoc> golden_docs() {
+  std::vector<GoldenDoc> out;
+  std::ifstream in(kGolden);
+  std::string line;
+  while (std::getline(in, line)) {
+    json j = json::parse(line);
+    out.push_back({j["text"].get<std::string>(), j["ids"].get<std::vector<int32_t>>()});
+  }
+  return out;
+}
+
+// A fresh folder per test.
+class E2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() / (std::string("megahost_e2e_") + info->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // The golden texts as JSON lines: all 205 (55 edge cases, then 150 Brown paragraphs), or only
+  // the Brown paragraphs (real English to learn from).
+  std::string write_corpus(bool english_only = false) {
+    std::ofstream out(path("corpus.jsonl"));
+    const auto docs = golden_docs();
+    for (size_t i = english_only ? docs.size() - 150 : 0; i < docs.size(); ++i)
+      out << json{{"text", docs[i].text}}.dump() << "\n";
+    return path("corpus.jsonl");
+  }
+
+  // Byte-level tokenizer: fast enough to train on 2 CPU cores in seconds.
+  std::string preprocess_bytes() {
+    Result r = run("preprocess --input " + write_corpus(true) + " --output-prefix " + path("corpus") +
+                   " --tokenizer-type ByteLevelTokenizer --append-eod --workers 2");
+    EXPECT_EQ(r.code, 0) << r.out;
+    return path("corpus_text_document");
+  }
+
+  std::string write_recipe(const std::string& data_prefix, const std::string& extra = "") {
+    std::ofstream out(path("recipe.toml"));
+    out << "[model]\nplugin = 'gpt'\nnum_layers = 2\nhidden_size = 128\nnum_attention_heads = 4\n"
+           "seq_length = 64\nmax_position_embeddings = 64\nhidden_dropout = 0.1\nattention_dropout = 0.1\n"
+           "[tokenizer]\nplugin = 'byte-level'\n"
+           "[data]\ndata_path = '" << data_prefix << "'\nsplit = '90,10,0'\n"
+           "[optimizer]\nplugin = 'adamw'\nlr = 1e-3\nmin_lr = 1e-4\nweight_decay = 0.01\n"
+           "[training]\nmicro_batch_size = 8\nglobal_batch_size = 16\ntrain_iters = 200\nlr_warmup_iters = 10\n"
+           "lr_decay_style = 'cosine'\neval_interval = 50\neval_iters = 2\nseed = 42\n"
+           "[checkpoint]\nsave = '" << path("ckpt") << "'\nload = '" << path("ckpt") << "'\nsave_interval = 1000\n"
+           "[logging]\nlog_interval = 1\nmetrics_file = '" << path("metrics.jsonl") << "'\n"
+        << extra;
+    return path("recipe.toml");
+  }
+
+  fs::path dir_;
+};
+
+std::vector<json> read_metrics(const std::string& file) {
+  std::vector<json> out;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(json::parse(line));
+  return out;
+}
+
+}  // namespace
+
+TEST(Cli, VersionAndHelpForEveryCommand) {
+  Result v = run("--version");
+  EXPECT_EQ(v.code, 0);
+  EXPECT_NE(v.out.find("megahost"), std::string::npos);
+  for (const char* cmd : {"run", "plugins", "preprocess", "generate"}) {
+    Result h = run(std::string(cmd) + " --help");
+    EXPECT_EQ(h.code, 0) << cmd << ": " << h.out;
+    EXPECT_NE(h.out.find("Usage"), std::string::npos) << cmd << ": " << h.out;
+  }
+  EXPECT_EQ(run("frobnicate").code, 2);
+  EXPECT_EQ(run("").code, 2);
+}
+
+TEST(Cli, PluginsJsonListsAllFiveKindsIncludingTheCPlugin) {
+  Result r = run("plugins --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  json j = json::parse(r.out);
+  std::map<std::string, int> kinds;
+  bool c_plugin = false;
+  for (const auto& p : j["plugins"]) {
+    kinds[p["kind"]]++;
+    if (p["id"] == "byte-level") c_plugin = true;
+    EXPECT_EQ(p["abi_version"], "1.0.0");
+    EXPECT_TRUE(p.contains("path") && p.contains("version"));
+  }
+  for (const char* k : {"model", "tokenizer", "dataset", "checkpoint", "optimizer"}) EXPECT_GE(kinds[k], 1) << k;
+  EXPECT_TRUE(c_plugin);
+}
+
+TEST(Cli, PluginsShowsWhyABadLibraryWasRefused) {
+  Result r = run(std::string("plugins --json --plugin-path ") + MEGAHOST_BAD_PLUGIN_DIR);
+  ASSERT_EQ(r.code, 0) << r.out;
+  json j = json::parse(r.out);
+  std::string reasons;
+  for (const auto& x : j["refused"]) reasons += x["reason"].get<std::string>() + "\n";
+  EXPECT_NE(reasons.find("wrong ABI major"), std::string::npos) << reasons;
+  EXPECT_NE(reasons.find("fingerprint mismatch"), std::string::npos) << reasons;
+}
+
+// Megatron writes <prefix>_text_document.{bin,idx}: tokens as uint16 (GPT-2 vocab < 65,500),
+// EOD appended to non-empty documents, one sequence per document, empty documents still ending a
+// document. The expected bytes are built here from Megatron's own ids (golden file) and the
+// format table, independently of the writer.
+TEST_F(E2E, PreprocessIsByteIdenticalToMegatron) {
+  if (!fs::exists(kGpt2Dir + "/encoder.json")) GTEST_SKIP() << "run scripts/fetch_data.sh for the GPT-2 files";
+  const auto docs = golden_docs();
+  std::string bin;
+  std::vector<int32_t> lengths;
+  std::vector<int64_t> doc_index{0};
+  for (const auto& d : docs) {
+    if (!d.ids.empty()) {
+      std::vector<int32_t> ids = d.ids;
+      ids.push_back(50256);
+      for (int32_t id : ids) {
+        const uint16_t v = static_cast<uint16_t>(id);
+        bin.append(reinterpret_cast<const char*>(&v), 2);
+      }
+      lengths.push_back(static_cast<int32_t>(ids.size()));
+    }
+    doc_index.push_back(static_cast<int64_t>(lengths.size()));
+  }
+  std::string idx("MMIDIDX\0\0", 9);
+  auto put = [&idx](const auto& v) { idx.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
+  put(uint64_t{1});
+  put(uint8_t{8});  // uint16
+  put(static_cast<uint64_t>(lengths.size()));
+  put(static_cast<uint64_t>(doc_index.size()));
+  for (int32_t l : lengths) put(l);
+  int64_t pointer = 0;
+  for (int32_t l : lengths) {
+    put(pointer);
+    pointer += static_cast<int64_t>(l) * 2;
+  }
+  for (int64_t d : doc_index) put(d);
+
+  const std::string input = write_corpus();
+  for (int workers : {1, 2}) {
+    const std::string prefix = path("gpt2_w" + std::to_string(workers));
+    Result r = run("preprocess --input " + input + " --output-prefix " + prefix +
+                   " --tokenizer-type GPT2BPETokenizer --vocab-file " + kGpt2Dir + "/encoder.json --merge-file " +
+                   kGpt2Dir + "/vocab.bpe --append-eod --workers " + std::to_string(workers));
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_TRUE(read_bytes(prefix + "_text_document.bin") == bin) << "workers " << workers;
+    EXPECT_TRUE(read_bytes(prefix + "_text_document.idx") == idx) << "workers " << workers;
+  }
+}
+
+TEST_F(E2E, TrainLearnsThenGenerates) {
+  const std::string data = preprocess_bytes();
+  Result r = run("run " + write_recipe(data));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find(" iteration      200/     200 | consumed samples:         3200 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("validation loss at iteration 50 | lm loss value:"), std::string::npos) << r.out;
+  std::vector<double> valid;
+  double first_train = 0, last_train = 0;
+  for (const auto& m : read_metrics(path("metrics.jsonl"))) {
+    ASSERT_TRUE(m.contains("iteration") && m.contains("lm_loss"));
+    if (m["split"] == "valid") valid.push_back(m["lm_loss"]);
+    if (m["split"] == "train" && m["iteration"] == 1) first_train = m["lm_loss"];
+    if (m["split"] == "train") last_train = m["lm_loss"];
+  }
+  ASSERT_GE(valid.size(), 4u);
+  EXPECT_GT(first_train, 5.0);  // ~ln(384) at init
+  EXPECT_LT(valid.back(), valid.front() - 0.15) << "validation loss must fall";
+  EXPECT_LT(valid.back(), 2.8);  // below the ~3.0 nats of English byte frequencies alone
+  EXPECT_LT(last_train, first_train - 2.5);
+  EXPECT_TRUE(fs::exists(path("ckpt/latest_checkpointed_iteration.txt")));
+  EXPECT_TRUE(fs::exists(path("ckpt/iter_0000200")));
+
+  Result g = run("generate " + path("recipe.toml") + " --prompt 'The jury' --max-new-tokens 16", /*with_stderr=*/false);
+  ASSERT_EQ(g.code, 0) << g.out;
+  EXPECT_EQ(g.out.rfind("The jury", 0), 0u) << g.out;
+  EXPECT_GT(g.out.size(), std::string("The jury\n").size()) << g.out;
+}
+
+// Stop after a checkpoint and resume: every logged figure equals the uninterrupted run's exactly
+// (dropout on, so the RNG state must come back too).
+TEST_F(E2E, ResumeIsExact) {
+  const std::string data = preprocess_bytes();
+  const std::string recipe = write_recipe(data);
+  const std::string common = " --set training.train_iters=12 --set training.eval_interval=4";
+  Result a = run("run " + recipe + common + " --set logging.metrics_file=" + path("a.jsonl") +
+                 " --set checkpoint.save=" + path("ckpt_a") + " --set checkpoint.load=" + path("ckpt_a"));
+  ASSERT_EQ(a.code, 0) << a.out;
+  const std::string b_args = "run " + recipe + common + " --set logging.metrics_file=" + path("b.jsonl") +
+                             " --set checkpoint.save=" + path("ckpt_b") + " --set checkpoint.load=" + path("ckpt_b");
+  Result b1 = run(b_args + " --set training.exit_interval=6");
+  ASSERT_EQ(b1.code, 0) << b1.out;
+  EXPECT_NE(b1.out.find("exit_interval at iteration 6"), std::string::npos) << b1.out;
+  Result b2 = run(b_args);
+  ASSERT_EQ(b2.code, 0) << b2.out;
+  EXPECT_NE(b2.out.find("resumed from"), std::string::npos) << b2.out;
+
+  auto key = [](const json& m) { return m["split"].get<std::string>() + std::to_string(m["iteration"].get<int>()); };
+  std::map<std::string, json> ma, mb;
+  for (const auto& m : read_metrics(path("a.jsonl"))) ma[key(m)] = m;
+  for (const auto& m : read_metrics(path("b.jsonl"))) mb[key(m)] = m;
+  ASSERT_EQ(ma.size(), mb.size());
+  for (const auto& [k, m] : ma) {
+    ASSERT_TRUE(mb.count(k)) << k;
+    EXPECT_EQ(m["lm_loss"].get<double>(), mb[k]["lm_loss"].get<double>()) << k;  // bit-exact
+    if (m.contains("grad_norm")) EXPECT_EQ(m["grad_norm"].get<double>(), mb[k]["grad_norm"].get<double>()) << k;
+  }
+}
+
+TEST_F(E2E, BadInputsFailCleanly) {
+  const std::string data = preprocess_bytes();
+  const std::string recipe = write_recipe(data);
+  auto expect_error = [](const Result& r, const std::string& needle) {
+    EXPECT_FALSE(r.crashed) << r.out;
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find(needle), std::string::npos) << "expected '" << needle << "' in:\n" << r.out;
+  };
+  expect_error(run("run " + path("missing.toml")), "cannot open recipe");
+  expect_error(run("run " + recipe + " --set training.tain_iters=3"), "did you mean 'training.train_iters'");
+  expect_error(run("run " + recipe + " --set model.num_layers=two"), "must be an integer");
+  expect_error(run("run " + recipe + " --set model.hidden_sise=8"), "did you mean 'model.hidden_size'");
+  expect_error(run("run " + recipe + " --set tokenizer.plugin=nope"), "no tokenizer plugin 'nope'");
+  expect_error(run("run " + recipe + " --set data.data_path=" + path("nothing")), "nothing");
+
+  // Truncated .idx.
+  fs::copy_file(data + ".bin", path("trunc_text_document.bin"));
+  fs::copy_file(data + ".idx", path("trunc_text_document.idx"));
+  fs::resize_file(path("trunc_text_document.idx"), fs::file_size(path("trunc_text_document.idx")) - 5);
+  expect_error(run("run " + recipe + " --set data.data_path=" + path("trunc_text_document")), "truncated");
+
+  // Corrupt checkpoint: flip one byte of the stored tensors, then resume from it.
+  Result t = run("run " + recipe + " --set training.train_iters=2 --set training.eval_iters=0");
+  ASSERT_EQ(t.code, 0) << t.out;
+  const fs::path tensors = path("ckpt/iter_0000002/tensors.bin");
+  ASSERT_TRUE(fs::exists(tensors));
+  {
+    std::fstream f(tensors, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(100);
+    c = static_cast<char>(c ^ 0x5a);
+    f.write(&c, 1);
+  }
+  expect_error(run("run " + recipe + " --set training.train_iters=4 --set training.eval_iters=0"), "iter_0000002");
+
+  // A tracker that names nothing sensible.
+  { std::ofstream(path("ckpt/latest_checkpointed_iteration.txt")) << "garbage"; }
+  expect_error(run("run " + recipe + " --set training.train_iters=4"), "corrupt tracker file");
+
+  // Preprocess: invalid JSON names the line, and no partial output is left behind.
+  {
+    std::ofstream out(path("bad.jsonl"));
+    out << "{\"text\": \"fine\"}\n{\"text\": \"also fine\"}\n{\"text\": broken}\n";
+  }
+  expect_error(run("preprocess --input " + path("bad.jsonl") + " --output-prefix " + path("bad") +
+                   " --tokenizer-type byte-level"),
+               "bad.jsonl:3");
+  EXPECT_FALSE(fs::exists(path("bad_text_document.bin")));
+  EXPECT_FALSE(fs::exists(path("bad_text_document.idx")));
+  expect_error(run("preprocess --input " + path("none.jsonl") + " --output-prefix " + path("x") +
+                   " --tokenizer-type byte-level"),
+               "cannot open input");
+  Result usage = run("preprocess --output-prefix x");
+  EXPECT_EQ(usage.code, 2) << usage.out;
+}
