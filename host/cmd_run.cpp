@@ -41,6 +41,8 @@ int cmd_run(int argc, char** argv) {
     if (args.count("plugin-path") != 0)
       for (const auto& p : args["plugin-path"].as<std::vector<std::string>>()) extra.push_back(p);
     core::PluginRegistry registry(search_path(extra));
+    for (const auto& refused : registry.refused())
+      spdlog::warn("plugin library refused: {}: {}", refused.path.string(), refused.reason);
     core::TrainSummary s = core::train(recipe, registry);
     if (s.first_valid_loss && s.last_valid_loss)
       spdlog::info("validation loss: {:.4f} (first evaluation) -> {:.4f} (last)", *s.first_valid_loss,

@@ -152,6 +152,23 @@ TEST(Cli, PluginsJsonListsAllFiveKindsIncludingTheCPlugin) {
   EXPECT_TRUE(c_plugin);
 }
 
+TEST(Cli, PluginPathEnvironmentVariableIsSearched) {
+  const std::string cmd = std::string("MEGAHOST_PLUGIN_PATH=") + MEGAHOST_BAD_PLUGIN_DIR + " " + kMegahost +
+                          " plugins --json 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  ASSERT_EQ(pclose(p), 0);
+  json j = json::parse(out);
+  EXPECT_EQ(j["refused"].size(), 2u) << out;
+  bool listed = false;
+  for (const auto& d : j["search_path"]) listed |= d == MEGAHOST_BAD_PLUGIN_DIR;
+  EXPECT_TRUE(listed) << out;
+}
+
 TEST(Cli, PluginsShowsWhyABadLibraryWasRefused) {
   Result r = run(std::string("plugins --json --plugin-path ") + MEGAHOST_BAD_PLUGIN_DIR);
   ASSERT_EQ(r.code, 0) << r.out;
@@ -236,6 +253,20 @@ TEST_F(E2E, TrainLearnsThenGenerates) {
   ASSERT_EQ(g.code, 0) << g.out;
   EXPECT_EQ(g.out.rfind("The jury", 0), 0u) << g.out;
   EXPECT_GT(g.out.size(), std::string("The jury\n").size()) << g.out;
+}
+
+// The recipe's plugin_path is searched too; a refused library is reported, not fatal.
+TEST_F(E2E, RecipePluginPathIsSearched) {
+  const std::string data = preprocess_bytes();
+  const std::string body = read_bytes(write_recipe(data));
+  {
+    std::ofstream out(path("with_path.toml"));
+    out << "plugin_path = ['" << MEGAHOST_BAD_PLUGIN_DIR << "']\n" << body;
+  }
+  Result r = run("run " + path("with_path.toml") + " --set training.train_iters=2 --set training.eval_iters=0");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("plugin library refused"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("wrong ABI major"), std::string::npos) << r.out;
 }
 
 // Stop after a checkpoint and resume: every logged figure equals the uninterrupted run's exactly
