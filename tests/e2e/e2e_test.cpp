@@ -1,7 +1,13 @@
 // End-to-end tests of the `megahost` binary: preprocess -> train -> checkpoint -> resume ->
 // generate, Megatron byte-compatibility, and bad inputs that must fail cleanly (exit != 0, no crash).
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <cstdio>
 #include <filesystem>
@@ -297,6 +303,41 @@ TEST_F(E2E, ResumeIsExact) {
     EXPECT_EQ(m["lm_loss"].get<double>(), mb[k]["lm_loss"].get<double>()) << k;  // bit-exact
     if (m.contains("grad_norm")) EXPECT_EQ(m["grad_norm"].get<double>(), mb[k]["grad_norm"].get<double>()) << k;
   }
+}
+
+// SIGTERM (a scheduler's pre-emption) saves a checkpoint at the end of the current iteration and
+// exits 0; the next run resumes from it.
+TEST_F(E2E, SigtermSavesAndResumes) {
+  const std::string data = preprocess_bytes();
+  const std::string recipe = write_recipe(data);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const int devnull = ::open("/dev/null", O_WRONLY);
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    execl(kMegahost.c_str(), "megahost", "run", recipe.c_str(), "--set", "training.train_iters=100000",
+          "--set", "training.eval_iters=0", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait until a few iterations are logged, then pre-empt.
+  for (int i = 0; i < 6000 && read_metrics(path("metrics.jsonl")).size() < 3; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_GE(read_metrics(path("metrics.jsonl")).size(), 3u);
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by a signal instead of saving";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const std::string tracker = read_bytes(path("ckpt/latest_checkpointed_iteration.txt"));
+  ASSERT_FALSE(tracker.empty());
+  const int saved = std::stoi(tracker);
+  EXPECT_GE(saved, 3);
+  Result r = run("run " + recipe + " --set training.train_iters=" + std::to_string(saved + 2) +
+                 " --set training.eval_iters=0");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("resumed from"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("done at iteration " + std::to_string(saved + 2)), std::string::npos) << r.out;
 }
 
 TEST_F(E2E, BadInputsFailCleanly) {

@@ -145,6 +145,15 @@ struct Components {
   at::Device device{at::kCPU};
 };
 
+// The training sample length: [model] seq_length (Megatron's --seq-length).
+int64_t model_seq_length(const Recipe& r) {
+  auto seq = r.section("model").table->get("seq_length");
+  MH_CORE_CHECK(seq != nullptr && seq->is_integer() && *seq->value<int64_t>() > 0, r.path,
+                ": [model] needs seq_length (the training sample length)",
+                "\nHINT: add seq_length = 1024 (or your length) to [model]");
+  return *seq->value<int64_t>();
+}
+
 Components build_model_and_tokenizer(const Recipe& r, const PluginRegistry& reg) {
   Components c;
   c.device = pick_device(r.get_string("training", "device"));
@@ -157,10 +166,7 @@ Components build_model_and_tokenizer(const Recipe& r, const PluginRegistry& reg)
   mo.device = sdk::to_dl_device(c.device);
   mo.padded_vocab_size = c.padded_vocab;
   c.model = create_model(reg, r.get_string("model", "plugin"), r.section("model"), mo, host_keys("model"));
-  auto seq = r.section("model").table->get("seq_length");
-  MH_CORE_CHECK(seq != nullptr && seq->is_integer(), r.path, ": [model] needs seq_length (the training sample length)",
-                "\nHINT: add seq_length = 1024 (or your length) to [model]");
-  c.seq_length = *seq->value<int64_t>();
+  c.seq_length = model_seq_length(r);
   return c;
 }
 
@@ -212,6 +218,23 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
     gen.set_current_seed(seed);  // dropout draws from the default generator (saved in checkpoints)
   }
 
+  // Data before the model: a bad data path fails in seconds, not after building a large model.
+  // Megatron's sample counts per split.
+  SampleCounts counts;
+  counts.train = static_cast<uint64_t>(train_iters * gbs);
+  counts.valid = static_cast<uint64_t>((train_iters / eval_interval + 1) * eval_iters * gbs);
+  counts.test = static_cast<uint64_t>(eval_iters * gbs);
+  auto format = reg.create_dataset(r.get_string("data", "plugin"), r.section("data"), host_keys("data"));
+  const auto t_data = Clock::now();
+  SplitSamples data = build_gpt_samples(r, *format, model_seq_length(r), counts, seed);
+  spdlog::info("datasets ready in {:.2f} s: train {} samples, valid {}, test {}",
+               std::chrono::duration<double>(Clock::now() - t_data).count(), data.train ? data.train->size() : 0,
+               data.valid ? data.valid->size() : 0, data.test ? data.test->size() : 0);
+  MH_CORE_CHECK(data.train && data.train->size() > 0, r.where("data", "split"),
+                ": the train split is empty\nHINT: give the train split a non-zero share, e.g. split = \"969,30,1\"");
+  const bool do_valid = eval_iters > 0 && data.valid && data.valid->size() > 0;
+  if (eval_iters > 0 && !do_valid)
+    spdlog::warn("the valid split is empty: evaluation is skipped (set data.split so valid gets documents)");
   Components c = build_model_and_tokenizer(r, reg);
   const at::Device device = c.device;
   auto optimizer = create_optimizer(reg, r.get_string("optimizer", "plugin"), r.section("optimizer"),
@@ -244,22 +267,6 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
     }
   }
 
-  // Data: Megatron's sample counts per split.
-  SampleCounts counts;
-  counts.train = static_cast<uint64_t>(train_iters * gbs);
-  counts.valid = static_cast<uint64_t>((train_iters / eval_interval + 1) * eval_iters * gbs);
-  counts.test = static_cast<uint64_t>(eval_iters * gbs);
-  auto format = reg.create_dataset(r.get_string("data", "plugin"), r.section("data"), host_keys("data"));
-  const auto t_data = Clock::now();
-  SplitSamples data = build_gpt_samples(r, *format, c.seq_length, counts, seed);
-  spdlog::info("datasets ready in {:.2f} s: train {} samples, valid {}, test {}",
-               std::chrono::duration<double>(Clock::now() - t_data).count(), data.train ? data.train->size() : 0,
-               data.valid ? data.valid->size() : 0, data.test ? data.test->size() : 0);
-  MH_CORE_CHECK(data.train && data.train->size() > 0, r.where("data", "split"),
-                ": the train split is empty\nHINT: give the train split a non-zero share, e.g. split = \"969,30,1\"");
-  const bool do_valid = eval_iters > 0 && data.valid && data.valid->size() > 0;
-  if (eval_iters > 0 && !do_valid)
-    spdlog::warn("the valid split is empty: evaluation is skipped (set data.split so valid gets documents)");
   std::optional<int32_t> eod_mask;
   if (r.get_bool("data", "eod_mask_loss")) eod_mask = c.tokenizer->special_token(MH_TOKEN_EOD);
 
