@@ -42,4 +42,26 @@ std::vector<std::filesystem::path> search_path(const std::vector<std::string>& e
   return core::PluginRegistry::default_search_path(dirs);
 }
 
+void add_recipe_options(cxxopts::Options& options) {
+  options.positional_help("RECIPE");
+  options.add_options()("recipe", "TOML recipe", cxxopts::value<std::string>())(
+      "s,set", "override a recipe key: section.key=value (repeatable)", cxxopts::value<std::vector<std::string>>())(
+      "plugin-path", "extra plugin folder (repeatable)", cxxopts::value<std::vector<std::string>>())(
+      "h,help", "show this help");
+  options.parse_positional({"recipe"});
+}
+
+RecipeAndPlugins load_recipe_and_plugins(const cxxopts::ParseResult& args) {
+  std::vector<std::string> overrides;
+  if (args.count("set") != 0) overrides = args["set"].as<std::vector<std::string>>();
+  RecipeAndPlugins out{core::load_recipe(args["recipe"].as<std::string>(), overrides), nullptr};
+  std::vector<std::string> extra = out.recipe.plugin_path;
+  if (args.count("plugin-path") != 0)
+    for (const auto& p : args["plugin-path"].as<std::vector<std::string>>()) extra.push_back(p);
+  out.registry = std::make_unique<core::PluginRegistry>(search_path(extra));
+  for (const auto& refused : out.registry->refused())
+    spdlog::warn("plugin library refused: {}: {}", refused.path.string(), refused.reason);
+  return out;
+}
+
 }  // namespace megahost::host

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "megahost/core/plugins.h"
+#include "megahost/core/recipe.h"
 
 namespace megahost::host {
 
@@ -19,5 +20,16 @@ int guarded(const char* command, const std::function<int()>& body);
 bool parse_flags(cxxopts::Options& options, int argc, char** argv, cxxopts::ParseResult& out, int& exit_code);
 
 std::vector<std::filesystem::path> search_path(const std::vector<std::string>& extra);
+
+// Options shared by commands that take a recipe: RECIPE, --set, --plugin-path, --help.
+void add_recipe_options(cxxopts::Options& options);
+
+// The recipe with its --set overrides, and the plugins of its search path (recipe plugin_path
+// and --plugin-path added). Refused libraries are logged as warnings.
+struct RecipeAndPlugins {
+  core::Recipe recipe;
+  std::unique_ptr<core::PluginRegistry> registry;
+};
+RecipeAndPlugins load_recipe_and_plugins(const cxxopts::ParseResult& args);
 
 }  // namespace megahost::host

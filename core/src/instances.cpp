@@ -1,6 +1,7 @@
 // Typed handles over model / optimizer / checkpoint plugin instances, and their creation.
 #include "megahost/core/instances.h"
 
+#include "create_instance.h"
 #include "megahost/core/error.h"
 #include "megahost/core/host_services.h"
 #include "megahost/sdk/torch_interop.h"
@@ -238,58 +239,30 @@ std::unique_ptr<CheckpointFormat::Reader> CheckpointFormat::open_reader(const st
 
 // ---- creation ---------------------------------------------------------------------------------
 
-namespace {
-// Validates a section against the plugin's schema and builds its config tree.
-std::shared_ptr<ConfigTree> prepare(const PluginInfo& p, const ConfigSection& in,
-                                    const std::vector<std::string>& host_keys) {
-  ConfigSection cfg = in;  // shares the table: defaults are filled in place (copies lose file:line)
-  apply_config_schema(p, cfg, host_keys);
-  return std::make_shared<ConfigTree>(cfg);
-}
-}  // namespace
-
 std::unique_ptr<Model> create_model(const PluginRegistry& reg, const std::string& id, const ConfigSection& cfg,
                                     const ModelOptions& opts, const std::vector<std::string>& host_keys) {
-  const PluginInfo& p = reg.find(PluginKind::Model, id);
-  auto tree = prepare(p, cfg, host_keys);
   mh_model_create_args args{};
-  args.struct_size = sizeof(args);
-  args.config = tree->root();
-  args.instance_name = cfg.name.c_str();
   args.device = opts.device;
   args.param_dtype = opts.param_dtype;
   args.padded_vocab_size = opts.padded_vocab_size;
-  mh_model* m = nullptr;
-  const mh_model_api* api = nullptr;
-  const auto* f = static_cast<const mh_model_factory*>(p.factory);
-  throw_if_error(f->create(p.id.c_str(), host_table(), &args, &m, &api), cat("model '", p.id, "'"));
-  return std::make_unique<Model>(m, api, p.id, tree);
+  return create_instance<Model, mh_model_factory, mh_model, mh_model_api>(reg.find(PluginKind::Model, id), cfg,
+                                                                          host_keys, args, "model");
 }
 
 std::unique_ptr<Optimizer> create_optimizer(const PluginRegistry& reg, const std::string& id,
                                             const ConfigSection& cfg, DLDevice device,
                                             const std::vector<std::string>& host_keys) {
-  const PluginInfo& p = reg.find(PluginKind::Optimizer, id);
-  auto tree = prepare(p, cfg, host_keys);
-  mh_optimizer_create_args args{sizeof(args), tree->root(), cfg.name.c_str(), device};
-  mh_optimizer* o = nullptr;
-  const mh_optimizer_api* api = nullptr;
-  const auto* f = static_cast<const mh_optimizer_factory*>(p.factory);
-  throw_if_error(f->create(p.id.c_str(), host_table(), &args, &o, &api), cat("optimizer '", p.id, "'"));
-  return std::make_unique<Optimizer>(o, api, p.id, tree);
+  mh_optimizer_create_args args{};
+  args.device = device;
+  return create_instance<Optimizer, mh_optimizer_factory, mh_optimizer, mh_optimizer_api>(
+      reg.find(PluginKind::Optimizer, id), cfg, host_keys, args, "optimizer");
 }
 
 std::unique_ptr<CheckpointFormat> create_checkpoint_format(const PluginRegistry& reg, const std::string& id,
                                                            const ConfigSection& cfg,
                                                            const std::vector<std::string>& host_keys) {
-  const PluginInfo& p = reg.find(PluginKind::Checkpoint, id);
-  auto tree = prepare(p, cfg, host_keys);
-  mh_checkpoint_create_args args{sizeof(args), tree->root(), cfg.name.c_str()};
-  mh_checkpoint_format* c = nullptr;
-  const mh_checkpoint_api* api = nullptr;
-  const auto* f = static_cast<const mh_checkpoint_factory*>(p.factory);
-  throw_if_error(f->create(p.id.c_str(), host_table(), &args, &c, &api), cat("checkpoint format '", p.id, "'"));
-  return std::make_unique<CheckpointFormat>(c, api, p.id, tree);
+  return create_instance<CheckpointFormat, mh_checkpoint_factory, mh_checkpoint_format, mh_checkpoint_api>(
+      reg.find(PluginKind::Checkpoint, id), cfg, host_keys, mh_checkpoint_create_args{}, "checkpoint format");
 }
 
 }  // namespace megahost::core

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "create_instance.h"
 #include "megahost/core/error.h"
 #include "megahost/core/host_services.h"
 #include "megahost/core/schema.h"
@@ -346,32 +347,16 @@ std::unique_ptr<DatasetWriter> DatasetFormat::open_writer(const std::string& pre
 
 // ---- creation ---------------------------------------------------------------------------------
 
-std::unique_ptr<Tokenizer> PluginRegistry::create_tokenizer(const std::string& id, const ConfigSection& cfg_in,
+std::unique_ptr<Tokenizer> PluginRegistry::create_tokenizer(const std::string& id, const ConfigSection& cfg,
                                                             const std::vector<std::string>& host_keys) const {
-  const PluginInfo& p = find(PluginKind::Tokenizer, id);
-  ConfigSection cfg = cfg_in;  // shares the table: defaults are filled in place (copies lose file:line)
-  apply_config_schema(p, cfg, host_keys);
-  auto tree = std::make_shared<ConfigTree>(cfg);
-  const auto* f = static_cast<const mh_tokenizer_factory*>(p.factory);
-  mh_tokenizer_create_args args{sizeof(mh_tokenizer_create_args), tree->root(), cfg.name.c_str()};
-  mh_tokenizer* t = nullptr;
-  const mh_tokenizer_api* api = nullptr;
-  throw_if_error(f->create(p.id.c_str(), host_table(), &args, &t, &api), cat("tokenizer '", p.id, "'"));
-  return std::make_unique<Tokenizer>(t, api, p.id, tree);
+  return create_instance<Tokenizer, mh_tokenizer_factory, mh_tokenizer, mh_tokenizer_api>(
+      find(PluginKind::Tokenizer, id), cfg, host_keys, mh_tokenizer_create_args{}, "tokenizer");
 }
 
-std::unique_ptr<DatasetFormat> PluginRegistry::create_dataset(const std::string& id, const ConfigSection& cfg_in,
+std::unique_ptr<DatasetFormat> PluginRegistry::create_dataset(const std::string& id, const ConfigSection& cfg,
                                                               const std::vector<std::string>& host_keys) const {
-  const PluginInfo& p = find(PluginKind::Dataset, id);
-  ConfigSection cfg = cfg_in;  // shares the table: defaults are filled in place (copies lose file:line)
-  apply_config_schema(p, cfg, host_keys);
-  auto tree = std::make_shared<ConfigTree>(cfg);
-  const auto* f = static_cast<const mh_dataset_factory*>(p.factory);
-  mh_dataset_create_args args{sizeof(mh_dataset_create_args), tree->root(), cfg.name.c_str()};
-  mh_dataset_format* fmt = nullptr;
-  const mh_dataset_api* api = nullptr;
-  throw_if_error(f->create(p.id.c_str(), host_table(), &args, &fmt, &api), cat("dataset format '", p.id, "'"));
-  return std::make_unique<DatasetFormat>(fmt, api, p.id, tree);
+  return create_instance<DatasetFormat, mh_dataset_factory, mh_dataset_format, mh_dataset_api>(
+      find(PluginKind::Dataset, id), cfg, host_keys, mh_dataset_create_args{}, "dataset format");
 }
 
 }  // namespace megahost::core

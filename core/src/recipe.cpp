@@ -209,6 +209,11 @@ Recipe parse_recipe(const std::string& text, const std::string& label, const std
   const std::string device = r.get_string("training", "device");
   MH_CORE_CHECK(device == "cpu" || device == "cuda" || device == "auto", r.where("training", "device"),
                 ": training.device must be cpu, cuda or auto");
+  const std::string level = r.get_string("logging", "log_level");
+  MH_CORE_CHECK(level == "trace" || level == "debug" || level == "info" || level == "warn" || level == "error" ||
+                    level == "off",
+                r.where("logging", "log_level"), ": logging.log_level '", level,
+                "' is not one of trace, debug, info, warn, error, off");
   for (const char* k : {"tensor_model_parallel_size", "pipeline_model_parallel_size", "context_parallel_size",
                         "expert_model_parallel_size"})
     MH_CORE_CHECK(r.get_int("parallel", k) == 1, r.where("parallel", k), ": parallel.", k,
