@@ -14,3 +14,9 @@ if(TARGET torch_cuda OR TARGET c10_cuda)
 endif()
 add_compile_definitions(MEGAHOST_CUDA_VERSION="${MEGAHOST_TORCH_CUDA}" MH_SDK_CUDA_VERSION="${MEGAHOST_TORCH_CUDA}")
 message(STATUS "megahost: libtorch ${Torch_VERSION}, CUDA '${MEGAHOST_TORCH_CUDA}'")
+
+
+# An installed megahost must find a libtorch that lives outside the system folders (PyTorch
+# wheels: site-packages/torch/lib) without LD_LIBRARY_PATH: keep such link folders in the
+# install RPATH. No effect for Debian's libtorch in /usr/lib.
+set(CMAKE_INSTALL_RPATH_USE_LINK_PATH ON)
