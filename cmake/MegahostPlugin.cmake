@@ -8,6 +8,8 @@
 function(megahost_add_plugin target)
   cmake_parse_arguments(ARG "TORCH;LANG_C;NO_INSTALL" "" "SOURCES;LIBS" ${ARGN})
   add_library(${target} MODULE ${ARG_SOURCES})
+  # End-to-end tests depend on every plugin of the build.
+  set_property(GLOBAL APPEND PROPERTY MEGAHOST_PLUGIN_TARGETS ${target})
   set_target_properties(${target} PROPERTIES
     PREFIX "lib"
     C_VISIBILITY_PRESET hidden
