@@ -2,6 +2,7 @@
 #include "megahost/core/engine/checkpointing.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard: not pulled in transitively on libtorch 2.x
 #include <fcntl.h>
 #include <unistd.h>
@@ -46,19 +47,41 @@ void write_file_atomic(const fs::path& path, const std::string& text) {
   fsync_path(path.parent_path());
 }
 
-std::string cpu_rng_state() {
-  auto gen = at::detail::getDefaultCPUGenerator();
+// Every default generator dropout may draw from: the CPU one and one per visible CUDA device.
+std::vector<std::pair<std::string, at::Generator>> default_generators() {
+  std::vector<std::pair<std::string, at::Generator>> out;
+  out.emplace_back("rng/torch_cpu", at::detail::getDefaultCPUGenerator());
+  if (at::hasCUDA()) {
+    const int n = static_cast<int>(at::detail::getCUDAHooks().getNumGPUs());
+    for (int i = 0; i < n; ++i)
+      out.emplace_back(cat("rng/torch_cuda/", i),
+                       at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(i))));
+  }
+  return out;
+}
+
+std::string generator_state(at::Generator gen) {
   std::lock_guard<std::mutex> lock(gen.mutex());
   at::Tensor s = gen.get_state();
   return std::string(static_cast<const char*>(s.data_ptr()), s.numel());
 }
 
-void set_cpu_rng_state(const std::string& bytes) {
-  auto gen = at::detail::getDefaultCPUGenerator();
+void set_generator_state(at::Generator gen, const std::string& bytes) {
   at::Tensor s = at::empty({static_cast<int64_t>(bytes.size())}, at::kByte);
   std::memcpy(s.data_ptr(), bytes.data(), bytes.size());
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(s);
+}
+
+// Removes a folder tree without std::filesystem::remove_all: the PyTorch 2.x wheel's libtorch.so
+// exports a broken copy of it that wins symbol resolution (docs/architecture.md).
+void remove_tree(const fs::path& p) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(p, ec))) return;
+  if (fs::is_directory(fs::symlink_status(p, ec)))
+    for (const auto& e : fs::directory_iterator(p, ec)) remove_tree(e.path());
+  fs::remove(p, ec);
+  MH_CORE_CHECK(!ec, p.string(), ": cannot remove (", ec.message(), ")\nHINT: check permissions");
 }
 
 }  // namespace
@@ -74,7 +97,7 @@ void save_checkpoint(CheckpointFormat& fmt, const std::string& save_dir, const T
   fs::create_directories(save_dir);
   const fs::path final_dir = iteration_dir(save_dir, state.iteration);
   const fs::path staging = final_dir.string() + ".tmp";
-  fs::remove_all(staging);
+  remove_tree(staging);
 
   auto writer = fmt.open_writer(staging.string());
   int64_t num_params = 0;
@@ -83,7 +106,7 @@ void save_checkpoint(CheckpointFormat& fmt, const std::string& save_dir, const T
     num_params += p.data.numel();
   }
   opt.visit_state(abi_params, [&](const std::string& name, at::Tensor t) { writer->tensor("optimizer/" + name, t); });
-  writer->blob("rng/torch_cpu", cpu_rng_state());
+  for (const auto& [name, gen] : default_generators()) writer->blob(name, generator_state(gen));
   nlohmann::json meta = {{"format", "megahost-checkpoint"},
                          {"version", 1},
                          {"iteration", state.iteration},
@@ -99,10 +122,10 @@ void save_checkpoint(CheckpointFormat& fmt, const std::string& save_dir, const T
   // Publish: an older folder of the same iteration is replaced only after the new one is complete.
   if (fs::exists(final_dir)) {
     const fs::path old = final_dir.string() + ".old";
-    fs::remove_all(old);
+    remove_tree(old);
     fs::rename(final_dir, old);
     fs::rename(staging, final_dir);
-    fs::remove_all(old);
+    remove_tree(old);
   } else {
     fs::rename(staging, final_dir);
   }
@@ -160,7 +183,9 @@ TrainingState load_checkpoint(CheckpointFormat& fmt, const std::string& dir, int
       reader->tensor_into(name, t);
     });
   }
-  if (opts.load_rng && entries.count("rng/torch_cpu") != 0) set_cpu_rng_state(reader->blob("rng/torch_cpu"));
+  if (opts.load_rng)
+    for (const auto& [name, gen] : default_generators())
+      if (entries.count(name) != 0) set_generator_state(gen, reader->blob(name));
 
   TrainingState s;
   s.iteration = meta.value("iteration", iteration);

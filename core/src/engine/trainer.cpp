@@ -7,6 +7,7 @@
 #include "megahost/core/engine/trainer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard: ATen.h no longer brings it on libtorch 2.x
 #include <spdlog/spdlog.h>
@@ -64,12 +65,16 @@ std::vector<std::pair<std::string, at::Tensor>> make_batch(const SampleSource& s
 }
 
 // Global L2 norm of all gradients; scales them by max_norm / (norm + 1e-6) when above max_norm.
+// One host sync per step: the squared norms are summed on the device.
 double clip_grad_norm(std::vector<Param>& params, double max_norm) {
   at::NoGradGuard no_grad;
-  double sq = 0;
-  for (const Param& p : params)
-    if (p.grad.defined()) sq += p.grad.to(at::kDouble).pow(2).sum().item<double>();
-  const double norm = std::sqrt(sq);
+  at::Tensor sq;
+  for (const Param& p : params) {
+    if (!p.grad.defined()) continue;
+    at::Tensor s = p.grad.to(at::kDouble).pow(2).sum();
+    sq = sq.defined() ? sq + s : s;
+  }
+  const double norm = sq.defined() ? std::sqrt(sq.item<double>()) : 0.0;
   if (max_norm > 0) {
     const double coeff = max_norm / (norm + 1e-6);
     if (coeff < 1.0)
@@ -212,11 +217,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
   facts.recipe_path = std::filesystem::absolute(r.path).string();
   set_run_facts(facts);
   if (const int64_t n = r.get_int("training", "num_threads"); n > 0) at::set_num_threads(static_cast<int>(n));
-  {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_current_seed(seed);  // dropout draws from the default generator (saved in checkpoints)
-  }
+  at::manual_seed(seed);  // CPU and CUDA default generators: dropout draws from them (saved in checkpoints)
 
   // Data before the model: a bad data path fails in seconds, not after building a large model.
   // Megatron's sample counts per split.
