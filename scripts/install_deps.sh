@@ -6,6 +6,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config perl curl ca-certificates
   libtorch-dev libboost-dev libtomlplusplus-dev libcxxopts-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libdlpack-dev nlohmann-json3-dev
+  libsentencepiece-dev sentencepiece zlib1g-dev libzstd-dev zstd
   libopenblas0-openmp   # Debian's libtorch calls the BLAS alternative: reference BLAS is ~7x slower
 )
 
