@@ -7,6 +7,7 @@ int cmd_run(int argc, char** argv);
 int cmd_plugins(int argc, char** argv);
 int cmd_preprocess(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
+int cmd_data(int argc, char** argv);
 
 // Exit codes.
 constexpr int kExitOk = 0;

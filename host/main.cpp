@@ -1,4 +1,4 @@
-// `megahost`: the CLI over core. Subcommands: run, plugins, preprocess, generate.
+// `megahost`: the CLI over core. Subcommands: run, plugins, preprocess, generate, data.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -23,6 +23,8 @@ constexpr const char* kUsage =
     "  preprocess --input F --output-prefix P ...  JSON lines -> Megatron .bin/.idx (same flags as\n"
     "                                              Megatron's tools/preprocess_data.py)\n"
     "  generate RECIPE --prompt TEXT               greedy continuation from the latest checkpoint\n"
+    "  data inspect PREFIX [--sample I ...]        counts, dtype, length histogram of a .bin/.idx dataset;\n"
+    "                                              sequence, document or GPT sample i decoded\n"
     "  plugins [--json]                            list plugins found, and libraries refused and why\n"
     "\n"
     "  megahost <command> --help    options of a command\n"
@@ -57,6 +59,7 @@ int main(int argc, char** argv) {
   if (cmd == "plugins") return cmd_plugins(argc - 1, argv + 1);
   if (cmd == "preprocess") return cmd_preprocess(argc - 1, argv + 1);
   if (cmd == "generate") return cmd_generate(argc - 1, argv + 1);
+  if (cmd == "data") return cmd_data(argc - 1, argv + 1);
   std::fprintf(stderr, "megahost: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return kExitUsage;
 }

@@ -13,6 +13,14 @@ GPTDataset::GPTDataset(const TokenSource& source, SequenceRange range, const GPT
   indices_ = build_gpt_indices(source.sequence_lengths(), range, cfg, what_);
 }
 
+GPTDataset::GPTDataset(const TokenSource& source, SequenceRange range, const GPTIndexConfig& cfg,
+                       std::string what, GPTIndices indices)
+    : source_(source), range_(range), cfg_(cfg), what_(std::move(what)), indices_(std::move(indices)) {
+  MH_CORE_CHECK(indices_.sample_index.size() == 2 * static_cast<size_t>(indices_.plan.num_samples + 1) &&
+                    indices_.shuffle_index.size() == static_cast<size_t>(indices_.plan.num_samples),
+                what_, ": indices do not match their epoch plan (", indices_.plan.num_samples, " samples)");
+}
+
 int64_t GPTDataset::sample(int64_t i, int64_t* out, int64_t pad) const {
   MH_CORE_CHECK(i >= 0 && i < size(), what_, ": sample ", i, " out of range [0, ", size(), ")");
   const auto& lengths = source_.sequence_lengths();

@@ -24,6 +24,9 @@ class GPTDataset {
   // `what` names the dataset in errors and logs, e.g. "corpus_text_document (train)".
   GPTDataset(const TokenSource& source, SequenceRange range, const GPTIndexConfig& cfg,
              std::string what);
+  // Over indices built or loaded elsewhere (load_or_build_gpt_indices: the on-disk cache).
+  GPTDataset(const TokenSource& source, SequenceRange range, const GPTIndexConfig& cfg, std::string what,
+             GPTIndices indices);
 
   int64_t size() const { return indices_.plan.num_samples; }  // N
   int64_t sample_length() const { return cfg_.seq_length + cfg_.extra(); }
