@@ -5,6 +5,8 @@
 //   "gpt-sentencepiece"     alias GPTSentencePieceTokenizer  (plain sp ids, eod = eos)
 //   "llama2-sentencepiece"  alias Llama2Tokenizer            (bos + plain sp ids, eod = eos)
 // Every entry point catches all exceptions (MH_SDK_TRY / MH_SDK_CATCH), so none crosses the ABI.
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -116,6 +118,17 @@ const mh_plugin_descriptor kDescriptors[] = {
 const mh_plugin_descriptor* const kDescriptorPtrs[] = {&kDescriptors[0], &kDescriptors[1], &kDescriptors[2]};
 constexpr int kCount = 3;
 
+// The bridge library sits in the "sentencepiece" folder beside this plugin (CMakeLists.txt).
+std::string shim_path() {
+  Dl_info info{};
+  MH_CHECK(dladdr(reinterpret_cast<void*>(&shim_path), &info) != 0 && info.dli_fname != nullptr, MH_ERR_INTERNAL,
+           "sentencepiece plugin: cannot find its own library path");
+  std::string dir = info.dli_fname;
+  const size_t slash = dir.rfind('/');
+  dir = slash == std::string::npos ? "." : dir.substr(0, slash);
+  return dir + "/sentencepiece/libmegahost_spm_shim.so";
+}
+
 uint32_t MH_ABI factory_count(void) { return kCount; }
 const mh_plugin_descriptor* MH_ABI factory_descriptor(uint32_t i) { return i < kCount ? kDescriptorPtrs[i] : nullptr; }
 
@@ -139,7 +152,7 @@ mh_error* MH_ABI factory_create(const char* id, const mh_host* host, const mh_to
     inst->host = host;
     inst->id = kDescriptors[index].id;
     try {
-      inst->spm = std::make_unique<SpmTokenizer>(model, variant, static_cast<int>(extra));
+      inst->spm = std::make_unique<SpmTokenizer>(shim_path(), model, variant, static_cast<int>(extra));
     } catch (const SpmLoadError& e) {
       // Point at the recipe line of the key as well as at the file itself.
       throw cfg.error("tokenizer_model", e.message(), e.hint());

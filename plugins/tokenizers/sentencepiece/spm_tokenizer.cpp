@@ -1,8 +1,9 @@
 #include "spm_tokenizer.h"
 
-#include <sentencepiece_processor.h>
+#include <dlfcn.h>
 
 #include <fstream>
+#include <mutex>
 #include <unordered_map>
 
 namespace megahost::tokenizers {
@@ -44,6 +45,33 @@ size_t valid_utf8_prefix(std::string_view s) {
   return n;
 }
 
+// The bridge's table; the library stays loaded for the life of the process (like plugins).
+const mh_spm_shim_api* load_shim(const std::string& path) {
+  static std::mutex mu;
+  const std::lock_guard<std::mutex> lock(mu);
+  // RTLD_DEEPBIND: sentencepiece must bind to its own bundled protobuf (spm_shim.h says why).
+  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+  if (handle == nullptr) {
+    const char* why = dlerror();
+    throw sdk::Error(MH_ERR_UNSUPPORTED, "cannot load the SentencePiece bridge " + path + ": " +
+                                             (why != nullptr ? why : "?") +
+                                             " HINT: install libsentencepiece0 (Debian) and reinstall megahost's "
+                                             "sentencepiece plugin folder");
+  }
+  auto entry = reinterpret_cast<mh_spm_shim_entry_fn>(dlsym(handle, MH_SPM_SHIM_ENTRY));
+  const mh_spm_shim_api* api = entry != nullptr ? entry() : nullptr;
+  if (api == nullptr || api->struct_size < sizeof(mh_spm_shim_api))
+    throw sdk::Error(MH_ERR_UNSUPPORTED, path + " is not megahost's SentencePiece bridge (no " MH_SPM_SHIM_ENTRY
+                                                ") HINT: rebuild or reinstall the sentencepiece plugin");
+  return api;
+}
+
+void append_ids(void* ctx, const int32_t* ids, size_t n) {
+  auto* out = static_cast<std::vector<int32_t>*>(ctx);
+  out->insert(out->end(), ids, ids + n);
+}
+void append_bytes(void* ctx, const char* bytes, size_t n) { static_cast<std::string*>(ctx)->append(bytes, n); }
+
 const char* variant_name(SpmVariant v) {
   switch (v) {
     case SpmVariant::Megatron: return "SentencePieceTokenizer";
@@ -55,27 +83,49 @@ const char* variant_name(SpmVariant v) {
 
 }  // namespace
 
-SpmTokenizer::SpmTokenizer(const std::string& model_file, SpmVariant variant, int vocab_extra_ids)
-    : model_file_(model_file), variant_(variant), sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
+SpmTokenizer::SpmTokenizer(const std::string& shim_path, const std::string& model_file, SpmVariant variant,
+                           int vocab_extra_ids)
+    : model_file_(model_file), variant_(variant), sp_(load_shim(shim_path)) {
   if (!std::ifstream(model_file, std::ios::binary).good())
     throw SpmLoadError(model_file + ": cannot open the SentencePiece model",
                        "check tokenizer_model (Megatron's --tokenizer-model): it must be a readable .model file");
-  const auto status = sp_->Load(model_file);
-  if (!status.ok())
-    throw SpmLoadError(model_file + ": not a SentencePiece model (" + status.ToString() + ")",
+  char err[512] = "";
+  model_ = sp_->load(model_file.c_str(), err, sizeof(err));
+  if (model_ == nullptr)
+    throw SpmLoadError(model_file + ": not a SentencePiece model (" + err + ")",
                        "pass the binary .model file written by spm_train, not the .vocab file or a HF tokenizer.json");
-  piece_size_ = sp_->GetPieceSize();
-  if (piece_size_ <= 0) throw SpmLoadError(model_file + ": the SentencePiece model has no pieces", "retrain it");
+  piece_size_ = sp_->piece_size(model_);
+  if (piece_size_ <= 0) {
+    sp_->free_model(model_);
+    throw SpmLoadError(model_file + ": the SentencePiece model has no pieces", "retrain it");
+  }
+  try {
+    init_special_tokens(vocab_extra_ids);
+  } catch (...) {
+    sp_->free_model(model_);
+    throw;
+  }
+}
 
-  const int unk = sp_->unk_id(), bos = sp_->bos_id(), eos = sp_->eos_id(), pad = sp_->pad_id();
+SpmTokenizer::~SpmTokenizer() { sp_->free_model(model_); }
+
+std::string SpmTokenizer::piece(int32_t id) const {
+  std::string p;
+  sp_->id_to_piece(model_, id, append_bytes, &p);
+  return p;
+}
+
+void SpmTokenizer::init_special_tokens(int vocab_extra_ids) {
+  const int unk = sp_->special_id(model_, 'u'), bos = sp_->special_id(model_, 'b'),
+            eos = sp_->special_id(model_, 'e'), pad = sp_->special_id(model_, 'p');
   auto in_model = [&](int id) { return id >= 0 && id < piece_size_; };
   if (in_model(unk)) named_.emplace_back(MH_TOKEN_UNK, unk);
-  if (variant == SpmVariant::Megatron) {
+  if (variant_ == SpmVariant::Megatron) {
     add_megatron_special_tokens(vocab_extra_ids);
     return;
   }
-  if (variant == SpmVariant::Llama2 && !in_model(bos))
-    throw SpmLoadError(model_file + ": the model has no BOS piece (bos_id " + std::to_string(bos) +
+  if (variant_ == SpmVariant::Llama2 && !in_model(bos))
+    throw SpmLoadError(model_file_ + ": the model has no BOS piece (bos_id " + std::to_string(bos) +
                            "), which Llama2Tokenizer puts before every text",
                        "use GPTSentencePieceTokenizer for this model, or train it with a bos_id");
   if (in_model(bos)) named_.emplace_back(MH_TOKEN_BOS, bos);
@@ -86,13 +136,11 @@ SpmTokenizer::SpmTokenizer(const std::string& model_file, SpmVariant variant, in
   if (in_model(pad)) named_.emplace_back(MH_TOKEN_PAD, pad);
 }
 
-SpmTokenizer::~SpmTokenizer() = default;
-
 // Megatron's _SentencePieceTokenizer._initalize, step by step.
 void SpmTokenizer::add_megatron_special_tokens(int vocab_extra_ids) {
   std::unordered_map<std::string, int32_t> vocab;  // Megatron's _vocab: piece -> id
   vocab.reserve(static_cast<size_t>(piece_size_) + 16);
-  for (int i = 0; i < piece_size_; ++i) vocab[sp_->IdToPiece(i)] = i;
+  for (int i = 0; i < piece_size_; ++i) vocab[piece(i)] = i;
   auto add = [&](const std::string& token) -> int32_t {
     auto it = vocab.find(token);
     if (it == vocab.end()) {
@@ -107,25 +155,23 @@ void SpmTokenizer::add_megatron_special_tokens(int vocab_extra_ids) {
   };
   // Megatron's id_to_piece raises IndexError for an id outside the model (e.g. pad_id -1).
   auto piece_or = [&](int id, const char* fallback) {
-    return id >= 0 && id < piece_size_ ? sp_->IdToPiece(id) : std::string(fallback);
+    return id >= 0 && id < piece_size_ ? piece(id) : std::string(fallback);
   };
   named_.emplace_back(MH_TOKEN_CLS, add("<CLS>"));
   named_.emplace_back(MH_TOKEN_SEP, add("<SEP>"));
   named_.emplace_back(MH_TOKEN_EOD, add("<EOD>"));
   named_.emplace_back(MH_TOKEN_MASK, add("<MASK>"));
-  named_.emplace_back(MH_TOKEN_PAD, add(piece_or(sp_->pad_id(), "<PAD>")));
-  named_.emplace_back(MH_TOKEN_BOS, add(piece_or(sp_->bos_id(), "<BOS>")));
-  named_.emplace_back(MH_TOKEN_EOS, add(piece_or(sp_->eos_id(), "<EOS>")));
+  named_.emplace_back(MH_TOKEN_PAD, add(piece_or(sp_->special_id(model_, 'p'), "<PAD>")));
+  named_.emplace_back(MH_TOKEN_BOS, add(piece_or(sp_->special_id(model_, 'b'), "<BOS>")));
+  named_.emplace_back(MH_TOKEN_EOS, add(piece_or(sp_->special_id(model_, 'e'), "<EOS>")));
   for (int i = 0; i < vocab_extra_ids; ++i) add("<extra_id_" + std::to_string(i) + ">");
 }
 
 void SpmTokenizer::sp_encode(std::string_view text, std::vector<int32_t>& out) const {
   if (text.empty()) return;
-  thread_local std::vector<int> ids;  // int == int32_t here; reused across calls
-  ids.clear();
-  const auto status = sp_->Encode(text, &ids);
-  MH_CHECK(status.ok(), MH_ERR_INTERNAL, "sentencepiece encode failed with ", model_file_, ": ", status.ToString());
-  out.insert(out.end(), ids.begin(), ids.end());
+  char err[512] = "";
+  MH_CHECK(sp_->encode(model_, text.data(), text.size(), append_ids, &out, err, sizeof(err)) == 0, MH_ERR_INTERNAL,
+           "sentencepiece encode failed with ", model_file_, ": ", err);
 }
 
 void SpmTokenizer::encode(std::string_view text, std::vector<int32_t>& out) const {
@@ -134,7 +180,7 @@ void SpmTokenizer::encode(std::string_view text, std::vector<int32_t>& out) cons
            " HINT: SentencePiece tokenizers take UTF-8 text (Megatron reads it from JSON strings)");
   const size_t before = out.size();
   try {
-    if (variant_ == SpmVariant::Llama2) out.push_back(sp_->bos_id());
+    if (variant_ == SpmVariant::Llama2) out.push_back(sp_->special_id(model_, 'b'));
     if (variant_ != SpmVariant::Megatron || specials_.empty()) {
       sp_encode(text, out);
       return;
@@ -177,13 +223,9 @@ void SpmTokenizer::check_ids(const int32_t* ids, size_t n) const {
 
 void SpmTokenizer::sp_decode(const int32_t* ids, size_t n, std::string& out) const {
   if (n == 0) return;
-  thread_local std::vector<int> buf;
-  thread_local std::string text;
-  buf.assign(ids, ids + n);
-  text.clear();
-  const auto status = sp_->Decode(buf, &text);
-  MH_CHECK(status.ok(), MH_ERR_INTERNAL, "sentencepiece decode failed with ", model_file_, ": ", status.ToString());
-  out += text;
+  char err[512] = "";
+  MH_CHECK(sp_->decode(model_, ids, n, append_bytes, &out, err, sizeof(err)) == 0, MH_ERR_INTERNAL,
+           "sentencepiece decode failed with ", model_file_, ": ", err);
 }
 
 void SpmTokenizer::decode(const int32_t* ids, size_t n, std::string& out) const {

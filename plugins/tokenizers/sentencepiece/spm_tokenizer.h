@@ -14,13 +14,15 @@
 //   SpmVariant::Llama2     _Llama2Tokenizer: encode = [bos] + sp.encode(text) (Megatron's
 //       tokenize(s, bos=True, eos=False) default, used by preprocess_data.py); eod = eos.
 //
+// libsentencepiece is reached through spm_shim.h (a small library opened with RTLD_DEEPBIND,
+// because Debian's libsentencepiece bundles and exports a protobuf that clashes with libtorch's).
+//
 // Thread safety: SentencePieceProcessor::Encode / Decode are const and the model, normalizer and
 // prefix matcher they read hold no mutable state (sentencepiece 0.1.97: only SampleEncode draws
 // from a thread-local RNG, and it is not used here), so every const method here is [thread-safe].
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,10 +30,7 @@
 #include <vector>
 
 #include "megahost/sdk/error.h"
-
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
+#include "spm_shim.h"
 
 namespace megahost::tokenizers {
 
@@ -51,9 +50,11 @@ class SpmLoadError : public sdk::Error {
 
 class SpmTokenizer {
  public:
-  // Loads model_file; throws SpmLoadError naming the file. vocab_extra_ids (Megatron's
-  // --vocab-extra-ids) only applies to SpmVariant::Megatron.
-  SpmTokenizer(const std::string& model_file, SpmVariant variant, int vocab_extra_ids = 0);
+  // Loads model_file through the bridge library shim_path (libmegahost_spm_shim.so); throws
+  // SpmLoadError naming the model file, or sdk::Error when the bridge cannot be loaded.
+  // vocab_extra_ids (Megatron's --vocab-extra-ids) only applies to SpmVariant::Megatron.
+  SpmTokenizer(const std::string& shim_path, const std::string& model_file, SpmVariant variant,
+               int vocab_extra_ids = 0);
   ~SpmTokenizer();
   SpmTokenizer(const SpmTokenizer&) = delete;
   SpmTokenizer& operator=(const SpmTokenizer&) = delete;
@@ -77,14 +78,17 @@ class SpmTokenizer {
   SpmVariant variant() const { return variant_; }
 
  private:
+  void init_special_tokens(int vocab_extra_ids);
   void add_megatron_special_tokens(int vocab_extra_ids);
+  std::string piece(int32_t id) const;
   void check_ids(const int32_t* ids, size_t n) const;
   void sp_encode(std::string_view text, std::vector<int32_t>& out) const;
   void sp_decode(const int32_t* ids, size_t n, std::string& out) const;
 
   std::string model_file_;
   SpmVariant variant_;
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  const mh_spm_shim_api* sp_ = nullptr;
+  mh_spm_model* model_ = nullptr;
   int64_t piece_size_ = 0;
   std::vector<std::string> added_;  // pieces of ids piece_size_, piece_size_ + 1, ...
   // Megatron variant: the special tokens as Megatron's _special_tokens dict, in insertion order.

@@ -149,8 +149,8 @@ int main(int argc, char** argv) {
   std::printf("%s: %zu documents, %.2f MB of text\n", o.input.c_str(), docs.size(), bytes / 1e6);
   for (const std::string type : {"bpe", "unigram"}) {
     const fs::path model = train(o, docs, type);
-    const SpmTokenizer gpt(model.string(), SpmVariant::Gpt);
-    const SpmTokenizer megatron(model.string(), SpmVariant::Megatron);
+    const SpmTokenizer gpt(MEGAHOST_SPM_SHIM, model.string(), SpmVariant::Gpt);
+    const SpmTokenizer megatron(MEGAHOST_SPM_SHIM, model.string(), SpmVariant::Megatron);
     std::printf("%s model, vocab %d:\n", type.c_str(), o.vocab);
     const auto [g_s, g_n] = one_thread(gpt, docs, o.passes);
     std::printf("  %zu tokens (%.2f bytes/token)\n", g_n, bytes / static_cast<double>(g_n));
