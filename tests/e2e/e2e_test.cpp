@@ -261,6 +261,28 @@ TEST_F(E2E, TrainLearnsThenGenerates) {
   EXPECT_GT(g.out.size(), std::string("The jury\n").size()) << g.out;
 }
 
+// Swapping the tokenizer is one recipe line (here one --set) and no rebuild: the same recipe
+// trains on byte-level data and on GPT-2 BPE data.
+TEST_F(E2E, SwappingTheTokenizerIsOneLine) {
+  if (!fs::exists(kGpt2Dir + "/encoder.json")) GTEST_SKIP() << "run scripts/fetch_data.sh for the GPT-2 files";
+  const std::string bytes = preprocess_bytes();
+  Result p = run("preprocess --input " + path("corpus.jsonl") + " --output-prefix " + path("bpe") +
+                 " --tokenizer-type GPT2BPETokenizer --vocab-file " + kGpt2Dir + "/encoder.json --merge-file " +
+                 kGpt2Dir + "/vocab.bpe --append-eod");
+  ASSERT_EQ(p.code, 0) << p.out;
+  const std::string recipe = write_recipe(bytes, "");
+  const std::string common = " --set training.train_iters=2 --set training.eval_iters=0";
+  Result a = run("run " + recipe + common);
+  ASSERT_EQ(a.code, 0) << a.out;
+  EXPECT_NE(a.out.find("vocab 257 padded to 384"), std::string::npos) << a.out;
+  Result b = run("run " + recipe + common + " --set checkpoint.load=" + path("ckpt_bpe") + " --set checkpoint.save=" +
+                 path("ckpt_bpe") + " --set data.data_path=" + path("bpe_text_document") +
+                 " --set tokenizer.plugin=GPT2BPETokenizer --set tokenizer.vocab_file=" + kGpt2Dir +
+                 "/encoder.json --set tokenizer.merge_file=" + kGpt2Dir + "/vocab.bpe");
+  ASSERT_EQ(b.code, 0) << b.out;
+  EXPECT_NE(b.out.find("vocab 50257 padded to 50304"), std::string::npos) << b.out;
+}
+
 // The recipe's plugin_path is searched too; a refused library is reported, not fatal.
 TEST_F(E2E, RecipePluginPathIsSearched) {
   const std::string data = preprocess_bytes();
