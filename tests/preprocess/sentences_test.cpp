@@ -44,7 +44,7 @@ TEST(Sentences, WhitespaceAsPunkt) {
 }
 
 TEST(Sentences, UnicodeQuotes) {
-  EXPECT_EQ(split("Er sagte \xE2\x80\x9CNein.\xE2\x80\x9D \xE2\x80\x9CDoch!\xE2\x80\x9D"),
+  EXPECT_EQ(split("Er sagte \xE2\x80\x9CNein.\xE2\x80\x9D \xE2\x80\x9C" "Doch!\xE2\x80\x9D"),
             (S{"Er sagte \xE2\x80\x9CNein.\xE2\x80\x9D", "\xE2\x80\x9C" "Doch!\xE2\x80\x9D"}));
 }
 

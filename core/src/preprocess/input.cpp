@@ -152,6 +152,7 @@ size_t InputStream::read(char* out, size_t n) {
                         "\nHINT: the file is corrupt; check it with gzip -t"));
       }
     } else {
+      if (at_eof && c.zstd_hint == 0) return 0;  // the last frame ended and is flushed
       ZSTD_inBuffer zin{in_.data() + in_pos_, in_end_ - in_pos_, 0};
       ZSTD_outBuffer zout{out, n, 0};
       const size_t rc = ZSTD_decompressStream(c.zstd, &zout, &zin);
