@@ -91,9 +91,10 @@ const mh_tokenizer_api kApi = {
     MH_TABLE_HEADER(mh_tokenizer_api), destroy, vocab_size, encode, decode, special_token, get_extension,
 };
 
-#define BERT_SCHEMA                                                                                              \
-  R"json({"vocab_file": {"type": "path", "required": true, "doc": "BERT vocab.txt, one token per line (Megatron's --vocab-file)"},)json" \
-  R"json( "vocab_extra_ids": {"type": "int", "default": 0, "doc": "append <extra_id_0>.. tokens (Megatron's --vocab-extra-ids)"}})json"
+// Both variants take the same keys.
+const char* const kSchema =
+    R"json({"vocab_file": {"type": "path", "required": true, "doc": "BERT vocab.txt, one token per line (Megatron's --vocab-file)"},)json"
+    R"json( "vocab_extra_ids": {"type": "int", "default": 0, "doc": "append <extra_id_0>.. tokens (Megatron's --vocab-extra-ids)"}})json";
 
 const char* const kLowerAliases[] = {"BertWordPieceLowerCase", nullptr};
 const char* const kCasedAliases[] = {"BertWordPieceCase", nullptr};
@@ -106,7 +107,7 @@ const mh_plugin_descriptor kLower = {
     "0.1.0",
     "BERT's uncased WordPiece (Megatron's BertWordPieceLowerCase): lower-case, strip accents, ids equal Megatron's",
     kLowerAliases,
-    BERT_SCHEMA,
+    kSchema,
 };
 const mh_plugin_descriptor kCased = {
     sizeof(mh_plugin_descriptor),
@@ -116,7 +117,7 @@ const mh_plugin_descriptor kCased = {
     "0.1.0",
     "BERT's cased WordPiece (Megatron's BertWordPieceCase), ids equal Megatron's",
     kCasedAliases,
-    BERT_SCHEMA,
+    kSchema,
 };
 const mh_plugin_descriptor* const kDescriptors[] = {&kLower, &kCased};
 constexpr int kCount = 2;

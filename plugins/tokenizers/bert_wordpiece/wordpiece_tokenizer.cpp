@@ -1,6 +1,8 @@
 #include "wordpiece_tokenizer.h"
 
+#include <cstring>
 #include <fstream>
+#include <unordered_map>
 #include <iterator>
 #include <sstream>
 
@@ -107,25 +109,52 @@ void BertWordPieceTokenizer::add_token(const std::string& token) {
 }
 
 void BertWordPieceTokenizer::index() {
-  // The maps hold views into tokens_, which no longer changes.
-  word_start_.reserve(tokens_.size() * 2);
-  continuation_.reserve(tokens_.size());
-  for (size_t i = 0; i < tokens_.size(); ++i) {
-    const std::string_view t = tokens_[i];
-    const auto id = static_cast<int32_t>(i);
-    word_start_.emplace(t, id);
+  for (const auto& t : tokens_) {
     max_start_bytes_ = std::max(max_start_bytes_, t.size());
-    if (t.size() > 2 && t.compare(0, 2, "##") == 0) {
-      continuation_.emplace(t.substr(2), id);
+    if (t.size() > 2 && t.compare(0, 2, "##") == 0)
       max_continuation_bytes_ = std::max(max_continuation_bytes_, t.size() - 2);
-    }
+  }
+  table_.build(tokens_);  // views into tokens_, which no longer changes
+}
+
+uint64_t BertWordPieceTokenizer::TokenTable::hash(std::string_view key, bool continuation) {
+  uint64_t h = continuation ? 0x9E3779B97F4A7C15ull : 0xCBF29CE484222325ull;  // FNV-1a, two seeds
+  for (unsigned char c : key) h = (h ^ c) * 0x100000001B3ull;
+  return h ^ (h >> 29);
+}
+
+void BertWordPieceTokenizer::TokenTable::build(const std::vector<std::string>& tokens) {
+  size_t cap = 16;
+  while (cap < 4 * tokens.size()) cap *= 2;  // two keys at most per token, load <= 1/2
+  slots_.assign(cap, Slot{0, nullptr, 0, -1});
+  mask_ = cap - 1;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::string_view t = tokens[i];
+    insert(t, false, static_cast<int32_t>(i));
+    if (t.size() > 2 && t.compare(0, 2, "##") == 0) insert(t.substr(2), true, static_cast<int32_t>(i));
+  }
+}
+
+void BertWordPieceTokenizer::TokenTable::insert(std::string_view key, bool continuation, int32_t id) {
+  const uint64_t h = hash(key, continuation);
+  uint64_t i = h & mask_;
+  while (slots_[i].id >= 0) i = (i + 1) & mask_;  // keys are unique: the vocabulary has no repeats
+  slots_[i] = Slot{h, key.data(), static_cast<uint32_t>(key.size()), id};
+}
+
+int32_t BertWordPieceTokenizer::TokenTable::find(std::string_view key, bool continuation) const {
+  const uint64_t h = hash(key, continuation);
+  for (uint64_t i = h & mask_;; i = (i + 1) & mask_) {
+    const Slot& s = slots_[i];
+    if (s.id < 0) return -1;
+    if (s.hash == h && s.len == key.size() && std::memcmp(s.data, key.data(), key.size()) == 0) return s.id;
   }
 }
 
 std::optional<int32_t> BertWordPieceTokenizer::find(std::string_view token) const {
-  const auto it = word_start_.find(token);
-  if (it == word_start_.end()) return std::nullopt;
-  return it->second;
+  const int32_t id = table_.find(token, false);
+  if (id < 0) return std::nullopt;
+  return id;
 }
 
 void BertWordPieceTokenizer::wordpiece(const uint32_t* cps, size_t n, std::vector<int32_t>& out) const {
@@ -145,17 +174,14 @@ void BertWordPieceTokenizer::wordpiece(const uint32_t* cps, size_t n, std::vecto
   at.push_back(bytes.size());
   const size_t first_piece = out.size();
   for (size_t start = 0; start < n;) {
-    const auto& map = start == 0 ? word_start_ : continuation_;
+    const bool continuation = start > 0;
     const size_t max_bytes = start == 0 ? max_start_bytes_ : max_continuation_bytes_;
     size_t end = n;
     while (end > start && at[end] - at[start] > max_bytes) --end;  // no token is that long
     int32_t id = -1;
     for (; end > start; --end) {
-      const auto it = map.find(std::string_view(bytes).substr(at[start], at[end] - at[start]));
-      if (it != map.end()) {
-        id = it->second;
-        break;
-      }
+      id = table_.find(std::string_view(bytes).substr(at[start], at[end] - at[start]), continuation);
+      if (id >= 0) break;
     }
     if (id < 0) {  // the rest matches nothing: the whole word is [UNK]
       out.resize(first_piece);

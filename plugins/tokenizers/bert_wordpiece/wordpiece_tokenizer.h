@@ -17,7 +17,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "basic_tokenizer.h"
@@ -73,11 +72,31 @@ class BertWordPieceTokenizer {
   void add_token(const std::string& token);  // Megatron's add_token: appended when absent
   void index();                              // builds the lookup maps over tokens_
 
+  // token -> id, open addressing with linear probing at load <= 1/2: a lookup is one hash,
+  // usually one probe and one memcmp. Keys are views into tokens_. A "##x" token is also keyed
+  // as ("x", continuation), so WordPiece looks up pieces without building "##" strings.
+  class TokenTable {
+   public:
+    void build(const std::vector<std::string>& tokens);
+    int32_t find(std::string_view key, bool continuation) const;  // -1 when absent
+
+   private:
+    struct Slot {
+      uint64_t hash;
+      const char* data;
+      uint32_t len;
+      int32_t id;  // -1: empty
+    };
+    static uint64_t hash(std::string_view key, bool continuation);
+    void insert(std::string_view key, bool continuation, int32_t id);
+    std::vector<Slot> slots_;
+    uint64_t mask_ = 0;
+  };
+
   BasicTokenizer basic_;
-  std::vector<std::string> tokens_;                             // id -> token
-  std::unordered_map<std::string_view, int32_t> word_start_;    // every token -> id
-  std::unordered_map<std::string_view, int32_t> continuation_;  // "##x" tokens, keyed by "x"
-  size_t max_start_bytes_ = 0, max_continuation_bytes_ = 0;    // longest keys: bounds the search
+  std::vector<std::string> tokens_;  // id -> token
+  TokenTable table_;
+  size_t max_start_bytes_ = 0, max_continuation_bytes_ = 0;  // longest keys: bounds the search
   SpecialIds special_{};
 };
 

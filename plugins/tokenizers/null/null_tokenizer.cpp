@@ -39,9 +39,9 @@ void NullTokenizer::encode(std::string_view text, std::vector<int32_t>& out) con
                                       ") is not an integer id HINT: NullTokenizer text is token ids written as "
                                       "integers separated by spaces, e.g. \"12 7 3\""));
       throw sdk::Error(MH_ERR_INVALID_ARG,
-                       sdk::str_cat("null tokenizer: id ", word.substr(0, 40), " (byte ", start, ") is outside [0, ", vocab_size(),
-                                    ") HINT: ids are below vocab_size (Megatron's --vocab-size), or equal to it "
-                                    "for eod"));
+                       sdk::str_cat("null tokenizer: id ", word.substr(0, 40), " (byte ", start, ") is outside [0, ",
+                                    vocab_size(),
+                                    ") HINT: ids are below vocab_size (Megatron's --vocab-size), or equal to it for eod"));
     }
     out.push_back(static_cast<int32_t>(v));
   }

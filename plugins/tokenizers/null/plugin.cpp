@@ -112,7 +112,8 @@ mh_error* MH_ABI factory_create(const char* id, const mh_host* host, const mh_to
     // Ids are int32 and eod = vocab_size must be one of them.
     if (v < 1 || v >= std::numeric_limits<int32_t>::max())
       throw cfg.error("vocab_size", "vocab_size must be in [1, 2^31 - 2], got " + std::to_string(v),
-                      "the number of ids your pre-tokenized text uses (Megatron's --vocab-size); eod gets id vocab_size");
+                      "the number of ids your pre-tokenized text uses (Megatron's --vocab-size); "
+                      "eod gets id vocab_size");
     *out = reinterpret_cast<mh_tokenizer*>(new Instance{host, NullTokenizer(v)});
     *out_api = &kApi;
     return nullptr;
