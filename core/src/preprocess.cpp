@@ -255,10 +255,15 @@ PreprocessStats preprocess(const PreprocessOptions& o, const PluginRegistry& reg
       if (stats.documents >= next_report) {
         while (next_report <= stats.documents) next_report += o.log_interval;
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const double done = total_bytes > 0 ? static_cast<double>(c->block.input_bytes_done) / total_bytes : 0;
-        const std::string eta = done > 0 && done < 1 ? cat(", ETA ", format_eta(s * (1 - done) / done)) : "";
-        spdlog::info("preprocess: {} documents, {:.2f} MB/s, {:.2f} M tokens/s, {:.1f}% of input{}", stats.documents,
-                     stats.bytes / s / 1e6, static_cast<double>(stats.tokens) / s / 1e6, 100 * done, eta);
+        // Share done: input bytes on disk consumed (compressed for .gz/.zst) over their total.
+        std::string share;
+        if (total_bytes > 0) {
+          const double done = static_cast<double>(c->block.input_bytes_done) / total_bytes;
+          share = cat(", ", static_cast<int>(100 * done), "% of input");
+          if (done > 0 && done < 1) share += cat(", ETA ", format_eta(s * (1 - done) / done));
+        }
+        spdlog::info("preprocess: {} documents, {:.2f} MB/s, {:.2f} M tokens/s{}", stats.documents,
+                     stats.bytes / s / 1e6, static_cast<double>(stats.tokens) / s / 1e6, share);
       }
       lock.lock();
       spare.push_back(std::move(c));

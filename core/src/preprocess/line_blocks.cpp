@@ -18,10 +18,15 @@ LineBlocks::LineBlocks(std::vector<std::string> files, size_t block_bytes)
     : files_(std::move(files)), block_bytes_(block_bytes) {
   for (const auto& f : files_) {
     struct stat st {};
-    if (::stat(f.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
-      throw Error(cat(f, ": cannot open input: ", S_ISDIR(st.st_mode) ? "a folder" : std::strerror(errno),
-                      "\nHINT: check the paths given to --input"));
-    total_bytes_ += static_cast<uint64_t>(st.st_size);
+    if (::stat(f.c_str(), &st) != 0)
+      throw Error(cat(f, ": cannot open input: ", std::strerror(errno), "\nHINT: check the paths given to --input"));
+    if (S_ISDIR(st.st_mode))
+      throw Error(cat(f, ": cannot open input: a folder\nHINT: give its files, e.g. --input '", f, "/*.jsonl'"));
+    if (S_ISREG(st.st_mode)) {
+      total_bytes_ += static_cast<uint64_t>(st.st_size);
+    } else {
+      size_known_ = false;  // a pipe: no ETA
+    }
   }
 }
 

@@ -26,13 +26,15 @@ class LineBlocks {
   // The next block (reusing b's buffer); false at the end of the last file. A file's last line
   // gets a '\n' when it has none, so files never run together.
   bool next(LineBlock& b);
-  uint64_t total_input_bytes() const { return total_bytes_; }
+  // Sum of the file sizes; 0 when one of them is not a regular file (a pipe).
+  uint64_t total_input_bytes() const { return size_known_ ? total_bytes_ : 0; }
   const std::string& file(size_t i) const { return files_[i]; }
 
  private:
   std::vector<std::string> files_;
   size_t block_bytes_;
   uint64_t total_bytes_ = 0, done_bytes_ = 0;  // done: files finished
+  bool size_known_ = true;
   size_t current_ = 0;
   std::unique_ptr<InputStream> in_;
   int64_t lines_ = 0;  // lines of the current file handed out
