@@ -252,10 +252,13 @@ void Tokenizer::encode(std::string_view text, std::vector<int32_t>& out) const {
   if (out.capacity() < text.size() / 2 + 16) out.reserve(text.size() / 2 + 16);
   out.resize(out.capacity());
   size_t n = 0;
-  throw_if_error(api_->encode(t_, text.data(), text.size(), out.data(), out.size(), &n), "tokenizer " + id_);
+  // The error context is built only on failure: this runs once per document in preprocessing.
+  if (mh_error* e = api_->encode(t_, text.data(), text.size(), out.data(), out.size(), &n))
+    throw_if_error(e, "tokenizer " + id_);
   if (n > out.size()) {
     out.resize(n);
-    throw_if_error(api_->encode(t_, text.data(), text.size(), out.data(), out.size(), &n), "tokenizer " + id_);
+    if (mh_error* e = api_->encode(t_, text.data(), text.size(), out.data(), out.size(), &n))
+      throw_if_error(e, "tokenizer " + id_);
   }
   out.resize(n);
 }
