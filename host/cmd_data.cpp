@@ -151,6 +151,7 @@ int cmd_data(int argc, char** argv) {
       "vocab-file", "vocabulary file", cxxopts::value<std::string>())(
       "merge-file", "BPE merges file", cxxopts::value<std::string>())(
       "tokenizer-model", "tokenizer model file", cxxopts::value<std::string>())(
+      "vocab-size", "vocabulary size (NullTokenizer)", cxxopts::value<int64_t>())(
       "sequence", "decode sequence I", cxxopts::value<int64_t>())(
       "document", "decode document I (its sequences)", cxxopts::value<int64_t>())(
       "sample", "decode GPT training sample I (after the shuffle)", cxxopts::value<int64_t>())(
@@ -201,6 +202,7 @@ int cmd_data(int argc, char** argv) {
         std::replace(key.begin(), key.end(), '-', '_');
         if (args.count(flag) != 0) s.table->insert(key, args[flag].as<std::string>());
       }
+      if (args.count("vocab-size") != 0) s.table->insert("vocab_size", args["vocab-size"].as<int64_t>());
       tok = reg.create_tokenizer(args["tokenizer-type"].as<std::string>(), s);
     }
 

@@ -129,6 +129,9 @@ Loaded load_arrays(const std::string& base, const std::vector<int32_t>& lengths,
 bool describes(const nlohmann::json& j, const std::string& dataset_path, SequenceRange range, int64_t num_sequences,
                const GPTIndexConfig& cfg, const IndexCacheOptions& o) {
   if (!j.is_object() || j.value("class", "") != kClass) return false;
+  // Ours carry a "megahost" object and are found by their hash only: a description of ours
+  // under another hash is another configuration (e.g. the same path with changed data).
+  if (j.contains("megahost")) return false;
   if (j.value("index_split", "") != split_name(o.split)) return false;
   if (!j.contains("dataset_path") || !j["dataset_path"].is_string() ||
       fs::path(j["dataset_path"].get<std::string>()).filename() != fs::path(dataset_path).filename())

@@ -127,6 +127,9 @@ SplitSamples build_gpt_samples(const Recipe& r, DatasetFormat& format, int64_t s
     out.readers.push_back(format.open_reader(prefix));
     return opened[prefix] = std::make_shared<ReaderTokenSource>(*out.readers.back());
   };
+  MH_CORE_CHECK(!per_split || !blends[0].empty() || counts.train == 0, r.path,
+                ": [data] has valid/test data paths but no train_data_path\n"
+                "HINT: add train_data_path = \"my_train_text_document\"");
   for (const auto& b : blends)
     for (const auto& [w, prefix] : b) source_of(prefix);  // every bad path fails before any index work
 
@@ -135,11 +138,7 @@ SplitSamples build_gpt_samples(const Recipe& r, DatasetFormat& format, int64_t s
   for (int s = 0; s < 3; ++s) {
     const auto split_id = static_cast<data::Split>(s);
     if (wanted[s] == 0) continue;
-    if (blends[s].empty()) {
-      MH_CORE_CHECK(s != 0, r.path, ": [data] has valid/test data paths but no train_data_path\n"
-                                    "HINT: add train_data_path = \"my_train_text_document\"");
-      continue;  // Megatron builds no dataset for a split without a path
-    }
+    if (blends[s].empty()) continue;  // Megatron builds no dataset for a split without a path
     const Blend& entries = blends[s];
     auto samples = std::make_unique<GPTSamples>();
     std::vector<double> weights;
