@@ -154,8 +154,10 @@ class HfLlama : public ::testing::Test {
   static std::string file(const char* family) {
     return (kModels / family / "package" / "models" / "tokenizer.json").string();
   }
-  void require(const char* family) {
-    if (!fs::exists(file(family))) GTEST_SKIP() << "not fetched: " << file(family) << " (scripts/fetch_data.sh)";
+  // GTEST_SKIP must run in the test body itself (in a helper it would only leave the helper).
+  static bool fetched(const char* family) { return fs::exists(file(family)); }
+  static std::string not_fetched(const char* family) {
+    return "not fetched: " + file(family) + " (scripts/fetch_data.sh)";
   }
   // Both columns of the golden file, and decode(ids) == text.
   void check_golden(const char* family, const char* golden) {
@@ -179,12 +181,12 @@ class HfLlama : public ::testing::Test {
 };
 
 TEST_F(HfLlama, Llama3GoldenIdsAndRoundTrip) {
-  require("llama3");
+  if (!fetched("llama3")) GTEST_SKIP() << not_fetched("llama3");
   check_golden("llama3", "hf_llama3_ids.jsonl");
 }
 
 TEST_F(HfLlama, Llama2GoldenIdsAndRoundTrip) {
-  require("llama2");
+  if (!fetched("llama2")) GTEST_SKIP() << not_fetched("llama2");
   check_golden("llama2", "hf_llama2_ids.jsonl");
 }
 
@@ -192,7 +194,7 @@ TEST_F(HfLlama, Llama2GoldenIdsAndRoundTrip) {
 // 3.7.2, dist/main.global.js under node): added tokens are matched in the text whether or not
 // special tokens are added, and decode renders them (skip_special_tokens = false).
 TEST_F(HfLlama, Llama3SpecialTokens) {
-  require("llama3");
+  if (!fetched("llama3")) GTEST_SKIP() << not_fetched("llama3");
   auto tok = create(file("llama3"));
   EXPECT_EQ(tok->vocab_size(), 128256);
   EXPECT_EQ(tok->special_token("bos"), 128000);  // tokenizer_config.json: <|begin_of_text|>
@@ -206,7 +208,7 @@ TEST_F(HfLlama, Llama3SpecialTokens) {
 }
 
 TEST_F(HfLlama, Llama2SpecialTokens) {
-  require("llama2");
+  if (!fetched("llama2")) GTEST_SKIP() << not_fetched("llama2");
   auto tok = create(file("llama2"));
   EXPECT_EQ(tok->vocab_size(), 32000);
   EXPECT_EQ(tok->special_token("bos"), 1);
@@ -221,7 +223,7 @@ TEST_F(HfLlama, Llama2SpecialTokens) {
 
 // One instance shared by 4 threads from a cold cache gives the single-thread ids.
 TEST_F(HfLlama, SharedInstanceIsThreadSafe) {
-  require("llama3");
+  if (!fetched("llama3")) GTEST_SKIP() << not_fetched("llama3");
   const auto lines = read_golden("hf_llama3_ids.jsonl");
   auto tok = create(file("llama3"), "add_special_tokens = false\n");
   std::vector<int> wrong(4, 0);

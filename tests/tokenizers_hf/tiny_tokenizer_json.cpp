@@ -1,7 +1,9 @@
 #include "tiny_tokenizer_json.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include <unistd.h>
 
@@ -110,12 +112,38 @@ json tiny_byte_fallback() {
   };
 }
 
+namespace {
+
+// Removes what write_temp created when the test process exits (unlink/rmdir, not
+// std::filesystem::remove_all: that one is broken in some libtorch builds linked by core).
+struct TempFiles {
+  std::vector<std::string> files, dirs;  // dirs deepest first
+  ~TempFiles() {
+    for (const std::string& f : files) ::unlink(f.c_str());
+    for (const std::string& d : dirs) ::rmdir(d.c_str());
+  }
+};
+TempFiles& temp_files() {
+  static TempFiles t;
+  return t;
+}
+
+}  // namespace
+
 std::string write_temp(const json& j, const std::string& name) {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / ("hf_tokenizer_test_" + std::to_string(::getpid())) / name;
+  const fs::path root = fs::temp_directory_path() / ("hf_tokenizer_test_" + std::to_string(::getpid()));
+  const fs::path dir = root / name;
   fs::create_directories(dir);
   const fs::path file = dir / "tokenizer.json";
   std::ofstream(file) << j.dump();
+  TempFiles& t = temp_files();
+  t.files.push_back(file.string());
+  t.files.push_back((dir / "tokenizer_config.json").string());  // some tests add one
+  t.files.push_back((dir / "missing.json").string());
+  t.files.push_back((dir / "broken.json").string());
+  t.dirs.insert(t.dirs.begin(), dir.string());
+  if (std::find(t.dirs.begin(), t.dirs.end(), root.string()) == t.dirs.end()) t.dirs.push_back(root.string());
   return file.string();
 }
 

@@ -102,9 +102,6 @@ void HfTokenizer::load(const std::string& text) {
   if (type_of(model) != "BPE" && !(model.is_object() && !model.contains("type") && model.contains("merges")))
     throw unsupported("model", model);
   model_ = std::make_unique<BpeModel>(model, byte_level_);
-  if (!byte_level_ && flag(model, "byte_fallback") == false && model_->unk_id() == std::nullopt)
-    throw LoadError("a BPE model that is neither byte-level nor byte_fallback and has no unk_token loses text",
-                    kFamiliesHint);
   vocab_size_ = model_->max_id() + 1;
 
   // Added tokens.
