@@ -35,6 +35,9 @@ int cmd_preprocess(int argc, char** argv) {
                          "<prefix>_<key>_sentence")(
       "keep-newlines", "with --split-sentences: keep the whitespace (newlines) after each sentence")(
       "merge", "merge the shards given by --input into <output-prefix>.bin/.idx")(
+      "vocab-size", "vocabulary size (NullTokenizer)", cxxopts::value<int64_t>())(
+      "vocab-extra-ids", "extra sentinel ids (BERT WordPiece, Megatron's --vocab-extra-ids)",
+      cxxopts::value<int64_t>())(
       "plugin-path", "extra plugin folder (repeatable)", cxxopts::value<std::vector<std::string>>())(
       "h,help", "show this help");
   cxxopts::ParseResult args;
@@ -74,6 +77,8 @@ int cmd_preprocess(int argc, char** argv) {
     if (args.count("vocab-file") != 0) o.vocab_file = args["vocab-file"].as<std::string>();
     if (args.count("merge-file") != 0) o.merge_file = args["merge-file"].as<std::string>();
     if (args.count("tokenizer-model") != 0) o.tokenizer_model = args["tokenizer-model"].as<std::string>();
+    if (args.count("vocab-size") != 0) o.vocab_size = args["vocab-size"].as<int64_t>();
+    if (args.count("vocab-extra-ids") != 0) o.vocab_extra_ids = args["vocab-extra-ids"].as<int64_t>();
     o.append_eod = args.count("append-eod") != 0;
     o.split_sentences = args.count("split-sentences") != 0;
     o.keep_newlines = args.count("keep-newlines") != 0;

@@ -120,6 +120,8 @@ ConfigSection tokenizer_config(const PreprocessOptions& o) {
   if (!o.vocab_file.empty()) s.table->insert("vocab_file", o.vocab_file);
   if (!o.merge_file.empty()) s.table->insert("merge_file", o.merge_file);
   if (!o.tokenizer_model.empty()) s.table->insert("tokenizer_model", o.tokenizer_model);
+  if (o.vocab_size >= 0) s.table->insert("vocab_size", o.vocab_size);
+  if (o.vocab_extra_ids >= 0) s.table->insert("vocab_extra_ids", o.vocab_extra_ids);
   return s;
 }
 

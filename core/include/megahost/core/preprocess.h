@@ -19,6 +19,7 @@ struct PreprocessOptions {
   std::vector<std::string> json_keys{"text"};
   std::string tokenizer_type;                   // Megatron name (GPT2BPETokenizer) or plugin id
   std::string vocab_file, merge_file, tokenizer_model;
+  int64_t vocab_size = -1, vocab_extra_ids = -1;  // -1: not given (NullTokenizer / BERT extras)
   std::string dataset_format = "mmap-indexed";
   bool append_eod = false;
   bool split_sentences = false;                 // one sequence per sentence; <prefix>_<key>_sentence
