@@ -254,3 +254,29 @@ TEST(IndexCache, DefaultFolderIsMegatrons) {
   EXPECT_EQ(data::default_cache_folder("/data/corpus_text_document"),
             "/data/corpus_text_document/cache/GPTDataset_indices");
 }
+
+TEST(IndexCache, ReadsACacheWrittenByNumpyAsMegatronDoes) {
+  // fixtures/megatron_cache: numpy.save'd arrays and a json.dumps description, as Megatron-Core
+  // writes them, for indices computed with Megatron's algorithms (gen_npy_fixtures.py).
+  const fs::path dir = scratch() / "megatron_cache";
+  fs::copy(fs::path(MEGAHOST_NPY_FIXTURES) / "megatron_cache", dir);
+  const auto lengths = nlohmann::json::parse(read_bytes(dir / "lengths.json")).get<std::vector<int32_t>>();
+  ASSERT_EQ(lengths.size(), 40u);
+  data::GPTIndexConfig cfg;
+  cfg.seq_length = 3;
+  cfg.num_samples = 161;
+  cfg.seed = 99991;
+  const data::SequenceRange train = *data::split_sequence_ranges("1,1,1", 40)[0];
+  Logged log;
+  auto opts = log.options(dir);
+  opts.dataset_path = "/somewhere/else/corpus_text_document";
+  opts.split_string = "1,1,1";
+  const auto got = data::load_or_build_gpt_indices(lengths, train, cfg, "corpus (train)", opts);
+  EXPECT_EQ(got.origin, data::IndexOrigin::LoadedMegatron);
+  EXPECT_TRUE(got.indices.plan.separate_last_epoch);
+  expect_same(got.indices, data::build_gpt_indices(lengths, train, cfg, "ref"));
+  EXPECT_TRUE(log.warnings.empty());
+  // Another corpus file name is another dataset.
+  opts.dataset_path = "/data/other_text_document";
+  EXPECT_EQ(data::load_or_build_gpt_indices(lengths, train, cfg, "other", opts).origin, data::IndexOrigin::Built);
+}
