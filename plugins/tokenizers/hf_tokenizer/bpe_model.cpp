@@ -356,8 +356,11 @@ void BpeModel::tokenize_cached(std::string_view piece, std::vector<int32_t>& out
     return;
   }
   const uint64_t h64 = hash_bytes(piece);
-  const uint32_t h = static_cast<uint32_t>(h64) | 1u;  // never 0 (0 = empty slot)
+  // Three independent parts of the hash: shard (top 6 bits), first slot (low bits), and the
+  // tag kept in the slot (bits 26..57, never 0: 0 marks an empty slot).
   Shard& shard = cache_[h64 >> 58];
+  const size_t home = static_cast<size_t>(h64);
+  const uint32_t h = static_cast<uint32_t>(h64 >> 26) | 1u;
   constexpr size_t kMask = kSlotsPerShard - 1;
   auto same = [&](const Slot& s) {
     return s.hash == h && s.key_len == piece.size() && std::memcmp(s.key, piece.data(), piece.size()) == 0;
@@ -365,7 +368,7 @@ void BpeModel::tokenize_cached(std::string_view piece, std::vector<int32_t>& out
   {
     std::lock_guard<std::mutex> lock(shard.mu);
     if (!shard.slots.empty())
-      for (size_t i = h & kMask; shard.slots[i].hash != 0; i = (i + 1) & kMask)
+      for (size_t i = home & kMask; shard.slots[i].hash != 0; i = (i + 1) & kMask)
         if (same(shard.slots[i])) {
           out.insert(out.end(), shard.slots[i].ids, shard.slots[i].ids + shard.slots[i].n_ids);
           return;
@@ -381,7 +384,7 @@ void BpeModel::tokenize_cached(std::string_view piece, std::vector<int32_t>& out
     std::fill(shard.slots.begin(), shard.slots.end(), Slot{});
     shard.used = 0;
   }
-  size_t i = h & kMask;
+  size_t i = home & kMask;
   for (; shard.slots[i].hash != 0; i = (i + 1) & kMask)
     if (same(shard.slots[i])) return;  // another thread was first
   Slot& s = shard.slots[i];
