@@ -239,3 +239,41 @@ TEST_F(HfLlama, SharedInstanceIsThreadSafe) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(wrong, (std::vector<int>{0, 0, 0, 0}));
 }
+
+// GPT-2's files rewritten as a tokenizer.json (pre_tokenizer ByteLevel with use_regex: the GPT-2
+// regex, as GPT-NeoX uses it) give Megatron's GPT2Tokenizer ids (tests/data/golden/gpt2_bpe_ids.jsonl).
+// No added tokens: that reference encodes the text "<|endoftext|>" as plain text.
+TEST(HfTokenizerPlugin, Gpt2FilesAsTokenizerJsonGiveMegatronIds) {
+  const fs::path dir = kModels / "gpt2" / "package";
+  if (!fs::exists(dir / "encoder.json")) GTEST_SKIP() << "not fetched: " << dir << " (scripts/fetch_data.sh)";
+  nlohmann::json merges = nlohmann::json::array();
+  std::ifstream bpe(dir / "vocab.bpe");
+  for (std::string line; std::getline(bpe, line);)
+    if (!line.empty() && line.rfind("#version", 0) != 0) merges.push_back(line);
+  const nlohmann::json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
+                                     {"use_regex", true}};
+  const nlohmann::json j = {
+      {"version", "1.0"},
+      {"added_tokens", nlohmann::json::array()},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", byte_level},
+      {"post_processor", byte_level},
+      {"decoder", byte_level},
+      {"model",
+       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", ""},
+        {"end_of_word_suffix", ""}, {"fuse_unk", false}, {"byte_fallback", false},
+        {"vocab", nlohmann::json::parse(std::ifstream(dir / "encoder.json"))}, {"merges", merges}}},
+  };
+  auto tok = create(hf_test::write_temp(j, "gpt2"));
+  EXPECT_EQ(tok->vocab_size(), 50257);
+  std::ifstream in(kGolden / "gpt2_bpe_ids.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    const auto g = nlohmann::json::parse(line);
+    const std::string text = g.at("text");
+    const auto ids = tok->encode(text);
+    EXPECT_EQ(ids, g.at("ids").get<std::vector<int32_t>>()) << "gpt2_bpe_ids.jsonl line " << lines + 1;
+    EXPECT_EQ(tok->decode(ids), text) << "gpt2_bpe_ids.jsonl line " << lines + 1;
+  }
+  EXPECT_EQ(lines, 205);
+}
