@@ -115,9 +115,10 @@ void print_text(const ordered_json& j) {
     if (!j.contains(what)) continue;
     const auto& s = j[what];
     std::printf("\n%s %lld", what, static_cast<long long>(s["index"].get<int64_t>()));
-    if (s.contains("split")) std::printf(" (%s split, seq_length %lld, seed %lld)", s["split"].get<std::string>().c_str(),
-                                         static_cast<long long>(s["seq_length"].get<int64_t>()),
-                                         static_cast<long long>(s["seed"].get<int64_t>()));
+    if (s.contains("split"))
+      std::printf(" (%s split, seq_length %lld, seed %lld, %lld epochs)", s["split"].get<std::string>().c_str(),
+                  static_cast<long long>(s["seq_length"].get<int64_t>()), static_cast<long long>(s["seed"].get<int64_t>()),
+                  static_cast<long long>(s["epochs"].get<int64_t>()));
     std::printf(": %zu tokens\n", s["tokens"].size());
     std::string ids;
     for (const auto& t : s["tokens"]) ids += std::to_string(t.get<int64_t>()) + " ";
@@ -139,7 +140,7 @@ ordered_json tokens_json(const std::vector<int64_t>& ids, const core::Tokenizer*
 }  // namespace
 
 int cmd_data(int argc, char** argv) {
-  cxxopts::Options options("megahost data inspect",
+  cxxopts::Options options("megahost data",
                            "Counts, dtype, file sizes and sequence-length histogram of a tokenized dataset "
                            "(PREFIX.bin/.idx); with a tokenizer, sequence, document or GPT sample i decoded.");
   options.positional_help("inspect PREFIX");
@@ -156,6 +157,8 @@ int cmd_data(int argc, char** argv) {
       "document", "decode document I (its sequences)", cxxopts::value<int64_t>())(
       "sample", "decode GPT training sample I (after the shuffle)", cxxopts::value<int64_t>())(
       "seq-length", "GPT sample length (with --sample)", cxxopts::value<int64_t>())(
+      "num-samples", "samples requested from the split, as the run asks (with --sample; default one epoch)",
+      cxxopts::value<int64_t>())(
       "seed", "shuffle seed (with --sample; default 1234)", cxxopts::value<int64_t>())(
       "split", "train,valid,test proportions (with --sample; default 969,30,1)", cxxopts::value<std::string>())(
       "split-name", "which split --sample reads: train, valid or test",
@@ -233,7 +236,10 @@ int cmd_data(int argc, char** argv) {
     }
     if (args.count("sample") != 0) {
       const int64_t i = args["sample"].as<int64_t>();
-      core::data::GPTIndexConfig cfg;  // one epoch of the split, as the training run's first epoch
+      // The run's sample i needs the run's request (train: train_iters x global_batch_size):
+      // more epochs shuffle the document index differently.
+      core::data::GPTIndexConfig cfg;
+      if (args.count("num-samples") != 0) cfg.num_samples = args["num-samples"].as<int64_t>();
       if (args.count("seq-length") != 0) {
         cfg.seq_length = args["seq-length"].as<int64_t>();
       } else if (recipe && recipe->section("model").table->get("seq_length") != nullptr) {
@@ -254,8 +260,9 @@ int cmd_data(int argc, char** argv) {
                     " (", num_seq, " sequences)\nHINT: choose another --split or --split-name");
       ReaderSource source(*reader);
       core::data::GPTDataset ds(source, *range, cfg, core::cat(prefix, " (", name, ")"));
-      MH_CORE_CHECK(i >= 0 && i < ds.size(), "--sample ", i, " is out of range: one epoch of the ", name, " split has ",
-                    ds.size(), " samples of ", cfg.seq_length, " tokens");
+      MH_CORE_CHECK(i >= 0 && i < ds.size(), "--sample ", i, " is out of range: the ", name, " split has ", ds.size(),
+                    " samples of ", cfg.seq_length, " tokens (", ds.indices().plan.num_epochs, " epochs)",
+                    "\nHINT: --num-samples N asks for more (as a run does)");
       std::vector<int64_t> ids(static_cast<size_t>(ds.sample_length()));
       ids.resize(static_cast<size_t>(ds.sample(i, ids.data())));
       j["sample"] = tokens_json(ids, tok.get());
@@ -263,6 +270,7 @@ int cmd_data(int argc, char** argv) {
       j["sample"]["split"] = name;
       j["sample"]["seq_length"] = cfg.seq_length;
       j["sample"]["seed"] = cfg.seed;
+      j["sample"]["epochs"] = ds.indices().plan.num_epochs;
     }
     if (args.count("json") != 0) std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     else print_text(j);

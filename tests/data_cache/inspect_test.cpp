@@ -86,7 +86,7 @@ TEST(DataInspect, JsonWithDecodedSequenceDocumentAndSample) {
   const std::string prefix = write_tiny(scratch());
   const Result r = run_megahost("data inspect " + prefix +
                                 " --json --tokenizer-type NullTokenizer --vocab-size 5000 --sequence 3 --document 2 "
-                                "--sample 1 --seq-length 4 --split 1,0,0 --seed 5",
+                                "--sample 1 --seq-length 4 --split 1,0,0 --seed 5 --num-samples 20",
                             false);
   ASSERT_EQ(r.code, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out);
@@ -112,11 +112,13 @@ TEST(DataInspect, JsonWithDecodedSequenceDocumentAndSample) {
   data::GPTIndexConfig cfg;
   cfg.seq_length = 4;
   cfg.seed = 5;
+  cfg.num_samples = 20;  // 3 epochs of 8 samples
   data::GPTDataset ds(source, {0, 5}, cfg, "tiny");
   std::vector<int64_t> want(5);
   ds.sample(1, want.data());
   EXPECT_EQ(j["sample"]["tokens"].get<std::vector<int64_t>>(), want);
   EXPECT_EQ(j["sample"]["seq_length"], 4);
+  EXPECT_EQ(j["sample"]["epochs"], 3);
 }
 
 TEST(DataInspect, BrokenFilesExitOneWithTheFileNamed) {
