@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "hf_tokenizer.h"
+#include "nfc.h"
 #include "pretokenizer.h"
 #include "tiny_tokenizer_json.h"
 
@@ -70,13 +71,19 @@ TEST(SplitScanner, Gpt2Pattern) {
   EXPECT_EQ(pieces(G, "a\xff" "b"), (Pieces{"a", "\xff", "b"}));
 }
 
+TEST(SplitScanner, Qwen2PatternTakesOneDigit) {
+  const auto Q = SplitPattern::kQwen2;
+  EXPECT_EQ(pieces(Q, "2024 12 ab"), (Pieces{"2", "0", "2", "4", " ", "1", "2", " ab"}));
+  EXPECT_EQ(pieces(Q, "I'M x"), (Pieces{"I", "'M", " x"}));
+}
+
 TEST(SplitScanner, PiecesTileAnyBytes) {
   std::mt19937 rng(7);
   const std::string alphabet[] = {"a", "Z", "7", " ", "\n", "\r", "\t", "'", "s", "!", "é", "日", "\u00a0", "\xff", "\x80"};
   for (int round = 0; round < 300; ++round) {
     std::string text;
     for (int k = 0, n = static_cast<int>(rng() % 40); k < n; ++k) text += alphabet[rng() % std::size(alphabet)];
-    for (SplitPattern p : {SplitPattern::kLlama3, SplitPattern::kGpt2}) {
+    for (SplitPattern p : {SplitPattern::kLlama3, SplitPattern::kQwen2, SplitPattern::kGpt2}) {
       std::string joined;
       for (const std::string& s : pieces(p, text)) {
         EXPECT_FALSE(s.empty());
@@ -94,6 +101,50 @@ TEST(SplitScanner, RecognizesOnlyTheImplementedRegexes) {
             SplitPattern::kGpt2);
   EXPECT_FALSE(megahost::hf::recognize_split_regex(std::string(hf_test::kLlama3Regex) + "|x"));
   EXPECT_FALSE(megahost::hf::recognize_split_regex("\\s+"));
+}
+
+// Expected values: Python's unicodedata.normalize("NFC", ...) (Unicode 14).
+TEST(Nfc, MatchesPythonUnicodedata) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"cafe\u0301", "caf\u00e9"},
+      {"\u212b", "\u00c5"},                         // singleton: Angstrom sign -> A with ring
+      {"\u2126", "\u03a9"},
+      {"\u1100\u1161\u11a8", "\uac01"},              // Hangul L V T -> LVT
+      {"\uac00\u11a8", "\uac01"},                    // LV T -> LVT
+      {"a\u0328\u0301", "\u0105\u0301"},
+      {"e\u0301\u0323", "\u1eb9\u0301"},             // reordered by class, then composed
+      {"q\u0307\u0323", "q\u0323\u0307"},            // reordered, nothing to compose
+      {"\u0344", "\u0308\u0301"},                    // non-starter decomposition
+      {"\u0958", "\u0915\u093c"},                    // composition exclusion
+      {"\ufb2c", "\u05e9\u05bc\u05c1"},
+      {"x\u0301\u0301y", "x\u0301\u0301y"},
+      {"\u0301start", "\u0301start"},
+      {"A\u030a\u0301", "\u01fa"},
+      {"\u1e9b\u0323", "\u1e9b\u0323"},
+      {"\U0001d15e", "\U0001d157\U0001d165"},
+      {"plain ASCII", "plain ASCII"},
+      {"a\xff\u0301", "a\xff\u0301"},               // a malformed byte blocks composition
+  };
+  for (const auto& [in, expected] : cases) {
+    std::string out;
+    megahost::hf::nfc(in, out);
+    EXPECT_EQ(out, expected) << in;
+  }
+}
+
+TEST(HfBpe, NormalizedAddedTokensAreFoundAfterTheNormalizer) {
+  json j = hf_test::tiny_byte_level();
+  j["normalizer"] = {{"type", "NFC"}};
+  auto added = [](int id, const char* content, bool normalized) {
+    return json{{"id", id}, {"content", content}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+                {"normalized", normalized}, {"special", false}};
+  };
+  j["added_tokens"].push_back(added(260, "\u00e9", true));   // precomposed e acute, in normalized text
+  j["added_tokens"].push_back(added(261, "\u212b", false));  // Angstrom sign, in raw text (NFC would change it)
+  const HfTokenizer tok(hf_test::write_temp(j, "normalized_added"));
+  EXPECT_EQ(tok.encode("e\u0301", false), (std::vector<int32_t>{260}));
+  EXPECT_EQ(tok.encode("\u00e9", false), (std::vector<int32_t>{260}));
+  EXPECT_EQ(tok.encode("\u212b\u00c5", false), (std::vector<int32_t>{261, 0xC3, 0x85}));
 }
 
 TEST(HfBpe, ByteLevelMergesIgnoreMergesAndAddedTokens) {
@@ -208,7 +259,7 @@ std::string load_error(const std::string& name, void (*edit)(json&)) {
 TEST(HfRefusals, UnimplementedComponentsAreNamed) {
   EXPECT_NE(load_error("wordpiece", [](json& j) { j["model"]["type"] = "WordPiece"; }).find("model 'WordPiece'"),
             std::string::npos);
-  EXPECT_NE(load_error("nfc", [](json& j) { j["normalizer"] = {{"type", "NFC"}}; }).find("normalizer 'NFC'"),
+  EXPECT_NE(load_error("nfkc", [](json& j) { j["normalizer"] = {{"type", "NFKC"}}; }).find("normalizer 'NFKC'"),
             std::string::npos);
   EXPECT_NE(load_error("metaspace", [](json& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}}; })
                 .find("pre_tokenizer 'Metaspace'"),

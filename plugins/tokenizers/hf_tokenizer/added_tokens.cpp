@@ -72,12 +72,16 @@ bool AddedTokenMatcher::find(std::string_view text, size_t from, Match* m) const
     if (best < 0) continue;
     const AddedToken& t = tokens_[best];
     size_t begin = p, end = best_end;
-    if (t.lstrip)
-      while (begin > from)
-        if (const size_t k = space_before(text, begin)) begin -= k;
-        else break;
-    if (t.rstrip)
+    if (t.lstrip) {
+      while (begin > from) {
+        const size_t k = space_before(text, begin);
+        if (k == 0) break;
+        begin -= k;
+      }
+    }
+    if (t.rstrip) {
       while (const size_t k = space_after(text, end)) end += k;
+    }
     *m = Match{begin, end, t.id};
     return true;
   }

@@ -14,6 +14,7 @@ struct AddedToken {
   std::string content;
   int32_t id = -1;
   bool special = false, lstrip = false, rstrip = false;
+  bool normalized = false;  // matched in the normalized text instead of the raw text
 };
 
 class AddedTokenMatcher {

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "nfc.h"
 #include "unicode_classes.h"
 
 namespace megahost::hf {
@@ -20,8 +21,9 @@ constexpr const char* kFileHint =
     "tokenizer_model must be a Hugging Face tokenizer.json (Megatron's --tokenizer-model), or the folder that "
     "holds it, as saved by tokenizers / transformers (save_pretrained)";
 constexpr const char* kFamiliesHint =
-    "hf-tokenizer implements BPE tokenizers of the Llama-3 / GPT-2 / GPT-NeoX family (pre_tokenizer Split with "
-    "their regex + ByteLevel) and the Llama-2 family (normalizer Prepend + Replace, BPE with byte_fallback); "
+    "hf-tokenizer implements BPE tokenizers of the Llama-3 / Qwen2 / GPT-2 / GPT-NeoX families (normalizer NFC, "
+    "pre_tokenizer Split with their regex + ByteLevel) and the Llama-2 family (normalizer Prepend + Replace, BPE "
+    "with byte_fallback); "
     "for other tokenizers use a plugin for them (`megahost plugins` lists them)";
 
 bool is_dir(const std::string& p) {
@@ -121,17 +123,18 @@ void HfTokenizer::load(const std::string& text) {
     if (t.id < 0 || t.content.empty()) throw LoadError(sdk::str_cat("added token ", a.dump(), " is invalid"), kFileHint);
     if (flag(a, "single_word"))
       throw LoadError(sdk::str_cat("added token ", a.dump(), ": single_word is not implemented"), kFamiliesHint);
-    if (flag(a, "normalized") && !normalizer_.empty())
-      throw LoadError(sdk::str_cat("added token ", a.dump(), ": normalized added tokens with a normalizer are not "
-                                   "implemented"),
-                      kFamiliesHint);
+    t.normalized = flag(a, "normalized");
     vocab_size_ = std::max<int64_t>(vocab_size_, int64_t{t.id} + 1);
     added_.push_back(t);
   }
   added_index_.assign(static_cast<size_t>(vocab_size_), -1);
   for (size_t i = 0; i < added_.size(); ++i)
     if (added_index_[added_[i].id] < 0) added_index_[added_[i].id] = static_cast<int32_t>(i);
-  matcher_.build(added_);
+  // HF finds "normalized" added tokens in the normalized text, the others in the raw text.
+  std::vector<AddedToken> raw, normalized;
+  for (const AddedToken& t : added_) (t.normalized ? normalized : raw).push_back(t);
+  matcher_.build(raw);
+  normalized_matcher_.build(normalized);
 
   load_post_processor(get("post_processor"));
   decoder_.parse(get("decoder"));
@@ -142,11 +145,14 @@ void HfTokenizer::load_normalizer(const json& n) {
   const std::string type = type_of(n);
   if (type == "Sequence") {
     for (const json& sub : n.value("normalizers", json::array())) load_normalizer(sub);
+  } else if (type == "NFC") {
+    normalizer_.push_back({NormalizeStep::kNfc, {}, {}});
   } else if (type == "Prepend" && n.contains("prepend") && n["prepend"].is_string()) {
-    normalizer_.push_back({true, {}, n["prepend"].get<std::string>()});
+    normalizer_.push_back({NormalizeStep::kPrepend, {}, n["prepend"].get<std::string>()});
   } else if (type == "Replace" && n.contains("pattern") && n["pattern"].is_object() && n["pattern"].contains("String") &&
              n["pattern"]["String"].is_string() && n.value("content", json()).is_string()) {
-    normalizer_.push_back({false, n["pattern"]["String"].get<std::string>(), n["content"].get<std::string>()});
+    normalizer_.push_back(
+        {NormalizeStep::kReplace, n["pattern"]["String"].get<std::string>(), n["content"].get<std::string>()});
   } else {
     throw unsupported("normalizer", n);
   }
@@ -165,8 +171,8 @@ void HfTokenizer::load_pre_tokenizer(const json& p) {
       known = recognize_split_regex(pattern["Regex"].get<std::string>());
     if (!known || behavior != "Isolated" || flag(p, "invert"))
       throw LoadError(sdk::str_cat("the pre_tokenizer Split ", p.dump().substr(0, 400), " is not implemented"),
-                      "implemented: Split with behavior \"Isolated\", invert false and the exact regex of Llama-3 or "
-                      "GPT-2 (the patterns are hand-written scanners, not a regex engine)");
+                      "implemented: Split with behavior \"Isolated\", invert false and the exact regex of Llama-3, Qwen2 "
+                      "or GPT-2 (the patterns are hand-written scanners, not a regex engine)");
     splits_.push_back(*known);
   } else if (type == "ByteLevel") {
     if (flag(p, "add_prefix_space"))
@@ -296,26 +302,49 @@ void HfTokenizer::pre_tokenize(std::string_view text, size_t step, std::vector<i
   }
 }
 
+void HfTokenizer::normalize(std::string_view text, std::string& out) const {
+  out.assign(text);
+  std::string next;
+  for (const NormalizeStep& n : normalizer_) {
+    switch (n.kind) {
+      case NormalizeStep::kNfc:
+        next.clear();
+        nfc(out, next);
+        out.swap(next);
+        break;
+      case NormalizeStep::kPrepend:
+        if (!out.empty()) out.insert(0, n.content);
+        break;
+      case NormalizeStep::kReplace:
+        if (n.pattern.empty() || out.find(n.pattern) == std::string::npos) break;
+        next.clear();
+        size_t pos = 0;
+        for (size_t hit; (hit = out.find(n.pattern, pos)) != std::string::npos; pos = hit + n.pattern.size())
+          next.append(out, pos, hit - pos).append(n.content);
+        next.append(out, pos, std::string::npos);
+        out.swap(next);
+        break;
+    }
+  }
+}
+
+void HfTokenizer::encode_normalized(std::string_view text, std::vector<int32_t>& out) const {
+  if (normalized_matcher_.empty()) {
+    pre_tokenize(text, 0, out);
+    return;
+  }
+  normalized_matcher_.split(
+      text, [&](std::string_view seg) { pre_tokenize(seg, 0, out); }, [&](int32_t id) { out.push_back(id); });
+}
+
 void HfTokenizer::encode_segment(std::string_view segment, std::vector<int32_t>& out) const {
   if (normalizer_.empty()) {
-    pre_tokenize(segment, 0, out);
+    encode_normalized(segment, out);
     return;
   }
   thread_local std::string normalized;
-  normalized.assign(segment);
-  for (const NormalizeStep& n : normalizer_) {
-    if (n.prepend) {
-      if (!normalized.empty()) normalized.insert(0, n.content);
-    } else if (!n.pattern.empty() && normalized.find(n.pattern) != std::string::npos) {
-      std::string r;
-      size_t pos = 0;
-      for (size_t hit; (hit = normalized.find(n.pattern, pos)) != std::string::npos; pos = hit + n.pattern.size())
-        r.append(normalized, pos, hit - pos).append(n.content);
-      r.append(normalized, pos, std::string::npos);
-      normalized.swap(r);
-    }
-  }
-  pre_tokenize(normalized, 0, out);  // (nothing below touches `normalized`)
+  normalize(segment, normalized);
+  encode_normalized(normalized, out);  // (nothing below touches `normalized`)
 }
 
 void HfTokenizer::encode(std::string_view text, bool add_special_tokens, std::vector<int32_t>& out) const {

@@ -3,8 +3,9 @@
 //
 // encode(text):
 //   1. added tokens (<|begin_of_text|>, <s>, ...) are cut out of the raw text first;
-//   2. each remaining segment: normalizer (Prepend, Replace, Sequence) -> pre-tokenizer
-//      (Split with the Llama-3 or GPT-2 regex, ByteLevel, Sequence) -> BPE model (bpe_model.h);
+//   2. each remaining segment: normalizer (NFC, Prepend, Replace, Sequence) -> added tokens
+//      with "normalized": true, found in the normalized text -> pre-tokenizer (Split with the
+//      Llama-3, Qwen2 or GPT-2 regex, ByteLevel, Sequence) -> BPE model (bpe_model.h);
 //   3. with add_special_tokens, the post-processor's tokens around it (TemplateProcessing's
 //      "single", e.g. Llama-2's <s>; ByteLevel adds none).
 // decode(ids): id -> token string (added tokens by content) -> decoder (decoder.h).
@@ -70,9 +71,11 @@ class HfTokenizer {
   void pre_tokenize(std::string_view text, size_t step, std::vector<int32_t>& out) const;
 
   struct NormalizeStep {
-    bool prepend;  // else Replace
-    std::string pattern, content;
+    enum Kind { kNfc, kPrepend, kReplace } kind;
+    std::string pattern, content;  // Replace: pattern -> content; Prepend: content
   };
+  void normalize(std::string_view text, std::string& out) const;
+  void encode_normalized(std::string_view text, std::vector<int32_t>& out) const;
   std::string file_;
   std::unique_ptr<BpeModel> model_;
   bool byte_level_ = false;
@@ -81,7 +84,8 @@ class HfTokenizer {
   std::vector<int32_t> prefix_, suffix_;  // post-processor ids around a single sequence
   std::vector<AddedToken> added_;
   std::vector<int32_t> added_index_;  // id -> index into added_, or -1
-  AddedTokenMatcher matcher_;
+  AddedTokenMatcher matcher_;             // "normalized": false, matched in the raw text
+  AddedTokenMatcher normalized_matcher_;  // "normalized": true, matched after the normalizer
   Decoder decoder_;
   int64_t vocab_size_ = 0;
   std::map<std::string, int32_t, std::less<>> special_;

@@ -10,6 +10,9 @@ namespace {
 constexpr std::string_view kLlama3Regex =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+constexpr std::string_view kQwen2Regex =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 constexpr std::string_view kGpt2Regex =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
@@ -61,8 +64,9 @@ size_t match_space(const std::vector<Char>& c, size_t i, bool crlf_rule) {
   return e - 1;
 }
 
-// End (character index) of the Llama-3 match starting at i.
-size_t match_llama3(const std::vector<Char>& c, size_t i) {
+// End (character index) of the Llama-3 match starting at i; max_digits is 3 (Llama-3) or 1
+// (Qwen2).
+size_t match_llama3(const std::vector<Char>& c, size_t i, size_t max_digits) {
   const size_t n = c.size();
   const Char& x = c[i];
   if (x.cp == '\'') {
@@ -74,7 +78,7 @@ size_t match_llama3(const std::vector<Char>& c, size_t i) {
   // \p{N}{1,3}
   if (x.cls == kNumber) {
     size_t j = i + 1;
-    while (j < n && j - i < 3 && c[j].cls == kNumber) ++j;
+    while (j < n && j - i < max_digits && c[j].cls == kNumber) ++j;
     return j;
   }
   //  ?[^\s\p{L}\p{N}]+[\r\n]*
@@ -105,10 +109,13 @@ size_t match_gpt2(const std::vector<Char>& c, size_t i) {
 std::optional<SplitPattern> recognize_split_regex(std::string_view regex) {
   if (regex == kLlama3Regex) return SplitPattern::kLlama3;
   if (regex == kGpt2Regex) return SplitPattern::kGpt2;
+  if (regex == kQwen2Regex) return SplitPattern::kQwen2;
   return std::nullopt;
 }
 
-const char* split_pattern_name(SplitPattern p) { return p == SplitPattern::kLlama3 ? "Llama-3" : "GPT-2"; }
+const char* split_pattern_name(SplitPattern p) {
+  return p == SplitPattern::kLlama3 ? "Llama-3" : p == SplitPattern::kQwen2 ? "Qwen2" : "GPT-2";
+}
 
 void split_ends(SplitPattern pattern, std::string_view text, std::vector<size_t>& ends) {
   thread_local std::vector<Char> chars;  // scratch, per thread: the tokenizer is shared
@@ -120,7 +127,11 @@ void split_ends(SplitPattern pattern, std::string_view text, std::vector<size_t>
     chars.push_back({cp, static_cast<uint32_t>(p), char_class(cp)});
   }
   for (size_t i = 0; i < chars.size();) {
-    i = pattern == SplitPattern::kLlama3 ? match_llama3(chars, i) : match_gpt2(chars, i);
+    switch (pattern) {
+      case SplitPattern::kLlama3: i = match_llama3(chars, i, 3); break;
+      case SplitPattern::kQwen2: i = match_llama3(chars, i, 1); break;
+      case SplitPattern::kGpt2: i = match_gpt2(chars, i); break;
+    }
     ends.push_back(chars[i - 1].end);
   }
 }
