@@ -1,5 +1,5 @@
-// A Hugging Face tokenizer.json, run in C++: the parts its BPE tokenizers use (Llama-3, GPT-2,
-// GPT-NeoX-style byte-level BPE; Llama-2-style SentencePiece BPE with byte fallback).
+// A Hugging Face tokenizer.json, run in C++: the parts its BPE tokenizers use (Llama-3, Qwen2/3,
+// GPT-2, GPT-NeoX-style byte-level BPE; Llama-2-style SentencePiece BPE with byte fallback).
 //
 // encode(text):
 //   1. added tokens (<|begin_of_text|>, <s>, ...) are cut out of the raw text first;

@@ -97,7 +97,7 @@ const mh_plugin_descriptor kDescriptor = {
     "Hugging Face tokenizer.json (BPE)",
     "megahost",
     "0.1.0",
-    "Megatron's HuggingFaceTokenizer for BPE tokenizer.json files: Llama-3 / GPT-2 / GPT-NeoX byte-level BPE and "
+    "Megatron's HuggingFaceTokenizer for BPE tokenizer.json files: Llama-3 / Qwen2 / GPT-2 / GPT-NeoX byte-level BPE and "
     "Llama-2-style BPE with byte fallback; ids equal to Hugging Face tokenizers'",
     kAliases,
     R"json({"tokenizer_model": {"type": "path", "required": true, "doc": "tokenizer.json, or its folder (Megatron's --tokenizer-model)"},)json"
