@@ -1,20 +1,21 @@
-// The SentencePiece tokenizer plugins: the ABI layer over SpmTokenizer (spm_tokenizer.h).
+// The SentencePiece tokenizer plugins: SpmTokenizer (spm_tokenizer.h) behind the ABI.
 // One library, three tokenizers, because Megatron's three names behave differently on the same
 // .model file and the host creates a plugin by its id (not by the alias it was asked for):
 //   "sentencepiece"         alias SentencePieceTokenizer     (Megatron's added special tokens)
 //   "gpt-sentencepiece"     alias GPTSentencePieceTokenizer  (plain sp ids, eod = eos)
 //   "llama2-sentencepiece"  alias Llama2Tokenizer            (bos + plain sp ids, eod = eos)
-// Every entry point catches all exceptions (MH_SDK_TRY / MH_SDK_CATCH), so none crosses the ABI.
+// sdk/tokenizer.h owns the entry points, the buffer protocol and the error trampolines.
 #include <dlfcn.h>
 
-#include <algorithm>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "megahost/megahost.h"
 #include "megahost/sdk/plugin.h"
+#include "megahost/sdk/tokenizer.h"
 #include "spm_tokenizer.h"
 
 namespace {
@@ -24,73 +25,22 @@ using megahost::tokenizers::SpmTokenizer;
 using megahost::tokenizers::SpmVariant;
 namespace sdk = megahost::sdk;
 
-struct Instance {
-  const mh_host* host;
-  std::string id;
-  std::unique_ptr<SpmTokenizer> spm;
-};
-
-const Instance* as_instance(const mh_tokenizer* t) { return reinterpret_cast<const Instance*>(t); }
-const mh_host* host_of(const mh_tokenizer* t) {
-  return t != nullptr ? as_instance(t)->host : sdk::library_host();
-}
-
-void MH_ABI destroy(mh_tokenizer* t) { delete reinterpret_cast<Instance*>(t); }
-
-int64_t MH_ABI vocab_size(const mh_tokenizer* t) { return as_instance(t)->spm->vocab_size(); }
-
-mh_error* MH_ABI encode(const mh_tokenizer* t, const char* utf8, size_t len, int32_t* ids, size_t cap,
-                        size_t* n_ids) {
-  const mh_host* host = host_of(t);
-  MH_SDK_TRY {
-    MH_CHECK(t != nullptr && n_ids != nullptr && (utf8 != nullptr || len == 0) && (ids != nullptr || cap == 0),
-             MH_ERR_INVALID_ARG, "sentencepiece encode: null argument HINT: pass the instance, the text and n_ids");
-    // Per-thread scratch: the instance is shared by preprocessing workers.
-    thread_local std::vector<int32_t> scratch;
-    scratch.clear();
-    as_instance(t)->spm->encode(std::string_view(utf8 == nullptr ? "" : utf8, len), scratch);
-    if (!scratch.empty() && cap > 0) std::memcpy(ids, scratch.data(), std::min(cap, scratch.size()) * sizeof(int32_t));
-    *n_ids = scratch.size();
-    return nullptr;
+class Spm final : public sdk::TokenizerImpl {
+ public:
+  explicit Spm(std::unique_ptr<SpmTokenizer> spm) : spm_(std::move(spm)) {}
+  int64_t vocab_size() const override { return spm_->vocab_size(); }
+  void encode(std::string_view text, std::vector<int32_t>& ids) const override { spm_->encode(text, ids); }
+  void decode(const int32_t* ids, size_t n, std::string& text) const override { spm_->decode(ids, n, text); }
+  std::optional<int32_t> special_token(std::string_view name) const override {
+    return spm_->special_token(name);
   }
-  MH_SDK_CATCH(host)
-}
-
-mh_error* MH_ABI decode(const mh_tokenizer* t, const int32_t* ids, size_t n, char* buf, size_t cap,
-                        size_t* n_bytes) {
-  const mh_host* host = host_of(t);
-  MH_SDK_TRY {
-    MH_CHECK(t != nullptr && n_bytes != nullptr && (ids != nullptr || n == 0) && (buf != nullptr || cap == 0),
-             MH_ERR_INVALID_ARG, "sentencepiece decode: null argument HINT: pass the instance, the ids and n_bytes");
-    thread_local std::string scratch;
-    scratch.clear();
-    as_instance(t)->spm->decode(ids, n, scratch);
-    if (!scratch.empty() && cap > 0) std::memcpy(buf, scratch.data(), std::min(cap, scratch.size()));
-    *n_bytes = scratch.size();
-    return nullptr;
+  std::string special_token_hint() const override {
+    return "Megatron's SentencePieceTokenizer has cls/sep/eod/mask/pad/bos/eos/unk; the GPT and Llama2 variants only "
+           "have the model's bos/eos/pad/unk (eod = eos), and pad only when the model defines one";
   }
-  MH_SDK_CATCH(host)
-}
 
-mh_error* MH_ABI special_token(const mh_tokenizer* t, const char* name, int32_t* out_id) {
-  const mh_host* host = host_of(t);
-  MH_SDK_TRY {
-    MH_CHECK(t != nullptr && name != nullptr && out_id != nullptr, MH_ERR_INVALID_ARG,
-             "sentencepiece special_token: null argument");
-    const auto id = as_instance(t)->spm->special_token(name);
-    MH_CHECK(id.has_value(), MH_ERR_NOT_FOUND, as_instance(t)->id, " has no special token '", name,
-             "' HINT: Megatron's SentencePieceTokenizer has cls/sep/eod/mask/pad/bos/eos/unk; the GPT and Llama2 "
-             "variants only have the model's bos/eos/pad/unk (eod = eos), and pad only when the model defines one");
-    *out_id = *id;
-    return nullptr;
-  }
-  MH_SDK_CATCH(host)
-}
-
-const void* MH_ABI get_extension(const mh_tokenizer*, const char*) { return nullptr; }
-
-const mh_tokenizer_api kApi = {
-    MH_TABLE_HEADER(mh_tokenizer_api), destroy, vocab_size, encode, decode, special_token, get_extension,
+ private:
+  std::unique_ptr<SpmTokenizer> spm_;
 };
 
 #define MH_SPM_MODEL_KEY \
@@ -116,7 +66,6 @@ const mh_plugin_descriptor kDescriptors[] = {
      kLlama2Aliases, "{" MH_SPM_MODEL_KEY "}"},
 };
 const mh_plugin_descriptor* const kDescriptorPtrs[] = {&kDescriptors[0], &kDescriptors[1], &kDescriptors[2]};
-constexpr int kCount = 3;
 
 // The bridge library sits in the "sentencepiece" folder beside this plugin (CMakeLists.txt).
 std::string shim_path() {
@@ -129,49 +78,28 @@ std::string shim_path() {
   return dir + "/sentencepiece/libmegahost_spm_shim.so";
 }
 
-uint32_t MH_ABI factory_count(void) { return kCount; }
-const mh_plugin_descriptor* MH_ABI factory_descriptor(uint32_t i) { return i < kCount ? kDescriptorPtrs[i] : nullptr; }
-
-mh_error* MH_ABI factory_create(const char* id, const mh_host* host, const mh_tokenizer_create_args* args,
-                                mh_tokenizer** out, const mh_tokenizer_api** out_api) {
-  MH_SDK_TRY {
-    MH_CHECK(id != nullptr && args != nullptr && out != nullptr && out_api != nullptr, MH_ERR_INVALID_ARG,
-             "sentencepiece create: null argument");
-    const int index = sdk::find_descriptor(kDescriptorPtrs, kCount, id);
-    MH_CHECK(index >= 0, MH_ERR_NOT_FOUND, "this library has no tokenizer '", id,
-             "' HINT: it provides \"sentencepiece\" (SentencePieceTokenizer), \"gpt-sentencepiece\" "
-             "(GPTSentencePieceTokenizer) and \"llama2-sentencepiece\" (Llama2Tokenizer)");
-    const auto variant = static_cast<SpmVariant>(index);
-    const sdk::Config cfg(host, args->config);
-    const std::string model = cfg.get_string("tokenizer_model");
-    const int64_t extra = variant == SpmVariant::Megatron ? cfg.get_int("vocab_extra_ids", 0) : 0;
-    if (extra < 0 || extra > 100000)
-      throw cfg.error("vocab_extra_ids", "vocab_extra_ids must be in [0, 100000], got " + std::to_string(extra),
-                      "Megatron's default is 0 (T5 uses 100)");
-    auto inst = std::make_unique<Instance>();
-    inst->host = host;
-    inst->id = kDescriptors[index].id;
-    try {
-      inst->spm = std::make_unique<SpmTokenizer>(shim_path(), model, variant, static_cast<int>(extra));
-    } catch (const SpmLoadError& e) {
-      // Point at the recipe line of the key as well as at the file itself.
-      throw cfg.error("tokenizer_model", e.message(), e.hint());
-    }
-    sdk::log(host, MH_LOG_DEBUG, "tokenizer.sentencepiece", "loaded ", inst->spm->piece_size(), " pieces from ",
-             model, " as ", inst->id, " (vocab size ", inst->spm->vocab_size(), ")");
-    *out = reinterpret_cast<mh_tokenizer*>(inst.release());
-    *out_api = &kApi;
-    return nullptr;
+// index: the descriptor, which is also the SpmVariant.
+std::unique_ptr<sdk::TokenizerImpl> create(int index, const mh_host* host, const sdk::Config& cfg) {
+  const auto variant = static_cast<SpmVariant>(index);
+  const std::string model = cfg.get_string("tokenizer_model");
+  const int64_t extra = variant == SpmVariant::Megatron ? cfg.get_int("vocab_extra_ids", 0) : 0;
+  if (extra < 0 || extra > 100000)
+    throw cfg.error("vocab_extra_ids", "vocab_extra_ids must be in [0, 100000], got " + std::to_string(extra),
+                    "Megatron's default is 0 (T5 uses 100)");
+  std::unique_ptr<SpmTokenizer> spm;
+  try {
+    spm = std::make_unique<SpmTokenizer>(shim_path(), model, variant, static_cast<int>(extra));
+  } catch (const SpmLoadError& e) {
+    // Point at the recipe line of the key as well as at the file itself.
+    throw cfg.error("tokenizer_model", e.message(), e.hint());
   }
-  MH_SDK_CATCH(host)
+  sdk::log(host, MH_LOG_DEBUG, "tokenizer.sentencepiece", "loaded ", spm->piece_size(), " pieces from ", model,
+           " as ", kDescriptors[index].id, " (vocab size ", spm->vocab_size(), ")");
+  return std::make_unique<Spm>(std::move(spm));
 }
 
-const mh_tokenizer_factory kFactory = {
-    MH_TABLE_HEADER(mh_tokenizer_factory), factory_count, factory_descriptor, factory_create,
-};
-
 const void* get_factory(const char* id) {
-  return std::strcmp(id, MH_FACTORY_TOKENIZER) == 0 ? &kFactory : nullptr;
+  return std::strcmp(id, MH_FACTORY_TOKENIZER) == 0 ? &sdk::tokenizer_factory<kDescriptorPtrs, create>() : nullptr;
 }
 
 }  // namespace
