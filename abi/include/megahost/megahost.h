@@ -1,5 +1,4 @@
 /* megahost ABI v1 — umbrella header: everything a plugin author needs. */
-#pragma once
 #ifndef MEGAHOST_MEGAHOST_H
 #define MEGAHOST_MEGAHOST_H
 

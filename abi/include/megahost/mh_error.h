@@ -6,7 +6,6 @@
  * owns it and frees it with host->error_free. On error, out-parameters are left untouched.
  * No C++ exception ever crosses the ABI: the SDK catches at every entry point.
  */
-#pragma once
 #ifndef MEGAHOST_MH_ERROR_H
 #define MEGAHOST_MH_ERROR_H
 

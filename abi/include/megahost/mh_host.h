@@ -7,7 +7,6 @@
  * Lifetime: the mh_host pointer and every table get_service returns stay valid for the whole
  * process (the host outlives every plugin; plugins are never unloaded).
  */
-#pragma once
 #ifndef MEGAHOST_MH_HOST_H
 #define MEGAHOST_MH_HOST_H
 

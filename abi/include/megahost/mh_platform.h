@@ -2,7 +2,6 @@
  *
  * Part of ABI v1. C11 and C++17 clean under -Wall -Wextra -pedantic -Werror.
  */
-#pragma once
 #ifndef MEGAHOST_MH_PLATFORM_H
 #define MEGAHOST_MH_PLATFORM_H
 

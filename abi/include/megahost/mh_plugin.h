@@ -8,7 +8,6 @@
  * asks get_factory for each kind ("mh.model/1", ...). A library may hold several plugins of
  * several kinds. Libraries are never unloaded while the process runs.
  */
-#pragma once
 #ifndef MEGAHOST_MH_PLUGIN_H
 #define MEGAHOST_MH_PLUGIN_H
 

@@ -7,7 +7,6 @@
  *    any thread.
  *  - Every call that touches device memory carries the mh_stream the data is ready on.
  */
-#pragma once
 #ifndef MEGAHOST_MH_TENSOR_H
 #define MEGAHOST_MH_TENSOR_H
 

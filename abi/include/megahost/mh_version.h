@@ -7,7 +7,6 @@
  *    the implementer's struct_size (use MH_HAS_SLOT).
  *  - MH_ABI_VERSION_MINOR is bumped whenever a slot, a table, a constant or an id is added.
  */
-#pragma once
 #ifndef MEGAHOST_MH_VERSION_H
 #define MEGAHOST_MH_VERSION_H
 

@@ -8,7 +8,6 @@
  *
  * Threading: an instance and its writers/readers are [instance-serialized].
  */
-#pragma once
 #ifndef MEGAHOST_KINDS_MH_CHECKPOINT_H
 #define MEGAHOST_KINDS_MH_CHECKPOINT_H
 

@@ -7,7 +7,6 @@
  * Threading: a format instance is [instance-serialized]; an open reader is [thread-safe]
  * (data workers share it); a writer is [instance-serialized].
  */
-#pragma once
 #ifndef MEGAHOST_KINDS_MH_DATASET_H
 #define MEGAHOST_KINDS_MH_DATASET_H
 

@@ -11,7 +11,6 @@
  *
  * Threading: every function of an instance is [instance-serialized] unless tagged otherwise.
  */
-#pragma once
 #ifndef MEGAHOST_KINDS_MH_MODEL_H
 #define MEGAHOST_KINDS_MH_MODEL_H
 

@@ -7,7 +7,6 @@
  *
  * Threading: [instance-serialized].
  */
-#pragma once
 #ifndef MEGAHOST_KINDS_MH_OPTIMIZER_H
 #define MEGAHOST_KINDS_MH_OPTIMIZER_H
 

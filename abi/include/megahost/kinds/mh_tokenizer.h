@@ -4,7 +4,6 @@
  * [thread-safe]: preprocessing workers share one instance.
  * Buffers are the caller's (two-call size query), so nothing is freed across the boundary.
  */
-#pragma once
 #ifndef MEGAHOST_KINDS_MH_TOKENIZER_H
 #define MEGAHOST_KINDS_MH_TOKENIZER_H
 

@@ -8,7 +8,6 @@
  * Lifetime: nodes and returned strings are owned by the host and live until the instance the
  * node was given to is destroyed.
  */
-#pragma once
 #ifndef MEGAHOST_SERVICES_MH_CONFIG_H
 #define MEGAHOST_SERVICES_MH_CONFIG_H
 

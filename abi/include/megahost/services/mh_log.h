@@ -1,5 +1,4 @@
 /* megahost ABI — service "mh.log/1": one log sink, owned by the host. */
-#pragma once
 #ifndef MEGAHOST_SERVICES_MH_LOG_H
 #define MEGAHOST_SERVICES_MH_LOG_H
 

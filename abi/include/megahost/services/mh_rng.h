@@ -3,7 +3,6 @@
  * A derived seed is a pure function of (recipe seed, purpose, index, sharing), so a run is
  * reproducible whatever order plugins ask in.
  */
-#pragma once
 #ifndef MEGAHOST_SERVICES_MH_RNG_H
 #define MEGAHOST_SERVICES_MH_RNG_H
 

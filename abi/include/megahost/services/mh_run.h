@@ -1,5 +1,4 @@
 /* megahost ABI — service "mh.run/1": facts about this run and this process. */
-#pragma once
 #ifndef MEGAHOST_SERVICES_MH_RUN_H
 #define MEGAHOST_SERVICES_MH_RUN_H
 
