@@ -1,6 +1,10 @@
 // Typed handles over model / optimizer / checkpoint plugin instances, and their creation.
 #include "megahost/core/instances.h"
 
+#include <ATen/DLConvertor.h>
+
+#include <optional>
+
 #include "create_instance.h"
 #include "megahost/core/error.h"
 #include "megahost/core/host_services.h"
@@ -130,6 +134,90 @@ at::Tensor Model::logits(const at::Tensor& tokens) {
   return out;
 }
 
+bool Model::can_bind_storage() const { return MH_HAS_SLOT(api_, mh_model_api, bind_storage) && api_->bind_storage; }
+
+void Model::bind_storage(const std::vector<at::Tensor>& data, const std::vector<at::Tensor>& grad,
+                         std::function<void(size_t)> grad_ready) {
+  MH_CORE_CHECK(can_bind_storage(), "model '", id_, "' cannot bind host storage (ABI 1.1 bind_storage)");
+  MH_CORE_CHECK(data.size() == grad.size(), "bind_storage: ", data.size(), " data vs ", grad.size(), " grads");
+  std::vector<std::unique_ptr<DLView>> views;
+  std::vector<mh_param_binding> bindings(data.size());
+  auto view_of = [&](const at::Tensor& t) -> DLTensor* {
+    if (!t.defined()) return nullptr;
+    views.push_back(std::make_unique<DLView>(t));
+    return views.back()->get();
+  };
+  for (size_t i = 0; i < data.size(); ++i) bindings[i] = {sizeof(mh_param_binding), view_of(data[i]), view_of(grad[i])};
+  grad_ready_ = std::move(grad_ready);
+  auto trampoline = [](void* ctx, size_t index) {
+    auto* self = static_cast<Model*>(ctx);
+    if (self->grad_ready_) self->grad_ready_(index);
+  };
+  throw_if_error(api_->bind_storage(m_, bindings.data(), bindings.size(), grad_ready_ ? +trampoline : nullptr, this),
+                 cat("model '", id_, "' bind_storage"));
+}
+
+const mh_model_pipeline_ext* Model::pipeline_ext() const {
+  return static_cast<const mh_model_pipeline_ext*>(api_->get_extension(m_, MH_EXT_MODEL_PIPELINE));
+}
+bool Model::has_pipeline() const { return pipeline_ext() != nullptr; }
+
+Model::StageIO Model::stage_io(int64_t micro_batch_size) const {
+  const auto* ext = pipeline_ext();
+  MH_CORE_CHECK(ext != nullptr, "model '", id_, "' does not offer ", MH_EXT_MODEL_PIPELINE,
+                "\nHINT: pipeline parallelism needs a model plugin with the pipeline extension");
+  int64_t shape[8] = {0};
+  int32_t ndim = 0;
+  DLDataType dt{kDLFloat, 32, 1};
+  throw_if_error(ext->stage_io(m_, micro_batch_size, shape, &ndim, &dt), cat("model '", id_, "' stage_io"));
+  MH_CORE_CHECK(ndim > 0 && ndim <= 8, "model '", id_, "' stage_io returned ndim ", ndim);
+  return {std::vector<int64_t>(shape, shape + ndim), sdk::to_scalar_type(dt)};
+}
+
+Model::InFlight& Model::InFlight::operator=(InFlight&& o) noexcept {
+  if (this != &o) {
+    if (mb_ != nullptr) model_->pipeline_ext()->microbatch_free(model_->m_, mb_);
+    model_ = o.model_;
+    mb_ = o.mb_;
+    o.mb_ = nullptr;
+  }
+  return *this;
+}
+Model::InFlight::~InFlight() {
+  if (mb_ != nullptr) model_->pipeline_ext()->microbatch_free(model_->m_, mb_);
+}
+
+Model::StageForward Model::forward_stage(const std::vector<std::pair<std::string, at::Tensor>>& batch,
+                                         const at::Tensor& input, bool with_grad) {
+  const auto* ext = pipeline_ext();
+  MH_CORE_CHECK(ext != nullptr, "model '", id_, "' does not offer ", MH_EXT_MODEL_PIPELINE);
+  AbiBatch b(batch);
+  std::optional<DLView> in;
+  if (input.defined()) in.emplace(input);
+  DLManagedTensor* act = nullptr;
+  mh_loss loss{sizeof(mh_loss), 0, 0};
+  mh_pipeline_microbatch* mb = nullptr;
+  throw_if_error(ext->forward(m_, b.named.data(), b.named.size(), in ? in->get() : nullptr, with_grad,
+                              stream_for(batch.front().second), &act, &loss, &mb),
+                 cat("model '", id_, "' pipeline forward"));
+  StageForward out;
+  out.state = InFlight(this, mb);
+  out.loss = {loss.loss_sum, loss.num_tokens};
+  if (act != nullptr) out.activation = at::fromDLPack(act);  // takes ownership (calls the deleter)
+  return out;
+}
+
+at::Tensor Model::backward_stage(InFlight state, const at::Tensor& output_grad, double grad_scale) {
+  const auto* ext = pipeline_ext();
+  std::optional<DLView> og;
+  if (output_grad.defined()) og.emplace(output_grad);
+  DLManagedTensor* in_grad = nullptr;
+  const mh_stream stream = output_grad.defined() ? stream_for(output_grad) : cpu_stream();
+  throw_if_error(ext->backward(m_, state.release(), og ? og->get() : nullptr, grad_scale, stream, &in_grad),
+                 cat("model '", id_, "' pipeline backward"));
+  return in_grad != nullptr ? at::fromDLPack(in_grad) : at::Tensor();
+}
+
 // ---- optimizer --------------------------------------------------------------------------------
 
 Optimizer::Optimizer(mh_optimizer* o, const mh_optimizer_api* api, std::string id, std::shared_ptr<void> tree)
@@ -245,6 +333,10 @@ std::unique_ptr<Model> create_model(const PluginRegistry& reg, const std::string
   args.device = opts.device;
   args.param_dtype = opts.param_dtype;
   args.padded_vocab_size = opts.padded_vocab_size;
+  args.layer_offset = opts.layer_offset;
+  args.num_stage_layers = opts.num_stage_layers;
+  args.stage_flags = opts.stage_flags;
+  args.parallel_flags = opts.parallel_flags;
   return create_instance<Model, mh_model_factory, mh_model, mh_model_api>(reg.find(PluginKind::Model, id), cfg,
                                                                           host_keys, args, "model");
 }

@@ -12,6 +12,7 @@
 #include "megahost/services/mh_config.h"
 #include "megahost/services/mh_run.h"
 #include "megahost/services/mh_rng.h"
+#include "megahost/services/mh_dist.h"
 #include "megahost/kinds/mh_model.h"
 #include "megahost/kinds/mh_tokenizer.h"
 #include "megahost/kinds/mh_dataset.h"

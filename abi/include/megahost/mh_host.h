@@ -21,7 +21,7 @@ MH_EXTERN_C_BEGIN
 #define MH_SERVICE_CONFIG "mh.config/1" /* mh_config_service */
 #define MH_SERVICE_RUN "mh.run/1"       /* mh_run_service */
 #define MH_SERVICE_RNG "mh.rng/1"       /* mh_rng_service */
-#define MH_SERVICE_DIST "mh.dist/1"     /* reserved: process groups and collectives (parallel runtime) */
+#define MH_SERVICE_DIST "mh.dist/1"     /* mh_dist_service: process groups and collectives (since 1.1) */
 
 typedef struct mh_host mh_host;
 struct mh_host {

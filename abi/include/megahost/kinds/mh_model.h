@@ -9,6 +9,14 @@
  * "loss_mask" [b, s] float32, "position_ids" [b, s] int64), borrowed for the call, on the
  * model's device, ready on the given stream.
  *
+ * Parallelism (since 1.1): the model builds its layers over the host's groups (mh.dist/1) —
+ * tensor, sequence and context parallel collectives happen inside forward/backward, through
+ * the SDK. A parameter view shows this rank's shard (tensor_parallel_dim says which dim is
+ * split). The loss a call reports covers the whole micro-batch sequence (summed over the
+ * context-parallel group); the host reduces gradients afterwards: sum over "dp-cp", divided by
+ * the data-parallel size, plus the tensor-parallel sum of MH_PARAM_SEQUENCE_PARALLEL grads and
+ * the "embedding" sum of MH_PARAM_SHARED_EMBEDDING grads.
+ *
  * Threading: every function of an instance is [instance-serialized] unless tagged otherwise.
  */
 #ifndef MEGAHOST_KINDS_MH_MODEL_H
@@ -29,13 +37,27 @@ typedef struct mh_model_create_args {
   DLDevice device;           /* where parameters live */
   DLDataType param_dtype;    /* parameter dtype (float32; bf16/fp16 mixed precision later) */
   int64_t padded_vocab_size; /* tokenizer vocabulary padded as Megatron pads it */
+  /* \since 1.1 — the pipeline stage this instance holds (a host that fills only the 1.0 part
+   * wants the whole model: read these only when struct_size covers them). With interleaving a
+   * rank holds several instances, one per virtual stage. Layers keep their GLOBAL index in
+   * parameter names, so a checkpoint does not depend on the layout. */
+  int32_t layer_offset;     /* first (global) transformer layer held */
+  int32_t num_stage_layers; /* transformer layers held; < 0 = all of them */
+  uint32_t stage_flags;     /* MH_STAGE_*: which ends of the model this instance holds */
+  uint32_t parallel_flags;  /* MH_PARALLEL_* */
 } mh_model_create_args;
+
+#define MH_STAGE_FIRST (1u << 0) /* holds the embeddings, takes the batch's tokens */
+#define MH_STAGE_LAST (1u << 1)  /* holds the final norm and output layer, returns the loss */
+#define MH_PARALLEL_SEQUENCE_PARALLEL (1u << 0) /* Megatron's --sequence-parallel */
 
 /* Parameter flags (bit set). */
 #define MH_PARAM_NO_WEIGHT_DECAY (1u << 0)    /* biases, norms: Megatron's no-wd group */
 #define MH_PARAM_SEQUENCE_PARALLEL (1u << 1)  /* grads all-reduced over TP under sequence parallel */
 #define MH_PARAM_SHARED_EMBEDDING (1u << 2)   /* tied across the first and last pipeline stage */
 #define MH_PARAM_EXPERT (1u << 3)             /* expert-parallel: reduced over expert-DP only */
+#define MH_PARAM_TP_GLU_HALVES (1u << 4)      /* \since 1.1: the tp dim holds two halves (GLU gate,
+                                                 up), each split across TP ranks on its own */
 
 /* One parameter as seen by visit_params. The struct and the DLTensor structs are borrowed for
  * the callback; the storage they point to is the live parameter (and its gradient) and stays
@@ -51,6 +73,17 @@ typedef struct mh_param_view {
 } mh_param_view;
 
 typedef mh_error*(MH_ABI* mh_param_visit_fn)(void* ctx, const mh_param_view* p);
+
+/* Host-owned storage for one parameter (bind_storage). \since 1.1 */
+typedef struct mh_param_binding {
+  uint32_t struct_size;
+  DLTensor* data; /* same shape and dtype as the parameter, or NULL to keep the plugin's */
+  DLTensor* grad; /* same shape as the parameter's gradient, or NULL to keep the plugin's */
+} mh_param_binding;
+
+/* Called after a backward has finished accumulating the gradient of the parameter with this
+ * visit index. From any thread (the autograd engine's); must not block or fail. */
+typedef void(MH_ABI* mh_grad_ready_fn)(void* ctx, size_t param_index);
 
 /* Loss of one forward over a micro-batch: lm loss = loss_sum / num_tokens (masked tokens). */
 typedef struct mh_loss {
@@ -86,6 +119,18 @@ typedef struct mh_model_api {
 
   /* Optional capabilities by id (MH_EXT_MODEL_*); NULL if unsupported. [thread-safe] \since 1.0 */
   const void*(MH_ABI* get_extension)(const mh_model* m, const char* extension_id);
+
+  /* Moves parameters and gradients onto host-owned storage (Megatron-Core's contiguous,
+   * bucketed buffers): bindings[i] is for the i-th parameter of visit_params, n must equal
+   * their count. The plugin copies each parameter's current value into binding.data, then
+   * uses the bound storage from now on (visit_params shows it; backward accumulates into
+   * binding.grad). The host keeps the storage alive until after destroy. When grad_ready is
+   * not NULL it is called for every parameter once its gradient of a backward is complete
+   * (so the host can start reducing a bucket while backward goes on). The call is all or
+   * nothing. NULL when the plugin cannot bind (the host then copies gradients).
+   * [main-thread] \since 1.1 */
+  mh_error*(MH_ABI* bind_storage)(mh_model* m, const mh_param_binding* bindings, size_t n,
+                                  mh_grad_ready_fn grad_ready, void* ctx);
 } mh_model_api;
 
 typedef struct mh_model_factory {
@@ -108,6 +153,40 @@ typedef struct mh_model_logits_ext {
   mh_error*(MH_ABI* logits)(mh_model* m, const DLTensor* tokens, mh_stream stream,
                             mh_tensor_visit_fn on_logits, void* ctx);
 } mh_model_logits_ext;
+
+/* ---- extension "mh.model.pipeline/1": one pipeline stage, micro-batches in flight ---- */
+#define MH_EXT_MODEL_PIPELINE "mh.model.pipeline/1"
+typedef struct mh_pipeline_microbatch mh_pipeline_microbatch; /* plugin-owned autograd state */
+typedef struct mh_model_pipeline_ext {
+  mh_table_header hdr;
+
+  /* The activation passed between stages for a micro-batch of micro_batch_size samples
+   * (GPT: [s / cp (/ tp under sequence parallel), b, hidden]): up to 8 dims. [thread-safe]
+   * \since 1.1 */
+  mh_error*(MH_ABI* stage_io)(const mh_model* m, int64_t micro_batch_size, int64_t* shape, int32_t* ndim,
+                              DLDataType* dtype);
+
+  /* Forward of this stage over one micro-batch. `batch` is the whole micro-batch on every
+   * stage (borrowed); `input` is the previous stage's output (NULL on the first stage,
+   * borrowed). A non-last stage sets *out_activation to its output (owned by the caller, who
+   * calls the deleter); the last stage writes *out_loss. With with_grad, *out_mb receives the
+   * state the matching backward consumes; without, no graph is kept and *out_mb is NULL.
+   * [stream-ordered] \since 1.1 */
+  mh_error*(MH_ABI* forward)(mh_model* m, const mh_named_tensor* batch, size_t n, const DLTensor* input,
+                             bool with_grad, mh_stream stream, DLManagedTensor** out_activation, mh_loss* out_loss,
+                             mh_pipeline_microbatch** out_mb);
+
+  /* Backward of a micro-batch; consumes mb (also on error). output_grad is the gradient of
+   * this stage's output (borrowed; NULL on the last stage, which backpropagates
+   * (loss_sum / num_tokens) * grad_scale). A non-first stage sets *out_input_grad to the
+   * gradient of its input (owned by the caller). Gradients accumulate into the parameters'.
+   * [stream-ordered] \since 1.1 */
+  mh_error*(MH_ABI* backward)(mh_model* m, mh_pipeline_microbatch* mb, const DLTensor* output_grad,
+                              double grad_scale, mh_stream stream, DLManagedTensor** out_input_grad);
+
+  /* Drops a micro-batch without backward (an aborted schedule); accepts NULL. \since 1.1 */
+  void(MH_ABI* microbatch_free)(mh_model* m, mh_pipeline_microbatch* mb);
+} mh_model_pipeline_ext;
 
 MH_EXTERN_C_END
 

@@ -51,11 +51,60 @@ class Model {
   at::Tensor logits(const at::Tensor& tokens);  // [b, s] int64 -> [b, s, V] float32 (a copy)
   const std::string& id() const { return id_; }
 
+  // ---- host-owned parameter/gradient storage (ABI 1.1 bind_storage) ----
+  bool can_bind_storage() const;
+  // data[i] / grad[i] for the i-th parameter of params() (an undefined tensor keeps the
+  // plugin's). The tensors must outlive the model. grad_ready(i) runs on the autograd thread
+  // after parameter i's gradient of a backward is complete (may be empty).
+  void bind_storage(const std::vector<at::Tensor>& data, const std::vector<at::Tensor>& grad,
+                    std::function<void(size_t)> grad_ready);
+
+  // ---- one pipeline stage (extension mh.model.pipeline/1) ----
+  bool has_pipeline() const;
+  struct StageIO {
+    std::vector<int64_t> shape;  // the activation between stages for one micro-batch
+    at::ScalarType dtype = at::kFloat;
+  };
+  StageIO stage_io(int64_t micro_batch_size) const;
+  // A micro-batch in flight: owns the plugin's autograd state until backward or destruction.
+  class InFlight {
+   public:
+    InFlight() = default;
+    InFlight(Model* model, mh_pipeline_microbatch* mb) : model_(model), mb_(mb) {}
+    InFlight(InFlight&& o) noexcept : model_(o.model_), mb_(o.mb_) { o.mb_ = nullptr; }
+    InFlight& operator=(InFlight&& o) noexcept;
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+    ~InFlight();
+    mh_pipeline_microbatch* release() {
+      auto* m = mb_;
+      mb_ = nullptr;
+      return m;
+    }
+
+   private:
+    Model* model_ = nullptr;
+    mh_pipeline_microbatch* mb_ = nullptr;
+  };
+  struct StageForward {
+    at::Tensor activation;  // non-last stage: this stage's output (to send on)
+    Loss loss;              // last stage
+    InFlight state;         // with_grad: what backward_stage consumes
+  };
+  // input: the previous stage's output, undefined on the first stage.
+  StageForward forward_stage(const std::vector<std::pair<std::string, at::Tensor>>& batch, const at::Tensor& input,
+                             bool with_grad);
+  // output_grad undefined on the last stage. Returns the input's gradient (undefined on the
+  // first stage).
+  at::Tensor backward_stage(InFlight state, const at::Tensor& output_grad, double grad_scale);
+
  private:
+  const mh_model_pipeline_ext* pipeline_ext() const;
   mh_model* m_;
   const mh_model_api* api_;
   std::string id_;
   std::shared_ptr<void> config_tree_;
+  std::function<void(size_t)> grad_ready_;
 };
 
 class Optimizer {
@@ -135,6 +184,11 @@ struct ModelOptions {
   DLDevice device{kDLCPU, 0};
   DLDataType param_dtype{kDLFloat, 32, 1};
   int64_t padded_vocab_size = 0;
+  // The pipeline stage (ABI 1.1); num_stage_layers < 0 = the whole model.
+  int32_t layer_offset = 0;
+  int32_t num_stage_layers = -1;
+  uint32_t stage_flags = MH_STAGE_FIRST | MH_STAGE_LAST;
+  uint32_t parallel_flags = 0;  // MH_PARALLEL_*
 };
 
 std::unique_ptr<Model> create_model(const PluginRegistry& reg, const std::string& id, const ConfigSection& cfg,
