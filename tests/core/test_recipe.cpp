@@ -110,9 +110,19 @@ TEST(Recipe, BadSetOverrides) {
   EXPECT_NE(error_of(kMinimal, {"training.train_iters"}).find("section.key=value"), std::string::npos);
 }
 
-TEST(Recipe, ParallelSizesAboveOneAreRefusedForNow) {
-  const std::string e = error_of(kMinimal, {"parallel.tensor_model_parallel_size=2"});
-  EXPECT_NE(e.find("tensor_model_parallel_size"), std::string::npos) << e;
+TEST(Recipe, ImpossibleParallelCombinationsAreRefusedWithTheKey) {
+  std::string e = error_of(kMinimal, {"parallel.tensor_model_parallel_size=0"});
+  EXPECT_NE(e.find("tensor_model_parallel_size must be >= 1"), std::string::npos) << e;
+  e = error_of(kMinimal, {"parallel.sequence_parallel=true"});
+  EXPECT_NE(e.find("sequence_parallel needs tensor_model_parallel_size > 1"), std::string::npos) << e;
+  e = error_of(kMinimal, {"parallel.num_layers_per_virtual_pipeline_stage=1"});
+  EXPECT_NE(e.find("interleaved schedule needs pipeline_model_parallel_size > 1"), std::string::npos) << e;
+  e = error_of(kMinimal, {"parallel.overlap_param_gather=true"});
+  EXPECT_NE(e.find("needs use_distributed_optimizer"), std::string::npos) << e;
+  e = error_of(kMinimal, {"parallel.distributed_backend='mpi'"});
+  EXPECT_NE(e.find("not one of nccl, gloo, auto"), std::string::npos) << e;
+  // Sizes above one parse: whether they fit the world is checked when the ranks start.
+  EXPECT_EQ(error_of(kMinimal, {"parallel.tensor_model_parallel_size=2", "parallel.sequence_parallel=true"}), "");
 }
 
 TEST(Recipe, MissingFileIsAClearError) {

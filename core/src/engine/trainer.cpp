@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "megahost/core/engine/batches.h"
 #include "megahost/core/engine/checkpointing.h"
 #include "megahost/core/engine/lr_schedule.h"
 #include "megahost/core/engine/samples.h"
@@ -44,24 +45,6 @@ using Clock = std::chrono::steady_clock;
 int64_t padded_vocab_size(int64_t vocab, int64_t divisible_by, int64_t tp) {
   const int64_t multiple = divisible_by * tp;
   return ((vocab + multiple - 1) / multiple) * multiple;
-}
-
-// One micro-batch in the model's batch convention: tokens / labels / loss_mask / position_ids.
-std::vector<std::pair<std::string, at::Tensor>> make_batch(const SampleSource& src, uint64_t first, int64_t count,
-                                                           int64_t seq_length, std::optional<int32_t> eod_mask,
-                                                           const at::Device& device) {
-  at::Tensor raw = at::empty({count, seq_length + 1}, at::kLong);  // [b, s + 1]
-  int64_t* p = raw.data_ptr<int64_t>();
-  for (int64_t i = 0; i < count; ++i) src.sample((first + i) % src.size(), p + i * (seq_length + 1));
-  at::Tensor tokens = raw.narrow(1, 0, seq_length).contiguous();  // [b, s]
-  at::Tensor labels = raw.narrow(1, 1, seq_length).contiguous();  // [b, s]
-  at::Tensor loss_mask = at::ones({count, seq_length}, at::kFloat);
-  if (eod_mask) loss_mask.masked_fill_(tokens == *eod_mask, 0.0);
-  at::Tensor position_ids = at::arange(seq_length, at::kLong).unsqueeze(0).expand({count, seq_length}).contiguous();
-  return {{"tokens", tokens.to(device)},
-          {"labels", labels.to(device)},
-          {"loss_mask", loss_mask.to(device)},
-          {"position_ids", position_ids.to(device)}};
 }
 
 // Global L2 norm of all gradients; scales them by max_norm / (norm + 1e-6) when above max_norm.
@@ -304,7 +287,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
     for (int64_t e = 0; e < eval_iters; ++e) {
       double step_loss = 0;
       for (int64_t m = 0; m < num_micro; ++m, next += mbs) {
-        auto batch = make_batch(*data.valid, next, mbs, c.seq_length, eod_mask, device);
+        auto batch = make_gpt_batch(*data.valid, next, mbs, c.seq_length, eod_mask, device);
         Loss l = c.model->forward_loss(batch);
         step_loss += l.loss_sum / std::max(1.0, l.num_tokens);
       }
@@ -343,8 +326,8 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
     const double lr = schedule.lr_at(static_cast<double>(state.consumed_train_samples));
     double loss = 0;
     for (int64_t m = 0; m < num_micro; ++m) {
-      auto batch = make_batch(*data.train, static_cast<uint64_t>(state.consumed_train_samples + m * mbs), mbs,
-                              c.seq_length, eod_mask, device);
+      auto batch = make_gpt_batch(*data.train, static_cast<uint64_t>(state.consumed_train_samples + m * mbs), mbs,
+                                  c.seq_length, eod_mask, device);
       Loss l = c.model->forward_backward(batch, 1.0 / static_cast<double>(num_micro));
       loss += l.loss_sum / std::max(1.0, l.num_tokens);
     }

@@ -1,0 +1,44 @@
+// Micro-batches (see batches.h).
+#include "megahost/core/engine/batches.h"
+
+#include "megahost/core/error.h"
+
+namespace megahost::core {
+
+uint64_t micro_batch_first_sample(uint64_t consumed, int64_t micro, int64_t micro_batch_size, int64_t dp,
+                                  int64_t dp_rank) {
+  return consumed + static_cast<uint64_t>(micro * micro_batch_size * dp + dp_rank * micro_batch_size);
+}
+
+MicroBatchTensors make_gpt_batch(const SampleSource& src, uint64_t first, int64_t count, int64_t seq_length,
+                                 std::optional<int32_t> eod_mask, const at::Device& device) {
+  at::Tensor raw = at::empty({count, seq_length + 1}, at::kLong);  // [b, s + 1]
+  int64_t* p = raw.data_ptr<int64_t>();
+  for (int64_t i = 0; i < count; ++i) src.sample((first + i) % src.size(), p + i * (seq_length + 1));
+  at::Tensor tokens = raw.narrow(1, 0, seq_length).contiguous();  // [b, s]
+  at::Tensor labels = raw.narrow(1, 1, seq_length).contiguous();  // [b, s]
+  at::Tensor loss_mask = at::ones({count, seq_length}, at::kFloat);
+  if (eod_mask) loss_mask.masked_fill_(tokens == *eod_mask, 0.0);
+  at::Tensor position_ids = at::arange(seq_length, at::kLong).unsqueeze(0).expand({count, seq_length}).contiguous();
+  return {{"tokens", tokens.to(device)},
+          {"labels", labels.to(device)},
+          {"loss_mask", loss_mask.to(device)},
+          {"position_ids", position_ids.to(device)}};
+}
+
+MicroBatchTensors slice_for_context_parallel(const MicroBatchTensors& batch, int64_t cp, int64_t cp_rank) {
+  if (cp == 1) return batch;
+  MicroBatchTensors out;
+  for (const auto& [name, t] : batch) {
+    const int64_t b = t.size(0), s = t.size(1);
+    MH_CORE_CHECK(s % (2 * cp) == 0, "context parallel: '", name, "' has sequence length ", s,
+                  ", not divisible by 2 x context_parallel_size = ", 2 * cp,
+                  "\nHINT: choose seq_length as a multiple of 2 x context_parallel_size");
+    const at::Tensor chunks = t.reshape({b, 2 * cp, s / (2 * cp)});                    // [b, 2cp, s/2cp]
+    const at::Tensor mine = at::cat({chunks.select(1, cp_rank), chunks.select(1, 2 * cp - 1 - cp_rank)}, 1);  // [b, s/cp]
+    out.emplace_back(name, mine.contiguous());
+  }
+  return out;
+}
+
+}  // namespace megahost::core
