@@ -2,6 +2,7 @@
 #include "megahost/sdk/nn/params.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros_like.h>
 #include <ATen/core/grad_mode.h>
@@ -51,6 +52,35 @@ at::Tensor ParamRegistry::create(const std::string& name, at::IntArrayRef shape,
   data.set_requires_grad(true);
   data.mutable_grad() = grad;
   params_.push_back(Param{name, data, grad, tensor_parallel_dim, flags});
+  return data;
+}
+
+at::Tensor ParamRegistry::create_sharded(const std::string& name, at::IntArrayRef full_shape, const Init& init,
+                                         int32_t tensor_parallel_dim, int64_t tp_rank, int64_t tp_size,
+                                         uint32_t flags, bool glu_halves) {
+  if (tp_size == 1) return create(name, full_shape, init, tensor_parallel_dim, flags);
+  MH_CHECK(tensor_parallel_dim >= 0 && tensor_parallel_dim < static_cast<int64_t>(full_shape.size()),
+           MH_ERR_INTERNAL, "parameter '", name, "': tensor_parallel_dim ", tensor_parallel_dim,
+           " is not a dim of a ", full_shape.size(), "-d tensor");
+  const int64_t parts = glu_halves ? 2 * tp_size : tp_size;
+  const int64_t full = full_shape[tensor_parallel_dim];
+  MH_CHECK(full % parts == 0 && tp_rank >= 0 && tp_rank < tp_size, MH_ERR_INVALID_ARG, "parameter '", name,
+           "': dim ", tensor_parallel_dim, " of size ", full, " does not split into ", parts,
+           " equal parts (tensor parallel size ", tp_size, glu_halves ? ", GLU halves" : "", ")",
+           "\nHINT: pick a tensor_model_parallel_size that divides the layer's width");
+  // Draw the full tensor under a scratch registry (same seed), keep this rank's slice.
+  ParamRegistry scratch(at::kCPU, at::kFloat, init_seed_);
+  const at::Tensor whole = scratch.create(name, full_shape, init, -1, 0).detach();
+  const int64_t part = full / parts;
+  at::Tensor mine = whole.narrow(tensor_parallel_dim, tp_rank * part, part);
+  if (glu_halves)
+    mine = at::cat({mine, whole.narrow(tensor_parallel_dim, full / 2 + tp_rank * part, part)}, tensor_parallel_dim);
+  std::vector<int64_t> shape(full_shape.begin(), full_shape.end());
+  shape[tensor_parallel_dim] = mine.size(tensor_parallel_dim);
+  at::Tensor data = create(name, shape, Init::zeros(), tensor_parallel_dim,
+                           flags | (glu_halves ? MH_PARAM_TP_GLU_HALVES : 0u));
+  at::NoGradGuard no_grad;
+  data.copy_(mine);
   return data;
 }
 

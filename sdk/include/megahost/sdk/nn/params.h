@@ -58,6 +58,15 @@ class ParamRegistry {
   at::Tensor create(const std::string& name, at::IntArrayRef shape, const Init& init,
                     int32_t tensor_parallel_dim, uint32_t flags);
 
+  // Tensor parallelism (added by helper "tp"): draws the FULL tensor exactly as create() does
+  // (same seed, same values), then registers only this rank's slice along tensor_parallel_dim:
+  // tp_size equal parts, part tp_rank. With glu_halves the dim holds two halves (GLU gate, up),
+  // each split on its own: the rank keeps [gate part, up part] and MH_PARAM_TP_GLU_HALVES is set.
+  // tp_size == 1 is create().
+  at::Tensor create_sharded(const std::string& name, at::IntArrayRef full_shape, const Init& init,
+                            int32_t tensor_parallel_dim, int64_t tp_rank, int64_t tp_size, uint32_t flags,
+                            bool glu_halves = false);
+
   void add_flags(const std::string& name, uint32_t flags);  // throws if the name is unknown
   const Param* find(const std::string& name) const;          // nullptr if unknown
   const std::vector<Param>& params() const { return params_; }
