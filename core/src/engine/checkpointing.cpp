@@ -92,45 +92,87 @@ std::string iteration_dir(const std::string& dir, int64_t iteration) {
   return (fs::path(dir) / name).string();
 }
 
-void save_checkpoint(CheckpointFormat& fmt, const std::string& save_dir, const TrainingState& state, Model& model,
-                     Optimizer& opt, const Model::AbiParams& abi_params, const std::string& recipe_text) {
-  fs::create_directories(save_dir);
-  const fs::path final_dir = iteration_dir(save_dir, state.iteration);
-  const fs::path staging = final_dir.string() + ".tmp";
-  remove_tree(staging);
+namespace {
 
-  auto writer = fmt.open_writer(staging.string());
+std::string rank_dir_name(int rank) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "rank_%05d", rank);
+  return name;
+}
+
+// One rank's folder: its parameters (when it is a model source), its optimizer state (sharded,
+// or replicated from a model source), its RNG states and meta.json.
+void write_rank_folder(CheckpointFormat& fmt, const fs::path& dir, const TrainingState& state,
+                       const CheckpointParts& parts, const std::string& recipe_text) {
+  const bool model_source = parts.model_source_rank == parts.rank;
+  auto writer = fmt.open_writer(dir.string());
   int64_t num_params = 0;
-  for (const Param& p : model.params()) {
-    writer->tensor("model/" + p.name, p.data);
-    num_params += p.data.numel();
-  }
-  opt.visit_state(abi_params, [&](const std::string& name, at::Tensor t) { writer->tensor("optimizer/" + name, t); });
+  std::string model_id;
+  if (model_source)
+    for (Model* m : parts.chunks) {
+      model_id = m->id();
+      for (const Param& p : m->params()) {
+        writer->tensor("model/" + p.name, p.data);
+        num_params += p.data.numel();
+      }
+    }
+  if (parts.visit_optimizer && (parts.optimizer_sharded || model_source))
+    parts.visit_optimizer([&](const std::string& name, at::Tensor t) { writer->tensor("optimizer/" + name, t); });
   for (const auto& [name, gen] : default_generators()) writer->blob(name, generator_state(gen));
   nlohmann::json meta = {{"format", "megahost-checkpoint"},
                          {"version", 1},
                          {"iteration", state.iteration},
                          {"consumed_train_samples", state.consumed_train_samples},
                          {"num_parameters", num_params},
-                         {"model_plugin", model.id()},
-                         {"optimizer_plugin", opt.id()},
+                         {"model_plugin", model_id},
+                         {"optimizer_plugin", parts.optimizer_id},
+                         {"world_size", parts.world_size},
+                         {"rank", parts.rank},
+                         {"layout", parts.layout},
                          {"megahost_version", MEGAHOST_VERSION}};
   writer->blob("meta.json", meta.dump(2));
   writer->blob("recipe.toml", recipe_text);
   writer->commit();
+}
 
-  // Publish: an older folder of the same iteration is replaced only after the new one is complete.
-  if (fs::exists(final_dir)) {
-    const fs::path old = final_dir.string() + ".old";
-    remove_tree(old);
-    fs::rename(final_dir, old);
-    fs::rename(staging, final_dir);
-    remove_tree(old);
-  } else {
-    fs::rename(staging, final_dir);
+void barrier_if_many(const CheckpointParts& parts) {
+  if (parts.world_size > 1) parts.barrier();
+}
+
+}  // namespace
+
+void save_checkpoint(CheckpointFormat& fmt, const std::string& save_dir, const TrainingState& state,
+                     const CheckpointParts& parts, const std::string& recipe_text) {
+  const bool leader = parts.rank == 0;
+  const fs::path final_dir = iteration_dir(save_dir, state.iteration);
+  const fs::path staging = final_dir.string() + ".tmp";
+  if (leader) {
+    fs::create_directories(save_dir);
+    remove_tree(staging);
+    if (parts.world_size > 1) fs::create_directories(staging);
   }
-  fsync_path(save_dir);
-  write_file_atomic(fs::path(save_dir) / kTracker, std::to_string(state.iteration) + "\n");
+  barrier_if_many(parts);
+  // One process writes the iteration folder itself (the layout of single-process checkpoints);
+  // several write one folder each inside it.
+  write_rank_folder(fmt, parts.world_size > 1 ? staging / rank_dir_name(parts.rank) : staging, state, parts,
+                    recipe_text);
+  barrier_if_many(parts);  // every rank's folder is committed before the iteration is published
+  if (leader) {
+    fsync_path(staging);
+    // Publish: an older folder of the same iteration is replaced only after the new one is complete.
+    if (fs::exists(final_dir)) {
+      const fs::path old = final_dir.string() + ".old";
+      remove_tree(old);
+      fs::rename(final_dir, old);
+      fs::rename(staging, final_dir);
+      remove_tree(old);
+    } else {
+      fs::rename(staging, final_dir);
+    }
+    fsync_path(save_dir);
+    write_file_atomic(fs::path(save_dir) / kTracker, std::to_string(state.iteration) + "\n");
+  }
+  barrier_if_many(parts);  // nobody trains on (or loads) before the tracker names this iteration
 }
 
 std::optional<int64_t> latest_checkpoint(const std::string& dir) {
@@ -148,44 +190,88 @@ std::optional<int64_t> latest_checkpoint(const std::string& dir) {
   return it;
 }
 
-TrainingState load_checkpoint(CheckpointFormat& fmt, const std::string& dir, int64_t iteration, Model& model,
-                              Optimizer* opt, const Model::AbiParams* abi_params, const LoadOptions& opts) {
-  const std::string path = iteration_dir(dir, iteration);
-  MH_CORE_CHECK(fs::is_directory(path), path, ": checkpoint folder missing (the tracker file names iteration ",
-                iteration, ")\nHINT: point the tracker at an existing iter_* folder");
-  auto reader = fmt.open_reader(path);
-  std::map<std::string, CheckpointEntry> entries;
-  for (auto& e : reader->list()) entries[e.name] = e;
+namespace {
 
-  nlohmann::json meta;
+nlohmann::json read_meta(CheckpointFormat::Reader& reader, const std::string& path) {
   try {
-    meta = nlohmann::json::parse(reader->blob("meta.json"));
+    return nlohmann::json::parse(reader.blob("meta.json"));
   } catch (const nlohmann::json::exception& e) {
     throw Error(cat(path, ": meta.json is not valid JSON (", e.what(), ")\nHINT: load an older checkpoint"));
   }
+}
 
-  for (const Param& p : model.params()) {
-    const std::string name = "model/" + p.name;
-    auto it = entries.find(name);
-    MH_CORE_CHECK(it != entries.end(), path, ": checkpoint has no tensor '", name,
-                  "'\nHINT: the model configuration differs from the one that saved this checkpoint");
-    MH_CORE_CHECK(it->second.shape == p.data.sizes().vec(), path, ": '", name, "' has shape ",
-                  at::IntArrayRef(it->second.shape), " in the checkpoint but ", p.data.sizes(),
-                  " in the model\nHINT: the model configuration differs from the one that saved this checkpoint");
-    at::NoGradGuard no_grad;
-    reader->tensor_into(name, p.data);
+std::map<std::string, CheckpointEntry> entries_of(CheckpointFormat::Reader& reader) {
+  std::map<std::string, CheckpointEntry> entries;
+  for (auto& e : reader.list()) entries[e.name] = e;
+  return entries;
+}
+
+}  // namespace
+
+TrainingState load_checkpoint(CheckpointFormat& fmt, const std::string& dir, int64_t iteration,
+                              const CheckpointParts& parts, const LoadOptions& opts) {
+  const std::string iter_path = iteration_dir(dir, iteration);
+  MH_CORE_CHECK(fs::is_directory(iter_path), iter_path, ": checkpoint folder missing (the tracker file names iteration ",
+                iteration, ")\nHINT: point the tracker at an existing iter_* folder");
+  const bool many = parts.world_size > 1;
+  auto folder = [&](int rank) { return many ? (fs::path(iter_path) / rank_dir_name(rank)).string() : iter_path; };
+  const bool has_rank_folders = fs::is_directory(fs::path(iter_path) / rank_dir_name(0));
+  MH_CORE_CHECK(many == has_rank_folders, iter_path, ": saved by ", has_rank_folders ? "several processes" : "one process",
+                " but this run has ", parts.world_size, " process(es)",
+                "\nHINT: resume with the parallel layout that saved it (loading under another layout is "
+                "the resharding checkpoint format's job)");
+
+  const std::string own_path = folder(parts.rank);
+  MH_CORE_CHECK(fs::is_directory(own_path), own_path, ": missing: the checkpoint was saved by fewer ranks",
+                "\nHINT: resume with the parallel layout that saved it");
+  auto own = fmt.open_reader(own_path);
+  const auto own_entries = entries_of(*own);
+  const nlohmann::json meta = read_meta(*own, own_path);
+  if (many) {
+    const std::string saved = meta.value("layout", std::string());
+    MH_CORE_CHECK(saved == parts.layout && meta.value("world_size", 1) == parts.world_size, own_path,
+                  ": saved with parallel layout '", saved, "' (", meta.value("world_size", 1),
+                  " ranks), this run is '", parts.layout, "' (", parts.world_size,
+                  " ranks)\nHINT: resume with the layout that saved it");
   }
-  if (opts.load_optimizer && opt != nullptr) {
-    opt->visit_state(*abi_params, [&](const std::string& n, at::Tensor t) {
+
+  // Parameters (and replicated optimizer state) come from this data-parallel group's first rank.
+  std::unique_ptr<CheckpointFormat::Reader> source_reader;
+  CheckpointFormat::Reader* src = own.get();
+  std::string src_path = own_path;
+  std::map<std::string, CheckpointEntry> src_entries = own_entries;
+  if (parts.model_source_rank != parts.rank) {
+    src_path = folder(parts.model_source_rank);
+    source_reader = fmt.open_reader(src_path);
+    src = source_reader.get();
+    src_entries = entries_of(*src);
+  }
+  for (Model* m : parts.chunks)
+    for (const Param& p : m->params()) {
+      const std::string name = "model/" + p.name;
+      auto it = src_entries.find(name);
+      MH_CORE_CHECK(it != src_entries.end(), src_path, ": checkpoint has no tensor '", name,
+                    "'\nHINT: the model configuration differs from the one that saved this checkpoint");
+      MH_CORE_CHECK(it->second.shape == p.data.sizes().vec(), src_path, ": '", name, "' has shape ",
+                    at::IntArrayRef(it->second.shape), " in the checkpoint but ", p.data.sizes(),
+                    " in the model\nHINT: the model configuration differs from the one that saved this checkpoint");
+      at::NoGradGuard no_grad;
+      src->tensor_into(name, p.data);
+    }
+  if (opts.load_optimizer && parts.visit_optimizer) {
+    CheckpointFormat::Reader* opt_reader = parts.optimizer_sharded ? own.get() : src;
+    const auto& opt_entries = parts.optimizer_sharded ? own_entries : src_entries;
+    const std::string& opt_path = parts.optimizer_sharded ? own_path : src_path;
+    parts.visit_optimizer([&](const std::string& n, at::Tensor t) {
       const std::string name = "optimizer/" + n;
-      MH_CORE_CHECK(entries.count(name) != 0, path, ": checkpoint has no optimizer state '", name,
+      MH_CORE_CHECK(opt_entries.count(name) != 0, opt_path, ": checkpoint has no optimizer state '", name,
                     "'\nHINT: set checkpoint.no_load_optim=true to start the optimizer afresh");
-      reader->tensor_into(name, t);
+      opt_reader->tensor_into(name, t);
     });
   }
   if (opts.load_rng)
     for (const auto& [name, gen] : default_generators())
-      if (entries.count(name) != 0) set_generator_state(gen, reader->blob(name));
+      if (own_entries.count(name) != 0) set_generator_state(gen, own->blob(name));
 
   TrainingState s;
   s.iteration = meta.value("iteration", iteration);

@@ -240,7 +240,11 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
       LoadOptions lo;
       lo.load_optimizer = !r.get_bool("checkpoint", "no_load_optim");
       lo.load_rng = !r.get_bool("checkpoint", "no_load_rng");
-      state = load_checkpoint(*ckpt, load_dir, *latest, *c.model, optimizer.get(), abi_params.get(), lo);
+      CheckpointParts parts;
+      parts.chunks = {c.model.get()};
+      parts.visit_optimizer = [&](const StateVisitor& fn) { optimizer->visit_state(*abi_params, fn); };
+      parts.optimizer_id = optimizer->id();
+      state = load_checkpoint(*ckpt, load_dir, *latest, parts, lo);
       spdlog::info("resumed from {} at iteration {}", iteration_dir(load_dir, *latest), state.iteration);
       if (state.iteration >= train_iters)
         spdlog::warn("the checkpoint is at iteration {} and train_iters is {}: nothing left to train "
@@ -310,7 +314,11 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
   auto save = [&](int64_t iteration) {
     if (save_dir.empty()) return;
     const auto t0 = Clock::now();
-    save_checkpoint(*ckpt, save_dir, state, *c.model, *optimizer, *abi_params, recipe_text);
+    CheckpointParts parts;
+    parts.chunks = {c.model.get()};
+    parts.visit_optimizer = [&](const StateVisitor& fn) { optimizer->visit_state(*abi_params, fn); };
+    parts.optimizer_id = optimizer->id();
+    save_checkpoint(*ckpt, save_dir, state, parts, recipe_text);
     spdlog::info("saved checkpoint at iteration {} to {} in {:.2f} s", iteration, iteration_dir(save_dir, iteration),
                  std::chrono::duration<double>(Clock::now() - t0).count());
   };
@@ -412,7 +420,9 @@ std::string generate(const Recipe& r, const PluginRegistry& reg, const std::stri
   LoadOptions lo;
   lo.load_optimizer = false;
   lo.load_rng = false;
-  load_checkpoint(*ckpt, dir, *latest, *c.model, nullptr, nullptr, lo);
+  CheckpointParts parts;
+  parts.chunks = {c.model.get()};
+  load_checkpoint(*ckpt, dir, *latest, parts, lo);
   c.model->set_training(false);
 
   std::vector<int32_t> ids = c.tokenizer->encode(prompt);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -15,10 +16,28 @@ struct TrainingState {
   int64_t consumed_train_samples = 0;
 };
 
+using StateVisitor = std::function<void(const std::string& name, at::Tensor t)>;
+
+// What one rank contributes to (and takes from) a checkpoint.
+struct CheckpointParts {
+  std::vector<Model*> chunks;                       // this rank's model chunks (pipeline stages)
+  std::function<void(const StateVisitor&)> visit_optimizer;  // live optimizer state; empty = none
+  std::string optimizer_id;
+  // Several processes: each rank writes <iter>/rank_%05d. Parameters (and replicated optimizer
+  // state) come from the first rank of each data-parallel group only (model_source_rank);
+  // sharded optimizer state (distributed optimizer) and RNG states from every rank.
+  int rank = 0, world_size = 1;
+  int model_source_rank = 0;       // the rank whose folder holds this rank's parameters
+  bool optimizer_sharded = false;  // every rank holds its own optimizer state
+  std::string layout;              // e.g. "tp2.pp1.cp1.dp2": a resume must use the same one
+  std::function<void()> barrier;   // over all ranks (needed when world_size > 1)
+};
+
 // Writes model params, optimizer state, RNG state and metadata into <save>/iter_%07d, published
-// atomically (staging folder + rename), then updates the tracker file atomically.
-void save_checkpoint(CheckpointFormat& fmt, const std::string& save_dir, const TrainingState& state, Model& model,
-                     Optimizer& opt, const Model::AbiParams& abi_params, const std::string& recipe_text);
+// atomically (staging folder + rename, after every rank has committed), then updates the
+// tracker file atomically.
+void save_checkpoint(CheckpointFormat& fmt, const std::string& save_dir, const TrainingState& state,
+                     const CheckpointParts& parts, const std::string& recipe_text);
 
 // The latest iteration recorded in <dir>/latest_checkpointed_iteration.txt, or nullopt.
 std::optional<int64_t> latest_checkpoint(const std::string& dir);
@@ -30,7 +49,7 @@ struct LoadOptions {
 };
 
 // Loads the given iteration into the live model/optimizer storage. Throws naming the entry.
-TrainingState load_checkpoint(CheckpointFormat& fmt, const std::string& dir, int64_t iteration, Model& model,
-                              Optimizer* opt, const Model::AbiParams* abi_params, const LoadOptions& opts);
+TrainingState load_checkpoint(CheckpointFormat& fmt, const std::string& dir, int64_t iteration,
+                              const CheckpointParts& parts, const LoadOptions& opts);
 
 }  // namespace megahost::core
