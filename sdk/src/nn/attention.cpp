@@ -1,24 +1,34 @@
 // megahost SDK — self-attention (see megahost/sdk/nn/attention.h).
 #include "megahost/sdk/nn/attention.h"
 
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <limits>
+
 #include "megahost/sdk/compat.h"
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/rotary.h"
+#include "megahost/sdk/parallel/context_parallel.h"
 
 namespace megahost::sdk::nn {
 
 SelfAttention::SelfAttention(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg)
     : linear_qkv(reg, join_name(prefix, "linear_qkv"), cfg.hidden_size,
                  cfg.query_projection_size() + 2 * cfg.kv_projection_size(), cfg.add_bias_linear || cfg.add_qkv_bias,
-                 Init::normal(cfg.init_method_std)),
+                 Init::normal(cfg.init_method_std), cfg.parallel),
       linear_proj(reg, join_name(prefix, "linear_proj"), cfg.query_projection_size(), cfg.hidden_size,
-                  cfg.add_bias_linear, Init::normal(cfg.output_layer_init_std())),
+                  cfg.add_bias_linear, Init::normal(cfg.output_layer_init_std()), cfg.parallel),
       heads_(cfg.num_attention_heads),
       groups_(cfg.num_query_groups),
       head_dim_(cfg.kv_channels),
-      attention_dropout_(cfg.attention_dropout) {
+      attention_dropout_(cfg.attention_dropout),
+      parallel_(cfg.parallel) {
   MH_CHECK(groups_ > 0 && heads_ % groups_ == 0, MH_ERR_INVALID_ARG, "num_attention_heads (", heads_,
            ") must be a multiple of num_query_groups (", groups_, ")");
+  const int64_t tp = parallel_ ? parallel_->tp.size() : 1;
+  heads_ = parallel::divide(heads_, tp, "num_attention_heads", "tensor_model_parallel_size");
+  groups_ = parallel::divide(groups_, tp, "num_query_groups", "tensor_model_parallel_size");
 }
 
 void SelfAttention::query_key_value(const at::Tensor& x, at::Tensor* q, at::Tensor* k, at::Tensor* v) const {
@@ -37,8 +47,16 @@ at::Tensor SelfAttention::forward(const at::Tensor& x, const at::Tensor& rotary_
     q = apply_rotary_pos_emb(q, rotary_freqs);
     k = apply_rotary_pos_emb(k, rotary_freqs);
   }
-  const at::Tensor context = causal_dot_product_attention(q, k, v, training ? attention_dropout_ : 0.0);
-  return linear_proj.forward(context);  // [s, b, hidden]
+  const double dropout_p = training ? attention_dropout_ : 0.0;
+  const int cp = parallel_ ? parallel_->cp.size() : 1;
+  if (cp == 1) return linear_proj.forward(causal_dot_product_attention(q, k, v, dropout_p));  // [s, b, hidden]
+  // Context parallel: gather every rank's keys/values (already rotated at their own positions).
+  const int64_t s = q.size(0);
+  const at::Tensor k_all = parallel::gather_from_sequence_parallel_region(k, parallel_->cp);  // [cp*s, b, ng, hn]
+  const at::Tensor v_all = parallel::gather_from_sequence_parallel_region(v, parallel_->cp);
+  const at::Tensor q_pos = parallel::context_parallel_positions(s, parallel_->cp.rank(), cp, q.device());
+  const at::Tensor k_pos = parallel::context_parallel_gathered_positions(s, cp, q.device());
+  return linear_proj.forward(causal_attention_by_positions(q, k_all, v_all, q_pos, k_pos, dropout_p));
 }
 
 at::Tensor causal_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -53,6 +71,30 @@ at::Tensor causal_dot_product_attention(const at::Tensor& q, const at::Tensor& k
   const at::Tensor out = compat::causal_attention(q.permute({1, 2, 0, 3}), key.permute({1, 2, 0, 3}),
                                                   value.permute({1, 2, 0, 3}), dropout_p);
   return out.permute({2, 0, 1, 3}).reshape({s, b, heads * hn});  // [s, b, np * hn]
+}
+
+at::Tensor causal_attention_by_positions(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                         const at::Tensor& q_positions, const at::Tensor& k_positions,
+                                         double dropout_p) {
+  const int64_t sq = q.size(0), b = q.size(1), heads = q.size(2), groups = k.size(2), hn = q.size(3);
+  at::Tensor key = k, value = v;
+  if (groups != heads) {
+    key = k.repeat_interleave(heads / groups, /*dim=*/2);
+    value = v.repeat_interleave(heads / groups, /*dim=*/2);
+  }
+  // Additive mask [sq, sk]: 0 where visible, -inf where the key lies in the query's future.
+  const at::Tensor visible = q_positions.unsqueeze(1) >= k_positions.unsqueeze(0);
+  const at::Tensor mask = at::zeros(visible.sizes(), q.options()).masked_fill(visible.logical_not(),
+                                                                               -std::numeric_limits<double>::infinity());
+  const at::Tensor qb = q.permute({1, 2, 0, 3}), kb = key.permute({1, 2, 0, 3}), vb = value.permute({1, 2, 0, 3});
+#if MH_TORCH_AT_LEAST(2, 0)
+  const at::Tensor out = at::scaled_dot_product_attention(qb, kb, vb, mask, dropout_p, /*is_causal=*/false);
+#else
+  const at::Tensor scores = at::matmul(qb, kb.transpose(-2, -1)) / std::sqrt(static_cast<double>(hn)) + mask;
+  const at::Tensor probs = at::dropout(at::softmax(scores, -1), dropout_p, dropout_p > 0.0);  // [b, n, sq, sk]
+  const at::Tensor out = at::matmul(probs, vb);                                               // [b, n, sq, hn]
+#endif
+  return out.permute({2, 0, 1, 3}).reshape({sq, b, heads * hn});  // [sq, b, np * hn]
 }
 
 }  // namespace megahost::sdk::nn

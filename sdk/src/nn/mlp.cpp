@@ -15,13 +15,15 @@ at::Tensor swiglu(const at::Tensor& x) {
 MLP::MLP(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg)
     : linear_fc1(reg, join_name(prefix, "linear_fc1"), cfg.hidden_size,
                  cfg.activation == Activation::SwiGLU ? 2 * cfg.ffn_hidden_size : cfg.ffn_hidden_size,
-                 cfg.add_bias_linear, Init::normal(cfg.init_method_std)),
+                 cfg.add_bias_linear, Init::normal(cfg.init_method_std), cfg.parallel,
+                 /*glu_halves=*/cfg.activation == Activation::SwiGLU),
       linear_fc2(reg, join_name(prefix, "linear_fc2"), cfg.ffn_hidden_size, cfg.hidden_size, cfg.add_bias_linear,
-                 Init::normal(cfg.output_layer_init_std())),
+                 Init::normal(cfg.output_layer_init_std()), cfg.parallel),
       activation_(cfg.activation) {}
 
 at::Tensor MLP::forward(const at::Tensor& x) const {
-  const at::Tensor h = linear_fc1.forward(x);  // [..., ffn] or [..., 2 * ffn]
+  // [..., ffn/tp] or [..., 2 * ffn/tp]: under TP each rank holds its slice of gate AND of up
+  const at::Tensor h = linear_fc1.forward(x);
   return linear_fc2.forward(activation_ == Activation::SwiGLU ? swiglu(h) : at::gelu(h));
 }
 

@@ -17,21 +17,24 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return (xf * inv_rms).to(x.scalar_type()) * weight;
 }
 
-LayerNorm::LayerNorm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, double eps_)
+LayerNorm::LayerNorm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, double eps_,
+                     uint32_t extra_flags)
     : eps(eps_) {
-  weight = reg.create(join_name(prefix, "weight"), {hidden_size}, Init::ones(), -1, MH_PARAM_NO_WEIGHT_DECAY);
-  bias = reg.create(join_name(prefix, "bias"), {hidden_size}, Init::zeros(), -1, MH_PARAM_NO_WEIGHT_DECAY);
+  weight = reg.create(join_name(prefix, "weight"), {hidden_size}, Init::ones(), -1, MH_PARAM_NO_WEIGHT_DECAY | extra_flags);
+  bias = reg.create(join_name(prefix, "bias"), {hidden_size}, Init::zeros(), -1, MH_PARAM_NO_WEIGHT_DECAY | extra_flags);
 }
 
-RMSNorm::RMSNorm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, double eps_) : eps(eps_) {
-  weight = reg.create(join_name(prefix, "weight"), {hidden_size}, Init::ones(), -1, MH_PARAM_NO_WEIGHT_DECAY);
+RMSNorm::RMSNorm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, double eps_, uint32_t extra_flags)
+    : eps(eps_) {
+  weight = reg.create(join_name(prefix, "weight"), {hidden_size}, Init::ones(), -1, MH_PARAM_NO_WEIGHT_DECAY | extra_flags);
 }
 
-Norm::Norm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, NormKind kind, double eps) {
+Norm::Norm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, NormKind kind, double eps,
+           uint32_t extra_flags) {
   if (kind == NormKind::LayerNorm)
-    layer_norm_.emplace(reg, prefix, hidden_size, eps);
+    layer_norm_.emplace(reg, prefix, hidden_size, eps, extra_flags);
   else
-    rms_norm_.emplace(reg, prefix, hidden_size, eps);
+    rms_norm_.emplace(reg, prefix, hidden_size, eps, extra_flags);
 }
 
 at::Tensor Norm::forward(const at::Tensor& x) const {

@@ -10,22 +10,33 @@
 #include <ATen/ops/sin.h>
 
 #include "megahost/sdk/error.h"
+#include "megahost/sdk/parallel/context_parallel.h"
 
 namespace megahost::sdk::nn {
 
-RotaryEmbedding::RotaryEmbedding(int64_t kv_channels, double rotary_percent, double rotary_base)
-    : dim_(static_cast<int64_t>(static_cast<double>(kv_channels) * rotary_percent)), base_(rotary_base) {
+RotaryEmbedding::RotaryEmbedding(int64_t kv_channels, double rotary_percent, double rotary_base,
+                                 std::shared_ptr<const parallel::ParallelContext> parallel)
+    : dim_(static_cast<int64_t>(static_cast<double>(kv_channels) * rotary_percent)),
+      base_(rotary_base),
+      parallel_(std::move(parallel)) {
   MH_CHECK(dim_ > 0 && dim_ % 2 == 0 && dim_ <= kv_channels, MH_ERR_INVALID_ARG, "rotary dim int(kv_channels * ",
            "rotary_percent) = ", dim_, " must be even and in (0, kv_channels = ", kv_channels, "]",
            "\nHINT: pick rotary_percent so that kv_channels * rotary_percent is an even integer");
 }
 
 at::Tensor RotaryEmbedding::forward(int64_t seq_len, at::Device device) const {
-  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
+  const int cp_size = parallel_ ? parallel_->cp.size() : 1;
+  const int cp_rank = parallel_ ? parallel_->cp.rank() : 0;
+  return for_positions(parallel::context_parallel_positions(seq_len, cp_rank, cp_size, device));
+}
+
+at::Tensor RotaryEmbedding::for_positions(const at::Tensor& positions) const {
+  const int64_t s = positions.size(0);
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(positions.device());
   const at::Tensor exponent = at::arange(0, dim_, 2, f32) / static_cast<double>(dim_);  // [dim/2]
   const at::Tensor inv_freq = 1.0 / at::pow(base_, exponent);                           // [dim/2]
-  const at::Tensor freqs = at::outer(at::arange(seq_len, f32), inv_freq);               // [s, dim/2]
-  return at::cat({freqs, freqs}, -1).view({seq_len, 1, 1, dim_});                      // [s, 1, 1, dim]
+  const at::Tensor freqs = at::outer(positions.to(at::kFloat), inv_freq);               // [s, dim/2]
+  return at::cat({freqs, freqs}, -1).view({s, 1, 1, dim_});                            // [s, 1, 1, dim]
 }
 
 namespace {

@@ -7,10 +7,11 @@
 namespace megahost::sdk::nn {
 
 TransformerLayer::TransformerLayer(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg)
-    : input_layernorm(reg, join_name(prefix, "input_layernorm"), cfg.hidden_size, cfg.normalization, cfg.norm_epsilon),
+    : input_layernorm(reg, join_name(prefix, "input_layernorm"), cfg.hidden_size, cfg.normalization, cfg.norm_epsilon,
+                      sequence_parallel_flag(cfg.parallel.get())),
       self_attention(reg, join_name(prefix, "self_attention"), cfg),
       pre_mlp_layernorm(reg, join_name(prefix, "pre_mlp_layernorm"), cfg.hidden_size, cfg.normalization,
-                        cfg.norm_epsilon),
+                        cfg.norm_epsilon, sequence_parallel_flag(cfg.parallel.get())),
       mlp(reg, join_name(prefix, "mlp"), cfg),
       hidden_dropout_(cfg.hidden_dropout) {}
 
@@ -29,7 +30,8 @@ TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix
         std::make_unique<TransformerLayer>(reg, join_name(prefix, "layers." + std::to_string(i)), cfg));
   if (with_final_layernorm)
     final_layernorm = std::make_unique<Norm>(reg, join_name(prefix, "final_layernorm"), cfg.hidden_size,
-                                             cfg.normalization, cfg.norm_epsilon);
+                                             cfg.normalization, cfg.norm_epsilon,
+                                             sequence_parallel_flag(cfg.parallel.get()));
 }
 
 at::Tensor TransformerBlock::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const {

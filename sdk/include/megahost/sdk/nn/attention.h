@@ -5,6 +5,12 @@
 // linear_qkv (column parallel) produces, per query group g, the group's heads' queries, then its
 // key, then its value — [s, b, ng, (np/ng + 2) * hn] — so a checkpoint of Megatron-Core loads
 // unchanged and each TP rank holds whole groups. Query head i attends with group i / (np/ng).
+//
+// Tensor parallel: each rank holds np/tp heads and ng/tp query groups (linear_qkv's dim-0 slice
+// is whole groups; linear_proj's dim-1 slice is the same heads). Context parallel: each cp rank
+// holds two chunks of the sequence (megahost/sdk/parallel/context_parallel.h); K and V are
+// all-gathered over the cp group (their grads reduce-scattered back) and the causal mask compares
+// GLOBAL positions of the local queries with the gathered keys (Megatron-Core's all-gather CP).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -22,25 +28,33 @@ class SelfAttention {
   // Registers "<prefix>.linear_qkv.*" and "<prefix>.linear_proj.*".
   SelfAttention(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg);
 
-  // x [s, b, hidden]; rotary_freqs [s, 1, 1, rot_dim] or undefined -> [s, b, hidden].
+  // x [s, b, hidden] ([s/tp, b, hidden] under sequence parallelism); rotary_freqs
+  // [s, 1, 1, rot_dim] for this rank's positions, or undefined -> same shape as x.
   // Causal; attention dropout only when training.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const;
 
   // The pieces of forward, exposed for tests: x [s, b, hidden] ->
-  // q [s, b, np, hn], k [s, b, ng, hn], v [s, b, ng, hn].
+  // q [s, b, np, hn], k [s, b, ng, hn], v [s, b, ng, hn] (np/tp and ng/tp under TP).
   void query_key_value(const at::Tensor& x, at::Tensor* q, at::Tensor* k, at::Tensor* v) const;
 
   ColumnParallelLinear linear_qkv;
   RowParallelLinear linear_proj;
 
  private:
-  int64_t heads_, groups_, head_dim_;
+  int64_t heads_, groups_, head_dim_;  // heads and groups held by this rank
   double attention_dropout_;
+  ParallelContextPtr parallel_;
 };
 
 // Causal attention with grouped-query expansion: q [s, b, np, hn], k/v [s, b, ng, hn] ->
 // context [s, b, np * hn]. Uses megahost::compat::causal_attention (fused kernels on 2.x).
 at::Tensor causal_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                         double dropout_p);
+
+// The same with the causal mask by positions: q [sq, b, np, hn] at q_positions [sq] int64,
+// k/v [sk, b, ng, hn] at k_positions [sk]; query i sees key j when q_pos[i] >= k_pos[j].
+at::Tensor causal_attention_by_positions(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                         const at::Tensor& q_positions, const at::Tensor& k_positions,
+                                         double dropout_p);
 
 }  // namespace megahost::sdk::nn

@@ -1,13 +1,24 @@
 // megahost SDK — Megatron's vocab-parallel cross entropy, per token, in float32.
 // Under TP each rank holds a vocab slice of the logits; max, sum-exp and the target logit are
-// all-reduced across the TP group. On one device it is log_softmax + gather.
+// all-reduced across the TP group, and backward is Megatron's by hand: softmax minus the one-hot
+// of the target on the rank that owns it. On one device it is log_softmax + gather.
 #pragma once
 
 #include <ATen/core/Tensor.h>
+
+namespace megahost::sdk::parallel {
+struct ParallelContext;
+}
 
 namespace megahost::sdk::nn {
 
 // logits [..., V] (any float dtype), labels [...] int64 -> loss [...] float32
 at::Tensor vocab_parallel_cross_entropy(const at::Tensor& logits, const at::Tensor& labels);
+
+// logits [..., V/tp] (this rank's vocab slice, rank r holding ids [r*V/tp, (r+1)*V/tp)),
+// labels [...] int64 (full vocab ids) -> loss [...] float32, the same on every TP rank.
+// parallel null or tp size 1: the single-device version above.
+at::Tensor vocab_parallel_cross_entropy(const at::Tensor& logits, const at::Tensor& labels,
+                                        const parallel::ParallelContext* parallel);
 
 }  // namespace megahost::sdk::nn

@@ -6,21 +6,31 @@
 
 #include <string>
 
+#include "megahost/sdk/nn/linear.h"
 #include "megahost/sdk/nn/params.h"
 
 namespace megahost::sdk::nn {
 
 class VocabParallelEmbedding {
  public:
-  // Registers "<prefix>.weight" [vocab, hidden] (tp dim 0), normal(0, init_std).
+  // Registers "<prefix>.weight" [vocab, hidden] (tp dim 0: this rank's vocab/tp rows),
+  // normal(0, init_std). vocab_size is the FULL (padded) vocabulary.
   VocabParallelEmbedding(ParamRegistry& reg, const std::string& prefix, int64_t vocab_size,
-                         int64_t hidden_size, const Init& init);
+                         int64_t hidden_size, const Init& init, ParallelContextPtr parallel = nullptr);
   // ids [...] int64 -> [..., hidden]. Under TP each rank looks up its vocab range, zeroes the
-  // rest and the outputs are all-reduced (not needed on one device).
+  // rest and the outputs are all-reduced (reduce_from_tp_region).
   at::Tensor forward(const at::Tensor& ids) const;
 
-  at::Tensor weight;
+  at::Tensor weight;  // [vocab/tp, hidden]
+
+ private:
+  ParallelContextPtr parallel_;
+  int64_t vocab_start_ = 0;  // first vocab id this rank holds
 };
+
+// The tail of Megatron's LanguageModelEmbedding: embeddings [b, s, h] (word + position) ->
+// the decoder's input [s, b, h], scattered along s under sequence parallelism ([s/tp, b, h]).
+at::Tensor embeddings_to_hidden_states(const at::Tensor& embeddings, const parallel::ParallelContext* parallel);
 
 class Embedding {
  public:

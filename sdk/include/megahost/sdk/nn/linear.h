@@ -1,44 +1,73 @@
-// megahost SDK — Megatron-Core's tensor-parallel linear layers (single device for now).
+// megahost SDK — Megatron-Core's tensor-parallel linear layers.
 //
-// The weight is [out, in] as in torch and Megatron. Under tensor parallelism:
-//  - ColumnParallelLinear splits the OUTPUT features (weight dim 0, bias dim 0); its input is
-//    copied to the TP region (identity forward, all-reduce of the input grad backward).
-//  - RowParallelLinear splits the INPUT features (weight dim 1); the partial outputs are
-//    all-reduced, then the replicated bias is added once.
-// Today both are a plain y = x W^T + b; the metadata (tensor_parallel_dim) is already recorded so
-// the core can shard, reduce and reshard them.
+// The weight is [out, in] as in torch and Megatron; every parameter is drawn FULL (the
+// single-process values) and each tensor-parallel rank keeps its slice.
+//  - ColumnParallelLinear splits the OUTPUT features (weight dim 0, bias dim 0). Its input is
+//    copied to the TP region (identity forward, all-reduce of the input grad backward), or
+//    all-gathered along the sequence under sequence parallelism (reduce-scatter backward).
+//  - RowParallelLinear splits the INPUT features (weight dim 1; the input is already split).
+//    The partial outputs are all-reduced (reduce-scattered along the sequence under sequence
+//    parallelism), then the replicated bias is added once (flagged MH_PARAM_SEQUENCE_PARALLEL
+//    under sequence parallelism: its grad then covers only this rank's tokens).
+// Without a ParallelContext (or with a size-1 tp group) both are a plain y = x W^T + b.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <memory>
 #include <string>
 
 #include "megahost/sdk/nn/params.h"
+#include "megahost/sdk/parallel/mappings.h"
 
 namespace megahost::sdk::nn {
+
+using ParallelContextPtr = std::shared_ptr<const parallel::ParallelContext>;
+
+// A parameter split along tp_dim across the TP ranks of `parallel` (null: kept whole): drawn
+// full as ParamRegistry::create draws it, this rank's slice registered (see create_sharded).
+at::Tensor create_tensor_parallel(ParamRegistry& reg, const std::string& name, at::IntArrayRef full_shape,
+                                  const Init& init, int32_t tp_dim, uint32_t flags,
+                                  const parallel::ParallelContext* parallel, bool glu_halves = false);
+
+// MH_PARAM_SEQUENCE_PARALLEL under sequence parallelism, else 0.
+uint32_t sequence_parallel_flag(const parallel::ParallelContext* parallel);
 
 class ColumnParallelLinear {
  public:
   // Registers "<prefix>.weight" [out, in] (tp dim 0) and, with bias, "<prefix>.bias" [out]
-  // (tp dim 0, no weight decay, zeros).
-  ColumnParallelLinear(ParamRegistry& reg, const std::string& prefix, int64_t in_features,
-                       int64_t out_features, bool bias, const Init& weight_init);
-  // x [..., in] -> [..., out]
+  // (tp dim 0, no weight decay, zeros). out_features is the FULL width. glu_halves: the output
+  // is two halves (SwiGLU gate, up), each split across TP ranks on its own.
+  ColumnParallelLinear(ParamRegistry& reg, const std::string& prefix, int64_t in_features, int64_t out_features,
+                       bool bias, const Init& weight_init, ParallelContextPtr parallel = nullptr,
+                       bool glu_halves = false);
+  // x [..., in] ([s/tp, b, in] under sequence parallelism) -> [..., out/tp] ([s, b, out/tp])
   at::Tensor forward(const at::Tensor& x) const;
 
   at::Tensor weight, bias;  // bias undefined without bias
+
+ private:
+  ParallelContextPtr parallel_;
 };
 
 class RowParallelLinear {
  public:
   // Registers "<prefix>.weight" [out, in] (tp dim 1) and, with bias, "<prefix>.bias" [out]
-  // (replicated, no weight decay, zeros).
-  RowParallelLinear(ParamRegistry& reg, const std::string& prefix, int64_t in_features,
-                    int64_t out_features, bool bias, const Init& weight_init);
-  // x [..., in] -> [..., out]
+  // (replicated, no weight decay, zeros). in_features is the FULL width.
+  RowParallelLinear(ParamRegistry& reg, const std::string& prefix, int64_t in_features, int64_t out_features,
+                    bool bias, const Init& weight_init, ParallelContextPtr parallel = nullptr);
+  // x [..., in/tp] -> [..., out] ([s, b, in/tp] -> [s/tp, b, out] under sequence parallelism)
   at::Tensor forward(const at::Tensor& x) const;
 
   at::Tensor weight, bias;
+
+ private:
+  ParallelContextPtr parallel_;
 };
+
+// The output layer (Megatron's parallel_lm_logits): hidden [s, b, h] ([s/tp, b, h] under
+// sequence parallelism), weight [V/tp, h] (this rank's vocab slice) -> logits [s, b, V/tp].
+at::Tensor parallel_lm_logits(const at::Tensor& hidden, const at::Tensor& weight,
+                              const parallel::ParallelContext* parallel);
 
 }  // namespace megahost::sdk::nn

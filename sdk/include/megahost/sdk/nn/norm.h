@@ -1,6 +1,7 @@
 // megahost SDK — LayerNorm and RMSNorm over the last dim, and Norm that is either (the
 // recipe's normalization = "LayerNorm" | "RMSNorm"). Weights start at one, biases at zero; both
-// are replicated across TP ranks and carry MH_PARAM_NO_WEIGHT_DECAY.
+// are replicated across TP ranks and carry MH_PARAM_NO_WEIGHT_DECAY (plus extra_flags: the
+// layers pass MH_PARAM_SEQUENCE_PARALLEL under sequence parallelism).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -21,7 +22,8 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 class LayerNorm {
  public:
   // Registers "<prefix>.weight" (ones) and "<prefix>.bias" (zeros), [hidden] each.
-  LayerNorm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, double eps);
+  LayerNorm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, double eps,
+            uint32_t extra_flags = 0);
   at::Tensor forward(const at::Tensor& x) const { return layer_norm(x, weight, bias, eps); }
   at::Tensor weight, bias;
   double eps;
@@ -30,7 +32,7 @@ class LayerNorm {
 class RMSNorm {
  public:
   // Registers "<prefix>.weight" (ones), [hidden].
-  RMSNorm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, double eps);
+  RMSNorm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, double eps, uint32_t extra_flags = 0);
   at::Tensor forward(const at::Tensor& x) const { return rms_norm(x, weight, eps); }
   at::Tensor weight;
   double eps;
@@ -38,7 +40,8 @@ class RMSNorm {
 
 class Norm {
  public:
-  Norm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, NormKind kind, double eps);
+  Norm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, NormKind kind, double eps,
+       uint32_t extra_flags = 0);
   at::Tensor forward(const at::Tensor& x) const;  // [..., hidden] -> same
 
  private:

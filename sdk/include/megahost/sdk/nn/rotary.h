@@ -6,25 +6,35 @@
 //   rotate_half(x) = cat(-x[..., dim/2:], x[..., :dim/2])
 //   x_rot    = x * cos(freqs) + rotate_half(x) * sin(freqs);  dims past `dim` pass through
 //
-// Positions are 0..s-1 for every sequence (Megatron's GPTModel ignores position_ids for rope).
+// Positions are 0..s-1 for every sequence (Megatron's GPTModel ignores position_ids for rope);
+// under context parallelism, the GLOBAL positions of this cp rank's two chunks (Megatron's
+// get_pos_emb_on_this_cp_rank), so the rotation does not depend on the layout.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <memory>
+
+#include "megahost/sdk/parallel/mappings.h"
 
 namespace megahost::sdk::nn {
 
 class RotaryEmbedding {
  public:
-  RotaryEmbedding(int64_t kv_channels, double rotary_percent, double rotary_base);
-  // Angles for positions 0..seq_len-1: [s, 1, 1, dim] float32 on `device`.
+  RotaryEmbedding(int64_t kv_channels, double rotary_percent, double rotary_base,
+                  std::shared_ptr<const parallel::ParallelContext> parallel = nullptr);
+  // Angles for this rank's seq_len positions (0..seq_len-1 without context parallelism):
+  // [s, 1, 1, dim] float32 on `device`.
   at::Tensor forward(int64_t seq_len, at::Device device) const;
+  // Angles for the given positions [s] (int64): [s, 1, 1, dim] float32.
+  at::Tensor for_positions(const at::Tensor& positions) const;
   int64_t dim() const { return dim_; }
 
  private:
   int64_t dim_;
   double base_;
+  std::shared_ptr<const parallel::ParallelContext> parallel_;
 };
 
 // t [s, b, heads, head_dim]; freqs [s, 1, 1, dim] with dim <= head_dim. cos/sin are computed

@@ -4,7 +4,12 @@
 
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
+
+namespace megahost::sdk::parallel {
+struct ParallelContext;  // megahost/sdk/parallel/mappings.h
+}
 
 namespace megahost::sdk::nn {
 
@@ -26,6 +31,8 @@ struct TransformerConfig {
   double hidden_dropout = 0.1;
   double attention_dropout = 0.1;
   double init_method_std = 0.02;
+  // Tensor / sequence / context parallel groups the blocks run over; null = a single device.
+  std::shared_ptr<const parallel::ParallelContext> parallel;
 
   // Megatron's scaled_init_method_normal: output-side layers (linear_proj, linear_fc2) start
   // with std / sqrt(2 * num_layers) so the residual stream's variance does not grow with depth.
