@@ -13,32 +13,51 @@ namespace megahost::gpt {
 
 using sdk::nn::Init;
 
-GptModel::GptModel(const GptConfig& cfg, at::Device device, at::ScalarType param_dtype, uint64_t init_seed)
-    : params(device, param_dtype, init_seed),
-      cfg_(cfg),
-      word_embeddings_(params, "embedding.word_embeddings", cfg.padded_vocab_size, cfg.transformer.hidden_size,
-                       Init::normal(cfg.transformer.init_method_std)) {
+GptModel::GptModel(const GptConfig& cfg, at::Device device, at::ScalarType param_dtype, uint64_t init_seed,
+                   const GptStage& stage)
+    : params(device, param_dtype, init_seed), cfg_(cfg), stage_(stage) {
+  const int64_t num_layers = cfg.transformer.num_layers;
+  if (stage_.num_layers < 0) stage_.num_layers = num_layers - stage_.layer_offset;
+  MH_CHECK(stage_.layer_offset >= 0 && stage_.layer_offset + stage_.num_layers <= num_layers, MH_ERR_INVALID_ARG,
+           "gpt: pipeline stage layers [", stage_.layer_offset, ", ", stage_.layer_offset + stage_.num_layers,
+           ") are outside the model's ", num_layers, " layers\nHINT: the host's stage assignment must follow "
+           "[model] num_layers");
+  const bool tied = !cfg.untie_embeddings_and_output_weights;
   // Created in Megatron's state-dict order: embeddings, decoder layers, final norm, output layer.
-  if (cfg.position_embedding == PositionEmbedding::LearnedAbsolute)
+  if (stage_.first || (stage_.last && tied))
+    word_embeddings_.emplace(params, "embedding.word_embeddings", cfg.padded_vocab_size, cfg.transformer.hidden_size,
+                             Init::normal(cfg.transformer.init_method_std), cfg.transformer.parallel);
+  if (stage_.first && cfg.position_embedding == PositionEmbedding::LearnedAbsolute)
     position_embeddings_.emplace(params, "embedding.position_embeddings", cfg.max_position_embeddings,
                                  cfg.transformer.hidden_size, Init::normal(cfg.transformer.init_method_std));
-  decoder_ = std::make_unique<sdk::nn::TransformerBlock>(params, "decoder", cfg.transformer, 0,
-                                                         cfg.transformer.num_layers, /*with_final_layernorm=*/true);
+  decoder_ = std::make_unique<sdk::nn::TransformerBlock>(params, "decoder", cfg.transformer, stage_.layer_offset,
+                                                         stage_.num_layers, /*with_final_layernorm=*/stage_.last);
   if (cfg.position_embedding == PositionEmbedding::Rope)
-    rotary_.emplace(cfg.transformer.kv_channels, cfg.rotary_percent, cfg.rotary_base);
-  if (cfg.untie_embeddings_and_output_weights) {
+    rotary_.emplace(cfg.transformer.kv_channels, cfg.rotary_percent, cfg.rotary_base, cfg.transformer.parallel);
+  if (!stage_.last) return;
+  if (!tied) {
     // Megatron's output_layer: a column-parallel linear without bias, plain init_method.
-    output_weight_ = params.create("output_layer.weight", {cfg.padded_vocab_size, cfg.transformer.hidden_size},
-                                   Init::normal(cfg.transformer.init_method_std), 0, 0);
+    output_weight_ = sdk::nn::create_tensor_parallel(params, "output_layer.weight",
+                                                     {cfg.padded_vocab_size, cfg.transformer.hidden_size},
+                                                     Init::normal(cfg.transformer.init_method_std), 0, 0,
+                                                     cfg.transformer.parallel.get());
   } else {
-    output_weight_ = word_embeddings_.weight;
+    output_weight_ = word_embeddings_->weight;
     params.add_flags("embedding.word_embeddings.weight", MH_PARAM_SHARED_EMBEDDING);
   }
 }
 
 at::Tensor GptModel::logits_sbv(const at::Tensor& tokens, const at::Tensor& position_ids, bool training) const {
+  MH_CHECK(stage_.first && stage_.last, MH_ERR_INVALID_ARG, "gpt: this instance holds one pipeline stage (layers ",
+           stage_.layer_offset, "..", stage_.layer_offset + stage_.num_layers - 1,
+           "), not the whole model\nHINT: drive a pipeline stage through the mh.model.pipeline/1 extension");
+  const at::Tensor h = decode(embed(tokens, position_ids, training), tokens.size(1), training);  // [s, b, h]
+  return head(h);                                                                                // [s, b, V]
+}
+
+at::Tensor GptModel::embed(const at::Tensor& tokens, const at::Tensor& position_ids, bool training) const {
   const int64_t b = tokens.size(0), s = tokens.size(1);
-  at::Tensor h = word_embeddings_.forward(tokens);  // [b, s, h]
+  at::Tensor h = word_embeddings_->forward(tokens);  // [b, s, h]
   if (position_embeddings_) {
     MH_CHECK(s <= cfg_.max_position_embeddings, MH_ERR_INVALID_ARG, "gpt: sequence length ", s,
              " exceeds max_position_embeddings = ", cfg_.max_position_embeddings,
@@ -48,17 +67,27 @@ at::Tensor GptModel::logits_sbv(const at::Tensor& tokens, const at::Tensor& posi
                                : at::arange(s, tokens.options().dtype(at::kLong)).unsqueeze(0).expand({b, s});
     h = h + position_embeddings_->forward(pos);  // [b, s, h]
   }
-  h = h.transpose(0, 1).contiguous();  // [s, b, h]
-  h = at::dropout(h, training ? cfg_.transformer.hidden_dropout : 0.0, training);
-  const at::Tensor rotary = rotary_ ? rotary_->forward(s, h.device()) : at::Tensor();  // [s, 1, 1, rot]
-  h = decoder_->forward(h, rotary, training);                                           // [s, b, h]
-  return at::linear(h, output_weight_);                                                // [s, b, V]
+  h = sdk::nn::embeddings_to_hidden_states(h, cfg_.transformer.parallel.get());  // [s(/tp under SP), b, h]
+  return at::dropout(h, training ? cfg_.transformer.hidden_dropout : 0.0, training);
+}
+
+at::Tensor GptModel::decode(const at::Tensor& hidden, int64_t seq_length, bool training) const {
+  const at::Tensor rotary = rotary_ ? rotary_->forward(seq_length, hidden.device()) : at::Tensor();  // [s, 1, 1, rot]
+  return decoder_->forward(hidden, rotary, training);                                               // [s, b, h]
+}
+
+at::Tensor GptModel::head(const at::Tensor& hidden) const {
+  return sdk::nn::parallel_lm_logits(hidden, output_weight_, cfg_.transformer.parallel.get());  // [s, b, V/tp]
 }
 
 at::Tensor GptModel::token_loss(const at::Tensor& tokens, const at::Tensor& labels, const at::Tensor& position_ids,
                                 bool training) const {
-  const at::Tensor logits = logits_sbv(tokens, position_ids, training);                 // [s, b, V]
-  return sdk::nn::vocab_parallel_cross_entropy(logits, labels.t()).t();                // [b, s]
+  return loss_from_logits(logits_sbv(tokens, position_ids, training), labels);  // [b, s]
+}
+
+at::Tensor GptModel::loss_from_logits(const at::Tensor& logits, const at::Tensor& labels) const {
+  // [s, b, V/tp], [b, s] -> [b, s]
+  return sdk::nn::vocab_parallel_cross_entropy(logits, labels.t(), cfg_.transformer.parallel.get()).t();
 }
 
 }  // namespace megahost::gpt

@@ -18,9 +18,20 @@
 
 namespace megahost::gpt {
 
+// The pipeline stage an instance holds (mh_model_create_args' stage fields). The first stage
+// holds the embeddings, the last the final layernorm and output layer; with tied embeddings a
+// last stage that is not also the first holds its own copy of embedding.word_embeddings.weight
+// (same seeded init; the host sums both copies' grads over the "embedding" group).
+struct GptStage {
+  int64_t layer_offset = 0;  // first GLOBAL layer held
+  int64_t num_layers = -1;   // < 0: all from layer_offset on
+  bool first = true, last = true;
+};
+
 class GptModel {
  public:
-  GptModel(const GptConfig& cfg, at::Device device, at::ScalarType param_dtype, uint64_t init_seed);
+  GptModel(const GptConfig& cfg, at::Device device, at::ScalarType param_dtype, uint64_t init_seed,
+           const GptStage& stage = {});
 
   // tokens [b, s] int64, position_ids [b, s] int64 or undefined (0..s-1) -> logits [s, b, V]
   at::Tensor logits_sbv(const at::Tensor& tokens, const at::Tensor& position_ids, bool training) const;
@@ -28,12 +39,24 @@ class GptModel {
   at::Tensor token_loss(const at::Tensor& tokens, const at::Tensor& labels, const at::Tensor& position_ids,
                         bool training) const;
 
+  // Pipeline pieces (the whole model is head(decode(embed(...)))):
+  // first stage: tokens, position_ids [b, s] -> hidden [s, b, h] (after embedding dropout)
+  at::Tensor embed(const at::Tensor& tokens, const at::Tensor& position_ids, bool training) const;
+  // this stage's layers (+ final layernorm on the last); seq_length: the micro-batch's s
+  at::Tensor decode(const at::Tensor& hidden, int64_t seq_length, bool training) const;
+  // last stage: normed hidden [s, b, h] -> logits [s, b, V]
+  at::Tensor head(const at::Tensor& hidden) const;
+  // Per-token loss [b, s] float32 from logits [s, b, V] and labels [b, s] int64.
+  at::Tensor loss_from_logits(const at::Tensor& logits, const at::Tensor& labels) const;
+
   sdk::nn::ParamRegistry params;
   const GptConfig& config() const { return cfg_; }
+  const GptStage& stage() const { return stage_; }
 
  private:
   GptConfig cfg_;
-  sdk::nn::VocabParallelEmbedding word_embeddings_;
+  GptStage stage_;
+  std::optional<sdk::nn::VocabParallelEmbedding> word_embeddings_;  // first stage, or last when tied
   std::optional<sdk::nn::Embedding> position_embeddings_;
   std::optional<sdk::nn::RotaryEmbedding> rotary_;
   std::unique_ptr<sdk::nn::TransformerBlock> decoder_;

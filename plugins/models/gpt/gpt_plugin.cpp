@@ -1,8 +1,11 @@
 // The "gpt" model plugin: the mh.model/1 factory and instance table over GptModel.
 // Every entry point catches (MH_SDK_TRY / MH_SDK_CATCH): no exception crosses the ABI.
 #include <ATen/ATen.h>
+#include <ATen/DLConvertor.h>
 #include <ATen/core/grad_mode.h>
 
+#include <cstddef>
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -12,6 +15,7 @@
 #include "megahost/megahost.h"
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/host.h"
+#include "megahost/sdk/parallel/loss.h"
 #include "megahost/sdk/plugin.h"
 #include "megahost/sdk/torch_interop.h"
 
@@ -69,11 +73,11 @@ Batch read_batch(const GptModel& model, const mh_named_tensor* batch, size_t n, 
   return b;
 }
 
-// loss_sum = sum(CE * loss_mask), num_tokens = sum(loss_mask); the 0-d tensors stay on device.
-void masked_loss(const at::Tensor& token_loss, const at::Tensor& loss_mask, at::Tensor* loss_sum,
-                 at::Tensor* num_tokens) {
-  *loss_sum = (token_loss * loss_mask).sum();  // float32
-  *num_tokens = loss_mask.sum();
+// sum(CE * loss_mask) on this rank (autograd), and the sums over the context-parallel group that
+// the call reports; the 0-d tensors stay on device.
+sdk::parallel::MaskedLoss masked_loss(const GptModel& model, const at::Tensor& token_loss,
+                                      const at::Tensor& loss_mask) {
+  return sdk::parallel::masked_loss(token_loss, loss_mask, model.config().transformer.parallel.get());
 }
 
 void check_loss_out(const mh_loss* out) {
@@ -121,13 +125,12 @@ mh_error* MH_ABI gpt_forward_backward(mh_model* m, const mh_named_tensor* batch,
     at::AutoGradMode grad_on(true);  // grad mode is thread-local: the caller's thread may have it off
     check_loss_out(out);
     const Batch b = read_batch(*self->model, batch, n, /*with_labels=*/true);
-    at::Tensor loss_sum, num_tokens;
-    masked_loss(self->model->token_loss(b.tokens, b.labels, b.position_ids, self->training), b.loss_mask, &loss_sum,
-                &num_tokens);
-    // An all-masked micro-batch contributes nothing (instead of 0/0).
-    const at::Tensor loss = loss_sum / num_tokens.clamp_min(1.0);
-    (loss * grad_scale).backward();
-    write_loss(out, loss_sum, num_tokens);
+    const auto loss = masked_loss(*self->model, self->model->token_loss(b.tokens, b.labels, b.position_ids,
+                                                                        self->training), b.loss_mask);
+    // local_sum / global_num_tokens (all-masked: nothing instead of 0/0); the host's sum over cp
+    // makes it the whole sequence's mean.
+    (loss.objective() * grad_scale).backward();
+    write_loss(out, loss.global_sum, loss.global_num_tokens);
     return nullptr;
   }
   MH_SDK_CATCH(self->host)
@@ -140,10 +143,9 @@ mh_error* MH_ABI gpt_forward_loss(mh_model* m, const mh_named_tensor* batch, siz
     at::NoGradGuard no_grad;
     check_loss_out(out);
     const Batch b = read_batch(*self->model, batch, n, /*with_labels=*/true);
-    at::Tensor loss_sum, num_tokens;
-    masked_loss(self->model->token_loss(b.tokens, b.labels, b.position_ids, self->training), b.loss_mask, &loss_sum,
-                &num_tokens);
-    write_loss(out, loss_sum, num_tokens);
+    const auto loss = masked_loss(*self->model, self->model->token_loss(b.tokens, b.labels, b.position_ids,
+                                                                        self->training), b.loss_mask);
+    write_loss(out, loss.global_sum, loss.global_num_tokens);
     return nullptr;
   }
   MH_SDK_CATCH(self->host)
@@ -154,6 +156,11 @@ mh_error* MH_ABI gpt_logits(mh_model* m, const DLTensor* tokens, mh_stream /*str
   Instance* self = as_instance(m);
   MH_SDK_TRY {
     MH_CHECK(on_logits != nullptr, MH_ERR_INVALID_ARG, "gpt: logits got a NULL callback");
+    const auto& parallel = self->model->config().transformer.parallel;
+    MH_CHECK(parallel == nullptr || parallel->single(), MH_ERR_UNSUPPORTED,
+             "gpt: the logits extension (generation) runs on one process; this model is split with tensor parallel "
+             "size ", parallel->tp.size(), " and context parallel size ", parallel->cp.size(),
+             "\nHINT: generate with tensor_model_parallel_size = 1 and context_parallel_size = 1");
     at::NoGradGuard no_grad;
     mh_named_tensor batch{"tokens", const_cast<DLTensor*>(tokens)};
     const Batch b = read_batch(*self->model, &batch, 1, /*with_labels=*/false);
@@ -171,8 +178,119 @@ mh_error* MH_ABI gpt_logits(mh_model* m, const DLTensor* tokens, mh_stream /*str
 
 const mh_model_logits_ext kLogitsExt = {MH_TABLE_HEADER(mh_model_logits_ext), gpt_logits};
 
+// ---- extension mh.model.pipeline/1: this instance's stage, micro-batches in flight ----
+
+// What a stage's backward needs of one micro-batch (mh_pipeline_microbatch).
+struct StageMicroBatch {
+  at::Tensor input;   // not the first stage: the received activation as a leaf, its grad goes back
+  at::Tensor output;  // not the last stage: this stage's output [s, b, h] with its graph
+  at::Tensor loss;    // the last stage: loss_sum / max(num_tokens, 1), 0-d
+};
+
+mh_error* MH_ABI gpt_stage_io(const mh_model* m, int64_t micro_batch_size, int64_t* shape, int32_t* ndim,
+                              DLDataType* dtype) {
+  const Instance* self = reinterpret_cast<const Instance*>(m);
+  MH_SDK_TRY {
+    MH_CHECK(shape != nullptr && ndim != nullptr && dtype != nullptr, MH_ERR_INVALID_ARG,
+             "gpt: stage_io got a NULL output");
+    const GptConfig& cfg = self->model->config();
+    // [s, b, h] between stages (s / cp, and / tp under sequence parallelism, once those split s).
+    shape[0] = cfg.seq_length;
+    shape[1] = micro_batch_size;
+    shape[2] = cfg.transformer.hidden_size;
+    *ndim = 3;
+    *dtype = sdk::to_dl_dtype(self->model->params.dtype());
+    return nullptr;
+  }
+  MH_SDK_CATCH(self->host)
+}
+
+mh_error* MH_ABI gpt_stage_forward(mh_model* m, const mh_named_tensor* batch, size_t n, const DLTensor* input,
+                                   bool with_grad, mh_stream /*stream*/, DLManagedTensor** out_activation,
+                                   mh_loss* out_loss, mh_pipeline_microbatch** out_mb) {
+  Instance* self = as_instance(m);
+  MH_SDK_TRY {
+    const GptModel& model = *self->model;
+    const GptStage& stage = model.stage();
+    check_loss_out(out_loss);
+    MH_CHECK(stage.last || out_activation != nullptr, MH_ERR_INVALID_ARG,
+             "gpt: pipeline forward of a non-last stage needs out_activation");
+    MH_CHECK(!with_grad || out_mb != nullptr, MH_ERR_INVALID_ARG, "gpt: pipeline forward with_grad needs out_mb");
+    MH_CHECK(stage.first == (input == nullptr), MH_ERR_INVALID_ARG, "gpt: pipeline forward of ",
+             stage.first ? "the first stage got an input" : "a non-first stage got no input",
+             "\nHINT: only stages after the first take the previous stage's activation");
+    if (out_activation != nullptr) *out_activation = nullptr;
+    if (out_mb != nullptr) *out_mb = nullptr;
+    at::AutoGradMode grad_mode(with_grad);  // grad mode is thread-local
+    const Batch b = read_batch(model, batch, n, /*with_labels=*/stage.last);
+    auto st = std::make_unique<StageMicroBatch>();
+    at::Tensor h;  // [s, b, h]
+    if (stage.first) {
+      h = model.embed(b.tokens, b.position_ids, self->training);
+    } else {
+      // Our own copy (the input is borrowed for this call only), a leaf whose grad we return.
+      st->input = sdk::to_torch(input).clone().requires_grad_(with_grad);
+      const int64_t hidden = model.config().transformer.hidden_size;
+      MH_CHECK(st->input.dim() == 3 && st->input.size(1) == b.tokens.size(0) && st->input.size(2) == hidden,
+               MH_ERR_INVALID_ARG, "gpt: pipeline input is ", st->input.sizes(), ", expected [s, ",
+               b.tokens.size(0), ", ", hidden, "]\nHINT: the host must send the shape stage_io reports");
+      h = st->input;
+    }
+    h = model.decode(h, b.tokens.size(1), self->training);
+    if (stage.last) {
+      const auto loss = masked_loss(model, model.loss_from_logits(model.head(h), b.labels), b.loss_mask);
+      st->loss = loss.objective();  // local_sum / global_num_tokens; all-masked: nothing
+      write_loss(out_loss, loss.global_sum, loss.global_num_tokens);
+    } else {
+      st->output = h;
+      *out_activation = at::toDLPack(h.detach());
+    }
+    if (with_grad) *out_mb = reinterpret_cast<mh_pipeline_microbatch*>(st.release());
+    return nullptr;
+  }
+  MH_SDK_CATCH(self->host)
+}
+
+mh_error* MH_ABI gpt_stage_backward(mh_model* m, mh_pipeline_microbatch* mb, const DLTensor* output_grad,
+                                    double grad_scale, mh_stream /*stream*/, DLManagedTensor** out_input_grad) {
+  Instance* self = as_instance(m);
+  std::unique_ptr<StageMicroBatch> st(reinterpret_cast<StageMicroBatch*>(mb));  // consumed, also on error
+  MH_SDK_TRY {
+    const GptStage& stage = self->model->stage();
+    MH_CHECK(st != nullptr, MH_ERR_INVALID_ARG, "gpt: pipeline backward got a NULL micro-batch");
+    MH_CHECK(stage.first || out_input_grad != nullptr, MH_ERR_INVALID_ARG,
+             "gpt: pipeline backward of a non-first stage needs out_input_grad");
+    if (out_input_grad != nullptr) *out_input_grad = nullptr;
+    at::AutoGradMode grad_on(true);
+    if (stage.last) {
+      (st->loss * grad_scale).backward();
+    } else {
+      MH_CHECK(output_grad != nullptr, MH_ERR_INVALID_ARG,
+               "gpt: pipeline backward of a non-last stage needs output_grad");
+      const at::Tensor grad = sdk::to_torch(output_grad);
+      MH_CHECK(grad.sizes() == st->output.sizes(), MH_ERR_INVALID_ARG, "gpt: output_grad is ", grad.sizes(),
+               " but the stage's output is ", st->output.sizes(), "\nHINT: the host must send the shape stage_io reports");
+      st->output.backward(grad);
+    }
+    if (!stage.first) {
+      const at::Tensor g = st->input.grad().defined() ? st->input.grad() : at::zeros_like(st->input);
+      *out_input_grad = at::toDLPack(g.detach());
+    }
+    return nullptr;
+  }
+  MH_SDK_CATCH(self->host)
+}
+
+void MH_ABI gpt_microbatch_free(mh_model* /*m*/, mh_pipeline_microbatch* mb) {
+  delete reinterpret_cast<StageMicroBatch*>(mb);
+}
+
+const mh_model_pipeline_ext kPipelineExt = {MH_TABLE_HEADER(mh_model_pipeline_ext), gpt_stage_io, gpt_stage_forward,
+                                            gpt_stage_backward, gpt_microbatch_free};
+
 const void* MH_ABI gpt_get_extension(const mh_model* /*m*/, const char* id) {
   if (id != nullptr && std::strcmp(id, MH_EXT_MODEL_LOGITS) == 0) return &kLogitsExt;
+  if (id != nullptr && std::strcmp(id, MH_EXT_MODEL_PIPELINE) == 0) return &kPipelineExt;
   return nullptr;
 }
 
@@ -209,11 +327,28 @@ mh_error* MH_ABI gpt_create(const char* id, const mh_host* host, const mh_model_
              id ? id : "(null)", "'\nHINT: this library provides \"gpt\" (alias \"GPTModel\")");
     MH_CHECK(args != nullptr && out != nullptr && out_api != nullptr, MH_ERR_INVALID_ARG,
              "gpt: create got a NULL argument");
-    MH_CHECK(args->struct_size >= sizeof(mh_model_create_args), MH_ERR_INVALID_ARG,
-             "gpt: mh_model_create_args.struct_size = ", args->struct_size, " is smaller than this plugin's ",
-             sizeof(mh_model_create_args), "\nHINT: the host's headers are older than the plugin's");
+    // ABI 1.0 hosts fill the fields up to padded_vocab_size and want the whole model.
+    constexpr size_t kSize10 = offsetof(mh_model_create_args, layer_offset);
+    MH_CHECK(args->struct_size >= kSize10, MH_ERR_INVALID_ARG, "gpt: mh_model_create_args.struct_size = ",
+             args->struct_size, " is smaller than ABI 1.0's ", kSize10,
+             "\nHINT: the host's headers are older than the plugin's");
+    GptStage stage;
+    const bool has_stage = args->struct_size >= offsetof(mh_model_create_args, stage_flags) + sizeof(args->stage_flags);
+    // An all-zero stage (no layers, neither end) is a zero-initialised struct: the whole model.
+    if (has_stage && (args->num_stage_layers != 0 || args->stage_flags != 0 || args->layer_offset != 0)) {
+      stage.layer_offset = args->layer_offset;
+      stage.num_layers = args->num_stage_layers;
+      stage.first = (args->stage_flags & MH_STAGE_FIRST) != 0;
+      stage.last = (args->stage_flags & MH_STAGE_LAST) != 0;
+    }
     const sdk::Config cfg(host, args->config);
-    const GptConfig config = parse_config(cfg, args->padded_vocab_size);
+    GptConfig config = parse_config(cfg, args->padded_vocab_size);
+    // Tensor / sequence / context parallelism happen inside the SDK's blocks (1.0 hosts: none).
+    const bool has_parallel_flags =
+        args->struct_size >= offsetof(mh_model_create_args, parallel_flags) + sizeof(args->parallel_flags);
+    config.transformer.parallel =
+        sdk::parallel::ParallelContext::from_host(host, has_parallel_flags ? args->parallel_flags : 0u);
+    check_parallel(cfg, config);
     const at::Device device = sdk::to_torch_device(args->device);
     const at::ScalarType dtype = sdk::to_scalar_type(args->param_dtype);
     MH_CHECK(at::isFloatingType(dtype), MH_ERR_INVALID_ARG, "gpt: param_dtype ", c10::toString(dtype),
@@ -224,7 +359,7 @@ mh_error* MH_ABI gpt_create(const char* id, const mh_host* host, const mh_model_
     auto inst = std::make_unique<Instance>();
     inst->host = host;
     inst->name = args->instance_name != nullptr ? args->instance_name : "model";
-    inst->model = std::make_unique<GptModel>(config, device, dtype, init_seed);
+    inst->model = std::make_unique<GptModel>(config, device, dtype, init_seed, stage);
     const auto& t = config.transformer;
     sdk::log(host, MH_LOG_INFO, inst->name.c_str(), "gpt: ", t.num_layers, " layers, hidden ", t.hidden_size,
              ", heads ", t.num_attention_heads, " (groups ", t.num_query_groups, "), ffn ", t.ffn_hidden_size,
