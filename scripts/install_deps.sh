@@ -7,6 +7,7 @@ PACKAGES=(
   libtorch-dev libboost-dev libtomlplusplus-dev libcxxopts-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libdlpack-dev nlohmann-json3-dev
   libsentencepiece-dev sentencepiece zlib1g-dev libzstd-dev zstd
+  libgloo-dev           # c10d ProcessGroupGloo headers: multi-process runs and tests on CPU
   libopenblas0-openmp   # Debian's libtorch calls the BLAS alternative: reference BLAS is ~7x slower
 )
 
