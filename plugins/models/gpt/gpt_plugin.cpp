@@ -222,7 +222,10 @@ mh_error* MH_ABI gpt_stage_forward(mh_model* m, const mh_named_tensor* batch, si
     if (out_activation != nullptr) *out_activation = nullptr;
     if (out_mb != nullptr) *out_mb = nullptr;
     at::AutoGradMode grad_mode(with_grad);  // grad mode is thread-local
-    const Batch b = read_batch(model, batch, n, /*with_labels=*/stage.last);
+    Batch b = read_batch(model, batch, n, /*with_labels=*/stage.last);
+    if (with_grad)  // the graph outlives this call but the batch is borrowed for it: own copies
+      for (at::Tensor* t : {&b.tokens, &b.labels, &b.loss_mask, &b.position_ids})
+        if (t->defined()) *t = t->clone();
     auto st = std::make_unique<StageMicroBatch>();
     at::Tensor h;  // [s, b, h]
     if (stage.first) {
