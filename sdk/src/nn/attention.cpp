@@ -32,9 +32,10 @@ SelfAttention::SelfAttention(ParamRegistry& reg, const std::string& prefix, cons
 }
 
 void SelfAttention::query_key_value(const at::Tensor& x, at::Tensor* q, at::Tensor* k, at::Tensor* v) const {
-  const int64_t s = x.size(0), b = x.size(1), per_group = heads_ / groups_;
+  const at::Tensor qkv = linear_qkv.forward(x);  // [s, b, ...]: the whole sequence also under SP
+  const int64_t s = qkv.size(0), b = qkv.size(1), per_group = heads_ / groups_;
   // [s, b, ng * (np/ng + 2) * hn] -> [s, b, ng, (np/ng + 2) * hn]
-  const at::Tensor mixed = linear_qkv.forward(x).view({s, b, groups_, (per_group + 2) * head_dim_});
+  const at::Tensor mixed = qkv.view({s, b, groups_, (per_group + 2) * head_dim_});
   *q = mixed.narrow(3, 0, per_group * head_dim_).reshape({s, b, heads_, head_dim_});  // [s, b, np, hn]
   *k = mixed.narrow(3, per_group * head_dim_, head_dim_);                                // [s, b, ng, hn]
   *v = mixed.narrow(3, (per_group + 1) * head_dim_, head_dim_);                          // [s, b, ng, hn]
