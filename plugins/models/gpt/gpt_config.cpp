@@ -6,6 +6,7 @@
 
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/norm.h"
+#include "megahost/sdk/parallel/mappings.h"
 
 namespace megahost::gpt {
 
@@ -201,6 +202,40 @@ GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
   t.add_bias_linear = read_bool(cfg, "add_bias_linear");
   t.add_qkv_bias = read_bool(cfg, "add_qkv_bias");
   return c;
+}
+
+void check_parallel(const sdk::Config& cfg, const GptConfig& c) {
+  if (!c.transformer.parallel) return;
+  const sdk::nn::TransformerConfig& t = c.transformer;
+  const int64_t tp = t.parallel->tp.size(), cp = t.parallel->cp.size();
+  // Megatron-Core's TransformerConfig checks, with its messages.
+  auto multiple_of_tp = [&](const char* key, const char* name, int64_t v) {
+    if (v % tp != 0)
+      throw cfg.error(key, sdk::str_cat(name, " (", v, ") must be a multiple of tensor_model_parallel_size (", tp, ")"),
+                      sdk::str_cat("each tensor-parallel rank holds ", name, " / ", tp,
+                               "; pick a [parallel] tensor_model_parallel_size that divides it"));
+  };
+  multiple_of_tp("num_attention_heads", "num_attention_heads", t.num_attention_heads);
+  multiple_of_tp(cfg.has("num_query_groups") ? "num_query_groups" : "num_attention_heads", "num_query_groups",
+                 t.num_query_groups);
+  multiple_of_tp("ffn_hidden_size", "ffn_hidden_size", t.ffn_hidden_size);
+  if (c.padded_vocab_size % tp != 0)
+    throw sdk::Error(MH_ERR_INVALID_ARG,
+                     sdk::str_cat("gpt: padded_vocab_size (", c.padded_vocab_size,
+                                  ") is not divisible by tensor_model_parallel_size (", tp,
+                                  ")\nHINT: the host pads the vocabulary to a multiple of make_vocab_size_divisible_by"
+                                  " x tensor_model_parallel_size; check [parallel] make_vocab_size_divisible_by"));
+  if (cp > 1 && c.seq_length % (2 * cp) != 0)
+    throw cfg.error("seq_length",
+                    sdk::str_cat("seq_length (", c.seq_length, ") must be divisible by 2 * context_parallel_size (",
+                                 2 * cp, ")"),
+                    "context parallelism cuts every sequence into 2 * cp chunks; pick seq_length accordingly");
+  if (t.parallel->sequence_parallel && (c.seq_length / cp) % tp != 0)
+    throw cfg.error("seq_length",
+                    sdk::str_cat("seq_length / context_parallel_size (", c.seq_length / cp,
+                                 ") must be divisible by tensor_model_parallel_size (", tp,
+                                 ") with sequence_parallel"),
+                    "sequence parallelism splits each rank's sequence across the tensor-parallel ranks");
 }
 
 }  // namespace megahost::gpt

@@ -29,4 +29,8 @@ const char* config_schema_json();
 // Reads and checks the [model] table; throws the config service's error naming file:line:key.
 GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size);
 
+// Megatron's divisibility checks against c.transformer.parallel (heads, query groups, ffn and
+// vocab by the tensor-parallel size; seq_length by 2 * context-parallel size, ...).
+void check_parallel(const sdk::Config& cfg, const GptConfig& c);
+
 }  // namespace megahost::gpt
