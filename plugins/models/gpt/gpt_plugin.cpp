@@ -194,8 +194,14 @@ mh_error* MH_ABI gpt_stage_io(const mh_model* m, int64_t micro_batch_size, int64
     MH_CHECK(shape != nullptr && ndim != nullptr && dtype != nullptr, MH_ERR_INVALID_ARG,
              "gpt: stage_io got a NULL output");
     const GptConfig& cfg = self->model->config();
-    // [s, b, h] between stages (s / cp, and / tp under sequence parallelism, once those split s).
-    shape[0] = cfg.seq_length;
+    // [s / cp (/ tp under sequence parallelism), b, h] between stages: what this rank's
+    // decoder layers see.
+    int64_t s = cfg.seq_length;
+    if (const auto& par = cfg.transformer.parallel) {
+      s /= par->cp.size();
+      if (par->sequence_parallel) s /= par->tp.size();
+    }
+    shape[0] = s;
     shape[1] = micro_batch_size;
     shape[2] = cfg.transformer.hidden_size;
     *ndim = 3;
@@ -297,9 +303,20 @@ const void* MH_ABI gpt_get_extension(const mh_model* /*m*/, const char* id) {
   return nullptr;
 }
 
+// Host-owned storage (Megatron-Core's contiguous buffers): the registry re-points every parameter.
+mh_error* MH_ABI gpt_bind_storage(mh_model* m, const mh_param_binding* bindings, size_t n, mh_grad_ready_fn grad_ready,
+                                  void* ctx) {
+  Instance* self = as_instance(m);
+  MH_SDK_TRY {
+    self->model->params.bind(bindings, n, grad_ready, ctx);
+    return nullptr;
+  }
+  MH_SDK_CATCH(self->host)
+}
+
 const mh_model_api kModelApi = {MH_TABLE_HEADER(mh_model_api), gpt_destroy,          gpt_visit_params,
                                 gpt_set_training,               gpt_zero_grad,        gpt_forward_backward,
-                                gpt_forward_loss,               gpt_get_extension};
+                                gpt_forward_loss,               gpt_get_extension,    gpt_bind_storage};
 
 // ---- factory ----
 

@@ -6,6 +6,9 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros_like.h>
 #include <ATen/core/grad_mode.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/torch_interop.h"
@@ -112,6 +115,78 @@ void ParamRegistry::zero_grad() {
     // Someone (a torch optimizer, Module::zero_grad(set_to_none)) may have swapped .grad out:
     // put ours back so backward keeps accumulating where the host's views point.
     if (!p.data.grad().defined() || !p.data.grad().is_same(p.grad)) p.data.mutable_grad() = p.grad;
+  }
+}
+
+namespace {
+
+// Runs after AccumulateGrad has added this backward's gradient into .grad (the engine sums every
+// use of a parameter before running its accumulator, so once per backward per parameter).
+struct GradReadyHook final : torch::autograd::FunctionPostHook {
+  GradReadyHook(mh_grad_ready_fn fn, void* ctx, size_t index) : fn(fn), ctx(ctx), index(index) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list& /*inputs*/) override {
+    fn(ctx, index);
+    return outputs;
+  }
+  mh_grad_ready_fn fn;
+  void* ctx;
+  size_t index;
+};
+
+// The bound tensor for one side of a binding, checked against the parameter (undefined if NULL).
+at::Tensor bound_tensor(const DLTensor* dl, const Param& p, const char* what, bool any_float_dtype) {
+  if (dl == nullptr) return {};
+  at::Tensor t = to_torch(dl);
+  const auto where = str_cat("bind_storage: parameter '", p.name, "' ", what);
+  MH_CHECK(t.sizes() == p.data.sizes(), MH_ERR_INVALID_ARG, where, " has shape ", t.sizes(), ", the parameter ",
+           p.data.sizes(), "\nHINT: binding i is for the i-th parameter of visit_params");
+  MH_CHECK(t.device() == p.data.device(), MH_ERR_INVALID_ARG, where, " is on ", t.device().str(),
+           ", the parameter on ", p.data.device().str());
+  MH_CHECK(any_float_dtype ? at::isFloatingType(t.scalar_type()) : t.scalar_type() == p.data.scalar_type(),
+           MH_ERR_INVALID_ARG, where, " has dtype ", c10::toString(t.scalar_type()), ", the parameter ",
+           c10::toString(p.data.scalar_type()), "\nHINT: data keeps the parameter's dtype; grad may be float32");
+  MH_CHECK(t.is_contiguous(), MH_ERR_INVALID_ARG, where, " is not contiguous");
+  return t;
+}
+
+}  // namespace
+
+void ParamRegistry::bind(const mh_param_binding* bindings, size_t n, mh_grad_ready_fn grad_ready, void* ctx) {
+  MH_CHECK(n == params_.size() && (bindings != nullptr || n == 0), MH_ERR_INVALID_ARG, "bind_storage: ", n,
+           " bindings for ", params_.size(), " parameters\nHINT: one binding per parameter, in visit order");
+  // Check everything first: nothing changes unless every binding is usable.
+  std::vector<at::Tensor> data(n), grad(n);
+  for (size_t i = 0; i < n; ++i) {
+    MH_CHECK(bindings[i].struct_size >= sizeof(mh_param_binding), MH_ERR_INVALID_ARG, "bind_storage: binding ", i,
+             " has struct_size ", bindings[i].struct_size, "\nHINT: set struct_size = sizeof(mh_param_binding)");
+    data[i] = bound_tensor(bindings[i].data, params_[i], "data", false);
+    grad[i] = bound_tensor(bindings[i].grad, params_[i], "grad", true);
+  }
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < n; ++i) {
+    Param& p = params_[i];
+    if (data[i].defined()) {
+      data[i].copy_(p.data);
+      // Same TensorImpl, new storage: layers (and tied uses) that hold p.data see the host's memory.
+      p.data.set_data(data[i]);
+    }
+    if (grad[i].defined()) {
+      grad[i].copy_(p.grad);
+      p.grad = grad[i];
+    }
+    p.data.mutable_grad() = p.grad;
+  }
+  // Hooks of an earlier bind go; the accumulators are kept alive here so new hooks persist.
+  for (size_t i = 0; i < grad_accumulators_.size(); ++i) grad_accumulators_[i]->del_post_hook(hook_keys_[i]);
+  grad_accumulators_.clear();
+  hook_keys_.clear();
+  if (grad_ready == nullptr) return;
+  for (size_t i = 0; i < n; ++i) {
+    grad_accumulators_.push_back(torch::autograd::impl::grad_accumulator(params_[i].data));
+    MH_CHECK(grad_accumulators_.back() != nullptr, MH_ERR_INTERNAL, "bind_storage: parameter '", params_[i].name,
+             "' has no gradient accumulator (not a leaf with requires_grad)");
+    hook_keys_.push_back(grad_accumulators_.back()->add_post_hook(std::make_unique<GradReadyHook>(grad_ready, ctx, i)));
   }
 }
 

@@ -11,10 +11,15 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "megahost/megahost.h"
+
+namespace torch::autograd {
+struct Node;
+}
 
 namespace megahost::sdk::nn {
 
@@ -76,6 +81,15 @@ class ParamRegistry {
   // someone replaced, so the host's views stay live.
   void zero_grad();
 
+  // mh_model_api.bind_storage: moves parameter i (creation order = visit order) onto the host's
+  // storage. bindings[i].data (NULL keeps ours) gets the current value, then the parameter's
+  // TensorImpl is pointed at it (Tensor::set_data: every layer holding the tensor sees it; it
+  // stays a leaf with requires_grad). bindings[i].grad (NULL keeps ours) becomes .grad, so
+  // backward accumulates there. With grad_ready, a post hook on each parameter's gradient
+  // accumulator calls grad_ready(ctx, i) once per backward, after the accumulation. Every
+  // binding is checked before anything changes: all or nothing. Throws sdk::Error.
+  void bind(const mh_param_binding* bindings, size_t n, mh_grad_ready_fn grad_ready, void* ctx);
+
   // Calls fn once per parameter, in creation order, with an mh_param_view whose DLTensors are
   // borrowed for the callback. Returns the first visitor error (the visit stops there).
   mh_error* visit(mh_param_visit_fn fn, void* ctx) const;
@@ -88,6 +102,10 @@ class ParamRegistry {
   at::ScalarType dtype_;
   uint64_t init_seed_;
   std::vector<Param> params_;
+  // Autograd keeps only a weak reference to a leaf's gradient accumulator: holding it here keeps
+  // the grad_ready hooks alive across backwards (Megatron keeps its grad_accs for the same reason).
+  std::vector<std::shared_ptr<torch::autograd::Node>> grad_accumulators_;
+  std::vector<uintptr_t> hook_keys_;  // per accumulator: removed when bind runs again
 };
 
 }  // namespace megahost::sdk::nn
