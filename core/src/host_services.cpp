@@ -17,6 +17,7 @@ struct mh_error {
 namespace megahost::core {
 
 const mh_config_service& config_service();  // config.cpp
+const mh_dist_service& dist_service();      // parallel/dist_service.cpp
 
 mh_error* make_error(mh_status_code code, const std::string& message) {
   return new mh_error{code == MH_OK ? MH_ERR_INTERNAL : code, message};
@@ -111,6 +112,7 @@ const void* MH_ABI host_get_service(const mh_host*, const char* id) {
   if (std::strcmp(id, MH_SERVICE_CONFIG) == 0) return &config_service();
   if (std::strcmp(id, MH_SERVICE_RUN) == 0) return &kRunService;
   if (std::strcmp(id, MH_SERVICE_RNG) == 0) return &kRngService;
+  if (std::strcmp(id, MH_SERVICE_DIST) == 0) return &dist_service();
   return nullptr;
 }
 

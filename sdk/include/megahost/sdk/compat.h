@@ -7,6 +7,22 @@
 
 #include <optional>
 
+// c10d (core only: plugins never include it). Debian's libtorch 1.13 does not export the macros.
+#if defined(MEGAHOST_C10D)
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO
+#endif
+#if defined(MEGAHOST_WITH_NCCL) && !defined(USE_C10D_NCCL)
+#define USE_C10D_NCCL
+#endif
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if defined(USE_C10D_NCCL)
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+#endif
+
 #define MH_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
@@ -24,5 +40,14 @@ inline at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, con
                                                       /*need_attn_weights=*/false, /*is_causal=*/true));
 #endif
 }
+
+#if defined(MEGAHOST_C10D)
+// The base class of ProcessGroupGloo / ProcessGroupNCCL: ProcessGroup in 1.13, Backend in 2.x.
+#if MH_TORCH_AT_LEAST(2, 0)
+using C10dBackend = c10d::Backend;
+#else
+using C10dBackend = c10d::ProcessGroup;
+#endif
+#endif
 
 }  // namespace megahost::compat
