@@ -39,12 +39,18 @@ int env_int(const char* name, const char* fallback, const std::string& source) {
 // the collective timeout (it is lowered to that once the group is connected).
 constexpr std::chrono::milliseconds kMinRendezvous = std::chrono::minutes(5);
 
+// gloo::Context's timeout, written directly: Context::setTimeout lives in libgloo, which
+// libtorch wheels do not export (Debian ships it apart); the member is all it sets.
+struct GlooContextTimeout : ::gloo::Context {
+  static void set(::gloo::Context& c, std::chrono::milliseconds t) { c.*(&GlooContextTimeout::timeout_) = t; }
+};
+
 // ProcessGroupGloo whose collective timeout can be lowered after its (longer) rendezvous.
 class GlooGroup : public c10d::ProcessGroupGloo {
  public:
   using c10d::ProcessGroupGloo::ProcessGroupGloo;
   void set_collective_timeout(std::chrono::milliseconds t) {
-    for (auto& c : contexts_) c->setTimeout(t);
+    for (auto& c : contexts_) GlooContextTimeout::set(*c, t);
   }
 };
 

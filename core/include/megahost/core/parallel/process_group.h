@@ -8,7 +8,7 @@
 // group are serialised by the caller.
 #pragma once
 
-#include <ATen/core/Tensor.h>
+#include <ATen/ATen.h>
 
 #include <cstdint>
 #include <functional>

@@ -15,7 +15,8 @@
 namespace megahost::core {
 
 struct ParallelSizes {
-  int world = 1, tp = 1, pp = 1, cp = 1, ep = 1, expert_tp = 1;
+  int world = 1, tp = 1, pp = 1, cp = 1, ep = 1;
+  int expert_tp = 1;  // Megatron defaults it to tp: callers set it so when the recipe leaves it unset
   std::string order = "tp-cp-ep-dp-pp";
   int dp() const { return world / (tp * pp * cp); }
   int expert_dp() const { return world / (expert_tp * ep * pp); }
