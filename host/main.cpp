@@ -26,6 +26,7 @@ constexpr const char* kUsage =
     "  data inspect PREFIX [--sample I ...]        counts, dtype, length histogram of a .bin/.idx dataset;\n"
     "                                              sequence, document or GPT sample i decoded\n"
     "  plugins [--json]                            list plugins found, and libraries refused and why\n"
+  "  launch --nproc-per-node N -- <command...>   run N local ranks of megahost (torchrun's environment)\n"
     "\n"
     "  megahost <command> --help    options of a command\n"
     "  megahost --version           version and ABI version\n";
@@ -60,6 +61,8 @@ int main(int argc, char** argv) {
   if (cmd == "preprocess") return cmd_preprocess(argc - 1, argv + 1);
   if (cmd == "generate") return cmd_generate(argc - 1, argv + 1);
   if (cmd == "data") return cmd_data(argc - 1, argv + 1);
+  if (cmd == "launch") return cmd_launch(argc - 1, argv + 1);
+  if (cmd == "_dist-selftest") return cmd_dist_selftest(argc - 1, argv + 1);  // hidden: launch tests
   std::fprintf(stderr, "megahost: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return kExitUsage;
 }
