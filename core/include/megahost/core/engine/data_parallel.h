@@ -1,0 +1,173 @@
+// megahost core — Megatron-Core's DistributedDataParallel + DistributedOptimizer, from parameter
+// metadata only (names, shapes, MH_PARAM_* flags): the model never reduces its own gradients.
+//
+//   per model chunk: param buffer [N] (the parameters' dtype) and grad buffer [N] float32 (main
+//   grads), parameters laid out in REVERSE order (the order backward produces them), cut into
+//   buckets of ~bucket_size elements; under the distributed optimizer every bucket is padded to a
+//   multiple of the dp-cp size and rank r owns the r-th equal shard of each bucket.
+//
+// One iteration, in the order the trainer calls it:
+//
+//   dp.wait_param_gather();                 // overlap_param_gather: before the first forward
+//   for each micro-batch (schedule):
+//     dp.enable_grad_sync(chunk, is_last);  // on before the chunk's last micro-batch backward
+//     forward + backward                    // overlap_grad_reduce: buckets launch as grads land
+//   dp.finish_grad_sync();                  // reduce what is left over dp-cp, SP over tp, embedding
+//   norm = dp.grad_norm_and_clip(clip_grad);
+//   dp.step(optimizer, lr, wd, iteration);  // optimizer on this rank's shard, then all-gather
+//   dp.zero_grad();
+//
+// Gradient convention (mh_model.h): SUM over "dp-cp", then divide by the dp size; then, as
+// Megatron's finalize_model_grads does after the DP reduction, grads of MH_PARAM_SEQUENCE_PARALLEL
+// params summed over "tp" and MH_PARAM_SHARED_EMBEDDING grads over "embedding". All three are
+// linear, so any order gives the single-process gradient; this order needs the shared embedding
+// in a bucket of its own (same shard on the first and last stage), as Megatron does.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "megahost/core/instances.h"
+
+namespace megahost::core {
+
+struct DataParallelOptions {
+  int64_t bucket_size = 0;  // elements per bucket; <= 0: Megatron's max(40M, 1M * dp)
+  bool overlap_grad_reduce = false;
+  bool use_distributed_optimizer = false;
+  bool overlap_param_gather = false;  // needs use_distributed_optimizer
+};
+
+// ---- Megatron's buffer arithmetic (pure, unit-tested) ----
+
+struct BucketPlan {
+  struct Bucket {
+    int64_t begin = 0, end = 0;  // [begin, end) in the buffer; end - begin is a multiple of pad_to
+    std::vector<size_t> params;  // parameter indices, in buffer order (reverse of model order)
+  };
+  std::vector<int64_t> param_offset;  // per parameter (model order): first element in the buffer
+  std::vector<size_t> param_bucket;   // per parameter: its bucket
+  std::vector<Bucket> buckets;
+  int64_t numel = 0;  // buffer length, padding included
+};
+
+// numels: per parameter in model order. own_bucket[i]: parameter i gets a bucket to itself
+// (Megatron: the shared embedding under pipelining). pad_to: dp-cp size under the distributed
+// optimizer, 1 otherwise.
+BucketPlan plan_buckets(const std::vector<int64_t>& numels, const std::vector<bool>& own_bucket, int64_t bucket_size,
+                        int64_t pad_to);
+
+// Rank `rank` of `size`'s equal shard of a bucket: [begin, end).
+std::pair<int64_t, int64_t> bucket_shard(const BucketPlan::Bucket& b, int64_t rank, int64_t size);
+
+// Megatron's default bucket size for a dp size.
+int64_t default_bucket_size(int64_t dp_size);
+
+// What the buffers and the optimizer hold on this rank (bytes, measured as the tensors' nbytes).
+struct DataParallelMemory {
+  int64_t num_params = 0;        // this rank's parameter elements (padding not counted)
+  int64_t param_buffer_bytes = 0;
+  int64_t grad_buffer_bytes = 0;
+  int64_t master_bytes = 0;      // fp32 master copies (only for non-fp32 params)
+  int64_t optimizer_state_bytes = 0;
+  double bytes_per_param() const {
+    return num_params == 0 ? 0.0
+                           : static_cast<double>(param_buffer_bytes + grad_buffer_bytes + master_bytes +
+                                                 optimizer_state_bytes) / static_cast<double>(num_params);
+  }
+};
+
+namespace dp_detail {
+struct Comm;  // the groups and collectives (data_parallel_comm.cpp)
+struct PendingOp;
+}  // namespace dp_detail
+
+class DataParallel {
+ public:
+  // chunks: this rank's model chunks (several under interleaved pipelining), alive as long as
+  // this object. Groups come from core::ParallelRuntime::get() (size 1 everywhere when it is not
+  // initialised). Binds the buffers with Model::bind_storage, or copies when a model cannot bind.
+  DataParallel(std::vector<Model*> chunks, const DataParallelOptions& opts);
+  ~DataParallel();
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
+
+  // Zeroes the grad buffers (and the models' own grads when unbound); resets bucket readiness.
+  void zero_grad();
+  // The schedule turns sync on before the chunk's last micro-batch backward (Megatron's
+  // no_sync() around the others); with overlap_grad_reduce buckets launch only while it is on.
+  void enable_grad_sync(size_t chunk, bool on);
+  void enable_grad_sync(bool on);  // every chunk
+  // Launches what has not been launched, waits for everything, then the SP (tp) and embedding sums.
+  void finish_grad_sync();
+  // The global L2 norm of the gradients as one process would compute it; scales them by
+  // max_norm / (norm + 1e-6) when that is below 1 (max_norm <= 0: no clipping).
+  double grad_norm_and_clip(double max_norm);
+
+  // The optimizer plugin works on what this object hands it: every parameter, or this rank's
+  // shard of every bucket under the distributed optimizer (1-D views, same names and flags).
+  void setup_optimizer(Optimizer& opt);
+  void step(Optimizer& opt, double lr, double weight_decay, int64_t iteration);
+  // overlap_param_gather: the all-gathers step() started; call before the next forward (no-op otherwise).
+  void wait_param_gather();
+  // fn(name, state tensor) for checkpoints: the optimizer's state over the views it was given.
+  void visit_optimizer_state(Optimizer& opt, const std::function<void(const std::string&, at::Tensor)>& fn);
+  // The views the optimizer sees (checkpointing writes them, e.g. the shards' names and sizes).
+  const Model::AbiParams& optimizer_params() const { return *opt_params_; }
+
+  DataParallelMemory memory(Optimizer* opt = nullptr);
+  const BucketPlan& plan(size_t chunk) const { return chunks_[chunk].plan; }
+  bool bound(size_t chunk) const { return chunks_[chunk].bound; }
+  const DataParallelOptions& options() const { return opts_; }
+  int64_t dp_size() const;
+  // Bucket reductions launched from grad_ready during backward so far (overlap_grad_reduce).
+  int64_t overlapped_launches() const { return overlapped_launches_; }
+
+ private:
+  struct BucketState {
+    std::vector<char> ready;  // per bucket parameter (index in Bucket::params order)
+    size_t num_ready = 0;
+    std::unique_ptr<dp_detail::PendingOp> grad_op, param_op;
+  };
+  struct Chunk {
+    Model* model = nullptr;
+    std::vector<Param> params;  // model order; data/grad: views into the buffers once bound
+    BucketPlan plan;
+    at::Tensor param_buffer, grad_buffer;  // [numel]
+    std::vector<BucketState> buckets;
+    size_t next_to_launch = 0;  // buckets launch in index order on every rank
+    bool bound = false;
+    bool sync_on = true;
+  };
+  // One optimizer-visible piece of a parameter.
+  struct OptSlice {
+    size_t chunk, param;
+    at::Tensor data, grad;  // views of the buffers (1-D under the distributed optimizer)
+    at::Tensor master;      // fp32 copy when the parameter is not fp32
+  };
+
+  void on_grad_ready(size_t chunk, size_t param);
+  void launch_ready_buckets(Chunk& c);
+  void launch_grad_reduce(Chunk& c, size_t bucket);
+  void copy_model_grads_in(Chunk& c);
+  void copy_params_out(Chunk& c);
+  void build_optimizer_views();
+
+  DataParallelOptions opts_;
+  std::unique_ptr<dp_detail::Comm> comm_;
+  std::vector<Chunk> chunks_;
+  std::vector<OptSlice> slices_;
+  std::unique_ptr<Model::AbiParams> opt_params_;
+  std::mutex mu_;  // grad_ready runs on the autograd thread
+  bool param_gather_pending_ = false;
+  std::atomic<int64_t> overlapped_launches_{0};
+};
+
+}  // namespace megahost::core

@@ -1,0 +1,41 @@
+// megahost core — the collectives DataParallel needs, behind a small interface so the bucket and
+// optimizer logic does not depend on how groups are implemented (data_parallel_comm.cpp binds it
+// to core::ParallelRuntime).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+
+namespace megahost::core::dp_detail {
+
+// An asynchronous collective; wait() completes it (once).
+struct PendingOp {
+  virtual ~PendingOp() = default;
+  virtual void wait() = 0;
+};
+
+struct GroupInfo {
+  bool member = true;  // false: this rank is not in the group ("embedding" on middle stages)
+  int rank = 0, size = 1;
+};
+
+// Group names as mh_dist.h: "dp", "dp-cp", "tp", "tp-pp", "embedding". Tensors are contiguous.
+// With async = false the call returns when done and gives nullptr; with async = true it gives a
+// handle (nullptr when there was nothing to do). Tensors stay alive and untouched until then.
+struct Comm {
+  virtual ~Comm() = default;
+  virtual GroupInfo info(const char* group) = 0;
+  virtual std::unique_ptr<PendingOp> all_reduce_sum(const char* group, const at::Tensor& t, bool async) = 0;
+  // in [size * n] -> out [n]: the sum of every member's chunk rank.
+  virtual std::unique_ptr<PendingOp> reduce_scatter_sum(const char* group, const at::Tensor& in,
+                                                        const at::Tensor& out, bool async) = 0;
+  // in [n] -> out [size * n]: every member's `in` in group order.
+  virtual std::unique_ptr<PendingOp> all_gather(const char* group, const at::Tensor& in, const at::Tensor& out,
+                                                bool async) = 0;
+};
+
+// Over core::ParallelRuntime::get(); every group has size 1 when the runtime is not initialised.
+std::unique_ptr<Comm> make_runtime_comm();
+
+}  // namespace megahost::core::dp_detail

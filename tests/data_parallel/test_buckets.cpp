@@ -1,0 +1,97 @@
+// Megatron's buffer arithmetic (reverse order, bucket cuts, padding to the dp-cp size, shards) and
+// DataParallel in one process: equal to the trainer's plain loop, bytes per parameter measured.
+#include <gtest/gtest.h>
+
+#include "dp_util.h"
+
+using namespace dptest;
+
+TEST(DpBuckets, ReverseOrderCutsAtBucketSize) {
+  // params 0..3 with 10, 20, 30, 40 elements; bucket_size 50
+  const auto plan = core::plan_buckets({10, 20, 30, 40}, {}, 50, 1);
+  EXPECT_EQ(plan.numel, 100);
+  EXPECT_EQ(plan.param_offset, (std::vector<int64_t>{90, 70, 40, 0}));
+  ASSERT_EQ(plan.buckets.size(), 2u);  // [40, 30] = 70 >= 50 closes; [20, 10] = 30 is the last
+  EXPECT_EQ(plan.buckets[0].params, (std::vector<size_t>{3, 2}));
+  EXPECT_EQ(plan.buckets[0].begin, 0);
+  EXPECT_EQ(plan.buckets[0].end, 70);
+  EXPECT_EQ(plan.buckets[1].params, (std::vector<size_t>{1, 0}));
+  EXPECT_EQ(plan.buckets[1].end, 100);
+  EXPECT_EQ(plan.param_bucket, (std::vector<size_t>{1, 1, 0, 0}));
+}
+
+TEST(DpBuckets, DistributedOptimizerPadsEveryBucketAndShardsEqually) {
+  const auto plan = core::plan_buckets({10, 20, 30, 41}, {}, 50, 4);
+  ASSERT_EQ(plan.buckets.size(), 2u);
+  EXPECT_EQ(plan.buckets[0].end, 72);  // 71 padded to a multiple of 4
+  EXPECT_EQ(plan.buckets[1].begin, 72);
+  EXPECT_EQ(plan.param_offset[1], 72);
+  EXPECT_EQ(plan.buckets[1].end, 104);  // 30 -> 32
+  EXPECT_EQ(plan.numel, 104);
+  EXPECT_EQ(core::bucket_shard(plan.buckets[0], 0, 4), (std::pair<int64_t, int64_t>{0, 18}));
+  EXPECT_EQ(core::bucket_shard(plan.buckets[0], 3, 4), (std::pair<int64_t, int64_t>{54, 72}));
+  EXPECT_EQ(core::bucket_shard(plan.buckets[1], 1, 4), (std::pair<int64_t, int64_t>{80, 88}));
+}
+
+TEST(DpBuckets, SharedEmbeddingGetsABucketOfItsOwn) {
+  // param 0 (the embedding) alone, even though the bucket size would take everything
+  const auto plan = core::plan_buckets({7, 5, 3}, {true, false, false}, 1000, 2);
+  ASSERT_EQ(plan.buckets.size(), 2u);
+  EXPECT_EQ(plan.buckets[0].params, (std::vector<size_t>{2, 1}));
+  EXPECT_EQ(plan.buckets[1].params, (std::vector<size_t>{0}));
+  EXPECT_EQ(plan.buckets[1].begin, 8);
+  EXPECT_EQ(plan.buckets[1].end, 16);
+  EXPECT_EQ(core::default_bucket_size(8), 40000000);
+  EXPECT_EQ(core::default_bucket_size(64), 64000000);
+}
+
+namespace {
+
+void expect_same_training(const core::DataParallelOptions& opts) {
+  auto ref_model = tiny_gpt();
+  auto ref_opt = adamw();
+  auto ref_abi = ref_model->abi_params();
+  ref_opt->setup(*ref_abi);
+  auto model = tiny_gpt();
+  core::DataParallel dp({model.get()}, opts);
+  EXPECT_TRUE(dp.bound(0));
+  auto opt = adamw();
+  dp.setup_optimizer(*opt);
+  for (int64_t it = 0; it < kIters; ++it) {
+    const IterResult a = plain_iteration(*ref_model, *ref_opt, *ref_abi, it);
+    const IterResult b = dp_iteration(*model, dp, *opt, it, 0, 1);
+    EXPECT_NEAR(b.loss_sum, a.loss_sum, 1e-6 * a.loss_sum);
+    EXPECT_NEAR(b.grad_norm, a.grad_norm, 1e-6 * a.grad_norm);
+  }
+  dp.wait_param_gather();
+  auto ref = ref_model->params(), got = model->params();
+  for (size_t i = 0; i < ref.size(); ++i)
+    EXPECT_LE((ref[i].data - got[i].data).abs().max().item<double>(), 1e-6) << ref[i].name;
+}
+
+}  // namespace
+
+TEST(DpSingleProcess, EqualsThePlainLoop) { expect_same_training({}); }
+
+TEST(DpSingleProcess, SmallBucketsOverlapAndDistributedOptimizerEqualThePlainLoop) {
+  core::DataParallelOptions o;
+  o.bucket_size = 3000;
+  o.overlap_grad_reduce = true;
+  o.use_distributed_optimizer = true;
+  o.overlap_param_gather = true;
+  expect_same_training(o);
+}
+
+TEST(DpSingleProcess, MemoryPerParameterIsMeasured) {
+  auto model = tiny_gpt();
+  core::DataParallel dp({model.get()}, {});
+  auto opt = adamw();
+  dp.setup_optimizer(*opt);
+  const core::DataParallelMemory m = dp.memory(opt.get());
+  EXPECT_EQ(m.param_buffer_bytes, 4 * m.num_params);  // fp32, no padding without the distributed optimizer
+  EXPECT_EQ(m.grad_buffer_bytes, 4 * m.num_params);
+  EXPECT_EQ(m.master_bytes, 0);
+  // AdamW: exp_avg + exp_avg_sq in fp32 (+ a step counter)
+  EXPECT_NEAR(static_cast<double>(m.optimizer_state_bytes), 8.0 * m.num_params, 64.0);
+  EXPECT_NEAR(m.bytes_per_param(), 16.0, 0.01);
+}

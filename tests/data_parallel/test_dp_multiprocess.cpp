@@ -1,0 +1,140 @@
+// DataParallel over 2 Gloo processes against one process running the whole global batch: the
+// losses and grad norms of 3 AdamW iterations (with clipping) within 1e-5 relative, the final
+// parameters within 1e-5 absolute (fp32, CPU); under the distributed optimizer each rank holds
+// about half the optimizer state.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+
+#include "dp_util.h"
+#include "megahost/core/parallel/world.h"
+#include "multiprocess/multiprocess.h"
+
+using namespace dptest;
+
+namespace {
+
+struct Reference {
+  std::vector<double> loss, norm;  // per iteration: mean loss over the global batch, grad norm
+  std::vector<at::Tensor> params;
+};
+
+std::string ref_file() { return mp::shared_dir() + "/reference.bin"; }
+
+void save_reference() {
+  auto model = tiny_gpt();
+  auto opt = adamw();
+  auto abi = model->abi_params();
+  opt->setup(*abi);
+  std::ofstream out(ref_file(), std::ios::binary);
+  for (int64_t it = 0; it < kIters; ++it) {
+    const IterResult r = plain_iteration(*model, *opt, *abi, it);
+    const double loss = r.loss_sum / kGlobalBatch;
+    out.write(reinterpret_cast<const char*>(&loss), sizeof loss);
+    out.write(reinterpret_cast<const char*>(&r.grad_norm), sizeof r.grad_norm);
+  }
+  for (auto& p : model->params()) {
+    at::Tensor t = p.data.contiguous();
+    out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
+  }
+}
+
+Reference load_reference(const std::vector<core::Param>& like) {
+  Reference r;
+  std::ifstream in(ref_file(), std::ios::binary);
+  EXPECT_TRUE(in.good()) << ref_file();
+  for (int64_t it = 0; it < kIters; ++it) {
+    double l = 0, n = 0;
+    in.read(reinterpret_cast<char*>(&l), sizeof l);
+    in.read(reinterpret_cast<char*>(&n), sizeof n);
+    r.loss.push_back(l);
+    r.norm.push_back(n);
+  }
+  for (const auto& p : like) {
+    at::Tensor t = at::empty_like(p.data);
+    in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
+    r.params.push_back(t);
+  }
+  EXPECT_TRUE(in.good());
+  return r;
+}
+
+void worker(const core::DataParallelOptions& opts) {
+  core::ParallelSizes sizes;
+  sizes.world = 2;
+  auto& rt = core::ParallelRuntime::get();
+  rt.init(sizes, /*use_cuda=*/false, std::chrono::seconds(60));
+  const int rank = rt.dp_rank(), size = rt.group("dp").size();
+  ASSERT_EQ(size, 2);
+  auto model = tiny_gpt();
+  core::DataParallel dp({model.get()}, opts);
+  ASSERT_TRUE(dp.bound(0));
+  auto opt = adamw();
+  dp.setup_optimizer(*opt);
+  const Reference ref = load_reference(model->params());
+  for (int64_t it = 0; it < kIters; ++it) {
+    const IterResult r = dp_iteration(*model, dp, *opt, it, rank, size);
+    at::Tensor loss = at::full({1}, r.loss_sum, at::kDouble);
+    rt.group("dp").all_reduce(loss);
+    const double mean = loss.item<double>() / kGlobalBatch;
+    EXPECT_NEAR(mean, ref.loss[it], 1e-5 * ref.loss[it]) << "iteration " << it;
+    EXPECT_NEAR(r.grad_norm, ref.norm[it], 1e-5 * ref.norm[it]) << "iteration " << it;
+  }
+  dp.wait_param_gather();
+  if (opts.overlap_grad_reduce) {  // every bucket went out from the backward hooks, once per iteration
+    EXPECT_GT(dp.plan(0).buckets.size(), 2u);
+    EXPECT_EQ(dp.overlapped_launches(), kIters * static_cast<int64_t>(dp.plan(0).buckets.size()));
+  } else {
+    EXPECT_EQ(dp.overlapped_launches(), 0);
+  }
+  const auto params = model->params();
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_LE((params[i].data - ref.params[i]).abs().max().item<double>(), 1e-5) << params[i].name;
+  EXPECT_GT(ref.norm[0], kClip) << "the test must exercise clipping";
+
+  const core::DataParallelMemory m = dp.memory(opt.get());
+  const double full_state = 8.0 * static_cast<double>(m.num_params);  // AdamW: 2 fp32 tensors
+  if (opts.use_distributed_optimizer) {
+    // 1/2 of the state, give or take the padding of each bucket and the step counter
+    const double slack = 8.0 * 2.0 * static_cast<double>(dp.plan(0).buckets.size()) + 64.0;
+    EXPECT_NEAR(static_cast<double>(m.optimizer_state_bytes), full_state / 2, slack);
+  } else {
+    EXPECT_NEAR(static_cast<double>(m.optimizer_state_bytes), full_state, 64.0);
+  }
+  if (rank == 0)
+    std::printf("[dp] bytes/param: %.3f (param %lld, grad %lld, optimizer %lld bytes; %lld params)\n",
+                m.bytes_per_param(), static_cast<long long>(m.param_buffer_bytes),
+                static_cast<long long>(m.grad_buffer_bytes), static_cast<long long>(m.optimizer_state_bytes),
+                static_cast<long long>(m.num_params));
+  rt.shutdown();
+}
+
+void run(const core::DataParallelOptions& opts) {
+  if (!mp::is_worker()) {
+    save_reference();
+    mp::run_workers(2);
+    return;
+  }
+  worker(opts);
+}
+
+}  // namespace
+
+TEST(DpMultiprocess, Dp2EqualsOneProcess) { run({}); }
+
+TEST(DpMultiprocess, Dp2OverlappedSmallBucketsEqualsOneProcess) {
+  core::DataParallelOptions o;
+  o.bucket_size = 2000;  // several buckets, launched from the backward hooks
+  o.overlap_grad_reduce = true;
+  run(o);
+}
+
+TEST(DpMultiprocess, Dp2DistributedOptimizerEqualsOneProcess) {
+  core::DataParallelOptions o;
+  o.bucket_size = 2000;
+  o.overlap_grad_reduce = true;
+  o.use_distributed_optimizer = true;
+  o.overlap_param_gather = true;
+  run(o);
+}
