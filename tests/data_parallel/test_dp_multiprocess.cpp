@@ -36,6 +36,9 @@ void save_reference() {
   }
   for (auto& p : model->params()) {
     at::Tensor t = p.data.contiguous();
+    const int64_t ndim = t.dim();
+    out.write(reinterpret_cast<const char*>(&ndim), sizeof ndim);
+    out.write(reinterpret_cast<const char*>(t.sizes().data()), static_cast<std::streamsize>(ndim * sizeof(int64_t)));
     out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
   }
 }
@@ -51,8 +54,12 @@ Reference load_reference(const std::vector<core::Param>& like) {
     r.loss.push_back(l);
     r.norm.push_back(n);
   }
-  for (const auto& p : like) {
-    at::Tensor t = at::empty_like(p.data);
+  for (size_t i = 0; i < like.size(); ++i) {
+    int64_t ndim = 0;
+    in.read(reinterpret_cast<char*>(&ndim), sizeof ndim);
+    std::vector<int64_t> shape(static_cast<size_t>(ndim));
+    in.read(reinterpret_cast<char*>(shape.data()), static_cast<std::streamsize>(ndim * sizeof(int64_t)));
+    at::Tensor t = at::empty(shape, at::kFloat);  // the FULL parameter (a TP rank holds a slice)
     in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
     r.params.push_back(t);
   }
@@ -60,14 +67,23 @@ Reference load_reference(const std::vector<core::Param>& like) {
   return r;
 }
 
-void worker(const core::DataParallelOptions& opts) {
+// This tensor-parallel rank's slice of a full reference parameter.
+at::Tensor tp_slice(const at::Tensor& full, const core::Param& p, int rank, int size) {
+  if (p.tensor_parallel_dim < 0) return full;
+  const int64_t part = full.size(p.tensor_parallel_dim) / size;
+  return full.narrow(p.tensor_parallel_dim, rank * part, part);
+}
+
+void worker(const core::DataParallelOptions& opts, int tp, uint32_t parallel_flags) {
   core::ParallelSizes sizes;
   sizes.world = 2;
+  sizes.tp = tp;
   auto& rt = core::ParallelRuntime::get();
   rt.init(sizes, /*use_cuda=*/false, std::chrono::seconds(60));
   const int rank = rt.dp_rank(), size = rt.group("dp").size();
-  ASSERT_EQ(size, 2);
-  auto model = tiny_gpt();
+  ASSERT_EQ(size * tp, 2);
+  const int tp_rank = rt.tp_rank();
+  auto model = tiny_gpt(parallel_flags);
   core::DataParallel dp({model.get()}, opts);
   ASSERT_TRUE(dp.bound(0));
   auto opt = adamw();
@@ -90,7 +106,8 @@ void worker(const core::DataParallelOptions& opts) {
   }
   const auto params = model->params();
   for (size_t i = 0; i < params.size(); ++i)
-    EXPECT_LE((params[i].data - ref.params[i]).abs().max().item<double>(), 1e-5) << params[i].name;
+    EXPECT_LE((params[i].data - tp_slice(ref.params[i], params[i], tp_rank, tp)).abs().max().item<double>(), 1e-5)
+        << params[i].name;
   EXPECT_GT(ref.norm[0], kClip) << "the test must exercise clipping";
 
   const core::DataParallelMemory m = dp.memory(opt.get());
@@ -110,13 +127,13 @@ void worker(const core::DataParallelOptions& opts) {
   rt.shutdown();
 }
 
-void run(const core::DataParallelOptions& opts) {
+void run(const core::DataParallelOptions& opts, int tp = 1, uint32_t parallel_flags = 0) {
   if (!mp::is_worker()) {
     save_reference();
     mp::run_workers(2);
     return;
   }
-  worker(opts);
+  worker(opts, tp, parallel_flags);
 }
 
 }  // namespace
@@ -137,4 +154,13 @@ TEST(DpMultiprocess, Dp2DistributedOptimizerEqualsOneProcess) {
   o.use_distributed_optimizer = true;
   o.overlap_param_gather = true;
   run(o);
+}
+
+// No data parallelism: the finalize step's sum of the sequence-parallel (replicated) norm and
+// bias grads over tp, and the norm counting replicated parameters once across tp.
+TEST(DpMultiprocess, Tp2SequenceParallelEqualsOneProcess) {
+  core::DataParallelOptions o;
+  o.bucket_size = 2000;
+  o.overlap_grad_reduce = true;
+  run(o, /*tp=*/2, MH_PARALLEL_SEQUENCE_PARALLEL);
 }

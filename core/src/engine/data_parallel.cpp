@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "data_parallel_comm.h"
 #include "megahost/core/error.h"
@@ -91,7 +92,10 @@ DataParallel::DataParallel(std::vector<Model*> chunks, const DataParallelOptions
                 "[parallel] overlap_param_gather needs use_distributed_optimizer"
                 "\nHINT: set use_distributed_optimizer = true or overlap_param_gather = false");
   const int64_t dpcp = comm_->info("dp-cp").size;
-  const int64_t bucket_size = opts_.bucket_size > 0 ? opts_.bucket_size : default_bucket_size(dp_size());
+  // Megatron: without overlap one bucket holds everything (nothing to overlap with).
+  const int64_t bucket_size = opts_.bucket_size > 0            ? opts_.bucket_size
+                              : opts_.overlap_grad_reduce ? default_bucket_size(dp_size())
+                                                          : std::numeric_limits<int64_t>::max();
   const dp_detail::GroupInfo emb = comm_->info("embedding");
   chunks_.resize(chunks.size());
   for (size_t ci = 0; ci < chunks.size(); ++ci) {

@@ -39,7 +39,9 @@
 namespace megahost::core {
 
 struct DataParallelOptions {
-  int64_t bucket_size = 0;  // elements per bucket; <= 0: Megatron's max(40M, 1M * dp)
+  // Elements per bucket; <= 0: Megatron's default, max(40M, 1M * dp) with overlap_grad_reduce,
+  // one bucket without.
+  int64_t bucket_size = 0;
   bool overlap_grad_reduce = false;
   bool use_distributed_optimizer = false;
   bool overlap_param_gather = false;  // needs use_distributed_optimizer
