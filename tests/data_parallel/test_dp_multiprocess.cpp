@@ -164,3 +164,41 @@ TEST(DpMultiprocess, Tp2SequenceParallelEqualsOneProcess) {
   o.overlap_grad_reduce = true;
   run(o, /*tp=*/2, MH_PARALLEL_SEQUENCE_PARALLEL);
 }
+
+// bf16 parameters, fp32 main grads, fp32 master weights and AdamW state sharded over dp = 2:
+// Megatron's 6 + 12/d bytes per parameter (here 12), measured as the tensors' nbytes.
+TEST(DpMultiprocess, Dp2DistributedOptimizerBf16BytesPerParam) {
+  if (!mp::is_worker()) {
+    mp::run_workers(2);
+    return;
+  }
+  core::ParallelSizes sizes;
+  sizes.world = 2;
+  auto& rt = core::ParallelRuntime::get();
+  rt.init(sizes, /*use_cuda=*/false, std::chrono::seconds(60));
+  auto model = tiny_gpt(0, {kDLBfloat, 16, 1});
+  core::DataParallelOptions o;
+  o.use_distributed_optimizer = true;
+  core::DataParallel dp({model.get()}, o);
+  auto opt = adamw();
+  dp.setup_optimizer(*opt);
+  const at::Tensor before = model->params().front().data.clone();
+  for (int64_t it = 0; it < 2; ++it) dp_iteration(*model, dp, *opt, it, rt.dp_rank(), 2);
+  const at::Tensor after = model->params().front().data;
+  EXPECT_FALSE(at::equal(before, after));  // the gathered update reached the bf16 parameters
+  EXPECT_TRUE(after.isfinite().all().item<bool>());
+  // every rank holds the same parameters after the all-gather
+  at::Tensor sum = after.to(at::kFloat), mine = sum.clone();
+  rt.group("dp").all_reduce(sum);
+  EXPECT_TRUE(at::equal(sum, 2 * mine));
+
+  const core::DataParallelMemory m = dp.memory(opt.get());
+  const double n = static_cast<double>(m.num_params);
+  EXPECT_EQ(m.param_buffer_bytes, 2 * dp.plan(0).numel);
+  EXPECT_EQ(m.grad_buffer_bytes, 4 * dp.plan(0).numel);
+  EXPECT_NEAR(static_cast<double>(m.master_bytes), 4 * n / 2, 16.0);
+  EXPECT_NEAR(m.bytes_per_param(), 6.0 + 12.0 / 2, 0.01);
+  if (rt.rank() == 0)
+    std::printf("[dp] bf16 + distributed optimizer, d = 2: %.3f bytes/param\n", m.bytes_per_param());
+  rt.shutdown();
+}

@@ -39,8 +39,10 @@ struct RuntimeComm final : Comm {
   }
   std::unique_ptr<PendingOp> all_gather(const char* name, const at::Tensor& in, const at::Tensor& out,
                                         bool async) override {
-    at::Tensor o = out;
-    return wrap(group(name).all_gather(in, o, async));
+    // A gather copies bits: bf16 travels as fp16 (Gloo in libtorch 1.13 has no bf16).
+    const bool as_half = in.scalar_type() == at::kBFloat16 && !in.is_cuda();
+    at::Tensor i = as_half ? in.view(at::kHalf) : in, o = as_half ? out.view(at::kHalf) : out;
+    return wrap(group(name).all_gather(i, o, async));
   }
 };
 
