@@ -29,12 +29,13 @@ inline const core::PluginRegistry& registry() {
 constexpr int64_t kVocab = 64, kSeq = 16;
 
 // 2 layers, hidden 32, tied embeddings, no dropout: small enough for seconds per test.
-inline std::unique_ptr<core::Model> tiny_gpt(uint32_t parallel_flags = 0, DLDataType dtype = {kDLFloat, 32, 1}) {
+inline std::unique_ptr<core::Model> tiny_gpt(uint32_t parallel_flags = 0, DLDataType dtype = {kDLFloat, 32, 1},
+                                             const std::string& extra = "", const core::ModelOptions& stage = {}) {
   auto cfg = core::parse_config_section(
       "num_layers = 2\nhidden_size = 32\nnum_attention_heads = 4\nseq_length = 16\n"
-      "max_position_embeddings = 32\nhidden_dropout = 0.0\nattention_dropout = 0.0\n",
+      "max_position_embeddings = 32\nhidden_dropout = 0.0\nattention_dropout = 0.0\n" + extra,
       "test.toml", "model");
-  core::ModelOptions opts;
+  core::ModelOptions opts = stage;
   opts.padded_vocab_size = kVocab;
   opts.parallel_flags = parallel_flags;
   opts.param_dtype = dtype;
