@@ -12,6 +12,7 @@
 
 #include "../optimizers/load_only.h"
 #include "megahost/core/config.h"
+#include "megahost/core/error.h"
 #include "megahost/core/engine/data_parallel.h"
 #include "megahost/core/instances.h"
 #include "megahost/core/plugins.h"

@@ -202,3 +202,27 @@ TEST(DpMultiprocess, Dp2DistributedOptimizerBf16BytesPerParam) {
     std::printf("[dp] bf16 + distributed optimizer, d = 2: %.3f bytes/param\n", m.bytes_per_param());
   rt.shutdown();
 }
+
+// The first and last stage must flag their tied embeddings alike: a mismatch is an error on both
+// ranks at construction instead of a hang in finish_grad_sync.
+TEST(DpMultiprocess, MismatchedSharedEmbeddingsAcrossStagesAreAnError) {
+  if (!mp::is_worker()) {
+    mp::run_workers(2);
+    return;
+  }
+  core::ParallelSizes sizes;
+  sizes.world = 2;
+  sizes.pp = 2;
+  auto& rt = core::ParallelRuntime::get();
+  rt.init(sizes, /*use_cuda=*/false, std::chrono::seconds(60));
+  ASSERT_EQ(rt.group("embedding").size(), 2);
+  // metadata is all DataParallel sees: rank 0 flags its (tied) embeddings, rank 1 is untied
+  auto model = tiny_gpt(0, {kDLFloat, 32, 1}, rt.pp_rank() == 0 ? "" : "untie_embeddings_and_output_weights = true\n");
+  try {
+    core::DataParallel dp({model.get()}, {});
+    ADD_FAILURE() << "expected an error";
+  } catch (const core::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("different tied embeddings"), std::string::npos) << e.what();
+  }
+  rt.shutdown();
+}

@@ -85,6 +85,36 @@ struct ThenOp final : dp_detail::PendingOp {
 
 }  // namespace
 
+namespace {
+
+// Every member of "embedding" must sum the same tied-embedding grads, or finish_grad_sync would
+// wait forever on one stage: check once (counts and sizes, with their squares, summed).
+void check_shared_embeddings(dp_detail::Comm& comm, const std::vector<std::vector<Param>>& chunks) {
+  const dp_detail::GroupInfo emb = comm.info("embedding");
+  if (!emb.member || emb.size < 2) return;
+  int64_t count = 0, numel = 0;
+  for (const auto& params : chunks)
+    for (const Param& p : params)
+      if (p.flags & MH_PARAM_SHARED_EMBEDDING) {
+        ++count;
+        numel += p.data.numel();
+      }
+  at::Tensor t = at::tensor({count, count * count, numel, numel * numel}, at::kLong);  // [4] on CPU
+  if (!chunks.empty() && !chunks.front().empty() && chunks.front().front().data.is_cuda())
+    t = t.to(chunks.front().front().data.device());
+  comm.all_reduce_sum("embedding", t, false);
+  t = t.cpu();
+  const int64_t n = emb.size;
+  const auto v = t.accessor<int64_t, 1>();
+  MH_CORE_CHECK(n * v[1] == v[0] * v[0] && n * v[3] == v[2] * v[2],
+                "the first and last pipeline stages hold different tied embeddings (this rank: ", count,
+                " tensors, ", numel, " elements flagged MH_PARAM_SHARED_EMBEDDING)"
+                "\nHINT: the model plugin must flag the word embeddings on the first stage and their copy on the last "
+                "stage alike (mh_model.h)");
+}
+
+}  // namespace
+
 DataParallel::DataParallel(std::vector<Model*> chunks, const DataParallelOptions& opts)
     : opts_(opts), comm_(dp_detail::make_runtime_comm()) {
   MH_CORE_CHECK(!chunks.empty(), "DataParallel: no model chunks");
@@ -97,6 +127,11 @@ DataParallel::DataParallel(std::vector<Model*> chunks, const DataParallelOptions
                               : opts_.overlap_grad_reduce ? default_bucket_size(dp_size())
                                                           : std::numeric_limits<int64_t>::max();
   const dp_detail::GroupInfo emb = comm_->info("embedding");
+  {
+    std::vector<std::vector<Param>> all;
+    for (Model* m : chunks) all.push_back(m->params());
+    check_shared_embeddings(*comm_, all);
+  }
   chunks_.resize(chunks.size());
   for (size_t ci = 0; ci < chunks.size(); ++ci) {
     Chunk& c = chunks_[ci];
