@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 
 #include "dp_util.h"
 #include "megahost/core/parallel/world.h"
@@ -116,6 +117,18 @@ void worker(const core::DataParallelOptions& opts, int tp, uint32_t parallel_fla
     // 1/2 of the state, give or take the padding of each bucket and the step counter
     const double slack = 8.0 * 2.0 * static_cast<double>(dp.plan(0).buckets.size()) + 64.0;
     EXPECT_NEAR(static_cast<double>(m.optimizer_state_bytes), full_state / 2, slack);
+    // The two ranks' shards tile every parameter exactly once: count the elements each covers.
+    std::map<std::string, at::Tensor> cover;
+    for (const auto& p : params) cover[p.name] = at::zeros({p.data.numel()}, at::kLong);
+    for (const auto& sh : dp.optimizer_shards()) {
+      ASSERT_TRUE(cover.count(sh.name)) << sh.name;
+      EXPECT_EQ(sh.param_numel, cover[sh.name].numel());
+      cover[sh.name].narrow(0, sh.offset, sh.numel).add_(1);
+    }
+    for (auto& [name, c] : cover) {
+      rt.group("dp").all_reduce(c);
+      EXPECT_TRUE(at::equal(c, at::ones_like(c))) << name;
+    }
   } else {
     EXPECT_NEAR(static_cast<double>(m.optimizer_state_bytes), full_state, 64.0);
   }

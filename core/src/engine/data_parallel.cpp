@@ -157,7 +157,11 @@ DataParallel::DataParallel(std::vector<Model*> chunks, const DataParallelOptions
     c.param_buffer = at::zeros({c.plan.numel}, at::TensorOptions().dtype(dtype).device(device));      // [N]
     c.grad_buffer = at::zeros({c.plan.numel}, at::TensorOptions().dtype(at::kFloat).device(device));  // [N] fp32
     c.buckets.resize(c.plan.buckets.size());
-    for (size_t b = 0; b < c.buckets.size(); ++b) c.buckets[b].ready.assign(c.plan.buckets[b].params.size(), 0);
+    c.pos_in_bucket.assign(c.params.size(), 0);
+    for (size_t b = 0; b < c.buckets.size(); ++b) {
+      c.buckets[b].ready.assign(c.plan.buckets[b].params.size(), 0);
+      for (size_t k = 0; k < c.plan.buckets[b].params.size(); ++k) c.pos_in_bucket[c.plan.buckets[b].params[k]] = k;
+    }
 
     std::vector<at::Tensor> data, grad;
     for (size_t i = 0; i < c.params.size(); ++i) {
@@ -225,8 +229,7 @@ void DataParallel::on_grad_ready(size_t chunk, size_t param) {
   Chunk& c = chunks_[chunk];
   if (!c.sync_on || param >= c.params.size()) return;
   const size_t b = c.plan.param_bucket[param];
-  const auto& members = c.plan.buckets[b].params;
-  const size_t pos = static_cast<size_t>(std::find(members.begin(), members.end(), param) - members.begin());
+  const size_t pos = c.pos_in_bucket[param];
   BucketState& s = c.buckets[b];
   if (s.ready[pos]) return;  // already counted in this sync window
   s.ready[pos] = 1;
@@ -358,12 +361,13 @@ void DataParallel::build_optimizer_views() {
   for (size_t ci = 0; ci < chunks_.size(); ++ci) {
     Chunk& c = chunks_[ci];
     for (size_t i = 0; i < c.params.size(); ++i) {
-      OptSlice s{ci, i, {}, {}, {}};
+      OptSlice s{ci, i, 0, {}, {}, {}};
       const int64_t off = c.plan.param_offset[i], n = c.params[i].data.numel();
       if (opts_.use_distributed_optimizer) {
         const auto [s0, s1] = bucket_shard(c.plan.buckets[c.plan.param_bucket[i]], dpcp.rank, dpcp.size);
         const int64_t lo = std::max(off, s0), hi = std::min(off + n, s1);
         if (lo >= hi) continue;  // another rank owns all of it
+        s.offset = lo - off;
         s.data = c.param_buffer.narrow(0, lo, hi - lo);  // [owned part], 1-D
         s.grad = c.grad_buffer.narrow(0, lo, hi - lo);
       } else {
@@ -457,6 +461,15 @@ void DataParallel::visit_optimizer_state(Optimizer& opt,
                                          const std::function<void(const std::string&, at::Tensor)>& fn) {
   MH_CORE_CHECK(opt_params_ != nullptr, "DataParallel::visit_optimizer_state before setup_optimizer");
   opt.visit_state(*opt_params_, fn);
+}
+
+std::vector<DataParallel::ShardInfo> DataParallel::optimizer_shards() const {
+  std::vector<ShardInfo> out;
+  for (const OptSlice& s : slices_) {
+    const Param& p = chunks_[s.chunk].params[s.param];
+    out.push_back({p.name, s.offset, s.data.numel(), p.data.numel()});
+  }
+  return out;
 }
 
 DataParallelMemory DataParallel::memory(Optimizer* opt) {

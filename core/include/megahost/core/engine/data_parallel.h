@@ -124,6 +124,15 @@ class DataParallel {
   // The views the optimizer sees (checkpointing writes them, e.g. the shards' names and sizes).
   const Model::AbiParams& optimizer_params() const { return *opt_params_; }
 
+  // Where each optimizer view lies in its parameter (flattened): view i of optimizer_params()
+  // covers elements [offset, offset + numel) of a param_numel-element parameter. Checkpoints of
+  // the distributed optimizer's state need it to reshard under another dp size.
+  struct ShardInfo {
+    std::string name;
+    int64_t offset = 0, numel = 0, param_numel = 0;
+  };
+  std::vector<ShardInfo> optimizer_shards() const;
+
   DataParallelMemory memory(Optimizer* opt = nullptr);
   const BucketPlan& plan(size_t chunk) const { return chunks_[chunk].plan; }
   bool bound(size_t chunk) const { return chunks_[chunk].bound; }
@@ -141,6 +150,7 @@ class DataParallel {
   struct Chunk {
     Model* model = nullptr;
     std::vector<Param> params;  // model order; data/grad: views into the buffers once bound
+    std::vector<size_t> pos_in_bucket;  // per parameter: its index in its bucket's params
     BucketPlan plan;
     at::Tensor param_buffer, grad_buffer;  // [numel]
     std::vector<BucketState> buckets;
@@ -151,6 +161,7 @@ class DataParallel {
   // One optimizer-visible piece of a parameter.
   struct OptSlice {
     size_t chunk, param;
+    int64_t offset;         // first element within the (flattened) parameter
     at::Tensor data, grad;  // views of the buffers (1-D under the distributed optimizer)
     at::Tensor master;      // fp32 copy when the parameter is not fp32
   };
