@@ -445,6 +445,19 @@ void DataParallel::step(Optimizer& opt, double lr, double weight_decay, int64_t 
   if (!opts_.overlap_param_gather) wait_param_gather();
 }
 
+void DataParallel::reload_model_params() {
+  wait_param_gather();
+  at::NoGradGuard no_grad;
+  for (Chunk& c : chunks_)
+    if (!c.bound) {
+      std::vector<Param> now = c.model->params();
+      for (size_t i = 0; i < now.size(); ++i)
+        buffer_view(c.param_buffer, c.plan.param_offset[i], now[i].data).copy_(now[i].data);
+    }
+  for (OptSlice& s : slices_)
+    if (s.master.defined()) s.master.copy_(s.data);
+}
+
 void DataParallel::wait_param_gather() {
   if (!param_gather_pending_) return;
   for (Chunk& c : chunks_) {

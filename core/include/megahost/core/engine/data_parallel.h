@@ -117,6 +117,9 @@ class DataParallel {
   // shard of every bucket under the distributed optimizer (1-D views, same names and flags).
   void setup_optimizer(Optimizer& opt);
   void step(Optimizer& opt, double lr, double weight_decay, int64_t iteration);
+  // After the parameters were written from outside (checkpoint load): refreshes the fp32 master
+  // copies (and the buffers of a model that could not bind). Megatron's reload_model_params.
+  void reload_model_params();
   // overlap_param_gather: the all-gathers step() started; call before the next forward (no-op otherwise).
   void wait_param_gather();
   // fn(name, state tensor) for checkpoints: the optimizer's state over the views it was given.
