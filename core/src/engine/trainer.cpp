@@ -25,7 +25,12 @@
 
 #include "megahost/core/engine/batches.h"
 #include "megahost/core/engine/checkpointing.h"
+#include "megahost/core/engine/data_parallel.h"
 #include "megahost/core/engine/lr_schedule.h"
+#include "megahost/core/engine/parallel_setup.h"
+#include "megahost/core/engine/pipeline_layout.h"
+#include "megahost/core/engine/schedules.h"
+#include "megahost/core/parallel/world.h"
 #include "megahost/core/engine/samples.h"
 #include "megahost/core/error.h"
 #include "megahost/core/host_services.h"
@@ -45,26 +50,6 @@ using Clock = std::chrono::steady_clock;
 int64_t padded_vocab_size(int64_t vocab, int64_t divisible_by, int64_t tp) {
   const int64_t multiple = divisible_by * tp;
   return ((vocab + multiple - 1) / multiple) * multiple;
-}
-
-// Global L2 norm of all gradients; scales them by max_norm / (norm + 1e-6) when above max_norm.
-// One host sync per step: the squared norms are summed on the device.
-double clip_grad_norm(std::vector<Param>& params, double max_norm) {
-  at::NoGradGuard no_grad;
-  at::Tensor sq;
-  for (const Param& p : params) {
-    if (!p.grad.defined()) continue;
-    at::Tensor s = p.grad.to(at::kDouble).pow(2).sum();
-    sq = sq.defined() ? sq + s : s;
-  }
-  const double norm = sq.defined() ? std::sqrt(sq.item<double>()) : 0.0;
-  if (max_norm > 0) {
-    const double coeff = max_norm / (norm + 1e-6);
-    if (coeff < 1.0)
-      for (Param& p : params)
-        if (p.grad.defined()) p.grad.mul_(coeff);
-  }
-  return norm;
 }
 
 // Megatron's model FLOPs per iteration (FORMATS.md §5), 0 when the model table lacks the sizes.
@@ -184,7 +169,6 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
 
   const int64_t mbs = r.get_int("training", "micro_batch_size");
   const int64_t gbs = r.get_int("training", "global_batch_size");
-  const int64_t num_micro = gbs / mbs;
   const int64_t train_iters = r.get_int("training", "train_iters");
   const int64_t eval_interval = r.get_int("training", "eval_interval");
   const int64_t eval_iters = r.get_int("training", "eval_iters");
@@ -195,12 +179,40 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
   const std::string load_dir = r.has("checkpoint", "load") ? r.get_string("checkpoint", "load") : "";
   const int64_t save_interval = r.get_int("checkpoint", "save_interval");
 
+  // The world first: the device is this rank's local GPU, and every layout error comes before
+  // any heavy work.
+  const WorldEnv env = read_world_env();
   RunFacts facts = run_facts();
   facts.seed = seed;
   facts.recipe_path = std::filesystem::absolute(r.path).string();
+  facts.rank = env.rank;
+  facts.world_size = env.world_size;
+  facts.local_rank = env.local_rank;
   set_run_facts(facts);
+  const at::Device device = pick_device(r.get_string("training", "device"));
+  if (env.rank != 0 && spdlog::get_level() == spdlog::level::info) spdlog::set_level(spdlog::level::warn);
+  const ParallelSetup par = start_parallel(r, device.is_cuda());
+  const int64_t dp = par.sizes.dp();
+  MH_CORE_CHECK(gbs % (mbs * dp) == 0, r.where("training", "global_batch_size"), ": global batch size (", gbs,
+                ") is not divisible by micro batch size (", mbs, ") times data parallel size (", dp,
+                ")\nHINT: make global_batch_size a multiple of micro_batch_size x ", dp);
+  const int64_t num_micro = gbs / (mbs * dp);  // micro-batches per rank and iteration
   if (const int64_t n = r.get_int("training", "num_threads"); n > 0) at::set_num_threads(static_cast<int>(n));
   at::manual_seed(seed);  // CPU and CUDA default generators: dropout draws from them (saved in checkpoints)
+
+  // Pipeline stages: this rank's chunks (several with interleaving), checked as Megatron does.
+  auto num_layers_v = r.section("model").table->get("num_layers");
+  const int64_t num_layers = num_layers_v && num_layers_v->is_integer() ? *num_layers_v->value<int64_t>() : 0;
+  std::vector<StageSpec> stages;
+  try {
+    if (par.sizes.pp > 1) {
+      MH_CORE_CHECK(num_layers > 0, "pipeline parallelism needs [model] num_layers");
+      stages = stages_for_rank(num_layers, par.sizes.pp, par.layers_per_virtual_stage, par.pp_rank);
+      check_interleaved_microbatches(num_micro, par.sizes.pp, static_cast<int64_t>(stages.size()));
+    }
+  } catch (const Error& e) {
+    throw Error(cat(r.where("parallel", "pipeline_model_parallel_size"), ": ", e.what()));
+  }
 
   // Data before the model: a bad data path fails in seconds, not after building a large model.
   // Megatron's sample counts per split.
@@ -219,19 +231,70 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
   const bool do_valid = eval_iters > 0 && data.valid && data.valid->size() > 0;
   if (eval_iters > 0 && !do_valid)
     spdlog::warn("the valid split is empty: evaluation is skipped (set data.split so valid gets documents)");
-  Components c = build_model_and_tokenizer(r, reg);
-  const at::Device device = c.device;
+
+  // The model: one instance per pipeline chunk of this rank.
+  auto tokenizer = reg.create_tokenizer(r.get_string("tokenizer", "plugin"), r.section("tokenizer"),
+                                        host_keys("tokenizer"));
+  const int64_t vocab = tokenizer->vocab_size();
+  const int64_t padded_vocab = padded_vocab_size(vocab, r.get_int("parallel", "make_vocab_size_divisible_by"),
+                                                 par.sizes.tp);
+  const int64_t seq_length = model_seq_length(r);
+  std::vector<std::unique_ptr<Model>> models;
+  std::vector<Model*> chunks;
+  {
+    ModelOptions mo;
+    mo.device = sdk::to_dl_device(device);
+    mo.padded_vocab_size = padded_vocab;
+    mo.parallel_flags = par.sequence_parallel ? MH_PARALLEL_SEQUENCE_PARALLEL : 0u;
+    if (stages.empty()) stages.push_back({0, -1, MH_STAGE_FIRST | MH_STAGE_LAST});
+    for (const StageSpec& st : stages) {
+      mo.layer_offset = st.layer_offset;
+      mo.num_stage_layers = st.num_layers;
+      mo.stage_flags = st.stage_flags;
+      models.push_back(create_model(reg, r.get_string("model", "plugin"), r.section("model"), mo, host_keys("model")));
+      MH_CORE_CHECK(par.sizes.pp == 1 || models.back()->has_pipeline(), r.where("parallel", "pipeline_model_parallel_size"),
+                    ": model plugin '", models.back()->id(), "' has no pipeline extension (", MH_EXT_MODEL_PIPELINE,
+                    ")\nHINT: use pipeline_model_parallel_size = 1 with this model");
+      chunks.push_back(models.back().get());
+    }
+  }
+  DataParallelOptions dpo;
+  dpo.bucket_size = r.get_int("parallel", "ddp_bucket_size");
+  dpo.overlap_grad_reduce = r.get_bool("parallel", "overlap_grad_reduce");
+  dpo.use_distributed_optimizer = r.get_bool("parallel", "use_distributed_optimizer");
+  dpo.overlap_param_gather = r.get_bool("parallel", "overlap_param_gather");
+  DataParallel ddp(chunks, dpo);
   auto optimizer = create_optimizer(reg, r.get_string("optimizer", "plugin"), r.section("optimizer"),
                                     sdk::to_dl_device(device), host_keys("optimizer"));
-  auto abi_params = c.model->abi_params();
-  optimizer->setup(*abi_params);
+  ddp.setup_optimizer(*optimizer);
   auto ckpt = create_checkpoint_format(reg, r.get_string("checkpoint", "plugin"), r.section("checkpoint"),
                                        host_keys("checkpoint"));
-  std::vector<Param> params = c.model->params();
-  int64_t num_params = 0;
-  for (const Param& p : params) num_params += p.data.numel();
-  spdlog::info("model '{}': {} parameters ({} tensors), vocab {} padded to {}, device {}", c.model->id(), num_params,
-               params.size(), c.vocab, c.padded_vocab, device.str());
+  {
+    int64_t num_params = 0;
+    size_t num_tensors = 0;
+    for (Model* m : chunks)
+      for (const Param& p : m->params()) {
+        num_params += p.data.numel();
+        ++num_tensors;
+      }
+    spdlog::info("model '{}': {} parameters on this rank ({} tensors, {} chunk(s)), vocab {} padded to {}, device {}",
+                 chunks.front()->id(), num_params, num_tensors, chunks.size(), vocab, padded_vocab, device.str());
+    const DataParallelMemory mem = ddp.memory(optimizer.get());
+    spdlog::info("memory per parameter: {:.2f} bytes (params {} B, grads {} B, optimizer state {} B)",
+                 mem.bytes_per_param(), mem.param_buffer_bytes, mem.grad_buffer_bytes,
+                 mem.optimizer_state_bytes + mem.master_bytes);
+  }
+
+  CheckpointParts parts;
+  parts.chunks = chunks;
+  parts.visit_optimizer = [&](const StateVisitor& fn) { ddp.visit_optimizer_state(*optimizer, fn); };
+  parts.optimizer_id = optimizer->id();
+  parts.rank = par.rank;
+  parts.world_size = par.world;
+  parts.model_source_rank = par.many() ? ParallelRuntime::get().group("dp-cp").global_rank(0) : 0;
+  parts.optimizer_sharded = dpo.use_distributed_optimizer && dp * par.sizes.cp > 1;
+  parts.layout = par.layout();
+  parts.barrier = world_barrier;
 
   // Resume from the latest checkpoint in `load`, as Megatron does; a missing tracker starts fresh.
   TrainingState state;
@@ -240,10 +303,6 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
       LoadOptions lo;
       lo.load_optimizer = !r.get_bool("checkpoint", "no_load_optim");
       lo.load_rng = !r.get_bool("checkpoint", "no_load_rng");
-      CheckpointParts parts;
-      parts.chunks = {c.model.get()};
-      parts.visit_optimizer = [&](const StateVisitor& fn) { optimizer->visit_state(*abi_params, fn); };
-      parts.optimizer_id = optimizer->id();
       state = load_checkpoint(*ckpt, load_dir, *latest, parts, lo);
       spdlog::info("resumed from {} at iteration {}", iteration_dir(load_dir, *latest), state.iteration);
       if (state.iteration >= train_iters)
@@ -256,7 +315,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
   }
 
   std::optional<int32_t> eod_mask;
-  if (r.get_bool("data", "eod_mask_loss")) eod_mask = c.tokenizer->special_token(MH_TOKEN_EOD);
+  if (r.get_bool("data", "eod_mask_loss")) eod_mask = tokenizer->special_token(MH_TOKEN_EOD);
 
   LRScheduleConfig lc;
   lc.max_lr = r.get_float("optimizer", "lr");
@@ -271,60 +330,79 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
   LRSchedule schedule(lc);
   const double weight_decay = r.get_float("optimizer", "weight_decay");
   const double clip_grad = r.get_float("optimizer", "clip_grad");
-  const double flops_per_iter = model_flops_per_iteration(r, gbs, c.padded_vocab);
+  const double flops_per_iter = model_flops_per_iteration(r, gbs, padded_vocab);
   const std::string recipe_text = read_file(r.path);
 
-  MetricsFile metrics(r.has("logging", "metrics_file") ? r.get_string("logging", "metrics_file") : "");
+  // Megatron prints (and we write metrics) on the last rank: it holds the last pipeline stage.
+  MetricsFile metrics(par.logging_rank() && r.has("logging", "metrics_file") ? r.get_string("logging", "metrics_file")
+                                                                              : "");
+  auto print = [&](const std::string& line) {
+    if (par.logging_rank()) print_line(line);
+  };
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
 
   TrainSummary summary;
   summary.start_iteration = state.iteration;
 
+  // Micro-batch m of an iteration that starts at sample `first`, as this rank sees it.
+  auto micro_batch = [&](const SampleSource& src, uint64_t first, int64_t m) {
+    MicroBatchTensors b = make_gpt_batch(src, micro_batch_first_sample(first, m, mbs, dp, par.dp_rank), mbs,
+                                         seq_length, eod_mask, device);
+    return slice_for_context_parallel(b, par.sizes.cp, par.cp_rank);
+  };
+  auto mean_loss = [](const std::vector<Loss>& losses) {
+    double sum = 0;
+    for (const Loss& l : losses) sum += l.loss_sum / std::max(1.0, l.num_tokens);
+    return losses.empty() ? 0.0 : sum / static_cast<double>(losses.size());
+  };
+  auto set_training = [&](bool on) {
+    for (Model* m : chunks) m->set_training(on);
+  };
+
   auto evaluate = [&](int64_t iteration, const std::string& label) {
-    c.model->set_training(false);
+    ddp.wait_param_gather();  // evaluate the updated parameters
+    set_training(false);
     // Each evaluation reads the next eval_iters x global_batch valid samples, as Megatron's
     // valid iterator continues where the previous evaluation stopped.
     const int64_t evals_before = iteration / eval_interval - (iteration % eval_interval == 0 ? 1 : 0);
     uint64_t next = static_cast<uint64_t>(std::max<int64_t>(0, evals_before) * eval_iters * gbs);
     double total = 0;
-    for (int64_t e = 0; e < eval_iters; ++e) {
-      double step_loss = 0;
-      for (int64_t m = 0; m < num_micro; ++m, next += mbs) {
-        auto batch = make_gpt_batch(*data.valid, next, mbs, c.seq_length, eod_mask, device);
-        Loss l = c.model->forward_loss(batch);
-        step_loss += l.loss_sum / std::max(1.0, l.num_tokens);
-      }
-      total += step_loss / num_micro;
+    for (int64_t e = 0; e < eval_iters; ++e, next += static_cast<uint64_t>(gbs)) {
+      ScheduleArgs sa;
+      sa.chunks = chunks;
+      sa.num_microbatches = num_micro;
+      sa.micro_batch_size = mbs;
+      sa.batch = [&, first = next](int64_t m) { return micro_batch(*data.valid, first, m); };
+      sa.forward_only = true;
+      const std::vector<Loss> losses = run_schedule(sa);
+      total += reduce_logged_loss(mean_loss(losses), !losses.empty());
     }
     const double loss = total / eval_iters;
     const double ppl = std::exp(std::min(20.0, loss));
     std::string line = cat(" validation loss at ", label, " | lm loss value: ", fmt("%.6E", loss),
                            " | lm loss PPL: ", fmt("%.6E", ppl), " | ");
     const std::string dashes(line.size() + 1, '-');
-    print_line(dashes);
-    print_line(line);
-    print_line(dashes);
+    print(dashes);
+    print(line);
+    print(dashes);
     metrics.write({{"iteration", iteration}, {"split", "valid"}, {"lm_loss", loss}, {"ppl", ppl}});
     if (!summary.first_valid_loss) summary.first_valid_loss = loss;
     summary.last_valid_loss = loss;
-    c.model->set_training(true);
+    set_training(true);
   };
 
   auto save = [&](int64_t iteration) {
     if (save_dir.empty()) return;
     const auto t0 = Clock::now();
-    CheckpointParts parts;
-    parts.chunks = {c.model.get()};
-    parts.visit_optimizer = [&](const StateVisitor& fn) { optimizer->visit_state(*abi_params, fn); };
-    parts.optimizer_id = optimizer->id();
+    ddp.wait_param_gather();  // the parameters must be the updated ones
     save_checkpoint(*ckpt, save_dir, state, parts, recipe_text);
     spdlog::info("saved checkpoint at iteration {} to {} in {:.2f} s", iteration, iteration_dir(save_dir, iteration),
                  std::chrono::duration<double>(Clock::now() - t0).count());
   };
 
-  c.model->set_training(true);
-  c.model->zero_grad();
+  set_training(true);
+  ddp.zero_grad();
   double interval_loss = 0, interval_ms = 0;
   int64_t interval_n = 0;
   int64_t iteration = state.iteration;
@@ -332,18 +410,24 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
   while (iteration < train_iters) {
     const auto t0 = Clock::now();
     const double lr = schedule.lr_at(static_cast<double>(state.consumed_train_samples));
-    double loss = 0;
-    for (int64_t m = 0; m < num_micro; ++m) {
-      auto batch = make_gpt_batch(*data.train, static_cast<uint64_t>(state.consumed_train_samples + m * mbs), mbs,
-                                  c.seq_length, eod_mask, device);
-      Loss l = c.model->forward_backward(batch, 1.0 / static_cast<double>(num_micro));
-      loss += l.loss_sum / std::max(1.0, l.num_tokens);
-    }
-    loss /= static_cast<double>(num_micro);
-    const double grad_norm = clip_grad_norm(params, clip_grad);
+    ddp.wait_param_gather();
+    ddp.enable_grad_sync(false);  // on again right before each chunk's last backward
+    ScheduleArgs sa;
+    sa.chunks = chunks;
+    sa.num_microbatches = num_micro;
+    sa.micro_batch_size = mbs;
+    sa.batch = [&, first = static_cast<uint64_t>(state.consumed_train_samples)](int64_t m) {
+      return micro_batch(*data.train, first, m);
+    };
+    sa.grad_scale = 1.0 / static_cast<double>(num_micro);
+    sa.before_last_backward = [&](size_t chunk) { ddp.enable_grad_sync(chunk, true); };
+    const std::vector<Loss> losses = run_schedule(sa);
+    ddp.finish_grad_sync();
+    const double loss = reduce_logged_loss(mean_loss(losses), !losses.empty());
+    const double grad_norm = ddp.grad_norm_and_clip(clip_grad);
     ++iteration;
-    optimizer->step(*abi_params, lr, weight_decay, iteration);
-    c.model->zero_grad();
+    ddp.step(*optimizer, lr, weight_decay, iteration);
+    ddp.zero_grad();
     state.iteration = iteration;
     state.consumed_train_samples += gbs;
     saved_last = false;
@@ -358,7 +442,8 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
     if (iteration % log_interval == 0 || iteration == train_iters) {
       const double avg_ms = interval_ms / interval_n, avg_loss = interval_loss / interval_n;
       const double next_lr = schedule.lr_at(static_cast<double>(state.consumed_train_samples));
-      const double tflops = flops_per_iter > 0 ? flops_per_iter / (avg_ms / 1000.0) / 1e12 : 0;
+      // Megatron's throughput per GPU: the iteration's model FLOPs over time and world size.
+      const double tflops = flops_per_iter > 0 ? flops_per_iter / (avg_ms / 1000.0) / 1e12 / par.world : 0;
       char head[96];
       std::snprintf(head, sizeof(head), " iteration %8lld/%8lld |", static_cast<long long>(iteration),
                     static_cast<long long>(train_iters));
@@ -367,11 +452,11 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
                     static_cast<long long>(state.consumed_train_samples));
       char gbs_s[48];
       std::snprintf(gbs_s, sizeof(gbs_s), " global batch size: %5lld |", static_cast<long long>(gbs));
-      print_line(cat(head, consumed, " elapsed time per iteration (ms): ", fmt("%.1f", avg_ms), " |",
-                     " throughput per GPU (TFLOP/s/GPU): ", fmt("%.1f", tflops), " |", " learning rate: ",
-                     fmt("%.6E", next_lr), " |", gbs_s, " lm loss: ", fmt("%.6E", avg_loss), " |",
-                     " loss scale: 1.0 |", " grad norm: ", fmt("%.3f", grad_norm), " |",
-                     " number of skipped iterations:   0 |", " number of nan iterations:   0 |"));
+      print(cat(head, consumed, " elapsed time per iteration (ms): ", fmt("%.1f", avg_ms), " |",
+                " throughput per GPU (TFLOP/s/GPU): ", fmt("%.1f", tflops), " |", " learning rate: ",
+                fmt("%.6E", next_lr), " |", gbs_s, " lm loss: ", fmt("%.6E", avg_loss), " |",
+                " loss scale: 1.0 |", " grad norm: ", fmt("%.3f", grad_norm), " |",
+                " number of skipped iterations:   0 |", " number of nan iterations:   0 |"));
       metrics.write({{"iteration", iteration},
                      {"split", "train"},
                      {"lm_loss", avg_loss},
@@ -379,7 +464,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
                      {"grad_norm", grad_norm},
                      {"consumed_samples", state.consumed_train_samples},
                      {"elapsed_ms", avg_ms},
-                     {"tokens_per_s", static_cast<double>(gbs * c.seq_length) / (avg_ms / 1000.0)},
+                     {"tokens_per_s", static_cast<double>(gbs * seq_length) / (avg_ms / 1000.0)},
                      {"tflops", tflops}});
       interval_loss = interval_ms = 0;
       interval_n = 0;
@@ -389,7 +474,9 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
       save(iteration);
       saved_last = true;
     }
-    const int sig = g_stop_signal.load();
+    // A signal reaches the ranks at different moments: agree on it, so all stop together.
+    int sig = g_stop_signal.load();
+    if (par.many()) sig = static_cast<int>(reduce_any_flag(sig != 0)) * std::max(sig, 1);
     if (sig != 0 || (exit_interval > 0 && iteration % exit_interval == 0)) {
       if (!saved_last) save(iteration);
       spdlog::warn("{} at iteration {}: {}; exiting", sig != 0 ? cat("signal ", sig) : std::string("exit_interval"),

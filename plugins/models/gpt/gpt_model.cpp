@@ -27,6 +27,9 @@ GptModel::GptModel(const GptConfig& cfg, at::Device device, at::ScalarType param
   if (stage_.first || (stage_.last && tied))
     word_embeddings_.emplace(params, "embedding.word_embeddings", cfg.padded_vocab_size, cfg.transformer.hidden_size,
                              Init::normal(cfg.transformer.init_method_std), cfg.transformer.parallel);
+  // Tied: the first and the last stage each hold a copy; both are flagged so the host sums their
+  // gradients over the "embedding" group (Megatron's _allreduce_embedding_grads).
+  if (tied && word_embeddings_) params.add_flags("embedding.word_embeddings.weight", MH_PARAM_SHARED_EMBEDDING);
   if (stage_.first && cfg.position_embedding == PositionEmbedding::LearnedAbsolute)
     position_embeddings_.emplace(params, "embedding.position_embeddings", cfg.max_position_embeddings,
                                  cfg.transformer.hidden_size, Init::normal(cfg.transformer.init_method_std));
@@ -43,7 +46,6 @@ GptModel::GptModel(const GptConfig& cfg, at::Device device, at::ScalarType param
                                                      cfg.transformer.parallel.get());
   } else {
     output_weight_ = word_embeddings_->weight;
-    params.add_flags("embedding.word_embeddings.weight", MH_PARAM_SHARED_EMBEDDING);
   }
 }
 
