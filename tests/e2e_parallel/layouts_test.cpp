@@ -6,6 +6,7 @@
 // pipeline micro-batch order), so lm loss and grad norm agree to 1e-5 relative per iteration.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -70,7 +71,8 @@ class Layouts : public ::testing::Test {
 
   // Once: a byte-level corpus from the golden English paragraphs, the recipe, one process's run.
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / "megahost_e2e_parallel";
+    // ctest runs every test in its own process, several at once: a folder per process.
+    dir_ = fs::temp_directory_path() / ("megahost_e2e_parallel_" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     {

@@ -39,6 +39,7 @@ int env_int(const char* name, const char* fallback, const std::string& source) {
 // the collective timeout (it is lowered to that once the group is connected).
 constexpr std::chrono::milliseconds kMinRendezvous = std::chrono::minutes(5);
 
+#if defined(USE_C10D_GLOO)
 // gloo::Context's timeout, written directly: Context::setTimeout lives in libgloo, which
 // libtorch wheels do not export (Debian ships it apart); the member is all it sets.
 struct GlooContextTimeout : ::gloo::Context {
@@ -61,6 +62,7 @@ std::shared_ptr<::gloo::transport::Device> gloo_device(const WorldEnv& env) {
     return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
   return c10d::ProcessGroupGloo::createDefaultDevice();
 }
+#endif  // USE_C10D_GLOO
 
 }  // namespace
 
@@ -144,6 +146,11 @@ void ParallelRuntime::init(const WorldEnv& env, const ParallelSizes& sizes, bool
                 "parallel: this libtorch has no NCCL; multi-process CUDA runs need the PyTorch 2.x libtorch. "
                 "HINT: run on CPU (Gloo) or build megahost against a CUDA libtorch");
 #endif
+#if !defined(USE_C10D_GLOO)
+  MH_CORE_CHECK(use_cuda || env.world_size == 1,
+                "parallel: this build has no Gloo (the libtorch came without gloo's headers), so several processes "
+                "cannot train on the CPU. HINT: train on CUDA (NCCL), or use the Debian build (libgloo-dev)");
+#endif
   groups_.clear();
   sizes_ = sizes;
   env_ = env;
@@ -193,6 +200,7 @@ void ParallelRuntime::init(const WorldEnv& env, const ParallelSizes& sizes, bool
           backend->nccl = true;
         }
 #endif
+#if defined(USE_C10D_GLOO)
         if (!backend->pg) {
           auto o = c10d::ProcessGroupGloo::Options::create(std::max(timeout, kMinRendezvous));
           o->devices.push_back(gloo_device(env));
@@ -200,6 +208,7 @@ void ParallelRuntime::init(const WorldEnv& env, const ParallelSizes& sizes, bool
           gloo->set_collective_timeout(timeout);
           backend->pg = gloo;
         }
+#endif
       } catch (const std::exception& e) {
         throw Error(cat("parallel: rank ", rank, " could not connect group '", name, "' (ranks ",
                         c10::Join(",", ranks), "): ", e.what(),

@@ -8,16 +8,20 @@
 #include <optional>
 
 // c10d (core only: plugins never include it). Debian's libtorch 1.13 does not export the macros.
+// Gloo needs gloo's own headers: Debian ships them (libgloo-dev); PyTorch wheels do not, so a
+// CUDA build has NCCL only (multi-process CPU runs then refuse with a hint).
 #if defined(MEGAHOST_C10D)
-#ifndef USE_C10D_GLOO
+#if !defined(USE_C10D_GLOO) && __has_include(<gloo/algorithm.h>)
 #define USE_C10D_GLOO
 #endif
 #if defined(MEGAHOST_WITH_NCCL) && !defined(USE_C10D_NCCL)
 #define USE_C10D_NCCL
 #endif
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if defined(USE_C10D_GLOO)
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 #if defined(USE_C10D_NCCL)
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
