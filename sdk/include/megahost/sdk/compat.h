@@ -11,6 +11,9 @@
 // Gloo needs gloo's own headers: Debian ships them (libgloo-dev); PyTorch wheels do not, so a
 // CUDA build has NCCL only (multi-process CPU runs then refuse with a hint).
 #if defined(MEGAHOST_C10D)
+#if defined(USE_C10D_GLOO) && !__has_include(<gloo/algorithm.h>)
+#undef USE_C10D_GLOO  // the wheel's CMake flag, without the headers it needs
+#endif
 #if !defined(USE_C10D_GLOO) && __has_include(<gloo/algorithm.h>)
 #define USE_C10D_GLOO
 #endif
