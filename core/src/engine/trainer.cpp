@@ -198,7 +198,9 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
                 ")\nHINT: make global_batch_size a multiple of micro_batch_size x ", dp);
   const int64_t num_micro = gbs / (mbs * dp);  // micro-batches per rank and iteration
   if (const int64_t n = r.get_int("training", "num_threads"); n > 0) at::set_num_threads(static_cast<int>(n));
-  at::manual_seed(seed);  // CPU and CUDA default generators: dropout draws from them (saved in checkpoints)
+  // CPU and CUDA default generators: dropout draws from them (saved in checkpoints). Megatron
+  // seeds each pipeline stage apart (seed + 100 x pp rank): stages hold different layers.
+  at::manual_seed(seed + 100 * static_cast<uint64_t>(par.pp_rank));
 
   // Pipeline stages: this rank's chunks (several with interleaving), checked as Megatron does.
   auto num_layers_v = r.section("model").table->get("num_layers");
