@@ -3,11 +3,11 @@
 
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/arange.h>
-#include <ATen/ops/dropout.h>
 #include <ATen/ops/linear.h>
 
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/cross_entropy.h"
+#include "megahost/sdk/parallel/random.h"
 
 namespace megahost::gpt {
 
@@ -70,7 +70,9 @@ at::Tensor GptModel::embed(const at::Tensor& tokens, const at::Tensor& position_
     h = h + position_embeddings_->forward(pos);  // [b, s, h]
   }
   h = sdk::nn::embeddings_to_hidden_states(h, cfg_.transformer.parallel.get());  // [s(/tp under SP), b, h]
-  return at::dropout(h, training ? cfg_.transformer.hidden_dropout : 0.0, training);
+  // Megatron's embedding dropout: per TP rank under sequence parallelism (each holds a slice of s).
+  return sdk::parallel::hidden_dropout(h, training ? cfg_.transformer.hidden_dropout : 0.0, training,
+                                       cfg_.transformer.parallel.get());
 }
 
 at::Tensor GptModel::decode(const at::Tensor& hidden, int64_t seq_length, bool training) const {

@@ -10,6 +10,7 @@
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/rotary.h"
 #include "megahost/sdk/parallel/context_parallel.h"
+#include "megahost/sdk/parallel/random.h"
 
 namespace megahost::sdk::nn {
 
@@ -49,19 +50,45 @@ at::Tensor SelfAttention::forward(const at::Tensor& x, const at::Tensor& rotary_
     k = apply_rotary_pos_emb(k, rotary_freqs);
   }
   const double dropout_p = training ? attention_dropout_ : 0.0;
+  // Each TP rank holds other heads: their dropout masks come from the per-TP-rank generator
+  // (Megatron's rng tracker fork); at tp = 1 the kernel draws from the default generator.
+  std::optional<at::Generator> dropout_gen;
+  if (dropout_p > 0.0 && parallel_ && parallel_->tp.size() > 1)
+    dropout_gen = parallel::tensor_parallel_generator(q.device(), parallel_->tp);
   const int cp = parallel_ ? parallel_->cp.size() : 1;
-  if (cp == 1) return linear_proj.forward(causal_dot_product_attention(q, k, v, dropout_p));  // [s, b, hidden]
+  if (cp == 1)
+    return linear_proj.forward(causal_dot_product_attention(q, k, v, dropout_p, dropout_gen));  // [s, b, hidden]
   // Context parallel: gather every rank's keys/values (already rotated at their own positions).
   const int64_t s = q.size(0);
   const at::Tensor k_all = parallel::gather_from_sequence_parallel_region(k, parallel_->cp);  // [cp*s, b, ng, hn]
   const at::Tensor v_all = parallel::gather_from_sequence_parallel_region(v, parallel_->cp);
   const at::Tensor q_pos = parallel::context_parallel_positions(s, parallel_->cp.rank(), cp, q.device());
   const at::Tensor k_pos = parallel::context_parallel_gathered_positions(s, cp, q.device());
-  return linear_proj.forward(causal_attention_by_positions(q, k_all, v_all, q_pos, k_pos, dropout_p));
+  return linear_proj.forward(causal_attention_by_positions(q, k_all, v_all, q_pos, k_pos, dropout_p, dropout_gen));
 }
 
+namespace {
+
+// The unfused path, for dropout from an explicit generator (the fused kernels take none):
+// qb [b, n, sq, hn], kb/vb [b, n, sk, hn], additive mask [sq, sk] -> [b, n, sq, hn].
+at::Tensor attention_with_generator(const at::Tensor& qb, const at::Tensor& kb, const at::Tensor& vb,
+                                    const at::Tensor& mask, double dropout_p, const at::Generator& gen) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(qb.size(-1)));
+  const at::Tensor scores = at::matmul(qb, kb.transpose(-2, -1)) * scale + mask;  // [b, n, sq, sk]
+  const at::Tensor probs = parallel::dropout_with(at::softmax(scores, -1), dropout_p, true, gen);
+  return at::matmul(probs, vb);  // [b, n, sq, hn]
+}
+
+// Additive causal mask [sq, sk]: 0 where visible, -inf where the key lies in the query's future.
+at::Tensor additive_mask(const at::Tensor& q_positions, const at::Tensor& k_positions, const at::TensorOptions& opts) {
+  const at::Tensor visible = q_positions.unsqueeze(1) >= k_positions.unsqueeze(0);
+  return at::zeros(visible.sizes(), opts).masked_fill(visible.logical_not(), -std::numeric_limits<double>::infinity());
+}
+
+}  // namespace
+
 at::Tensor causal_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                        double dropout_p) {
+                                        double dropout_p, const std::optional<at::Generator>& dropout_gen) {
   const int64_t s = q.size(0), b = q.size(1), heads = q.size(2), groups = k.size(2), hn = q.size(3);
   at::Tensor key = k, value = v;
   if (groups != heads) {  // grouped-query: query head i uses group i / (np / ng)
@@ -69,25 +96,32 @@ at::Tensor causal_dot_product_attention(const at::Tensor& q, const at::Tensor& k
     value = v.repeat_interleave(heads / groups, /*dim=*/2);
   }
   // [s, b, n, hn] -> [b, n, s, hn], the layout of scaled_dot_product_attention
-  const at::Tensor out = compat::causal_attention(q.permute({1, 2, 0, 3}), key.permute({1, 2, 0, 3}),
-                                                  value.permute({1, 2, 0, 3}), dropout_p);
+  const at::Tensor qb = q.permute({1, 2, 0, 3}), kb = key.permute({1, 2, 0, 3}), vb = value.permute({1, 2, 0, 3});
+  at::Tensor out;
+  if (dropout_gen && dropout_p > 0.0) {
+    const at::Tensor pos = at::arange(s, q.options().dtype(at::kLong));
+    out = attention_with_generator(qb, kb, vb, additive_mask(pos, pos, q.options()), dropout_p, *dropout_gen);
+  } else {
+    out = compat::causal_attention(qb, kb, vb, dropout_p);
+  }
   return out.permute({2, 0, 1, 3}).reshape({s, b, heads * hn});  // [s, b, np * hn]
 }
 
 at::Tensor causal_attention_by_positions(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                          const at::Tensor& q_positions, const at::Tensor& k_positions,
-                                         double dropout_p) {
+                                         double dropout_p, const std::optional<at::Generator>& dropout_gen) {
   const int64_t sq = q.size(0), b = q.size(1), heads = q.size(2), groups = k.size(2), hn = q.size(3);
   at::Tensor key = k, value = v;
   if (groups != heads) {
     key = k.repeat_interleave(heads / groups, /*dim=*/2);
     value = v.repeat_interleave(heads / groups, /*dim=*/2);
   }
-  // Additive mask [sq, sk]: 0 where visible, -inf where the key lies in the query's future.
-  const at::Tensor visible = q_positions.unsqueeze(1) >= k_positions.unsqueeze(0);
-  const at::Tensor mask = at::zeros(visible.sizes(), q.options()).masked_fill(visible.logical_not(),
-                                                                               -std::numeric_limits<double>::infinity());
+  const at::Tensor mask = additive_mask(q_positions, k_positions, q.options());  // [sq, sk]
   const at::Tensor qb = q.permute({1, 2, 0, 3}), kb = key.permute({1, 2, 0, 3}), vb = value.permute({1, 2, 0, 3});
+  if (dropout_gen && dropout_p > 0.0) {
+    const at::Tensor out = attention_with_generator(qb, kb, vb, mask, dropout_p, *dropout_gen);  // [b, n, sq, hn]
+    return out.permute({2, 0, 1, 3}).reshape({sq, b, heads * hn});
+  }
 #if MH_TORCH_AT_LEAST(2, 0)
   const at::Tensor out = at::scaled_dot_product_attention(qb, kb, vb, mask, dropout_p, /*is_causal=*/false);
 #else

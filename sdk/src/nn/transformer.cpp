@@ -2,7 +2,8 @@
 #include "megahost/sdk/nn/transformer.h"
 
 #include <ATen/TensorOperators.h>
-#include <ATen/ops/dropout.h>
+
+#include "megahost/sdk/parallel/random.h"
 
 namespace megahost::sdk::nn {
 
@@ -13,14 +14,16 @@ TransformerLayer::TransformerLayer(ParamRegistry& reg, const std::string& prefix
       pre_mlp_layernorm(reg, join_name(prefix, "pre_mlp_layernorm"), cfg.hidden_size, cfg.normalization,
                         cfg.norm_epsilon, sequence_parallel_flag(cfg.parallel.get())),
       mlp(reg, join_name(prefix, "mlp"), cfg),
-      hidden_dropout_(cfg.hidden_dropout) {}
+      hidden_dropout_(cfg.hidden_dropout),
+      parallel_(cfg.parallel) {}
 
 at::Tensor TransformerLayer::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const {
   const double p = training ? hidden_dropout_ : 0.0;
   // Megatron's bias-dropout-add: the linear bias is already inside the projections' output.
+  // Under sequence parallelism each TP rank holds its own slice of s: per-rank masks.
   const at::Tensor attn = self_attention.forward(input_layernorm.forward(x), rotary_freqs, training);
-  const at::Tensor h = x + at::dropout(attn, p, training);
-  return h + at::dropout(mlp.forward(pre_mlp_layernorm.forward(h)), p, training);
+  const at::Tensor h = x + parallel::hidden_dropout(attn, p, training, parallel_.get());
+  return h + parallel::hidden_dropout(mlp.forward(pre_mlp_layernorm.forward(h)), p, training, parallel_.get());
 }
 
 TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg,

@@ -7,14 +7,17 @@
 // unchanged and each TP rank holds whole groups. Query head i attends with group i / (np/ng).
 //
 // Tensor parallel: each rank holds np/tp heads and ng/tp query groups (linear_qkv's dim-0 slice
-// is whole groups; linear_proj's dim-1 slice is the same heads). Context parallel: each cp rank
+// is whole groups; linear_proj's dim-1 slice is the same heads); attention dropout draws from the
+// per-TP-rank generator (megahost/sdk/parallel/random.h), through the unfused path. Context parallel: each cp rank
 // holds two chunks of the sequence (megahost/sdk/parallel/context_parallel.h); K and V are
 // all-gathered over the cp group (their grads reduce-scattered back) and the causal mask compares
 // GLOBAL positions of the local queries with the gathered keys (Megatron-Core's all-gather CP).
 #pragma once
 
+#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
+#include <optional>
 #include <string>
 
 #include "megahost/sdk/nn/linear.h"
@@ -47,14 +50,16 @@ class SelfAttention {
 };
 
 // Causal attention with grouped-query expansion: q [s, b, np, hn], k/v [s, b, ng, hn] ->
-// context [s, b, np * hn]. Uses megahost::compat::causal_attention (fused kernels on 2.x).
+// context [s, b, np * hn]. Uses megahost::compat::causal_attention (fused kernels on 2.x); with
+// dropout_gen and dropout_p > 0, the unfused path whose dropout draws from dropout_gen (the
+// per-TP-rank generator of megahost/sdk/parallel/random.h).
 at::Tensor causal_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                        double dropout_p);
+                                        double dropout_p, const std::optional<at::Generator>& dropout_gen = std::nullopt);
 
 // The same with the causal mask by positions: q [sq, b, np, hn] at q_positions [sq] int64,
 // k/v [sk, b, ng, hn] at k_positions [sk]; query i sees key j when q_pos[i] >= k_pos[j].
 at::Tensor causal_attention_by_positions(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                          const at::Tensor& q_positions, const at::Tensor& k_positions,
-                                         double dropout_p);
+                                         double dropout_p, const std::optional<at::Generator>& dropout_gen = std::nullopt);
 
 }  // namespace megahost::sdk::nn

@@ -4,6 +4,9 @@
 //   h = x + dropout(self_attention(input_layernorm(x)))
 //   y = h + dropout(mlp(pre_mlp_layernorm(h)))
 //
+// The dropouts are megahost/sdk/parallel/random.h's hidden_dropout: per TP rank under sequence
+// parallelism, the default generator otherwise.
+//
 // Hidden states are [s, b, hidden] (sequence first, as Megatron: sequence parallelism splits dim 0).
 #pragma once
 
@@ -35,6 +38,7 @@ class TransformerLayer {
 
  private:
   double hidden_dropout_;
+  std::shared_ptr<const parallel::ParallelContext> parallel_;
 };
 
 class TransformerBlock {
