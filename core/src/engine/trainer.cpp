@@ -405,7 +405,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
 
   set_training(true);
   ddp.zero_grad();
-  double interval_loss = 0, interval_ms = 0;
+  double interval_loss = 0, interval_ms = 0, interval_sync_ms = 0;
   int64_t interval_n = 0;
   int64_t iteration = state.iteration;
   bool saved_last = false;
@@ -424,7 +424,11 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
     sa.grad_scale = 1.0 / static_cast<double>(num_micro);
     sa.before_last_backward = [&](size_t chunk) { ddp.enable_grad_sync(chunk, true); };
     const std::vector<Loss> losses = run_schedule(sa);
+    // The gradient reduction left after backward: all of it without overlap_grad_reduce, only
+    // the part backward did not hide with it (logged as grad_sync_ms).
+    const auto t_sync = Clock::now();
     ddp.finish_grad_sync();
+    interval_sync_ms += std::chrono::duration<double, std::milli>(Clock::now() - t_sync).count();
     const double loss = reduce_logged_loss(mean_loss(losses), !losses.empty());
     const double grad_norm = ddp.grad_norm_and_clip(clip_grad);
     ++iteration;
@@ -467,8 +471,9 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
                      {"consumed_samples", state.consumed_train_samples},
                      {"elapsed_ms", avg_ms},
                      {"tokens_per_s", static_cast<double>(gbs * seq_length) / (avg_ms / 1000.0)},
-                     {"tflops", tflops}});
-      interval_loss = interval_ms = 0;
+                     {"tflops", tflops},
+                     {"grad_sync_ms", interval_sync_ms / interval_n}});
+      interval_loss = interval_ms = interval_sync_ms = 0;
       interval_n = 0;
     }
     if (do_valid && iteration % eval_interval == 0) evaluate(iteration, cat("iteration ", iteration));
