@@ -25,6 +25,8 @@ constexpr const char* kUsage =
     "  generate RECIPE --prompt TEXT               greedy continuation from the latest checkpoint\n"
     "  data inspect PREFIX [--sample I ...]        counts, dtype, length histogram of a .bin/.idx dataset;\n"
     "                                              sequence, document or GPT sample i decoded\n"
+    "  ckpt verify|inspect DIR [--json]          read every tensor and check checksums; list metadata\n"
+    "                                              and tensors of a checkpoint (save folder or iter_*)\n"
     "  plugins [--json]                            list plugins found, and libraries refused and why\n"
   "  launch --nproc-per-node N -- <command...>   run N local ranks of megahost (torchrun's environment)\n"
     "\n"
@@ -61,6 +63,7 @@ int main(int argc, char** argv) {
   if (cmd == "preprocess") return cmd_preprocess(argc - 1, argv + 1);
   if (cmd == "generate") return cmd_generate(argc - 1, argv + 1);
   if (cmd == "data") return cmd_data(argc - 1, argv + 1);
+  if (cmd == "ckpt") return cmd_ckpt(argc - 1, argv + 1);
   if (cmd == "launch") return cmd_launch(argc - 1, argv + 1);
   if (cmd == "_dist-selftest") return cmd_dist_selftest(argc - 1, argv + 1);  // hidden: launch tests
   std::fprintf(stderr, "megahost: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -133,7 +134,7 @@ TEST(Cli, VersionAndHelpForEveryCommand) {
   Result v = run("--version");
   EXPECT_EQ(v.code, 0);
   EXPECT_NE(v.out.find("megahost"), std::string::npos);
-  for (const char* cmd : {"run", "plugins", "preprocess", "generate"}) {
+  for (const char* cmd : {"run", "plugins", "preprocess", "generate", "ckpt"}) {
     Result h = run(std::string(cmd) + " --help");
     EXPECT_EQ(h.code, 0) << cmd << ": " << h.out;
     EXPECT_NE(h.out.find("Usage"), std::string::npos) << cmd << ": " << h.out;
@@ -418,4 +419,102 @@ TEST_F(E2E, BadInputsFailCleanly) {
                "cannot open input");
   Result usage = run("preprocess --output-prefix x");
   EXPECT_EQ(usage.code, 2) << usage.out;
+}
+
+// finetune = true (Megatron's --finetune): the weights of `load`, but iteration 0, consumed samples
+// 0 and a fresh optimizer; the run then saves its own checkpoints.
+TEST_F(E2E, FinetuneLoadsWeightsOnly) {
+  const std::string recipe = write_recipe(preprocess_bytes());
+  const std::string common = " --set training.eval_iters=0 --set checkpoint.save_interval=1000";
+  Result a = run("run " + recipe + common + " --set training.train_iters=30 --set logging.metrics_file=" +
+                 path("a.jsonl"));
+  ASSERT_EQ(a.code, 0) << a.out;
+  Result f = run("run " + recipe + common + " --set training.train_iters=3 --set checkpoint.finetune=true" +
+                 " --set checkpoint.save=" + path("ckpt_ft") + " --set logging.metrics_file=" + path("ft.jsonl"));
+  ASSERT_EQ(f.code, 0) << f.out;
+  EXPECT_NE(f.out.find("finetune: loaded the weights of"), std::string::npos) << f.out;
+  double a_first = 0, a_last = 0, ft_first = 0;
+  for (const auto& m : read_metrics(path("a.jsonl")))
+    if (m["split"] == "train") (m["iteration"] == 1 ? a_first : a_last) = m["lm_loss"];
+  std::vector<int64_t> ft_iters;
+  for (const auto& m : read_metrics(path("ft.jsonl")))
+    if (m["split"] == "train") {
+      ft_iters.push_back(m["iteration"]);
+      if (m["iteration"] == 1) ft_first = m["lm_loss"];
+    }
+  EXPECT_EQ(ft_iters, (std::vector<int64_t>{1, 2, 3}));  // starts at iteration 1, not 31
+  ASSERT_GT(a_first, a_last + 1.0) << "the trained run must have learned something";
+  EXPECT_LT(ft_first, a_last + 0.5) << "finetune starts from the trained weights";
+  EXPECT_LT(ft_first, a_first - 1.0) << "not from a fresh initialisation";
+  EXPECT_EQ(read_bytes(path("ckpt_ft/latest_checkpointed_iteration.txt")), "3\n");
+  EXPECT_TRUE(fs::exists(path("ckpt_ft/iter_0000003")));
+  EXPECT_EQ(read_bytes(path("ckpt/latest_checkpointed_iteration.txt")), "30\n");  // the source is untouched
+}
+
+TEST_F(E2E, KeepLastNKeepsTheNewest) {
+  const std::string recipe = write_recipe(preprocess_bytes());
+  Result r = run("run " + recipe + " --set training.train_iters=5 --set training.eval_iters=0" +
+                 " --set checkpoint.save_interval=1 --set checkpoint.keep_last_n=2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::vector<std::string> iters;
+  for (const auto& e : fs::directory_iterator(path("ckpt")))
+    if (e.path().filename().string().rfind("iter_", 0) == 0) iters.push_back(e.path().filename().string());
+  std::sort(iters.begin(), iters.end());
+  EXPECT_EQ(iters, (std::vector<std::string>{"iter_0000004", "iter_0000005"}));
+  EXPECT_EQ(read_bytes(path("ckpt/latest_checkpointed_iteration.txt")), "5\n");
+}
+
+// ckpt inspect lists the tensors; ckpt verify passes on a good checkpoint and names the entry
+// whose payload has one flipped byte.
+TEST_F(E2E, CkptVerifyAndInspect) {
+  const std::string recipe = write_recipe(preprocess_bytes());
+  Result t = run("run " + recipe + " --set training.train_iters=2 --set training.eval_iters=0");
+  ASSERT_EQ(t.code, 0) << t.out;
+  Result ok = run("ckpt verify " + path("ckpt"));
+  EXPECT_EQ(ok.code, 0) << ok.out;
+  EXPECT_NE(ok.out.find("OK"), std::string::npos) << ok.out;
+
+  const json index = json::parse(read_bytes(path("ckpt/iter_0000002/index.json")));
+  json victim;
+  for (const auto& e : index["entries"])
+    if (e["kind"] != "blob" && e["name"].get<std::string>().rfind("model/", 0) == 0 && victim.is_null()) victim = e;
+  ASSERT_FALSE(victim.is_null()) << index.dump();
+  const std::string name = victim["name"];
+
+  Result ins = run("ckpt inspect " + path("ckpt/iter_0000002"), /*with_stderr=*/false);
+  ASSERT_EQ(ins.code, 0) << ins.out;
+  EXPECT_NE(ins.out.find(name), std::string::npos) << ins.out;
+  EXPECT_NE(ins.out.find("consumed_train_samples"), std::string::npos) << ins.out;
+  Result js = run("ckpt inspect --json " + path("ckpt"), /*with_stderr=*/false);
+  ASSERT_EQ(js.code, 0) << js.out;
+  const json j = json::parse(js.out);
+  ASSERT_EQ(j["folders"].size(), 1u);
+  EXPECT_EQ(j["folders"][0]["meta"]["iteration"], 2);
+  EXPECT_EQ(j["checkpoint_plugin"], "megahost-tensors");
+  bool listed = false;
+  for (const auto& e : j["folders"][0]["tensors"])
+    if (e["name"] == name) listed = e["bytes"] == victim["nbytes"] && e["shape"] == victim["shape"];
+  EXPECT_TRUE(listed) << js.out;
+
+  {
+    std::fstream f(path("ckpt/iter_0000002/tensors.bin"), std::ios::in | std::ios::out | std::ios::binary);
+    const int64_t at = victim["offset"].get<int64_t>() + victim["nbytes"].get<int64_t>() / 2;
+    f.seekp(at);
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(at);
+    c = static_cast<char>(c ^ 0x5a);
+    f.write(&c, 1);
+  }
+  Result bad = run("ckpt verify " + path("ckpt"));
+  EXPECT_FALSE(bad.crashed) << bad.out;
+  EXPECT_EQ(bad.code, 1) << bad.out;
+  EXPECT_NE(bad.out.find("entry '" + name + "'"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("iter_0000002"), std::string::npos) << bad.out;
+  EXPECT_EQ(bad.out.find("OK"), std::string::npos) << bad.out;
+
+  Result usage = run("ckpt frobnicate " + path("ckpt"));
+  EXPECT_EQ(usage.code, 2) << usage.out;
+  Result missing = run("ckpt verify " + path("nothing"));
+  EXPECT_EQ(missing.code, 1) << missing.out;
 }

@@ -177,6 +177,33 @@ TEST_F(Layouts, TP2xDP2SavesAndResumes) {
   const Metrics b = train("resume_b", 4, sets);
   ASSERT_EQ(b.loss.count(3), 1u);
   EXPECT_NEAR(b.loss.at(3), reference_.loss.at(3), kRelTol * reference_.loss.at(3));
+
+  // ckpt verify / inspect read every rank folder; a flipped byte is named with its rank folder.
+  const Result ok = run("ckpt verify " + ckpt);
+  EXPECT_EQ(ok.code, 0) << ok.out;
+  const Result ins = run("ckpt inspect --json " + ckpt);  // stderr (warnings) comes before the JSON
+  ASSERT_EQ(ins.code, 0) << ins.out;
+  ASSERT_NE(ins.out.find("{\n"), std::string::npos) << ins.out;
+  const json j = json::parse(ins.out.substr(ins.out.find("{\n")));
+  ASSERT_EQ(j["folders"].size(), 4u) << ins.out;
+  EXPECT_EQ(j["folders"][3]["meta"]["world_size"], 4);
+  const std::string rank3 = ckpt + "/iter_0000003/rank_00003";  // train_iters = 3
+  const json index = json::parse(std::ifstream(rank3 + "/index.json"));
+  const json& victim = index["entries"][0];
+  {
+    std::fstream f(rank3 + "/tensors.bin", std::ios::in | std::ios::out | std::ios::binary);
+    const int64_t at = victim["offset"].get<int64_t>();
+    f.seekp(at);
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(at);
+    c = static_cast<char>(c ^ 0x5a);
+    f.write(&c, 1);
+  }
+  const Result bad = run("ckpt verify " + ckpt);
+  EXPECT_EQ(bad.code, 1) << bad.out;
+  EXPECT_NE(bad.out.find("rank_00003: entry '" + victim["name"].get<std::string>() + "'"), std::string::npos)
+      << bad.out;
 }
 
 // TP2 with dropout (attention dropout per TP rank): stopped at iteration 2 and resumed, iteration 3

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -121,6 +122,7 @@ void write_rank_folder(CheckpointFormat& fmt, const fs::path& dir, const Trainin
   for (const auto& [name, gen] : default_generators()) writer->blob(name, generator_state(gen));
   nlohmann::json meta = {{"format", "megahost-checkpoint"},
                          {"version", 1},
+                         {"checkpoint_plugin", fmt.id()},
                          {"iteration", state.iteration},
                          {"consumed_train_samples", state.consumed_train_samples},
                          {"num_parameters", num_params},
@@ -142,7 +144,7 @@ void barrier_if_many(const CheckpointParts& parts) {
 }  // namespace
 
 void save_checkpoint(CheckpointFormat& fmt, const std::string& save_dir, const TrainingState& state,
-                     const CheckpointParts& parts, const std::string& recipe_text) {
+                     const CheckpointParts& parts, const std::string& recipe_text, int64_t keep_last_n) {
   const bool leader = parts.rank == 0;
   const fs::path final_dir = iteration_dir(save_dir, state.iteration);
   const fs::path staging = final_dir.string() + ".tmp";
@@ -173,6 +175,23 @@ void save_checkpoint(CheckpointFormat& fmt, const std::string& save_dir, const T
     write_file_atomic(fs::path(save_dir) / kTracker, std::to_string(state.iteration) + "\n");
   }
   barrier_if_many(parts);  // nobody trains on (or loads) before the tracker names this iteration
+  // Pruning after publication: a kill in between leaves extra folders, never too few.
+  if (leader && keep_last_n > 0) prune_checkpoints(save_dir, keep_last_n);
+}
+
+void prune_checkpoints(const std::string& save_dir, int64_t keep_last_n) {
+  const auto tracked = latest_checkpoint(save_dir);
+  std::vector<std::pair<int64_t, fs::path>> iters;  // only complete folders: iter_ + 7 digits
+  for (const auto& e : fs::directory_iterator(save_dir)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory() || name.size() != 12 || name.rfind("iter_", 0) != 0 ||
+        name.find_first_not_of("0123456789", 5) != std::string::npos)
+      continue;
+    iters.emplace_back(std::stoll(name.substr(5)), e.path());
+  }
+  std::sort(iters.begin(), iters.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = static_cast<size_t>(keep_last_n); i < iters.size(); ++i)
+    if (!tracked || iters[i].first != *tracked) remove_tree(iters[i].second);
 }
 
 std::optional<int64_t> latest_checkpoint(const std::string& dir) {

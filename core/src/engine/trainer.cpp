@@ -302,11 +302,19 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
   TrainingState state;
   if (!load_dir.empty()) {
     if (auto latest = latest_checkpoint(load_dir)) {
+      // finetune (Megatron's --finetune): weights only; iteration, samples, optimizer, scheduler start afresh.
+      const bool finetune = r.get_bool("checkpoint", "finetune");
       LoadOptions lo;
-      lo.load_optimizer = !r.get_bool("checkpoint", "no_load_optim");
-      lo.load_rng = !r.get_bool("checkpoint", "no_load_rng");
+      lo.load_optimizer = !finetune && !r.get_bool("checkpoint", "no_load_optim");
+      lo.load_rng = !finetune && !r.get_bool("checkpoint", "no_load_rng");
       state = load_checkpoint(*ckpt, load_dir, *latest, parts, lo);
-      spdlog::info("resumed from {} at iteration {}", iteration_dir(load_dir, *latest), state.iteration);
+      if (!lo.load_optimizer) ddp.reload_model_params();  // fp32 masters follow the loaded weights
+      if (finetune) {
+        state = TrainingState{};
+        spdlog::info("finetune: loaded the weights of {}; starting at iteration 0", iteration_dir(load_dir, *latest));
+      } else {
+        spdlog::info("resumed from {} at iteration {}", iteration_dir(load_dir, *latest), state.iteration);
+      }
       if (state.iteration >= train_iters)
         spdlog::warn("the checkpoint is at iteration {} and train_iters is {}: nothing left to train "
                      "(raise training.train_iters to continue)", state.iteration, train_iters);
@@ -398,7 +406,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
     if (save_dir.empty()) return;
     const auto t0 = Clock::now();
     ddp.wait_param_gather();  // the parameters must be the updated ones
-    save_checkpoint(*ckpt, save_dir, state, parts, recipe_text);
+    save_checkpoint(*ckpt, save_dir, state, parts, recipe_text, r.get_int("checkpoint", "keep_last_n"));
     spdlog::info("saved checkpoint at iteration {} to {} in {:.2f} s", iteration, iteration_dir(save_dir, iteration),
                  std::chrono::duration<double>(Clock::now() - t0).count());
   };

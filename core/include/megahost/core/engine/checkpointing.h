@@ -35,9 +35,13 @@ struct CheckpointParts {
 
 // Writes model params, optimizer state, RNG state and metadata into <save>/iter_%07d, published
 // atomically (staging folder + rename, after every rank has committed), then updates the
-// tracker file atomically.
+// tracker file atomically. keep_last_n > 0: then removes older iter_* folders beyond the newest
+// keep_last_n (never the one the tracker names).
 void save_checkpoint(CheckpointFormat& fmt, const std::string& save_dir, const TrainingState& state,
-                     const CheckpointParts& parts, const std::string& recipe_text);
+                     const CheckpointParts& parts, const std::string& recipe_text, int64_t keep_last_n = 0);
+
+// Removes iter_* folders of save_dir beyond the newest keep_last_n, never the tracker's one.
+void prune_checkpoints(const std::string& save_dir, int64_t keep_last_n);
 
 // The latest iteration recorded in <dir>/latest_checkpointed_iteration.txt, or nullopt.
 std::optional<int64_t> latest_checkpoint(const std::string& dir);
