@@ -164,7 +164,7 @@ void validate_plugin_sections(const Recipe& r, const PluginRegistry& reg) {
   }
 }
 
-TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
+TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks& hooks) {
   validate_plugin_sections(r, reg);  // every recipe error before any heavy work
 
   const int64_t mbs = r.get_int("training", "micro_batch_size");
@@ -354,6 +354,9 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
 
   TrainSummary summary;
   summary.start_iteration = state.iteration;
+  if (hooks.on_start)
+    hooks.on_start({gbs, seq_length, padded_vocab, par.world, flops_per_iter, device.is_cuda(),
+                    device.is_cuda() ? static_cast<int>(device.index()) : -1});
 
   // Micro-batch m of an iteration that starts at sample `first`, as this rank sees it.
   auto micro_batch = [&](const SampleSource& src, uint64_t first, int64_t m) {
@@ -418,6 +421,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
   int64_t iteration = state.iteration;
   bool saved_last = false;
   while (iteration < train_iters) {
+    if (hooks.on_iteration_start) hooks.on_iteration_start(iteration + 1);
     const auto t0 = Clock::now();
     const double lr = schedule.lr_at(static_cast<double>(state.consumed_train_samples));
     ddp.wait_param_gather();
@@ -447,6 +451,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg) {
     saved_last = false;
     MH_CORE_CHECK(std::isfinite(loss), "iteration ", iteration, ": loss is ", loss,
                   "\nHINT: lower the learning rate or check the data; the last checkpoint is intact");
+    if (hooks.on_iteration_end) hooks.on_iteration_end(iteration, loss);
 
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     interval_loss += loss;

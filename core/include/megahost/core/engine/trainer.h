@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -22,7 +23,23 @@ struct TrainSummary {
 // Checks every plugin section of the recipe against its plugin's schema (no instance created).
 void validate_plugin_sections(const Recipe& recipe, const PluginRegistry& reg);
 
-TrainSummary train(const Recipe& recipe, const PluginRegistry& reg);
+// What the engine worked out before the first iteration (for benchmarks: `megahost bench`).
+struct TrainStartInfo {
+  int64_t global_batch_size = 0, seq_length = 0, padded_vocab_size = 0, world_size = 1;
+  double model_flops_per_iteration = 0;  // FORMATS.md §5 with the padded vocabulary; 0 if unknown
+  bool cuda = false;
+  int device_index = -1;  // this rank's CUDA device, -1 on CPU
+};
+
+// Optional callbacks into the loop; iterations count from 1. on_iteration_end runs after the
+// optimizer step and before any logging, evaluation or checkpoint of that iteration.
+struct TrainHooks {
+  std::function<void(const TrainStartInfo&)> on_start;
+  std::function<void(int64_t iteration)> on_iteration_start;
+  std::function<void(int64_t iteration, double loss)> on_iteration_end;
+};
+
+TrainSummary train(const Recipe& recipe, const PluginRegistry& reg, const TrainHooks& hooks = {});
 
 // Loads the model (and latest checkpoint from [checkpoint] load, else save) and continues a
 // prompt greedily. Returns the generated text (without the prompt).
