@@ -10,6 +10,7 @@ int cmd_generate(int argc, char** argv);
 int cmd_data(int argc, char** argv);
 int cmd_ckpt(int argc, char** argv);           // cmd_ckpt.cpp
 int cmd_launch(int argc, char** argv);         // cmd_launch.cpp
+int cmd_bench(int argc, char** argv);          // cmd_bench.cpp
 int cmd_dist_selftest(int argc, char** argv);  // cmd_launch.cpp, hidden: tests of launch
 
 // Exit codes.

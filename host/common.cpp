@@ -51,9 +51,10 @@ void add_recipe_options(cxxopts::Options& options) {
   options.parse_positional({"recipe"});
 }
 
-RecipeAndPlugins load_recipe_and_plugins(const cxxopts::ParseResult& args) {
+RecipeAndPlugins load_recipe_and_plugins(const cxxopts::ParseResult& args, const std::vector<std::string>& forced) {
   std::vector<std::string> overrides;
   if (args.count("set") != 0) overrides = args["set"].as<std::vector<std::string>>();
+  overrides.insert(overrides.end(), forced.begin(), forced.end());
   RecipeAndPlugins out{core::load_recipe(args["recipe"].as<std::string>(), overrides), nullptr};
   std::vector<std::string> extra = out.recipe.plugin_path;
   if (args.count("plugin-path") != 0)

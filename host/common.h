@@ -30,6 +30,7 @@ struct RecipeAndPlugins {
   core::Recipe recipe;
   std::unique_ptr<core::PluginRegistry> registry;
 };
-RecipeAndPlugins load_recipe_and_plugins(const cxxopts::ParseResult& args);
+// `forced` overrides go after the user's --set ones (they win): e.g. what `megahost bench` fixes.
+RecipeAndPlugins load_recipe_and_plugins(const cxxopts::ParseResult& args, const std::vector<std::string>& forced = {});
 
 }  // namespace megahost::host

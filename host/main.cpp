@@ -27,6 +27,9 @@ constexpr const char* kUsage =
     "                                              sequence, document or GPT sample i decoded\n"
     "  ckpt verify|inspect DIR [--json]          read every tensor and check checksums; list metadata\n"
     "                                              and tensors of a checkpoint (save folder or iter_*)\n"
+    "  bench RECIPE [--warmup N] [--iters N] [--json F] [--profile]\n"
+    "                                              train briefly as `run` does: ms/iteration, tokens/s,\n"
+    "                                              TFLOP/s per GPU, MFU, peak memory\n"
     "  plugins [--json]                            list plugins found, and libraries refused and why\n"
   "  launch --nproc-per-node N -- <command...>   run N local ranks of megahost (torchrun's environment)\n"
     "\n"
@@ -65,6 +68,7 @@ int main(int argc, char** argv) {
   if (cmd == "data") return cmd_data(argc - 1, argv + 1);
   if (cmd == "ckpt") return cmd_ckpt(argc - 1, argv + 1);
   if (cmd == "launch") return cmd_launch(argc - 1, argv + 1);
+  if (cmd == "bench") return cmd_bench(argc - 1, argv + 1);
   if (cmd == "_dist-selftest") return cmd_dist_selftest(argc - 1, argv + 1);  // hidden: launch tests
   std::fprintf(stderr, "megahost: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return kExitUsage;

@@ -8,7 +8,7 @@
 #   3. builds every target, 4. runs ctest (GPU tests included; libstdc++ preloaded, see below),
 #   5. benchmarks GPT-345M:
 #      the PyTorch reference (.gpu-deps/bench/gpt_baseline.py gpt345m:eager, bf16 autocast) and
-#      megahost-bench-train examples/gpt/bench_gpt345m.toml (fp32, and fp32 with TF32 matmuls)
+#      megahost bench examples/gpt/bench_gpt345m.toml (fp32, and fp32 with TF32 matmuls)
 #
 # Env: MEGAHOST_GPU_BUILD_DIR (build-gpu), MEGAHOST_GPU_BUILD_TYPE (RelWithDebInfo), MEGAHOST_JOBS (nproc), SKIP_TESTS=1, SKIP_BENCH=1,
 #      CTEST_TIME_LIMIT (300 s for the whole ctest run),
@@ -136,10 +136,12 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
     set -- $variant
     label="megahost-gpt345m-$1"
     shift
-    if out="$("$BUILD/bin/megahost-bench-train" examples/gpt/bench_gpt345m.toml --label "$label" "$@" 2>&1)"; then
+    if out="$("$BUILD/bin/megahost" bench examples/gpt/bench_gpt345m.toml --warmup 5 --iters 20 --label "$label" \
+        --json "$LOG_DIR/bench-$label.json" "$@" 2>&1)"; then
       echo "$out" >>"$LOG_DIR/bench.log"
       echo "$out" | grep -E "iteration +(1|25)/" | cut -c1-200 || true
-      results+=("$(echo "$out" | tail -n 1)")
+      echo "$out" | grep -A 7 -E "^$label " || true
+      results+=("$(echo "$out" | grep -E "^$label " | tail -n 1)")
     else
       echo "$out" | tail -n 30; echo "$out" >>"$LOG_DIR/bench.log"; fail "bench $label"
     fi

@@ -1,0 +1,35 @@
+// Where the GPU time of a training iteration goes: GPU kernel names sorted into a few groups
+// (matmuls, attention, megahost's fused kernels, ...), summed, and printed as a table.
+// Plain code, no profiler: `megahost bench --profile` feeds it Kineto's events (profile_summary.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace megahost::host {
+
+enum class KernelGroup { kMatmul, kAttention, kFusedMegahost, kCommunication, kOptimizer, kCopy, kOther };
+
+constexpr int kNumKernelGroups = 7;
+
+const char* kernel_group_name(KernelGroup g);
+
+// The group of one kernel, from its (demangled) name. First match wins, in this order:
+// communication (nccl), optimizer (adam, multi_tensor), fused megahost (a name part starting
+// with mh_), attention (flash, fmha, cudnn, sdpa, attention), matmul (gemm, gemv, cutlass,
+// cublas, xmma, nvjet, splitKreduce), copies (memcpy, memset), everything else.
+KernelGroup classify_kernel(std::string_view name);
+
+// One GPU activity as a profiler reports it.
+struct KernelTime {
+  std::string name;
+  double ns = 0;  // its duration on the GPU
+};
+
+// The table `megahost bench --profile` prints: per group ms/iteration and % of the summed GPU
+// time, then the `top` kernels by time. `iterations` is how many iterations `kernels` cover.
+std::string kernel_time_table(const std::vector<KernelTime>& kernels, int iterations, int top = 15);
+
+}  // namespace megahost::host
