@@ -6,6 +6,7 @@
 
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/norm.h"
+#include "megahost/sdk/nn/recompute.h"
 #include "megahost/sdk/parallel/mappings.h"
 
 namespace megahost::gpt {
@@ -43,6 +44,12 @@ constexpr Key kKeys[] = {
     {"init_method_std", "float", "0.02", false, "std of the normal init of weights"},
     {"add_bias_linear", "bool", "true", false, "biases in every linear layer"},
     {"add_qkv_bias", "bool", "false", false, "bias in linear_qkv even when add_bias_linear = false"},
+    {"recompute_granularity", "string", "\"none\"", false,
+     "activation recompute: none | selective (core attention) | full (whole layers, needs recompute_method)"},
+    {"recompute_method", "string", nullptr, false,
+     "with full: uniform (groups of recompute_num_layers layers) | block (first recompute_num_layers layers per stage)"},
+    {"recompute_num_layers", "int", nullptr, false, "with full: layers per group (uniform) or layers recomputed (block)"},
+    {"recompute_activations", "bool", "false", false, "Megatron's shorthand for recompute_granularity = selective"},
 };
 
 const Key& key(const char* name) {
@@ -78,6 +85,40 @@ void check_positive(const sdk::Config& cfg, const char* name, int64_t v) {
 void check_probability(const sdk::Config& cfg, const char* name, double p) {
   if (!(p >= 0.0 && p < 1.0))
     throw cfg.error(name, sdk::str_cat(name, " = ", p, " must be in [0, 1)"), "Megatron's default is 0.1");
+}
+
+// Activation recompute: Megatron's --recompute-* arguments and Megatron-Core's checks of them.
+void parse_recompute(const sdk::Config& cfg, sdk::nn::TransformerConfig* t) {
+  std::string granularity = read_string(cfg, "recompute_granularity");
+  if (read_bool(cfg, "recompute_activations")) {  // Megatron: recompute_activations -> selective
+    if (granularity != "none" && granularity != "selective")
+      throw cfg.error("recompute_activations",
+                      sdk::str_cat("recompute_activations = true means recompute_granularity = \"selective\", but "
+                                   "recompute_granularity = \"", granularity, "\""),
+                      "drop recompute_activations, or recompute_granularity");
+    granularity = "selective";
+  }
+  if (!sdk::nn::parse_recompute_granularity(granularity, &t->recompute_granularity))
+    throw cfg.error("recompute_granularity", sdk::str_cat("unknown recompute_granularity '", granularity, "'"),
+                    "use \"none\", \"selective\" (core attention) or \"full\" (whole layers)");
+  if (cfg.has("recompute_method")) {
+    const std::string method = cfg.get_string("recompute_method");
+    if (!sdk::nn::parse_recompute_method(method, &t->recompute_method))
+      throw cfg.error("recompute_method", sdk::str_cat("unknown recompute_method '", method, "'"),
+                      "use \"uniform\" or \"block\"");
+  }
+  if (cfg.has("recompute_num_layers")) {
+    t->recompute_num_layers = cfg.get_int("recompute_num_layers");
+    if (t->recompute_num_layers < 1)
+      throw cfg.error("recompute_num_layers",
+                      sdk::str_cat("recompute_num_layers = ", t->recompute_num_layers, " must be >= 1"),
+                      "e.g. recompute_num_layers = 1");
+  }
+  if (auto issue = sdk::nn::find_recompute_issue(*t)) {
+    // A missing key has no line: blame recompute_granularity, the key that asked for it.
+    const char* blame = cfg.has(issue->key.c_str()) ? issue->key.c_str() : "recompute_granularity";
+    throw cfg.error(blame, issue->message, issue->hint);
+  }
 }
 
 }  // namespace
@@ -201,6 +242,7 @@ GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
     throw cfg.error("init_method_std", "init_method_std must be > 0", "Megatron's default is 0.02");
   t.add_bias_linear = read_bool(cfg, "add_bias_linear");
   t.add_qkv_bias = read_bool(cfg, "add_qkv_bias");
+  parse_recompute(cfg, &t);
   return c;
 }
 

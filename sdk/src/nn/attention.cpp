@@ -8,6 +8,7 @@
 
 #include "megahost/sdk/compat.h"
 #include "megahost/sdk/error.h"
+#include "megahost/sdk/nn/recompute.h"
 #include "megahost/sdk/nn/rotary.h"
 #include "megahost/sdk/parallel/context_parallel.h"
 #include "megahost/sdk/parallel/random.h"
@@ -24,6 +25,7 @@ SelfAttention::SelfAttention(ParamRegistry& reg, const std::string& prefix, cons
       groups_(cfg.num_query_groups),
       head_dim_(cfg.kv_channels),
       attention_dropout_(cfg.attention_dropout),
+      recompute_core_attention_(cfg.recompute_granularity == RecomputeGranularity::Selective),
       parallel_(cfg.parallel) {
   MH_CHECK(groups_ > 0 && heads_ % groups_ == 0, MH_ERR_INVALID_ARG, "num_attention_heads (", heads_,
            ") must be a multiple of num_query_groups (", groups_, ")");
@@ -50,21 +52,31 @@ at::Tensor SelfAttention::forward(const at::Tensor& x, const at::Tensor& rotary_
     k = apply_rotary_pos_emb(k, rotary_freqs);
   }
   const double dropout_p = training ? attention_dropout_ : 0.0;
-  // Each TP rank holds other heads: their dropout masks come from the per-TP-rank generator
-  // (Megatron's rng tracker fork); at tp = 1 the kernel draws from the default generator.
-  std::optional<at::Generator> dropout_gen;
-  if (dropout_p > 0.0 && parallel_ && parallel_->tp.size() > 1)
-    dropout_gen = parallel::tensor_parallel_generator(q.device(), parallel_->tp);
+  // Megatron's core attention: softmax(QK^T)V with its dropout. Inputs {q, k, v} or, under
+  // context parallelism, {q, k_all, v_all, q_pos, k_pos}.
+  auto core_attention = [this, dropout_p](const std::vector<at::Tensor>& in) -> at::Tensor {
+    // Each TP rank holds other heads: their dropout masks come from the per-TP-rank generator
+    // (Megatron's rng tracker fork); at tp = 1 the kernel draws from the default generator.
+    // Built here, from the default generator, so a recompute rebuilds the same one.
+    std::optional<at::Generator> dropout_gen;
+    if (dropout_p > 0.0 && parallel_ && parallel_->tp.size() > 1)
+      dropout_gen = parallel::tensor_parallel_generator(in[0].device(), parallel_->tp);
+    if (in.size() == 3) return causal_dot_product_attention(in[0], in[1], in[2], dropout_p, dropout_gen);
+    return causal_attention_by_positions(in[0], in[1], in[2], in[3], in[4], dropout_p, dropout_gen);
+  };
+  // Selective recompute: keep only q, k, v; backward recomputes the [b, n, s, s] scores.
+  auto run_core_attention = [&](const std::vector<at::Tensor>& in) {
+    return recompute_core_attention_ && training ? checkpoint(core_attention, in) : core_attention(in);
+  };
   const int cp = parallel_ ? parallel_->cp.size() : 1;
-  if (cp == 1)
-    return linear_proj.forward(causal_dot_product_attention(q, k, v, dropout_p, dropout_gen));  // [s, b, hidden]
+  if (cp == 1) return linear_proj.forward(run_core_attention({q, k, v}));  // [s, b, hidden]
   // Context parallel: gather every rank's keys/values (already rotated at their own positions).
   const int64_t s = q.size(0);
   const at::Tensor k_all = parallel::gather_from_sequence_parallel_region(k, parallel_->cp);  // [cp*s, b, ng, hn]
   const at::Tensor v_all = parallel::gather_from_sequence_parallel_region(v, parallel_->cp);
   const at::Tensor q_pos = parallel::context_parallel_positions(s, parallel_->cp.rank(), cp, q.device());
   const at::Tensor k_pos = parallel::context_parallel_gathered_positions(s, cp, q.device());
-  return linear_proj.forward(causal_attention_by_positions(q, k_all, v_all, q_pos, k_pos, dropout_p, dropout_gen));
+  return linear_proj.forward(run_core_attention({q, k_all, v_all, q_pos, k_pos}));
 }
 
 namespace {

@@ -3,6 +3,9 @@
 
 #include <ATen/TensorOperators.h>
 
+#include <algorithm>
+
+#include "megahost/sdk/nn/recompute.h"
 #include "megahost/sdk/parallel/random.h"
 
 namespace megahost::sdk::nn {
@@ -27,7 +30,11 @@ at::Tensor TransformerLayer::forward(const at::Tensor& x, const at::Tensor& rota
 }
 
 TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg,
-                                   int64_t first_layer, int64_t num_local_layers, bool with_final_layernorm) {
+                                   int64_t first_layer, int64_t num_local_layers, bool with_final_layernorm)
+    : recompute_granularity_(cfg.recompute_granularity),
+      recompute_method_(cfg.recompute_method),
+      recompute_num_layers_(cfg.recompute_num_layers) {
+  check_recompute(cfg);
   for (int64_t i = first_layer; i < first_layer + num_local_layers; ++i)
     layers.push_back(
         std::make_unique<TransformerLayer>(reg, join_name(prefix, "layers." + std::to_string(i)), cfg));
@@ -37,9 +44,33 @@ TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix
                                              sequence_parallel_flag(cfg.parallel.get()));
 }
 
+at::Tensor TransformerBlock::forward_layers(size_t begin, size_t end, const at::Tensor& x,
+                                           const at::Tensor& rotary_freqs, bool training) const {
+  at::Tensor h = x;
+  for (size_t i = begin; i < end; ++i) h = layers[i]->forward(h, rotary_freqs, training);
+  return h;
+}
+
 at::Tensor TransformerBlock::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const {
   at::Tensor h = x;
-  for (const auto& layer : layers) h = layer->forward(h, rotary_freqs, training);
+  const size_t n = layers.size();
+  if (!training || recompute_granularity_ != RecomputeGranularity::Full) {
+    h = forward_layers(0, n, h, rotary_freqs, training);
+  } else {
+    // Full recompute: a checkpointed span keeps only its input; backward reruns its layers.
+    auto span = [&](size_t begin, size_t end) {
+      return [this, begin, end, training](const std::vector<at::Tensor>& in) {
+        return forward_layers(begin, end, in[0], in[1], training);
+      };
+    };
+    const auto k = static_cast<size_t>(recompute_num_layers_);
+    if (recompute_method_ == RecomputeMethod::Uniform) {
+      for (size_t begin = 0; begin < n; begin += k) h = checkpoint(span(begin, std::min(begin + k, n)), {h, rotary_freqs});
+    } else {  // Block
+      for (size_t i = 0; i < n; ++i)
+        h = i < k ? checkpoint(span(i, i + 1), {h, rotary_freqs}) : forward_layers(i, i + 1, h, rotary_freqs, training);
+    }
+  }
   return final_layernorm ? final_layernorm->forward(h) : h;
 }
 

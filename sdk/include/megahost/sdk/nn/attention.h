@@ -46,6 +46,7 @@ class SelfAttention {
  private:
   int64_t heads_, groups_, head_dim_;  // heads and groups held by this rank
   double attention_dropout_;
+  bool recompute_core_attention_;  // recompute_granularity = Selective
   ParallelContextPtr parallel_;
 };
 

@@ -8,6 +8,11 @@
 // parallelism, the default generator otherwise.
 //
 // Hidden states are [s, b, hidden] (sequence first, as Megatron: sequence parallelism splits dim 0).
+//
+// Full activation recompute (cfg.recompute_granularity = Full, only when training) checkpoints
+// the block's layers as Megatron-Core's TransformerBlock._checkpointed_forward: uniform = groups
+// of recompute_num_layers layers (the last group may be shorter), block = the first
+// recompute_num_layers layers of this stage one by one, the rest as usual.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -51,6 +56,15 @@ class TransformerBlock {
 
   std::vector<std::unique_ptr<TransformerLayer>> layers;
   std::unique_ptr<Norm> final_layernorm;  // null when not the last stage
+
+ private:
+  // layers [begin, end) in order: x [s, b, hidden] -> [s, b, hidden]
+  at::Tensor forward_layers(size_t begin, size_t end, const at::Tensor& x, const at::Tensor& rotary_freqs,
+                            bool training) const;
+
+  RecomputeGranularity recompute_granularity_ = RecomputeGranularity::None;
+  RecomputeMethod recompute_method_ = RecomputeMethod::None;
+  int64_t recompute_num_layers_ = 0;
 };
 
 }  // namespace megahost::sdk::nn

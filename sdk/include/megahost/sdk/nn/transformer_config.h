@@ -15,6 +15,10 @@ namespace megahost::sdk::nn {
 
 enum class NormKind { LayerNorm, RMSNorm };
 enum class Activation { GeLU, SwiGLU };
+// Activation recompute (megahost/sdk/nn/recompute.h): Megatron's None / "selective" (core
+// attention only) / "full" (whole layers), and how full picks its layers.
+enum class RecomputeGranularity { None, Selective, Full };
+enum class RecomputeMethod { None, Uniform, Block };
 
 struct TransformerConfig {
   int64_t num_layers = 0;
@@ -31,6 +35,12 @@ struct TransformerConfig {
   double hidden_dropout = 0.1;
   double attention_dropout = 0.1;
   double init_method_std = 0.02;
+  // full + uniform: layers in groups of recompute_num_layers, only each group's input kept;
+  // full + block: the first recompute_num_layers layers of the stage, each on its own;
+  // selective: softmax(QK^T)V with its dropout. 0 layers = unset (Megatron's None).
+  RecomputeGranularity recompute_granularity = RecomputeGranularity::None;
+  RecomputeMethod recompute_method = RecomputeMethod::None;
+  int64_t recompute_num_layers = 0;
   // Tensor / sequence / context parallel groups the blocks run over; null = a single device.
   std::shared_ptr<const parallel::ParallelContext> parallel;
 

