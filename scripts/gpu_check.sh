@@ -6,11 +6,13 @@
 #   1. unpacks .gpu-deps/debs/*.deb (toml++, dlpack, nlohmann-json) into .gpu-deps/prefix
 #   2. configures build-gpu/ against PyTorch's libtorch (torch.utils.cmake_prefix_path), CUDA on
 #   3. builds every target, 4. runs ctest (GPU tests included; libstdc++ preloaded, see below),
-#   5. benchmarks GPT-345M:
-#      the PyTorch reference (.gpu-deps/bench/gpt_baseline.py gpt345m:eager, bf16 autocast) and
-#      megahost bench examples/gpt/bench_gpt345m.toml (fp32, and fp32 with TF32 matmuls)
+#   5. benchmarks, in the same call: the PyTorch reference (.gpu-deps/bench/gpt_baseline.py: eager
+#      and torch.compile, bf16 autocast) and `megahost bench` on examples/gpt/bench_gpt{345m,1.3b}.toml
+#      (bf16), then a table of the ratios (tokens/s per GPU, peak memory)
 #
 # Env: MEGAHOST_GPU_BUILD_DIR (build-gpu), MEGAHOST_GPU_BUILD_TYPE (RelWithDebInfo), MEGAHOST_JOBS (nproc), SKIP_TESTS=1, SKIP_BENCH=1,
+#      BASELINE_CONFIGS (gpt_baseline.py arguments), BENCH_RUNS / BENCH_EXTRA (lines label|recipe|args),
+#      CTEST_REGEX (run only the matching tests),
 #      CTEST_TIME_LIMIT (300 s for the whole ctest run),
 #      LOG_DIR (default $OUT when set, else build-gpu/logs) for the full logs.
 # Exits non-zero, naming the stage, when any stage fails (later stages still run, so one call on
@@ -102,7 +104,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
   stage "ctest -j$JOBS"
   SECONDS=0
   # Two CPU threads per test process: ctest runs JOBS of them at once.
-  if ! (cd "$BUILD" && OMP_NUM_THREADS=2 timeout "${CTEST_TIME_LIMIT:-300}" ctest --output-on-failure -j "$JOBS" >"$LOG_DIR/ctest.log" 2>&1); then
+  if ! (cd "$BUILD" && OMP_NUM_THREADS=2 timeout "${CTEST_TIME_LIMIT:-300}" ctest --output-on-failure -j "$JOBS" ${CTEST_REGEX:+-R "$CTEST_REGEX"} >"$LOG_DIR/ctest.log" 2>&1); then
     fail "ctest"
     { grep -E "^\s+[0-9]+ - " "$LOG_DIR/ctest.log" | head -n 60; } || true
   fi
@@ -121,34 +123,55 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
       fail "preprocess (see preprocess.log)"
   fi
   : >"$LOG_DIR/bench.log"
-  results=()
-  if [ -f .gpu-deps/bench/gpt_baseline.py ]; then
-    if out="$(PYTHONUNBUFFERED=1 python3 .gpu-deps/bench/gpt_baseline.py gpt345m:eager 2>&1)"; then
-      echo "$out" >>"$LOG_DIR/bench.log"
-      results+=("$(echo "$out" | grep -E "^gpt345m" | tail -n 1) [PyTorch eager, bf16 autocast]")
+  # The reference script and megahost in the same call, same GPU, same shapes (issue 5's targets).
+  BASELINE_CONFIGS="${BASELINE_CONFIGS:-gpt345m:eager gpt345m:compile gpt1.3b:eager gpt1.3b:compile}"
+  if [ -f .gpu-deps/bench/gpt_baseline.py ] && [ -n "$BASELINE_CONFIGS" ]; then
+    # shellcheck disable=SC2086
+    if PYTHONUNBUFFERED=1 python3 .gpu-deps/bench/gpt_baseline.py $BASELINE_CONFIGS >"$LOG_DIR/baseline.log" 2>&1; then
+      cat "$LOG_DIR/baseline.log"
     else
-      echo "$out" | tail -n 20; fail "baseline gpt_baseline.py"
+      tail -n 20 "$LOG_DIR/baseline.log"; fail "baseline gpt_baseline.py"
     fi
   else
-    echo "no .gpu-deps/bench/gpt_baseline.py: baseline skipped (scripts/gpu_deps.sh copies it)"
+    echo "no .gpu-deps/bench/gpt_baseline.py (scripts/gpu_deps.sh copies it) or BASELINE_CONFIGS empty: baseline skipped"
   fi
-  for variant in "fp32" "tf32 --tf32"; do
-    set -- $variant
-    label="megahost-gpt345m-$1"
-    shift
-    if out="$("$BUILD/bin/megahost" bench examples/gpt/bench_gpt345m.toml --warmup 5 --iters 20 --label "$label" \
-        --json "$LOG_DIR/bench-$label.json" "$@" 2>&1)"; then
+  # label|recipe|extra arguments; BENCH_EXTRA appends more (one per line), e.g. variants to compare.
+  BENCH_RUNS="${BENCH_RUNS:-gpt345m|examples/gpt/bench_gpt345m.toml|
+gpt1.3b|examples/gpt/bench_gpt1.3b.toml|}"
+  [ -n "${BENCH_EXTRA:-}" ] && BENCH_RUNS="$BENCH_RUNS
+$BENCH_EXTRA"
+  while IFS='|' read -r label recipe extra; do
+    [ -n "$label" ] || continue
+    # shellcheck disable=SC2086
+    if out="$("$BUILD/bin/megahost" bench "$recipe" --warmup 5 --iters 20 --label "megahost-$label" \
+        --json "$LOG_DIR/bench-megahost-$label.json" $extra 2>&1)"; then
       echo "$out" >>"$LOG_DIR/bench.log"
-      echo "$out" | grep -E "iteration +(1|25)/" | cut -c1-200 || true
-      echo "$out" | grep -A 7 -E "^$label " || true
-      results+=("$(echo "$out" | grep -E "^$label " | tail -n 1)")
+      echo "$out" | grep -E "^megahost-$label " || true
     else
-      echo "$out" | tail -n 30; echo "$out" >>"$LOG_DIR/bench.log"; fail "bench $label"
+      echo "$out" | tail -n 30; echo "$out" >>"$LOG_DIR/bench.log"; fail "bench megahost-$label"
     fi
-  done
+  done <<<"$BENCH_RUNS"
   echo
-  echo "=== benchmark results (FLOPs: FORMATS.md §5, MFU against 989 TFLOP/s dense bf16)"
-  printf '%s\n' "${results[@]}"
+  echo "=== megahost against the reference (same call; FLOPs: FORMATS.md §5, MFU against 989 TFLOP/s dense bf16)"
+  python3 - "$LOG_DIR" <<'PY' || fail "bench table"
+import glob, json, os, re, sys
+log_dir = sys.argv[1]
+base = {}
+if os.path.exists(os.path.join(log_dir, "baseline.log")):
+    for line in open(os.path.join(log_dir, "baseline.log")):
+        m = re.match(r"(\S+):(eager|compile)\s.*tok/s/gpu=\s*(\d+).*mem=([\d.]+)GiB", line)
+        if m: base[(m.group(1), m.group(2))] = (float(m.group(3)), float(m.group(4)))
+print(f"{'run':34s} {'ms/iter':>8s} {'tokens/s':>9s} {'TFLOP/s':>8s} {'MFU':>6s} {'peak GiB':>8s}  vs eager  vs compile  mem vs eager")
+for path in sorted(glob.glob(os.path.join(log_dir, "bench-megahost-*.json"))):
+    j = json.load(open(path))
+    shape = "gpt1.3b" if j["seq_length"] == 2048 else "gpt345m"
+    tok, mem = j["tokens_per_s_per_gpu"], j["peak_memory_bytes"] / 2**30
+    ratio = lambda mode: f"{tok / base[(shape, mode)][0]:.3f}x" if (shape, mode) in base else "-"
+    memr = f"{mem / base[(shape, 'eager')][1]:.3f}x" if (shape, "eager") in base else "-"
+    print(f"{j['label']:34s} {j['ms_per_iter']:8.1f} {tok:9.0f} {j['tflops_per_gpu']:8.1f} {100*j['mfu']:5.1f}% {mem:8.1f}  {ratio('eager'):>8s}  {ratio('compile'):>9s}  {memr:>12s}")
+for (shape, mode), (tok, mem) in sorted(base.items()):
+    print(f"{'pytorch-' + shape + '-' + mode:34s} {'':8s} {tok:9.0f} {'':8s} {'':6s} {mem:8.1f}")
+PY
 fi
 
 echo

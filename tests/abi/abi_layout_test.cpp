@@ -1,4 +1,4 @@
-// ABI v1.1 layout: the frozen sizeof/offsetof values (abi_layout_v1_1.inc; v1.0 in abi_layout_v1_0.inc) against what C++ and
+// ABI v1.2 layout: the frozen sizeof/offsetof values (abi_layout_v1_2.inc; older minors in abi_layout_v1_{0,1}.inc) against what C++ and
 // C (abi_layout_c.c) compile from the same headers, and a check that every struct declared in
 // abi/include is listed, so a new struct cannot slip in unfrozen. Prints the struct sizes.
 #include <gtest/gtest.h>
@@ -27,7 +27,7 @@ std::vector<Entry> cxx_layout() {
   std::vector<Entry> out;
 #define MH_LAYOUT_SIZE(T, n) out.push_back({#T, "", size_t{n}, sizeof(T)});
 #define MH_LAYOUT_FIELD(T, f, off) out.push_back({#T, #f, size_t{off}, offsetof(T, f)});
-#include "abi_layout_v1_1.inc"
+#include "abi_layout_v1_2.inc"
 #undef MH_LAYOUT_SIZE
 #undef MH_LAYOUT_FIELD
   return out;
@@ -49,7 +49,7 @@ bool is_lp64_x86() {
 
 TEST(AbiLayout, VersionIsOnePointOne) {
   EXPECT_EQ(MH_ABI_VERSION_MAJOR, 1);
-  EXPECT_EQ(MH_ABI_VERSION_MINOR, 1);  // the layout file below is v1.1
+  EXPECT_EQ(MH_ABI_VERSION_MINOR, 2);  // the layout file below is v1.2
 }
 
 TEST(AbiLayout, CxxMatchesFrozenV1_1) {
@@ -93,14 +93,14 @@ TEST(AbiLayout, EveryHeaderStructIsFrozen) {
       ++found;
       EXPECT_TRUE(listed.count((*it)[1].str()))
           << "struct " << (*it)[1] << " in " << f.path()
-          << " is not in tests/abi/abi_layout_v1_1.inc. HINT: run tests/abi/gen_abi_layout.py and add its lines";
+          << " is not in tests/abi/abi_layout_v1_2.inc. HINT: run tests/abi/gen_abi_layout.py and add its lines";
     }
   }
   EXPECT_EQ(found, listed.size());
 }
 
-// Append-only across minors: every member offset frozen for v1.0 is unchanged in v1.1, and no
-// struct shrank. (Only MH_LAYOUT_SIZE lines of grown tables may differ.)
+// Append-only across minors: every member offset frozen for a minor is unchanged in the next,
+// and no struct shrank. (Only MH_LAYOUT_SIZE lines of grown tables may differ.)
 TEST(AbiLayout, MinorOnlyAppends) {
   auto read_lines = [](const char* name) {
     std::ifstream in(std::filesystem::path(MEGAHOST_SOURCE_DIR) / "tests" / "abi" / name);
@@ -109,7 +109,10 @@ TEST(AbiLayout, MinorOnlyAppends) {
       if (l.rfind("MH_LAYOUT_", 0) == 0) lines.push_back(l);
     return lines;
   };
-  const auto v10 = read_lines("abi_layout_v1_0.inc"), v11 = read_lines("abi_layout_v1_1.inc");
+  const char* const minors[] = {"abi_layout_v1_0.inc", "abi_layout_v1_1.inc", "abi_layout_v1_2.inc"};
+  for (size_t k = 0; k + 1 < std::size(minors); ++k) {
+  SCOPED_TRACE(std::string(minors[k]) + " -> " + minors[k + 1]);
+  const auto v10 = read_lines(minors[k]), v11 = read_lines(minors[k + 1]);
   ASSERT_GT(v10.size(), 100u);
   const std::set<std::string> now(v11.begin(), v11.end());
   const std::regex size_line(R"(MH_LAYOUT_SIZE\((\w+), (\d+)\))");
@@ -126,7 +129,8 @@ TEST(AbiLayout, MinorOnlyAppends) {
       }
       EXPECT_TRUE(found) << m[1] << " disappeared";
     } else {
-      EXPECT_TRUE(now.count(l)) << "v1.0 member moved or vanished: " << l;
+      EXPECT_TRUE(now.count(l)) << "member moved or vanished: " << l;
     }
+  }
   }
 }

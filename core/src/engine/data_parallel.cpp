@@ -328,12 +328,14 @@ void DataParallel::finish_grad_sync() {
                                 false);
 }
 
-double DataParallel::grad_norm_and_clip(double max_norm) {
+double DataParallel::grad_norm() {
   at::NoGradGuard no_grad;
   const dp_detail::GroupInfo tp = comm_->info("tp"), emb = comm_->info("embedding"), dpcp = comm_->info("dp-cp");
   const at::Device device = chunks_.front().grad_buffer.device();
   at::Tensor sq = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(device));  // [1]
-  for (Chunk& c : chunks_)
+  for (Chunk& c : chunks_) {
+    // The counted parts of the buffer as few contiguous runs (one reduction each, not one per param).
+    std::vector<std::pair<int64_t, int64_t>> runs;
     for (size_t i = 0; i < c.params.size(); ++i) {
       if (!is_counted_in_norm(c.params[i], tp, emb)) continue;
       int64_t lo = c.plan.param_offset[i], hi = lo + c.params[i].data.numel();
@@ -342,15 +344,37 @@ double DataParallel::grad_norm_and_clip(double max_norm) {
         lo = std::max(lo, s0);
         hi = std::min(hi, s1);
       }
-      if (lo < hi) sq += c.grad_buffer.narrow(0, lo, hi - lo).to(at::kDouble).pow(2).sum();
+      if (lo < hi) runs.emplace_back(lo, hi);
     }
+    std::sort(runs.begin(), runs.end());
+    std::vector<std::pair<int64_t, int64_t>> merged;
+    for (const auto& r : runs)
+      if (!merged.empty() && merged.back().second == r.first) merged.back().second = r.second;
+      else merged.push_back(r);
+    for (const auto& [lo, hi] : merged) {
+      const at::Tensor g = c.grad_buffer.narrow(0, lo, hi - lo);
+      // CUDA: one fp32-accumulating reduction that reads the buffer once; CPU (tests compare
+      // layouts to 1e-5): exact float64 sums.
+      sq += device.is_cuda() ? at::linalg_vector_norm(g).to(at::kDouble).pow(2) : g.to(at::kDouble).pow(2).sum();
+    }
+  }
   if (opts_.use_distributed_optimizer) comm_->all_reduce_sum("dp-cp", sq, false);
   comm_->all_reduce_sum("tp-pp", sq, false);
-  const double norm = std::sqrt(sq.item<double>());
-  if (max_norm > 0) {
-    const double coeff = max_norm / (norm + 1e-6);  // Megatron's clip coefficient
-    if (coeff < 1.0)
-      for (Chunk& c : chunks_) c.grad_buffer.mul_(coeff);
+  return std::sqrt(sq.item<double>());
+}
+
+double DataParallel::clip_coefficient(double norm, double max_norm) {
+  if (max_norm <= 0 || !std::isfinite(norm)) return 1.0;
+  const double coeff = max_norm / (norm + 1e-6);  // Megatron's clip coefficient
+  return coeff < 1.0 ? coeff : 1.0;
+}
+
+double DataParallel::grad_norm_and_clip(double max_norm) {
+  const double norm = grad_norm();
+  const double coeff = clip_coefficient(norm, max_norm);
+  if (coeff < 1.0) {
+    at::NoGradGuard no_grad;
+    for (Chunk& c : chunks_) c.grad_buffer.mul_(coeff);
   }
   return norm;
 }
@@ -374,7 +398,14 @@ void DataParallel::build_optimizer_views() {
         s.data = buffer_view(c.param_buffer, off, c.params[i].data);
         s.grad = buffer_view(c.grad_buffer, off, c.params[i].data);
       }
-      if (s.data.scalar_type() != at::kFloat) s.master = s.data.to(at::kFloat);  // fp32 master weights
+      if (s.data.scalar_type() != at::kFloat) {  // fp32 master weights
+        if (opts_.use_distributed_optimizer) {
+          s.master = s.data.to(at::kFloat);
+        } else {  // views of one fp32 mirror of the buffer: step() copies back in one kernel
+          if (!c.master_buffer.defined()) c.master_buffer = c.param_buffer.to(at::kFloat);
+          s.master = buffer_view(c.master_buffer, off, c.params[i].data);
+        }
+      }
       slices_.push_back(std::move(s));
     }
   }
@@ -414,15 +445,21 @@ void DataParallel::setup_optimizer(Optimizer& opt) {
   opt.setup(*opt_params_);
 }
 
-void DataParallel::step(Optimizer& opt, double lr, double weight_decay, int64_t iteration) {
+void DataParallel::step(Optimizer& opt, double lr, double weight_decay, int64_t iteration, double grad_scale) {
   MH_CORE_CHECK(opt_params_ != nullptr, "DataParallel::step before setup_optimizer"
                                         "\nHINT: call setup_optimizer(optimizer) once after building DataParallel");
   MH_CORE_CHECK(!param_gather_pending_, "DataParallel::step while the previous parameter all-gather is pending"
                                         "\nHINT: call wait_param_gather() before the forward of each iteration");
-  opt.step(*opt_params_, lr, weight_decay, iteration);
   at::NoGradGuard no_grad;
+  if (grad_scale != 1.0 && !opt.applies_grad_scale()) {  // an ABI < 1.2 plugin: scale here
+    for (Chunk& c : chunks_) c.grad_buffer.mul_(grad_scale);
+    grad_scale = 1.0;
+  }
+  opt.step(*opt_params_, lr, weight_decay, iteration, grad_scale);
+  for (Chunk& c : chunks_)
+    if (c.master_buffer.defined()) c.param_buffer.copy_(c.master_buffer);  // bf16/fp16 <- fp32 masters
   for (OptSlice& s : slices_)
-    if (s.master.defined()) s.data.copy_(s.master);
+    if (s.master.defined() && !chunks_[s.chunk].master_buffer.defined()) s.data.copy_(s.master);
   if (!opts_.use_distributed_optimizer) {
     for (Chunk& c : chunks_)
       if (!c.bound) copy_params_out(c);
@@ -474,6 +511,10 @@ void DataParallel::visit_optimizer_state(Optimizer& opt,
                                          const std::function<void(const std::string&, at::Tensor)>& fn) {
   MH_CORE_CHECK(opt_params_ != nullptr, "DataParallel::visit_optimizer_state before setup_optimizer");
   opt.visit_state(*opt_params_, fn);
+  // The fp32 master weights of bf16/fp16 parameters are optimizer state too (Megatron saves
+  // them): a resume continues from them, not from the rounded parameters.
+  for (size_t i = 0; i < slices_.size(); ++i)
+    if (slices_[i].master.defined()) fn(opt_params_->names[i] + ".fp32_master", slices_[i].master);
 }
 
 std::vector<DataParallel::ShardInfo> DataParallel::optimizer_shards() const {

@@ -27,6 +27,7 @@
 #include "megahost/core/engine/checkpointing.h"
 #include "megahost/core/engine/data_parallel.h"
 #include "megahost/core/engine/lr_schedule.h"
+#include "megahost/core/engine/mixed_precision.h"
 #include "megahost/core/engine/parallel_setup.h"
 #include "megahost/core/engine/pipeline_layout.h"
 #include "megahost/core/engine/schedules.h"
@@ -137,6 +138,7 @@ Components build_model_and_tokenizer(const Recipe& r, const PluginRegistry& reg)
                                      r.get_int("parallel", "tensor_model_parallel_size"));
   ModelOptions mo;
   mo.device = sdk::to_dl_device(c.device);
+  mo.param_dtype = sdk::to_dl_dtype(param_dtype(read_precision(r)));
   mo.padded_vocab_size = c.padded_vocab;
   c.model = create_model(reg, r.get_string("model", "plugin"), r.section("model"), mo, host_keys("model"));
   c.seq_length = model_seq_length(r);
@@ -178,6 +180,9 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
   const std::string save_dir = r.has("checkpoint", "save") ? r.get_string("checkpoint", "save") : "";
   const std::string load_dir = r.has("checkpoint", "load") ? r.get_string("checkpoint", "load") : "";
   const int64_t save_interval = r.get_int("checkpoint", "save_interval");
+  const Precision precision = read_precision(r);
+  const bool fp16 = precision == Precision::FP16;
+  GradScaler scaler(fp16 ? read_grad_scaler_config(r) : GradScalerConfig{});
 
   // The world first: the device is this rank's local GPU, and every layout error comes before
   // any heavy work.
@@ -191,6 +196,9 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
   set_run_facts(facts);
   const at::Device device = pick_device(r.get_string("training", "device"));
   if (env.rank != 0 && spdlog::get_level() == spdlog::level::info) spdlog::set_level(spdlog::level::warn);
+  MH_CORE_CHECK(!(fp16 && !device.is_cuda()), r.where("training", "precision"), ": fp16 needs a CUDA device (",
+                "libtorch's CPU kernels lack float16 LayerNorm and matrix products)",
+                "\nHINT: use precision = \"bf16\" or \"fp32\" on the CPU");
   const ParallelSetup par = start_parallel(r, device.is_cuda());
   const int64_t dp = par.sizes.dp();
   MH_CORE_CHECK(gbs % (mbs * dp) == 0, r.where("training", "global_batch_size"), ": global batch size (", gbs,
@@ -246,6 +254,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
   {
     ModelOptions mo;
     mo.device = sdk::to_dl_device(device);
+    mo.param_dtype = sdk::to_dl_dtype(param_dtype(precision));
     mo.padded_vocab_size = padded_vocab;
     mo.parallel_flags = par.sequence_parallel ? MH_PARALLEL_SEQUENCE_PARALLEL : 0u;
     if (stages.empty()) stages.push_back({0, -1, MH_STAGE_FIRST | MH_STAGE_LAST});
@@ -279,8 +288,9 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
         num_params += p.data.numel();
         ++num_tensors;
       }
-    spdlog::info("model '{}': {} parameters on this rank ({} tensors, {} chunk(s)), vocab {} padded to {}, device {}",
-                 chunks.front()->id(), num_params, num_tensors, chunks.size(), vocab, padded_vocab, device.str());
+    spdlog::info("model '{}': {} parameters on this rank ({} tensors, {} chunk(s)), vocab {} padded to {}, device {}, {}",
+                 chunks.front()->id(), num_params, num_tensors, chunks.size(), vocab, padded_vocab, device.str(),
+                 precision_name(precision));
     const DataParallelMemory mem = ddp.memory(optimizer.get());
     spdlog::info("memory per parameter: {:.2f} bytes (params {} B, grads {} B, optimizer state {} B)",
                  mem.bytes_per_param(), mem.param_buffer_bytes, mem.grad_buffer_bytes,
@@ -289,7 +299,10 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
 
   CheckpointParts parts;
   parts.chunks = chunks;
-  parts.visit_optimizer = [&](const StateVisitor& fn) { ddp.visit_optimizer_state(*optimizer, fn); };
+  parts.visit_optimizer = [&](const StateVisitor& fn) {
+    ddp.visit_optimizer_state(*optimizer, fn);
+    if (fp16) scaler.visit_state(fn);
+  };
   parts.optimizer_id = optimizer->id();
   parts.rank = par.rank;
   parts.world_size = par.world;
@@ -417,7 +430,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
   set_training(true);
   ddp.zero_grad();
   double interval_loss = 0, interval_ms = 0, interval_sync_ms = 0;
-  int64_t interval_n = 0;
+  int64_t interval_n = 0, interval_skipped = 0;
   int64_t iteration = state.iteration;
   bool saved_last = false;
   while (iteration < train_iters) {
@@ -433,7 +446,8 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
     sa.batch = [&, first = static_cast<uint64_t>(state.consumed_train_samples)](int64_t m) {
       return micro_batch(*data.train, first, m);
     };
-    sa.grad_scale = 1.0 / static_cast<double>(num_micro);
+    const double loss_scale = fp16 ? scaler.scale() : 1.0;
+    sa.grad_scale = loss_scale / static_cast<double>(num_micro);
     sa.before_last_backward = [&](size_t chunk) { ddp.enable_grad_sync(chunk, true); };
     const std::vector<Loss> losses = run_schedule(sa);
     // The gradient reduction left after backward: all of it without overlap_grad_reduce, only
@@ -442,9 +456,18 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
     ddp.finish_grad_sync();
     interval_sync_ms += std::chrono::duration<double, std::milli>(Clock::now() - t_sync).count();
     const double loss = reduce_logged_loss(mean_loss(losses), !losses.empty());
-    const double grad_norm = ddp.grad_norm_and_clip(clip_grad);
+    // fp16: the gradients carry the loss scale; an overflow shows as a non-finite norm (the same
+    // on every rank: the norm is reduced over all of them) and skips the step, as Megatron does.
+    const double grad_norm = ddp.grad_norm() / loss_scale;
+    const bool found_inf = fp16 && !std::isfinite(grad_norm);
     ++iteration;
-    ddp.step(*optimizer, lr, weight_decay, iteration);
+    if (found_inf) {
+      ++interval_skipped;
+    } else {
+      // Clipping and unscaling folded into the optimizer's pass over the gradients.
+      ddp.step(*optimizer, lr, weight_decay, iteration, DataParallel::clip_coefficient(grad_norm, clip_grad) / loss_scale);
+    }
+    if (fp16) scaler.update(found_inf);
     ddp.zero_grad();
     state.iteration = iteration;
     state.consumed_train_samples += gbs;
@@ -474,8 +497,9 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
       print(cat(head, consumed, " elapsed time per iteration (ms): ", fmt("%.1f", avg_ms), " |",
                 " throughput per GPU (TFLOP/s/GPU): ", fmt("%.1f", tflops), " |", " learning rate: ",
                 fmt("%.6E", next_lr), " |", gbs_s, " lm loss: ", fmt("%.6E", avg_loss), " |",
-                " loss scale: 1.0 |", " grad norm: ", fmt("%.3f", grad_norm), " |",
-                " number of skipped iterations:   0 |", " number of nan iterations:   0 |"));
+                " loss scale: ", fmt("%.1f", loss_scale), " |", " grad norm: ", fmt("%.3f", grad_norm), " |",
+                " number of skipped iterations: ", fmt("%3.0f", static_cast<double>(interval_skipped)), " |",
+                " number of nan iterations:   0 |"));
       metrics.write({{"iteration", iteration},
                      {"split", "train"},
                      {"lm_loss", avg_loss},
@@ -485,9 +509,11 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
                      {"elapsed_ms", avg_ms},
                      {"tokens_per_s", static_cast<double>(gbs * seq_length) / (avg_ms / 1000.0)},
                      {"tflops", tflops},
-                     {"grad_sync_ms", interval_sync_ms / interval_n}});
+                     {"grad_sync_ms", interval_sync_ms / interval_n},
+                     {"loss_scale", loss_scale},
+                     {"skipped_iterations", interval_skipped}});
       interval_loss = interval_ms = interval_sync_ms = 0;
-      interval_n = 0;
+      interval_n = interval_skipped = 0;
     }
     if (do_valid && iteration % eval_interval == 0) evaluate(iteration, cat("iteration ", iteration));
     if (save_interval > 0 && iteration % save_interval == 0) {

@@ -44,6 +44,10 @@ constexpr Key kKeys[] = {
     {"init_method_std", "float", "0.02", false, "std of the normal init of weights"},
     {"add_bias_linear", "bool", "true", false, "biases in every linear layer"},
     {"add_qkv_bias", "bool", "false", false, "bias in linear_qkv even when add_bias_linear = false"},
+    {"attention_backend", "string", "\"auto\"", false,
+     "attention kernels: auto | flash | cudnn (Megatron: fused) | efficient | math (Megatron: unfused, local)"},
+    {"use_flash_attn", "bool", "false", false, "Megatron's --use-flash-attn: attention_backend = flash"},
+    {"bias_gelu_fusion", "bool", "true", false, "GeLU MLP on CUDA: fc1's bias added inside the fused GeLU kernel"},
     {"recompute_granularity", "string", "\"none\"", false,
      "activation recompute: none | selective (core attention) | full (whole layers, needs recompute_method)"},
     {"recompute_method", "string", nullptr, false,
@@ -243,7 +247,19 @@ GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
   t.add_bias_linear = read_bool(cfg, "add_bias_linear");
   t.add_qkv_bias = read_bool(cfg, "add_qkv_bias");
   parse_recompute(cfg, &t);
-  return c;
+  t.bias_activation_fusion = read_bool(cfg, "bias_gelu_fusion");
+  c.attention_backend = read_string(cfg, "attention_backend");
+  if (read_bool(cfg, "use_flash_attn")) {
+    if (c.attention_backend != "auto" && c.attention_backend != "flash")
+      throw cfg.error("use_flash_attn", sdk::str_cat("use_flash_attn = true but attention_backend = \"",
+                                                     c.attention_backend, "\""),
+                      "keep one of the two settings");
+    c.attention_backend = "flash";
+  }
+  for (const char* ok : {"auto", "flash", "cudnn", "fused", "efficient", "math", "unfused", "local"})
+    if (c.attention_backend == ok) return c;
+  throw cfg.error("attention_backend", sdk::str_cat("unknown attention_backend '", c.attention_backend, "'"),
+                  "use auto, flash, cudnn, efficient or math");
 }
 
 void check_parallel(const sdk::Config& cfg, const GptConfig& c) {

@@ -21,6 +21,7 @@ struct GptConfig {
   double rotary_percent = 1.0;
   double rotary_base = 10000.0;
   bool untie_embeddings_and_output_weights = false;
+  std::string attention_backend = "auto";  // sdk::nn::select_attention_backend
 };
 
 // The JSON schema the descriptor publishes (types, defaults, docs).

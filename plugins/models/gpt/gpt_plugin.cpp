@@ -15,6 +15,7 @@
 #include "megahost/megahost.h"
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/host.h"
+#include "megahost/sdk/nn/attention.h"
 #include "megahost/sdk/parallel/loss.h"
 #include "megahost/sdk/plugin.h"
 #include "megahost/sdk/torch_interop.h"
@@ -373,6 +374,8 @@ mh_error* MH_ABI gpt_create(const char* id, const mh_host* host, const mh_model_
     const at::ScalarType dtype = sdk::to_scalar_type(args->param_dtype);
     MH_CHECK(at::isFloatingType(dtype), MH_ERR_INVALID_ARG, "gpt: param_dtype ", c10::toString(dtype),
              " is not a floating type\nHINT: use float32 (bf16/fp16 mixed precision keeps fp32 masters in the core)");
+    MH_CHECK(sdk::nn::select_attention_backend(config.attention_backend), MH_ERR_INVALID_ARG,
+             "gpt: unknown attention_backend '", config.attention_backend, "'");
     const auto& rng = sdk::service<mh_rng_service>(host, MH_SERVICE_RNG);
     const uint64_t init_seed = rng.derive_seed(host, "model.init", 0, MH_SEED_SAME_ON_ALL_RANKS);
 

@@ -1,11 +1,35 @@
 #include <cmath>
 
 #include "algorithms.h"
+#include "megahost/sdk/nn/fused.h"
 
 namespace megahost::optim {
 
+namespace {
+// fp32 live tensors on a CUDA device: one multi-tensor kernel launch for the whole group.
+bool fused_ok(const Group& g) {
+  if (g.params.empty() || !g.write_back.empty() || !sdk::fused::available(g.params.front())) return false;
+  for (size_t i = 0; i < g.params.size(); ++i)
+    if (g.params[i].scalar_type() != at::kFloat || g.grads[i].scalar_type() != at::kFloat) return false;
+  return true;
+}
+}  // namespace
+
+bool AdamW::folds_grad_scale(const Group& g) const { return fused_ok(g); }
+
 // Same operation order as torch::optim::AdamW, so results match it to rounding.
 void AdamW::update(Group& g, double lr, double wd, int64_t t) {
+  if (fused_ok(g)) {
+    sdk::fused::AdamWHyper h;
+    h.lr = lr;
+    h.beta1 = beta1_;
+    h.beta2 = beta2_;
+    h.eps = eps_;
+    h.step = t;
+    h.grad_scale = g.grad_scale;
+    sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], std::vector<double>(g.params.size(), wd), h);
+    return;
+  }
   std::vector<at::Tensor>& exp_avg = g.state[0];     // m, per param: same shape as p
   std::vector<at::Tensor>& exp_avg_sq = g.state[1];  // v
   if (wd != 0) at::_foreach_mul_(g.params, 1 - lr * wd);  // decoupled decay uses p before the step

@@ -1,5 +1,7 @@
 #include "optimizer.h"
 
+#include <cmath>
+#include <cstddef>
 #include <map>
 #include <tuple>
 
@@ -66,6 +68,10 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
   MH_CHECK(args.lr >= 0 && args.weight_decay >= 0, MH_ERR_INVALID_ARG, "optimizer step: lr (", args.lr,
            ") and weight_decay (", args.weight_decay, ") must be >= 0");
   const int64_t t = steps_taken() + 1;
+  // ABI 1.2: the host folds clipping and 1 / loss scale into one factor on the gradients.
+  constexpr size_t kHasGradScale = offsetof(mh_optimizer_step_args, grad_scale) + sizeof(double);
+  const double grad_scale = args.struct_size >= kHasGradScale ? args.grad_scale : 1.0;
+  MH_CHECK(std::isfinite(grad_scale), MH_ERR_INVALID_ARG, "optimizer step: grad_scale is ", grad_scale);
 
   // Group parameters so each group is one set of _foreach_* calls.
   std::map<std::tuple<std::string, int, bool>, Group> groups;
@@ -91,6 +97,8 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
     for (size_t k = 0; k < state_names_.size(); ++k) grp.state[k].push_back(s.state[k]);
   }
   for (auto& [key, grp] : groups) {
+    if (grad_scale != 1.0 && folds_grad_scale(grp)) grp.grad_scale = grad_scale;
+    else if (grad_scale != 1.0) at::_foreach_mul_(grp.grads, grad_scale);  // in place: the host zeroes them next
     update(grp, args.lr, grp.decay ? args.weight_decay : 0.0, t);
     for (size_t i = 0; i < grp.write_back.size(); ++i) grp.write_back[i].copy_(grp.params[i]);
   }

@@ -23,6 +23,7 @@ struct Group {
   std::vector<at::Tensor> grads;   // in the working dtype
   std::vector<std::vector<at::Tensor>> state;  // state[k][i]: state k of param i
   std::vector<at::Tensor> write_back;  // live low-precision params to copy `params` into, or empty
+  double grad_scale = 1.0;  // left for update() to apply when folds_grad_scale() said so, else 1
 };
 
 class Optimizer {
@@ -40,6 +41,8 @@ class Optimizer {
  protected:
   // One update of one group. wd is 0 for groups without decay; t is the 1-based step count.
   virtual void update(Group& g, double lr, double wd, int64_t t) = 0;
+  // update() multiplies the gradients by g.grad_scale itself (inside a fused kernel).
+  virtual bool folds_grad_scale(const Group&) const { return false; }
 
  private:
   struct Slot {

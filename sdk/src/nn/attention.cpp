@@ -8,6 +8,7 @@
 
 #include "megahost/sdk/compat.h"
 #include "megahost/sdk/error.h"
+#include "megahost/sdk/nn/fused.h"
 #include "megahost/sdk/nn/recompute.h"
 #include "megahost/sdk/nn/rotary.h"
 #include "megahost/sdk/parallel/context_parallel.h"
@@ -48,8 +49,8 @@ at::Tensor SelfAttention::forward(const at::Tensor& x, const at::Tensor& rotary_
   at::Tensor q, k, v;
   query_key_value(x, &q, &k, &v);
   if (rotary_freqs.defined()) {
-    q = apply_rotary_pos_emb(q, rotary_freqs);
-    k = apply_rotary_pos_emb(k, rotary_freqs);
+    q = fused::rotary(q, rotary_freqs);  // [s, b, np, hn]
+    k = fused::rotary(k, rotary_freqs);  // [s, b, ng, hn]
   }
   const double dropout_p = training ? attention_dropout_ : 0.0;
   // Megatron's core attention: softmax(QK^T)V with its dropout. Inputs {q, k, v} or, under
@@ -142,6 +143,34 @@ at::Tensor causal_attention_by_positions(const at::Tensor& q, const at::Tensor& 
   const at::Tensor out = at::matmul(probs, vb);                                               // [b, n, sq, hn]
 #endif
   return out.permute({2, 0, 1, 3}).reshape({sq, b, heads * hn});  // [sq, b, np * hn]
+}
+
+at::Tensor padded_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                        const at::Tensor& key_padding, bool causal, double dropout_p) {
+  const int64_t sq = q.size(0), b = q.size(1), heads = q.size(2), groups = k.size(2), hn = q.size(3);
+  const int64_t sk = k.size(0);
+  at::Tensor key = k, value = v;
+  if (groups != heads) {
+    key = k.repeat_interleave(heads / groups, /*dim=*/2);
+    value = v.repeat_interleave(heads / groups, /*dim=*/2);
+  }
+  at::Tensor keep = key_padding.to(at::kBool).view({b, 1, 1, sk}).expand({b, 1, sq, sk});  // [b, 1, sq, sk]
+  if (causal) {
+    const at::Tensor pos_q = at::arange(sq, q.options().dtype(at::kLong)), pos_k = at::arange(sk, pos_q.options());
+    keep = keep.logical_and((pos_q.unsqueeze(1) >= pos_k.unsqueeze(0)).view({1, 1, sq, sk}));
+  }
+  const at::Tensor qb = q.permute({1, 2, 0, 3}), kb = key.permute({1, 2, 0, 3}), vb = value.permute({1, 2, 0, 3});
+  const at::Tensor out = compat::masked_attention(qb, kb, vb, keep, dropout_p);  // [b, n, sq, hn]
+  return out.permute({2, 0, 1, 3}).reshape({sq, b, heads * hn});              // [sq, b, np * hn]
+}
+
+bool select_attention_backend(const std::string& name) {
+  if (name == "auto") return compat::set_attention_kernels(true, true, true, true), true;
+  if (name == "flash") return compat::set_attention_kernels(true, false, false, true), true;
+  if (name == "cudnn" || name == "fused") return compat::set_attention_kernels(false, false, true, true), true;
+  if (name == "efficient") return compat::set_attention_kernels(false, true, false, true), true;
+  if (name == "math" || name == "unfused" || name == "local") return compat::set_attention_kernels(false, false, false, true), true;
+  return false;
 }
 
 }  // namespace megahost::sdk::nn

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "megahost/sdk/nn/fused.h"
 #include "megahost/sdk/parallel/mappings.h"
 
 namespace megahost::sdk::nn {
@@ -55,6 +56,8 @@ struct VocabParallelCE : torch::autograd::Function<VocabParallelCE> {
 
 at::Tensor vocab_parallel_cross_entropy(const at::Tensor& logits, const at::Tensor& labels) {
   const int64_t vocab = logits.size(-1);
+  if (fused::available(logits))  // straight from (b)f16 logits, no float32 copy
+    return fused::cross_entropy(logits.reshape({-1, vocab}), labels.reshape({-1}), nullptr).view(labels.sizes());
   const at::Tensor flat = at::cross_entropy_loss(logits.to(at::kFloat).reshape({-1, vocab}), labels.reshape({-1}),
                                                  /*weight=*/{}, at::Reduction::None);
   return flat.view(labels.sizes());  // [...]
@@ -63,6 +66,10 @@ at::Tensor vocab_parallel_cross_entropy(const at::Tensor& logits, const at::Tens
 at::Tensor vocab_parallel_cross_entropy(const at::Tensor& logits, const at::Tensor& labels,
                                         const parallel::ParallelContext* parallel) {
   if (parallel == nullptr || parallel->tp.size() == 1) return vocab_parallel_cross_entropy(logits, labels);
+  if (fused::available(logits)) {
+    const int64_t vp = logits.size(-1);
+    return fused::cross_entropy(logits.reshape({-1, vp}), labels.reshape({-1}), &parallel->tp).view(labels.sizes());
+  }
   return VocabParallelCE::apply(logits, labels.contiguous(), &parallel->tp);
 }
 

@@ -39,9 +39,10 @@ ColumnParallelLinear::ColumnParallelLinear(ParamRegistry& reg, const std::string
                                   MH_PARAM_NO_WEIGHT_DECAY, parallel_.get(), glu_halves);
 }
 
-at::Tensor ColumnParallelLinear::forward(const at::Tensor& x) const {
-  if (!tensor_parallel(parallel_.get())) return at::linear(x, weight, bias);
-  return at::linear(column_input(x, *parallel_), weight, bias);  // [..., out/tp]
+at::Tensor ColumnParallelLinear::forward(const at::Tensor& x, bool skip_bias) const {
+  const at::Tensor b = skip_bias ? at::Tensor() : bias;
+  if (!tensor_parallel(parallel_.get())) return at::linear(x, weight, b);
+  return at::linear(column_input(x, *parallel_), weight, b);  // [..., out/tp]
 }
 
 RowParallelLinear::RowParallelLinear(ParamRegistry& reg, const std::string& prefix, int64_t in_features,

@@ -5,6 +5,8 @@
 #include <ATen/ops/gelu.h>
 #include <ATen/ops/silu.h>
 
+#include "megahost/sdk/nn/fused.h"
+
 namespace megahost::sdk::nn {
 
 at::Tensor swiglu(const at::Tensor& x) {
@@ -19,12 +21,18 @@ MLP::MLP(ParamRegistry& reg, const std::string& prefix, const TransformerConfig&
                  /*glu_halves=*/cfg.activation == Activation::SwiGLU),
       linear_fc2(reg, join_name(prefix, "linear_fc2"), cfg.ffn_hidden_size, cfg.hidden_size, cfg.add_bias_linear,
                  Init::normal(cfg.output_layer_init_std()), cfg.parallel),
-      activation_(cfg.activation) {}
+      activation_(cfg.activation),
+      bias_gelu_fusion_(cfg.bias_activation_fusion) {}
 
 at::Tensor MLP::forward(const at::Tensor& x) const {
+  if (activation_ == Activation::GeLU && bias_gelu_fusion_ && linear_fc1.bias.defined() && fused::available(x)) {
+    // Megatron's bias_gelu_fusion: the bias add happens inside the GeLU kernel.
+    const at::Tensor h = linear_fc1.forward(x, /*skip_bias=*/true);  // [..., ffn/tp]
+    return linear_fc2.forward(fused::bias_gelu(h, linear_fc1.bias));
+  }
   // [..., ffn/tp] or [..., 2 * ffn/tp]: under TP each rank holds its slice of gate AND of up
   const at::Tensor h = linear_fc1.forward(x);
-  return linear_fc2.forward(activation_ == Activation::SwiGLU ? swiglu(h) : at::gelu(h));
+  return linear_fc2.forward(activation_ == Activation::SwiGLU ? fused::swiglu(h) : at::gelu(h));
 }
 
 }  // namespace megahost::sdk::nn

@@ -1,6 +1,8 @@
 // megahost SDK — LayerNorm / RMSNorm (see megahost/sdk/nn/norm.h).
 #include "megahost/sdk/nn/norm.h"
 
+#include "megahost/sdk/nn/fused.h"
+
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/layer_norm.h>
 #include <ATen/ops/rsqrt.h>
@@ -38,7 +40,13 @@ Norm::Norm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, N
 }
 
 at::Tensor Norm::forward(const at::Tensor& x) const {
-  return layer_norm_ ? layer_norm_->forward(x) : rms_norm_->forward(x);
+  return layer_norm_ ? fused::norm(x, layer_norm_->weight, layer_norm_->bias, layer_norm_->eps, false)
+                     : fused::norm(x, rms_norm_->weight, at::Tensor(), rms_norm_->eps, true);
+}
+
+std::pair<at::Tensor, at::Tensor> Norm::forward_add(const at::Tensor& x, const at::Tensor& residual) const {
+  return layer_norm_ ? fused::add_norm(x, residual, layer_norm_->weight, layer_norm_->bias, layer_norm_->eps, false)
+                     : fused::add_norm(x, residual, rms_norm_->weight, at::Tensor(), rms_norm_->eps, true);
 }
 
 bool parse_norm_kind(const std::string& name, NormKind* out) {

@@ -25,8 +25,9 @@ at::Tensor TransformerLayer::forward(const at::Tensor& x, const at::Tensor& rota
   // Megatron's bias-dropout-add: the linear bias is already inside the projections' output.
   // Under sequence parallelism each TP rank holds its own slice of s: per-rank masks.
   const at::Tensor attn = self_attention.forward(input_layernorm.forward(x), rotary_freqs, training);
-  const at::Tensor h = x + parallel::hidden_dropout(attn, p, training, parallel_.get());
-  return h + parallel::hidden_dropout(mlp.forward(pre_mlp_layernorm.forward(h)), p, training, parallel_.get());
+  // h = x + dropout(attn) and the pre-MLP norm of h, one fused pass on CUDA.
+  const auto [normed, h] = pre_mlp_layernorm.forward_add(parallel::hidden_dropout(attn, p, training, parallel_.get()), x);
+  return h + parallel::hidden_dropout(mlp.forward(normed), p, training, parallel_.get());
 }
 
 TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg,

@@ -31,6 +31,12 @@ typedef struct mh_optimizer_step_args {
   double lr;           /* learning rate for this step */
   double weight_decay; /* applied to params without MH_PARAM_NO_WEIGHT_DECAY */
   int64_t iteration;   /* 1-based number of this step */
+  /* Multiply every gradient by this before the update (gradient clipping's coefficient times
+   * 1 / loss scale), so the host need not rescale the gradients in a pass of its own (the plugin
+   * may scale them in place: the host zeroes them after the step). A plugin
+   * of ABI >= 1.2 must apply it; the host rescales the gradients itself for older plugins
+   * (it reads the plugin's table header). \since 1.2 */
+  double grad_scale;
 } mh_optimizer_step_args;
 
 typedef struct mh_optimizer_api {

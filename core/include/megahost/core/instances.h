@@ -115,7 +115,11 @@ class Optimizer {
   Optimizer& operator=(const Optimizer&) = delete;
 
   void setup(const Model::AbiParams& params);
-  void step(const Model::AbiParams& params, double lr, double weight_decay, int64_t iteration);
+  // grad_scale multiplies every gradient first (clipping x 1/loss scale); != 1 needs applies_grad_scale().
+  void step(const Model::AbiParams& params, double lr, double weight_decay, int64_t iteration,
+            double grad_scale = 1.0);
+  // The plugin was built against ABI >= 1.2 and honours mh_optimizer_step_args.grad_scale.
+  bool applies_grad_scale() const;
   // Every state tensor as a live torch view: fn(name, tensor).
   void visit_state(const Model::AbiParams& params, const std::function<void(const std::string&, at::Tensor)>& fn);
   const std::string& id() const { return id_; }

@@ -48,6 +48,34 @@ inline at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, con
 #endif
 }
 
+// Attention under a mask. q [b, n, sq, hn], k, v [b, n, sk, hn], keep [b or 1, 1 or n, sq, sk]
+// bool (true: attend). 2.x: SDPA (memory-efficient / cuDNN kernels on CUDA); 1.13: the math path.
+inline at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                   const at::Tensor& keep, double dropout_p) {
+#if MH_TORCH_AT_LEAST(2, 0)
+  return at::scaled_dot_product_attention(q, k, v, keep, dropout_p, /*is_causal=*/false);
+#else
+  return std::get<0>(at::_scaled_dot_product_attention(q, k, v, keep, dropout_p, /*need_attn_weights=*/false,
+                                                      /*is_causal=*/false));
+#endif
+}
+
+// Which scaled-dot-product-attention kernels libtorch may pick (process-wide). False when this
+// libtorch cannot restrict them (1.13: one math path; cuDNN attention only from 2.4 on).
+inline bool set_attention_kernels(bool flash, bool efficient, bool cudnn, bool math) {
+#if MH_TORCH_AT_LEAST(2, 4)
+  auto& ctx = at::globalContext();
+  ctx.setSDPUseFlash(flash);
+  ctx.setSDPUseMemEfficient(efficient);
+  ctx.setSDPUseCuDNN(cudnn);
+  ctx.setSDPUseMath(math);
+  return true;
+#else
+  (void)flash, (void)efficient, (void)cudnn, (void)math;
+  return false;
+#endif
+}
+
 #if defined(MEGAHOST_C10D)
 // The base class of ProcessGroupGloo / ProcessGroupNCCL: ProcessGroup in 1.13, Backend in 2.x.
 #if MH_TORCH_AT_LEAST(2, 0)

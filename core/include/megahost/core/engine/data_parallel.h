@@ -13,8 +13,9 @@
 //     dp.enable_grad_sync(chunk, is_last);  // on before the chunk's last micro-batch backward
 //     forward + backward                    // overlap_grad_reduce: buckets launch as grads land
 //   dp.finish_grad_sync();                  // reduce what is left over dp-cp, SP over tp, embedding
-//   norm = dp.grad_norm_and_clip(clip_grad);
-//   dp.step(optimizer, lr, wd, iteration);  // optimizer on this rank's shard, then all-gather
+//   norm = dp.grad_norm();                  // (grad_norm_and_clip: clips in a pass of its own)
+//   dp.step(optimizer, lr, wd, iteration, clip_coefficient(norm, clip_grad) / loss_scale);
+//                                           // optimizer on this rank's shard, then all-gather
 //   dp.zero_grad();
 //
 // Gradient convention (mh_model.h): SUM over "dp-cp", then divide by the dp size; then, as
@@ -112,11 +113,16 @@ class DataParallel {
   // The global L2 norm of the gradients as one process would compute it; scales them by
   // max_norm / (norm + 1e-6) when that is below 1 (max_norm <= 0: no clipping).
   double grad_norm_and_clip(double max_norm);
+  // The same norm without touching the gradients; the trainer folds clipping (and fp16's
+  // 1 / loss scale) into step()'s grad_scale instead of a pass over the gradients.
+  double grad_norm();
+  static double clip_coefficient(double norm, double max_norm);  // 1 when no clipping is needed
 
   // The optimizer plugin works on what this object hands it: every parameter, or this rank's
   // shard of every bucket under the distributed optimizer (1-D views, same names and flags).
   void setup_optimizer(Optimizer& opt);
-  void step(Optimizer& opt, double lr, double weight_decay, int64_t iteration);
+  // grad_scale multiplies the gradients (in the optimizer when its plugin can, else here first).
+  void step(Optimizer& opt, double lr, double weight_decay, int64_t iteration, double grad_scale = 1.0);
   // After the parameters were written from outside (checkpoint load): refreshes the fp32 master
   // copies (and the buffers of a model that could not bind). Megatron's reload_model_params.
   void reload_model_params();
@@ -156,6 +162,7 @@ class DataParallel {
     std::vector<size_t> pos_in_bucket;  // per parameter: its index in its bucket's params
     BucketPlan plan;
     at::Tensor param_buffer, grad_buffer;  // [numel]
+    at::Tensor master_buffer;  // [numel] fp32 mirror of a bf16/fp16 param_buffer (not under the distributed optimizer)
     std::vector<BucketState> buckets;
     size_t next_to_launch = 0;  // buckets launch in index order on every rank
     bool bound = false;

@@ -63,4 +63,15 @@ at::Tensor causal_attention_by_positions(const at::Tensor& q, const at::Tensor& 
                                          const at::Tensor& q_positions, const at::Tensor& k_positions,
                                          double dropout_p, const std::optional<at::Generator>& dropout_gen = std::nullopt);
 
+// Attention with a padding mask (bidirectional models, e.g. BERT; causal adds the causal mask):
+// q [sq, b, np, hn], k/v [sk, b, ng, hn], key_padding [b, sk] bool (true: a real token) ->
+// [sq, b, np * hn]. Fused kernels on CUDA (libtorch 2.x); grouped-query as above.
+at::Tensor padded_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                        const at::Tensor& key_padding, bool causal, double dropout_p);
+
+// Megatron's --attention-backend, process-wide: which libtorch attention kernels may run.
+//   auto (libtorch's choice), flash, cudnn (Megatron: fused), efficient, math (Megatron: unfused, local)
+// False for an unknown name.
+bool select_attention_backend(const std::string& name);
+
 }  // namespace megahost::sdk::nn

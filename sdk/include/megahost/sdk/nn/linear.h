@@ -42,7 +42,8 @@ class ColumnParallelLinear {
                        bool bias, const Init& weight_init, ParallelContextPtr parallel = nullptr,
                        bool glu_halves = false);
   // x [..., in] ([s/tp, b, in] under sequence parallelism) -> [..., out/tp] ([s, b, out/tp])
-  at::Tensor forward(const at::Tensor& x) const;
+  // skip_bias (Megatron's skip_bias_add): leave the bias to the caller, e.g. a fused bias + GeLU.
+  at::Tensor forward(const at::Tensor& x, bool skip_bias = false) const;
 
   at::Tensor weight, bias;  // bias undefined without bias
 

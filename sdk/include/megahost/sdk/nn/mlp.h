@@ -28,6 +28,7 @@ class MLP {
 
  private:
   Activation activation_;
+  bool bias_gelu_fusion_ = true;
 };
 
 }  // namespace megahost::sdk::nn

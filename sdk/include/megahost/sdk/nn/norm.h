@@ -43,6 +43,9 @@ class Norm {
   Norm(ParamRegistry& reg, const std::string& prefix, int64_t hidden_size, NormKind kind, double eps,
        uint32_t extra_flags = 0);
   at::Tensor forward(const at::Tensor& x) const;  // [..., hidden] -> same
+  // (norm(residual + x), residual + x) in one fused pass on CUDA: the sub-layer's residual add
+  // and the next norm. x, residual [..., hidden].
+  std::pair<at::Tensor, at::Tensor> forward_add(const at::Tensor& x, const at::Tensor& residual) const;
 
  private:
   std::optional<LayerNorm> layer_norm_;

@@ -1,0 +1,69 @@
+// megahost SDK — fused operations. Each has a plain libtorch reference (namespace reference,
+// used on the CPU and by the tests) and, in CUDA builds on CUDA tensors, a fused kernel of
+// sdk/src/kernels with its own backward. Same signatures, same results within rounding:
+// tests/fused_kernels compares both against float64 on fresh random inputs.
+//
+//   add_norm       LayerNorm / RMSNorm of (x + residual), also returning the sum (the residual
+//                  stream), in one read of each input
+//   norm           the same without a residual
+//   bias_gelu      gelu(x + bias), exact erf GeLU (the GEMM then runs without its bias epilogue)
+//   swiglu         silu(gate) * up of [..., 2f] -> [..., f]
+//   rotary         rotary position embedding from float32 angles, strided input
+//   cross_entropy  per-token loss from (b)f16 logits without a float32 copy of them, vocab-parallel
+//   adamw          multi-tensor AdamW with the gradient scale (clipping, 1/loss scale) folded in
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <utility>
+#include <vector>
+
+namespace megahost::sdk::parallel {
+class DistGroup;
+}
+
+namespace megahost::sdk::fused {
+
+// This build has the CUDA kernels (MH_SDK_WITH_CUDA).
+bool built_with_cuda();
+// The fused kernel would run for t: CUDA build, CUDA tensor, a dtype the kernels take
+// (float32, bfloat16, float16), and fusion not switched off with MEGAHOST_FUSED=0.
+bool available(const at::Tensor& t);
+
+// x, residual [..., h]; weight, bias [h] (bias undefined: none; RMSNorm: ignored) -> (y, x + residual)
+std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                                           const at::Tensor& bias, double eps, bool rms);
+at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms);
+at::Tensor bias_gelu(const at::Tensor& x, const at::Tensor& bias);  // [..., n], [n] (may be undefined)
+at::Tensor swiglu(const at::Tensor& x);                             // [..., 2f] -> [..., f]
+// t [s, b, n, d] (d contiguous), angles [s, 1, 1, rot] float32 (both halves equal, as RotaryEmbedding
+// makes them) -> [s, b, n, d]
+at::Tensor rotary(const at::Tensor& t, const at::Tensor& angles);
+// logits [N, V/tp] (rank r holds ids [r V/tp, (r+1) V/tp)), labels [N] int64 -> loss [N] float32.
+// tp null: one device.
+at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& labels, const parallel::DistGroup* tp);
+
+struct AdamWHyper {
+  double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  int64_t step = 1;         // 1-based, for the bias corrections
+  double grad_scale = 1.0;  // multiplies every gradient first
+};
+// float32 params / grads / states; weight_decay per tensor. Updates in place.
+void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
+           const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
+           const std::vector<double>& weight_decays, const AdamWHyper& h);
+
+namespace reference {
+std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                                           const at::Tensor& bias, double eps, bool rms);
+at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms);
+at::Tensor bias_gelu(const at::Tensor& x, const at::Tensor& bias);
+at::Tensor swiglu(const at::Tensor& x);
+at::Tensor rotary(const at::Tensor& t, const at::Tensor& angles);
+at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& labels, const parallel::DistGroup* tp);
+void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
+           const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
+           const std::vector<double>& weight_decays, const AdamWHyper& h);
+}  // namespace reference
+
+}  // namespace megahost::sdk::fused

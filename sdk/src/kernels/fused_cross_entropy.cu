@@ -1,0 +1,77 @@
+// megahost SDK — cross entropy straight from (b)f16 logits: float32 math in registers, no float32
+// copy of the [rows, vocab] logits (see fused_kernels.h). One block per row; the forward is one
+// pass with an online max / sum of exponentials.
+#include "fused_common.cuh"
+#include "fused_kernels.h"
+
+namespace megahost::sdk::kernels {
+
+namespace {
+
+constexpr int kThreads = 512;
+
+template <typename T>
+__global__ void mh_cross_entropy_stats_kernel(const T* __restrict__ logits, const int64_t* __restrict__ labels,
+                                           int64_t vocab_start, float* __restrict__ row_max,
+                                           float* __restrict__ row_sumexp, float* __restrict__ target_logit,
+                                           int64_t v) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  const T* x = logits + r * v;
+  float m = -INFINITY, s = 0.0f;  // running max and sum of exp(x - m) of this thread
+  for (int64_t c = threadIdx.x; c < v; c += blockDim.x) {
+    const float xv = to_f32(x[c]);
+    if (xv > m) {
+      s = s * __expf(m - xv) + 1.0f;
+      m = xv;
+    } else {
+      s += __expf(xv - m);
+    }
+  }
+  const float block_m = block_max(m, scratch);
+  const float block_s = block_sum(m == -INFINITY ? 0.0f : s * __expf(m - block_m), scratch);
+  if (threadIdx.x == 0) {
+    row_max[r] = block_m;
+    row_sumexp[r] = block_s;
+    const int64_t t = labels[r] - vocab_start;
+    target_logit[r] = (t >= 0 && t < v) ? to_f32(x[t]) : 0.0f;
+  }
+}
+
+template <typename T>
+__global__ void mh_cross_entropy_backward_kernel(const T* __restrict__ logits, const int64_t* __restrict__ labels,
+                                              int64_t vocab_start, const float* __restrict__ lse,
+                                              const float* __restrict__ grad_loss, T* __restrict__ dlogits,
+                                              int64_t v) {
+  const int64_t r = blockIdx.x;
+  const float l = lse[r], g = grad_loss[r];
+  const int64_t t = labels[r] - vocab_start;
+  const T* x = logits + r * v;
+  T* dx = dlogits + r * v;
+  for (int64_t c = threadIdx.x; c < v; c += blockDim.x) {
+    const float p = __expf(to_f32(x[c]) - l);
+    dx[c] = from_f32<T>((p - (c == t ? 1.0f : 0.0f)) * g);
+  }
+}
+
+}  // namespace
+
+int cross_entropy_stats(int dtype, const void* logits, const int64_t* labels, int64_t vocab_start, float* row_max,
+                        float* row_sumexp, float* target_logit, int64_t rows, int64_t v, void* stream) {
+  return dispatch_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    mh_cross_entropy_stats_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, as_stream(stream)>>>(
+        static_cast<const T*>(logits), labels, vocab_start, row_max, row_sumexp, target_logit, v);
+  });
+}
+
+int cross_entropy_backward(int dtype, const void* logits, const int64_t* labels, int64_t vocab_start, const float* lse,
+                           const float* grad_loss, void* dlogits, int64_t rows, int64_t v, void* stream) {
+  return dispatch_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    mh_cross_entropy_backward_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, as_stream(stream)>>>(
+        static_cast<const T*>(logits), labels, vocab_start, lse, grad_loss, static_cast<T*>(dlogits), v);
+  });
+}
+
+}  // namespace megahost::sdk::kernels

@@ -1,0 +1,68 @@
+// megahost SDK — launchers of the fused CUDA kernels (fused_*.cu). Plain pointers and sizes, no
+// ATen: the .cu files compile with nvcc alone; sdk/src/nn/fused_ops.cpp wraps them for autograd.
+// dtype: 0 = float32, 1 = bfloat16, 2 = float16 (tensors of one call share it unless noted).
+// Every launcher returns the cudaError_t of its launch as int (0 = success).
+#pragma once
+
+#include <cstdint>
+
+namespace megahost::sdk::kernels {
+
+enum DType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
+
+// LayerNorm / RMSNorm over the last dim of [rows, h] with the residual add folded in:
+//   sum = x + residual (residual may be null: sum = x), y = norm(sum) * weight (+ bias).
+// sum_out may be null when residual is null. mean (LayerNorm only) and rstd [rows] float32 for backward.
+// weight/bias share x's dtype.
+int norm_forward(int dtype, bool rms, const void* x, const void* residual, const void* weight, const void* bias,
+                 void* y, void* sum_out, float* mean, float* rstd, int64_t rows, int64_t h, float eps, void* stream);
+// dx = d norm / d sum (+ dsum: the gradient reaching the residual output, may be null);
+// dweight_partial / dbias_partial: [blocks, h] float32 per-block column sums (the caller sums dim 0);
+// blocks = norm_backward_blocks(rows).
+int norm_backward(int dtype, bool rms, const void* dy, const void* dsum, const void* sum, const void* weight,
+                  const float* mean, const float* rstd, void* dx, float* dweight_partial, float* dbias_partial,
+                  int64_t rows, int64_t h, void* stream);
+int64_t norm_backward_blocks(int64_t rows);
+
+// y = gelu(x + bias) (exact, erf), x [rows, n], bias [n] (null: none). Backward: dx = dy * gelu'(x + bias).
+int bias_gelu_forward(int dtype, const void* x, const void* bias, void* y, int64_t rows, int64_t n, void* stream);
+int bias_gelu_backward(int dtype, const void* dy, const void* x, const void* bias, void* dx, int64_t rows, int64_t n,
+                       void* stream);
+
+// SwiGLU: x [rows, 2f] = [gate | up], y [rows, f] = silu(gate) * up; backward writes dx [rows, 2f].
+int swiglu_forward(int dtype, const void* x, void* y, int64_t rows, int64_t f, void* stream);
+int swiglu_backward(int dtype, const void* dy, const void* x, void* dx, int64_t rows, int64_t f, void* stream);
+
+// Rotary embedding on t [s, b, n, d] (strides in elements for s, b, n; d contiguous), angles
+// [s, rot] float32 (rot even, <= d; the first rot dims rotate in halves, the rest pass through).
+// out is contiguous [s, b, n, d]. sign = -1 applies the inverse rotation (the backward).
+int rotary(int dtype, const void* t, int64_t stride_s, int64_t stride_b, int64_t stride_n, const float* angles,
+           void* out, int64_t s, int64_t b, int64_t n, int64_t d, int64_t rot, float sign, void* stream);
+
+// Cross entropy over rows of logits [rows, v] (this rank's vocabulary slice [vocab_start, vocab_start + v)):
+// per row the slice's max, sum(exp(x - max)) and the target's logit (0 when the target is elsewhere).
+int cross_entropy_stats(int dtype, const void* logits, const int64_t* labels, int64_t vocab_start, float* row_max,
+                        float* row_sumexp, float* target_logit, int64_t rows, int64_t v, void* stream);
+// dlogits = (exp(x - lse) - onehot(target)) * grad_loss, in the logits' dtype.
+int cross_entropy_backward(int dtype, const void* logits, const int64_t* labels, int64_t vocab_start, const float* lse,
+                           const float* grad_loss, void* dlogits, int64_t rows, int64_t v, void* stream);
+
+// Multi-tensor AdamW on float32 tensors, Megatron / torch.optim.AdamW's order:
+//   g = grad * grad_scale; p *= 1 - lr * wd_i; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+//   p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
+// `table` is a device array of AdamWTensor; chunk_start [count + 1] device prefix sums of chunks.
+struct AdamWTensor {
+  float* param;
+  float* grad;
+  float* exp_avg;
+  float* exp_avg_sq;
+  int64_t numel;
+  float weight_decay;  // this tensor's decay (0 for no-decay params)
+  int32_t pad;
+};
+constexpr int64_t kAdamWChunk = 16384;
+int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int64_t count, int64_t total_chunks,
+                       float lr, float beta1, float beta2, float eps, float bias_correction1,
+                       float bias_correction2_sqrt, float grad_scale, void* stream);
+
+}  // namespace megahost::sdk::kernels

@@ -1,0 +1,369 @@
+// megahost SDK — fused operations: the CUDA kernels behind autograd functions, or the references
+// (see megahost/sdk/nn/fused.h).
+#include <ATen/ATen.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "megahost/sdk/error.h"
+#include "megahost/sdk/nn/fused.h"
+#include "megahost/sdk/parallel/dist.h"
+
+#if defined(MH_SDK_WITH_CUDA)
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "../kernels/fused_kernels.h"
+#endif
+
+namespace megahost::sdk::fused {
+
+bool built_with_cuda() {
+#if defined(MH_SDK_WITH_CUDA)
+  return true;
+#else
+  return false;
+#endif
+}
+
+namespace {
+bool fusion_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_FUSED");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+}  // namespace
+
+bool available(const at::Tensor& t) {
+  if (!built_with_cuda() || !fusion_enabled() || !t.defined() || !t.is_cuda()) return false;
+  const auto d = t.scalar_type();
+  return d == at::kFloat || d == at::kBFloat16 || d == at::kHalf;
+}
+
+#if defined(MH_SDK_WITH_CUDA)
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+int dtype_code(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return kernels::kF32;
+    case at::kBFloat16: return kernels::kBF16;
+    case at::kHalf: return kernels::kF16;
+    default:
+      throw Error(MH_ERR_INVALID_ARG, str_cat("fused kernels take float32, bfloat16 or float16, not ",
+                                              c10::toString(t.scalar_type())));
+  }
+}
+
+void* stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.get_device()).stream(); }
+
+void check_launch(int rc, const char* what) {
+  MH_CHECK(rc == 0, MH_ERR_INTERNAL, "fused kernel ", what, ": ", cudaGetErrorString(static_cast<cudaError_t>(rc)),
+           "\nHINT: MEGAHOST_FUSED=0 runs the plain libtorch path instead");
+}
+
+const void* ptr_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+
+// ---- norms ----
+
+// Runs the norm kernel; returns (y, sum or undefined, mean, rstd).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_forward(const at::Tensor& x, const at::Tensor& residual,
+                                                                        const at::Tensor& weight, const at::Tensor& bias,
+                                                                        double eps, bool rms) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int64_t h = x.size(-1), rows = x.numel() / h;
+  at::Tensor y = at::empty_like(x), sum = residual.defined() ? at::empty_like(x) : at::Tensor();
+  at::Tensor mean = at::empty({rms ? 0 : rows}, x.options().dtype(at::kFloat));
+  at::Tensor rstd = at::empty({rows}, x.options().dtype(at::kFloat));
+  check_launch(kernels::norm_forward(dtype_code(x), rms, x.data_ptr(), ptr_or_null(residual), weight.data_ptr(),
+                                     rms ? nullptr : ptr_or_null(bias), y.data_ptr(),
+                                     sum.defined() ? sum.data_ptr() : nullptr, rms ? nullptr : mean.data_ptr<float>(),
+                                     rstd.data_ptr<float>(), rows, h, static_cast<float>(eps), stream_of(x)),
+               "norm_forward");
+  return {y, sum, mean, rstd};
+}
+
+// (dx, dweight, dbias) from dy (and dsum, the gradient of the residual output, may be undefined).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_backward(const at::Tensor& dy_in, const at::Tensor& dsum_in,
+                                                             const at::Tensor& sum, const at::Tensor& weight,
+                                                             const at::Tensor& mean, const at::Tensor& rstd,
+                                                             bool rms, bool has_bias) {
+  const c10::cuda::CUDAGuard guard(sum.device());
+  const int64_t h = sum.size(-1), rows = sum.numel() / h;
+  const at::Tensor dy = dy_in.defined() ? dy_in.contiguous() : at::zeros_like(sum);
+  const at::Tensor dsum = dsum_in.defined() ? dsum_in.contiguous() : at::Tensor();
+  at::Tensor dx = at::empty_like(sum);
+  const int64_t blocks = kernels::norm_backward_blocks(rows);
+  at::Tensor dw_part = at::empty({blocks, h}, sum.options().dtype(at::kFloat));
+  at::Tensor db_part = has_bias ? at::empty({blocks, h}, sum.options().dtype(at::kFloat)) : at::Tensor();
+  check_launch(kernels::norm_backward(dtype_code(sum), rms, dy.data_ptr(), ptr_or_null(dsum), sum.data_ptr(),
+                                      weight.data_ptr(), rms ? nullptr : mean.data_ptr<float>(),
+                                      rstd.data_ptr<float>(), dx.data_ptr(), dw_part.data_ptr<float>(),
+                                      has_bias ? db_part.data_ptr<float>() : nullptr, rows, h, stream_of(sum)),
+               "norm_backward");
+  at::Tensor dw = dw_part.sum(0).to(weight.scalar_type());
+  at::Tensor db = has_bias ? db_part.sum(0).to(weight.scalar_type()) : at::Tensor();
+  return {dx, dw, db};
+}
+
+struct NormFn : torch::autograd::Function<NormFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& weight,
+                            const at::Tensor& bias, double eps, bool rms) {
+    const at::Tensor x = x_in.contiguous();
+    auto [y, unused, mean, rstd] = norm_forward(x, at::Tensor(), weight, bias, eps, rms);
+    ctx->save_for_backward({x, weight, mean, rstd});
+    ctx->saved_data["rms"] = rms;
+    ctx->saved_data["bias"] = bias.defined();
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto s = ctx->get_saved_variables();
+    const bool rms = ctx->saved_data["rms"].toBool(), has_bias = ctx->saved_data["bias"].toBool();
+    auto [dx, dw, db] = norm_backward(grad[0], at::Tensor(), s[0], s[1], s[2], s[3], rms, has_bias);
+    return {dx, dw, db, at::Tensor(), at::Tensor()};
+  }
+};
+
+struct AddNormFn : torch::autograd::Function<AddNormFn> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& residual,
+                               const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms) {
+    auto [y, sum, mean, rstd] = norm_forward(x.contiguous(), residual.contiguous(), weight, bias, eps, rms);
+    ctx->save_for_backward({sum, weight, mean, rstd});
+    ctx->saved_data["rms"] = rms;
+    ctx->saved_data["bias"] = bias.defined();
+    return {y, sum};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto s = ctx->get_saved_variables();
+    const bool rms = ctx->saved_data["rms"].toBool(), has_bias = ctx->saved_data["bias"].toBool();
+    auto [dx, dw, db] = norm_backward(grad[0], grad[1], s[0], s[1], s[2], s[3], rms, has_bias);
+    return {dx, dx, dw, db, at::Tensor(), at::Tensor()};  // d sum / d x = d sum / d residual = 1
+  }
+};
+
+// ---- activations ----
+
+struct BiasGeluFn : torch::autograd::Function<BiasGeluFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& bias) {
+    const c10::cuda::CUDAGuard guard(x_in.device());
+    const at::Tensor x = x_in.contiguous();
+    const int64_t n = x.size(-1), rows = x.numel() / n;
+    at::Tensor y = at::empty_like(x);
+    check_launch(kernels::bias_gelu_forward(dtype_code(x), x.data_ptr(), ptr_or_null(bias), y.data_ptr(), rows, n,
+                                            stream_of(x)),
+                 "bias_gelu_forward");
+    ctx->save_for_backward({x, bias});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto s = ctx->get_saved_variables();
+    const at::Tensor &x = s[0], &bias = s[1];
+    const c10::cuda::CUDAGuard guard(x.device());
+    const at::Tensor dy = grad[0].contiguous();
+    const int64_t n = x.size(-1), rows = x.numel() / n;
+    at::Tensor dx = at::empty_like(x);
+    check_launch(kernels::bias_gelu_backward(dtype_code(x), dy.data_ptr(), x.data_ptr(), ptr_or_null(bias),
+                                             dx.data_ptr(), rows, n, stream_of(x)),
+                 "bias_gelu_backward");
+    at::Tensor dbias;
+    if (bias.defined()) dbias = dx.view({rows, n}).sum(0, false, at::kFloat).to(bias.scalar_type());
+    return {dx, dbias};
+  }
+};
+
+struct SwigluFn : torch::autograd::Function<SwigluFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in) {
+    const c10::cuda::CUDAGuard guard(x_in.device());
+    const at::Tensor x = x_in.contiguous();
+    const int64_t f = x.size(-1) / 2, rows = x.numel() / (2 * f);
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = f;
+    at::Tensor y = at::empty(shape, x.options());
+    check_launch(kernels::swiglu_forward(dtype_code(x), x.data_ptr(), y.data_ptr(), rows, f, stream_of(x)),
+                 "swiglu_forward");
+    ctx->save_for_backward({x});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const at::Tensor x = ctx->get_saved_variables()[0];
+    const c10::cuda::CUDAGuard guard(x.device());
+    const at::Tensor dy = grad[0].contiguous();
+    const int64_t f = x.size(-1) / 2, rows = x.numel() / (2 * f);
+    at::Tensor dx = at::empty_like(x);
+    check_launch(kernels::swiglu_backward(dtype_code(x), dy.data_ptr(), x.data_ptr(), dx.data_ptr(), rows, f,
+                                          stream_of(x)),
+                 "swiglu_backward");
+    return {dx};
+  }
+};
+
+// ---- rotary ----
+
+at::Tensor rotary_launch(const at::Tensor& t, const at::Tensor& angles, float sign) {
+  const c10::cuda::CUDAGuard guard(t.device());
+  const int64_t s = t.size(0), b = t.size(1), n = t.size(2), d = t.size(3), rot = angles.size(-1);
+  at::Tensor out = at::empty({s, b, n, d}, t.options());
+  check_launch(kernels::rotary(dtype_code(t), t.data_ptr(), t.stride(0), t.stride(1), t.stride(2),
+                               angles.data_ptr<float>(), out.data_ptr(), s, b, n, d, rot, sign, stream_of(t)),
+               "rotary");
+  return out;
+}
+
+struct RotaryFn : torch::autograd::Function<RotaryFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& t_in, const at::Tensor& angles_in) {
+    const at::Tensor t = t_in.stride(3) == 1 ? t_in : t_in.contiguous();
+    const at::Tensor angles = angles_in.reshape({angles_in.size(0), angles_in.size(-1)}).to(at::kFloat).contiguous();
+    ctx->save_for_backward({angles});
+    return rotary_launch(t, angles, 1.0f);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const at::Tensor angles = ctx->get_saved_variables()[0];
+    return {rotary_launch(grad[0].contiguous(), angles, -1.0f), at::Tensor()};  // the inverse rotation
+  }
+};
+
+// ---- cross entropy ----
+
+struct CrossEntropyFn : torch::autograd::Function<CrossEntropyFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& logits_in, const at::Tensor& labels_in,
+                            const parallel::DistGroup* tp) {
+    const c10::cuda::CUDAGuard guard(logits_in.device());
+    const at::Tensor logits = logits_in.contiguous(), labels = labels_in.to(at::kLong).contiguous();
+    const int64_t rows = logits.size(0), v = logits.size(1);
+    const int64_t start = tp != nullptr ? static_cast<int64_t>(tp->rank()) * v : 0;
+    const auto f32 = logits.options().dtype(at::kFloat);
+    at::Tensor max = at::empty({rows}, f32), sumexp = at::empty({rows}, f32), target = at::empty({rows}, f32);
+    check_launch(kernels::cross_entropy_stats(dtype_code(logits), logits.data_ptr(), labels.data_ptr<int64_t>(), start,
+                                              max.data_ptr<float>(), sumexp.data_ptr<float>(),
+                                              target.data_ptr<float>(), rows, v, stream_of(logits)),
+                 "cross_entropy_stats");
+    if (tp != nullptr && tp->size() > 1) {  // combine the vocabulary slices (Megatron's three all-reduces)
+      at::Tensor global_max = max.clone();
+      tp->all_reduce(global_max, MH_REDUCE_MAX);
+      sumexp = sumexp * at::exp(max - global_max);
+      tp->all_reduce(sumexp);
+      tp->all_reduce(target);
+      max = global_max;
+    }
+    const at::Tensor lse = max + at::log(sumexp);  // [rows]
+    ctx->save_for_backward({logits, labels, lse});
+    ctx->saved_data["start"] = start;
+    return lse - target;  // [rows]
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto s = ctx->get_saved_variables();
+    const at::Tensor &logits = s[0], &labels = s[1], &lse = s[2];
+    const c10::cuda::CUDAGuard guard(logits.device());
+    const at::Tensor g = grad[0].to(at::kFloat).contiguous();
+    at::Tensor dlogits = at::empty_like(logits);
+    check_launch(kernels::cross_entropy_backward(dtype_code(logits), logits.data_ptr(), labels.data_ptr<int64_t>(),
+                                                 ctx->saved_data["start"].toInt(), lse.data_ptr<float>(),
+                                                 g.data_ptr<float>(), dlogits.data_ptr(), logits.size(0),
+                                                 logits.size(1), stream_of(logits)),
+                 "cross_entropy_backward");
+    return {dlogits, at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+#endif  // MH_SDK_WITH_CUDA
+
+std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                                           const at::Tensor& bias, double eps, bool rms) {
+#if defined(MH_SDK_WITH_CUDA)
+  if (available(x) && x.sizes() == residual.sizes() && x.scalar_type() == residual.scalar_type() &&
+      x.scalar_type() == weight.scalar_type()) {
+    auto out = AddNormFn::apply(x, residual, weight, bias, eps, rms);
+    return {out[0], out[1]};
+  }
+#endif
+  return reference::add_norm(x, residual, weight, bias, eps, rms);
+}
+
+at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms) {
+#if defined(MH_SDK_WITH_CUDA)
+  if (available(x) && x.scalar_type() == weight.scalar_type()) return NormFn::apply(x, weight, bias, eps, rms);
+#endif
+  return reference::norm(x, weight, bias, eps, rms);
+}
+
+at::Tensor bias_gelu(const at::Tensor& x, const at::Tensor& bias) {
+#if defined(MH_SDK_WITH_CUDA)
+  if (available(x) && (!bias.defined() || bias.scalar_type() == x.scalar_type())) return BiasGeluFn::apply(x, bias);
+#endif
+  return reference::bias_gelu(x, bias);
+}
+
+at::Tensor swiglu(const at::Tensor& x) {
+#if defined(MH_SDK_WITH_CUDA)
+  if (available(x)) return SwigluFn::apply(x);
+#endif
+  return reference::swiglu(x);
+}
+
+at::Tensor rotary(const at::Tensor& t, const at::Tensor& angles) {
+#if defined(MH_SDK_WITH_CUDA)
+  if (available(t) && t.dim() == 4 && angles.size(0) == t.size(0) && angles.numel() == t.size(0) * angles.size(-1))
+    return RotaryFn::apply(t, angles);
+#endif
+  return reference::rotary(t, angles);
+}
+
+at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& labels, const parallel::DistGroup* tp) {
+#if defined(MH_SDK_WITH_CUDA)
+  if (available(logits) && logits.dim() == 2) return CrossEntropyFn::apply(logits, labels, tp);
+#endif
+  return reference::cross_entropy(logits, labels, tp);
+}
+
+void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
+           const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
+           const std::vector<double>& weight_decays, const AdamWHyper& h) {
+  MH_CHECK(grads.size() == params.size() && exp_avgs.size() == params.size() && exp_avg_sqs.size() == params.size() &&
+               weight_decays.size() == params.size(),
+           MH_ERR_INVALID_ARG, "fused::adamw: lists of different lengths");
+#if defined(MH_SDK_WITH_CUDA)
+  bool fused = !params.empty() && available(params[0]);
+  for (size_t i = 0; fused && i < params.size(); ++i)
+    for (const at::Tensor* t : {&params[i], &grads[i], &exp_avgs[i], &exp_avg_sqs[i]})
+      fused = fused && t->is_cuda() && t->scalar_type() == at::kFloat && t->is_contiguous() &&
+              t->device() == params[0].device();
+  if (fused) {
+    const c10::cuda::CUDAGuard guard(params[0].device());
+    const int64_t count = static_cast<int64_t>(params.size());
+    // The tensor table and chunk prefix sums travel in one pinned buffer (copied on the stream).
+    const int64_t table_bytes = count * static_cast<int64_t>(sizeof(kernels::AdamWTensor));
+    const int64_t bytes = table_bytes + (count + 1) * static_cast<int64_t>(sizeof(int64_t));
+    at::Tensor host = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+    auto* table = reinterpret_cast<kernels::AdamWTensor*>(host.data_ptr<uint8_t>());
+    auto* chunk_start = reinterpret_cast<int64_t*>(host.data_ptr<uint8_t>() + table_bytes);
+    chunk_start[0] = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      table[i] = {params[i].data_ptr<float>(), grads[i].data_ptr<float>(), exp_avgs[i].data_ptr<float>(),
+                  exp_avg_sqs[i].data_ptr<float>(), params[i].numel(), static_cast<float>(weight_decays[i]), 0};
+      chunk_start[i + 1] = chunk_start[i] + (params[i].numel() + kernels::kAdamWChunk - 1) / kernels::kAdamWChunk;
+    }
+    const int64_t total_chunks = chunk_start[count];
+    const at::Tensor dev = host.to(params[0].device(), /*non_blocking=*/true);
+    const double bc1 = 1.0 - std::pow(h.beta1, static_cast<double>(h.step));
+    const double bc2 = 1.0 - std::pow(h.beta2, static_cast<double>(h.step));
+    check_launch(kernels::adamw_multi_tensor(
+                     reinterpret_cast<const kernels::AdamWTensor*>(dev.data_ptr<uint8_t>()),
+                     reinterpret_cast<const int64_t*>(dev.data_ptr<uint8_t>() + table_bytes), count, total_chunks,
+                     static_cast<float>(h.lr), static_cast<float>(h.beta1), static_cast<float>(h.beta2),
+                     static_cast<float>(h.eps), static_cast<float>(bc1), static_cast<float>(std::sqrt(bc2)),
+                     static_cast<float>(h.grad_scale), stream_of(params[0])),
+                 "adamw");
+    return;
+  }
+#endif
+  reference::adamw(params, grads, exp_avgs, exp_avg_sqs, weight_decays, h);
+}
+
+}  // namespace megahost::sdk::fused

@@ -1,0 +1,53 @@
+// megahost SDK — the plain libtorch references of the fused operations (see megahost/sdk/nn/fused.h).
+// They are what runs on the CPU, and what the GPU tests hold the kernels to.
+#include <ATen/ATen.h>
+
+#include "megahost/sdk/error.h"
+#include "megahost/sdk/nn/fused.h"
+#include "megahost/sdk/nn/mlp.h"
+#include "megahost/sdk/nn/norm.h"
+#include "megahost/sdk/nn/rotary.h"
+
+namespace megahost::sdk::fused::reference {
+
+at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms) {
+  return rms ? nn::rms_norm(x, weight, eps) : nn::layer_norm(x, weight, bias, eps);
+}
+
+std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                                           const at::Tensor& bias, double eps, bool rms) {
+  const at::Tensor sum = residual + x;  // the residual stream after this sub-layer
+  return {norm(sum, weight, bias, eps, rms), sum};
+}
+
+at::Tensor bias_gelu(const at::Tensor& x, const at::Tensor& bias) {
+  return at::gelu(bias.defined() ? x + bias : x);
+}
+
+at::Tensor swiglu(const at::Tensor& x) { return nn::swiglu(x); }
+
+at::Tensor rotary(const at::Tensor& t, const at::Tensor& angles) { return nn::apply_rotary_pos_emb(t, angles); }
+
+at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& labels, const parallel::DistGroup* tp) {
+  MH_CHECK(tp == nullptr, MH_ERR_INVALID_ARG, "fused::reference::cross_entropy is single-device",
+           "\nHINT: under tensor parallelism use nn::vocab_parallel_cross_entropy");
+  return at::cross_entropy_loss(logits.to(at::kFloat), labels, /*weight=*/{}, at::Reduction::None);  // [N]
+}
+
+void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
+           const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
+           const std::vector<double>& weight_decays, const AdamWHyper& h) {
+  const double bc1 = 1.0 - std::pow(h.beta1, static_cast<double>(h.step));
+  const double bc2 = 1.0 - std::pow(h.beta2, static_cast<double>(h.step));
+  for (size_t i = 0; i < params.size(); ++i) {
+    at::Tensor p = params[i], m = exp_avgs[i], v = exp_avg_sqs[i];
+    const at::Tensor g = h.grad_scale != 1.0 ? grads[i] * h.grad_scale : grads[i];
+    if (weight_decays[i] != 0) p.mul_(1.0 - h.lr * weight_decays[i]);  // decoupled decay on p before the step
+    m.mul_(h.beta1).add_(g, 1.0 - h.beta1);
+    v.mul_(h.beta2).addcmul_(g, g, 1.0 - h.beta2);
+    const at::Tensor denom = v.sqrt().div_(std::sqrt(bc2)).add_(h.eps);
+    p.addcdiv_(m, denom, -h.lr / bc1);
+  }
+}
+
+}  // namespace megahost::sdk::fused::reference

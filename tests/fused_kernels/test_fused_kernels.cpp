@@ -1,0 +1,262 @@
+// Fused operations (megahost/sdk/nn/fused.h) against float64 math written out here.
+//
+// Error measure: max |got - want| / max |want| over the tensor (want in float64 from the same,
+// already-rounded inputs). Bounds: float32 1e-5 (far under 1e-3), bfloat16 1e-2 (bf16 keeps 8
+// bits: one rounding of the output is ~4e-3). NaN or Inf anywhere fails (the comparison is
+// written so that NaN never passes).
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "megahost/sdk/nn/fused.h"
+
+namespace fused = megahost::sdk::fused;
+
+namespace {
+
+double rel_error(const at::Tensor& got, const at::Tensor& want) {
+  const at::Tensor g = got.detach().to(at::kCPU).to(at::kDouble), w = want.detach().to(at::kCPU).to(at::kDouble);
+  if (!g.isfinite().all().item<bool>()) return std::nan("");
+  const double scale = std::max(w.abs().max().item<double>(), 1e-30);
+  return (g - w).abs().max().item<double>() / scale;
+}
+
+#define EXPECT_CLOSE(got, want, bound)                                                            \
+  do {                                                                                             \
+    const double err_ = rel_error(got, want);                                                      \
+    EXPECT_TRUE(err_ <= (bound)) << #got << " vs " << #want << ": relative error " << err_          \
+                                 << " (bound " << (bound) << ")";                                  \
+  } while (0)
+
+// float64 versions of each operation, straight from the definitions.
+at::Tensor layer_norm64(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps) {
+  const at::Tensor mean = x.mean(-1, true), var = (x - mean).pow(2).mean(-1, true);
+  return (x - mean) / (var + eps).sqrt() * w + b;
+}
+at::Tensor rms_norm64(const at::Tensor& x, const at::Tensor& w, double eps) {
+  return x / (x.pow(2).mean(-1, true) + eps).sqrt() * w;
+}
+at::Tensor gelu64(const at::Tensor& x) { return 0.5 * x * (1.0 + at::erf(x / std::sqrt(2.0))); }
+at::Tensor swiglu64(const at::Tensor& x) {
+  const int64_t f = x.size(-1) / 2;
+  const at::Tensor g = x.narrow(-1, 0, f), u = x.narrow(-1, f, f);
+  return g * at::sigmoid(g) * u;
+}
+at::Tensor rotary64(const at::Tensor& t, const at::Tensor& angles) {  // angles [s, 1, 1, rot]
+  const int64_t rot = angles.size(-1), half = rot / 2;
+  const at::Tensor a = angles.to(at::kDouble), c = a.cos(), s = a.sin();
+  const at::Tensor x = t.narrow(-1, 0, rot), x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  const at::Tensor rotated = x * c + at::cat({-x2, x1}, -1) * s;
+  return rot == t.size(-1) ? rotated : at::cat({rotated, t.narrow(-1, rot, t.size(-1) - rot)}, -1);
+}
+at::Tensor cross_entropy64(const at::Tensor& logits, const at::Tensor& labels) {
+  return -at::log_softmax(logits, -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1);
+}
+
+// Leaves in float64 on the CPU holding the same (rounded) values as `t`.
+at::Tensor leaf64(const at::Tensor& t) { return t.detach().to(at::kCPU).to(at::kDouble).requires_grad_(true); }
+at::Tensor leaf(const at::Tensor& t) { return t.detach().clone().requires_grad_(true); }
+
+std::vector<at::Tensor> grads_of(const at::Tensor& out, const at::Tensor& seed, const std::vector<at::Tensor>& in) {
+  return torch::autograd::grad({out}, in, {seed.to(out.device()).to(out.scalar_type())}, true, false, true);
+}
+
+struct Case {
+  at::ScalarType dtype;
+  double bound;
+};
+
+std::vector<Case> gpu_cases() { return {{at::kFloat, 1e-5}, {at::kBFloat16, 1e-2}}; }
+
+bool have_gpu() { return fused::built_with_cuda() && at::hasCUDA(); }
+
+#define SKIP_WITHOUT_GPU()                                                                                   \
+  if (!have_gpu()) GTEST_SKIP() << (fused::built_with_cuda() ? "no CUDA device" : "CPU build: the fused CUDA " \
+                                                                                  "kernels are not compiled")
+
+at::TensorOptions cuda(at::ScalarType d) { return at::TensorOptions().device(at::kCUDA).dtype(d); }
+
+}  // namespace
+
+// ---- CPU: the references used on the CPU equal the definitions ----
+
+TEST(FusedReference, NormsMatchDefinitions) {
+  at::manual_seed(1);
+  const at::Tensor x = at::randn({6, 5, 64}, at::kDouble), r = at::randn({6, 5, 64}, at::kDouble);
+  const at::Tensor w = at::randn({64}, at::kDouble), b = at::randn({64}, at::kDouble);
+  auto [y, sum] = fused::reference::add_norm(x, r, w, b, 1e-5, false);
+  EXPECT_CLOSE(sum, x + r, 1e-15);
+  EXPECT_CLOSE(y, layer_norm64(x + r, w, b, 1e-5), 1e-12);
+  // RMSNorm keeps its statistics in float32 (as the kernel does), whatever the input dtype.
+  EXPECT_CLOSE(fused::reference::norm(x, w, at::Tensor(), 1e-6, true), rms_norm64(x, w, 1e-6), 1e-6);
+}
+
+TEST(FusedReference, ActivationsRotaryCrossEntropy) {
+  at::manual_seed(2);
+  const at::Tensor x = at::randn({4, 3, 16}, at::kDouble), bias = at::randn({16}, at::kDouble);
+  EXPECT_CLOSE(fused::reference::bias_gelu(x, bias), gelu64(x + bias), 1e-12);
+  EXPECT_CLOSE(fused::reference::swiglu(x), swiglu64(x), 1e-12);
+  const at::Tensor t = at::randn({5, 2, 3, 8}, at::kDouble), angles = at::randn({5, 1, 1, 3}, at::kFloat);
+  const at::Tensor a6 = at::cat({angles, angles}, -1);  // both halves equal, as RotaryEmbedding makes them
+  EXPECT_CLOSE(fused::reference::rotary(t, a6), rotary64(t, a6), 1e-6);  // cos/sin from float32 angles
+  const at::Tensor logits = at::randn({7, 11}, at::kDouble), labels = at::randint(0, 11, {7}, at::kLong);
+  EXPECT_CLOSE(fused::reference::cross_entropy(logits.to(at::kFloat), labels, nullptr), cross_entropy64(logits, labels),
+               1e-6);
+}
+
+TEST(FusedReference, AdamWMatchesTheRuleAndFoldsTheGradScale) {
+  at::manual_seed(3);
+  const at::Tensor p0 = at::randn({10}, at::kDouble), g = at::randn({10}, at::kDouble);
+  at::Tensor p = p0.clone(), m = at::zeros({10}, at::kDouble), v = at::zeros({10}, at::kDouble);
+  fused::AdamWHyper h;
+  h.lr = 0.1, h.beta1 = 0.9, h.beta2 = 0.95, h.eps = 1e-8, h.step = 1, h.grad_scale = 0.5;
+  fused::reference::adamw({p}, {g}, {m}, {v}, {0.1}, h);
+  const at::Tensor gs = g * 0.5, m1 = 0.1 * gs, v1 = 0.05 * gs * gs;
+  const at::Tensor want = p0 * (1 - 0.1 * 0.1) - 0.1 / 0.1 * m1 / (v1.sqrt() / std::sqrt(0.05) + 1e-8);
+  EXPECT_CLOSE(p, want, 1e-12);
+  EXPECT_CLOSE(m, m1, 1e-15);
+}
+
+TEST(FusedReference, NotAvailableOnCpuTensors) {
+  EXPECT_FALSE(fused::available(at::ones({2})));
+  if (!fused::built_with_cuda()) EXPECT_FALSE(fused::available(at::ones({2}, at::kBFloat16)));
+}
+
+// ---- GPU: kernels against float64 ----
+
+TEST(FusedKernelsGpu, AddNormAndNorm) {
+  SKIP_WITHOUT_GPU();
+  for (const Case& c : gpu_cases()) {
+    for (bool rms : {false, true}) {
+      SCOPED_TRACE(std::string(c10::toString(c.dtype)) + (rms ? " RMSNorm" : " LayerNorm"));
+      at::manual_seed(10);
+      const int64_t h = 1024;
+      at::Tensor x = leaf(at::randn({3, 37, h}, cuda(c.dtype))), r = leaf(at::randn({3, 37, h}, cuda(c.dtype)));
+      at::Tensor w = leaf(1.0 + 0.1 * at::randn({h}, cuda(c.dtype))), b = leaf(0.1 * at::randn({h}, cuda(c.dtype)));
+      ASSERT_TRUE(fused::available(x));
+      auto [y, sum] = fused::add_norm(x, r, w, rms ? at::Tensor() : b, 1e-5, rms);
+      at::Tensor x64 = leaf64(x), r64 = leaf64(r), w64 = leaf64(w), b64 = leaf64(b);
+      const at::Tensor sum64 = x64 + r64;
+      const at::Tensor y64 = rms ? rms_norm64(sum64, w64, 1e-5) : layer_norm64(sum64, w64, b64, 1e-5);
+      EXPECT_CLOSE(sum, sum64, c.bound);
+      EXPECT_CLOSE(y, y64, c.bound);
+      // A loss that uses both outputs, as a transformer layer does (y feeds the MLP, sum the residual).
+      const at::Tensor dy = at::randn(y.sizes(), at::kDouble), ds = at::randn(y.sizes(), at::kDouble);
+      const at::Tensor loss = (y.to(at::kDouble).cpu() * dy).sum() + (sum.to(at::kDouble).cpu() * ds).sum();
+      const at::Tensor loss64 = (y64 * dy).sum() + (sum64 * ds).sum();
+      std::vector<at::Tensor> in = {x, r, w}, in64 = {x64, r64, w64};
+      if (!rms) in.push_back(b), in64.push_back(b64);
+      const auto g = torch::autograd::grad({loss}, in), g64 = torch::autograd::grad({loss64}, in64);
+      for (size_t i = 0; i < g.size(); ++i) {
+        SCOPED_TRACE("grad of input " + std::to_string(i));  // x, residual, weight, bias
+        EXPECT_CLOSE(g[i], g64[i], c.bound * (i >= 2 ? 2 : 1));  // weight/bias: sums over 111 rows
+      }
+      // Without a residual.
+      const at::Tensor y2 = fused::norm(x, w, rms ? at::Tensor() : b, 1e-5, rms);
+      EXPECT_CLOSE(y2, rms ? rms_norm64(x64, w64, 1e-5) : layer_norm64(x64, w64, b64, 1e-5), c.bound);
+    }
+  }
+}
+
+TEST(FusedKernelsGpu, BiasGeluAndSwiglu) {
+  SKIP_WITHOUT_GPU();
+  for (const Case& c : gpu_cases()) {
+    SCOPED_TRACE(c10::toString(c.dtype));
+    at::manual_seed(11);
+    at::Tensor x = leaf(2 * at::randn({5, 9, 256}, cuda(c.dtype))), b = leaf(at::randn({256}, cuda(c.dtype)));
+    at::Tensor x64 = leaf64(x), b64 = leaf64(b);
+    const at::Tensor y = fused::bias_gelu(x, b), y64 = gelu64(x64 + b64);
+    EXPECT_CLOSE(y, y64, c.bound);
+    const at::Tensor seed = at::randn(y.sizes(), at::kDouble);
+    const auto g = grads_of(y, seed, {x, b}), g64 = grads_of(y64, seed, {x64, b64});
+    EXPECT_CLOSE(g[0], g64[0], c.bound);
+    EXPECT_CLOSE(g[1], g64[1], c.bound);
+
+    const at::Tensor s = fused::swiglu(x), s64 = swiglu64(x64);
+    EXPECT_CLOSE(s, s64, c.bound);
+    const at::Tensor seed2 = at::randn(s.sizes(), at::kDouble);
+    EXPECT_CLOSE(grads_of(s, seed2, {x})[0], grads_of(s64, seed2, {x64})[0], c.bound);
+  }
+}
+
+TEST(FusedKernelsGpu, RotaryOnStridedInput) {
+  SKIP_WITHOUT_GPU();
+  for (const Case& c : gpu_cases()) {
+    for (int64_t rot : {64, 32}) {  // whole head, and rotary_percent = 0.5
+      SCOPED_TRACE(std::string(c10::toString(c.dtype)) + " rot " + std::to_string(rot));
+      at::manual_seed(12);
+      // q as the attention takes it: a slice of the fused qkv projection (not contiguous).
+      const at::Tensor qkv = at::randn({33, 2, 4, 3 * 64}, cuda(c.dtype));
+      at::Tensor q = leaf(qkv).narrow(3, 64, 64);  // [s, b, n, d], strided
+      at::Tensor base = q;                          // grads flow to the leaf through the view
+      const at::Tensor pos = at::arange(33, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA));
+      const at::Tensor inv = 1.0 / at::pow(10000.0, at::arange(0, rot, 2, pos.options()) / rot);
+      const at::Tensor half = at::outer(pos, inv);
+      const at::Tensor angles = at::cat({half, half}, -1).view({33, 1, 1, rot});
+      const at::Tensor y = fused::rotary(base, angles);
+      at::Tensor q64 = leaf64(q);
+      const at::Tensor y64 = rotary64(q64, angles.cpu());
+      EXPECT_CLOSE(y, y64, c.bound);
+      const at::Tensor seed = at::randn(y.sizes(), at::kDouble);
+      EXPECT_CLOSE(grads_of(y, seed, {base})[0], grads_of(y64, seed, {q64})[0], c.bound);
+    }
+  }
+}
+
+TEST(FusedKernelsGpu, CrossEntropyWithoutFloat32Logits) {
+  SKIP_WITHOUT_GPU();
+  for (const Case& c : gpu_cases()) {
+    SCOPED_TRACE(c10::toString(c.dtype));
+    at::manual_seed(13);
+    const int64_t rows = 97, vocab = 50304;
+    at::Tensor logits = leaf(3 * at::randn({rows, vocab}, cuda(c.dtype)));
+    const at::Tensor labels = at::randint(0, vocab, {rows}, at::TensorOptions().dtype(at::kLong).device(at::kCUDA));
+    const at::Tensor loss = fused::cross_entropy(logits, labels, nullptr);
+    EXPECT_EQ(loss.scalar_type(), at::kFloat);
+    at::Tensor l64 = leaf64(logits);
+    const at::Tensor loss64 = cross_entropy64(l64, labels.cpu());
+    EXPECT_CLOSE(loss, loss64, 1e-5);  // float32 math on the same inputs, whatever the logits' dtype
+    const at::Tensor seed = at::rand({rows}, at::kDouble);
+    const auto g = grads_of(loss, seed, {logits});
+    EXPECT_EQ(g[0].scalar_type(), c.dtype);  // the gradient stays in the logits' dtype
+    EXPECT_CLOSE(g[0], grads_of(loss64, seed, {l64})[0], c.bound);
+  }
+}
+
+TEST(FusedKernelsGpu, MultiTensorAdamW) {
+  SKIP_WITHOUT_GPU();
+  at::manual_seed(14);
+  // Sizes around the chunk boundary, plus a large one and a tiny one.
+  const std::vector<int64_t> sizes = {1, 16383, 16384, 16385, 100000, 7};
+  std::vector<at::Tensor> p, g, m, v, p64, g64, m64, v64;
+  std::vector<double> wd;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    p.push_back(at::randn({sizes[i]}, cuda(at::kFloat)));
+    g.push_back(at::randn({sizes[i]}, cuda(at::kFloat)));
+    m.push_back(at::zeros({sizes[i]}, cuda(at::kFloat)));
+    v.push_back(at::zeros({sizes[i]}, cuda(at::kFloat)));
+    for (auto [src, dst] : {std::pair{&p, &p64}, {&g, &g64}, {&m, &m64}, {&v, &v64}})
+      dst->push_back(src->back().cpu().to(at::kDouble));
+    wd.push_back(i % 2 == 0 ? 0.1 : 0.0);
+  }
+  fused::AdamWHyper h;
+  h.lr = 1e-3, h.beta1 = 0.9, h.beta2 = 0.95, h.eps = 1e-8;
+  for (int64_t step = 1; step <= 3; ++step) {
+    h.step = step;
+    h.grad_scale = 0.25 * step;  // clipping x 1/loss scale, folded in
+    fused::adamw(p, g, m, v, wd, h);
+    fused::reference::adamw(p64, g64, m64, v64, wd, h);
+  }
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    SCOPED_TRACE("tensor " + std::to_string(i));
+    EXPECT_CLOSE(p[i], p64[i], 1e-5);
+    EXPECT_CLOSE(m[i], m64[i], 1e-5);
+    EXPECT_CLOSE(v[i], v64[i], 1e-5);
+  }
+  EXPECT_CLOSE(g[0], g64[0], 0.0);  // the gradients are read, not rescaled in place
+}
