@@ -135,15 +135,16 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   else
     echo "no .gpu-deps/bench/gpt_baseline.py (scripts/gpu_deps.sh copies it) or BASELINE_CONFIGS empty: baseline skipped"
   fi
-  # label|recipe|extra arguments; BENCH_EXTRA appends more (one per line), e.g. variants to compare.
+  # label|recipe|extra arguments|environment (VAR=value ...); BENCH_EXTRA appends more (one per
+  # line), e.g. variants to compare.
   BENCH_RUNS="${BENCH_RUNS:-gpt345m|examples/gpt/bench_gpt345m.toml|
 gpt1.3b|examples/gpt/bench_gpt1.3b.toml|}"
   [ -n "${BENCH_EXTRA:-}" ] && BENCH_RUNS="$BENCH_RUNS
 $BENCH_EXTRA"
-  while IFS='|' read -r label recipe extra; do
+  while IFS='|' read -r label recipe extra envs; do
     [ -n "$label" ] || continue
     # shellcheck disable=SC2086
-    if out="$("$BUILD/bin/megahost" bench "$recipe" --warmup 5 --iters 20 --label "megahost-$label" \
+    if out="$(env $envs "$BUILD/bin/megahost" bench "$recipe" --warmup 5 --iters 20 --label "megahost-$label" \
         --json "$LOG_DIR/bench-megahost-$label.json" $extra 2>&1)"; then
       echo "$out" >>"$LOG_DIR/bench.log"
       echo "$out" | grep -E "^megahost-$label " || true

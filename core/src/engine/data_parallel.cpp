@@ -262,7 +262,9 @@ void DataParallel::launch_grad_reduce(Chunk& c, size_t bucket) {
     op->then = [mine, out, dp]() mutable { mine.copy_(out).div_(dp); };
   } else {
     op->op = comm_->all_reduce_sum("dp-cp", whole, async);
-    op->then = [whole, dp]() mutable { whole.div_(dp); };
+    op->then = [whole, dp]() mutable {
+      if (dp != 1.0) whole.div_(dp);  // one process: no pass over the buffer
+    };
   }
   c.buckets[bucket].grad_op = std::move(op);
 }

@@ -73,30 +73,48 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
   const double grad_scale = args.struct_size >= kHasGradScale ? args.grad_scale : 1.0;
   MH_CHECK(std::isfinite(grad_scale), MH_ERR_INVALID_ARG, "optimizer step: grad_scale is ", grad_scale);
 
-  // Group parameters so each group is one set of _foreach_* calls.
-  std::map<std::tuple<std::string, int, bool>, Group> groups;
+  // Group parameters so each group is one set of _foreach_* calls (reused while the storage is).
+  std::vector<const void*> storage;
+  storage.reserve(2 * n);
   for (size_t i = 0; i < n; ++i) {
-    if (params[i].grad == nullptr) continue;  // no gradient, no update (as torch.optim skips p.grad None)
-    const Slot& s = slots_[i];
-    at::Tensor p = to_torch(params[i].data);
-    at::Tensor g = to_torch(params[i].grad);
-    MH_CHECK(p.device() == s.device && g.device() == s.device, MH_ERR_INVALID_ARG, "parameter '", s.name,
-             "' or its gradient is not on ", s.device.str(), " where setup found it");
-    const bool decay = (params[i].flags & MH_PARAM_NO_WEIGHT_DECAY) == 0;
-    Group& grp = groups[{s.device.str(), int(s.dtype), decay}];
-    grp.decay = decay;
-    const at::ScalarType wt = working_dtype(s.dtype);
-    if (p.scalar_type() == wt) {
-      grp.params.push_back(p);
-    } else {
-      grp.params.push_back(p.to(wt));  // half-precision param: update an fp32 copy, then write back
-      grp.write_back.push_back(p);
-    }
-    grp.grads.push_back(g.scalar_type() == wt ? g : g.to(wt));
-    grp.state.resize(state_names_.size());
-    for (size_t k = 0; k < state_names_.size(); ++k) grp.state[k].push_back(s.state[k]);
+    storage.push_back(params[i].data != nullptr ? static_cast<const char*>(params[i].data->data) +
+                                                      params[i].data->byte_offset
+                                                : nullptr);
+    storage.push_back(params[i].grad != nullptr ? static_cast<const char*>(params[i].grad->data) +
+                                                      params[i].grad->byte_offset
+                                                : nullptr);
   }
-  for (auto& [key, grp] : groups) {
+  if (storage != cached_storage_) {
+    std::map<GroupKey, Group> groups;
+    bool has_copies = false;
+    for (size_t i = 0; i < n; ++i) {
+      if (params[i].grad == nullptr) continue;  // no gradient, no update (as torch.optim skips p.grad None)
+      const Slot& s = slots_[i];
+      at::Tensor p = to_torch(params[i].data);
+      at::Tensor g = to_torch(params[i].grad);
+      MH_CHECK(p.device() == s.device && g.device() == s.device, MH_ERR_INVALID_ARG, "parameter '", s.name,
+               "' or its gradient is not on ", s.device.str(), " where setup found it");
+      const bool decay = (params[i].flags & MH_PARAM_NO_WEIGHT_DECAY) == 0;
+      Group& grp = groups[{s.device.str(), int(s.dtype), decay}];
+      grp.decay = decay;
+      const at::ScalarType wt = working_dtype(s.dtype);
+      if (p.scalar_type() != wt || g.scalar_type() != wt) has_copies = true;
+      if (p.scalar_type() == wt) {
+        grp.params.push_back(p);
+      } else {
+        grp.params.push_back(p.to(wt));  // half-precision param: update an fp32 copy, then write back
+        grp.write_back.push_back(p);
+      }
+      grp.grads.push_back(g.scalar_type() == wt ? g : g.to(wt));
+      grp.state.resize(state_names_.size());
+      for (size_t k = 0; k < state_names_.size(); ++k) grp.state[k].push_back(s.state[k]);
+    }
+    cached_groups_.assign(groups.begin(), groups.end());
+    cached_storage_ = std::move(storage);
+    if (has_copies) cached_storage_.clear();  // working copies are per step: rebuild next time
+  }
+  for (auto& [key, grp] : cached_groups_) {
+    grp.grad_scale = 1.0;
     if (grad_scale != 1.0 && folds_grad_scale(grp)) grp.grad_scale = grad_scale;
     else if (grad_scale != 1.0) at::_foreach_mul_(grp.grads, grad_scale);  // in place: the host zeroes them next
     update(grp, args.lr, grp.decay ? args.weight_decay : 0.0, t);

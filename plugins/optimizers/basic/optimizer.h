@@ -9,6 +9,8 @@
 #include <ATen/ATen.h>
 
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "megahost/megahost.h"
@@ -53,6 +55,13 @@ class Optimizer {
     std::vector<at::Tensor> state;  // one per state name
   };
   void check_same_params(const mh_param_view* params, size_t n, const char* call) const;
+
+  // The groups of the last step and the storage they were built over: the host passes the same
+  // views every step, so a step whose pointers match reuses them (building 2 torch tensors per
+  // parameter each step cost milliseconds of CPU while the GPU waited).
+  using GroupKey = std::tuple<std::string, int, bool>;
+  std::vector<const void*> cached_storage_;
+  std::vector<std::pair<GroupKey, Group>> cached_groups_;
 
   const mh_host* host_;
   std::vector<std::string> state_names_;

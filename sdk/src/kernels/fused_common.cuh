@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <initializer_list>
+#include <type_traits>
 
 namespace megahost::sdk::kernels {
 
@@ -52,15 +54,53 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
   return warp_max(v);
 }
 
+// 16 bytes of T: the unit of vectorised loads and stores (8 bf16/fp16 or 4 float32).
+template <typename T>
+struct alignas(16) Vec {
+  static constexpr int kSize = 16 / sizeof(T);
+  T v[kSize];
+};
+
+template <typename T>
+__device__ __forceinline__ Vec<T> load_vec(const T* p) {
+  return *reinterpret_cast<const Vec<T>*>(p);
+}
+template <typename T>
+__device__ __forceinline__ void store_vec(T* p, const Vec<T>& x) {
+  *reinterpret_cast<Vec<T>*>(p) = x;
+}
+
+// Rows of n elements can be walked in Vec<T> steps from every pointer.
+template <typename T>
+inline bool vec_ok(int64_t n, std::initializer_list<const void*> ptrs) {
+  if (n % Vec<T>::kSize != 0) return false;
+  for (const void* p : ptrs)
+    if (p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
 // Run `launch<T>()` for the dtype code of fused_kernels.h.
+// `launch` may return a cudaError_t (a refusal before launching) or nothing.
+template <typename F, typename T>
+cudaError_t launch_as(F& launch, T tag) {
+  if constexpr (std::is_same_v<decltype(launch(tag)), void>) {
+    launch(tag);
+    return cudaSuccess;
+  } else {
+    return launch(tag);
+  }
+}
+
 template <typename F>
 int dispatch_dtype(int dtype, F&& launch) {
+  cudaError_t refused = cudaSuccess;
   switch (dtype) {
-    case 0: launch(float{}); break;
-    case 1: launch(__nv_bfloat16{}); break;
-    case 2: launch(__half{}); break;
+    case 0: refused = launch_as(launch, float{}); break;
+    case 1: refused = launch_as(launch, __nv_bfloat16{}); break;
+    case 2: refused = launch_as(launch, __half{}); break;
     default: return static_cast<int>(cudaErrorInvalidValue);
   }
+  if (refused != cudaSuccess) return static_cast<int>(refused);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -22,49 +22,96 @@ __device__ __forceinline__ float gelu_grad(float x) {
 }
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
 
+// Rows in a grid-stride loop, each row in Vec<T> steps: no index division, 16-byte accesses.
 template <typename T>
 __global__ void mh_bias_gelu_forward_kernel(const T* __restrict__ x, const T* __restrict__ bias, T* __restrict__ y,
-                                         int64_t total, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float v = to_f32(x[i]);
-    if (bias != nullptr) v += to_f32(bias[i % n]);
-    y[i] = from_f32<T>(gelu(v));
-  }
+                                            int64_t rows, int64_t n) {
+  constexpr int V = Vec<T>::kSize;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x)
+    for (int64_t c = threadIdx.x * V; c < n; c += blockDim.x * V) {
+      const Vec<T> xv = load_vec(x + r * n + c);
+      Vec<T> out;
+      if (bias != nullptr) {
+        const Vec<T> bv = load_vec(bias + c);
+#pragma unroll
+        for (int k = 0; k < V; ++k) out.v[k] = from_f32<T>(gelu(to_f32(xv.v[k]) + to_f32(bv.v[k])));
+      } else {
+#pragma unroll
+        for (int k = 0; k < V; ++k) out.v[k] = from_f32<T>(gelu(to_f32(xv.v[k])));
+      }
+      store_vec(y + r * n + c, out);
+    }
 }
 
+// dx = dy * gelu'(x + bias); with dbias_partial, each block also sums its rows' dx per column
+// (float32, before rounding) into dbias_partial[block, n] (shared memory, one owner per column).
 template <typename T>
 __global__ void mh_bias_gelu_backward_kernel(const T* __restrict__ dy, const T* __restrict__ x,
-                                          const T* __restrict__ bias, T* __restrict__ dx, int64_t total, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float v = to_f32(x[i]);
-    if (bias != nullptr) v += to_f32(bias[i % n]);
-    dx[i] = from_f32<T>(to_f32(dy[i]) * gelu_grad(v));
-  }
+                                             const T* __restrict__ bias, T* __restrict__ dx,
+                                             float* __restrict__ dbias_partial, int64_t rows, int64_t n) {
+  constexpr int V = Vec<T>::kSize;
+  // Column sums at slot (strip * V + k) * blockDim + tid: conflict-free shared-memory banks.
+  extern __shared__ float col_sum[];  // [strips * V * blockDim] when dbias_partial
+  const int64_t strips = (n + static_cast<int64_t>(blockDim.x) * V - 1) / (static_cast<int64_t>(blockDim.x) * V);
+  if (dbias_partial != nullptr)
+    for (int64_t i = threadIdx.x; i < strips * V * blockDim.x; i += blockDim.x) col_sum[i] = 0.0f;
+  __syncthreads();
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x)
+    for (int64_t c = threadIdx.x * V, strip = 0; c < n; c += blockDim.x * V, ++strip) {
+      const Vec<T> xv = load_vec(x + r * n + c), dv = load_vec(dy + r * n + c);
+      Vec<T> bv;
+      if (bias != nullptr) bv = load_vec(bias + c);
+      Vec<T> out;
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const float pre = to_f32(xv.v[k]) + (bias != nullptr ? to_f32(bv.v[k]) : 0.0f);
+        const float g = to_f32(dv.v[k]) * gelu_grad(pre);
+        out.v[k] = from_f32<T>(g);
+        if (dbias_partial != nullptr) col_sum[(strip * V + k) * blockDim.x + threadIdx.x] += g;  // own slot
+      }
+      store_vec(dx + r * n + c, out);
+    }
+  if (dbias_partial == nullptr) return;
+  for (int64_t c = threadIdx.x * V, strip = 0; c < n; c += blockDim.x * V, ++strip)
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+      dbias_partial[blockIdx.x * n + c + k] = col_sum[(strip * V + k) * blockDim.x + threadIdx.x];
 }
 
 template <typename T>
-__global__ void mh_swiglu_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t total, int64_t f) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = i / f, c = i - r * f;
-    const float gate = to_f32(x[r * 2 * f + c]), up = to_f32(x[r * 2 * f + f + c]);
-    y[i] = from_f32<T>(gate * sigmoid(gate) * up);
-  }
+__global__ void mh_swiglu_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t f) {
+  constexpr int V = Vec<T>::kSize;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x)
+    for (int64_t c = threadIdx.x * V; c < f; c += blockDim.x * V) {
+      const Vec<T> gv = load_vec(x + r * 2 * f + c), uv = load_vec(x + r * 2 * f + f + c);
+      Vec<T> out;
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const float gate = to_f32(gv.v[k]);
+        out.v[k] = from_f32<T>(gate * sigmoid(gate) * to_f32(uv.v[k]));
+      }
+      store_vec(y + r * f + c, out);
+    }
 }
 
 template <typename T>
 __global__ void mh_swiglu_backward_kernel(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
-                                       int64_t total, int64_t f) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = i / f, c = i - r * f;
-    const float gate = to_f32(x[r * 2 * f + c]), up = to_f32(x[r * 2 * f + f + c]), d = to_f32(dy[i]);
-    const float s = sigmoid(gate);
-    dx[r * 2 * f + c] = from_f32<T>(d * up * s * (1.0f + gate * (1.0f - s)));  // d silu = s (1 + g (1 - s))
-    dx[r * 2 * f + f + c] = from_f32<T>(d * gate * s);
-  }
+                                          int64_t rows, int64_t f) {
+  constexpr int V = Vec<T>::kSize;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x)
+    for (int64_t c = threadIdx.x * V; c < f; c += blockDim.x * V) {
+      const Vec<T> gv = load_vec(x + r * 2 * f + c), uv = load_vec(x + r * 2 * f + f + c);
+      const Vec<T> dv = load_vec(dy + r * f + c);
+      Vec<T> dgate, dup;
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const float gate = to_f32(gv.v[k]), up = to_f32(uv.v[k]), d = to_f32(dv.v[k]), s = sigmoid(gate);
+        dgate.v[k] = from_f32<T>(d * up * s * (1.0f + gate * (1.0f - s)));  // d silu = s (1 + g (1 - s))
+        dup.v[k] = from_f32<T>(d * gate * s);
+      }
+      store_vec(dx + r * 2 * f + c, dgate);
+      store_vec(dx + r * 2 * f + f + c, dup);
+    }
 }
 
 // One thread per output element; the rotating pair (i, i + rot/2) is read by both of its threads.
@@ -100,37 +147,66 @@ __global__ void mh_rotary_kernel(const T* __restrict__ t, int64_t stride_s, int6
 
 }  // namespace
 
+unsigned row_blocks(int64_t rows, int64_t cap) { return static_cast<unsigned>(rows < cap ? (rows > 0 ? rows : 1) : cap); }
+
+// Rows per launch: every SM busy with several blocks; fewer for the backward with bias sums so
+// the partial-sum buffer stays small.
+constexpr int64_t kRowBlocks = 132 * 8, kBiasSumBlocks = 132 * 2;
+
 int bias_gelu_forward(int dtype, const void* x, const void* bias, void* y, int64_t rows, int64_t n, void* stream) {
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    mh_bias_gelu_forward_kernel<T><<<grid_for(rows * n), kThreads, 0, as_stream(stream)>>>(
-        static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<T*>(y), rows * n, n);
+    if (!vec_ok<T>(n, {x, bias, y})) return cudaErrorInvalidValue;
+    mh_bias_gelu_forward_kernel<T><<<row_blocks(rows, kRowBlocks), kThreads, 0, as_stream(stream)>>>(
+        static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<T*>(y), rows, n);
+    return cudaSuccess;
   });
 }
 
-int bias_gelu_backward(int dtype, const void* dy, const void* x, const void* bias, void* dx, int64_t rows, int64_t n,
-                       void* stream) {
+int64_t bias_gelu_backward_blocks(int64_t rows) { return row_blocks(rows, kBiasSumBlocks); }
+
+int bias_gelu_backward(int dtype, const void* dy, const void* x, const void* bias, void* dx, float* dbias_partial,
+                       int64_t rows, int64_t n, void* stream) {
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    mh_bias_gelu_backward_kernel<T><<<grid_for(rows * n), kThreads, 0, as_stream(stream)>>>(
+    const int64_t strip = static_cast<int64_t>(kThreads) * Vec<T>::kSize;
+    const size_t smem = dbias_partial != nullptr ? static_cast<size_t>((n + strip - 1) / strip * strip) * sizeof(float) : 0;
+    if (smem > 48 * 1024) return cudaErrorInvalidValue;  // n > ~12,288: the caller sums dx itself
+    if (!vec_ok<T>(n, {dy, x, bias, dx})) return cudaErrorInvalidValue;
+    const unsigned blocks = dbias_partial != nullptr ? row_blocks(rows, kBiasSumBlocks) : row_blocks(rows, kRowBlocks);
+    mh_bias_gelu_backward_kernel<T><<<blocks, kThreads, smem, as_stream(stream)>>>(
         static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<T*>(dx),
-        rows * n, n);
+        dbias_partial, rows, n);
+    return cudaSuccess;
   });
+}
+
+bool elementwise_vectorizable(int dtype, int64_t n, std::initializer_list<const void*> ptrs) {
+  switch (dtype) {
+    case 0: return vec_ok<float>(n, ptrs);
+    case 1: return vec_ok<__nv_bfloat16>(n, ptrs);
+    case 2: return vec_ok<__half>(n, ptrs);
+    default: return false;
+  }
 }
 
 int swiglu_forward(int dtype, const void* x, void* y, int64_t rows, int64_t f, void* stream) {
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    mh_swiglu_forward_kernel<T><<<grid_for(rows * f), kThreads, 0, as_stream(stream)>>>(
-        static_cast<const T*>(x), static_cast<T*>(y), rows * f, f);
+    if (!vec_ok<T>(f, {x, y})) return cudaErrorInvalidValue;
+    mh_swiglu_forward_kernel<T><<<row_blocks(rows, kRowBlocks), kThreads, 0, as_stream(stream)>>>(
+        static_cast<const T*>(x), static_cast<T*>(y), rows, f);
+    return cudaSuccess;
   });
 }
 
 int swiglu_backward(int dtype, const void* dy, const void* x, void* dx, int64_t rows, int64_t f, void* stream) {
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    mh_swiglu_backward_kernel<T><<<grid_for(rows * f), kThreads, 0, as_stream(stream)>>>(
-        static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<T*>(dx), rows * f, f);
+    if (!vec_ok<T>(f, {dy, x, dx})) return cudaErrorInvalidValue;
+    mh_swiglu_backward_kernel<T><<<row_blocks(rows, kRowBlocks), kThreads, 0, as_stream(stream)>>>(
+        static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<T*>(dx), rows, f);
+    return cudaSuccess;
   });
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 
 namespace megahost::sdk::kernels {
 
@@ -24,10 +25,17 @@ int norm_backward(int dtype, bool rms, const void* dy, const void* dsum, const v
                   int64_t rows, int64_t h, void* stream);
 int64_t norm_backward_blocks(int64_t rows);
 
-// y = gelu(x + bias) (exact, erf), x [rows, n], bias [n] (null: none). Backward: dx = dy * gelu'(x + bias).
+// The elementwise kernels below walk rows in 16-byte vectors: n (f) a multiple of 16 / sizeof(T)
+// and 16-byte aligned pointers (elementwise_vectorizable); otherwise they refuse (cudaErrorInvalidValue).
+bool elementwise_vectorizable(int dtype, int64_t n, std::initializer_list<const void*> ptrs);
+
+// y = gelu(x + bias) (exact, erf), x [rows, n], bias [n] (null: none). Backward: dx = dy * gelu'(x + bias)
+// and, with dbias_partial [bias_gelu_backward_blocks(rows), n] float32, per-block column sums of dx
+// (the bias gradient is their sum over dim 0; needs n <= 12,288).
 int bias_gelu_forward(int dtype, const void* x, const void* bias, void* y, int64_t rows, int64_t n, void* stream);
-int bias_gelu_backward(int dtype, const void* dy, const void* x, const void* bias, void* dx, int64_t rows, int64_t n,
-                       void* stream);
+int bias_gelu_backward(int dtype, const void* dy, const void* x, const void* bias, void* dx, float* dbias_partial,
+                       int64_t rows, int64_t n, void* stream);
+int64_t bias_gelu_backward_blocks(int64_t rows);
 
 // SwiGLU: x [rows, 2f] = [gate | up], y [rows, f] = silu(gate) * up; backward writes dx [rows, 2f].
 int swiglu_forward(int dtype, const void* x, void* y, int64_t rows, int64_t f, void* stream);

@@ -90,6 +90,148 @@ __global__ void mh_norm_backward_kernel(const T* __restrict__ dy, const T* __res
   }
 }
 
+// The same two kernels walking rows in 16-byte vectors (h a multiple of the vector width).
+// Per-thread values live in shared memory at slot(strip, k) = (strip * V + k) * blockDim + tid:
+// consecutive threads hit consecutive banks (indexing by column would be a V-way bank conflict).
+template <int V>
+__device__ __forceinline__ int64_t slot(int strip, int k) {
+  return (static_cast<int64_t>(strip) * V + k) * blockDim.x + threadIdx.x;
+}
+
+template <typename T, bool kRms>
+__global__ void mh_norm_forward_vec_kernel(const T* __restrict__ x, const T* __restrict__ residual,
+                                           const T* __restrict__ weight, const T* __restrict__ bias,
+                                           T* __restrict__ y, T* __restrict__ sum_out, float* __restrict__ mean_out,
+                                           float* __restrict__ rstd_out, int64_t h, int64_t slots, float eps) {
+  constexpr int V = Vec<T>::kSize;
+  extern __shared__ float row[];  // [slots] float32, then 32 floats of reduction scratch
+  float* scratch = row + slots;
+  const int64_t r = blockIdx.x;
+  float local = 0.0f;
+  int strip = 0;
+  for (int64_t c = threadIdx.x * V; c < h; c += blockDim.x * V, ++strip) {
+    const Vec<T> xv = load_vec(x + r * h + c);
+    float v[V];
+    if (residual != nullptr) {
+      const Vec<T> rv = load_vec(residual + r * h + c);
+      Vec<T> sv;
+#pragma unroll
+      for (int k = 0; k < V; ++k) sv.v[k] = from_f32<T>(to_f32(xv.v[k]) + to_f32(rv.v[k]));
+      store_vec(sum_out + r * h + c, sv);
+#pragma unroll
+      for (int k = 0; k < V; ++k) v[k] = to_f32(sv.v[k]);  // normalise what the residual stream carries
+    } else {
+#pragma unroll
+      for (int k = 0; k < V; ++k) v[k] = to_f32(xv.v[k]);
+    }
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      row[slot<V>(strip, k)] = v[k];
+      local += v[k];
+    }
+  }
+  const float mean = kRms ? 0.0f : block_sum(local, scratch) / static_cast<float>(h);
+  float sq = 0.0f;
+  strip = 0;
+  for (int64_t c = threadIdx.x * V; c < h; c += blockDim.x * V, ++strip)
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      const float d = row[slot<V>(strip, k)] - mean;
+      sq += d * d;
+    }
+  const float rstd = rsqrtf(block_sum(sq, scratch) / static_cast<float>(h) + eps);
+  strip = 0;
+  for (int64_t c = threadIdx.x * V; c < h; c += blockDim.x * V, ++strip) {
+    const Vec<T> wv = load_vec(weight + c);
+    Vec<T> bv;
+    if (!kRms && bias != nullptr) bv = load_vec(bias + c);
+    Vec<T> out;
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      float v = (row[slot<V>(strip, k)] - mean) * rstd * to_f32(wv.v[k]);
+      if (!kRms && bias != nullptr) v += to_f32(bv.v[k]);
+      out.v[k] = from_f32<T>(v);
+    }
+    store_vec(y + r * h + c, out);
+  }
+  if (threadIdx.x == 0) {
+    if (!kRms) mean_out[r] = mean;
+    rstd_out[r] = rstd;
+  }
+}
+
+template <typename T, bool kRms>
+__global__ void mh_norm_backward_vec_kernel(const T* __restrict__ dy, const T* __restrict__ dsum,
+                                            const T* __restrict__ sum, const T* __restrict__ weight,
+                                            const float* __restrict__ mean, const float* __restrict__ rstd,
+                                            T* __restrict__ dx, float* __restrict__ dweight_partial,
+                                            float* __restrict__ dbias_partial, int64_t rows, int64_t h,
+                                            int64_t slots) {
+  constexpr int V = Vec<T>::kSize;
+  extern __shared__ float smem[];  // dweight, dbias, g, xhat: [slots] each; 32 floats scratch
+  float* dw = smem;
+  float* db = smem + slots;
+  float* gbuf = smem + 2 * slots;
+  float* xbuf = smem + 3 * slots;
+  float* scratch = smem + 4 * slots;
+  for (int64_t i = threadIdx.x; i < slots; i += blockDim.x) dw[i] = db[i] = 0.0f;
+  __syncthreads();
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float mu = kRms ? 0.0f : mean[r], rs = rstd[r];
+    float sum_g = 0.0f, sum_gx = 0.0f;
+    int strip = 0;
+    for (int64_t c = threadIdx.x * V; c < h; c += blockDim.x * V, ++strip) {
+      const Vec<T> dv = load_vec(dy + r * h + c), sv = load_vec(sum + r * h + c), wv = load_vec(weight + c);
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const float d = to_f32(dv.v[k]), xhat = (to_f32(sv.v[k]) - mu) * rs, g = d * to_f32(wv.v[k]);
+        const int64_t i = slot<V>(strip, k);  // this thread's own slot: no barrier needed
+        gbuf[i] = g;
+        xbuf[i] = xhat;
+        dw[i] += d * xhat;
+        db[i] += d;
+        sum_g += g;
+        sum_gx += g * xhat;
+      }
+    }
+    const float mean_g = kRms ? 0.0f : block_sum(sum_g, scratch) / static_cast<float>(h);
+    const float mean_gx = block_sum(sum_gx, scratch) / static_cast<float>(h);
+    strip = 0;
+    for (int64_t c = threadIdx.x * V; c < h; c += blockDim.x * V, ++strip) {
+      Vec<T> ds;
+      if (dsum != nullptr) ds = load_vec(dsum + r * h + c);
+      Vec<T> out;
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const int64_t i = slot<V>(strip, k);
+        float v = rs * (gbuf[i] - mean_g - xbuf[i] * mean_gx);
+        if (dsum != nullptr) v += to_f32(ds.v[k]);
+        out.v[k] = from_f32<T>(v);
+      }
+      store_vec(dx + r * h + c, out);
+    }
+  }
+  int strip = 0;
+  for (int64_t c = threadIdx.x * V; c < h; c += blockDim.x * V, ++strip)
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      const int64_t i = slot<V>(strip, k);
+      dweight_partial[blockIdx.x * h + c + k] = dw[i];
+      if (dbias_partial != nullptr) dbias_partial[blockIdx.x * h + c + k] = db[i];
+    }
+}
+
+// Threads per row: one 16-byte vector each, a multiple of 32 in [32, 512].
+int vec_threads(int64_t h, int v) {
+  int64_t t = (h / v + 31) / 32 * 32;
+  return static_cast<int>(t < 32 ? 32 : (t > 512 ? 512 : t));
+}
+// Shared-memory slots per row: whole strips of threads x v values.
+int64_t vec_slots(int64_t h, int v, int threads) {
+  const int64_t strip = static_cast<int64_t>(v) * threads;
+  return (h + strip - 1) / strip * strip;
+}
+
 }  // namespace
 
 int norm_forward(int dtype, bool rms, const void* x, const void* residual, const void* weight, const void* bias,
@@ -98,6 +240,16 @@ int norm_forward(int dtype, bool rms, const void* x, const void* residual, const
   if (smem > 48 * 1024) return static_cast<int>(cudaErrorInvalidValue);  // h > 12,256: not needed yet
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
+    const int threads = vec_threads(h, Vec<T>::kSize);
+    const int64_t slots = vec_slots(h, Vec<T>::kSize, threads);
+    const size_t smem_vec = (static_cast<size_t>(slots) + 32) * sizeof(float);
+    if (smem_vec <= 48 * 1024 && vec_ok<T>(h, {x, residual, weight, bias, y, sum_out})) {
+      auto* kv = rms ? mh_norm_forward_vec_kernel<T, true> : mh_norm_forward_vec_kernel<T, false>;
+      kv<<<static_cast<unsigned>(rows), threads, smem_vec, as_stream(stream)>>>(
+          static_cast<const T*>(x), static_cast<const T*>(residual), static_cast<const T*>(weight),
+          static_cast<const T*>(bias), static_cast<T*>(y), static_cast<T*>(sum_out), mean, rstd, h, slots, eps);
+      return;
+    }
     auto* k = rms ? mh_norm_forward_kernel<T, true> : mh_norm_forward_kernel<T, false>;
     k<<<static_cast<unsigned>(rows), kThreads, smem, as_stream(stream)>>>(
         static_cast<const T*>(x), static_cast<const T*>(residual), static_cast<const T*>(weight),
@@ -115,6 +267,17 @@ int norm_backward(int dtype, bool rms, const void* dy, const void* dsum, const v
   const unsigned blocks = static_cast<unsigned>(norm_backward_blocks(rows));
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
+    const int threads = vec_threads(h, Vec<T>::kSize);
+    const int64_t slots = vec_slots(h, Vec<T>::kSize, threads);
+    const size_t smem_vec = (4 * static_cast<size_t>(slots) + 32) * sizeof(float);
+    if (smem_vec <= 48 * 1024 && vec_ok<T>(h, {dy, dsum, sum, weight, dx})) {
+      auto* kv = rms ? mh_norm_backward_vec_kernel<T, true> : mh_norm_backward_vec_kernel<T, false>;
+      kv<<<blocks, threads, smem_vec, as_stream(stream)>>>(
+          static_cast<const T*>(dy), static_cast<const T*>(dsum), static_cast<const T*>(sum),
+          static_cast<const T*>(weight), mean, rstd, static_cast<T*>(dx), dweight_partial, dbias_partial, rows, h,
+          slots);
+      return;
+    }
     auto* k = rms ? mh_norm_backward_kernel<T, true> : mh_norm_backward_kernel<T, false>;
     k<<<blocks, kThreads, smem, as_stream(stream)>>>(
         static_cast<const T*>(dy), static_cast<const T*>(dsum), static_cast<const T*>(sum),

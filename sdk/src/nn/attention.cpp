@@ -40,9 +40,12 @@ void SelfAttention::query_key_value(const at::Tensor& x, at::Tensor* q, at::Tens
   const int64_t s = qkv.size(0), b = qkv.size(1), per_group = heads_ / groups_;
   // [s, b, ng * (np/ng + 2) * hn] -> [s, b, ng, (np/ng + 2) * hn]
   const at::Tensor mixed = qkv.view({s, b, groups_, (per_group + 2) * head_dim_});
-  *q = mixed.narrow(3, 0, per_group * head_dim_).reshape({s, b, heads_, head_dim_});  // [s, b, np, hn]
-  *k = mixed.narrow(3, per_group * head_dim_, head_dim_);                                // [s, b, ng, hn]
-  *v = mixed.narrow(3, (per_group + 1) * head_dim_, head_dim_);                          // [s, b, ng, hn]
+  // One split (its backward is one cat), not three narrows (each backward a zero-filled
+  // [s, b, 3h] buffer, a copy, and adds to sum them).
+  const std::vector<at::Tensor> parts = at::split_with_sizes(mixed, {per_group * head_dim_, head_dim_, head_dim_}, 3);
+  *q = parts[0].reshape({s, b, heads_, head_dim_});  // [s, b, np, hn]
+  *k = parts[1];                                     // [s, b, ng, hn]
+  *v = parts[2];                                     // [s, b, ng, hn]
 }
 
 at::Tensor SelfAttention::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const {

@@ -68,7 +68,12 @@ void check_launch(int rc, const char* what) {
            "\nHINT: MEGAHOST_FUSED=0 runs the plain libtorch path instead");
 }
 
-const void* ptr_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+// Optional tensors travel into autograd functions as empty tensors (libtorch 2.x rejects
+// undefined inputs of a custom function).
+const void* ptr_or_null(const at::Tensor& t) { return t.defined() && t.numel() > 0 ? t.data_ptr() : nullptr; }
+at::Tensor or_empty(const at::Tensor& t, const at::Tensor& like) {
+  return t.defined() ? t : at::empty({0}, like.options());
+}
 
 // ---- norms ----
 
@@ -119,7 +124,7 @@ struct NormFn : torch::autograd::Function<NormFn> {
     auto [y, unused, mean, rstd] = norm_forward(x, at::Tensor(), weight, bias, eps, rms);
     ctx->save_for_backward({x, weight, mean, rstd});
     ctx->saved_data["rms"] = rms;
-    ctx->saved_data["bias"] = bias.defined();
+    ctx->saved_data["bias"] = bias.numel() > 0;
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
@@ -136,7 +141,7 @@ struct AddNormFn : torch::autograd::Function<AddNormFn> {
     auto [y, sum, mean, rstd] = norm_forward(x.contiguous(), residual.contiguous(), weight, bias, eps, rms);
     ctx->save_for_backward({sum, weight, mean, rstd});
     ctx->saved_data["rms"] = rms;
-    ctx->saved_data["bias"] = bias.defined();
+    ctx->saved_data["bias"] = bias.numel() > 0;
     return {y, sum};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
@@ -168,11 +173,18 @@ struct BiasGeluFn : torch::autograd::Function<BiasGeluFn> {
     const at::Tensor dy = grad[0].contiguous();
     const int64_t n = x.size(-1), rows = x.numel() / n;
     at::Tensor dx = at::empty_like(x);
+    // The bias gradient comes out of the same pass as per-block column sums (n <= 12,288).
+    const bool has_bias = bias.numel() > 0, sums_in_kernel = has_bias && n <= 12288;
+    at::Tensor partial = sums_in_kernel
+                             ? at::empty({kernels::bias_gelu_backward_blocks(rows), n}, x.options().dtype(at::kFloat))
+                             : at::Tensor();
     check_launch(kernels::bias_gelu_backward(dtype_code(x), dy.data_ptr(), x.data_ptr(), ptr_or_null(bias),
-                                             dx.data_ptr(), rows, n, stream_of(x)),
+                                             dx.data_ptr(), sums_in_kernel ? partial.data_ptr<float>() : nullptr,
+                                             rows, n, stream_of(x)),
                  "bias_gelu_backward");
     at::Tensor dbias;
-    if (bias.defined()) dbias = dx.view({rows, n}).sum(0, false, at::kFloat).to(bias.scalar_type());
+    if (sums_in_kernel) dbias = partial.sum(0).to(bias.scalar_type());
+    else if (has_bias) dbias = dx.view({rows, n}).sum(0, false, at::kFloat).to(bias.scalar_type());
     return {dx, dbias};
   }
 };
@@ -279,7 +291,7 @@ std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor
 #if defined(MH_SDK_WITH_CUDA)
   if (available(x) && x.sizes() == residual.sizes() && x.scalar_type() == residual.scalar_type() &&
       x.scalar_type() == weight.scalar_type()) {
-    auto out = AddNormFn::apply(x, residual, weight, bias, eps, rms);
+    auto out = AddNormFn::apply(x, residual, weight, rms ? or_empty({}, weight) : or_empty(bias, weight), eps, rms);
     return {out[0], out[1]};
   }
 #endif
@@ -288,21 +300,25 @@ std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor
 
 at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms) {
 #if defined(MH_SDK_WITH_CUDA)
-  if (available(x) && x.scalar_type() == weight.scalar_type()) return NormFn::apply(x, weight, bias, eps, rms);
+  if (available(x) && x.scalar_type() == weight.scalar_type())
+    return NormFn::apply(x, weight, rms ? or_empty({}, weight) : or_empty(bias, weight), eps, rms);
 #endif
   return reference::norm(x, weight, bias, eps, rms);
 }
 
 at::Tensor bias_gelu(const at::Tensor& x, const at::Tensor& bias) {
 #if defined(MH_SDK_WITH_CUDA)
-  if (available(x) && (!bias.defined() || bias.scalar_type() == x.scalar_type())) return BiasGeluFn::apply(x, bias);
+  if (available(x) && (!bias.defined() || bias.scalar_type() == x.scalar_type()) &&
+      kernels::elementwise_vectorizable(dtype_code(x), x.size(-1), {x.data_ptr(), ptr_or_null(bias)}))
+    return BiasGeluFn::apply(x, or_empty(bias, x));
 #endif
   return reference::bias_gelu(x, bias);
 }
 
 at::Tensor swiglu(const at::Tensor& x) {
 #if defined(MH_SDK_WITH_CUDA)
-  if (available(x)) return SwigluFn::apply(x);
+  if (available(x) && kernels::elementwise_vectorizable(dtype_code(x), x.size(-1) / 2, {x.data_ptr()}))
+    return SwigluFn::apply(x);
 #endif
   return reference::swiglu(x);
 }
