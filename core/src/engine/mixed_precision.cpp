@@ -10,17 +10,17 @@ namespace megahost::core {
 Precision read_precision(const Recipe& r) {
   const std::string p = r.get_string("training", "precision");
   const bool bf16 = r.get_bool("training", "bf16"), fp16 = r.get_bool("training", "fp16");
-  MH_CORE_CHECK(!(bf16 && fp16), r.where("training", "fp16"), ": bf16 and fp16 are both true",
+  MH_CORE_CHECK(!(bf16 && fp16), r.where("training", "fp16"), ": [training] bf16 and fp16 are both true",
                 "\nHINT: pick one: precision = \"bf16\" or precision = \"fp16\"");
   Precision out;
   if (p == "fp32") out = Precision::FP32;
   else if (p == "bf16") out = Precision::BF16;
   else if (p == "fp16") out = Precision::FP16;
   else
-    throw Error(cat(r.where("training", "precision"), ": precision = '", p, "' is not one of fp32, bf16, fp16",
+    throw Error(cat(r.where("training", "precision"), ": [training] precision = '", p, "' is not one of fp32, bf16, fp16",
                     "\nHINT: bf16 is Megatron's --bf16 (fp32 main grads and master weights)"));
   const Precision flag = bf16 ? Precision::BF16 : fp16 ? Precision::FP16 : out;
-  MH_CORE_CHECK(out == Precision::FP32 || flag == out, r.where("training", "precision"), ": precision = '", p,
+  MH_CORE_CHECK(out == Precision::FP32 || flag == out, r.where("training", "precision"), ": [training] precision = '", p,
                 "' disagrees with ", bf16 ? "bf16" : "fp16", " = true\nHINT: keep one of the two settings");
   return flag;
 }

@@ -196,7 +196,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
   set_run_facts(facts);
   const at::Device device = pick_device(r.get_string("training", "device"));
   if (env.rank != 0 && spdlog::get_level() == spdlog::level::info) spdlog::set_level(spdlog::level::warn);
-  MH_CORE_CHECK(!(fp16 && !device.is_cuda()), r.where("training", "precision"), ": fp16 needs a CUDA device (",
+  MH_CORE_CHECK(!(fp16 && !device.is_cuda()), r.where("training", "precision"), ": [training] precision = fp16 needs a CUDA device (",
                 "libtorch's CPU kernels lack float16 LayerNorm and matrix products)",
                 "\nHINT: use precision = \"bf16\" or \"fp32\" on the CPU");
   const ParallelSetup par = start_parallel(r, device.is_cuda());
