@@ -130,3 +130,15 @@ TEST(GptConfig, DefaultsFollowMegatronArguments) {
           << p.name;
   }
 }
+
+TEST(GptConfig, AttentionBackendAndFlashFlag) {
+  expect_config_error(kBase + "attention_backend = \"tensorrt\"\n", {"key 'attention_backend'", "flash"});
+  expect_config_error(kBase + "attention_backend = \"math\"\nuse_flash_attn = true\n",
+                      {"key 'use_flash_attn'", "attention_backend"});
+  for (const char* ok : {"use_flash_attn = true\n", "attention_backend = \"cudnn\"\n", "bias_gelu_fusion = false\n"}) {
+    TestModel m(kBase + ok, kVocab);
+    EXPECT_TRUE(m.ok()) << ok << ": " << m.error();
+  }
+  TestModel reset(kBase + "attention_backend = \"auto\"\n", kVocab);  // libtorch's defaults again
+  EXPECT_TRUE(reset.ok());
+}

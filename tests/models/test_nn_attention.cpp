@@ -2,6 +2,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 #include "megahost/sdk/compat.h"
 #include "megahost/sdk/nn/attention.h"
 #include "megahost/sdk/nn/rotary.h"
@@ -127,4 +130,38 @@ TEST(NnAttention, AttentionDropoutIsReproducibleFromTheDefaultGenerator) {
   const at::Tensor b = attn.forward(x, {}, true);
   EXPECT_TRUE(at::equal(a, b));
   EXPECT_GT(max_abs_diff(a, attn.forward(x, {}, false)), 1e-4);
+}
+
+// padded_dot_product_attention against softmax(Q K^T / sqrt(d) + padding (+ causal) mask) V per
+// head, grouped-query (2 heads per key/value group); padded keys get no weight.
+TEST(PaddedAttention, MatchesExplicitMaskedSoftmax) {
+  const int64_t s = 6, b = 2, heads = 4, groups = 2, hn = 4;
+  const at::Tensor q = randn({s, b, heads, hn}, 1), k = randn({s, b, groups, hn}, 2), v = randn({s, b, groups, hn}, 3);
+  at::Tensor keep = at::ones({b, s}, at::kBool);
+  keep[0][4] = false;  // sample 0: the last two keys are padding
+  keep[0][5] = false;
+  for (bool causal : {false, true}) {
+    const at::Tensor out = nn::padded_dot_product_attention(q, k, v, keep, causal, 0.0);  // [s, b, heads * hn]
+    ASSERT_EQ(out.sizes(), at::IntArrayRef({s, b, heads * hn}));
+    for (int64_t bi = 0; bi < b; ++bi)
+      for (int64_t h = 0; h < heads; ++h) {
+        const int64_t g = h / (heads / groups);
+        const at::Tensor qh = q.select(1, bi).select(1, h), kh = k.select(1, bi).select(1, g);  // [s, hn]
+        const at::Tensor vh = v.select(1, bi).select(1, g);
+        at::Tensor scores = at::matmul(qh, kh.t()) / std::sqrt(static_cast<double>(hn));  // [s, s]
+        at::Tensor allowed = keep[bi].view({1, s}).expand({s, s}).clone();
+        if (causal) allowed = allowed.logical_and(at::ones({s, s}, at::kBool).tril());
+        scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+        const at::Tensor want = at::matmul(at::softmax(scores, -1), vh);  // [s, hn]
+        const at::Tensor got = out.select(1, bi).narrow(1, h * hn, hn);
+        EXPECT_LT(max_abs_diff(got, want), 1e-5) << "sample " << bi << " head " << h << (causal ? " causal" : "");
+      }
+  }
+}
+
+TEST(AttentionBackend, MegatronNamesAreKnown) {
+  for (const char* name : {"auto", "flash", "cudnn", "fused", "efficient", "math", "unfused", "local"})
+    EXPECT_TRUE(nn::select_attention_backend(name)) << name;
+  EXPECT_FALSE(nn::select_attention_backend("tensorrt"));
+  nn::select_attention_backend("auto");  // leave libtorch's defaults for the other tests
 }
