@@ -48,6 +48,8 @@ constexpr Key kKeys[] = {
      "attention kernels: auto | flash | cudnn (Megatron: fused) | efficient | math (Megatron: unfused, local)"},
     {"use_flash_attn", "bool", "false", false, "Megatron's --use-flash-attn: attention_backend = flash"},
     {"bias_gelu_fusion", "bool", "true", false, "GeLU MLP on CUDA: fc1's bias added inside the fused GeLU kernel"},
+    {"gelu_approximation", "string", "\"none\"", false,
+     "GeLU: none (exact erf) | tanh (Megatron's --openai-gelu, GPT-2's gelu_new; skips bias_gelu_fusion)"},
     {"recompute_granularity", "string", "\"none\"", false,
      "activation recompute: none | selective (core attention) | full (whole layers, needs recompute_method)"},
     {"recompute_method", "string", nullptr, false,
@@ -248,6 +250,11 @@ GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
   t.add_qkv_bias = read_bool(cfg, "add_qkv_bias");
   parse_recompute(cfg, &t);
   t.bias_activation_fusion = read_bool(cfg, "bias_gelu_fusion");
+  const std::string gelu = read_string(cfg, "gelu_approximation");
+  if (gelu != "none" && gelu != "tanh")
+    throw cfg.error("gelu_approximation", sdk::str_cat("unknown gelu_approximation '", gelu, "'"),
+                    "use \"none\" (exact erf GeLU) or \"tanh\" (GPT-2's gelu_new)");
+  t.gelu_tanh = gelu == "tanh";
   c.attention_backend = read_string(cfg, "attention_backend");
   if (read_bool(cfg, "use_flash_attn")) {
     if (c.attention_backend != "auto" && c.attention_backend != "flash")

@@ -22,7 +22,9 @@ MLP::MLP(ParamRegistry& reg, const std::string& prefix, const TransformerConfig&
       linear_fc2(reg, join_name(prefix, "linear_fc2"), cfg.ffn_hidden_size, cfg.hidden_size, cfg.add_bias_linear,
                  Init::normal(cfg.output_layer_init_std()), cfg.parallel),
       activation_(cfg.activation),
-      bias_gelu_fusion_(cfg.bias_activation_fusion) {}
+      // The fused bias-GeLU kernel computes the exact GeLU: the tanh form takes the plain path.
+      bias_gelu_fusion_(cfg.bias_activation_fusion && !cfg.gelu_tanh),
+      gelu_tanh_(cfg.gelu_tanh) {}
 
 at::Tensor MLP::forward(const at::Tensor& x) const {
   if (activation_ == Activation::GeLU && bias_gelu_fusion_ && linear_fc1.bias.defined() && fused::available(x)) {
@@ -32,7 +34,8 @@ at::Tensor MLP::forward(const at::Tensor& x) const {
   }
   // [..., ffn/tp] or [..., 2 * ffn/tp]: under TP each rank holds its slice of gate AND of up
   const at::Tensor h = linear_fc1.forward(x);
-  return linear_fc2.forward(activation_ == Activation::SwiGLU ? fused::swiglu(h) : at::gelu(h));
+  if (activation_ == Activation::SwiGLU) return linear_fc2.forward(fused::swiglu(h));
+  return linear_fc2.forward(at::gelu(h, gelu_tanh_ ? "tanh" : "none"));
 }
 
 }  // namespace megahost::sdk::nn

@@ -29,6 +29,7 @@ class MLP {
  private:
   Activation activation_;
   bool bias_gelu_fusion_ = true;
+  bool gelu_tanh_ = false;
 };
 
 }  // namespace megahost::sdk::nn

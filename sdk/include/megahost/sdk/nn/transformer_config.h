@@ -33,6 +33,7 @@ struct TransformerConfig {
   bool add_bias_linear = true;  // biases of every linear layer
   bool add_qkv_bias = false;    // bias of linear_qkv even without add_bias_linear
   bool bias_activation_fusion = true;  // GeLU MLP: fc1's bias added inside the fused GeLU kernel (CUDA)
+  bool gelu_tanh = false;  // GeLU's tanh approximation (Megatron's --openai-gelu, GPT-2's gelu_new); else exact erf
   double hidden_dropout = 0.1;
   double attention_dropout = 0.1;
   double init_method_std = 0.02;

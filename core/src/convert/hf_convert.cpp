@@ -1,0 +1,229 @@
+// Hugging Face safetensors <-> megahost checkpoints (see megahost/core/convert/hf.h).
+#include "megahost/core/convert/hf.h"
+
+#include <ATen/ops/empty.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "hf_architectures.h"
+#include "megahost/core/convert/safetensors.h"
+#include "megahost/core/engine/checkpoint_inspect.h"
+#include "megahost/core/engine/checkpointing.h"
+#include "megahost/core/error.h"
+#include "megahost/core/instances.h"
+
+namespace megahost::core {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kHfConfigBlob = "hf/config.json";  // the source config.json, kept for the way back
+constexpr const char* kHfSourceBlob = "hf/source_dir";    // where tokenizer files were
+const char* const kTokenizerFiles[] = {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                                       "special_tokens_map.json", "generation_config.json"};
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  MH_CORE_CHECK(in.good(), p.string(), ": cannot open\nHINT: check the path");
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void write_text(const fs::path& p, const std::string& text) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.flush();
+  MH_CORE_CHECK(out.good(), p.string(), ": cannot write\nHINT: check permissions and free space");
+}
+
+// [tokenizer] for the HF folder: tokenizer.json (hf-tokenizer) first, else tokenizer.model.
+std::string tokenizer_table(const fs::path& hf_dir) {
+  if (fs::exists(hf_dir / "tokenizer.json"))
+    return cat("[tokenizer]\nplugin = \"hf-tokenizer\"\ntokenizer_model = \"", (hf_dir / "tokenizer.json").string(),
+               "\"\n");
+  if (fs::exists(hf_dir / "tokenizer.model"))
+    return cat("[tokenizer]\nplugin = \"llama2-sentencepiece\"\ntokenizer_model = \"",
+               (hf_dir / "tokenizer.model").string(), "\"\n");
+  return cat("# ", hf_dir.string(), " has no tokenizer.json nor tokenizer.model: set [tokenizer] by hand\n");
+}
+
+std::string recipe_text(const hf::ModelShape& s, const fs::path& hf_dir, const fs::path& out_dir,
+                        int64_t vocab_divisor) {
+  std::string t = cat("# Converted from ", hf_dir.string(), " by `megahost convert --loader hf --saver megahost`.\n",
+                      "# The tokenizer's vocabulary must pad to ", s.padded_vocab, " rows (config.json vocab_size ",
+                      s.vocab, " padded to a multiple of ", vocab_divisor, ").\n\n[model]\n");
+  for (const auto& [k, v] : hf::recipe_model_keys(s)) t += cat(k, " = ", v, "\n");
+  t += "\n" + tokenizer_table(hf_dir);
+  t += cat("\n[parallel]\nmake_vocab_size_divisible_by = ", vocab_divisor, "\n");
+  t += cat("\n[checkpoint]\nload = \"", out_dir.string(), "\"\nfinetune = true\n");
+  return t;
+}
+
+// Not std::filesystem::remove_all: libtorch 2.x's wheel exports a broken copy (docs/architecture.md).
+void remove_tree(const fs::path& p) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(p, ec))) return;
+  if (fs::is_directory(fs::symlink_status(p, ec)))
+    for (const auto& e : fs::directory_iterator(p, ec)) remove_tree(e.path());
+  fs::remove(p, ec);
+  MH_CORE_CHECK(!ec, p.string(), ": cannot remove (", ec.message(), ")\nHINT: check permissions");
+}
+
+void check_shape(const std::string& file, const std::string& name, const std::vector<int64_t>& got,
+                 const std::vector<int64_t>& want, const std::string& why) {
+  MH_CORE_CHECK(got == want, file, ": tensor '", name, "' has shape ", at::IntArrayRef(got), ", expected ",
+                at::IntArrayRef(want), "\nHINT: ", why);
+}
+
+}  // namespace
+
+std::string convert_hf_to_megahost(const PluginRegistry& reg, const std::string& hf_dir_arg,
+                                   const std::string& out_dir_arg, const HfConvertOptions& opts) {
+  const fs::path hf_dir = fs::absolute(hf_dir_arg), out_dir = fs::absolute(out_dir_arg);
+  const fs::path config_file = hf_dir / "config.json";
+  MH_CORE_CHECK(fs::exists(config_file), config_file.string(),
+                ": missing\nHINT: --load-dir must be a Hugging Face model folder (config.json + model.safetensors)");
+  const std::string config_text = read_text(config_file);
+  const nlohmann::json config = nlohmann::json::parse(config_text, nullptr, false);
+  MH_CORE_CHECK(!config.is_discarded(), config_file.string(), ": not valid JSON\nHINT: the download is damaged");
+  hf::ModelShape s = hf::shape_from_hf_config(config, config_file.string(), opts.make_vocab_size_divisible_by);
+
+  const SafetensorsFolder st(hf_dir.string());
+  if (s.arch == hf::Arch::Gpt2) s.gpt2_prefix = st.has("transformer.wte.weight") ? "transformer." : "";
+  const std::vector<hf::Rule> rules = hf::rules_for(s);
+
+  // Check every tensor before writing anything: names, shapes, and nothing left unused.
+  std::set<std::string> used;
+  for (const auto& r : rules)
+    for (size_t i = 0; i < r.hf.size(); ++i) {
+      const SafetensorsEntry& e = st.entry(r.hf[i]);
+      check_shape(e.file, r.hf[i], e.shape, r.hf_shapes[i], "config.json and the weights disagree");
+      used.insert(r.hf[i]);
+    }
+  for (const auto& [name, e] : st.entries())
+    MH_CORE_CHECK(used.count(name) != 0 || hf::ignorable_hf_tensor(s, name), e.file, ": tensor '", name,
+                  "' has no place in the megahost model\nHINT: config.json describes another model than the weights "
+                  "(or an unsupported variant)");
+
+  fs::create_directories(out_dir);
+  auto fmt = create_checkpoint_format(reg, opts.checkpoint_plugin, ConfigSection{});
+  const fs::path iter_dir = iteration_dir(out_dir.string(), 0);
+  const fs::path staging = iter_dir.string() + ".tmp";
+  remove_tree(staging);
+  const std::string recipe = recipe_text(s, hf_dir, out_dir, opts.make_vocab_size_divisible_by);
+  int64_t num_params = 0;
+  {
+    auto w = fmt->open_writer(staging.string());
+    for (const auto& r : rules) {  // one rule's tensors in memory at a time
+      std::vector<at::Tensor> in;
+      for (const auto& n : r.hf) in.push_back(st.read(n));
+      const at::Tensor t = hf::to_megahost(s, r, in);
+      check_shape(hf_dir.string(), r.mh, t.sizes().vec(), r.mh_shape, "internal conversion error");
+      w->tensor("model/" + r.mh, t);
+      num_params += t.numel();
+    }
+    const nlohmann::json meta = {{"format", "megahost-checkpoint"}, {"version", 1},
+                                 {"checkpoint_plugin", fmt->id()}, {"iteration", 0},
+                                 {"consumed_train_samples", 0}, {"num_parameters", num_params},
+                                 {"model_plugin", "gpt"}, {"world_size", 1}, {"rank", 0},
+                                 {"layout", "tp1.pp1.cp1.dp1"}, {"converted_from", hf_dir.string()},
+                                 {"megahost_version", MEGAHOST_VERSION}};
+    w->blob("meta.json", meta.dump(2));
+    w->blob("recipe.toml", recipe);
+    w->blob(kHfConfigBlob, config_text);
+    w->blob(kHfSourceBlob, hf_dir.string());
+    w->commit();
+  }
+  remove_tree(iter_dir);
+  fs::rename(staging, iter_dir);
+  write_text(out_dir / "latest_checkpointed_iteration.txt", "0\n");
+  write_text(out_dir / "recipe.toml", recipe);
+  return cat("converted ", hf_dir.string(), " (", config.value("architectures", nlohmann::json::array()).dump(),
+             ", ", num_params, " parameters) to ", iter_dir.string(), "; recipe ", (out_dir / "recipe.toml").string());
+}
+
+std::string convert_megahost_to_hf(const PluginRegistry& reg, const std::string& mh_dir,
+                                   const std::string& out_dir_arg, const HfConvertOptions& opts) {
+  const std::string iter_dir = resolve_checkpoint_dir(mh_dir);
+  MH_CORE_CHECK(!fs::is_directory(fs::path(iter_dir) / "rank_00000"),
+                iter_dir, ": saved by several processes\nHINT: resharding arrives with the layout-free format; convert "
+                "a checkpoint saved by one process (tp = pp = dp = 1)");
+  auto fmt = create_checkpoint_format(reg, opts.checkpoint_plugin, ConfigSection{});
+  auto reader = fmt->open_reader(iter_dir);
+  std::map<std::string, CheckpointEntry> entries;
+  for (auto& e : reader->list()) entries[e.name] = e;
+  MH_CORE_CHECK(entries.count("recipe.toml") != 0, iter_dir, ": has no recipe.toml\nHINT: not a megahost checkpoint");
+  const std::string recipe_file = iter_dir + "/recipe.toml";
+  toml::table recipe;
+  try {
+    recipe = toml::parse(reader->blob("recipe.toml"), std::string_view(recipe_file));
+  } catch (const toml::parse_error& e) {
+    throw Error(cat(recipe_file, ": not valid TOML (", e.description(), ")\nHINT: the checkpoint is damaged"));
+  }
+  const toml::table* model = recipe["model"].as_table();
+  MH_CORE_CHECK(model != nullptr && model->get("plugin") != nullptr &&
+                    (*model)["plugin"].value_or(std::string()) == "gpt",
+                recipe_file, ": [model] plugin is not \"gpt\"\nHINT: only the gpt model plugin converts to Hugging Face");
+  const std::string emb = "model/embedding.word_embeddings.weight";
+  MH_CORE_CHECK(entries.count(emb) != 0 && entries[emb].shape.size() == 2, iter_dir, ": no tensor '", emb,
+                "'\nHINT: a pipeline-parallel save holds it in another folder; convert a single-process checkpoint");
+  const int64_t padded_vocab = entries[emb].shape[0];
+
+  hf::ModelShape s = hf::shape_from_recipe(*model, recipe_file, padded_vocab);
+  nlohmann::json config = hf::hf_config_for(s);
+  if (entries.count(kHfConfigBlob) != 0) {  // came from HF: give back its own config.json
+    const std::string text = reader->blob(kHfConfigBlob);
+    config = nlohmann::json::parse(text, nullptr, false);
+    MH_CORE_CHECK(config.is_object(), iter_dir, ": entry '", kHfConfigBlob, "' is not JSON\nHINT: damaged checkpoint");
+    hf::ModelShape from_hf = hf::shape_from_hf_config(config, cat(iter_dir, ": ", kHfConfigBlob), 1);
+    from_hf.padded_vocab = padded_vocab;
+    from_hf.gpt2_prefix = "transformer.";
+    MH_CORE_CHECK(from_hf.vocab <= padded_vocab && from_hf.num_layers == s.num_layers && from_hf.hidden == s.hidden,
+                  iter_dir, ": the stored config.json does not match recipe.toml\nHINT: damaged checkpoint");
+    s = from_hf;
+  }
+  const std::vector<hf::Rule> rules = hf::rules_for(s);
+
+  std::vector<SafetensorsWriter::Spec> specs;
+  for (const auto& r : rules) {
+    const std::string name = "model/" + r.mh;
+    MH_CORE_CHECK(entries.count(name) != 0, iter_dir, ": checkpoint has no tensor '", name,
+                  "'\nHINT: recipe.toml and the stored tensors disagree");
+    check_shape(iter_dir, name, entries[name].shape, r.mh_shape, "recipe.toml and the stored tensors disagree");
+    for (size_t i = 0; i < r.hf.size(); ++i) specs.push_back({r.hf[i], s.hf_dtype, r.hf_shapes[i]});
+  }
+
+  const fs::path out_dir = fs::absolute(out_dir_arg);
+  fs::create_directories(out_dir);
+  SafetensorsWriter out((out_dir / "model.safetensors").string(), specs, {{"format", "pt"}});
+  for (const auto& r : rules) {  // one rule's tensors in memory at a time
+    const CheckpointEntry& e = entries["model/" + r.mh];
+    at::Tensor t = at::empty(e.shape, at::TensorOptions().dtype(e.dtype));
+    reader->tensor_into("model/" + r.mh, t);
+    const auto hf_tensors = hf::to_hf(s, r, t);
+    for (size_t i = 0; i < r.hf.size(); ++i) out.write(r.hf[i], hf_tensors[i]);
+  }
+  out.close();
+  write_text(out_dir / "config.json", config.dump(2) + "\n");
+
+  // Tokenizer files: from the HF folder the checkpoint came from, or the recipe's tokenizer folder.
+  std::vector<fs::path> sources;
+  if (entries.count(kHfSourceBlob) != 0) sources.emplace_back(reader->blob(kHfSourceBlob));
+  if (auto tok = recipe["tokenizer"]["tokenizer_model"].value<std::string>()) sources.push_back(fs::path(*tok).parent_path());
+  int copied = 0;
+  for (const auto& dir : sources) {
+    for (const char* f : kTokenizerFiles)
+      if (fs::exists(dir / f) && !fs::exists(out_dir / f)) {
+        fs::copy_file(dir / f, out_dir / f);
+        ++copied;
+      }
+    if (copied > 0) break;
+  }
+  return cat("converted ", iter_dir, " to ", (out_dir / "model.safetensors").string(), " (",
+             config["architectures"].dump(), ", ", specs.size(), " tensors, ", copied, " tokenizer file(s))");
+}
+
+}  // namespace megahost::core

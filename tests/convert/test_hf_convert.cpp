@@ -1,0 +1,261 @@
+// Hugging Face <-> megahost conversion. The fixtures of tests/data/hf/ (tiny GPT-2, Llama and
+// Mistral checkpoints with reference logits from tests/convert/make_hf_fixtures.py, a
+// hand-written float64 forward independent of megahost) are converted and run through the gpt
+// plugin on CPU in fp32: logits must match within 1e-4 (max abs diff). HF -> megahost -> HF
+// must give back every tensor bit for bit and the same config.json; bad inputs are refused
+// naming the file and tensor.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "megahost/core/config.h"
+#include "megahost/core/convert/hf.h"
+#include "megahost/core/convert/safetensors.h"
+#include "megahost/core/engine/checkpointing.h"
+#include "megahost/core/instances.h"
+#include "megahost/core/plugins.h"
+
+namespace core = megahost::core;
+namespace fs = std::filesystem;
+
+namespace {
+
+const core::PluginRegistry& registry() {
+  static const core::PluginRegistry reg({MEGAHOST_BUILD_PLUGIN_DIR});
+  return reg;
+}
+
+fs::path fixture(const std::string& name) { return fs::path(MEGAHOST_SOURCE_DIR) / "tests/data/hf" / name; }
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag)
+      : path_(fs::temp_directory_path() / ("mh-hf-" + tag + "-" + std::to_string(::getpid()))) {
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// The converted checkpoint loaded into the gpt plugin as `megahost run` would (recipe [model]).
+std::unique_ptr<core::Model> load_converted(const fs::path& mh_dir, int64_t padded_vocab,
+                                            const std::string& override_key = "", const std::string& value = "") {
+  toml::table recipe = toml::parse(read_text(mh_dir / "recipe.toml"));
+  if (!override_key.empty()) recipe["model"].as_table()->insert_or_assign(override_key, value);
+  std::ostringstream model_toml;
+  model_toml << *recipe["model"].as_table();
+  core::ModelOptions opts;
+  opts.padded_vocab_size = padded_vocab;
+  auto model = core::create_model(registry(), "gpt",
+                                   core::parse_config_section(model_toml.str(), "recipe.toml", "model"), opts);
+  auto fmt = core::create_checkpoint_format(registry(), "megahost-tensors", core::ConfigSection{});
+  core::CheckpointParts parts;
+  parts.chunks = {model.get()};
+  core::LoadOptions no_state;
+  no_state.load_optimizer = false;
+  no_state.load_rng = false;
+  const auto it = core::latest_checkpoint(mh_dir.string());
+  EXPECT_TRUE(it.has_value());
+  core::load_checkpoint(*fmt, mh_dir.string(), *it, parts, no_state);
+  model->set_training(false);
+  return model;
+}
+
+// Max |logits - reference| of the converted fixture (a [model] key overridden when asked).
+double logits_diff(const std::string& name, const std::string& override_key = "", const std::string& value = "") {
+  TempDir out(name);
+  core::convert_hf_to_megahost(registry(), fixture(name).string(), out.path().string());
+  const auto ref = nlohmann::json::parse(read_text(fixture(name) / "reference.json"));
+  const auto tokens_vec = ref["tokens"].get<std::vector<int64_t>>();
+  const auto shape = ref["logits_shape"].get<std::vector<int64_t>>();  // [s, V]
+  const std::string raw = read_text(fixture(name) / ref["logits_file"].get<std::string>());
+  EXPECT_EQ(raw.size(), static_cast<size_t>(shape[0] * shape[1]) * 4);
+  const at::Tensor expected = at::from_blob(const_cast<char*>(raw.data()), shape, at::kFloat).clone();
+
+  auto model = load_converted(out.path(), shape[1], override_key, value);
+  const at::Tensor tokens = at::tensor(tokens_vec, at::kLong).unsqueeze(0);  // [1, s]
+  const at::Tensor logits = model->logits(tokens).squeeze(0);                 // [s, V]
+  EXPECT_EQ(logits.sizes(), expected.sizes());
+  // Not vacuous: the logits vary by far more than the tolerance.
+  EXPECT_GT(expected.std().item<double>(), 0.1);
+  return (logits - expected).abs().max().item<double>();
+}
+
+void expect_reference_logits(const std::string& name) {
+  const double max_diff = logits_diff(name);
+  std::printf("%s: max |logits - reference| = %.3g\n", name.c_str(), max_diff);
+  EXPECT_LE(max_diff, 1e-4) << name;
+}
+
+void expect_identical_tensors(const fs::path& a_dir, const fs::path& b_dir) {
+  const core::SafetensorsFolder a(a_dir.string()), b(b_dir.string());
+  ASSERT_EQ(a.entries().size(), b.entries().size());
+  for (const auto& [name, e] : a.entries()) {
+    ASSERT_TRUE(b.has(name)) << name;
+    const auto& f = b.entry(name);
+    EXPECT_EQ(e.dtype_name, f.dtype_name) << name;
+    EXPECT_EQ(e.shape, f.shape) << name;
+    const at::Tensor x = a.read(name), y = b.read(name);
+    EXPECT_EQ(std::memcmp(x.data_ptr(), y.data_ptr(), e.nbytes), 0) << name << " differs";
+  }
+}
+
+std::string convert_error(const fs::path& hf_dir) {
+  TempDir out("err");
+  try {
+    core::convert_hf_to_megahost(registry(), hf_dir.string(), out.path().string());
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A copy of a fixture whose model.safetensors holds `edit`'s tensors instead.
+fs::path edited_copy(const TempDir& dir, const std::string& name,
+                     const std::function<void(std::vector<std::pair<std::string, at::Tensor>>&)>& edit) {
+  const fs::path out = dir.path() / name;
+  fs::create_directories(out);
+  fs::copy_file(fixture(name) / "config.json", out / "config.json");
+  const core::SafetensorsFolder src(fixture(name).string());
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& [n, e] : src.entries()) tensors.emplace_back(n, src.read(n));
+  edit(tensors);
+  std::vector<core::SafetensorsWriter::Spec> specs;
+  for (const auto& [n, t] : tensors) specs.push_back({n, t.scalar_type(), t.sizes().vec()});
+  core::SafetensorsWriter w((out / "model.safetensors").string(), specs, {});
+  for (const auto& [n, t] : tensors) w.write(n, t);
+  w.close();
+  return out;
+}
+
+}  // namespace
+
+TEST(HfConvert, Gpt2LogitsEqualTheReference) { expect_reference_logits("gpt2"); }
+TEST(HfConvert, Gpt2NeedsTheTanhGelu) {
+  // gelu_new is GeLU's tanh form: with the exact erf GeLU the logits leave the tolerance.
+  EXPECT_GT(logits_diff("gpt2", "gelu_approximation", "none"), 1e-4);
+}
+TEST(HfConvert, LlamaLogitsEqualTheReference) { expect_reference_logits("llama"); }
+TEST(HfConvert, MistralLogitsEqualTheReference) { expect_reference_logits("mistral"); }
+
+TEST(HfConvert, RoundTripIsBitIdentical) {
+  for (const char* name : {"gpt2", "llama", "mistral"}) {
+    TempDir mh(std::string("rt-mh-") + name), hf(std::string("rt-hf-") + name);
+    core::convert_hf_to_megahost(registry(), fixture(name).string(), mh.path().string());
+    core::convert_megahost_to_hf(registry(), mh.path().string(), hf.path().string());
+    expect_identical_tensors(fixture(name), hf.path());
+    EXPECT_EQ(nlohmann::json::parse(read_text(hf.path() / "config.json")),
+              nlohmann::json::parse(read_text(fixture(name) / "config.json")))
+        << name;
+  }
+}
+
+TEST(HfConvert, CheckpointWithoutHfConfigGetsAConfigFromTheRecipe) {
+  // A megahost-trained model (no stored config.json): the HF config is derived from [model].
+  TempDir mh("derived-mh"), hf("derived-hf"), back("derived-back");
+  core::convert_hf_to_megahost(registry(), fixture("llama").string(), mh.path().string());
+  {  // the same tensors re-saved without the hf/ blobs
+    auto fmt = core::create_checkpoint_format(registry(), "megahost-tensors", core::ConfigSection{});
+    const std::string iter = core::iteration_dir(mh.path().string(), 0), copy = iter + "-copy";
+    auto r = fmt->open_reader(iter);
+    auto w = fmt->open_writer(copy);
+    for (const auto& e : r->list()) {
+      if (e.is_blob) {
+        if (e.name.rfind("hf/", 0) != 0) w->blob(e.name, r->blob(e.name));
+        continue;
+      }
+      at::Tensor t = at::empty(e.shape, e.dtype);
+      r->tensor_into(e.name, t);
+      w->tensor(e.name, t);
+    }
+    w->commit();
+    r.reset();
+    fs::remove_all(iter);
+    fs::rename(copy, iter);
+  }
+  core::convert_megahost_to_hf(registry(), mh.path().string(), hf.path().string());
+  const auto cfg = nlohmann::json::parse(read_text(hf.path() / "config.json"));
+  EXPECT_EQ(cfg["architectures"][0], "LlamaForCausalLM");
+  EXPECT_EQ(cfg["num_key_value_heads"], 2);
+  EXPECT_EQ(cfg["intermediate_size"], 96);
+  EXPECT_DOUBLE_EQ(cfg["rope_theta"].get<double>(), 500000.0);
+  expect_identical_tensors(fixture("llama"), hf.path());
+}
+
+TEST(HfConvert, RefusesAMissingTensorNamingIt) {
+  TempDir dir("missing");
+  const fs::path bad = edited_copy(dir, "llama", [](auto& t) {
+    t.erase(std::find_if(t.begin(), t.end(), [](auto& p) { return p.first == "model.layers.1.mlp.up_proj.weight"; }));
+  });
+  const std::string err = convert_error(bad);
+  EXPECT_NE(err.find((bad / "model.safetensors").string() + ": missing tensor 'model.layers.1.mlp.up_proj.weight'"),
+            std::string::npos) << err;
+  EXPECT_NE(err.find("HINT"), std::string::npos) << err;
+}
+
+TEST(HfConvert, RefusesAWrongShapeNamingFileAndTensor) {
+  TempDir dir("shape");
+  const fs::path bad = edited_copy(dir, "gpt2", [](auto& t) {
+    for (auto& [n, x] : t)
+      if (n == "transformer.h.0.attn.c_attn.weight") x = x.narrow(1, 0, 150).contiguous();
+  });
+  const std::string err = convert_error(bad);
+  EXPECT_NE(err.find((bad / "model.safetensors").string()), std::string::npos) << err;
+  EXPECT_NE(err.find("'transformer.h.0.attn.c_attn.weight' has shape [64, 150], expected [64, 192]"),
+            std::string::npos) << err;
+  EXPECT_NE(err.find("HINT"), std::string::npos) << err;
+}
+
+TEST(HfConvert, RefusesAnUnknownTensor) {
+  TempDir dir("extra");
+  const fs::path bad = edited_copy(dir, "llama", [](auto& t) { t.emplace_back("model.extra.weight", at::ones({4})); });
+  const std::string err = convert_error(bad);
+  EXPECT_NE(err.find("'model.extra.weight' has no place"), std::string::npos) << err;
+}
+
+TEST(HfConvert, RefusesUnknownArchitectureAndShortSlidingWindow) {
+  TempDir dir("arch");
+  for (const auto& [name, edit, expected] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"llama", R"({"architectures": ["BertForMaskedLM"]})", "architecture \"BertForMaskedLM\" is not supported"},
+           {"mistral", R"({"sliding_window": 16})", "sliding_window = 16 is shorter than max_position_embeddings"},
+           {"llama", R"({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}})", "rope_scaling"}}) {
+    const fs::path bad = dir.path() / (name + "-edited");
+    fs::remove_all(bad);
+    fs::create_directories(bad);
+    fs::copy_file(fixture(name) / "model.safetensors", bad / "model.safetensors");
+    auto cfg = nlohmann::json::parse(read_text(fixture(name) / "config.json"));
+    cfg.merge_patch(nlohmann::json::parse(edit));
+    std::ofstream(bad / "config.json") << cfg.dump();
+    const std::string err = convert_error(bad);
+    EXPECT_NE(err.find((bad / "config.json").string()), std::string::npos) << err;
+    EXPECT_NE(err.find(expected), std::string::npos) << err;
+    EXPECT_NE(err.find("HINT"), std::string::npos) << err;
+  }
+}
+
+TEST(HfConvert, RefusesATruncatedSafetensorsFile) {
+  TempDir dir("trunc");
+  const fs::path bad = dir.path() / "gpt2";
+  fs::create_directories(bad);
+  fs::copy_file(fixture("gpt2") / "config.json", bad / "config.json");
+  const std::string bytes = read_text(fixture("gpt2") / "model.safetensors");
+  std::ofstream(bad / "model.safetensors", std::ios::binary) << bytes.substr(0, bytes.size() - 100);
+  const std::string err = convert_error(bad);
+  EXPECT_NE(err.find((bad / "model.safetensors").string()), std::string::npos) << err;
+  EXPECT_NE(err.find("data_offsets lie outside the file"), std::string::npos) << err;
+}
