@@ -416,3 +416,17 @@ TEST(BertData, BadParametersAreRefusedClearly) {
   single.binary_head = false;
   EXPECT_GT(BertDataset(flat, docs, {0, 50}, single, corpus().vocab, "flat (train)").size(), 0);
 }
+
+TEST(BertData, ADocumentRangeKeepsItsSamplesInside) {
+  // A split is a range of documents (Megatron splits sentence datasets by document).
+  const auto ranges = split_sequence_ranges("80,20,0", num_docs());
+  ASSERT_TRUE(ranges[1].has_value());
+  const DocumentRange valid{ranges[1]->begin, ranges[1]->end};
+  const BertDataset ds(corpus().source, corpus().docs, valid, config(200), corpus().vocab, "brown (valid)");
+  ASSERT_GE(ds.size(), 200);
+  for (int64_t i = 0; i < ds.size(); ++i) {
+    const BertSample s = ds.sample(i);
+    ASSERT_GE(s.first_sentence, corpus().docs[valid.begin]);
+    ASSERT_LE(s.end_sentence, corpus().docs[valid.end]);
+  }
+}

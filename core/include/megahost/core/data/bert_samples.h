@@ -21,7 +21,8 @@
 //    front or back with probability 0.5.
 //  - tokens = [CLS] A [SEP] (B [SEP]), token types 0 for [CLS] A [SEP], 1 for B [SEP].
 //  - masking: candidates are all non-[CLS]/[SEP] positions, grouped into words (a "##" piece
-//    joins its word with whole_word_masking). num_to_predict = max(1, min(max_predictions,
+//    joins its word with whole_word_masking; one right after [CLS]/[SEP], left by truncation,
+//    starts its own word, where Megatron would join it to the word before the [SEP]). num_to_predict = max(1, min(max_predictions,
 //    round(|tokens| * masked_lm_prob))), |tokens| counting [CLS]/[SEP] as Megatron does. Candidate
 //    words are shuffled; from each, an n-gram of n <= max_ngram words (P(n) ~ 1/n) is taken,
 //    shrunk while it would overshoot num_to_predict, skipped if it overlaps. Every chosen token:
@@ -70,7 +71,8 @@ struct BertSampleConfig {
 // Throws core::Error naming the bad key (seq_length, masked_lm_prob, ...) with a HINT.
 void validate_bert_config(const BertSampleConfig& cfg, const BertVocab& vocab);
 
-// Document ids [begin, end): Megatron splits sentence datasets by document.
+// Document ids [begin, end): Megatron splits sentence datasets by document, so a split's range is
+// split_sequence_ranges(split, number of documents)[k] read as document ids.
 struct DocumentRange {
   int64_t begin = 0, end = 0;
   int64_t size() const { return end - begin; }
