@@ -7,13 +7,19 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "megahost/core/error.h"
 
@@ -101,25 +107,37 @@ std::string rank_dir_name(int rank) {
   return name;
 }
 
-// One rank's folder: its parameters (when it is a model source), its optimizer state (sharded,
-// or replicated from a model source), its RNG states and meta.json.
-void write_rank_folder(CheckpointFormat& fmt, const fs::path& dir, const TrainingState& state,
-                       const CheckpointParts& parts, const std::string& recipe_text) {
+// What one rank writes: its parameters (when it is a model source), its optimizer state (sharded,
+// or replicated from a model source), its RNG states, meta.json and the recipe.
+struct RankState {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  std::vector<std::pair<std::string, std::string>> blobs;
+};
+
+// snapshot: every tensor copied to fresh CPU memory (async save: training goes on changing the
+// live ones); otherwise the live tensors (the writer copies device tensors to the host itself).
+RankState collect_rank_state(const CheckpointFormat& fmt, const TrainingState& state, const CheckpointParts& parts,
+                             const std::string& recipe_text, bool snapshot) {
+  RankState out;
+  auto add = [&](const std::string& name, const at::Tensor& t) {
+    out.tensors.emplace_back(name, snapshot ? t.detach().to(at::kCPU, /*non_blocking=*/false, /*copy=*/true)
+                                                  .contiguous()
+                                            : t);
+  };
   const bool model_source = parts.model_source_rank == parts.rank;
-  auto writer = fmt.open_writer(dir.string());
   int64_t num_params = 0;
   std::string model_id;
   if (model_source)
     for (Model* m : parts.chunks) {
       model_id = m->id();
       for (const Param& p : m->params()) {
-        writer->tensor("model/" + p.name, p.data);
+        add("model/" + p.name, p.data);
         num_params += p.data.numel();
       }
     }
   if (parts.visit_optimizer && (parts.optimizer_sharded || model_source))
-    parts.visit_optimizer([&](const std::string& name, at::Tensor t) { writer->tensor("optimizer/" + name, t); });
-  for (const auto& [name, gen] : default_generators()) writer->blob(name, generator_state(gen));
+    parts.visit_optimizer([&](const std::string& name, at::Tensor t) { add("optimizer/" + name, t); });
+  for (const auto& [name, gen] : default_generators()) out.blobs.emplace_back(name, generator_state(gen));
   nlohmann::json meta = {{"format", "megahost-checkpoint"},
                          {"version", 1},
                          {"checkpoint_plugin", fmt.id()},
@@ -132,8 +150,15 @@ void write_rank_folder(CheckpointFormat& fmt, const fs::path& dir, const Trainin
                          {"rank", parts.rank},
                          {"layout", parts.layout},
                          {"megahost_version", MEGAHOST_VERSION}};
-  writer->blob("meta.json", meta.dump(2));
-  writer->blob("recipe.toml", recipe_text);
+  out.blobs.emplace_back("meta.json", meta.dump(2));
+  out.blobs.emplace_back("recipe.toml", recipe_text);
+  return out;
+}
+
+void write_rank_state(CheckpointFormat& fmt, const fs::path& dir, const RankState& s) {
+  auto writer = fmt.open_writer(dir.string());
+  for (const auto& [name, t] : s.tensors) writer->tensor(name, t);
+  for (const auto& [name, bytes] : s.blobs) writer->blob(name, bytes);
   writer->commit();
 }
 
@@ -141,42 +166,241 @@ void barrier_if_many(const CheckpointParts& parts) {
   if (parts.world_size > 1) parts.barrier();
 }
 
+fs::path staging_dir(const std::string& save_dir, int64_t iteration) { return iteration_dir(save_dir, iteration) + ".tmp"; }
+
+// One process writes the iteration folder itself (the layout of single-process checkpoints);
+// several write one folder each inside it.
+fs::path rank_write_dir(const std::string& save_dir, int64_t iteration, const CheckpointParts& parts) {
+  const fs::path staging = staging_dir(save_dir, iteration);
+  return parts.world_size > 1 ? staging / rank_dir_name(parts.rank) : staging;
+}
+
+// Rank 0 clears what interrupted saves left and makes the staging folder; then every rank may write.
+void prepare_save(const std::string& save_dir, int64_t iteration, const CheckpointParts& parts) {
+  if (parts.rank == 0) {
+    fs::create_directories(save_dir);
+    clean_interrupted_saves(save_dir);
+    remove_tree(staging_dir(save_dir, iteration));
+    if (parts.world_size > 1) fs::create_directories(staging_dir(save_dir, iteration));
+  }
+  barrier_if_many(parts);
+}
+
+// Rank 0, once every rank's folder is committed: rename the staging folder into place, then
+// point the tracker at it (written last: a kill before leaves the previous checkpoint tracked).
+void publish_iteration(const std::string& save_dir, int64_t iteration) {
+  const fs::path final_dir = iteration_dir(save_dir, iteration);
+  const fs::path staging = staging_dir(save_dir, iteration);
+  fsync_path(staging);
+  // An older folder of the same iteration is replaced only after the new one is complete; a kill
+  // between the two renames leaves iter_N.old, which clean_interrupted_saves puts back.
+  if (fs::exists(final_dir)) {
+    const fs::path old = final_dir.string() + ".old";
+    remove_tree(old);
+    fs::rename(final_dir, old);
+    fs::rename(staging, final_dir);
+    remove_tree(old);
+  } else {
+    fs::rename(staging, final_dir);
+  }
+  fsync_path(save_dir);
+  write_file_atomic(fs::path(save_dir) / kTracker, std::to_string(iteration) + "\n");
+}
+
+// iter_ + 7 digits (+ suffix): the iteration, or -1.
+int64_t iteration_of(const std::string& name, const std::string& suffix = "") {
+  if (name.size() != 12 + suffix.size() || name.rfind("iter_", 0) != 0 ||
+      name.compare(12, std::string::npos, suffix) != 0)
+    return -1;
+  const std::string digits = name.substr(5, 7);
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(digits);
+}
+
+// The complete-looking iter_N folders of dir (by name only), newest first.
+std::vector<int64_t> iteration_folders(const std::string& dir) {
+  std::vector<int64_t> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const int64_t it = iteration_of(e.path().filename().string());
+    if (it >= 0 && e.is_directory()) out.push_back(it);
+  }
+  std::sort(out.rbegin(), out.rend());
+  return out;
+}
+
 }  // namespace
+
+void clean_interrupted_saves(const std::string& save_dir) {
+  std::error_code ec;
+  std::vector<fs::path> entries;
+  for (const auto& e : fs::directory_iterator(save_dir, ec)) entries.push_back(e.path());
+  for (const fs::path& p : entries) {
+    const std::string name = p.filename().string();
+    if (iteration_of(name, ".tmp") >= 0 || name == std::string(kTracker) + ".tmp") {
+      spdlog::warn("{}: removing the leftover of an interrupted save", p.string());
+      remove_tree(p);
+    } else if (const int64_t it = iteration_of(name, ".old"); it >= 0) {
+      const fs::path final_dir = iteration_dir(save_dir, it);
+      if (fs::exists(final_dir)) {
+        remove_tree(p);
+      } else {
+        spdlog::warn("{}: a save replacing it was interrupted; putting it back as {}", p.string(), final_dir.string());
+        fs::rename(p, final_dir);
+        fsync_path(save_dir);
+      }
+    }
+  }
+}
+
+std::string incomplete_reason(CheckpointFormat& fmt, const std::string& iter_dir) {
+  if (!fs::is_directory(iter_dir)) return "the folder is missing";
+  try {
+    std::vector<std::string> folders;
+    for (const auto& e : fs::directory_iterator(iter_dir)) {
+      const std::string name = e.path().filename().string();
+      if (e.is_directory() && name.rfind("rank_", 0) == 0) folders.push_back(e.path().string());
+    }
+    if (folders.empty()) folders.push_back(iter_dir);  // saved by one process
+    for (const std::string& folder : folders) {
+      auto reader = fmt.open_reader(folder);
+      bool has_meta = false;
+      for (const CheckpointEntry& e : reader->list()) has_meta = has_meta || (e.is_blob && e.name == "meta.json");
+      if (!has_meta) return cat(folder, " has no meta.json");
+      const auto meta = nlohmann::json::parse(reader->blob("meta.json"));
+      const int world = meta.value("world_size", 1);
+      const size_t expected = world > 1 ? static_cast<size_t>(world) : 1;
+      if (folders.size() != expected)
+        return cat("meta.json says ", world, " rank(s) saved it but ", folders.size(), " folder(s) exist");
+    }
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::optional<int64_t> find_resume_checkpoint(CheckpointFormat& fmt, const std::string& dir, bool log) {
+  std::vector<std::string> skipped;  // "what: why"
+  // A tracker that does not parse was not written by a save (those replace it atomically): a
+  // person or tool wrote it, so it is an error, not something to skip.
+  const std::optional<int64_t> tracked = latest_checkpoint(dir);
+  if (!tracked) skipped.push_back(cat((fs::path(dir) / kTracker).string(), ": missing"));
+  if (tracked) {
+    const std::string why = incomplete_reason(fmt, iteration_dir(dir, *tracked));
+    if (why.empty()) return tracked;
+    skipped.push_back(cat(iteration_dir(dir, *tracked), " (named by the tracker): ", why));
+  }
+  const std::vector<int64_t> iters = iteration_folders(dir);
+  if (iters.empty() && !tracked) return std::nullopt;  // nothing saved yet: start fresh
+  for (int64_t it : iters) {
+    if (tracked && it == *tracked) continue;
+    const std::string why = incomplete_reason(fmt, iteration_dir(dir, it));
+    if (why.empty()) {
+      if (log)
+        for (const std::string& s : skipped) spdlog::warn("resume: skipped {}", s);
+      if (log) spdlog::warn("resume: using {}, the newest complete checkpoint", iteration_dir(dir, it));
+      return it;
+    }
+    skipped.push_back(cat(iteration_dir(dir, it), ": ", why));
+  }
+  std::string all;
+  for (const std::string& s : skipped) all += "\n  " + s;
+  throw Error(cat(dir, ": no complete checkpoint to resume from:", all,
+                  "\nHINT: restore a checkpoint folder, or set checkpoint.load to another folder (or remove it to "
+                  "start afresh)"));
+}
 
 void save_checkpoint(CheckpointFormat& fmt, const std::string& save_dir, const TrainingState& state,
                      const CheckpointParts& parts, const std::string& recipe_text, int64_t keep_last_n) {
-  const bool leader = parts.rank == 0;
-  const fs::path final_dir = iteration_dir(save_dir, state.iteration);
-  const fs::path staging = final_dir.string() + ".tmp";
-  if (leader) {
-    fs::create_directories(save_dir);
-    remove_tree(staging);
-    if (parts.world_size > 1) fs::create_directories(staging);
-  }
-  barrier_if_many(parts);
-  // One process writes the iteration folder itself (the layout of single-process checkpoints);
-  // several write one folder each inside it.
-  write_rank_folder(fmt, parts.world_size > 1 ? staging / rank_dir_name(parts.rank) : staging, state, parts,
-                    recipe_text);
+  prepare_save(save_dir, state.iteration, parts);
+  write_rank_state(fmt, rank_write_dir(save_dir, state.iteration, parts),
+                   collect_rank_state(fmt, state, parts, recipe_text, /*snapshot=*/false));
   barrier_if_many(parts);  // every rank's folder is committed before the iteration is published
-  if (leader) {
-    fsync_path(staging);
-    // Publish: an older folder of the same iteration is replaced only after the new one is complete.
-    if (fs::exists(final_dir)) {
-      const fs::path old = final_dir.string() + ".old";
-      remove_tree(old);
-      fs::rename(final_dir, old);
-      fs::rename(staging, final_dir);
-      remove_tree(old);
-    } else {
-      fs::rename(staging, final_dir);
-    }
-    fsync_path(save_dir);
-    write_file_atomic(fs::path(save_dir) / kTracker, std::to_string(state.iteration) + "\n");
-  }
+  if (parts.rank == 0) publish_iteration(save_dir, state.iteration);
   barrier_if_many(parts);  // nobody trains on (or loads) before the tracker names this iteration
   // Pruning after publication: a kill in between leaves extra folders, never too few.
-  if (leader && keep_last_n > 0) prune_checkpoints(save_dir, keep_last_n);
+  if (parts.rank == 0 && keep_last_n > 0) prune_checkpoints(save_dir, keep_last_n);
+}
+
+struct AsyncCheckpointSaver::Pending {
+  std::string save_dir;
+  int64_t iteration = 0, keep_last_n = 0;
+  CheckpointParts parts;
+  std::thread thread;
+  std::atomic<bool> done{false};
+  std::string error;  // the background write's failure ("" = none); read after join
+  std::chrono::steady_clock::time_point started;
+};
+
+AsyncCheckpointSaver::AsyncCheckpointSaver() = default;
+
+AsyncCheckpointSaver::~AsyncCheckpointSaver() {
+  if (pending_ && pending_->thread.joinable()) pending_->thread.join();
+}
+
+bool AsyncCheckpointSaver::in_flight() const { return pending_ != nullptr; }
+
+void AsyncCheckpointSaver::save(CheckpointFormat& fmt, const std::string& save_dir, const TrainingState& state,
+                                const CheckpointParts& parts, const std::string& recipe_text, int64_t keep_last_n) {
+  finish();  // one save at a time: the previous one is published (or has failed) first
+  prepare_save(save_dir, state.iteration, parts);
+  auto p = std::make_unique<Pending>();
+  p->save_dir = save_dir;
+  p->iteration = state.iteration;
+  p->keep_last_n = keep_last_n;
+  p->parts = parts;
+  p->started = std::chrono::steady_clock::now();
+  // The only part the training step waits for: the copy of the state off the device.
+  auto rank_state = std::make_shared<RankState>(collect_rank_state(fmt, state, parts, recipe_text, /*snapshot=*/true));
+  const fs::path dir = rank_write_dir(save_dir, state.iteration, parts);
+  Pending* raw = p.get();
+  p->thread = std::thread([&fmt, dir, rank_state, raw] {
+    try {
+      write_rank_state(fmt, dir, *rank_state);
+    } catch (const std::exception& e) {
+      raw->error = e.what();
+    } catch (...) {
+      raw->error = "unknown error";
+    }
+    raw->done.store(true);
+  });
+  pending_ = std::move(p);
+}
+
+void AsyncCheckpointSaver::poll() {
+  if (!pending_) return;
+  bool all_done = pending_->done.load();
+  // Every rank must reach the same answer at the same call: ask all of them.
+  if (pending_->parts.world_size > 1) all_done = !pending_->parts.any_rank(!all_done);
+  if (all_done) publish();
+}
+
+void AsyncCheckpointSaver::finish() {
+  if (!pending_) return;
+  pending_->thread.join();
+  barrier_if_many(pending_->parts);  // every rank's write finished (or failed)
+  publish();
+}
+
+void AsyncCheckpointSaver::publish() {
+  std::unique_ptr<Pending> p = std::move(pending_);
+  if (p->thread.joinable()) p->thread.join();
+  const CheckpointParts& parts = p->parts;
+  const bool failed_here = !p->error.empty();
+  const bool failed = parts.world_size > 1 ? parts.any_rank(failed_here) : failed_here;
+  const std::string final_dir = iteration_dir(p->save_dir, p->iteration);
+  if (failed)
+    throw Error(cat(final_dir, ": the asynchronous save of iteration ", p->iteration, " failed",
+                    failed_here ? cat(" on rank ", parts.rank, ": ", p->error) : std::string(" on another rank"),
+                    "\nHINT: check free space and permissions of checkpoint.save; the checkpoint the tracker names is "
+                    "intact (resume from it)"));
+  if (parts.rank == 0) {
+    publish_iteration(p->save_dir, p->iteration);
+    if (p->keep_last_n > 0) prune_checkpoints(p->save_dir, p->keep_last_n);
+    spdlog::info("saved checkpoint at iteration {} to {} ({:.2f} s after the state was copied, in the background)",
+                 p->iteration, final_dir,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - p->started).count());
+  }
 }
 
 void prune_checkpoints(const std::string& save_dir, int64_t keep_last_n) {

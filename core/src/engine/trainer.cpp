@@ -310,11 +310,12 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
   parts.optimizer_sharded = dpo.use_distributed_optimizer && dp * par.sizes.cp > 1;
   parts.layout = par.layout();
   parts.barrier = world_barrier;
+  parts.any_rank = reduce_any_flag;
 
   // Resume from the latest checkpoint in `load`, as Megatron does; a missing tracker starts fresh.
   TrainingState state;
   if (!load_dir.empty()) {
-    if (auto latest = latest_checkpoint(load_dir)) {
+    if (auto latest = find_resume_checkpoint(*ckpt, load_dir, par.rank == 0)) {
       // finetune (Megatron's --finetune): weights only; iteration, samples, optimizer, scheduler start afresh.
       const bool finetune = r.get_bool("checkpoint", "finetune");
       LoadOptions lo;
@@ -418,10 +419,18 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
     set_training(true);
   };
 
+  const bool async_save = r.get_bool("checkpoint", "async_save");
+  AsyncCheckpointSaver async_saver;  // waits for the previous save, then copies the state and returns
   auto save = [&](int64_t iteration) {
     if (save_dir.empty()) return;
     const auto t0 = Clock::now();
     ddp.wait_param_gather();  // the parameters must be the updated ones
+    if (async_save) {
+      async_saver.save(*ckpt, save_dir, state, parts, recipe_text, r.get_int("checkpoint", "keep_last_n"));
+      spdlog::info("checkpoint at iteration {}: state copied in {:.2f} s; writing {} in the background", iteration,
+                   std::chrono::duration<double>(Clock::now() - t0).count(), iteration_dir(save_dir, iteration));
+      return;
+    }
     save_checkpoint(*ckpt, save_dir, state, parts, recipe_text, r.get_int("checkpoint", "keep_last_n"));
     spdlog::info("saved checkpoint at iteration {} to {} in {:.2f} s", iteration, iteration_dir(save_dir, iteration),
                  std::chrono::duration<double>(Clock::now() - t0).count());
@@ -520,11 +529,13 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
       save(iteration);
       saved_last = true;
     }
+    async_saver.poll();  // publishes a finished background save
     // A signal reaches the ranks at different moments: agree on it, so all stop together.
     int sig = g_stop_signal.load();
     if (par.many()) sig = static_cast<int>(reduce_any_flag(sig != 0)) * std::max(sig, 1);
     if (sig != 0 || (exit_interval > 0 && iteration % exit_interval == 0)) {
       if (!saved_last) save(iteration);
+      async_saver.finish();
       spdlog::warn("{} at iteration {}: {}; exiting", sig != 0 ? cat("signal ", sig) : std::string("exit_interval"),
                    iteration, save_dir.empty() ? "no checkpoint (checkpoint.save is not set)" : "checkpoint saved");
       summary.interrupted = true;
@@ -533,6 +544,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
     }
   }
   if (iteration > summary.start_iteration && !saved_last) save(iteration);
+  async_saver.finish();
   // Megatron evaluates once more at the end; skip it when the last iteration was just evaluated.
   if (do_valid && iteration > summary.start_iteration && iteration % eval_interval != 0)
     evaluate(iteration, "the end of training for val data");

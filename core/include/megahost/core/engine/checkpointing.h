@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -31,6 +32,7 @@ struct CheckpointParts {
   bool optimizer_sharded = false;  // every rank holds its own optimizer state
   std::string layout;              // e.g. "tp2.pp1.cp1.dp2": a resume must use the same one
   std::function<void()> barrier;   // over all ranks (needed when world_size > 1)
+  std::function<bool(bool)> any_rank;  // true on every rank when true on any (async_save, world_size > 1)
 };
 
 // Writes model params, optimizer state, RNG state and metadata into <save>/iter_%07d, published
@@ -42,6 +44,49 @@ void save_checkpoint(CheckpointFormat& fmt, const std::string& save_dir, const T
 
 // Removes iter_* folders of save_dir beyond the newest keep_last_n, never the tracker's one.
 void prune_checkpoints(const std::string& save_dir, int64_t keep_last_n);
+
+// Leftovers of saves a kill interrupted: staging folders iter_N.tmp and tracker .tmp files are
+// removed; an iter_N.old (the complete copy a re-save of N was replacing) is put back when
+// iter_N is missing, removed otherwise. save_checkpoint runs it on rank 0 before writing.
+void clean_interrupted_saves(const std::string& save_dir);
+
+// Why iter_dir is not a complete checkpoint ("" when it is): every rank folder opens with the
+// format (its index is committed and its data file has the size the index promises), holds
+// meta.json, and as many rank folders exist as meta.json's world_size. Reads no tensor payload.
+std::string incomplete_reason(CheckpointFormat& fmt, const std::string& iter_dir);
+
+// The iteration to resume from in dir: the tracker's, when its folder is complete; otherwise
+// (tracker missing, or naming a missing or incomplete folder) the newest complete iter_*
+// folder, with a warning naming what was skipped and why (when `log`). nullopt when dir has
+// neither tracker nor iter_* folders; throws when iter_* folders exist but none is complete, and
+// on a tracker that does not parse.
+std::optional<int64_t> find_resume_checkpoint(CheckpointFormat& fmt, const std::string& dir, bool log = true);
+
+// Megatron's --async-save. save() waits for the previous save, copies this rank's state off the
+// device (CPU tensors: a snapshot) and returns; a background thread writes and commits it.
+// Publishing (rename into place + tracker, by rank 0) needs every rank's write finished: poll()
+// checks that without blocking (one flag all-reduce per call while a save is in flight, several
+// processes), finish() blocks for it. Both run on the main thread, so the collectives never
+// overlap training's. A failed write throws from poll()/finish() on every rank, naming the
+// folder; the previous checkpoint stays the tracked one.
+class AsyncCheckpointSaver {
+ public:
+  AsyncCheckpointSaver();
+  ~AsyncCheckpointSaver();  // joins a write in flight without publishing it
+  AsyncCheckpointSaver(const AsyncCheckpointSaver&) = delete;
+  AsyncCheckpointSaver& operator=(const AsyncCheckpointSaver&) = delete;
+
+  void save(CheckpointFormat& fmt, const std::string& save_dir, const TrainingState& state,
+            const CheckpointParts& parts, const std::string& recipe_text, int64_t keep_last_n = 0);
+  void poll();
+  void finish();
+  bool in_flight() const;
+
+ private:
+  struct Pending;
+  void publish();
+  std::unique_ptr<Pending> pending_;
+};
 
 // The latest iteration recorded in <dir>/latest_checkpointed_iteration.txt, or nullopt.
 std::optional<int64_t> latest_checkpoint(const std::string& dir);
