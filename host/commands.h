@@ -9,6 +9,7 @@ int cmd_preprocess(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_data(int argc, char** argv);
 int cmd_ckpt(int argc, char** argv);           // cmd_ckpt.cpp
+int cmd_convert(int argc, char** argv);        // cmd_convert.cpp
 int cmd_launch(int argc, char** argv);         // cmd_launch.cpp
 int cmd_bench(int argc, char** argv);          // cmd_bench.cpp
 int cmd_dist_selftest(int argc, char** argv);  // cmd_launch.cpp, hidden: tests of launch

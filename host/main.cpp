@@ -27,6 +27,9 @@ constexpr const char* kUsage =
     "                                              sequence, document or GPT sample i decoded\n"
     "  ckpt verify|inspect DIR [--json]          read every tensor and check checksums; list metadata\n"
     "                                              and tensors of a checkpoint (save folder or iter_*)\n"
+    "  convert --model-type GPT --loader hf|megahost --saver megahost|hf --load-dir A --save-dir B\n"
+    "                                              Hugging Face safetensors <-> megahost (GPT-2, Llama,\n"
+    "                                              Mistral), as Megatron's tools/checkpoint/convert.py\n"
     "  bench RECIPE [--warmup N] [--iters N] [--json F] [--profile]\n"
     "                                              train briefly as `run` does: ms/iteration, tokens/s,\n"
     "                                              TFLOP/s per GPU, MFU, peak memory\n"
@@ -67,6 +70,7 @@ int main(int argc, char** argv) {
   if (cmd == "generate") return cmd_generate(argc - 1, argv + 1);
   if (cmd == "data") return cmd_data(argc - 1, argv + 1);
   if (cmd == "ckpt") return cmd_ckpt(argc - 1, argv + 1);
+  if (cmd == "convert") return cmd_convert(argc - 1, argv + 1);
   if (cmd == "launch") return cmd_launch(argc - 1, argv + 1);
   if (cmd == "bench") return cmd_bench(argc - 1, argv + 1);
   if (cmd == "_dist-selftest") return cmd_dist_selftest(argc - 1, argv + 1);  // hidden: launch tests

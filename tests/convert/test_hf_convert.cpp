@@ -196,6 +196,33 @@ TEST(HfConvert, CheckpointWithoutHfConfigGetsAConfigFromTheRecipe) {
   expect_identical_tensors(fixture("llama"), hf.path());
 }
 
+TEST(HfConvert, ShardedCheckpointConvertsLikeOneFile) {
+  // model.safetensors.index.json + two shards, as big HF models are published.
+  TempDir dir("sharded"), mh("sharded-mh"), hf("sharded-hf");
+  const fs::path sharded = dir.path() / "llama";
+  fs::create_directories(sharded);
+  fs::copy_file(fixture("llama") / "config.json", sharded / "config.json");
+  const core::SafetensorsFolder src(fixture("llama").string());
+  std::vector<core::SafetensorsWriter::Spec> shard_specs[2];
+  nlohmann::json weight_map;
+  int i = 0;
+  for (const auto& [n, e] : src.entries()) {
+    const int shard = i++ % 2;
+    shard_specs[shard].push_back({n, e.dtype, e.shape});
+    weight_map[n] = "model-0000" + std::to_string(shard + 1) + "-of-00002.safetensors";
+  }
+  for (int shard = 0; shard < 2; ++shard) {
+    core::SafetensorsWriter w((sharded / ("model-0000" + std::to_string(shard + 1) + "-of-00002.safetensors")).string(),
+                              shard_specs[shard], {});
+    for (const auto& s : shard_specs[shard]) w.write(s.name, src.read(s.name));
+    w.close();
+  }
+  std::ofstream(sharded / "model.safetensors.index.json") << nlohmann::json{{"weight_map", weight_map}}.dump();
+  core::convert_hf_to_megahost(registry(), sharded.string(), mh.path().string());
+  core::convert_megahost_to_hf(registry(), mh.path().string(), hf.path().string());
+  expect_identical_tensors(fixture("llama"), hf.path());
+}
+
 TEST(HfConvert, RefusesAMissingTensorNamingIt) {
   TempDir dir("missing");
   const fs::path bad = edited_copy(dir, "llama", [](auto& t) {

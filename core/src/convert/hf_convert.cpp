@@ -82,7 +82,8 @@ void check_shape(const std::string& file, const std::string& name, const std::ve
 
 std::string convert_hf_to_megahost(const PluginRegistry& reg, const std::string& hf_dir_arg,
                                    const std::string& out_dir_arg, const HfConvertOptions& opts) {
-  const fs::path hf_dir = fs::absolute(hf_dir_arg), out_dir = fs::absolute(out_dir_arg);
+  const fs::path hf_dir = fs::absolute(hf_dir_arg).lexically_normal(),
+                 out_dir = fs::absolute(out_dir_arg).lexically_normal();
   const fs::path config_file = hf_dir / "config.json";
   MH_CORE_CHECK(fs::exists(config_file), config_file.string(),
                 ": missing\nHINT: --load-dir must be a Hugging Face model folder (config.json + model.safetensors)");
@@ -196,7 +197,7 @@ std::string convert_megahost_to_hf(const PluginRegistry& reg, const std::string&
     for (size_t i = 0; i < r.hf.size(); ++i) specs.push_back({r.hf[i], s.hf_dtype, r.hf_shapes[i]});
   }
 
-  const fs::path out_dir = fs::absolute(out_dir_arg);
+  const fs::path out_dir = fs::absolute(out_dir_arg).lexically_normal();
   fs::create_directories(out_dir);
   SafetensorsWriter out((out_dir / "model.safetensors").string(), specs, {{"format", "pt"}});
   for (const auto& r : rules) {  // one rule's tensors in memory at a time

@@ -1,0 +1,66 @@
+// `megahost convert` as a user runs it: Megatron's convert.py flags, both directions, and the
+// refusals of what does not exist yet (resharding) or is unknown.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kMegahost = std::string(MEGAHOST_BINARY_DIR) + "/bin/megahost";
+const fs::path kGpt2 = fs::path(MEGAHOST_SOURCE_DIR) / "tests/data/hf/gpt2";
+
+struct Result {
+  int code = -1;
+  std::string out;  // stdout and stderr
+};
+
+Result convert(const std::string& args) {
+  const std::string cmd = kMegahost + " convert --model-type GPT " + args + " 2>&1";
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+}  // namespace
+
+TEST(ConvertCli, HfToMegahostAndBack) {
+  const fs::path dir = fs::temp_directory_path() / ("mh-convert-cli-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const Result in = convert("--loader hf --saver megahost --load-dir " + kGpt2.string() + " --save-dir " +
+                            (dir / "mh").string());
+  ASSERT_EQ(in.code, 0) << in.out;
+  EXPECT_TRUE(fs::exists(dir / "mh/recipe.toml"));
+  EXPECT_TRUE(fs::exists(dir / "mh/iter_0000000"));
+  EXPECT_TRUE(fs::exists(dir / "mh/latest_checkpointed_iteration.txt"));
+  const Result out = convert("--loader megahost --saver hf --load-dir " + (dir / "mh").string() + " --save-dir " +
+                             (dir / "hf").string());
+  ASSERT_EQ(out.code, 0) << out.out;
+  EXPECT_EQ(fs::file_size(dir / "hf/model.safetensors"), fs::file_size(kGpt2 / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(dir / "hf/config.json"));
+  fs::remove_all(dir);
+}
+
+TEST(ConvertCli, RefusesResharingAndUnknownLoaders) {
+  const Result tp = convert("--loader hf --saver megahost --load-dir " + kGpt2.string() +
+                            " --save-dir /tmp/unused --target-tensor-parallel-size 2");
+  EXPECT_EQ(tp.code, 1) << tp.out;
+  EXPECT_NE(tp.out.find("resharding arrives with the layout-free format"), std::string::npos) << tp.out;
+  const Result loader = convert("--loader mcore --saver hf --load-dir a --save-dir b");
+  EXPECT_EQ(loader.code, 1) << loader.out;
+  EXPECT_NE(loader.out.find("--loader mcore is unknown"), std::string::npos) << loader.out;
+  const Result missing = convert("--loader hf --saver megahost --load-dir " + kGpt2.string());
+  EXPECT_EQ(missing.code, 2) << missing.out;
+  EXPECT_NE(missing.out.find("--save-dir is required"), std::string::npos) << missing.out;
+}
