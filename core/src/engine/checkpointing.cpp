@@ -342,14 +342,17 @@ bool AsyncCheckpointSaver::in_flight() const { return pending_ != nullptr; }
 
 void AsyncCheckpointSaver::save(CheckpointFormat& fmt, const std::string& save_dir, const TrainingState& state,
                                 const CheckpointParts& parts, const std::string& recipe_text, int64_t keep_last_n) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
   finish();  // one save at a time: the previous one is published (or has failed) first
+  const auto t1 = Clock::now();
   prepare_save(save_dir, state.iteration, parts);
   auto p = std::make_unique<Pending>();
   p->save_dir = save_dir;
   p->iteration = state.iteration;
   p->keep_last_n = keep_last_n;
   p->parts = parts;
-  p->started = std::chrono::steady_clock::now();
+  p->started = Clock::now();
   // The only part the training step waits for: the copy of the state off the device.
   auto rank_state = std::make_shared<RankState>(collect_rank_state(fmt, state, parts, recipe_text, /*snapshot=*/true));
   const fs::path dir = rank_write_dir(save_dir, state.iteration, parts);
@@ -365,6 +368,9 @@ void AsyncCheckpointSaver::save(CheckpointFormat& fmt, const std::string& save_d
     raw->done.store(true);
   });
   pending_ = std::move(p);
+  spdlog::info("checkpoint at iteration {}: waited {:.2f} s for the previous save, copied the state in {:.2f} s; "
+               "writing {} in the background", state.iteration, std::chrono::duration<double>(t1 - t0).count(),
+               std::chrono::duration<double>(Clock::now() - t1).count(), iteration_dir(save_dir, state.iteration));
 }
 
 void AsyncCheckpointSaver::poll() {
@@ -397,7 +403,8 @@ void AsyncCheckpointSaver::publish() {
   if (parts.rank == 0) {
     publish_iteration(p->save_dir, p->iteration);
     if (p->keep_last_n > 0) prune_checkpoints(p->save_dir, p->keep_last_n);
-    spdlog::info("saved checkpoint at iteration {} to {} ({:.2f} s after the state was copied, in the background)",
+    spdlog::info("saved checkpoint at iteration {} to {} (written in the background, published {:.2f} s after the "
+                 "copy began)",
                  p->iteration, final_dir,
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - p->started).count());
   }

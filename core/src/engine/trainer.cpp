@@ -426,9 +426,8 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
     const auto t0 = Clock::now();
     ddp.wait_param_gather();  // the parameters must be the updated ones
     if (async_save) {
+      // Logs how long it waited for the previous save and how long the copy took.
       async_saver.save(*ckpt, save_dir, state, parts, recipe_text, r.get_int("checkpoint", "keep_last_n"));
-      spdlog::info("checkpoint at iteration {}: state copied in {:.2f} s; writing {} in the background", iteration,
-                   std::chrono::duration<double>(Clock::now() - t0).count(), iteration_dir(save_dir, iteration));
       return;
     }
     save_checkpoint(*ckpt, save_dir, state, parts, recipe_text, r.get_int("checkpoint", "keep_last_n"));
