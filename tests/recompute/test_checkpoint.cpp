@@ -2,6 +2,7 @@
 // and a ScopedDefaultGenerator), leaves the RNG stream where a plain backward would, passes
 // undefined inputs through, and keeps parameters' grads flowing when no input needs a grad.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include <vector>
