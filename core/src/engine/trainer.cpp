@@ -556,11 +556,15 @@ std::string generate(const Recipe& r, const PluginRegistry& reg, const std::stri
   Components c = build_model_and_tokenizer(r, reg);
   auto ckpt = create_checkpoint_format(reg, r.get_string("checkpoint", "plugin"), r.section("checkpoint"),
                                        host_keys("checkpoint"));
+  // The same choice as a resume: the tracked checkpoint when complete, else the newest complete one.
   std::string dir = r.has("checkpoint", "load") ? r.get_string("checkpoint", "load") : "";
-  if (dir.empty() || !latest_checkpoint(dir)) dir = r.has("checkpoint", "save") ? r.get_string("checkpoint", "save") : "";
-  auto latest = dir.empty() ? std::nullopt : latest_checkpoint(dir);
+  std::optional<int64_t> latest = dir.empty() ? std::nullopt : find_resume_checkpoint(*ckpt, dir);
+  if (!latest) {
+    dir = r.has("checkpoint", "save") ? r.get_string("checkpoint", "save") : "";
+    latest = dir.empty() ? std::nullopt : find_resume_checkpoint(*ckpt, dir);
+  }
   MH_CORE_CHECK(latest.has_value(), r.path, ": no checkpoint to generate from (checkpoint.load / checkpoint.save have no ",
-                "latest_checkpointed_iteration.txt)\nHINT: train first, or --set checkpoint.load=<folder>");
+                "complete iter_* folder)\nHINT: train first, or --set checkpoint.load=<folder>");
   LoadOptions lo;
   lo.load_optimizer = false;
   lo.load_rng = false;
