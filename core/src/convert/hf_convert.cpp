@@ -1,4 +1,5 @@
 // Hugging Face safetensors <-> megahost checkpoints (see megahost/core/convert/hf.h).
+#include "megahost/core/files.h"
 #include "megahost/core/convert/hf.h"
 
 #include <ATen/ops/empty.h>
@@ -60,16 +61,6 @@ std::string recipe_text(const hf::ModelShape& s, const fs::path& hf_dir, const f
   t += cat("\n[parallel]\nmake_vocab_size_divisible_by = ", vocab_divisor, "\n");
   t += cat("\n[checkpoint]\nload = \"", out_dir.string(), "\"\nfinetune = true\n");
   return t;
-}
-
-// Not std::filesystem::remove_all: libtorch 2.x's wheel exports a broken copy (docs/architecture.md).
-void remove_tree(const fs::path& p) {
-  std::error_code ec;
-  if (!fs::exists(fs::symlink_status(p, ec))) return;
-  if (fs::is_directory(fs::symlink_status(p, ec)))
-    for (const auto& e : fs::directory_iterator(p, ec)) remove_tree(e.path());
-  fs::remove(p, ec);
-  MH_CORE_CHECK(!ec, p.string(), ": cannot remove (", ec.message(), ")\nHINT: check permissions");
 }
 
 void check_shape(const std::string& file, const std::string& name, const std::vector<int64_t>& got,

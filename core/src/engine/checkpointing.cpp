@@ -1,4 +1,5 @@
 // Checkpoint orchestration over a checkpoint format plugin.
+#include "megahost/core/files.h"
 #include "megahost/core/engine/checkpointing.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -78,17 +79,6 @@ void set_generator_state(at::Generator gen, const std::string& bytes) {
   std::memcpy(s.data_ptr(), bytes.data(), bytes.size());
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(s);
-}
-
-// Removes a folder tree without std::filesystem::remove_all: the PyTorch 2.x wheel's libtorch.so
-// exports a broken copy of it that wins symbol resolution (docs/architecture.md).
-void remove_tree(const fs::path& p) {
-  std::error_code ec;
-  if (!fs::exists(fs::symlink_status(p, ec))) return;
-  if (fs::is_directory(fs::symlink_status(p, ec)))
-    for (const auto& e : fs::directory_iterator(p, ec)) remove_tree(e.path());
-  fs::remove(p, ec);
-  MH_CORE_CHECK(!ec, p.string(), ": cannot remove (", ec.message(), ")\nHINT: check permissions");
 }
 
 }  // namespace

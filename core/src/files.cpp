@@ -1,0 +1,20 @@
+// File-system helpers (see megahost/core/files.h).
+#include "megahost/core/files.h"
+
+#include <system_error>
+
+#include "megahost/core/error.h"
+
+namespace megahost::core {
+
+void remove_tree(const std::filesystem::path& p) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(p, ec))) return;
+  if (fs::is_directory(fs::symlink_status(p, ec)))
+    for (const auto& e : fs::directory_iterator(p, ec)) remove_tree(e.path());
+  fs::remove(p, ec);
+  MH_CORE_CHECK(!ec, p.string(), ": cannot remove (", ec.message(), ")\nHINT: check permissions");
+}
+
+}  // namespace megahost::core
