@@ -10,6 +10,22 @@ namespace {
 
 constexpr int kThreads = 512;
 
+// Combines the threads' running (max, sum of exp(x - max)) of row r and writes the row's stats.
+template <typename T>
+__device__ __forceinline__ void write_row_stats(float m, float s, float* scratch, const T* x,
+                                                const int64_t* __restrict__ labels, int64_t vocab_start,
+                                                float* row_max, float* row_sumexp, float* target_logit, int64_t r,
+                                                int64_t v) {
+  const float block_m = block_max(m, scratch);
+  const float block_s = block_sum(m == -INFINITY ? 0.0f : s * __expf(m - block_m), scratch);
+  if (threadIdx.x == 0) {
+    row_max[r] = block_m;
+    row_sumexp[r] = block_s;
+    const int64_t t = labels[r] - vocab_start;
+    target_logit[r] = (t >= 0 && t < v) ? to_f32(x[t]) : 0.0f;
+  }
+}
+
 template <typename T>
 __global__ void mh_cross_entropy_stats_kernel(const T* __restrict__ logits, const int64_t* __restrict__ labels,
                                            int64_t vocab_start, float* __restrict__ row_max,
@@ -28,14 +44,7 @@ __global__ void mh_cross_entropy_stats_kernel(const T* __restrict__ logits, cons
       s += __expf(xv - m);
     }
   }
-  const float block_m = block_max(m, scratch);
-  const float block_s = block_sum(m == -INFINITY ? 0.0f : s * __expf(m - block_m), scratch);
-  if (threadIdx.x == 0) {
-    row_max[r] = block_m;
-    row_sumexp[r] = block_s;
-    const int64_t t = labels[r] - vocab_start;
-    target_logit[r] = (t >= 0 && t < v) ? to_f32(x[t]) : 0.0f;
-  }
+  write_row_stats(m, s, scratch, x, labels, vocab_start, row_max, row_sumexp, target_logit, r, v);
 }
 
 template <typename T>
@@ -81,14 +90,7 @@ __global__ void mh_cross_entropy_stats_vec_kernel(const T* __restrict__ logits, 
 #pragma unroll
     for (int k = 0; k < V; ++k) s += __expf(f[k] - m);
   }
-  const float block_m = block_max(m, scratch);
-  const float block_s = block_sum(m == -INFINITY ? 0.0f : s * __expf(m - block_m), scratch);
-  if (threadIdx.x == 0) {
-    row_max[r] = block_m;
-    row_sumexp[r] = block_s;
-    const int64_t t = labels[r] - vocab_start;
-    target_logit[r] = (t >= 0 && t < v) ? to_f32(x[t]) : 0.0f;
-  }
+  write_row_stats(m, s, scratch, x, labels, vocab_start, row_max, row_sumexp, target_logit, r, v);
 }
 
 template <typename T>
