@@ -3,7 +3,6 @@
 // the CPU; on a CUDA build with a GPU, fp16's dynamic loss scaling skips the overflowing first
 // steps and then learns.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cmath>
 #include <cstdio>
@@ -13,22 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "../common/megahost_cli.h"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kMegahost = std::string(MEGAHOST_BINARY_DIR) + "/bin/megahost";
-const std::string kSource = MEGAHOST_SOURCE_DIR;
-
-int run(const std::string& args, std::string* out) {
-  FILE* p = popen(("cd " + kSource + " && " + kMegahost + " " + args + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out->append(buf, n);
-  const int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+int run(const std::string& args, std::string* out) { return mhtest::run_megahost(args, out); }
 
 std::vector<nlohmann::json> train_records(const std::string& file) {
   std::vector<nlohmann::json> out;

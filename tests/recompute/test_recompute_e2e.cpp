@@ -2,7 +2,6 @@
 // (examples/gpt/tiny.toml as the README runs it, when its data is fetched; and a byte-level
 // recipe on the repository's golden texts with dropout 0.1).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cmath>
 #include <cstdio>
@@ -12,23 +11,15 @@
 #include <string>
 #include <vector>
 
+#include "../common/megahost_cli.h"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kMegahost = std::string(MEGAHOST_BINARY_DIR) + "/bin/megahost";
 const std::string kSource = MEGAHOST_SOURCE_DIR;
 
-// Runs megahost from the repository root; returns the exit code, fills out with stdout+stderr.
-int run(const std::string& args, std::string* out) {
-  FILE* p = popen(("cd " + kSource + " && " + kMegahost + " " + args + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out->append(buf, n);
-  const int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+int run(const std::string& args, std::string* out) { return mhtest::run_megahost(args, out); }
 
 // The train split's lm_loss per iteration, from a metrics file.
 std::vector<double> train_losses(const std::string& file) {
