@@ -1,0 +1,106 @@
+// BERT model (see bert_model.h).
+#include "bert_model.h"
+
+#include <ATen/ATen.h>
+
+#include "megahost/sdk/error.h"
+#include "megahost/sdk/nn/cross_entropy.h"
+#include "megahost/sdk/nn/linear.h"
+#include "megahost/sdk/parallel/random.h"
+
+namespace megahost::bert {
+
+using sdk::nn::Init;
+using sdk::nn::join_name;
+
+EncoderLayer::EncoderLayer(sdk::nn::ParamRegistry& reg, const std::string& prefix,
+                           const sdk::nn::TransformerConfig& cfg)
+    : input_layernorm(reg, join_name(prefix, "input_layernorm"), cfg.hidden_size, cfg.normalization, cfg.norm_epsilon),
+      self_attention(reg, join_name(prefix, "self_attention"), cfg),
+      pre_mlp_layernorm(reg, join_name(prefix, "pre_mlp_layernorm"), cfg.hidden_size, cfg.normalization,
+                        cfg.norm_epsilon),
+      mlp(reg, join_name(prefix, "mlp"), cfg),
+      hidden_dropout_(cfg.hidden_dropout),
+      attention_dropout_(cfg.attention_dropout),
+      parallel_(cfg.parallel) {}
+
+at::Tensor EncoderLayer::forward(const at::Tensor& x, const at::Tensor& keep, bool training) const {
+  const double p = training ? hidden_dropout_ : 0.0;
+  at::Tensor q, k, v;  // [s, b, np/tp, hn]: this rank's heads
+  self_attention.query_key_value(input_layernorm.forward(x), &q, &k, &v);
+  const at::Tensor context = sdk::nn::padded_dot_product_attention(q, k, v, keep, /*causal=*/false,
+                                                                    training ? attention_dropout_ : 0.0);
+  const at::Tensor attn = self_attention.linear_proj.forward(context);  // [s, b, h], reduced over TP
+  const at::Tensor h = x + sdk::parallel::hidden_dropout(attn, p, training, parallel_.get());
+  return h + sdk::parallel::hidden_dropout(mlp.forward(pre_mlp_layernorm.forward(h)), p, training, parallel_.get());
+}
+
+BertModel::BertModel(const BertConfig& cfg, at::Device device, at::ScalarType param_dtype, uint64_t init_seed)
+    : params(device, param_dtype, init_seed), cfg_(cfg) {
+  const sdk::nn::TransformerConfig& t = cfg.transformer;
+  const int64_t h = t.hidden_size;
+  const Init normal = Init::normal(t.init_method_std);
+  // Megatron-Core's BertModel state-dict order: embedding, encoder, lm_head, output_layer, pooler, binary_head.
+  word_embeddings_.emplace(params, "embedding.word_embeddings", cfg.padded_vocab_size, h, normal, t.parallel);
+  position_embeddings_.emplace(params, "embedding.position_embeddings", cfg.max_position_embeddings, h, normal);
+  if (cfg.num_tokentypes() > 0)
+    tokentype_embeddings_.emplace(params, "embedding.tokentype_embeddings", cfg.num_tokentypes(), h, normal);
+  for (int64_t i = 0; i < t.num_layers; ++i)
+    layers_.push_back(std::make_unique<EncoderLayer>(params, "encoder.layers." + std::to_string(i), t));
+  final_layernorm_.emplace(params, "encoder.final_layernorm", h, t.normalization, t.norm_epsilon);
+  // lm_head and the binary head are replicated on every TP rank (Megatron's get_linear_layer).
+  lm_dense_weight_ = params.create("lm_head.dense.weight", {h, h}, normal, -1, 0);
+  lm_dense_bias_ = params.create("lm_head.dense.bias", {h}, Init::zeros(), -1, MH_PARAM_NO_WEIGHT_DECAY);
+  lm_layer_norm_.emplace(params, "lm_head.layer_norm", h, sdk::nn::NormKind::LayerNorm, t.norm_epsilon);
+  // output_layer: the word embeddings (tied, Megatron's share_embeddings_and_output_weights) plus
+  // its own vocab-parallel bias.
+  output_weight_ = word_embeddings_->weight;
+  output_bias_ = sdk::nn::create_tensor_parallel(params, "output_layer.bias", {cfg.padded_vocab_size}, Init::zeros(),
+                                                 0, MH_PARAM_NO_WEIGHT_DECAY, t.parallel.get());
+  if (cfg.binary_head) {
+    pooler_weight_ = params.create("pooler.dense.weight", {h, h}, normal, -1, 0);
+    pooler_bias_ = params.create("pooler.dense.bias", {h}, Init::zeros(), -1, MH_PARAM_NO_WEIGHT_DECAY);
+    binary_weight_ = params.create("binary_head.weight", {2, h}, normal, -1, 0);
+    binary_bias_ = params.create("binary_head.bias", {2}, Init::zeros(), -1, MH_PARAM_NO_WEIGHT_DECAY);
+  }
+}
+
+at::Tensor BertModel::encode(const at::Tensor& tokens, const at::Tensor& token_types, const at::Tensor& padding_mask,
+                             bool training) const {
+  const int64_t b = tokens.size(0), s = tokens.size(1);
+  MH_CHECK(s <= cfg_.max_position_embeddings, MH_ERR_INVALID_ARG, "bert: sequence length ", s,
+           " exceeds max_position_embeddings = ", cfg_.max_position_embeddings,
+           "\nHINT: raise max_position_embeddings in [model] or feed shorter sequences");
+  const at::Tensor pos = at::arange(s, tokens.options()).unsqueeze(0).expand({b, s});  // [b, s]
+  at::Tensor e = word_embeddings_->forward(tokens) + position_embeddings_->forward(pos);  // [b, s, h]
+  if (tokentype_embeddings_) e = e + tokentype_embeddings_->forward(token_types);
+  at::Tensor x = sdk::nn::embeddings_to_hidden_states(e, cfg_.transformer.parallel.get());  // [s, b, h]
+  x = sdk::parallel::hidden_dropout(x, training ? cfg_.transformer.hidden_dropout : 0.0, training,
+                                    cfg_.transformer.parallel.get());
+  const at::Tensor keep = padding_mask.to(at::kBool);  // [b, s]
+  for (const auto& layer : layers_) x = layer->forward(x, keep, training);
+  return final_layernorm_->forward(x);  // [s, b, h]
+}
+
+at::Tensor BertModel::lm_logits(const at::Tensor& hidden) const {
+  // Megatron's BertLMHead: dense -> GeLU (exact) -> LayerNorm, then the tied output layer.
+  const at::Tensor x = lm_layer_norm_->forward(at::gelu(at::linear(hidden, lm_dense_weight_, lm_dense_bias_)));
+  return sdk::nn::parallel_lm_logits(x, output_weight_, cfg_.transformer.parallel.get()) + output_bias_;  // [s, b, V/tp]
+}
+
+BertOutputs BertModel::forward(const at::Tensor& tokens, const at::Tensor& token_types,
+                               const at::Tensor& padding_mask, const at::Tensor& labels, bool training) const {
+  const at::Tensor hidden = encode(tokens, token_types, padding_mask, training);  // [s, b, h]
+  BertOutputs out;
+  // Unmasked positions carry label -1: read them as 0 and let loss_mask drop them.
+  out.mlm_loss = sdk::nn::vocab_parallel_cross_entropy(lm_logits(hidden), labels.clamp_min(0).t(),
+                                                       cfg_.transformer.parallel.get())
+                     .t();  // [b, s]
+  if (cfg_.binary_head) {
+    const at::Tensor pooled = at::tanh(at::linear(hidden.select(0, 0), pooler_weight_, pooler_bias_));  // [b, h] on [CLS]
+    out.sop_logits = at::linear(pooled, binary_weight_, binary_bias_);                                 // [b, 2]
+  }
+  return out;
+}
+
+}  // namespace megahost::bert

@@ -1,0 +1,83 @@
+// Megatron-Core's BertModel on one device (or TP ranks), built from the SDK's blocks:
+//
+//   tokens, token_types [b, s] -> embedding.{word, position, tokentype}_embeddings -> dropout
+//   -> [s, b, h] -> encoder: pre-norm layers whose attention sees every real token (key padding
+//   mask, no causal mask) + final_layernorm
+//   -> lm_head: dense, GeLU, LayerNorm -> logits = x W_word^T + output_layer.bias  [s, b, V]
+//   -> (bert_binary_head) pooler: tanh(dense(h[CLS])) -> binary_head: 2-way linear  [b, 2]
+//
+// loss = mean masked-LM CE over masked positions (+ mean sentence-order CE with the binary head),
+// Megatron's pretrain_bert loss_func.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "bert_config.h"
+#include "megahost/sdk/nn/attention.h"
+#include "megahost/sdk/nn/embedding.h"
+#include "megahost/sdk/nn/mlp.h"
+#include "megahost/sdk/nn/norm.h"
+#include "megahost/sdk/nn/params.h"
+
+namespace megahost::bert {
+
+// One encoder layer: the SDK's TransformerLayer blocks (norms, SelfAttention's projections, MLP)
+// with bidirectional attention over the real tokens (sdk::nn::padded_dot_product_attention).
+class EncoderLayer {
+ public:
+  EncoderLayer(sdk::nn::ParamRegistry& reg, const std::string& prefix, const sdk::nn::TransformerConfig& cfg);
+  // x [s, b, h], keep [b, s] bool (true: a real token) -> [s, b, h]
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& keep, bool training) const;
+
+  sdk::nn::Norm input_layernorm;
+  sdk::nn::SelfAttention self_attention;
+  sdk::nn::Norm pre_mlp_layernorm;
+  sdk::nn::MLP mlp;
+
+ private:
+  double hidden_dropout_, attention_dropout_;
+  sdk::nn::ParallelContextPtr parallel_;
+};
+
+struct BertOutputs {
+  at::Tensor mlm_loss;    // [b, s] float32 CE per position (labels < 0 read as 0: mask them)
+  at::Tensor sop_logits;  // [b, 2] with the binary head, else undefined
+};
+
+class BertModel {
+ public:
+  BertModel(const BertConfig& cfg, at::Device device, at::ScalarType param_dtype, uint64_t init_seed);
+
+  // tokens, token_types, padding_mask (1 real, 0 pad), labels [b, s] int64
+  BertOutputs forward(const at::Tensor& tokens, const at::Tensor& token_types, const at::Tensor& padding_mask,
+                      const at::Tensor& labels, bool training) const;
+  // The encoder's output [s, b, h] (after final_layernorm).
+  at::Tensor encode(const at::Tensor& tokens, const at::Tensor& token_types, const at::Tensor& padding_mask,
+                    bool training) const;
+
+  sdk::nn::ParamRegistry params;
+  const BertConfig& config() const { return cfg_; }
+  const at::Tensor& word_embeddings() const { return word_embeddings_->weight; }
+  const at::Tensor& output_weight() const { return output_weight_; }  // the word embeddings (tied)
+
+ private:
+  // [s, b, h] -> [s, b, V/tp]
+  at::Tensor lm_logits(const at::Tensor& hidden) const;
+
+  BertConfig cfg_;
+  std::optional<sdk::nn::VocabParallelEmbedding> word_embeddings_;
+  std::optional<sdk::nn::Embedding> position_embeddings_, tokentype_embeddings_;
+  std::vector<std::unique_ptr<EncoderLayer>> layers_;
+  std::optional<sdk::nn::Norm> final_layernorm_;
+  at::Tensor lm_dense_weight_, lm_dense_bias_;  // [h, h], [h] replicated
+  std::optional<sdk::nn::Norm> lm_layer_norm_;
+  at::Tensor output_weight_, output_bias_;      // [V/tp, h] tied, [V/tp]
+  at::Tensor pooler_weight_, pooler_bias_;      // [h, h], [h]
+  at::Tensor binary_weight_, binary_bias_;      // [2, h], [2]
+};
+
+}  // namespace megahost::bert
