@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "common.h"
 #include "megahost/core/engine/checkpoint_inspect.h"
+#include "megahost/core/error.h"
 
 namespace megahost::host {
 
@@ -80,14 +81,19 @@ int cmd_ckpt(int argc, char** argv) {
     if (args.count("json") != 0) {
       nlohmann::json out = {{"path", iter_dir}, {"checkpoint_plugin", fmt->id()}, {"folders", nlohmann::json::array()}};
       for (const auto& f : folders) {
+        const auto shards = nlohmann::json::parse(f.shards_json.empty() ? "{}" : f.shards_json, nullptr, false);
         nlohmann::json jf = {{"path", f.path}, {"meta", nlohmann::json::parse(f.meta_json, nullptr, false)},
                              {"tensors", nlohmann::json::array()}, {"blobs", nlohmann::json::array()}};
         for (const auto& e : f.entries) {
           if (e.is_blob)
             jf["blobs"].push_back({{"name", e.name}, {"bytes", e.nbytes}});
-          else
-            jf["tensors"].push_back(
-                {{"name", e.name}, {"dtype", c10::toString(e.dtype)}, {"shape", e.shape}, {"bytes", e.nbytes}});
+          else {
+            nlohmann::json jt = {{"name", e.name}, {"dtype", c10::toString(e.dtype)}, {"shape", e.shape},
+                                 {"bytes", e.nbytes}};
+            if (shards.is_object() && shards.contains("tensors") && shards["tensors"].contains(e.name))
+              jt["slice"] = shards["tensors"][e.name];  // global_shape, offsets, lengths (glu_dim, flat)
+            jf["tensors"].push_back(std::move(jt));
+          }
         }
         out["folders"].push_back(std::move(jf));
       }
@@ -100,12 +106,27 @@ int cmd_ckpt(int argc, char** argv) {
       const auto meta = nlohmann::json::parse(f.meta_json, nullptr, false);
       if (meta.is_object())
         for (const auto& [k, v] : meta.items()) std::printf("  %-24s %s\n", k.c_str(), v.dump().c_str());
-      std::printf("  %-56s %-9s %-18s %s\n", "TENSOR", "DTYPE", "SHAPE", "BYTES");
+      const auto shards = nlohmann::json::parse(f.shards_json.empty() ? "{}" : f.shards_json, nullptr, false);
+      const bool has_slices = shards.is_object() && shards.contains("tensors");
+      std::printf("  %-56s %-9s %-18s %-12s %-18s %s\n", "TENSOR", "DTYPE", "SHAPE", "BYTES", "GLOBAL SHAPE", "SLICE");
       uint64_t total = 0;
       for (const auto& e : f.entries)
         if (!e.is_blob) {
-          std::printf("  %-56s %-9s %-18s %llu\n", e.name.c_str(), c10::toString(e.dtype), shape_str(e.shape).c_str(),
-                      static_cast<unsigned long long>(e.nbytes));
+          std::string global = "-", slice = has_slices ? "(no record)" : "-";
+          if (has_slices && shards["tensors"].contains(e.name)) {
+            const auto& j = shards["tensors"][e.name];
+            global = shape_str(j.value("global_shape", std::vector<int64_t>{}));
+            const auto off = j.value("offsets", std::vector<int64_t>{}), len = j.value("lengths", std::vector<int64_t>{});
+            slice.clear();
+            for (size_t d = 0; d < off.size() && d < len.size(); ++d)
+              slice += core::cat(d ? "," : "", off[d], ":", off[d] + len[d]);
+            slice = "[" + slice + "]";
+            if (j.contains("glu_dim")) slice += core::cat(" glu_dim ", j["glu_dim"].get<int>());
+            if (j.contains("flat")) slice += core::cat(" flat ", j["flat"][0].get<int64_t>(), "+", j["flat"][1].get<int64_t>());
+          }
+          std::printf("  %-56s %-9s %-18s %-12llu %-18s %s\n", e.name.c_str(), c10::toString(e.dtype),
+                      shape_str(e.shape).c_str(), static_cast<unsigned long long>(e.nbytes), global.c_str(),
+                      slice.c_str());
           total += e.nbytes;
         }
       std::printf("  total %llu bytes of tensors\n", static_cast<unsigned long long>(total));

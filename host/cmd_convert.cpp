@@ -34,9 +34,9 @@ int cmd_convert(int argc, char** argv) {
                                                                 cxxopts::value<std::string>())(
       "load-dir", "folder to read", cxxopts::value<std::string>())("save-dir", "folder to write",
                                                                     cxxopts::value<std::string>())(
-      "target-tensor-parallel-size", "tensor-parallel size of the result (1 for now)",
+      "target-tensor-parallel-size", "tensor-parallel size the megahost checkpoint is written for",
       cxxopts::value<int>()->default_value("1"))(
-      "target-pipeline-parallel-size", "pipeline-parallel size of the result (1 for now)",
+      "target-pipeline-parallel-size", "pipeline-parallel size the megahost checkpoint is written for",
       cxxopts::value<int>()->default_value("1"))(
       "checkpoint-plugin", "format plugin of the megahost side",
       cxxopts::value<std::string>()->default_value("megahost-tensors"))(
@@ -63,17 +63,22 @@ int cmd_convert(int argc, char** argv) {
     MH_CORE_CHECK(!saver.empty(), "--saver ", args["saver"].as<std::string>(),
                   " is unknown\nHINT: use hf (Hugging Face safetensors) or megahost");
     MH_CORE_CHECK(loader != saver, "--loader and --saver are both ", loader,
-                  "\nHINT: converting a format to itself changes nothing until resharding arrives with the "
-                  "layout-free format");
+                  "\nHINT: a megahost checkpoint needs no conversion to change layout: any TP / PP / DP layout "
+                  "loads it (the load reshards)");
     const int tp = args["target-tensor-parallel-size"].as<int>(), pp = args["target-pipeline-parallel-size"].as<int>();
-    MH_CORE_CHECK(tp == 1 && pp == 1, "--target-tensor-parallel-size ", tp, " --target-pipeline-parallel-size ", pp,
-                  ": resharding arrives with the layout-free format\nHINT: convert to tp = pp = 1 for now");
+    MH_CORE_CHECK(tp >= 1 && pp >= 1, "--target-tensor-parallel-size ", tp, " --target-pipeline-parallel-size ", pp,
+                  ": sizes must be >= 1\nHINT: leave them out for a single-process checkpoint");
+    MH_CORE_CHECK(saver == "megahost" || (tp == 1 && pp == 1), "--target-tensor-parallel-size ", tp,
+                  " --target-pipeline-parallel-size ", pp, " with --saver hf: a Hugging Face folder has no parallel "
+                  "layout\nHINT: leave the --target-* flags out (the megahost loader reads any layout)");
     std::vector<std::string> extra;
     if (args.count("plugin-path") != 0) extra = args["plugin-path"].as<std::vector<std::string>>();
     core::PluginRegistry reg(search_path(extra));
     core::HfConvertOptions opts;
     opts.checkpoint_plugin = args["checkpoint-plugin"].as<std::string>();
     opts.make_vocab_size_divisible_by = args["make-vocab-size-divisible-by"].as<int64_t>();
+    opts.target_tp = tp;
+    opts.target_pp = pp;
     MH_CORE_CHECK(opts.make_vocab_size_divisible_by > 0, "--make-vocab-size-divisible-by must be > 0");
     const std::string load = args["load-dir"].as<std::string>(), save = args["save-dir"].as<std::string>();
     const std::string summary = loader == "hf" ? core::convert_hf_to_megahost(reg, load, save, opts)

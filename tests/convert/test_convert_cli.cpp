@@ -1,5 +1,5 @@
 // `megahost convert` as a user runs it: Megatron's convert.py flags, both directions, and the
-// refusals of what does not exist yet (resharding) or is unknown.
+// refusals of what is unknown or has no meaning (a parallel layout for a Hugging Face folder).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -52,11 +52,32 @@ TEST(ConvertCli, HfToMegahostAndBack) {
   fs::remove_all(dir);
 }
 
-TEST(ConvertCli, RefusesResharingAndUnknownLoaders) {
-  const Result tp = convert("--loader hf --saver megahost --load-dir " + kGpt2.string() +
-                            " --save-dir /tmp/unused --target-tensor-parallel-size 2");
-  EXPECT_EQ(tp.code, 1) << tp.out;
-  EXPECT_NE(tp.out.find("resharding arrives with the layout-free format"), std::string::npos) << tp.out;
+// --target-*: HF -> megahost writes the rank folders of that layout; HF -> megahost -> HF at
+// TP2 x PP2 gives back the same bytes; a Hugging Face saver has no layout to target.
+TEST(ConvertCli, TargetLayoutRoundTripAndRefusals) {
+  const fs::path dir = fs::temp_directory_path() / ("mh-convert-cli-tp-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const Result in = convert("--loader hf --saver megahost --load-dir " + kGpt2.string() + " --save-dir " +
+                            (dir / "mh").string() + " --target-tensor-parallel-size 2 --target-pipeline-parallel-size 2");
+  ASSERT_EQ(in.code, 0) << in.out;
+  for (const char* rank : {"rank_00000", "rank_00001", "rank_00002", "rank_00003"})
+    EXPECT_TRUE(fs::exists(dir / "mh/iter_0000000" / rank / "index.json")) << rank;
+  const Result out = convert("--loader megahost --saver hf --load-dir " + (dir / "mh").string() + " --save-dir " +
+                             (dir / "hf").string());
+  ASSERT_EQ(out.code, 0) << out.out;
+  EXPECT_EQ(fs::file_size(dir / "hf/model.safetensors"), fs::file_size(kGpt2 / "model.safetensors"));
+  const Result to_hf = convert("--loader megahost --saver hf --load-dir " + (dir / "mh").string() + " --save-dir " +
+                               (dir / "hf2").string() + " --target-tensor-parallel-size 2");
+  EXPECT_EQ(to_hf.code, 1) << to_hf.out;
+  EXPECT_NE(to_hf.out.find("a Hugging Face folder has no parallel layout"), std::string::npos) << to_hf.out;
+  const Result odd = convert("--loader hf --saver megahost --load-dir " + kGpt2.string() + " --save-dir " +
+                             (dir / "odd").string() + " --target-pipeline-parallel-size 3");
+  EXPECT_EQ(odd.code, 1) << odd.out;
+  EXPECT_NE(odd.out.find("do not split into 3 pipeline stages"), std::string::npos) << odd.out;
+  fs::remove_all(dir);
+}
+
+TEST(ConvertCli, RefusesUnknownLoadersAndMissingFlags) {
   const Result loader = convert("--loader mcore --saver hf --load-dir a --save-dir b");
   EXPECT_EQ(loader.code, 1) << loader.out;
   EXPECT_NE(loader.out.find("--loader mcore is unknown"), std::string::npos) << loader.out;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "megahost/core/engine/checkpoint_reshard.h"
 #include "megahost/core/engine/checkpointing.h"
 #include "megahost/core/error.h"
 
@@ -47,6 +48,7 @@ std::vector<InspectedFolder> inspect_checkpoint(CheckpointFormat& fmt, const std
     f.entries = reader->list();
     for (const auto& e : f.entries)
       if (e.is_blob && e.name == "meta.json") f.meta_json = reader->blob("meta.json");
+      else if (e.is_blob && e.name == kShardsBlob) f.shards_json = reader->blob(kShardsBlob);
     out.push_back(std::move(f));
   }
   return out;
@@ -88,6 +90,15 @@ std::vector<CheckpointProblem> verify_checkpoint(CheckpointFormat& fmt, const st
       }
     }
     if (!has_meta) problems.push_back({folder, "meta.json", "missing"});
+  }
+  // The layout-free records: every global tensor fully covered by the folders' pieces.
+  try {
+    ShardedCheckpoint ck(fmt, iter_dir);
+    if (ck.layout_free())
+      for (const std::string& entry : ck.entries())
+        if (std::string why = ck.coverage_problem(entry); !why.empty()) problems.push_back({iter_dir, entry, why});
+  } catch (const std::exception& e) {
+    if (problems.empty()) problems.push_back({iter_dir, kShardsBlob, e.what()});
   }
   return problems;
 }

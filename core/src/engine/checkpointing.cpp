@@ -22,7 +22,9 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "megahost/core/engine/checkpoint_reshard.h"
 #include "megahost/core/error.h"
+#include "megahost/core/parallel/world.h"
 
 namespace megahost::core {
 
@@ -97,6 +99,33 @@ std::string rank_dir_name(int rank) {
   return name;
 }
 
+// This rank's place in the parallel layout (one process, or a test without the runtime: tp = pp = 1).
+struct Coords {
+  int tp = 1, pp = 1, cp = 1, dp = 1;
+  int tp_rank = 0, pp_rank = 0, cp_rank = 0, dp_rank = 0;
+};
+
+Coords coords_of(const CheckpointParts& parts) {
+  Coords c;
+  auto& rt = ParallelRuntime::get();
+  if (parts.world_size <= 1 || !rt.initialized()) return c;
+  const ParallelSizes& s = rt.sizes();
+  c.tp = s.tp;
+  c.pp = s.pp;
+  c.cp = s.cp;
+  c.dp = s.dp();
+  c.tp_rank = rt.tp_rank();
+  c.pp_rank = rt.pp_rank();
+  c.cp_rank = rt.cp_rank();
+  c.dp_rank = rt.dp_rank();
+  return c;
+}
+
+nlohmann::json coords_json(const Coords& c) {
+  return {{"tp", c.tp}, {"pp", c.pp}, {"cp", c.cp}, {"dp", c.dp},
+          {"tp_rank", c.tp_rank}, {"pp_rank", c.pp_rank}, {"cp_rank", c.cp_rank}, {"dp_rank", c.dp_rank}};
+}
+
 // What one rank writes: its parameters (when it is a model source), its optimizer state (sharded,
 // or replicated from a model source), its RNG states, meta.json and the recipe.
 struct RankState {
@@ -128,8 +157,15 @@ RankState collect_rank_state(const CheckpointFormat& fmt, const TrainingState& s
   if (parts.visit_optimizer && (parts.optimizer_sharded || model_source))
     parts.visit_optimizer([&](const std::string& name, at::Tensor t) { add("optimizer/" + name, t); });
   for (const auto& [name, gen] : default_generators()) out.blobs.emplace_back(name, generator_state(gen));
+  // shards.json: where each stored tensor lies in its global tensor (any layout can load it).
+  const Coords coords = coords_of(parts);
+  const RankPlacement placement(parts.chunks, coords.tp_rank, coords.tp, parts.optimizer_flat_shards);
+  nlohmann::json shards = {{"format", "megahost-shards"}, {"version", 1}, {"tensors", nlohmann::json::object()}};
+  for (const auto& [name, t] : out.tensors)
+    if (auto slice = placement.slice_of(name, t.sizes().vec())) shards["tensors"][name] = slice_to_json(*slice);
+  out.blobs.emplace_back(kShardsBlob, shards.dump(1));
   nlohmann::json meta = {{"format", "megahost-checkpoint"},
-                         {"version", 1},
+                         {"version", 2},
                          {"checkpoint_plugin", fmt.id()},
                          {"iteration", state.iteration},
                          {"consumed_train_samples", state.consumed_train_samples},
@@ -139,6 +175,7 @@ RankState collect_rank_state(const CheckpointFormat& fmt, const TrainingState& s
                          {"world_size", parts.world_size},
                          {"rank", parts.rank},
                          {"layout", parts.layout},
+                         {"parallel", coords_json(coords)},
                          {"megahost_version", MEGAHOST_VERSION}};
   out.blobs.emplace_back("meta.json", meta.dump(2));
   out.blobs.emplace_back("recipe.toml", recipe_text);
@@ -446,6 +483,86 @@ std::map<std::string, CheckpointEntry> entries_of(CheckpointFormat::Reader& read
   return entries;
 }
 
+// The rank folder of the saved layout at this rank's tp/pp/cp/dp coordinates, or -1.
+int folder_at(const ShardedCheckpoint& ck, const Coords& c) {
+  for (size_t f = 0; f < ck.folders().size(); ++f) {
+    const nlohmann::json par = ck.meta(f).value("parallel", nlohmann::json::object());
+    if (par.value("tp_rank", 0) == c.tp_rank && par.value("pp_rank", 0) == c.pp_rank &&
+        par.value("cp_rank", 0) == c.cp_rank && par.value("dp_rank", 0) == c.dp_rank)
+      return static_cast<int>(f);
+  }
+  return -1;
+}
+
+// Loading under another layout than the one that saved: every tensor this rank holds is cut
+// out of its global tensor, assembled from the saved rank folders one tensor at a time.
+TrainingState load_resharded(CheckpointFormat& fmt, const std::string& iter_path, const CheckpointParts& parts,
+                             const LoadOptions& opts) {
+  ShardedCheckpoint ck(fmt, iter_path);
+  const nlohmann::json& meta = ck.meta(0);
+  const std::string saved = cat("'", meta.value("layout", std::string("?")), "' (", ck.folders().size(), " folder(s))");
+  MH_CORE_CHECK(ck.layout_free(), iter_path, ": saved with parallel layout ", saved, ", this run is '", parts.layout,
+                "' (", parts.world_size, " process(es)), and ", ck.why_not_layout_free(),
+                "\nHINT: resume with the parallel layout that saved it");
+  const Coords c = coords_of(parts);
+  if (parts.rank == 0)
+    spdlog::info("{}: saved with layout {}, loading as '{}': resharding every tensor", iter_path, saved,
+                 parts.layout.empty() ? std::string("one process") : parts.layout);
+  const RankPlacement here(parts.chunks, c.tp_rank, c.tp, parts.optimizer_flat_shards);
+  auto load_entry = [&](const std::string& entry, at::Tensor dst, const char* hint) {
+    const auto target = here.slice_of(entry, dst.sizes().vec());
+    MH_CORE_CHECK(target.has_value(), iter_path, ": '", entry, "' (shape ", dst.sizes(),
+                  ") has no known place in its global tensor\nHINT: ", hint);
+    MH_CORE_CHECK(ck.has(entry), iter_path, ": no rank folder holds '", entry, "'\nHINT: ", hint);
+    at::Tensor global = ck.read_global(entry);
+    if (global.sizes().vec() != target->global_shape) {
+      bool rows_only = is_vocab_tensor(entry) && global.dim() == static_cast<int64_t>(target->global_shape.size());
+      for (int64_t d = 1; rows_only && d < global.dim(); ++d) rows_only = global.size(d) == target->global_shape[d];
+      MH_CORE_CHECK(rows_only, iter_path, ": '", entry, "' has global shape ", global.sizes(),
+                    " in the checkpoint but ", at::IntArrayRef(target->global_shape),
+                    " in this run\nHINT: the model configuration differs from the one that saved this checkpoint");
+      if (parts.rank == 0)
+        spdlog::warn("{}: '{}' has {} rows (padded vocabulary) in the checkpoint and {} in this layout: {}", iter_path,
+                     entry, global.size(0), target->global_shape[0],
+                     global.size(0) > target->global_shape[0] ? "dropping padding rows" : "appending zero rows");
+      global = fit_rows(global, target->global_shape[0]).contiguous();
+    }
+    at::NoGradGuard no_grad;
+    dst.copy_(extract_slice(global, *target).reshape(dst.sizes()));
+  };
+  for (Model* m : parts.chunks)
+    for (const Param& p : m->params())
+      load_entry("model/" + p.name, p.data, "the model configuration differs from the one that saved this checkpoint");
+  if (opts.load_optimizer && parts.visit_optimizer)
+    parts.visit_optimizer([&](const std::string& n, at::Tensor t) {
+      load_entry("optimizer/" + n, t, "set checkpoint.no_load_optim=true to start the optimizer afresh");
+    });
+  if (opts.load_rng) {
+    const int f = folder_at(ck, c);
+    if (f >= 0) {
+      std::map<std::string, bool> stored;
+      for (const CheckpointEntry& e : ck.reader(f).list()) stored[e.name] = e.is_blob;
+      for (const auto& [name, gen] : default_generators())
+        if (stored.count(name) != 0) set_generator_state(gen, ck.reader(f).blob(name));
+    } else {
+      // No saved rank had these coordinates: a fresh, deterministic stream per rank and iteration.
+      const uint64_t seed = 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(meta.value("iteration", int64_t{0})) * 1000003u +
+                                                     static_cast<uint64_t>(parts.rank));
+      for (auto& [name, gen] : default_generators()) {
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        gen.set_current_seed(seed);
+      }
+      spdlog::warn("{}: no saved rank has this rank's coordinates (tp {} pp {} cp {} dp {}): its random states are "
+                   "reseeded (dropout draws differ from an uninterrupted run)", iter_path, c.tp_rank, c.pp_rank,
+                   c.cp_rank, c.dp_rank);
+    }
+  }
+  TrainingState s;
+  s.iteration = meta.value("iteration", int64_t{0});
+  s.consumed_train_samples = meta.value("consumed_train_samples", int64_t{0});
+  return s;
+}
+
 }  // namespace
 
 TrainingState load_checkpoint(CheckpointFormat& fmt, const std::string& dir, int64_t iteration,
@@ -456,6 +573,13 @@ TrainingState load_checkpoint(CheckpointFormat& fmt, const std::string& dir, int
   const bool many = parts.world_size > 1;
   auto folder = [&](int rank) { return many ? (fs::path(iter_path) / rank_dir_name(rank)).string() : iter_path; };
   const bool has_rank_folders = fs::is_directory(fs::path(iter_path) / rank_dir_name(0));
+  if (many != has_rank_folders) return load_resharded(fmt, iter_path, parts, opts);
+  if (many) {
+    auto first = fmt.open_reader(folder(0));
+    const nlohmann::json saved = read_meta(*first, folder(0));
+    if (saved.value("layout", std::string()) != parts.layout || saved.value("world_size", 1) != parts.world_size)
+      return load_resharded(fmt, iter_path, parts, opts);
+  }
   MH_CORE_CHECK(many == has_rank_folders, iter_path, ": saved by ", has_rank_folders ? "several processes" : "one process",
                 " but this run has ", parts.world_size, " process(es)",
                 "\nHINT: resume with the parallel layout that saved it (loading under another layout is "

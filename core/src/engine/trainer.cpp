@@ -308,6 +308,8 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
   parts.world_size = par.world;
   parts.model_source_rank = par.many() ? ParallelRuntime::get().group("dp-cp").global_rank(0) : 0;
   parts.optimizer_sharded = dpo.use_distributed_optimizer && dp * par.sizes.cp > 1;
+  if (parts.optimizer_sharded)  // where each shard lies in its parameter: the checkpoint reshards it
+    for (const auto& sh : ddp.optimizer_shards()) parts.optimizer_flat_shards[sh.name] = {sh.offset, sh.numel};
   parts.layout = par.layout();
   parts.barrier = world_barrier;
   parts.any_rank = reduce_any_flag;

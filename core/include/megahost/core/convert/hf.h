@@ -11,7 +11,10 @@ namespace megahost::core {
 
 struct HfConvertOptions {
   std::string checkpoint_plugin = "megahost-tensors";  // the megahost side's format plugin
-  int64_t make_vocab_size_divisible_by = 128;          // Megatron's padding of the vocabulary (tp = 1)
+  int64_t make_vocab_size_divisible_by = 128;          // Megatron's padding of the vocabulary (x target_tp)
+  // HF -> megahost: the layout the checkpoint is written for (rank folders of tp x pp ranks, as
+  // that run saves them). Any layout loads any megahost checkpoint; this only saves the resharding.
+  int target_tp = 1, target_pp = 1;
 };
 
 // HF folder (config.json + model.safetensors[.index.json]) -> out_dir/recipe.toml (gpt [model]

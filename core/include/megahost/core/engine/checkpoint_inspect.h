@@ -18,6 +18,7 @@ std::vector<std::string> checkpoint_rank_folders(const std::string& iter_dir);
 struct InspectedFolder {
   std::string path;
   std::string meta_json;  // the folder's meta.json text ("" when unreadable)
+  std::string shards_json;  // the folder's shards.json text ("" when absent: saved before the layout-free format)
   std::vector<CheckpointEntry> entries;
 };
 
@@ -31,7 +32,8 @@ struct CheckpointProblem {
 };
 
 // Reads every tensor and blob of every folder fully (the format checks its checksums) and checks
-// that every rank folder meta.json promises exists. Empty = the checkpoint is sound.
+// that every rank folder meta.json promises exists, and that the rank folders' pieces
+// (shards.json) cover every element of every global tensor. Empty = the checkpoint is sound.
 std::vector<CheckpointProblem> verify_checkpoint(CheckpointFormat& fmt, const std::string& iter_dir);
 
 }  // namespace megahost::core

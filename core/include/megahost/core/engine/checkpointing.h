@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,7 +31,12 @@ struct CheckpointParts {
   int rank = 0, world_size = 1;
   int model_source_rank = 0;       // the rank whose folder holds this rank's parameters
   bool optimizer_sharded = false;  // every rank holds its own optimizer state
-  std::string layout;              // e.g. "tp2.pp1.cp1.dp2": a resume must use the same one
+  std::string layout;              // e.g. "tp2.pp1.cp1.dp2": another one reshards (shards.json)
+  // Distributed optimizer: per parameter name, the elements [offset, offset + numel) of its
+  // flattened (tensor-parallel local) tensor that this rank's optimizer state covers
+  // (DataParallel::optimizer_shards). Without it, sharded optimizer state loads only under the
+  // layout that saved it.
+  std::map<std::string, std::pair<int64_t, int64_t>> optimizer_flat_shards;
   std::function<void()> barrier;   // over all ranks (needed when world_size > 1)
   std::function<bool(bool)> any_rank;  // true on every rank when true on any (async_save, world_size > 1)
 };
@@ -98,6 +104,11 @@ struct LoadOptions {
 };
 
 // Loads the given iteration into the live model/optimizer storage. Throws naming the entry.
+// Under the layout that saved it, each rank reads its own folders; under another TP / PP / DP
+// layout (or number of processes) every needed tensor is assembled from the rank folders' pieces
+// (shards.json) and this rank's slice is cut out (vocabulary rows trimmed or zero-padded when the
+// padded vocabulary differs; RNG states restored where the tp/pp/cp/dp coordinates exist in the
+// saved layout, reseeded deterministically with a warning elsewhere).
 TrainingState load_checkpoint(CheckpointFormat& fmt, const std::string& dir, int64_t iteration,
                               const CheckpointParts& parts, const LoadOptions& opts);
 
