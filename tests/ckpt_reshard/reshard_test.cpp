@@ -204,6 +204,45 @@ TEST_F(Reshard, ChangedVocabularyPaddingIsTrimmed) {
   EXPECT_TRUE(std::isfinite(m.loss.at(3)));
 }
 
+// A checkpoint as saved before shards.json existed: the entry dropped from the folder's index
+// (its bytes stay in tensors.bin as an unused gap, which the format allows).
+void drop_shards_record(const fs::path& folder) {
+  json index = json::parse(std::ifstream(folder / "index.json"));
+  json kept = json::array();
+  for (const json& e : index["entries"])
+    if (e["name"] != "shards.json") kept.push_back(e);
+  ASSERT_EQ(kept.size() + 1, index["entries"].size()) << folder;
+  index["entries"] = kept;
+  std::ofstream(folder / "index.json", std::ios::trunc) << index.dump(1);
+}
+
+// One process's folder holds every tensor whole: without shards.json it still reshards (here
+// to TP2), and continues with the reference's losses (a TP1 run equals the TP2 x DP2 one).
+TEST_F(Reshard, OldSingleProcessCheckpointReshards) {
+  const std::string save = (dir_ / "old_single").string();
+  train("old_single_tp1", 1, "--set training.train_iters=2 --set checkpoint.save=" + save);
+  drop_shards_record(fs::path(save) / "iter_0000002");
+  Result r;
+  const Metrics m = train("old_single_tp2", 2, "--set parallel.tensor_model_parallel_size=2 --set checkpoint.load=" + save, &r);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("resharding every tensor"), std::string::npos) << r.out;
+  ASSERT_EQ(m.loss.size(), 2u) << r.out;
+  for (int64_t it : {3, 4})
+    EXPECT_NEAR(m.loss.at(it), reference_.loss.at(it), kRelTol * reference_.loss.at(it)) << "iteration " << it;
+}
+
+// Several rank folders without shards.json: only the layout that saved them can load them, and
+// another layout is refused naming the folder.
+TEST_F(Reshard, OldMultiRankCheckpointIsRefusedUnderAnotherLayout) {
+  const std::string ckpt = iteration2_copy("ckpt_old_multi");
+  for (int r = 0; r < 4; ++r) drop_shards_record(fs::path(ckpt) / "iter_0000002" / ("rank_0000" + std::to_string(r)));
+  Result r;
+  train("old_multi_tp1", 1, "--set checkpoint.load=" + ckpt, &r);
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("rank_00000 has no shards.json"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("HINT: resume with the parallel layout that saved it"), std::string::npos) << r.out;
+}
+
 // A flipped byte in one rank folder: `ckpt verify` and the resharding load name the folder and entry.
 TEST_F(Reshard, CorruptedShardIsNamedByVerifyAndLoad) {
   const std::string ckpt = iteration2_copy("ckpt_corrupt");
