@@ -117,9 +117,6 @@ SplitSamples build_bert_samples(const Recipe& r, DatasetFormat& format, int64_t 
   auto reader = std::shared_ptr<DatasetReader>(format.open_reader(prefix));
   const std::vector<int64_t> docs = reader->document_indices();
   const int64_t num_docs = static_cast<int64_t>(docs.size()) - 1;
-  MH_CORE_CHECK(reader->num_sequences() > static_cast<uint64_t>(num_docs), prefix,
-                ": ", reader->num_sequences(), " sequences in ", num_docs, " documents: not a sentence-split corpus",
-                "\nHINT: preprocess with --split-sentences (the output is named <prefix>_text_sentence)");
   auto sentences = std::make_shared<ReaderSentences>(reader);
   const std::string split = r.get_string("data", "split");
   const auto ranges = data::split_sequence_ranges(split, num_docs);  // Megatron splits sentence data by document

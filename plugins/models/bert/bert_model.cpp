@@ -92,10 +92,13 @@ BertOutputs BertModel::forward(const at::Tensor& tokens, const at::Tensor& token
                                const at::Tensor& padding_mask, const at::Tensor& labels, bool training) const {
   const at::Tensor hidden = encode(tokens, token_types, padding_mask, training);  // [s, b, h]
   BertOutputs out;
-  // Unmasked positions carry label -1: read them as 0 and let loss_mask drop them.
-  out.mlm_loss = sdk::nn::vocab_parallel_cross_entropy(lm_logits(hidden), labels.clamp_min(0).t(),
-                                                       cfg_.transformer.parallel.get())
-                     .t();  // [b, s]
+  // The vocabulary projection only where there is a label (the ~15% masked positions; -1 elsewhere):
+  // the same loss for a sixth of the output layer's work. Every TP rank picks the same positions.
+  const at::Tensor labelled = labels.ge(0);                                            // [b, s]
+  const at::Tensor picked = hidden.transpose(0, 1).index({labelled}).unsqueeze(1);    // [n, 1, h]
+  const at::Tensor ce = sdk::nn::vocab_parallel_cross_entropy(lm_logits(picked), labels.index({labelled}).unsqueeze(1),
+                                                              cfg_.transformer.parallel.get());  // [n, 1]
+  out.mlm_loss = at::zeros(labels.sizes(), ce.options()).index_put({labelled}, ce.squeeze(1));  // [b, s]
   if (cfg_.binary_head) {
     const at::Tensor pooled = at::tanh(at::linear(hidden.select(0, 0), pooler_weight_, pooler_bias_));  // [b, h] on [CLS]
     out.sop_logits = at::linear(pooled, binary_weight_, binary_bias_);                                 // [b, 2]

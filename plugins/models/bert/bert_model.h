@@ -44,7 +44,7 @@ class EncoderLayer {
 };
 
 struct BertOutputs {
-  at::Tensor mlm_loss;    // [b, s] float32 CE per position (labels < 0 read as 0: mask them)
+  at::Tensor mlm_loss;    // [b, s] float32 CE where labels >= 0, 0 elsewhere
   at::Tensor sop_logits;  // [b, 2] with the binary head, else undefined
 };
 
