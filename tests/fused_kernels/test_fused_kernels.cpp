@@ -14,24 +14,15 @@
 #include <vector>
 
 #include "megahost/sdk/nn/fused.h"
+#include "compare.h"
 
 namespace fused = megahost::sdk::fused;
 
 namespace {
 
-double rel_error(const at::Tensor& got, const at::Tensor& want) {
-  const at::Tensor g = got.detach().to(at::kCPU).to(at::kDouble), w = want.detach().to(at::kCPU).to(at::kDouble);
-  if (!g.isfinite().all().item<bool>()) return std::nan("");
-  const double scale = std::max(w.abs().max().item<double>(), 1e-30);
-  return (g - w).abs().max().item<double>() / scale;
-}
-
-#define EXPECT_CLOSE(got, want, bound)                                                            \
-  do {                                                                                             \
-    const double err_ = rel_error(got, want);                                                      \
-    EXPECT_TRUE(err_ <= (bound)) << #got << " vs " << #want << ": relative error " << err_          \
-                                 << " (bound " << (bound) << ")";                                  \
-  } while (0)
+using fused_test::have_gpu;
+using fused_test::leaf;
+using fused_test::leaf64;
 
 // float64 versions of each operation, straight from the definitions.
 at::Tensor layer_norm64(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps) {
@@ -58,10 +49,6 @@ at::Tensor cross_entropy64(const at::Tensor& logits, const at::Tensor& labels) {
   return -at::log_softmax(logits, -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1);
 }
 
-// Leaves in float64 on the CPU holding the same (rounded) values as `t`.
-at::Tensor leaf64(const at::Tensor& t) { return t.detach().to(at::kCPU).to(at::kDouble).requires_grad_(true); }
-at::Tensor leaf(const at::Tensor& t) { return t.detach().clone().requires_grad_(true); }
-
 std::vector<at::Tensor> grads_of(const at::Tensor& out, const at::Tensor& seed, const std::vector<at::Tensor>& in) {
   return torch::autograd::grad({out}, in, {seed.to(out.device()).to(out.scalar_type())}, true, false, true);
 }
@@ -73,11 +60,7 @@ struct Case {
 
 std::vector<Case> gpu_cases() { return {{at::kFloat, 1e-5}, {at::kBFloat16, 1e-2}}; }
 
-bool have_gpu() { return fused::built_with_cuda() && at::hasCUDA(); }
 
-#define SKIP_WITHOUT_GPU()                                                                                   \
-  if (!have_gpu()) GTEST_SKIP() << (fused::built_with_cuda() ? "no CUDA device" : "CPU build: the fused CUDA " \
-                                                                                  "kernels are not compiled")
 
 at::TensorOptions cuda(at::ScalarType d) { return at::TensorOptions().device(at::kCUDA).dtype(d); }
 

@@ -47,9 +47,13 @@ constexpr Key kKeys[] = {
     {"attention_backend", "string", "\"auto\"", false,
      "attention kernels: auto | flash | cudnn (Megatron: fused) | efficient | math (Megatron: unfused, local)"},
     {"use_flash_attn", "bool", "false", false, "Megatron's --use-flash-attn: attention_backend = flash"},
-    {"bias_gelu_fusion", "bool", "true", false, "GeLU MLP on CUDA: fc1's bias added inside the fused GeLU kernel"},
+    {"bias_gelu_fusion", "bool", "true", false,
+     "GeLU MLP on CUDA: fc1's bias added inside the GeLU (erf: a fused kernel; tanh: fc1's cuBLASLt epilogue, "
+     "the GeLU gradient in fc2's)"},
     {"gelu_approximation", "string", "\"none\"", false,
-     "GeLU: none (exact erf) | tanh (Megatron's --openai-gelu, GPT-2's gelu_new; skips bias_gelu_fusion)"},
+     "GeLU: none (exact erf) | tanh (Megatron's fused bias_gelu and --openai-gelu, GPT-2's gelu_new)"},
+    {"gradient_accumulation_fusion", "bool", "true", false,
+     "CUDA: weight gradients added by the GEMM straight into the fp32 main gradient (Megatron's name)"},
     {"recompute_granularity", "string", "\"none\"", false,
      "activation recompute: none | selective (core attention) | full (whole layers, needs recompute_method)"},
     {"recompute_method", "string", nullptr, false,
@@ -255,6 +259,7 @@ GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
     throw cfg.error("gelu_approximation", sdk::str_cat("unknown gelu_approximation '", gelu, "'"),
                     "use \"none\" (exact erf GeLU) or \"tanh\" (GPT-2's gelu_new)");
   t.gelu_tanh = gelu == "tanh";
+  t.gradient_accumulation_fusion = read_bool(cfg, "gradient_accumulation_fusion");
   c.attention_backend = read_string(cfg, "attention_backend");
   if (read_bool(cfg, "use_flash_attn")) {
     if (c.attention_backend != "auto" && c.attention_backend != "flash")

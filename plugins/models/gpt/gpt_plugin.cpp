@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include "gpt_config.h"
 #include "gpt_model.h"
@@ -86,10 +87,9 @@ void check_loss_out(const mh_loss* out) {
            out ? out->struct_size : 0, " is smaller than ", sizeof(mh_loss), "\nHINT: set struct_size = sizeof(mh_loss)");
 }
 
-void write_loss(mh_loss* out, const at::Tensor& loss_sum, const at::Tensor& num_tokens) {
+void write_loss(mh_loss* out, const sdk::parallel::LossReadback& readback) {
   if (out == nullptr) return;
-  out->loss_sum = loss_sum.item<double>();
-  out->num_tokens = num_tokens.item<double>();
+  std::tie(out->loss_sum, out->num_tokens) = readback.read();
 }
 
 // ---- instance table ----
@@ -130,8 +130,9 @@ mh_error* MH_ABI gpt_forward_backward(mh_model* m, const mh_named_tensor* batch,
                                                                         self->training), b.loss_mask);
     // local_sum / global_num_tokens (all-masked: nothing instead of 0/0); the host's sum over cp
     // makes it the whole sequence's mean.
+    const auto readback = sdk::parallel::start_loss_readback(loss);  // queued before backward: no stall
     (loss.objective() * grad_scale).backward();
-    write_loss(out, loss.global_sum, loss.global_num_tokens);
+    write_loss(out, readback);
     return nullptr;
   }
   MH_SDK_CATCH(self->host)
@@ -146,7 +147,7 @@ mh_error* MH_ABI gpt_forward_loss(mh_model* m, const mh_named_tensor* batch, siz
     const Batch b = read_batch(*self->model, batch, n, /*with_labels=*/true);
     const auto loss = masked_loss(*self->model, self->model->token_loss(b.tokens, b.labels, b.position_ids,
                                                                         self->training), b.loss_mask);
-    write_loss(out, loss.global_sum, loss.global_num_tokens);
+    write_loss(out, sdk::parallel::start_loss_readback(loss));
     return nullptr;
   }
   MH_SDK_CATCH(self->host)
@@ -250,7 +251,7 @@ mh_error* MH_ABI gpt_stage_forward(mh_model* m, const mh_named_tensor* batch, si
     if (stage.last) {
       const auto loss = masked_loss(model, model.loss_from_logits(model.head(h), b.labels), b.loss_mask);
       st->loss = loss.objective();  // local_sum / global_num_tokens; all-masked: nothing
-      write_loss(out_loss, loss.global_sum, loss.global_num_tokens);
+      write_loss(out_loss, sdk::parallel::start_loss_readback(loss));
     } else {
       st->output = h;
       *out_activation = at::toDLPack(h.detach());

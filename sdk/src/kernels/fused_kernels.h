@@ -73,4 +73,40 @@ int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int
                        float lr, float beta1, float beta2, float eps, float bias_correction1,
                        float bias_correction2_sqrt, float grad_scale, void* stream);
 
+// ---- cuBLASLt matrix products (gemm_lt.cu) ----
+// Row-major D[m, n] = op(A)[m, k] op(B)[k, n] (+ D when accumulate), with an epilogue torch's own
+// GEMMs do not expose. A is stored [m, k] ([k, m] with trans_a), B [k, n] ([n, k] with trans_b);
+// lda / ldb / ldd / ld_aux are row strides in elements. A and B share dtype_ab; D may be float32
+// under (b)f16 inputs (the gradient-accumulation fusion: the weight gradient lands in the fp32 main
+// gradient). handle is a cublasLtHandle_t, workspace device memory.
+enum GemmEpilogue : int {
+  kGemmPlain = 0,
+  kGemmBias = 1,         // D = AB + bias[n]
+  kGemmGeluAuxBias = 2,  // aux = AB + bias[n], D = gelu_tanh(aux)
+  kGemmDGeluBGrad = 3,   // D = AB * gelu_tanh'(aux); bias[n] = sum over rows of D (written)
+  kGemmBGradA = 4,       // D (+)= AB; bias[m] = sum over k of op(A) (written): a linear's bias gradient
+};
+struct GemmArgs {
+  int dtype_ab = kBF16, dtype_d = kBF16;
+  bool trans_a = false, trans_b = false, accumulate = false;
+  int64_t m = 0, n = 0, k = 0;
+  const void* a = nullptr;
+  const void* b = nullptr;
+  void* d = nullptr;
+  int64_t lda = 0, ldb = 0, ldd = 0;
+  int epilogue = kGemmPlain;
+  void* bias = nullptr;  // [n] ([m] for kGemmBGradA), dtype_d's dtype
+  void* aux = nullptr;   // [m, n] of dtype_d
+  int64_t ld_aux = 0;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+  void* handle = nullptr;
+  void* stream = nullptr;
+};
+// 0: done. kGemmNoAlgorithm: cuBLASLt has no algorithm for this shape / epilogue (nothing ran:
+// the caller takes the plain path). Other values: a cublasStatus_t + kGemmCublasError.
+constexpr int kGemmNoAlgorithm = -1, kGemmCublasError = 100000;
+int gemm_lt(const GemmArgs& g);
+const char* gemm_lt_error(int status);
+
 }  // namespace megahost::sdk::kernels

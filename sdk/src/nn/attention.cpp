@@ -28,6 +28,8 @@ SelfAttention::SelfAttention(ParamRegistry& reg, const std::string& prefix, cons
       attention_dropout_(cfg.attention_dropout),
       recompute_core_attention_(cfg.recompute_granularity == RecomputeGranularity::Selective),
       parallel_(cfg.parallel) {
+  linear_qkv.gradient_accumulation_fusion = cfg.gradient_accumulation_fusion;
+  linear_proj.gradient_accumulation_fusion = cfg.gradient_accumulation_fusion;
   MH_CHECK(groups_ > 0 && heads_ % groups_ == 0, MH_ERR_INVALID_ARG, "num_attention_heads (", heads_,
            ") must be a multiple of num_query_groups (", groups_, ")");
   const int64_t tp = parallel_ ? parallel_->tp.size() : 1;

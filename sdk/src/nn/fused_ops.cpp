@@ -10,12 +10,9 @@
 #include "megahost/sdk/parallel/dist.h"
 
 #if defined(MH_SDK_WITH_CUDA)
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#include <cuda_runtime.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include "../kernels/fused_kernels.h"
+#include "fused_cuda.h"
 #endif
 
 namespace megahost::sdk::fused {
@@ -50,30 +47,11 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-int dtype_code(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kFloat: return kernels::kF32;
-    case at::kBFloat16: return kernels::kBF16;
-    case at::kHalf: return kernels::kF16;
-    default:
-      throw Error(MH_ERR_INVALID_ARG, str_cat("fused kernels take float32, bfloat16 or float16, not ",
-                                              c10::toString(t.scalar_type())));
-  }
-}
-
-void* stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.get_device()).stream(); }
-
-void check_launch(int rc, const char* what) {
-  MH_CHECK(rc == 0, MH_ERR_INTERNAL, "fused kernel ", what, ": ", cudaGetErrorString(static_cast<cudaError_t>(rc)),
-           "\nHINT: MEGAHOST_FUSED=0 runs the plain libtorch path instead");
-}
-
-// Optional tensors travel into autograd functions as empty tensors (libtorch 2.x rejects
-// undefined inputs of a custom function).
-const void* ptr_or_null(const at::Tensor& t) { return t.defined() && t.numel() > 0 ? t.data_ptr() : nullptr; }
-at::Tensor or_empty(const at::Tensor& t, const at::Tensor& like) {
-  return t.defined() ? t : at::empty({0}, like.options());
-}
+using detail::check_launch;
+using detail::dtype_code;
+using detail::or_empty;
+using detail::ptr_or_null;
+using detail::stream_of;
 
 // ---- norms ----
 

@@ -4,6 +4,8 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/linear.h>
 
+#include "megahost/sdk/nn/fused.h"
+
 namespace megahost::sdk::nn {
 
 namespace {
@@ -39,10 +41,14 @@ ColumnParallelLinear::ColumnParallelLinear(ParamRegistry& reg, const std::string
                                   MH_PARAM_NO_WEIGHT_DECAY, parallel_.get(), glu_halves);
 }
 
+at::Tensor ColumnParallelLinear::input_region(const at::Tensor& x) const {
+  return tensor_parallel(parallel_.get()) ? column_input(x, *parallel_) : x;
+}
+
 at::Tensor ColumnParallelLinear::forward(const at::Tensor& x, bool skip_bias) const {
   const at::Tensor b = skip_bias ? at::Tensor() : bias;
-  if (!tensor_parallel(parallel_.get())) return at::linear(x, weight, b);
-  return at::linear(column_input(x, *parallel_), weight, b);  // [..., out/tp]
+  const at::Tensor in = input_region(x);
+  return fused::linear(in, weight, b, gradient_accumulation_fusion && in.is_cuda());  // [..., out/tp]
 }
 
 RowParallelLinear::RowParallelLinear(ParamRegistry& reg, const std::string& prefix, int64_t in_features,
@@ -57,11 +63,16 @@ RowParallelLinear::RowParallelLinear(ParamRegistry& reg, const std::string& pref
 }
 
 at::Tensor RowParallelLinear::forward(const at::Tensor& x) const {
-  if (!tensor_parallel(parallel_.get())) return at::linear(x, weight, bias);
-  const at::Tensor partial = at::linear(x, weight);  // [..., out], this rank's share of the sum
-  const at::Tensor y = parallel_->sequence_parallel
-                           ? parallel::reduce_scatter_to_sequence_parallel_region(partial, parallel_->tp)
-                           : parallel::reduce_from_tp_region(partial, parallel_->tp);
+  const bool fuse = gradient_accumulation_fusion && x.is_cuda();
+  if (!tensor_parallel(parallel_.get())) return fused::linear(x, weight, bias, fuse);
+  return reduce_output(fused::linear(x, weight, at::Tensor(), fuse));  // partial: [..., out], this rank's share
+}
+
+at::Tensor RowParallelLinear::reduce_output(const at::Tensor& partial) const {
+  at::Tensor y = partial;
+  if (tensor_parallel(parallel_.get()))
+    y = parallel_->sequence_parallel ? parallel::reduce_scatter_to_sequence_parallel_region(partial, parallel_->tp)
+                                     : parallel::reduce_from_tp_region(partial, parallel_->tp);
   return bias.defined() ? y + bias : y;
 }
 

@@ -22,13 +22,22 @@ MLP::MLP(ParamRegistry& reg, const std::string& prefix, const TransformerConfig&
       linear_fc2(reg, join_name(prefix, "linear_fc2"), cfg.ffn_hidden_size, cfg.hidden_size, cfg.add_bias_linear,
                  Init::normal(cfg.output_layer_init_std()), cfg.parallel),
       activation_(cfg.activation),
-      // The fused bias-GeLU kernel computes the exact GeLU: the tanh form takes the plain path.
-      bias_gelu_fusion_(cfg.bias_activation_fusion && !cfg.gelu_tanh),
-      gelu_tanh_(cfg.gelu_tanh) {}
+      bias_gelu_fusion_(cfg.bias_activation_fusion),
+      gelu_tanh_(cfg.gelu_tanh) {
+  linear_fc1.gradient_accumulation_fusion = cfg.gradient_accumulation_fusion;
+  linear_fc2.gradient_accumulation_fusion = cfg.gradient_accumulation_fusion;
+}
 
 at::Tensor MLP::forward(const at::Tensor& x) const {
   if (activation_ == Activation::GeLU && bias_gelu_fusion_ && linear_fc1.bias.defined() && fused::available(x)) {
-    // Megatron's bias_gelu_fusion: the bias add happens inside the GeLU kernel.
+    // Megatron's bias_gelu_fusion. tanh: fc1 + bias + GeLU in one GEMM (cuBLASLt epilogue), fc2's
+    // product in the same autograd node so its input-gradient GEMM also applies GeLU's gradient.
+    if (gelu_tanh_) {
+      const at::Tensor in = linear_fc1.input_region(x);
+      return linear_fc2.reduce_output(fused::gelu_mlp(in, linear_fc1.weight, linear_fc1.bias, linear_fc2.weight,
+                                                      linear_fc1.gradient_accumulation_fusion && in.is_cuda()));
+    }
+    // erf: the bias add happens inside the fused GeLU kernel.
     const at::Tensor h = linear_fc1.forward(x, /*skip_bias=*/true);  // [..., ffn/tp]
     return linear_fc2.forward(fused::bias_gelu(h, linear_fc1.bias));
   }

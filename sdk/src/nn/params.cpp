@@ -10,6 +10,9 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <mutex>
+#include <unordered_map>
+
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/torch_interop.h"
 
@@ -121,18 +124,36 @@ void ParamRegistry::zero_grad() {
 namespace {
 
 // Runs after AccumulateGrad has added this backward's gradient into .grad (the engine sums every
-// use of a parameter before running its accumulator, so once per backward per parameter).
+// use of a parameter before running its accumulator, so once per backward per parameter). No
+// incoming gradient: a fused layer added it and already notified (notify_grad_accumulated).
 struct GradReadyHook final : torch::autograd::FunctionPostHook {
   GradReadyHook(mh_grad_ready_fn fn, void* ctx, size_t index) : fn(fn), ctx(ctx), index(index) {}
   torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
-                                            const torch::autograd::variable_list& /*inputs*/) override {
-    fn(ctx, index);
+                                            const torch::autograd::variable_list& inputs) override {
+    if (!inputs.empty() && inputs[0].defined()) fn(ctx, index);
     return outputs;
   }
   mh_grad_ready_fn fn;
   void* ctx;
   size_t index;
 };
+
+// The grad_ready callback of each bound parameter, by TensorImpl (what fused layers hold).
+struct GradReadyTarget {
+  mh_grad_ready_fn fn;
+  void* ctx;
+  size_t index;
+};
+std::mutex targets_mutex;
+std::unordered_map<const c10::TensorImpl*, GradReadyTarget>& grad_ready_targets() {
+  static auto* t = new std::unordered_map<const c10::TensorImpl*, GradReadyTarget>();
+  return *t;
+}
+
+void forget_targets(const std::vector<Param>& params) {
+  const std::lock_guard<std::mutex> lock(targets_mutex);
+  for (const auto& p : params) grad_ready_targets().erase(p.data.unsafeGetTensorImpl());
+}
 
 // The bound tensor for one side of a binding, checked against the parameter (undefined if NULL).
 at::Tensor bound_tensor(const DLTensor* dl, const Param& p, const char* what, bool any_float_dtype) {
@@ -181,13 +202,31 @@ void ParamRegistry::bind(const mh_param_binding* bindings, size_t n, mh_grad_rea
   for (size_t i = 0; i < grad_accumulators_.size(); ++i) grad_accumulators_[i]->del_post_hook(hook_keys_[i]);
   grad_accumulators_.clear();
   hook_keys_.clear();
+  forget_targets(params_);
   if (grad_ready == nullptr) return;
+  {
+    const std::lock_guard<std::mutex> lock(targets_mutex);
+    for (size_t i = 0; i < n; ++i) grad_ready_targets()[params_[i].data.unsafeGetTensorImpl()] = {grad_ready, ctx, i};
+  }
   for (size_t i = 0; i < n; ++i) {
     grad_accumulators_.push_back(torch::autograd::impl::grad_accumulator(params_[i].data));
     MH_CHECK(grad_accumulators_.back() != nullptr, MH_ERR_INTERNAL, "bind_storage: parameter '", params_[i].name,
              "' has no gradient accumulator (not a leaf with requires_grad)");
     hook_keys_.push_back(grad_accumulators_.back()->add_post_hook(std::make_unique<GradReadyHook>(grad_ready, ctx, i)));
   }
+}
+
+ParamRegistry::~ParamRegistry() { forget_targets(params_); }
+
+void notify_grad_accumulated(const at::Tensor& weight) {
+  GradReadyTarget target{};
+  {
+    const std::lock_guard<std::mutex> lock(targets_mutex);
+    const auto it = grad_ready_targets().find(weight.unsafeGetTensorImpl());
+    if (it == grad_ready_targets().end()) return;
+    target = it->second;
+  }
+  target.fn(target.ctx, target.index);
 }
 
 mh_error* ParamRegistry::visit(mh_param_visit_fn fn, void* ctx) const {

@@ -4,6 +4,8 @@
 #include <ATen/TensorOperators.h>
 
 #include <algorithm>
+#include <tuple>
+#include <utility>
 
 #include "megahost/sdk/nn/recompute.h"
 #include "megahost/sdk/parallel/random.h"
@@ -21,13 +23,30 @@ TransformerLayer::TransformerLayer(ParamRegistry& reg, const std::string& prefix
       parallel_(cfg.parallel) {}
 
 at::Tensor TransformerLayer::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const {
+  const auto [h, mlp_out] = forward_deferred(x, at::Tensor(), rotary_freqs, training);
+  return h + mlp_out;
+}
+
+std::pair<at::Tensor, at::Tensor> TransformerLayer::forward_deferred(const at::Tensor& residual,
+                                                                     const at::Tensor& pending,
+                                                                     const at::Tensor& rotary_freqs,
+                                                                     bool training) const {
   const double p = training ? hidden_dropout_ : 0.0;
+  // x = residual + pending and its norm, one fused pass on CUDA (x is then used once: no
+  // gradient add for it in backward either).
+  at::Tensor x, normed_in;
+  if (pending.defined()) {
+    std::tie(normed_in, x) = input_layernorm.forward_add(pending, residual);
+  } else {
+    x = residual;
+    normed_in = input_layernorm.forward(x);
+  }
   // Megatron's bias-dropout-add: the linear bias is already inside the projections' output.
   // Under sequence parallelism each TP rank holds its own slice of s: per-rank masks.
-  const at::Tensor attn = self_attention.forward(input_layernorm.forward(x), rotary_freqs, training);
+  const at::Tensor attn = self_attention.forward(normed_in, rotary_freqs, training);
   // h = x + dropout(attn) and the pre-MLP norm of h, one fused pass on CUDA.
   const auto [normed, h] = pre_mlp_layernorm.forward_add(parallel::hidden_dropout(attn, p, training, parallel_.get()), x);
-  return h + parallel::hidden_dropout(mlp.forward(normed), p, training, parallel_.get());
+  return {h, parallel::hidden_dropout(mlp.forward(normed), p, training, parallel_.get())};
 }
 
 TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg,
@@ -45,18 +64,28 @@ TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix
                                              sequence_parallel_flag(cfg.parallel.get()));
 }
 
+std::pair<at::Tensor, at::Tensor> TransformerBlock::forward_span(size_t begin, size_t end, const at::Tensor& x,
+                                                                const at::Tensor& rotary_freqs, bool training) const {
+  std::pair<at::Tensor, at::Tensor> state{x, at::Tensor()};  // (residual, pending)
+  for (size_t i = begin; i < end; ++i)
+    state = layers[i]->forward_deferred(state.first, state.second, rotary_freqs, training);
+  return state;
+}
+
 at::Tensor TransformerBlock::forward_layers(size_t begin, size_t end, const at::Tensor& x,
                                            const at::Tensor& rotary_freqs, bool training) const {
-  at::Tensor h = x;
-  for (size_t i = begin; i < end; ++i) h = layers[i]->forward(h, rotary_freqs, training);
-  return h;
+  const auto [h, pending] = forward_span(begin, end, x, rotary_freqs, training);
+  return pending.defined() ? h + pending : h;
 }
 
 at::Tensor TransformerBlock::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const {
   at::Tensor h = x;
   const size_t n = layers.size();
   if (!training || recompute_granularity_ != RecomputeGranularity::Full) {
-    h = forward_layers(0, n, h, rotary_freqs, training);
+    const auto [residual, pending] = forward_span(0, n, h, rotary_freqs, training);
+    // The last layer's add happens inside the final norm when this stage has it.
+    if (final_layernorm && pending.defined()) return final_layernorm->forward_add(pending, residual).first;
+    h = pending.defined() ? residual + pending : residual;
   } else {
     // Full recompute: a checkpointed span keeps only its input; backward reruns its layers.
     auto span = [&](size_t begin, size_t end) {

@@ -4,6 +4,10 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/stack.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/ops/empty.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+
+#include <thread>
 
 namespace megahost::sdk::parallel {
 
@@ -18,6 +22,29 @@ MaskedLoss masked_loss(const at::Tensor& losses, const at::Tensor& mask, const P
   out.global_sum = sums[0];
   out.global_num_tokens = sums[1];
   return out;
+}
+
+LossReadback start_loss_readback(const MaskedLoss& loss) {
+  at::NoGradGuard no_grad;
+  const at::Tensor both = at::stack({loss.global_sum.to(at::kDouble), loss.global_num_tokens.to(at::kDouble)});  // [2]
+  LossReadback r;
+  if (both.is_cpu()) {
+    r.host = both;
+    return r;
+  }
+  r.host = at::empty({2}, at::TensorOptions().dtype(at::kDouble).pinned_memory(true));
+  r.host.copy_(both, /*non_blocking=*/true);
+  const c10::impl::VirtualGuardImpl impl(both.device().type());
+  r.copied = std::make_shared<c10::Event>(both.device().type());
+  r.copied->record(impl.getStream(both.device()));
+  return r;
+}
+
+std::pair<double, double> LossReadback::read() const {
+  if (copied != nullptr)
+    while (!copied->query()) std::this_thread::yield();  // the forward is long done by now
+  const double* v = host.data_ptr<double>();
+  return {v[0], v[1]};
 }
 
 }  // namespace megahost::sdk::parallel

@@ -11,6 +11,10 @@
 //   rotary         rotary position embedding from float32 angles, strided input
 //   cross_entropy  per-token loss from (b)f16 logits without a float32 copy of them, vocab-parallel
 //   adamw          multi-tensor AdamW with the gradient scale (clipping, 1/loss scale) folded in
+//   linear         x W^T + b whose backward adds the weight gradient straight into weight.grad()
+//                  (Megatron's gradient-accumulation fusion; cuBLASLt float32 accumulation on CUDA)
+//   gelu_mlp       gelu_tanh(x W1^T + b1) W2^T: bias + GeLU in fc1's GEMM epilogue, the GeLU and
+//                  bias gradients in the epilogue of fc2's input-gradient GEMM (cuBLASLt)
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -53,7 +57,18 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
            const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
            const std::vector<double>& weight_decays, const AdamWHyper& h);
 
+// x [..., k], weight [n, k], bias [n] (may be undefined) -> [..., n]. With accumulate_into_grad, a
+// backward where weight.grad() is defined adds x^T dy into it in place and returns no weight
+// gradient to autograd (nn::notify_grad_accumulated fires the weight's grad-ready hook); the
+// weight must have no other use in the graph. Without, this is at::linear.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool accumulate_into_grad);
+// x [..., h], w1 [f, h], b1 [f], w2 [h2, f] -> [..., h2] = gelu_tanh(x w1^T + b1) w2^T (no fc2 bias:
+// under tensor parallelism it is added after the reduction). Weight gradients as `linear`.
+at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                    bool accumulate_into_grad);
+
 namespace reference {
+at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2);
 std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
                                            const at::Tensor& bias, double eps, bool rms);
 at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms);

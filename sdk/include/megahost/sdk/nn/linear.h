@@ -44,8 +44,14 @@ class ColumnParallelLinear {
   // x [..., in] ([s/tp, b, in] under sequence parallelism) -> [..., out/tp] ([s, b, out/tp])
   // skip_bias (Megatron's skip_bias_add): leave the bias to the caller, e.g. a fused bias + GeLU.
   at::Tensor forward(const at::Tensor& x, bool skip_bias = false) const;
+  // What forward multiplies: x itself, or x entering the TP region (all-gathered under sequence
+  // parallelism). For callers that fuse the product with what follows (fused::gelu_mlp).
+  at::Tensor input_region(const at::Tensor& x) const;
 
   at::Tensor weight, bias;  // bias undefined without bias
+  // Megatron's gradient_accumulation_fusion: on CUDA the weight gradient is added straight into
+  // weight.grad() (fused::linear). Set by the owner; the weight must have no other use.
+  bool gradient_accumulation_fusion = false;
 
  private:
   ParallelContextPtr parallel_;
@@ -59,8 +65,12 @@ class RowParallelLinear {
                     bool bias, const Init& weight_init, ParallelContextPtr parallel = nullptr);
   // x [..., in/tp] -> [..., out] ([s, b, in/tp] -> [s/tp, b, out] under sequence parallelism)
   at::Tensor forward(const at::Tensor& x) const;
+  // The rest of forward after the product: partial [..., out] (this rank's share) -> all-reduced
+  // (reduce-scattered under sequence parallelism) + bias.
+  at::Tensor reduce_output(const at::Tensor& partial) const;
 
   at::Tensor weight, bias;
+  bool gradient_accumulation_fusion = false;  // as ColumnParallelLinear's
 
  private:
   ParallelContextPtr parallel_;

@@ -1,6 +1,6 @@
 // megahost SDK — Megatron-Core's MLP: linear_fc1 (column parallel) -> activation -> linear_fc2
 // (row parallel).
-//   GeLU:   fc1 [hidden -> ffn],     act = gelu (exact erf form, torch's default)
+//   GeLU:   fc1 [hidden -> ffn],     act = gelu (exact erf form, torch's default; or the tanh form)
 //   SwiGLU: fc1 [hidden -> 2 * ffn], act = silu(first half) * second half   (gate, then up)
 #pragma once
 

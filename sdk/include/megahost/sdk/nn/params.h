@@ -54,6 +54,7 @@ class ParamRegistry {
  public:
   // init_seed: the host's derive_seed("model.init", 0, MH_SEED_SAME_ON_ALL_RANKS).
   ParamRegistry(at::Device device, at::ScalarType dtype, uint64_t init_seed);
+  ~ParamRegistry();
   ParamRegistry(const ParamRegistry&) = delete;
   ParamRegistry& operator=(const ParamRegistry&) = delete;
 
@@ -86,7 +87,8 @@ class ParamRegistry {
   // TensorImpl is pointed at it (Tensor::set_data: every layer holding the tensor sees it; it
   // stays a leaf with requires_grad). bindings[i].grad (NULL keeps ours) becomes .grad, so
   // backward accumulates there. With grad_ready, a post hook on each parameter's gradient
-  // accumulator calls grad_ready(ctx, i) once per backward, after the accumulation. Every
+  // accumulator calls grad_ready(ctx, i) once per backward, after the accumulation (or, for a
+  // weight whose fused layer added the gradient itself, from notify_grad_accumulated). Every
   // binding is checked before anything changes: all or nothing. Throws sdk::Error.
   void bind(const mh_param_binding* bindings, size_t n, mh_grad_ready_fn grad_ready, void* ctx);
 
@@ -107,5 +109,13 @@ class ParamRegistry {
   std::vector<std::shared_ptr<torch::autograd::Node>> grad_accumulators_;
   std::vector<uintptr_t> hook_keys_;  // per accumulator: removed when bind runs again
 };
+
+// Gradient-accumulation fusion (Megatron's): a layer whose backward adds a weight's gradient
+// straight into weight.grad() (the host's fp32 main gradient) returns no gradient to autograd and
+// calls this instead, so the weight's grad_ready callback fires now, on the backward thread, as the
+// accumulator's hook would have. The accumulator's hook then sees no incoming gradient and stays
+// quiet. Only for a weight used once per backward (never a tied embedding). No-op when no
+// grad_ready is bound.
+void notify_grad_accumulated(const at::Tensor& weight);
 
 }  // namespace megahost::sdk::nn

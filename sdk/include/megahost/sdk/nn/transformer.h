@@ -35,6 +35,11 @@ class TransformerLayer {
   TransformerLayer(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg);
   // x [s, b, hidden]; rotary_freqs as SelfAttention -> [s, b, hidden]
   at::Tensor forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const;
+  // The same with the residual adds at the layer's edges left to a fused add + norm: the input is
+  // residual + pending (pending undefined: residual alone), the output (h, mlp_out) means h + mlp_out.
+  // A stack of layers then adds each layer's MLP output inside the next layer's input norm.
+  std::pair<at::Tensor, at::Tensor> forward_deferred(const at::Tensor& residual, const at::Tensor& pending,
+                                                     const at::Tensor& rotary_freqs, bool training) const;
 
   Norm input_layernorm;
   SelfAttention self_attention;
@@ -61,6 +66,9 @@ class TransformerBlock {
   // layers [begin, end) in order: x [s, b, hidden] -> [s, b, hidden]
   at::Tensor forward_layers(size_t begin, size_t end, const at::Tensor& x, const at::Tensor& rotary_freqs,
                             bool training) const;
+  // The same returning (residual, pending), the last add not done (TransformerLayer::forward_deferred).
+  std::pair<at::Tensor, at::Tensor> forward_span(size_t begin, size_t end, const at::Tensor& x,
+                                                 const at::Tensor& rotary_freqs, bool training) const;
 
   RecomputeGranularity recompute_granularity_ = RecomputeGranularity::None;
   RecomputeMethod recompute_method_ = RecomputeMethod::None;

@@ -34,6 +34,9 @@ struct TransformerConfig {
   bool add_qkv_bias = false;    // bias of linear_qkv even without add_bias_linear
   bool bias_activation_fusion = true;  // GeLU MLP: fc1's bias added inside the fused GeLU kernel (CUDA)
   bool gelu_tanh = false;  // GeLU's tanh approximation (Megatron's --openai-gelu, GPT-2's gelu_new); else exact erf
+  // Megatron's gradient_accumulation_fusion: on CUDA the layers' weight-gradient GEMMs add
+  // straight into the (fp32 main) gradient instead of a separate gradient plus an add.
+  bool gradient_accumulation_fusion = true;
   double hidden_dropout = 0.1;
   double attention_dropout = 0.1;
   double init_method_std = 0.02;

@@ -6,6 +6,10 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Event.h>
+
+#include <memory>
+#include <utility>
 
 #include "megahost/sdk/parallel/mappings.h"
 
@@ -22,5 +26,16 @@ struct MaskedLoss {
 
 // losses [b, s/cp] float32, mask [b, s/cp] float32; parallel null = single process.
 MaskedLoss masked_loss(const at::Tensor& losses, const at::Tensor& mask, const ParallelContext* parallel);
+
+// The reported sums read back without stalling the device: start_loss_readback queues their copy
+// to pinned host memory (call it before backward); read() then waits for that copy alone, not for
+// the backward queued after it (an .item() after backward idles the GPU until the host launches
+// the next work).
+struct LossReadback {
+  at::Tensor host;                      // [2] float64: (global_sum, global_num_tokens)
+  std::shared_ptr<c10::Event> copied;   // null when the values were on the host already
+  std::pair<double, double> read() const;
+};
+LossReadback start_loss_readback(const MaskedLoss& loss);
 
 }  // namespace megahost::sdk::parallel

@@ -1,0 +1,168 @@
+// megahost SDK — cuBLASLt matrix products with epilogues (see fused_kernels.h): bias + tanh-GeLU
+// that keeps the pre-activation, the GeLU gradient with the bias gradient, a linear's bias
+// gradient, and float32 accumulation under (b)f16 inputs. Host code only; nvcc compiles it with
+// the kernels so the glue in sdk/src/nn needs no cuBLAS headers.
+//
+// cuBLASLt is column-major. Row-major D[m, n] = op(A) op(B) is column-major D^T[n, m] =
+// op(B)^T op(A)^T, so the call below swaps the operands: cuBLAS sees (rows n, cols m) for D,
+// our B as its A and our A as its B; a row-major matrix stored [r, c] is a column-major [c, r].
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "fused_kernels.h"
+
+namespace megahost::sdk::kernels {
+
+namespace {
+
+cudaDataType_t cuda_type(int dtype) {
+  switch (dtype) {
+    case kBF16: return CUDA_R_16BF;
+    case kF16: return CUDA_R_16F;
+    default: return CUDA_R_32F;
+  }
+}
+
+cublasLtEpilogue_t lt_epilogue(int e) {
+  switch (e) {
+    case kGemmBias: return CUBLASLT_EPILOGUE_BIAS;
+    case kGemmGeluAuxBias: return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    case kGemmDGeluBGrad: return CUBLASLT_EPILOGUE_DGELU_BGRAD;
+    case kGemmBGradA: return CUBLASLT_EPILOGUE_BGRADB;  // our A is cuBLAS's B
+    default: return CUBLASLT_EPILOGUE_DEFAULT;
+  }
+}
+
+// Largest power of two (<= 256) dividing the address: the heuristic must only pick algorithms
+// that work at the alignment the buffers really have.
+uint32_t alignment(const void* p) {
+  const auto v = reinterpret_cast<uintptr_t>(p);
+  uint32_t a = 256;
+  while (a > 1 && v % a != 0) a /= 2;
+  return a;
+}
+
+// Everything the chosen algorithm depends on (pointers excepted, their alignment included).
+using PlanKey = std::tuple<int, int, bool, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int,
+                           uint32_t, uint32_t, uint32_t, int>;
+
+// Descriptors and the heuristic's algorithm for one shape: built once, reused every iteration
+// (the heuristic alone costs tens of microseconds of host time).
+struct Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  bool has_algo = false;
+};
+
+std::mutex plans_mutex;
+std::map<PlanKey, Plan>& plans() {
+  static auto* p = new std::map<PlanKey, Plan>();  // never destroyed: cuBLAS may be gone at exit
+  return *p;
+}
+
+int status(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS ? 0 : kGemmCublasError + static_cast<int>(s); }
+
+#define MH_LT_TRY(expr)                  \
+  do {                                   \
+    if (int rc_ = status(expr)) return rc_; \
+  } while (0)
+
+int build_plan(const GemmArgs& g, size_t workspace_bytes, Plan* plan) {
+  const cudaDataType_t ab = cuda_type(g.dtype_ab), dt = cuda_type(g.dtype_d);
+  MH_LT_TRY(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t op_a = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLAS's A is our B
+  const cublasOperation_t op_b = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+  MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+  const cublasLtEpilogue_t epilogue = lt_epilogue(g.epilogue);
+  MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  if (g.epilogue != kGemmPlain) {
+    // The pointers change every call; the heuristic needs them set (to anything aligned) now.
+    MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
+  }
+  if (g.epilogue == kGemmGeluAuxBias || g.epilogue == kGemmDGeluBGrad) {
+    MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
+                                             sizeof(g.aux)));
+    MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &g.ld_aux,
+                                             sizeof(g.ld_aux)));
+  }
+  // cuBLAS A = our B: column-major (n x k) as N, or our stored [n, k] = column-major (k x n) as T.
+  MH_LT_TRY(g.trans_b ? cublasLtMatrixLayoutCreate(&plan->a, ab, g.k, g.n, g.ldb)
+                      : cublasLtMatrixLayoutCreate(&plan->a, ab, g.n, g.k, g.ldb));
+  MH_LT_TRY(g.trans_a ? cublasLtMatrixLayoutCreate(&plan->b, ab, g.m, g.k, g.lda)
+                      : cublasLtMatrixLayoutCreate(&plan->b, ab, g.k, g.m, g.lda));
+  MH_LT_TRY(cublasLtMatrixLayoutCreate(&plan->d, dt, g.n, g.m, g.ldd));
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  MH_LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
+  const uint64_t ws = workspace_bytes;
+  const uint32_t align_a = alignment(g.b), align_b = alignment(g.a), align_d = alignment(g.d);
+  int rc = status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  if (rc == 0)
+    rc = status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
+                                                     sizeof(align_a)));
+  if (rc == 0)
+    rc = status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b,
+                                                     sizeof(align_b)));
+  if (rc == 0)
+    rc = status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d,
+                                                     sizeof(align_d)));
+  if (rc == 0)
+    rc = status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d,
+                                                     sizeof(align_d)));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  if (rc == 0) {
+    const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(g.handle), plan->desc,
+                                                            plan->a, plan->b, plan->d, plan->d, pref, 1, &result,
+                                                            &found);
+    // NOT_SUPPORTED: no algorithm for this combination; the caller falls back.
+    if (s != CUBLAS_STATUS_SUCCESS && s != CUBLAS_STATUS_NOT_SUPPORTED) rc = status(s);
+  }
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (rc != 0) return rc;
+  plan->has_algo = found > 0;
+  if (plan->has_algo) plan->algo = result.algo;
+  return 0;
+}
+
+}  // namespace
+
+int gemm_lt(const GemmArgs& g) {
+  int device = 0;
+  if (cudaError_t e = cudaGetDevice(&device)) return e;
+  const PlanKey key{g.dtype_ab,       g.dtype_d,      g.trans_a,      g.trans_b,          g.accumulate, g.m,
+                    g.n,              g.k,            g.lda,          g.ldb,              g.ldd,        g.ld_aux,
+                    g.epilogue,       alignment(g.a), alignment(g.b), alignment(g.d),     device};
+  const std::lock_guard<std::mutex> lock(plans_mutex);
+  auto it = plans().find(key);
+  if (it == plans().end()) {
+    Plan plan;
+    if (int rc = build_plan(g, g.workspace_bytes, &plan)) return rc;
+    it = plans().emplace(key, plan).first;
+  }
+  Plan& plan = it->second;
+  if (!plan.has_algo) return kGemmNoAlgorithm;
+  if (g.epilogue != kGemmPlain)
+    MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
+  if (g.epilogue == kGemmGeluAuxBias || g.epilogue == kGemmDGeluBGrad)
+    MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
+                                             sizeof(g.aux)));
+  const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
+  return status(cublasLtMatmul(static_cast<cublasLtHandle_t>(g.handle), plan.desc, &alpha, g.b, plan.a, g.a, plan.b,
+                               &beta, g.d, plan.d, g.d, plan.d, &plan.algo, g.workspace, g.workspace_bytes,
+                               static_cast<cudaStream_t>(g.stream)));
+}
+
+const char* gemm_lt_error(int rc) {
+  if (rc == kGemmNoAlgorithm) return "cuBLASLt has no algorithm for this product";
+  if (rc >= kGemmCublasError) return cublasLtGetStatusString(static_cast<cublasStatus_t>(rc - kGemmCublasError));
+  return cudaGetErrorString(static_cast<cudaError_t>(rc));
+}
+
+}  // namespace megahost::sdk::kernels

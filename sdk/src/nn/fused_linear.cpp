@@ -1,0 +1,232 @@
+// megahost SDK — fused linear layers: gradient-accumulation fusion and the GeLU MLP on cuBLASLt
+// epilogues (see megahost/sdk/nn/fused.h).
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <mutex>
+#include <vector>
+
+#include "megahost/sdk/error.h"
+#include "megahost/sdk/nn/fused.h"
+#include "megahost/sdk/nn/params.h"
+
+#if defined(MH_SDK_WITH_CUDA)
+#include <ATen/cuda/CUDAContext.h>
+
+#include "fused_cuda.h"
+#endif
+
+namespace megahost::sdk::fused {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+#if defined(MH_SDK_WITH_CUDA)
+constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;  // cuBLASLt's recommendation for Hopper
+
+// One workspace per device for the process; never freed.
+void* lt_workspace(const at::Device& device) {
+  static std::mutex mutex;
+  static auto* spaces = new std::vector<at::Tensor>();
+  const std::lock_guard<std::mutex> lock(mutex);
+  const auto i = static_cast<size_t>(device.index());
+  if (spaces->size() <= i) spaces->resize(i + 1);
+  if (!(*spaces)[i].defined())
+    (*spaces)[i] = at::empty({static_cast<int64_t>(kLtWorkspaceBytes)}, at::TensorOptions().dtype(at::kByte).device(device));
+  return (*spaces)[i].data_ptr();
+}
+
+kernels::GemmArgs lt_args(const at::Tensor& like) {
+  kernels::GemmArgs g;
+  // A cuBLAS handle is a valid cuBLASLt handle (cuBLAS documentation); torch's is per thread and
+  // device.
+  g.handle = static_cast<void*>(at::cuda::getCurrentCUDABlasHandle());
+  g.stream = detail::stream_of(like);
+  g.workspace = lt_workspace(like.device());
+  g.workspace_bytes = kLtWorkspaceBytes;
+  g.dtype_ab = g.dtype_d = detail::dtype_code(like);
+  return g;
+}
+
+// Runs g. False when cuBLASLt has no algorithm for it (nothing ran); throws on a failure.
+bool run_lt(const kernels::GemmArgs& g, const char* what) {
+  const int rc = kernels::gemm_lt(g);
+  if (rc == kernels::kGemmNoAlgorithm) return false;
+  MH_CHECK(rc == 0, MH_ERR_INTERNAL, "cuBLASLt ", what, ": ", kernels::gemm_lt_error(rc),
+           "\nHINT: MEGAHOST_FUSED=0 runs the plain libtorch path instead");
+  return true;
+}
+
+bool half_precision(const at::Tensor& t) { return t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf; }
+#endif
+
+// weight.grad() [n, k] += dy^T x in place, dy [M, n] and x [M, k] contiguous. With dbias, also the
+// column sums of dy (float32 when .grad is) when the GEMM epilogue can make them. False when there
+// is no .grad to add into or no way for these dtypes: the caller returns the gradient instead.
+bool accumulate_weight_grad(const at::Tensor& weight, const at::Tensor& dy, const at::Tensor& x, at::Tensor* dbias) {
+  at::Tensor grad = weight.grad();
+  if (!grad.defined() || grad.sizes() != weight.sizes() || !grad.is_contiguous() || grad.device() != dy.device())
+    return false;
+#if defined(MH_SDK_WITH_CUDA)
+  if (available(dy) && half_precision(dy) && x.scalar_type() == dy.scalar_type() &&
+      (grad.scalar_type() == at::kFloat || grad.scalar_type() == dy.scalar_type())) {
+    const c10::cuda::CUDAGuard guard(dy.device());
+    kernels::GemmArgs g = lt_args(dy);
+    g.dtype_d = detail::dtype_code(grad);
+    g.trans_a = true;  // dy^T
+    g.accumulate = true;
+    g.m = dy.size(1), g.n = x.size(1), g.k = dy.size(0);
+    g.a = dy.data_ptr(), g.lda = dy.size(1);
+    g.b = x.data_ptr(), g.ldb = x.size(1);
+    g.d = grad.data_ptr(), g.ldd = grad.size(1);
+    if (dbias != nullptr) {
+      at::Tensor db = at::empty({g.m}, grad.options());
+      g.epilogue = kernels::kGemmBGradA;
+      g.bias = db.data_ptr();
+      if (run_lt(g, "weight and bias gradients")) {
+        *dbias = db;
+        return true;
+      }
+      g.epilogue = kernels::kGemmPlain;
+      g.bias = nullptr;
+    }
+    if (run_lt(g, "weight gradient")) return true;
+  }
+#endif
+  if (grad.scalar_type() != dy.scalar_type()) return false;
+  grad.addmm_(dy.t(), x);
+  return true;
+}
+
+// The weight gradient of y = x W^T (+ b): into W.grad() when asked and possible (then the weight's
+// hook fires now), else returned. dy [M, n], x [M, k].
+at::Tensor weight_grad(const at::Tensor& weight, const at::Tensor& dy, const at::Tensor& x, bool accumulate,
+                       at::Tensor* dbias) {
+  if (accumulate && accumulate_weight_grad(weight, dy, x, dbias)) {
+    nn::notify_grad_accumulated(weight);
+    return {};
+  }
+  return at::mm(dy.t(), x);
+}
+
+struct LinearFn : torch::autograd::Function<LinearFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const at::Tensor& bias) {
+    const bool has_bias = bias.numel() > 0;
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["bias"] = has_bias;
+    return at::linear(x, weight, has_bias ? bias : at::Tensor());
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto s = ctx->get_saved_variables();
+    const at::Tensor &x = s[0], &weight = s[1];
+    const bool has_bias = ctx->saved_data["bias"].toBool();
+    const int64_t n = weight.size(0), k = weight.size(1);
+    const at::Tensor dy = grad[0].reshape({-1, n}).contiguous();  // [M, n]
+    const at::Tensor x2 = x.reshape({-1, k}).contiguous();        // [M, k]
+    at::Tensor dx;
+    if (ctx->needs_input_grad(0)) dx = at::mm(dy, weight).view(x.sizes());
+    at::Tensor dbias_lt;
+    at::Tensor dw = weight_grad(weight, dy, x2, /*accumulate=*/true, has_bias ? &dbias_lt : nullptr);
+    at::Tensor db;
+    if (has_bias) db = dbias_lt.defined() ? dbias_lt.to(weight.scalar_type()) : dy.sum(0);
+    return {dx, dw, db};
+  }
+};
+
+#if defined(MH_SDK_WITH_CUDA)
+struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                            const at::Tensor& w2, bool accumulate) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    const int64_t h = x.size(-1), f = w1.size(0), h2 = w2.size(0);
+    const at::Tensor x2 = x.reshape({-1, h}).contiguous();  // [M, h]
+    const int64_t m = x2.size(0);
+    at::Tensor act = at::empty({m, f}, x.options());  // gelu(pre)    [M, f]
+    at::Tensor pre = at::empty({m, f}, x.options());  // x w1^T + b1  [M, f]
+    kernels::GemmArgs g = lt_args(x2);
+    g.trans_b = true;  // w1^T
+    g.m = m, g.n = f, g.k = h;
+    g.a = x2.data_ptr(), g.lda = h;
+    g.b = w1.data_ptr(), g.ldb = h;
+    g.d = act.data_ptr(), g.ldd = f;
+    g.epilogue = kernels::kGemmGeluAuxBias;
+    g.bias = b1.data_ptr();
+    g.aux = pre.data_ptr(), g.ld_aux = f;
+    if (!run_lt(g, "fc1 with bias and GeLU")) {
+      pre = at::linear(x2, w1, b1);
+      act = at::gelu(pre, "tanh");
+    }
+    const at::Tensor out = at::mm(act, w2.t());  // [M, h2]
+    ctx->save_for_backward({x2, w1, w2, act, pre});
+    ctx->saved_data["accumulate"] = accumulate;
+    ctx->saved_data["shape"] = x.sizes().vec();
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = h2;
+    return out.view(shape);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto s = ctx->get_saved_variables();
+    const at::Tensor &x2 = s[0], &w1 = s[1], &w2 = s[2], &act = s[3], &pre = s[4];
+    const bool accumulate = ctx->saved_data["accumulate"].toBool();
+    const c10::cuda::CUDAGuard guard(x2.device());
+    const int64_t f = w1.size(0), h2 = w2.size(0), m = x2.size(0);
+    const at::Tensor dout = grad[0].reshape({-1, h2}).contiguous();  // [M, h2]
+    // d pre = (dout w2) * gelu'(pre) and d b1 = its column sums, both in fc2's input-gradient GEMM.
+    at::Tensor dpre = at::empty({m, f}, pre.options()), db1 = at::empty({f}, pre.options());
+    kernels::GemmArgs g = lt_args(dout);
+    g.m = m, g.n = f, g.k = h2;
+    g.a = dout.data_ptr(), g.lda = h2;
+    g.b = w2.data_ptr(), g.ldb = f;
+    g.d = dpre.data_ptr(), g.ldd = f;
+    g.epilogue = kernels::kGemmDGeluBGrad;
+    g.bias = db1.data_ptr();
+    g.aux = pre.data_ptr(), g.ld_aux = f;
+    if (!run_lt(g, "fc2 input gradient with GeLU and bias gradients")) {
+      dpre = at::gelu_backward(at::mm(dout, w2), pre, "tanh");
+      db1 = dpre.sum(0);
+    }
+    at::Tensor dw2 = weight_grad(w2, dout, act, accumulate, nullptr);
+    at::Tensor dx = at::mm(dpre, w1).view(ctx->saved_data["shape"].toIntVector());  // [..., h]
+    at::Tensor dw1 = weight_grad(w1, dpre, x2, accumulate, nullptr);
+    return {dx, dw1, db1, dw2, at::Tensor()};
+  }
+};
+
+// cuBLASLt's GeLU epilogues for these operands: (b)f16, one dtype, dims the 16-byte alignment
+// of its algorithms allows.
+bool gelu_mlp_fusable(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2) {
+  if (!available(x) || !half_precision(x) || !b1.defined()) return false;
+  for (const at::Tensor* t : {&w1, &b1, &w2})
+    if (t->scalar_type() != x.scalar_type() || !t->is_contiguous() || t->device() != x.device()) return false;
+  return x.size(-1) % 8 == 0 && w1.size(0) % 8 == 0 && w2.size(0) % 8 == 0 && w1.size(1) == x.size(-1) &&
+         w2.size(1) == w1.size(0) && b1.numel() == w1.size(0);
+}
+#endif
+
+}  // namespace
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool accumulate_into_grad) {
+  if (!accumulate_into_grad || !at::GradMode::is_enabled() || !weight.requires_grad())
+    return at::linear(x, weight, bias);
+  return LinearFn::apply(x, weight, bias.defined() ? bias : at::empty({0}, weight.options()));
+}
+
+at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                    bool accumulate_into_grad) {
+#if defined(MH_SDK_WITH_CUDA)
+  if (gelu_mlp_fusable(x, w1, b1, w2)) return GeluMlpFn::apply(x, w1, b1, w2, accumulate_into_grad);
+#endif
+  if (!accumulate_into_grad) return reference::gelu_mlp(x, w1, b1, w2);
+  return linear(at::gelu(linear(x, w1, b1, true), "tanh"), w2, at::Tensor(), true);
+}
+
+namespace reference {
+at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2) {
+  return at::linear(at::gelu(at::linear(x, w1, b1), "tanh"), w2);
+}
+}  // namespace reference
+
+}  // namespace megahost::sdk::fused

@@ -1,0 +1,155 @@
+// Fused linear layers (fused::linear, fused::gelu_mlp) against autograd and float64 math:
+// gradient-accumulation fusion must leave exactly what autograd's AccumulateGrad would have left
+// in the bound main gradient, fire each parameter's grad-ready hook once per backward, and the
+// cuBLASLt epilogues (bias + tanh-GeLU, GeLU and bias gradients, float32 accumulation) must match
+// float64. The CPU half runs everywhere; the CUDA half needs a GPU.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "compare.h"
+#include "megahost/sdk/nn/fused.h"
+#include "megahost/sdk/nn/params.h"
+#include "megahost/sdk/torch_interop.h"
+
+namespace fused = megahost::sdk::fused;
+namespace nn = megahost::sdk::nn;
+using fused_test::leaf64;
+
+namespace {
+
+// The host's side of bind_storage: parameters keep their storage, gradients land in one flat
+// main-gradient buffer of grad_dtype that starts at 0.5 (so "added to" differs from "set").
+struct MainGrads {
+  at::Tensor flat;
+  std::vector<at::Tensor> per_param;
+  std::vector<std::unique_ptr<megahost::sdk::DLView>> views;
+  std::vector<mh_param_binding> bindings;
+  std::vector<int> ready;
+
+  MainGrads(nn::ParamRegistry& reg, at::ScalarType grad_dtype) {
+    flat = at::empty({reg.numel()}, at::TensorOptions().dtype(grad_dtype).device(reg.device()));
+    int64_t off = 0;
+    for (const auto& p : reg.params()) {
+      per_param.push_back(flat.narrow(0, off, p.data.numel()).view(p.data.sizes()));
+      views.push_back(std::make_unique<megahost::sdk::DLView>(per_param.back()));
+      bindings.push_back({sizeof(mh_param_binding), nullptr, views.back()->get()});
+      off += p.data.numel();
+    }
+    ready.assign(reg.params().size(), 0);
+    reg.bind(bindings.data(), bindings.size(), &MainGrads::on_ready, this);
+    flat.fill_(0.5);  // bind copied the registry's zero gradients in
+  }
+  static void on_ready(void* ctx, size_t i) { static_cast<MainGrads*>(ctx)->ready.at(i)++; }
+  // What autograd should have added: the main gradient minus its starting 0.5.
+  at::Tensor added(size_t i) const { return per_param.at(i).to(at::kDouble) - 0.5; }
+};
+
+at::Tensor gelu_tanh64(const at::Tensor& x) {
+  return 0.5 * x * (1.0 + at::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x.pow(3))));
+}
+
+// Runs y = fused::linear(x, w, b) and backward `times` times; compares the bound main gradients
+// and x.grad with float64 autograd over the same rounded values.
+void check_linear(at::Device device, at::ScalarType dtype, at::ScalarType grad_dtype, bool accumulate, double bound) {
+  nn::ParamRegistry reg(device, dtype, 1234);
+  at::Tensor w = reg.create("w", {24, 40}, nn::Init::normal(0.2), -1, 0);
+  at::Tensor b = reg.create("b", {24}, nn::Init::normal(0.2), -1, MH_PARAM_NO_WEIGHT_DECAY);
+  MainGrads main(reg, grad_dtype);
+  const auto opts = at::TensorOptions().dtype(dtype).device(device);
+  at::Tensor x = at::randn({3, 7, 40}, opts).requires_grad_(true);
+  const at::Tensor seed = at::randn({3, 7, 24}, opts);
+  at::Tensor w64 = leaf64(w), b64 = leaf64(b), x64 = leaf64(x);
+  const int times = 2;
+  at::Tensor y;
+  for (int t = 0; t < times; ++t) {
+    y = fused::linear(x, w, b, accumulate);
+    (y * seed).sum().backward();
+    (at::linear(x64, w64, b64) * seed.to(at::kCPU).to(at::kDouble)).sum().backward();
+  }
+  EXPECT_CLOSE(y, at::linear(x64, w64, b64), bound);
+  EXPECT_CLOSE(main.added(0), w64.grad(), bound);
+  EXPECT_CLOSE(main.added(1), b64.grad(), bound);
+  EXPECT_CLOSE(x.grad(), x64.grad(), bound);
+  EXPECT_EQ(main.ready, (std::vector<int>{times, times})) << "grad-ready fires once per parameter per backward";
+}
+
+}  // namespace
+
+TEST(FusedLinear, AccumulatesIntoTheBoundGradientOnCpu) {
+  check_linear(at::kCPU, at::kFloat, at::kFloat, /*accumulate=*/true, 1e-5);
+  check_linear(at::kCPU, at::kFloat, at::kFloat, /*accumulate=*/false, 1e-5);
+}
+
+TEST(FusedLinear, WithoutABoundGradientItReturnsTheGradient) {
+  // No bind: .grad starts undefined, so the first backward hands autograd the gradient.
+  at::Tensor w = (0.2 * at::randn({8, 16})).requires_grad_(true);
+  at::Tensor x = at::randn({5, 16}).requires_grad_(true);
+  at::Tensor w64 = leaf64(w), x64 = leaf64(x);
+  for (int t = 0; t < 2; ++t) {
+    fused::linear(x, w, at::Tensor(), true).pow(2).sum().backward();
+    at::linear(x64, w64).pow(2).sum().backward();
+  }
+  EXPECT_CLOSE(w.grad(), w64.grad(), 1e-5);
+  EXPECT_CLOSE(x.grad(), x64.grad(), 1e-5);
+}
+
+TEST(FusedLinear, GeluMlpMatchesItsReferenceOnCpu) {
+  nn::ParamRegistry reg(at::kCPU, at::kFloat, 99);
+  at::Tensor w1 = reg.create("w1", {64, 32}, nn::Init::normal(0.2), -1, 0);
+  at::Tensor b1 = reg.create("b1", {64}, nn::Init::normal(0.2), -1, 0);
+  at::Tensor w2 = reg.create("w2", {32, 64}, nn::Init::normal(0.2), -1, 0);
+  MainGrads main(reg, at::kFloat);
+  at::Tensor x = at::randn({4, 5, 32}).requires_grad_(true);
+  at::Tensor x64 = leaf64(x), w164 = leaf64(w1), b164 = leaf64(b1), w264 = leaf64(w2);
+  const at::Tensor y = fused::gelu_mlp(x, w1, b1, w2, true);
+  y.sum().backward();
+  const at::Tensor y64 = at::linear(gelu_tanh64(at::linear(x64, w164, b164)), w264);
+  y64.sum().backward();
+  EXPECT_CLOSE(y, y64, 1e-5);
+  EXPECT_CLOSE(fused::reference::gelu_mlp(x, w1, b1, w2), y64, 1e-5);
+  EXPECT_CLOSE(x.grad(), x64.grad(), 1e-5);
+  EXPECT_CLOSE(main.added(0), w164.grad(), 1e-5);
+  EXPECT_CLOSE(main.added(1), b164.grad(), 1e-5);
+  EXPECT_CLOSE(main.added(2), w264.grad(), 1e-5);
+  EXPECT_EQ(main.ready, (std::vector<int>{1, 1, 1}));
+}
+
+TEST(FusedLinear, CudaAccumulatesBf16GradientsIntoFloat32) {
+  SKIP_WITHOUT_GPU();
+  const at::Device gpu(at::kCUDA, 0);
+  check_linear(gpu, at::kBFloat16, at::kFloat, true, 1e-2);   // cuBLASLt, bias gradient in the epilogue
+  check_linear(gpu, at::kFloat, at::kFloat, true, 1e-5);      // addmm_ into .grad
+  check_linear(gpu, at::kBFloat16, at::kBFloat16, true, 2e-2);  // bf16 .grad (two bf16 roundings)
+}
+
+TEST(FusedLinear, CudaGeluMlpEpiloguesMatchFloat64) {
+  SKIP_WITHOUT_GPU();
+  for (bool accumulate : {true, false}) {
+    const at::Device gpu(at::kCUDA, 0);
+    nn::ParamRegistry reg(gpu, at::kBFloat16, 7);
+    at::Tensor w1 = reg.create("w1", {1024, 256}, nn::Init::normal(0.05), -1, 0);
+    at::Tensor b1 = reg.create("b1", {1024}, nn::Init::normal(0.5), -1, 0);
+    at::Tensor w2 = reg.create("w2", {256, 1024}, nn::Init::normal(0.05), -1, 0);
+    MainGrads main(reg, at::kFloat);
+    // 4 x 37 = 148 rows: not a multiple of the GEMM tiles
+    at::Tensor x = at::randn({4, 37, 256}, at::TensorOptions().dtype(at::kBFloat16).device(gpu)).requires_grad_(true);
+    const at::Tensor seed = at::randn({4, 37, 256}, x.options());
+    at::Tensor x64 = leaf64(x), w164 = leaf64(w1), b164 = leaf64(b1), w264 = leaf64(w2);
+    const at::Tensor y = fused::gelu_mlp(x, w1, b1, w2, accumulate);
+    (y * seed).sum().backward();
+    const at::Tensor y64 = at::linear(gelu_tanh64(at::linear(x64, w164, b164)), w264);
+    (y64 * seed.to(at::kCPU).to(at::kDouble)).sum().backward();
+    EXPECT_CLOSE(y, y64, 1e-2);
+    EXPECT_CLOSE(x.grad(), x64.grad(), 1e-2);
+    EXPECT_CLOSE(main.added(0), w164.grad(), 1e-2);
+    EXPECT_CLOSE(main.added(1), b164.grad(), 1e-2);
+    EXPECT_CLOSE(main.added(2), w264.grad(), 1e-2);
+    EXPECT_EQ(main.ready, (std::vector<int>{1, 1, 1})) << "accumulate " << accumulate;
+  }
+}
