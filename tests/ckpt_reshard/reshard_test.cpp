@@ -168,6 +168,27 @@ TEST_F(Reshard, ResumedWithoutOptimizerStateDiffers) {
   EXPECT_GT(std::abs(m.loss.at(4) - reference_.loss.at(4)), kRelTol * reference_.loss.at(4));
 }
 
+// Same layout string (tp1.pp2.cp1.dp1), other stage assignment: a 4-layer PP2 run holds layers
+// [0, 1] and [2, 3]; resumed with interleaving (one layer per virtual stage) rank 0 holds 0 and 2.
+// Its folder lacks layer 2, so the load reshards and continues with the uninterrupted losses.
+TEST_F(Reshard, ResumedWithInterleavingUnderTheSameLayoutString) {
+  const std::string sets = "--set model.num_layers=4 --set parallel.pipeline_model_parallel_size=2 ";
+  const std::string save = (dir_ / "pp2_whole").string();
+  const Metrics whole = train("pp2_whole", 2, sets + "--set checkpoint.save=" + save);
+  const fs::path resumed = dir_ / "pp2_resumed";
+  fs::create_directories(resumed);
+  fs::copy(fs::path(save) / "iter_0000002", resumed / "iter_0000002", fs::copy_options::recursive);
+  std::ofstream(resumed / "latest_checkpointed_iteration.txt") << "2\n";
+  Result r;
+  const Metrics m = train("pp2_interleaved", 2, sets + "--set parallel.num_layers_per_virtual_pipeline_stage=1 "
+                                                       "--set checkpoint.load=" + resumed.string(), &r);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("resharding every tensor"), std::string::npos) << r.out;
+  ASSERT_EQ(m.loss.size(), 2u) << r.out;
+  for (int64_t it : {3, 4})
+    EXPECT_NEAR(m.loss.at(it), whole.loss.at(it), kRelTol * whole.loss.at(it)) << "iteration " << it;
+}
+
 // inspect shows each stored piece's place in its global tensor.
 TEST_F(Reshard, InspectShowsGlobalShapesAndSlices) {
   const Result ins = run("ckpt inspect --json " + (dir_ / "ref/iter_0000002").string());

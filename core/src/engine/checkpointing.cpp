@@ -610,6 +610,16 @@ TrainingState load_checkpoint(CheckpointFormat& fmt, const std::string& dir, int
     src = source_reader.get();
     src_entries = entries_of(*src);
   }
+  // Same layout string, other stage assignment (interleaving switched on or off): the folder
+  // lacks some of this rank's parameters, so a layout-free checkpoint reshards instead.
+  bool folder_fits = true;
+  for (Model* m : parts.chunks)
+    for (const Param& p : m->params()) {
+      auto it = src_entries.find("model/" + p.name);
+      folder_fits = folder_fits && it != src_entries.end() && it->second.shape == p.data.sizes().vec();
+    }
+  if (!folder_fits && many && ShardedCheckpoint(fmt, iter_path).layout_free())
+    return load_resharded(fmt, iter_path, parts, opts);
   for (Model* m : parts.chunks)
     for (const Param& p : m->params()) {
       const std::string name = "model/" + p.name;
