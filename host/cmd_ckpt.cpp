@@ -36,8 +36,9 @@ std::unique_ptr<core::CheckpointFormat> open_format(const core::PluginRegistry& 
 }  // namespace
 
 int cmd_ckpt(int argc, char** argv) {
-  cxxopts::Options options("megahost ckpt", "verify DIR: read every tensor and check its checksum.\n"
-                                            "inspect DIR: metadata and tensors (name, dtype, shape, bytes).\n"
+  cxxopts::Options options("megahost ckpt", "verify DIR: read every tensor and check its checksum, and that the rank\n"
+                                            "            folders cover every global tensor.\n"
+                                            "inspect DIR: metadata and tensors (name, dtype, shape, bytes, global shape, slice).\n"
                                             "DIR: a save folder (its latest checkpoint) or one iter_* folder.");
   options.add_options()("action", "verify or inspect", cxxopts::value<std::string>())(
       "dir", "checkpoint folder", cxxopts::value<std::string>())("json", "machine-readable output (inspect)")(
@@ -72,7 +73,8 @@ int cmd_ckpt(int argc, char** argv) {
                              "latest_checkpointed_iteration.txt)\n", iter_dir.c_str(), problems.size());
         return kExitError;
       }
-      std::printf("%s: OK (%zu folder(s), every entry read and its checksum matched)\n", iter_dir.c_str(),
+      std::printf("%s: OK (%zu folder(s), every entry read and its checksum matched, every global tensor covered "
+                  "by the rank folders)\n", iter_dir.c_str(),
                   core::checkpoint_rank_folders(iter_dir).size());
       return kExitOk;
     }

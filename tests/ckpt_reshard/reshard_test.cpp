@@ -189,6 +189,14 @@ TEST_F(Reshard, ResumedWithInterleavingUnderTheSameLayoutString) {
     EXPECT_NEAR(m.loss.at(it), whole.loss.at(it), kRelTol * whole.loss.at(it)) << "iteration " << it;
 }
 
+// `megahost generate` is one process: it loads the 4-rank checkpoint through the same resharding.
+TEST_F(Reshard, GenerateLoadsAMultiRankCheckpoint) {
+  const Result r = run("generate " + recipe_ + " --set checkpoint.load=" + (dir_ / "ref").string() +
+                       " --prompt 'The ' --max-new-tokens 4");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("resharding every tensor"), std::string::npos) << r.out;
+}
+
 // inspect shows each stored piece's place in its global tensor.
 TEST_F(Reshard, InspectShowsGlobalShapesAndSlices) {
   const Result ins = run("ckpt inspect --json " + (dir_ / "ref/iter_0000002").string());
