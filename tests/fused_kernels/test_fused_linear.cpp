@@ -107,12 +107,12 @@ TEST(FusedLinear, GeluMlpMatchesItsReferenceOnCpu) {
   MainGrads main(reg, at::kFloat);
   at::Tensor x = at::randn({4, 5, 32}).requires_grad_(true);
   at::Tensor x64 = leaf64(x), w164 = leaf64(w1), b164 = leaf64(b1), w264 = leaf64(w2);
-  const at::Tensor y = fused::gelu_mlp(x, w1, b1, w2, true);
+  const at::Tensor y = fused::gelu_mlp(x, w1, b1, w2, at::Tensor(), true);
   y.sum().backward();
   const at::Tensor y64 = at::linear(gelu_tanh64(at::linear(x64, w164, b164)), w264);
   y64.sum().backward();
   EXPECT_CLOSE(y, y64, 1e-5);
-  EXPECT_CLOSE(fused::reference::gelu_mlp(x, w1, b1, w2), y64, 1e-5);
+  EXPECT_CLOSE(fused::reference::gelu_mlp(x, w1, b1, w2, at::Tensor()), y64, 1e-5);
   EXPECT_CLOSE(x.grad(), x64.grad(), 1e-5);
   EXPECT_CLOSE(main.added(0), w164.grad(), 1e-5);
   EXPECT_CLOSE(main.added(1), b164.grad(), 1e-5);
@@ -136,20 +136,22 @@ TEST(FusedLinear, CudaGeluMlpEpiloguesMatchFloat64) {
     at::Tensor w1 = reg.create("w1", {1024, 256}, nn::Init::normal(0.05), -1, 0);
     at::Tensor b1 = reg.create("b1", {1024}, nn::Init::normal(0.5), -1, 0);
     at::Tensor w2 = reg.create("w2", {256, 1024}, nn::Init::normal(0.05), -1, 0);
+    at::Tensor b2 = reg.create("b2", {256}, nn::Init::normal(0.5), -1, 0);
     MainGrads main(reg, at::kFloat);
     // 4 x 37 = 148 rows: not a multiple of the GEMM tiles
     at::Tensor x = at::randn({4, 37, 256}, at::TensorOptions().dtype(at::kBFloat16).device(gpu)).requires_grad_(true);
     const at::Tensor seed = at::randn({4, 37, 256}, x.options());
-    at::Tensor x64 = leaf64(x), w164 = leaf64(w1), b164 = leaf64(b1), w264 = leaf64(w2);
-    const at::Tensor y = fused::gelu_mlp(x, w1, b1, w2, accumulate);
+    at::Tensor x64 = leaf64(x), w164 = leaf64(w1), b164 = leaf64(b1), w264 = leaf64(w2), b264 = leaf64(b2);
+    const at::Tensor y = fused::gelu_mlp(x, w1, b1, w2, b2, accumulate);
     (y * seed).sum().backward();
-    const at::Tensor y64 = at::linear(gelu_tanh64(at::linear(x64, w164, b164)), w264);
+    const at::Tensor y64 = at::linear(gelu_tanh64(at::linear(x64, w164, b164)), w264, b264);
     (y64 * seed.to(at::kCPU).to(at::kDouble)).sum().backward();
     EXPECT_CLOSE(y, y64, 1e-2);
     EXPECT_CLOSE(x.grad(), x64.grad(), 1e-2);
     EXPECT_CLOSE(main.added(0), w164.grad(), 1e-2);
     EXPECT_CLOSE(main.added(1), b164.grad(), 1e-2);
     EXPECT_CLOSE(main.added(2), w264.grad(), 1e-2);
-    EXPECT_EQ(main.ready, (std::vector<int>{1, 1, 1})) << "accumulate " << accumulate;
+    EXPECT_CLOSE(main.added(3), b264.grad(), 1e-2);
+    EXPECT_EQ(main.ready, (std::vector<int>{1, 1, 1, 1})) << "accumulate " << accumulate;
   }
 }

@@ -14,8 +14,19 @@ unsigned grid_for(int64_t n) {
   return static_cast<unsigned>(blocks < 132 * 32 ? (blocks > 0 ? blocks : 1) : 132 * 32);
 }
 
-__device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+// Exact GeLU (erf), or with Tanh its tanh approximation (Megatron's bias_gelu, GPT-2's gelu_new):
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+template <bool Tanh>
+__device__ __forceinline__ float gelu(float x) {
+  if (Tanh) return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+  return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+}
+template <bool Tanh>
 __device__ __forceinline__ float gelu_grad(float x) {
+  if (Tanh) {
+    const float t = tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x));
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * 0.7978845608028654f * (1.0f + 0.134145f * x * x);
+  }
   const float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
   const float pdf = 0.39894228040143268f * __expf(-0.5f * x * x);
   return cdf + x * pdf;
@@ -23,7 +34,7 @@ __device__ __forceinline__ float gelu_grad(float x) {
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
 
 // Rows in a grid-stride loop, each row in Vec<T> steps: no index division, 16-byte accesses.
-template <typename T>
+template <typename T, bool Tanh>
 __global__ void mh_bias_gelu_forward_kernel(const T* __restrict__ x, const T* __restrict__ bias, T* __restrict__ y,
                                             int64_t rows, int64_t n) {
   constexpr int V = Vec<T>::kSize;
@@ -34,10 +45,10 @@ __global__ void mh_bias_gelu_forward_kernel(const T* __restrict__ x, const T* __
       if (bias != nullptr) {
         const Vec<T> bv = load_vec(bias + c);
 #pragma unroll
-        for (int k = 0; k < V; ++k) out.v[k] = from_f32<T>(gelu(to_f32(xv.v[k]) + to_f32(bv.v[k])));
+        for (int k = 0; k < V; ++k) out.v[k] = from_f32<T>(gelu<Tanh>(to_f32(xv.v[k]) + to_f32(bv.v[k])));
       } else {
 #pragma unroll
-        for (int k = 0; k < V; ++k) out.v[k] = from_f32<T>(gelu(to_f32(xv.v[k])));
+        for (int k = 0; k < V; ++k) out.v[k] = from_f32<T>(gelu<Tanh>(to_f32(xv.v[k])));
       }
       store_vec(y + r * n + c, out);
     }
@@ -45,7 +56,7 @@ __global__ void mh_bias_gelu_forward_kernel(const T* __restrict__ x, const T* __
 
 // dx = dy * gelu'(x + bias); with dbias_partial, each block also sums its rows' dx per column
 // (float32, before rounding) into dbias_partial[block, n] (shared memory, one owner per column).
-template <typename T>
+template <typename T, bool Tanh>
 __global__ void mh_bias_gelu_backward_kernel(const T* __restrict__ dy, const T* __restrict__ x,
                                              const T* __restrict__ bias, T* __restrict__ dx,
                                              float* __restrict__ dbias_partial, int64_t rows, int64_t n) {
@@ -65,7 +76,7 @@ __global__ void mh_bias_gelu_backward_kernel(const T* __restrict__ dy, const T* 
 #pragma unroll
       for (int k = 0; k < V; ++k) {
         const float pre = to_f32(xv.v[k]) + (bias != nullptr ? to_f32(bv.v[k]) : 0.0f);
-        const float g = to_f32(dv.v[k]) * gelu_grad(pre);
+        const float g = to_f32(dv.v[k]) * gelu_grad<Tanh>(pre);
         out.v[k] = from_f32<T>(g);
         if (dbias_partial != nullptr) col_sum[(strip * V + k) * blockDim.x + threadIdx.x] += g;  // own slot
       }
@@ -154,11 +165,13 @@ unsigned row_blocks(int64_t rows, int64_t cap) { return static_cast<unsigned>(ro
 // left the SMs starved (1.7 TB/s at 264 blocks on the H200).
 constexpr int64_t kRowBlocks = 132 * 8, kBiasSumBlocks = 132 * 8;
 
-int bias_gelu_forward(int dtype, const void* x, const void* bias, void* y, int64_t rows, int64_t n, void* stream) {
+int bias_gelu_forward(int dtype, bool tanh, const void* x, const void* bias, void* y, int64_t rows, int64_t n,
+                      void* stream) {
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     if (!vec_ok<T>(n, {x, bias, y})) return cudaErrorInvalidValue;
-    mh_bias_gelu_forward_kernel<T><<<row_blocks(rows, kRowBlocks), kThreads, 0, as_stream(stream)>>>(
+    auto* kernel = tanh ? mh_bias_gelu_forward_kernel<T, true> : mh_bias_gelu_forward_kernel<T, false>;
+    kernel<<<row_blocks(rows, kRowBlocks), kThreads, 0, as_stream(stream)>>>(
         static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<T*>(y), rows, n);
     return cudaSuccess;
   });
@@ -166,8 +179,8 @@ int bias_gelu_forward(int dtype, const void* x, const void* bias, void* y, int64
 
 int64_t bias_gelu_backward_blocks(int64_t rows) { return row_blocks(rows, kBiasSumBlocks); }
 
-int bias_gelu_backward(int dtype, const void* dy, const void* x, const void* bias, void* dx, float* dbias_partial,
-                       int64_t rows, int64_t n, void* stream) {
+int bias_gelu_backward(int dtype, bool tanh, const void* dy, const void* x, const void* bias, void* dx,
+                       float* dbias_partial, int64_t rows, int64_t n, void* stream) {
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     const int64_t strip = static_cast<int64_t>(kThreads) * Vec<T>::kSize;
@@ -175,7 +188,8 @@ int bias_gelu_backward(int dtype, const void* dy, const void* x, const void* bia
     if (smem > 48 * 1024) return cudaErrorInvalidValue;  // n > ~12,288: the caller sums dx itself
     if (!vec_ok<T>(n, {dy, x, bias, dx})) return cudaErrorInvalidValue;
     const unsigned blocks = dbias_partial != nullptr ? row_blocks(rows, kBiasSumBlocks) : row_blocks(rows, kRowBlocks);
-    mh_bias_gelu_backward_kernel<T><<<blocks, kThreads, smem, as_stream(stream)>>>(
+    auto* kernel = tanh ? mh_bias_gelu_backward_kernel<T, true> : mh_bias_gelu_backward_kernel<T, false>;
+    kernel<<<blocks, kThreads, smem, as_stream(stream)>>>(
         static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<T*>(dx),
         dbias_partial, rows, n);
     return cudaSuccess;

@@ -29,12 +29,14 @@ int64_t norm_backward_blocks(int64_t rows);
 // and 16-byte aligned pointers (elementwise_vectorizable); otherwise they refuse (cudaErrorInvalidValue).
 bool elementwise_vectorizable(int dtype, int64_t n, std::initializer_list<const void*> ptrs);
 
-// y = gelu(x + bias) (exact, erf), x [rows, n], bias [n] (null: none). Backward: dx = dy * gelu'(x + bias)
+// y = gelu(x + bias) (exact erf; with tanh the tanh approximation), x [rows, n], bias [n] (null: none).
+// Backward: dx = dy * gelu'(x + bias)
 // and, with dbias_partial [bias_gelu_backward_blocks(rows), n] float32, per-block column sums of dx
 // (the bias gradient is their sum over dim 0; needs n <= 12,288).
-int bias_gelu_forward(int dtype, const void* x, const void* bias, void* y, int64_t rows, int64_t n, void* stream);
-int bias_gelu_backward(int dtype, const void* dy, const void* x, const void* bias, void* dx, float* dbias_partial,
-                       int64_t rows, int64_t n, void* stream);
+int bias_gelu_forward(int dtype, bool tanh, const void* x, const void* bias, void* y, int64_t rows, int64_t n,
+                      void* stream);
+int bias_gelu_backward(int dtype, bool tanh, const void* dy, const void* x, const void* bias, void* dx,
+                       float* dbias_partial, int64_t rows, int64_t n, void* stream);
 int64_t bias_gelu_backward_blocks(int64_t rows);
 
 // SwiGLU: x [rows, 2f] = [gate | up], y [rows, f] = silu(gate) * up; backward writes dx [rows, 2f].
@@ -81,10 +83,8 @@ int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int
 // gradient). handle is a cublasLtHandle_t, workspace device memory.
 enum GemmEpilogue : int {
   kGemmPlain = 0,
-  kGemmBias = 1,         // D = AB + bias[n]
-  kGemmGeluAuxBias = 2,  // aux = AB + bias[n], D = gelu_tanh(aux)
-  kGemmDGeluBGrad = 3,   // D = AB * gelu_tanh'(aux); bias[n] = sum over rows of D (written)
-  kGemmBGradA = 4,       // D (+)= AB; bias[m] = sum over k of op(A) (written): a linear's bias gradient
+  kGemmGeluAuxBias = 1,  // aux = AB + bias[n], D = gelu_tanh(aux)
+  kGemmBGradA = 2,       // D (+)= AB; bias[m] = sum over k of op(A) (written): a linear's bias gradient
 };
 struct GemmArgs {
   int dtype_ab = kBF16, dtype_d = kBF16;
@@ -96,7 +96,7 @@ struct GemmArgs {
   int64_t lda = 0, ldb = 0, ldd = 0;
   int epilogue = kGemmPlain;
   void* bias = nullptr;  // [n] ([m] for kGemmBGradA), dtype_d's dtype
-  void* aux = nullptr;   // [m, n] of dtype_d
+  void* aux = nullptr;   // [m, n] of dtype_d (kGemmGeluAuxBias)
   int64_t ld_aux = 0;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;

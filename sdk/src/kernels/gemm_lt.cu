@@ -1,6 +1,6 @@
 // megahost SDK — cuBLASLt matrix products with epilogues (see fused_kernels.h): bias + tanh-GeLU
-// that keeps the pre-activation, the GeLU gradient with the bias gradient, a linear's bias
-// gradient, and float32 accumulation under (b)f16 inputs. Host code only; nvcc compiles it with
+// that keeps the pre-activation, a linear's bias gradient, and float32 accumulation under (b)f16
+// inputs. Host code only; nvcc compiles it with
 // the kernels so the glue in sdk/src/nn needs no cuBLAS headers.
 //
 // cuBLASLt is column-major. Row-major D[m, n] = op(A) op(B) is column-major D^T[n, m] =
@@ -29,9 +29,7 @@ cudaDataType_t cuda_type(int dtype) {
 
 cublasLtEpilogue_t lt_epilogue(int e) {
   switch (e) {
-    case kGemmBias: return CUBLASLT_EPILOGUE_BIAS;
     case kGemmGeluAuxBias: return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
-    case kGemmDGeluBGrad: return CUBLASLT_EPILOGUE_DGELU_BGRAD;
     case kGemmBGradA: return CUBLASLT_EPILOGUE_BGRADB;  // our A is cuBLAS's B
     default: return CUBLASLT_EPILOGUE_DEFAULT;
   }
@@ -85,7 +83,7 @@ int build_plan(const GemmArgs& g, size_t workspace_bytes, Plan* plan) {
     // The pointers change every call; the heuristic needs them set (to anything aligned) now.
     MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
   }
-  if (g.epilogue == kGemmGeluAuxBias || g.epilogue == kGemmDGeluBGrad) {
+  if (g.epilogue == kGemmGeluAuxBias) {
     MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
                                              sizeof(g.aux)));
     MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &g.ld_aux,
@@ -150,7 +148,7 @@ int gemm_lt(const GemmArgs& g) {
   if (!plan.has_algo) return kGemmNoAlgorithm;
   if (g.epilogue != kGemmPlain)
     MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
-  if (g.epilogue == kGemmGeluAuxBias || g.epilogue == kGemmDGeluBGrad)
+  if (g.epilogue == kGemmGeluAuxBias)
     MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
                                              sizeof(g.aux)));
   const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;

@@ -139,7 +139,7 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
 #if defined(MH_SDK_WITH_CUDA)
 struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
-                            const at::Tensor& w2, bool accumulate) {
+                            const at::Tensor& w2, const at::Tensor& b2, bool accumulate) {
     const c10::cuda::CUDAGuard guard(x.device());
     const int64_t h = x.size(-1), f = w1.size(0), h2 = w2.size(0);
     const at::Tensor x2 = x.reshape({-1, h}).contiguous();  // [M, h]
@@ -159,9 +159,11 @@ struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
       pre = at::linear(x2, w1, b1);
       act = at::gelu(pre, "tanh");
     }
-    const at::Tensor out = at::mm(act, w2.t());  // [M, h2]
+    const bool has_b2 = b2.numel() > 0;
+    const at::Tensor out = has_b2 ? at::addmm(b2, act, w2.t()) : at::mm(act, w2.t());  // [M, h2]
     ctx->save_for_backward({x2, w1, w2, act, pre});
     ctx->saved_data["accumulate"] = accumulate;
+    ctx->saved_data["b2"] = has_b2;
     ctx->saved_data["shape"] = x.sizes().vec();
     std::vector<int64_t> shape = x.sizes().vec();
     shape.back() = h2;
@@ -170,35 +172,40 @@ struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto s = ctx->get_saved_variables();
     const at::Tensor &x2 = s[0], &w1 = s[1], &w2 = s[2], &act = s[3], &pre = s[4];
-    const bool accumulate = ctx->saved_data["accumulate"].toBool();
+    const bool accumulate = ctx->saved_data["accumulate"].toBool(), has_b2 = ctx->saved_data["b2"].toBool();
     const c10::cuda::CUDAGuard guard(x2.device());
     const int64_t f = w1.size(0), h2 = w2.size(0), m = x2.size(0);
     const at::Tensor dout = grad[0].reshape({-1, h2}).contiguous();  // [M, h2]
-    // d pre = (dout w2) * gelu'(pre) and d b1 = its column sums, both in fc2's input-gradient GEMM.
-    at::Tensor dpre = at::empty({m, f}, pre.options()), db1 = at::empty({f}, pre.options());
-    kernels::GemmArgs g = lt_args(dout);
-    g.m = m, g.n = f, g.k = h2;
-    g.a = dout.data_ptr(), g.lda = h2;
-    g.b = w2.data_ptr(), g.ldb = f;
-    g.d = dpre.data_ptr(), g.ldd = f;
-    g.epilogue = kernels::kGemmDGeluBGrad;
-    g.bias = db1.data_ptr();
-    g.aux = pre.data_ptr(), g.ld_aux = f;
-    if (!run_lt(g, "fc2 input gradient with GeLU and bias gradients")) {
-      dpre = at::gelu_backward(at::mm(dout, w2), pre, "tanh");
+    // d pre = (dout w2) * gelu'(pre) and d b1 = its column sums in one pass. (cuBLASLt's
+    // DGELU_BGRAD epilogue runs as a separate kernel at ~1 TB/s on the H200: slower than this.)
+    const at::Tensor dact = at::mm(dout, w2);  // [M, f]
+    at::Tensor dpre = at::empty_like(pre), db1;
+    const int64_t blocks = kernels::bias_gelu_backward_blocks(m);
+    at::Tensor partial = at::empty({blocks, f}, pre.options().dtype(at::kFloat));
+    const int rc = kernels::bias_gelu_backward(detail::dtype_code(pre), /*tanh=*/true, dact.data_ptr(), pre.data_ptr(),
+                                               nullptr, dpre.data_ptr(), partial.data_ptr<float>(), m, f,
+                                               detail::stream_of(pre));
+    if (rc == 0) {
+      db1 = partial.sum(0).to(pre.scalar_type());
+    } else {  // too wide for the kernel's column sums: the plain ops
+      dpre = at::gelu_backward(dact, pre, "tanh");
       db1 = dpre.sum(0);
     }
-    at::Tensor dw2 = weight_grad(w2, dout, act, accumulate, nullptr);
+    at::Tensor db2_lt, db2;
+    at::Tensor dw2 = weight_grad(w2, dout, act, accumulate, has_b2 ? &db2_lt : nullptr);
+    if (has_b2) db2 = db2_lt.defined() ? db2_lt.to(w2.scalar_type()) : dout.sum(0);
     at::Tensor dx = at::mm(dpre, w1).view(ctx->saved_data["shape"].toIntVector());  // [..., h]
     at::Tensor dw1 = weight_grad(w1, dpre, x2, accumulate, nullptr);
-    return {dx, dw1, db1, dw2, at::Tensor()};
+    return {dx, dw1, db1, dw2, db2, at::Tensor()};
   }
 };
 
 // cuBLASLt's GeLU epilogues for these operands: (b)f16, one dtype, dims the 16-byte alignment
 // of its algorithms allows.
-bool gelu_mlp_fusable(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2) {
+bool gelu_mlp_fusable(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                      const at::Tensor& b2) {
   if (!available(x) || !half_precision(x) || !b1.defined()) return false;
+  if (b2.defined() && (b2.scalar_type() != x.scalar_type() || b2.numel() != w2.size(0))) return false;
   for (const at::Tensor* t : {&w1, &b1, &w2})
     if (t->scalar_type() != x.scalar_type() || !t->is_contiguous() || t->device() != x.device()) return false;
   return x.size(-1) % 8 == 0 && w1.size(0) % 8 == 0 && w2.size(0) % 8 == 0 && w1.size(1) == x.size(-1) &&
@@ -215,17 +222,19 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
 }
 
 at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-                    bool accumulate_into_grad) {
+                    const at::Tensor& b2, bool accumulate_into_grad) {
 #if defined(MH_SDK_WITH_CUDA)
-  if (gelu_mlp_fusable(x, w1, b1, w2)) return GeluMlpFn::apply(x, w1, b1, w2, accumulate_into_grad);
+  if (gelu_mlp_fusable(x, w1, b1, w2, b2))
+    return GeluMlpFn::apply(x, w1, b1, w2, b2.defined() ? b2 : at::empty({0}, w2.options()), accumulate_into_grad);
 #endif
-  if (!accumulate_into_grad) return reference::gelu_mlp(x, w1, b1, w2);
-  return linear(at::gelu(linear(x, w1, b1, true), "tanh"), w2, at::Tensor(), true);
+  if (!accumulate_into_grad) return reference::gelu_mlp(x, w1, b1, w2, b2);
+  return linear(at::gelu(linear(x, w1, b1, true), "tanh"), w2, b2, true);
 }
 
 namespace reference {
-at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2) {
-  return at::linear(at::gelu(at::linear(x, w1, b1), "tanh"), w2);
+at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                    const at::Tensor& b2) {
+  return at::linear(at::gelu(at::linear(x, w1, b1), "tanh"), w2, b2);
 }
 }  // namespace reference
 

@@ -138,8 +138,8 @@ struct BiasGeluFn : torch::autograd::Function<BiasGeluFn> {
     const at::Tensor x = x_in.contiguous();
     const int64_t n = x.size(-1), rows = x.numel() / n;
     at::Tensor y = at::empty_like(x);
-    check_launch(kernels::bias_gelu_forward(dtype_code(x), x.data_ptr(), ptr_or_null(bias), y.data_ptr(), rows, n,
-                                            stream_of(x)),
+    check_launch(kernels::bias_gelu_forward(dtype_code(x), /*tanh=*/false, x.data_ptr(), ptr_or_null(bias),
+                                            y.data_ptr(), rows, n, stream_of(x)),
                  "bias_gelu_forward");
     ctx->save_for_backward({x, bias});
     return y;
@@ -156,9 +156,10 @@ struct BiasGeluFn : torch::autograd::Function<BiasGeluFn> {
     at::Tensor partial = sums_in_kernel
                              ? at::empty({kernels::bias_gelu_backward_blocks(rows), n}, x.options().dtype(at::kFloat))
                              : at::Tensor();
-    check_launch(kernels::bias_gelu_backward(dtype_code(x), dy.data_ptr(), x.data_ptr(), ptr_or_null(bias),
-                                             dx.data_ptr(), sums_in_kernel ? partial.data_ptr<float>() : nullptr,
-                                             rows, n, stream_of(x)),
+    check_launch(kernels::bias_gelu_backward(dtype_code(x), /*tanh=*/false, dy.data_ptr(), x.data_ptr(),
+                                             ptr_or_null(bias), dx.data_ptr(),
+                                             sums_in_kernel ? partial.data_ptr<float>() : nullptr, rows, n,
+                                             stream_of(x)),
                  "bias_gelu_backward");
     at::Tensor dbias;
     if (sums_in_kernel) dbias = partial.sum(0).to(bias.scalar_type());

@@ -23,7 +23,8 @@ MLP::MLP(ParamRegistry& reg, const std::string& prefix, const TransformerConfig&
                  Init::normal(cfg.output_layer_init_std()), cfg.parallel),
       activation_(cfg.activation),
       bias_gelu_fusion_(cfg.bias_activation_fusion),
-      gelu_tanh_(cfg.gelu_tanh) {
+      gelu_tanh_(cfg.gelu_tanh),
+      tensor_parallel_(cfg.parallel != nullptr && cfg.parallel->tp.size() > 1) {
   linear_fc1.gradient_accumulation_fusion = cfg.gradient_accumulation_fusion;
   linear_fc2.gradient_accumulation_fusion = cfg.gradient_accumulation_fusion;
 }
@@ -34,8 +35,12 @@ at::Tensor MLP::forward(const at::Tensor& x) const {
     // product in the same autograd node so its input-gradient GEMM also applies GeLU's gradient.
     if (gelu_tanh_) {
       const at::Tensor in = linear_fc1.input_region(x);
-      return linear_fc2.reduce_output(fused::gelu_mlp(in, linear_fc1.weight, linear_fc1.bias, linear_fc2.weight,
-                                                      linear_fc1.gradient_accumulation_fusion && in.is_cuda()));
+      const bool accumulate = linear_fc1.gradient_accumulation_fusion && in.is_cuda();
+      // Without TP fc2's bias rides in its GEMM; with TP it comes after the reduction.
+      if (!tensor_parallel_)
+        return fused::gelu_mlp(in, linear_fc1.weight, linear_fc1.bias, linear_fc2.weight, linear_fc2.bias, accumulate);
+      return linear_fc2.reduce_output(
+          fused::gelu_mlp(in, linear_fc1.weight, linear_fc1.bias, linear_fc2.weight, at::Tensor(), accumulate));
     }
     // erf: the bias add happens inside the fused GeLU kernel.
     const at::Tensor h = linear_fc1.forward(x, /*skip_bias=*/true);  // [..., ffn/tp]

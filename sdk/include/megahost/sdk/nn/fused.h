@@ -13,8 +13,8 @@
 //   adamw          multi-tensor AdamW with the gradient scale (clipping, 1/loss scale) folded in
 //   linear         x W^T + b whose backward adds the weight gradient straight into weight.grad()
 //                  (Megatron's gradient-accumulation fusion; cuBLASLt float32 accumulation on CUDA)
-//   gelu_mlp       gelu_tanh(x W1^T + b1) W2^T: bias + GeLU in fc1's GEMM epilogue, the GeLU and
-//                  bias gradients in the epilogue of fc2's input-gradient GEMM (cuBLASLt)
+//   gelu_mlp       gelu_tanh(x W1^T + b1) W2^T (+ b2): bias + GeLU in fc1's GEMM epilogue (cuBLASLt,
+//                  keeping the pre-activation), the GeLU and bias gradients in one fused pass
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -62,13 +62,15 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
 // gradient to autograd (nn::notify_grad_accumulated fires the weight's grad-ready hook); the
 // weight must have no other use in the graph. Without, this is at::linear.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool accumulate_into_grad);
-// x [..., h], w1 [f, h], b1 [f], w2 [h2, f] -> [..., h2] = gelu_tanh(x w1^T + b1) w2^T (no fc2 bias:
-// under tensor parallelism it is added after the reduction). Weight gradients as `linear`.
+// x [..., h], w1 [f, h], b1 [f], w2 [h2, f], b2 [h2] or undefined -> [..., h2] =
+// gelu_tanh(x w1^T + b1) w2^T + b2 (under tensor parallelism leave b2 out: it is added after the
+// reduction). Weight gradients as `linear`.
 at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-                    bool accumulate_into_grad);
+                    const at::Tensor& b2, bool accumulate_into_grad);
 
 namespace reference {
-at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2);
+at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                    const at::Tensor& b2);
 std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
                                            const at::Tensor& bias, double eps, bool rms);
 at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms);

@@ -30,6 +30,7 @@ class MLP {
   Activation activation_;
   bool bias_gelu_fusion_ = true;
   bool gelu_tanh_ = false;
+  bool tensor_parallel_ = false;
 };
 
 }  // namespace megahost::sdk::nn
