@@ -221,6 +221,24 @@ std::vector<const ShardedCheckpoint::Piece*> distinct_regions(const std::vector<
   return out;
 }
 
+// Per dim, the [begin, end) of the global tensor a slice touches (GLU halves: the span from the
+// first half's part to the second's, a superset).
+std::vector<std::pair<int64_t, int64_t>> span_of(const ShardSlice& s) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (size_t d = 0; d < s.global_shape.size(); ++d) {
+    const int64_t extra = static_cast<int32_t>(d) == s.glu_dim ? s.global_shape[d] / 2 : 0;
+    out.emplace_back(s.offsets[d], s.offsets[d] + s.lengths[d] + extra);
+  }
+  return out;
+}
+
+bool overlaps(const ShardSlice& a, const ShardSlice& b) {
+  const auto sa = span_of(a), sb = span_of(b);
+  for (size_t d = 0; d < sa.size(); ++d)
+    if (sa[d].first >= sb[d].second || sb[d].first >= sa[d].second) return false;
+  return true;
+}
+
 std::string uncovered(const at::Tensor& mask, const std::string& iter_dir, const std::string& entry) {
   const int64_t covered = mask.sum().item<int64_t>();
   if (covered == mask.numel()) return "";
@@ -240,6 +258,32 @@ std::string ShardedCheckpoint::coverage_problem(const std::string& entry) const 
   at::Tensor mask = at::zeros(shape, at::kInt);
   for (const auto* p : regions) place_slice(mask, p->slice, at::ones(p->slice.local_shape(), at::kInt));
   return uncovered(mask.clamp_max(1), iter_dir_, entry);
+}
+
+at::Tensor ShardedCheckpoint::read_region(const std::string& entry, const ShardSlice& target) {
+  const auto regions = distinct_regions(pieces(entry));
+  const std::vector<int64_t>& shape = regions.front()->slice.global_shape;
+  MH_CORE_CHECK(shape == target.global_shape, iter_dir_, ": '", entry, "' has global shape ", at::IntArrayRef(shape),
+                ", the slice to load is of ", at::IntArrayRef(target.global_shape),
+                "\nHINT: internal resharding error");
+  at::Tensor global = at::empty(shape, at::TensorOptions().dtype(regions.front()->dtype));
+  at::Tensor mask = at::zeros(shape, at::kInt);
+  for (const auto* p : regions) {
+    if (p->slice.global_shape != shape || !overlaps(p->slice, target)) continue;
+    at::Tensor piece = at::empty(p->slice.local_shape(), at::TensorOptions().dtype(p->dtype));
+    try {
+      readers_[p->folder]->tensor_into(entry, piece);
+    } catch (const std::exception& e) {
+      throw Error(cat(folders_[p->folder], ": entry '", entry, "': ", e.what()));
+    }
+    place_slice(global, p->slice, piece);
+    place_slice(mask, p->slice, at::ones(p->slice.local_shape(), at::kInt));
+  }
+  const at::Tensor needed = extract_slice(mask, target);
+  MH_CORE_CHECK(needed.numel() == 0 || needed.min().item<int>() > 0, iter_dir_, ": '", entry, "': the rank folders hold no piece for part of ",
+                "the slice [", at::IntArrayRef(target.offsets), " + ", at::IntArrayRef(target.lengths),
+                "] this rank loads\nHINT: a rank folder is missing or the checkpoint is damaged");
+  return global;
 }
 
 at::Tensor ShardedCheckpoint::read_global(const std::string& entry) {

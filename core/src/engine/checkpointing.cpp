@@ -514,8 +514,10 @@ TrainingState load_resharded(CheckpointFormat& fmt, const std::string& iter_path
     MH_CORE_CHECK(target.has_value(), iter_path, ": '", entry, "' (shape ", dst.sizes(),
                   ") has no known place in its global tensor\nHINT: ", hint);
     MH_CORE_CHECK(ck.has(entry), iter_path, ": no rank folder holds '", entry, "'\nHINT: ", hint);
-    at::Tensor global = ck.read_global(entry);
-    if (global.sizes().vec() != target->global_shape) {
+    // Same global shape (the usual case): read only the pieces overlapping this rank's slice.
+    const bool same_shape = ck.pieces(entry).front().slice.global_shape == target->global_shape;
+    at::Tensor global = same_shape ? ck.read_region(entry, *target) : ck.read_global(entry);
+    if (!same_shape) {
       bool rows_only = is_vocab_tensor(entry) && global.dim() == static_cast<int64_t>(target->global_shape.size());
       for (int64_t d = 1; rows_only && d < global.dim(); ++d) rows_only = global.size(d) == target->global_shape[d];
       MH_CORE_CHECK(rows_only, iter_path, ": '", entry, "' has global shape ", global.sizes(),

@@ -94,6 +94,9 @@ class ShardedCheckpoint {
   // The global tensor (CPU, stored dtype). Each region is read once, from the lowest folder
   // holding it; throws naming the folder and entry when a read fails (checksum) or a region is missing.
   at::Tensor read_global(const std::string& entry);
+  // The same, but only the pieces that overlap `target` (a slice of the same global shape) are
+  // read: elsewhere the tensor is left uninitialised. Throws when the pieces miss part of target.
+  at::Tensor read_region(const std::string& entry, const ShardSlice& target);
 
  private:
   std::string iter_dir_, why_not_layout_free_;
