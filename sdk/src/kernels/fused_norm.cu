@@ -184,22 +184,38 @@ __global__ void __launch_bounds__(512)
       dw[s][k] = db[s][k] = 0.0f;
     }
   }
+  // One row's inputs: dy, sum, dsum (all independent of the reductions) and its statistics.
+  struct RowIn {
+    Vec<T> dy[S], sum[S], dsum[S];
+    float mu = 0.0f, rs = 0.0f;
+  };
+  auto load_row = [&](int64_t r, RowIn& in) {
+    in.mu = kRms ? 0.0f : mean[r];
+    in.rs = rstd[r];
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      if (col[s] >= h) continue;
+      in.dy[s] = load_vec(dy + r * h + col[s]);
+      in.sum[s] = load_vec(sum + r * h + col[s]);
+      if (dsum != nullptr) in.dsum[s] = load_vec(dsum + r * h + col[s]);
+    }
+  };
+  RowIn cur;
+  if (blockIdx.x < rows) load_row(blockIdx.x, cur);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    const float mu = kRms ? 0.0f : mean[r], rs = rstd[r];
+    // The next row's loads go out now and land while this row reduces (two barriers per row).
+    RowIn next;
+    if (r + gridDim.x < rows) load_row(r + gridDim.x, next);
+    const float mu = cur.mu, rs = cur.rs;
     float g[S][V], xhat[S][V];
     float sum_g = 0.0f, sum_gx = 0.0f;
 #pragma unroll
     for (int s = 0; s < S; ++s) {
-      Vec<T> dv, sv;
-      if (col[s] < h) {
-        dv = load_vec(dy + r * h + col[s]);
-        sv = load_vec(sum + r * h + col[s]);
-      }
 #pragma unroll
       for (int k = 0; k < V; ++k) {
         const bool in = col[s] < h;
-        const float d = in ? to_f32(dv.v[k]) : 0.0f;
-        xhat[s][k] = in ? (to_f32(sv.v[k]) - mu) * rs : 0.0f;
+        const float d = in ? to_f32(cur.dy[s].v[k]) : 0.0f;
+        xhat[s][k] = in ? (to_f32(cur.sum[s].v[k]) - mu) * rs : 0.0f;
         g[s][k] = d * w[s][k];
         dw[s][k] += d * xhat[s][k];
         db[s][k] += d;
@@ -212,17 +228,16 @@ __global__ void __launch_bounds__(512)
 #pragma unroll
     for (int s = 0; s < S; ++s) {
       if (col[s] >= h) continue;
-      Vec<T> ds;
-      if (dsum != nullptr) ds = load_vec(dsum + r * h + col[s]);
       Vec<T> out;
 #pragma unroll
       for (int k = 0; k < V; ++k) {
         float v = rs * (g[s][k] - mean_g - xhat[s][k] * mean_gx);
-        if (dsum != nullptr) v += to_f32(ds.v[k]);
+        if (dsum != nullptr) v += to_f32(cur.dsum[s].v[k]);
         out.v[k] = from_f32<T>(v);
       }
       store_vec(dx + r * h + col[s], out);
     }
+    cur = next;
   }
 #pragma unroll
   for (int s = 0; s < S; ++s) {
