@@ -38,7 +38,8 @@ std::unique_ptr<core::CheckpointFormat> open_format(const core::PluginRegistry& 
 int cmd_ckpt(int argc, char** argv) {
   cxxopts::Options options("megahost ckpt", "verify DIR: read every tensor and check its checksum, and that the rank\n"
                                             "            folders cover every global tensor.\n"
-                                            "inspect DIR: metadata and tensors (name, dtype, shape, bytes, global shape, slice).\n"
+                                            "inspect DIR: metadata and tensors (name, dtype, shape, bytes, global\n"
+                                            "             shape, slice).\n"
                                             "DIR: a save folder (its latest checkpoint) or one iter_* folder.");
   options.add_options()("action", "verify or inspect", cxxopts::value<std::string>())(
       "dir", "checkpoint folder", cxxopts::value<std::string>())("json", "machine-readable output (inspect)")(
@@ -118,13 +119,15 @@ int cmd_ckpt(int argc, char** argv) {
           if (has_slices && shards["tensors"].contains(e.name)) {
             const auto& j = shards["tensors"][e.name];
             global = shape_str(j.value("global_shape", std::vector<int64_t>{}));
-            const auto off = j.value("offsets", std::vector<int64_t>{}), len = j.value("lengths", std::vector<int64_t>{});
+            const auto off = j.value("offsets", std::vector<int64_t>{});
+            const auto len = j.value("lengths", std::vector<int64_t>{});
             slice.clear();
             for (size_t d = 0; d < off.size() && d < len.size(); ++d)
               slice += core::cat(d ? "," : "", off[d], ":", off[d] + len[d]);
             slice = "[" + slice + "]";
             if (j.contains("glu_dim")) slice += core::cat(" glu_dim ", j["glu_dim"].get<int>());
-            if (j.contains("flat")) slice += core::cat(" flat ", j["flat"][0].get<int64_t>(), "+", j["flat"][1].get<int64_t>());
+            if (j.contains("flat"))
+              slice += core::cat(" flat ", j["flat"][0].get<int64_t>(), "+", j["flat"][1].get<int64_t>());
           }
           std::printf("  %-56s %-9s %-18s %-12llu %-18s %s\n", e.name.c_str(), c10::toString(e.dtype),
                       shape_str(e.shape).c_str(), static_cast<unsigned long long>(e.nbytes), global.c_str(),

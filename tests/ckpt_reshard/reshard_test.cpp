@@ -225,7 +225,8 @@ TEST_F(Reshard, ChangedVocabularyPaddingIsTrimmed) {
   const std::string sets = "--set parallel.make_vocab_size_divisible_by=128 --set training.train_iters=2 ";
   train("vocab_tp2", 2, sets + "--set parallel.tensor_model_parallel_size=2 --set checkpoint.save=" + save);
   Result r;
-  const Metrics m = train("vocab_tp1", 1, "--set parallel.make_vocab_size_divisible_by=128 --set checkpoint.load=" + save, &r);
+  const Metrics m =
+      train("vocab_tp1", 1, "--set parallel.make_vocab_size_divisible_by=128 --set checkpoint.load=" + save, &r);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("has 512 rows (padded vocabulary) in the checkpoint and 384 in this layout"), std::string::npos)
       << r.out;
@@ -252,7 +253,8 @@ TEST_F(Reshard, OldSingleProcessCheckpointReshards) {
   train("old_single_tp1", 1, "--set training.train_iters=2 --set checkpoint.save=" + save);
   drop_shards_record(fs::path(save) / "iter_0000002");
   Result r;
-  const Metrics m = train("old_single_tp2", 2, "--set parallel.tensor_model_parallel_size=2 --set checkpoint.load=" + save, &r);
+  const Metrics m =
+      train("old_single_tp2", 2, "--set parallel.tensor_model_parallel_size=2 --set checkpoint.load=" + save, &r);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("resharding every tensor"), std::string::npos) << r.out;
   ASSERT_EQ(m.loss.size(), 2u) << r.out;

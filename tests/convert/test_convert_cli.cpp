@@ -58,7 +58,8 @@ TEST(ConvertCli, TargetLayoutRoundTripAndRefusals) {
   const fs::path dir = fs::temp_directory_path() / ("mh-convert-cli-tp-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   const Result in = convert("--loader hf --saver megahost --load-dir " + kGpt2.string() + " --save-dir " +
-                            (dir / "mh").string() + " --target-tensor-parallel-size 2 --target-pipeline-parallel-size 2");
+                            (dir / "mh").string() +
+                            " --target-tensor-parallel-size 2 --target-pipeline-parallel-size 2");
   ASSERT_EQ(in.code, 0) << in.out;
   for (const char* rank : {"rank_00000", "rank_00001", "rank_00002", "rank_00003"})
     EXPECT_TRUE(fs::exists(dir / "mh/iter_0000000" / rank / "index.json")) << rank;

@@ -91,7 +91,8 @@ std::pair<int32_t, bool> tp_partition(const hf::ModelShape& s, const std::string
 // embeddings live on the first and the last stage).
 std::vector<int> stages_holding(const hf::ModelShape& s, const std::string& name, int pp) {
   const std::string layers = "decoder.layers.";
-  if (name.rfind(layers, 0) == 0) return {static_cast<int>(std::stoll(name.substr(layers.size())) / (s.num_layers / pp))};
+  if (name.rfind(layers, 0) == 0)
+    return {static_cast<int>(std::stoll(name.substr(layers.size())) / (s.num_layers / pp))};
   if (name == "embedding.word_embeddings.weight" && s.tied && pp > 1) return {0, pp - 1};
   if (name.rfind("embedding.", 0) == 0) return {0};
   return {pp - 1};

@@ -254,7 +254,8 @@ std::string ShardedCheckpoint::coverage_problem(const std::string& entry) const 
   for (const auto* p : regions)
     if (p->slice.global_shape != shape)
       return cat(iter_dir_, ": '", entry, "': rank folders disagree on its global shape (",
-                 at::IntArrayRef(shape), " vs ", at::IntArrayRef(p->slice.global_shape), " in ", folders_[p->folder], ")");
+                 at::IntArrayRef(shape), " vs ", at::IntArrayRef(p->slice.global_shape), " in ", folders_[p->folder],
+                 ")");
   at::Tensor mask = at::zeros(shape, at::kInt);
   for (const auto* p : regions) place_slice(mask, p->slice, at::ones(p->slice.local_shape(), at::kInt));
   return uncovered(mask.clamp_max(1), iter_dir_, entry);
@@ -280,9 +281,9 @@ at::Tensor ShardedCheckpoint::read_region(const std::string& entry, const ShardS
     place_slice(mask, p->slice, at::ones(p->slice.local_shape(), at::kInt));
   }
   const at::Tensor needed = extract_slice(mask, target);
-  MH_CORE_CHECK(needed.numel() == 0 || needed.min().item<int>() > 0, iter_dir_, ": '", entry, "': the rank folders hold no piece for part of ",
-                "the slice [", at::IntArrayRef(target.offsets), " + ", at::IntArrayRef(target.lengths),
-                "] this rank loads\nHINT: a rank folder is missing or the checkpoint is damaged");
+  MH_CORE_CHECK(needed.numel() == 0 || needed.min().item<int>() > 0, iter_dir_, ": '", entry,
+                "': the rank folders hold no piece for part of the slice [", at::IntArrayRef(target.offsets),
+                " + ", at::IntArrayRef(target.lengths), "] this rank loads\nHINT: a rank folder is missing or the checkpoint is damaged");
   return global;
 }
 

@@ -548,8 +548,8 @@ TrainingState load_resharded(CheckpointFormat& fmt, const std::string& iter_path
         if (stored.count(name) != 0) set_generator_state(gen, ck.reader(f).blob(name));
     } else {
       // No saved rank had these coordinates: a fresh, deterministic stream per rank and iteration.
-      const uint64_t seed = 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(meta.value("iteration", int64_t{0})) * 1000003u +
-                                                     static_cast<uint64_t>(parts.rank));
+      const auto iteration = static_cast<uint64_t>(meta.value("iteration", int64_t{0}));
+      const uint64_t seed = 0x9E3779B97F4A7C15ull ^ (iteration * 1000003u + static_cast<uint64_t>(parts.rank));
       for (auto& [name, gen] : default_generators()) {
         std::lock_guard<std::mutex> lock(gen.mutex());
         gen.set_current_seed(seed);
