@@ -13,7 +13,8 @@
 # Env: MEGAHOST_GPU_BUILD_DIR (build-gpu), MEGAHOST_GPU_BUILD_TYPE (RelWithDebInfo), MEGAHOST_JOBS (nproc), SKIP_TESTS=1, SKIP_BENCH=1,
 #      BASELINE_CONFIGS (gpt_baseline.py arguments), BENCH_RUNS / BENCH_EXTRA (lines label|recipe|args),
 #      CTEST_REGEX (run only the matching tests),
-#      CTEST_TIME_LIMIT (300 s for the whole ctest run),
+#      CTEST_TIME_LIMIT (300 s for the whole ctest run), CKPT_BENCH=1 (checkpoint save/load GB/s of
+#      the GPT-1.3B recipe, CKPT_DIR for where),
 #      LOG_DIR (default $OUT when set, else build-gpu/logs) for the full logs.
 # Exits non-zero, naming the stage, when any stage fails (later stages still run, so one call on
 # a lent machine shows everything).
@@ -179,6 +180,29 @@ PY
 fi
 
 echo
+# CKPT_BENCH=1: checkpoint save / load throughput of the GPT-1.3B bench recipe (docs/checkpoints.md):
+# a synchronous and an asynchronous save at iteration 2, then a resume from the synchronous one.
+if [ "${CKPT_BENCH:-0}" = 1 ]; then
+  stage "checkpoint throughput (GPT-1.3B, bf16 + fp32 masters + AdamW state)"
+  CK="${CKPT_DIR:-$BUILD/ckpt-bench}"
+  rm -rf "$CK"
+  for mode in sync async; do
+    "$BUILD/bin/megahost" run examples/gpt/bench_gpt1.3b.toml --set training.train_iters=2 \
+      --set checkpoint.save="$CK/$mode" --set checkpoint.save_interval=2 \
+      --set checkpoint.async_save="$([ "$mode" = async ] && echo true || echo false)" >"$LOG_DIR/ckpt-$mode.log" 2>&1 ||
+      fail "checkpoint $mode save (see ckpt-$mode.log)"
+    grep -E "saved checkpoint|copied the state" "$LOG_DIR/ckpt-$mode.log" || true
+  done
+  sync
+  if (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then echo "page cache dropped before the load"
+  else echo "page cache NOT dropped (no permission): the load below may read cached pages"; fi
+  "$BUILD/bin/megahost" run examples/gpt/bench_gpt1.3b.toml --set training.train_iters=3 \
+    --set checkpoint.load="$CK/sync" >"$LOG_DIR/ckpt-load.log" 2>&1 || fail "checkpoint load (see ckpt-load.log)"
+  grep -E "loaded .* in |resumed from" "$LOG_DIR/ckpt-load.log" || true
+  df -h "$CK" | tail -n 1
+  rm -rf "$CK"
+fi
+
 if [ ${#failed[@]} -gt 0 ]; then
   echo "gpu_check: FAILED stages: ${failed[*]} (logs in $LOG_DIR)"
   exit 1

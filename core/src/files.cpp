@@ -17,4 +17,18 @@ void remove_tree(const std::filesystem::path& p) {
   MH_CORE_CHECK(!ec, p.string(), ": cannot remove (", ec.message(), ")\nHINT: check permissions");
 }
 
+std::uintmax_t tree_bytes(const std::filesystem::path& p) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::symlink_status(p, ec);
+  if (fs::is_regular_file(st)) {
+    const std::uintmax_t n = fs::file_size(p, ec);
+    return ec ? 0 : n;
+  }
+  std::uintmax_t total = 0;
+  if (fs::is_directory(st))
+    for (const auto& e : fs::directory_iterator(p, ec)) total += tree_bytes(e.path());
+  return total;
+}
+
 }  // namespace megahost::core

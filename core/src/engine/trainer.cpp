@@ -12,6 +12,7 @@
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard: ATen.h no longer brings it on libtorch 2.x
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -24,6 +25,7 @@
 #include <sstream>
 
 #include "megahost/core/engine/batches.h"
+#include "megahost/core/engine/checkpoint_convert.h"
 #include "megahost/core/engine/checkpointing.h"
 #include "megahost/core/engine/data_parallel.h"
 #include "megahost/core/engine/lr_schedule.h"
@@ -34,6 +36,7 @@
 #include "megahost/core/parallel/world.h"
 #include "megahost/core/engine/samples.h"
 #include "megahost/core/error.h"
+#include "megahost/core/files.h"
 #include "megahost/core/host_services.h"
 #include "megahost/core/instances.h"
 #include "megahost/sdk/torch_interop.h"
@@ -168,6 +171,7 @@ void validate_plugin_sections(const Recipe& r, const PluginRegistry& reg) {
 
 TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks& hooks) {
   validate_plugin_sections(r, reg);  // every recipe error before any heavy work
+  check_checkpoint_conversion(r, reg);  // [checkpoint] ckpt_convert_format (checkpoint_convert.h)
 
   const int64_t mbs = r.get_int("training", "micro_batch_size");
   const int64_t gbs = r.get_int("training", "global_batch_size");
@@ -323,7 +327,12 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
       LoadOptions lo;
       lo.load_optimizer = !finetune && !r.get_bool("checkpoint", "no_load_optim");
       lo.load_rng = !finetune && !r.get_bool("checkpoint", "no_load_rng");
+      const auto t_load = Clock::now();
       state = load_checkpoint(*ckpt, load_dir, *latest, parts, lo);
+      const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
+      const double load_gb = static_cast<double>(tree_bytes(iteration_dir(load_dir, *latest))) / 1e9;
+      spdlog::info("loaded {} in {:.2f} s ({:.2f} GB in the folder, {:.2f} GB/s)", iteration_dir(load_dir, *latest),
+                   load_s, load_gb, load_gb / std::max(load_s, 1e-9));
       if (!lo.load_optimizer) ddp.reload_model_params();  // fp32 masters follow the loaded weights
       if (finetune) {
         state = TrainingState{};
@@ -338,6 +347,12 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
       spdlog::warn("{}: no {} found; starting from random initialisation", load_dir,
                    "latest_checkpointed_iteration.txt");
     }
+  }
+  if (checkpoint_conversion_requested(r)) {  // Megatron's --ckpt-convert-format: write it again, stop
+    convert_loaded_checkpoint(r, reg, state, parts, read_file(r.path));
+    TrainSummary converted;
+    converted.start_iteration = converted.last_iteration = state.iteration;
+    return converted;
   }
 
   std::optional<int32_t> eod_mask;
@@ -433,8 +448,10 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
       return;
     }
     save_checkpoint(*ckpt, save_dir, state, parts, recipe_text, r.get_int("checkpoint", "keep_last_n"));
-    spdlog::info("saved checkpoint at iteration {} to {} in {:.2f} s", iteration, iteration_dir(save_dir, iteration),
-                 std::chrono::duration<double>(Clock::now() - t0).count());
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double gb = static_cast<double>(tree_bytes(iteration_dir(save_dir, iteration))) / 1e9;
+    spdlog::info("saved checkpoint at iteration {} to {} in {:.2f} s ({:.2f} GB, {:.2f} GB/s)", iteration,
+                 iteration_dir(save_dir, iteration), s, gb, gb / std::max(s, 1e-9));
   };
 
   set_training(true);
