@@ -63,7 +63,10 @@ const std::map<std::string, Schema>& host_schema() {
         {"no_load_rng", spec("bool", "false", "do not load RNG state")},
         {"finetune", spec("bool", "false", "load weights only from `load`: iteration 0, fresh optimizer, scheduler, RNG")},
         {"keep_last_n", spec("int", "0", "keep only the newest N iter_* folders after a save (0: keep all)")},
-        {"async_save", spec("bool", "false", "write checkpoints in a background thread (Megatron's --async-save)")}}},
+        {"async_save", spec("bool", "false", "write checkpoints in a background thread (Megatron's --async-save)")},
+        {"ckpt_convert_format", spec("string", nullptr, "load, write the checkpoint again through this format plugin "
+                                                        "into ckpt_convert_save, stop (Megatron's --ckpt-convert-format)")},
+        {"ckpt_convert_save", spec("path", nullptr, "folder the converted checkpoint goes to (--ckpt-convert-save)")}}},
       {"training",
        {{"micro_batch_size", spec("int", "1", "samples per micro-batch")},
         {"global_batch_size", spec("int", nullptr, "samples per iteration (default micro_batch_size)")},

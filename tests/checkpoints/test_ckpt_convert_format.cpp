@@ -1,0 +1,197 @@
+// Megatron's checkpoint format converter in a run (`[checkpoint] ckpt_convert_format`,
+// `ckpt_convert_save`), driven as a user would (`megahost run`, one process, CPU). A tiny GPT
+// (dropout on, so the RNG states matter) trains 4 iterations and saves at 2 and 4. Its
+// iteration-2 checkpoint is converted by a run that stops without training; the converted
+// folder passes `ckpt verify`, holds the same bytes (same format), and a resume from it logs
+// iterations 3 and 4 with the uninterrupted run's losses. Wrong combinations are refused naming
+// the key.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const std::string kMegahost = std::string(MEGAHOST_BINARY_DIR) + "/bin/megahost";
+const std::string kGolden = std::string(MEGAHOST_TEST_DATA_DIR) + "/golden/gpt2_bpe_ids.jsonl";
+constexpr double kRelTol = 1e-6;  // same layout, same process count: the same sums
+
+struct Result {
+  int code = -1;
+  std::string out;
+};
+
+Result run(const std::string& args) {
+  Result r;
+  FILE* p = popen((kMegahost + " " + args + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::map<int64_t, double> read_losses(const std::string& path) {
+  std::map<int64_t, double> loss;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    const json j = json::parse(line);
+    if (j.value("split", "") != "valid") loss[j.at("iteration").get<int64_t>()] = j.at("lm_loss").get<double>();
+  }
+  return loss;
+}
+
+std::string file_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+class CkptConvertFormat : public ::testing::Test {
+ protected:
+  static fs::path dir_;
+  static std::string recipe_;
+  static std::map<int64_t, double> reference_;
+
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("megahost_ckpt_convert_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    {
+      std::ifstream in(kGolden);
+      std::ofstream out(dir_ / "corpus.jsonl");
+      std::vector<std::string> lines;
+      for (std::string l; std::getline(in, l);) lines.push_back(l);
+      for (size_t i = lines.size() - 100; i < lines.size(); ++i)
+        out << json{{"text", json::parse(lines[i]).at("text")}}.dump() << "\n";
+    }
+    const Result pre = run("preprocess --input " + (dir_ / "corpus.jsonl").string() + " --output-prefix " +
+                           (dir_ / "corpus").string() + " --tokenizer-type ByteLevelTokenizer --append-eod --workers 1");
+    ASSERT_EQ(pre.code, 0) << pre.out;
+    {
+      std::ofstream out(dir_ / "recipe.toml");
+      out << "[model]\nplugin = 'gpt'\nnum_layers = 2\nhidden_size = 32\nnum_attention_heads = 4\n"
+             "seq_length = 32\nmax_position_embeddings = 32\nhidden_dropout = 0.1\nattention_dropout = 0.1\n"
+             "[tokenizer]\nplugin = 'byte-level'\n"
+             "[data]\ndata_path = '" << (dir_ / "corpus_text_document").string() << "'\nsplit = '100,0,0'\n"
+             "[optimizer]\nplugin = 'adamw'\nlr = 1e-3\nmin_lr = 1e-4\n"
+             "[training]\nmicro_batch_size = 2\nglobal_batch_size = 4\ntrain_iters = 4\nlr_warmup_iters = 1\n"
+             "eval_interval = 100\neval_iters = 0\nseed = 5\ndevice = 'cpu'\nnum_threads = 1\n"
+             "[logging]\nlog_interval = 1\n"
+             "[checkpoint]\nsave_interval = 2\n";
+    }
+    recipe_ = (dir_ / "recipe.toml").string();
+    const Result ref = train("reference", "--set checkpoint.save=" + (dir_ / "ref").string());
+    ASSERT_EQ(ref.code, 0) << ref.out;
+    reference_ = read_losses((dir_ / "reference.jsonl").string());
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+
+  static Result train(const std::string& name, const std::string& sets) {
+    return run("run " + recipe_ + " --set logging.metrics_file=" + (dir_ / (name + ".jsonl")).string() + " " + sets);
+  }
+
+  // A save folder holding only the reference's iteration 2 (tracker included).
+  static std::string iteration2_copy(const std::string& name) {
+    const fs::path d = dir_ / name;
+    fs::create_directories(d);
+    fs::copy(dir_ / "ref/iter_0000002", d / "iter_0000002", fs::copy_options::recursive);
+    std::ofstream(d / "latest_checkpointed_iteration.txt") << "2\n";
+    return d.string();
+  }
+
+  static std::string convert_sets(const std::string& load, const std::string& format, const std::string& save) {
+    return "--set checkpoint.load=" + load + " --set checkpoint.ckpt_convert_format=" + format +
+           " --set checkpoint.ckpt_convert_save=" + save;
+  }
+};
+
+fs::path CkptConvertFormat::dir_;
+std::string CkptConvertFormat::recipe_;
+std::map<int64_t, double> CkptConvertFormat::reference_;
+
+// Only one format plugin ships (megahost-tensors): the conversion into the same format into
+// another folder must give the same bytes and a checkpoint that resumes exactly.
+TEST_F(CkptConvertFormat, ConvertedCheckpointVerifiesAndResumesWithTheSameLosses) {
+  ASSERT_EQ(reference_.size(), 4u);
+  const std::string src = iteration2_copy("src");
+  const fs::path out = dir_ / "converted";
+  const Result conv = train("convert", convert_sets(src, "megahost-tensors", out.string()));
+  ASSERT_EQ(conv.code, 0) << conv.out;
+  EXPECT_NE(conv.out.find("converted checkpoint"), std::string::npos) << conv.out;
+  EXPECT_NE(conv.out.find("stopping without training"), std::string::npos) << conv.out;
+  EXPECT_TRUE(read_losses((dir_ / "convert.jsonl").string()).empty()) << "the conversion trained:\n" << conv.out;
+  EXPECT_EQ(file_bytes(out / "latest_checkpointed_iteration.txt"), "2\n");
+  for (const char* f : {"index.json", "tensors.bin"})
+    EXPECT_EQ(file_bytes(out / "iter_0000002" / f), file_bytes(fs::path(src) / "iter_0000002" / f)) << f;
+  const Result verify = run("ckpt verify " + out.string());
+  EXPECT_EQ(verify.code, 0) << verify.out;
+  // The source is left as it was: one iteration folder and its tracker.
+  EXPECT_EQ(file_bytes(fs::path(src) / "latest_checkpointed_iteration.txt"), "2\n");
+
+  const Result resumed = train("resumed", "--set checkpoint.load=" + out.string());
+  ASSERT_EQ(resumed.code, 0) << resumed.out;
+  const auto loss = read_losses((dir_ / "resumed.jsonl").string());
+  ASSERT_EQ(loss.size(), 2u) << resumed.out;  // iterations 3 and 4
+  for (int64_t it : {3, 4})
+    EXPECT_NEAR(loss.at(it), reference_.at(it), kRelTol * reference_.at(it)) << "iteration " << it;
+}
+
+TEST_F(CkptConvertFormat, UnknownFormatIsRefusedNamingTheKey) {
+  const Result r = train("bad_format", convert_sets(iteration2_copy("src_bad_format"), "no-such-format",
+                                                    (dir_ / "out_bad_format").string()));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("ckpt_convert_format = 'no-such-format'"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("megahost-tensors"), std::string::npos) << "the known ids:\n" << r.out;
+  EXPECT_FALSE(fs::exists(dir_ / "out_bad_format"));
+}
+
+TEST_F(CkptConvertFormat, MissingLoadIsRefusedNamingTheKey) {
+  const Result r = train("no_load", "--set checkpoint.ckpt_convert_format=megahost-tensors "
+                                    "--set checkpoint.ckpt_convert_save=" + (dir_ / "out_no_load").string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("checkpoint.load, which is not set"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("HINT"), std::string::npos) << r.out;
+}
+
+TEST_F(CkptConvertFormat, LoadWithoutCheckpointIsRefused) {
+  fs::create_directories(dir_ / "empty");
+  const Result r = train("empty", convert_sets((dir_ / "empty").string(), "megahost-tensors",
+                                               (dir_ / "out_empty").string()));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("holds no checkpoint"), std::string::npos) << r.out;
+}
+
+TEST_F(CkptConvertFormat, OtherWrongCombinationsAreRefused) {
+  const std::string src = iteration2_copy("src_combos");
+  const Result no_save = train("no_save", "--set checkpoint.load=" + src +
+                                              " --set checkpoint.ckpt_convert_format=megahost-tensors");
+  EXPECT_NE(no_save.code, 0);
+  EXPECT_NE(no_save.out.find("needs checkpoint.ckpt_convert_save"), std::string::npos) << no_save.out;
+  const Result no_format = train("no_format", "--set checkpoint.load=" + src +
+                                                  " --set checkpoint.ckpt_convert_save=" + (dir_ / "x").string());
+  EXPECT_NE(no_format.code, 0);
+  EXPECT_NE(no_format.out.find("ckpt_convert_save is set without ckpt_convert_format"), std::string::npos)
+      << no_format.out;
+  const Result same = train("same", convert_sets(src, "megahost-tensors", src));
+  EXPECT_NE(same.code, 0);
+  EXPECT_NE(same.out.find("is the load folder"), std::string::npos) << same.out;
+  const Result finetune = train("finetune", convert_sets(src, "megahost-tensors", (dir_ / "y").string()) +
+                                                " --set checkpoint.finetune=true");
+  EXPECT_NE(finetune.code, 0);
+  EXPECT_NE(finetune.out.find("checkpoint.finetune = true"), std::string::npos) << finetune.out;
+}
+
+}  // namespace
