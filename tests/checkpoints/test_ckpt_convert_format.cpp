@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -122,8 +123,8 @@ fs::path CkptConvertFormat::dir_;
 std::string CkptConvertFormat::recipe_;
 std::map<int64_t, double> CkptConvertFormat::reference_;
 
-// Only one format plugin ships (megahost-tensors): the conversion into the same format into
-// another folder must give the same bytes and a checkpoint that resumes exactly.
+// Into the same format (megahost-tensors), another folder: the same bytes, and a checkpoint that
+// resumes exactly.
 TEST_F(CkptConvertFormat, ConvertedCheckpointVerifiesAndResumesWithTheSameLosses) {
   ASSERT_EQ(reference_.size(), 4u);
   const std::string src = iteration2_copy("src");
@@ -147,6 +148,48 @@ TEST_F(CkptConvertFormat, ConvertedCheckpointVerifiesAndResumesWithTheSameLosses
   ASSERT_EQ(loss.size(), 2u) << resumed.out;  // iterations 3 and 4
   for (int64_t it : {3, 4})
     EXPECT_NEAR(loss.at(it), reference_.at(it), kRelTol * reference_.at(it)) << "iteration " << it;
+}
+
+// Into the second format plugin (safetensors): one model.safetensors per folder, a valid
+// safetensors file (header, packed payloads) under the megahost names; `ckpt verify` checks its
+// CRC-32s and names a flipped byte; a run with [checkpoint] plugin = "safetensors" resumes from it.
+TEST_F(CkptConvertFormat, ConvertedIntoSafetensorsResumesWithTheSameLosses) {
+  ASSERT_EQ(reference_.size(), 4u);
+  const fs::path out = dir_ / "converted_st";
+  const Result conv = train("convert_st", convert_sets(iteration2_copy("src_st"), "safetensors", out.string()));
+  ASSERT_EQ(conv.code, 0) << conv.out;
+  EXPECT_NE(conv.out.find("(format 'safetensors')"), std::string::npos) << conv.out;
+  const fs::path file = out / "iter_0000002/model.safetensors";
+  const std::string bytes = file_bytes(file);
+  ASSERT_GT(bytes.size(), 8u);
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= uint64_t(uint8_t(bytes[i])) << (8 * i);
+  const json header = json::parse(bytes.substr(8, n));
+  uint64_t end = 0;
+  for (const auto& [name, v] : header.items())
+    if (name != "__metadata__") end = std::max(end, v.at("data_offsets").at(1).get<uint64_t>());
+  EXPECT_EQ(8 + n + end, bytes.size()) << "header + packed payloads";
+  EXPECT_EQ(header.at("model/embedding.word_embeddings.weight").at("dtype"), "F32");
+  EXPECT_TRUE(header.contains("optimizer/embedding.word_embeddings.weight.exp_avg")) << header.dump().substr(0, 400);
+  const Result verify = run("ckpt verify " + out.string() + " --plugin safetensors");
+  EXPECT_EQ(verify.code, 0) << verify.out;
+
+  const Result resumed = train("resumed_st", "--set checkpoint.plugin=safetensors --set checkpoint.load=" + out.string());
+  ASSERT_EQ(resumed.code, 0) << resumed.out;
+  const auto loss = read_losses((dir_ / "resumed_st.jsonl").string());
+  ASSERT_EQ(loss.size(), 2u) << resumed.out;
+  for (int64_t it : {3, 4})
+    EXPECT_NEAR(loss.at(it), reference_.at(it), kRelTol * reference_.at(it)) << "iteration " << it;
+
+  // A flipped byte in the last payload is named by verify.
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(bytes.size() - 1));
+    f.put(static_cast<char>(bytes.back() ^ 0x5a));
+  }
+  const Result bad = run("ckpt verify " + out.string() + " --plugin safetensors");
+  EXPECT_EQ(bad.code, 1) << bad.out;
+  EXPECT_NE(bad.out.find("checksum mismatch for entry"), std::string::npos) << bad.out;
 }
 
 TEST_F(CkptConvertFormat, UnknownFormatIsRefusedNamingTheKey) {
