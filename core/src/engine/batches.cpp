@@ -2,6 +2,7 @@
 #include "megahost/core/engine/batches.h"
 
 #include "megahost/core/engine/bert_batches.h"
+#include "megahost/core/engine/t5_batches.h"
 #include "megahost/core/error.h"
 
 namespace megahost::core {
@@ -15,6 +16,7 @@ MicroBatchTensors make_gpt_batch(const SampleSource& src, uint64_t first, int64_
                                  std::optional<int32_t> eod_mask, const at::Device& device) {
   // BERT sources carry their own tensors (token types, padding mask, sentence order).
   if (const auto* bert = dynamic_cast<const BertSampleSource*>(&src)) return make_bert_batch(*bert, first, count, device);
+  if (const auto* t5 = dynamic_cast<const T5SampleSource*>(&src)) return make_t5_batch(*t5, first, count, device);
   at::Tensor raw = at::empty({count, seq_length + 1}, at::kLong);  // [b, s + 1]
   int64_t* p = raw.data_ptr<int64_t>();
   for (int64_t i = 0; i < count; ++i) src.sample((first + i) % src.size(), p + i * (seq_length + 1));

@@ -72,8 +72,9 @@ data::BertVocab read_bert_vocab(const Recipe& r) {
 
 bool bert_data_selected(const Recipe& r) {
   const std::string d = r.get_string("data", "dataset");
-  MH_CORE_CHECK(d == "auto" || d == "gpt" || d == "bert", r.where("data", "dataset"), ": [data] dataset = '", d,
-                "' is not a dataset kind\nHINT: dataset = \"gpt\", \"bert\" or \"auto\"");
+  MH_CORE_CHECK(d == "auto" || d == "gpt" || d == "bert" || d == "t5", r.where("data", "dataset"),
+                ": [data] dataset = '", d,
+                "' is not a dataset kind\nHINT: dataset = \"gpt\", \"bert\", \"t5\" or \"auto\"");
   return d == "bert" || (d == "auto" && model_plugin(r) == "bert");
 }
 

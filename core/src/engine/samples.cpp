@@ -14,6 +14,7 @@
 
 #include "megahost/core/data/gpt_dataset.h"
 #include "megahost/core/engine/bert_batches.h"
+#include "megahost/core/engine/t5_batches.h"
 #include "megahost/core/data/index_cache.h"
 #include "megahost/core/error.h"
 #include "megahost/core/host_services.h"
@@ -97,6 +98,7 @@ void log_cache(data::LogLevel level, const std::string& msg) {
 SplitSamples build_gpt_samples(const Recipe& r, DatasetFormat& format, int64_t seq_length, const SampleCounts& counts,
                                uint64_t seed) {
   if (bert_data_selected(r)) return build_bert_samples(r, format, seq_length, counts, seed);  // [data] dataset
+  if (t5_data_selected(r)) return build_t5_samples(r, format, seq_length, counts, seed);
   namespace fs = std::filesystem;
   const char* const split_keys[3] = {"train_data_path", "valid_data_path", "test_data_path"};
   const bool per_split = r.has("data", split_keys[0]) || r.has("data", split_keys[1]) || r.has("data", split_keys[2]);

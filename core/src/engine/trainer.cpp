@@ -122,9 +122,11 @@ struct Components {
   at::Device device{at::kCPU};
 };
 
-// The training sample length: [model] seq_length (Megatron's --seq-length).
+// The training sample length: [model] seq_length (Megatron's --seq-length), or T5's
+// encoder_seq_length (Megatron sets --seq-length to --encoder-seq-length).
 int64_t model_seq_length(const Recipe& r) {
   auto seq = r.section("model").table->get("seq_length");
+  if (seq == nullptr) seq = r.section("model").table->get("encoder_seq_length");
   MH_CORE_CHECK(seq != nullptr && seq->is_integer() && *seq->value<int64_t>() > 0, r.path,
                 ": [model] needs seq_length (the training sample length)",
                 "\nHINT: add seq_length = 1024 (or your length) to [model]");

@@ -1,0 +1,137 @@
+// T5 model (see t5_model.h).
+#include "t5_model.h"
+
+#include <ATen/ATen.h>
+
+#include "megahost/sdk/error.h"
+#include "megahost/sdk/nn/cross_entropy.h"
+#include "megahost/sdk/parallel/random.h"
+
+namespace megahost::t5 {
+
+using sdk::nn::Init;
+using sdk::nn::join_name;
+
+CrossAttention::CrossAttention(sdk::nn::ParamRegistry& reg, const std::string& prefix,
+                               const sdk::nn::TransformerConfig& cfg)
+    : linear_q(reg, join_name(prefix, "linear_q"), cfg.hidden_size, cfg.query_projection_size(), cfg.add_bias_linear,
+               Init::normal(cfg.init_method_std), cfg.parallel),
+      linear_kv(reg, join_name(prefix, "linear_kv"), cfg.hidden_size, 2 * cfg.query_projection_size(),
+                cfg.add_bias_linear, Init::normal(cfg.init_method_std), cfg.parallel),
+      linear_proj(reg, join_name(prefix, "linear_proj"), cfg.query_projection_size(), cfg.hidden_size,
+                  cfg.add_bias_linear, Init::normal(cfg.output_layer_init_std()), cfg.parallel),
+      head_dim_(cfg.kv_channels) {}
+
+at::Tensor CrossAttention::forward(const at::Tensor& x, const at::Tensor& memory, const at::Tensor& memory_keep,
+                                   double attention_dropout) const {
+  const at::Tensor q_all = linear_q.forward(x);        // [sd, b, np/tp * hn]
+  const at::Tensor kv_all = linear_kv.forward(memory);  // [se, b, np/tp * 2hn]
+  const int64_t heads = q_all.size(2) / head_dim_;
+  const at::Tensor q = q_all.view({q_all.size(0), q_all.size(1), heads, head_dim_});  // [sd, b, np/tp, hn]
+  const at::Tensor kv = kv_all.view({kv_all.size(0), kv_all.size(1), heads, 2 * head_dim_});
+  const at::Tensor k = kv.narrow(3, 0, head_dim_), v = kv.narrow(3, head_dim_, head_dim_);  // [se, b, np/tp, hn]
+  const at::Tensor context =
+      sdk::nn::padded_dot_product_attention(q, k, v, memory_keep, /*causal=*/false, attention_dropout);
+  return linear_proj.forward(context);  // [sd, b, h]
+}
+
+T5Layer::T5Layer(sdk::nn::ParamRegistry& reg, const std::string& prefix, const sdk::nn::TransformerConfig& cfg,
+                 bool decoder)
+    : input_layernorm(reg, join_name(prefix, "input_layernorm"), cfg.hidden_size, cfg.normalization, cfg.norm_epsilon),
+      self_attention(reg, join_name(prefix, "self_attention"), cfg),
+      pre_mlp_layernorm(reg, join_name(prefix, "pre_mlp_layernorm"), cfg.hidden_size, cfg.normalization,
+                        cfg.norm_epsilon),
+      mlp(reg, join_name(prefix, "mlp"), cfg),
+      decoder_(decoder),
+      hidden_dropout_(cfg.hidden_dropout),
+      attention_dropout_(cfg.attention_dropout),
+      parallel_(cfg.parallel) {
+  // Registered after the MLP here; names follow Megatron-Core's T5 layers, so order does not matter
+  // to checkpoints (they are keyed by name).
+  if (decoder) {
+    pre_cross_attn_layernorm.emplace(reg, join_name(prefix, "pre_cross_attn_layernorm"), cfg.hidden_size,
+                                     cfg.normalization, cfg.norm_epsilon);
+    cross_attention.emplace(reg, join_name(prefix, "cross_attention"), cfg);
+  }
+}
+
+at::Tensor T5Layer::forward(const at::Tensor& x, const at::Tensor& keep, const at::Tensor& memory,
+                            const at::Tensor& memory_keep, bool training) const {
+  const double p = training ? hidden_dropout_ : 0.0, pa = training ? attention_dropout_ : 0.0;
+  at::Tensor q, k, v;  // [s, b, np/tp, hn]: this rank's heads
+  self_attention.query_key_value(input_layernorm.forward(x), &q, &k, &v);
+  const at::Tensor context = sdk::nn::padded_dot_product_attention(q, k, v, keep, /*causal=*/decoder_, pa);
+  at::Tensor h = x + sdk::parallel::hidden_dropout(self_attention.linear_proj.forward(context), p, training,
+                                                   parallel_.get());
+  if (decoder_) {
+    const at::Tensor cross = cross_attention->forward(pre_cross_attn_layernorm->forward(h), memory, memory_keep, pa);
+    h = h + sdk::parallel::hidden_dropout(cross, p, training, parallel_.get());
+  }
+  return h + sdk::parallel::hidden_dropout(mlp.forward(pre_mlp_layernorm.forward(h)), p, training, parallel_.get());
+}
+
+T5Model::T5Model(const T5Config& cfg, at::Device device, at::ScalarType param_dtype, uint64_t init_seed)
+    : params(device, param_dtype, init_seed), cfg_(cfg) {
+  const sdk::nn::TransformerConfig& t = cfg.transformer;
+  const int64_t h = t.hidden_size;
+  const Init normal = Init::normal(t.init_method_std);
+  // Megatron-Core's T5Model: one embedding for encoder and decoder, encoder, decoder, lm_head.
+  word_embeddings_.emplace(params, "embedding.word_embeddings", cfg.padded_vocab_size, h, normal, t.parallel);
+  position_embeddings_.emplace(params, "embedding.position_embeddings", cfg.max_position_embeddings, h, normal);
+  for (int64_t i = 0; i < t.num_layers; ++i)
+    encoder_.push_back(std::make_unique<T5Layer>(params, "encoder.layers." + std::to_string(i), t, false));
+  encoder_final_layernorm_.emplace(params, "encoder.final_layernorm", h, t.normalization, t.norm_epsilon);
+  for (int64_t i = 0; i < t.num_layers; ++i)
+    decoder_.push_back(std::make_unique<T5Layer>(params, "decoder.layers." + std::to_string(i), t, true));
+  decoder_final_layernorm_.emplace(params, "decoder.final_layernorm", h, t.normalization, t.norm_epsilon);
+  // T5LMHead: the tied word embeddings plus its own vocab-parallel bias.
+  output_bias_ = sdk::nn::create_tensor_parallel(params, "lm_head.output_layer.bias", {cfg.padded_vocab_size},
+                                                 Init::zeros(), 0, MH_PARAM_NO_WEIGHT_DECAY, t.parallel.get());
+}
+
+at::Tensor T5Model::embed(const at::Tensor& tokens, bool training) const {
+  const int64_t b = tokens.size(0), s = tokens.size(1);
+  MH_CHECK(s <= cfg_.max_position_embeddings, MH_ERR_INVALID_ARG, "t5: sequence length ", s,
+           " exceeds max_position_embeddings = ", cfg_.max_position_embeddings,
+           "\nHINT: raise max_position_embeddings in [model] or feed shorter sequences");
+  const at::Tensor pos = at::arange(s, tokens.options()).unsqueeze(0).expand({b, s});           // [b, s]
+  const at::Tensor e = word_embeddings_->forward(tokens) + position_embeddings_->forward(pos);  // [b, s, h]
+  const at::Tensor x = sdk::nn::embeddings_to_hidden_states(e, cfg_.transformer.parallel.get());  // [s, b, h]
+  return sdk::parallel::hidden_dropout(x, training ? cfg_.transformer.hidden_dropout : 0.0, training,
+                                       cfg_.transformer.parallel.get());
+}
+
+at::Tensor T5Model::encode(const at::Tensor& text_enc, const at::Tensor& enc_mask, bool training) const {
+  at::Tensor x = embed(text_enc, training);   // [se, b, h]
+  const at::Tensor keep = enc_mask.to(at::kBool);  // [b, se]
+  for (const auto& layer : encoder_) x = layer->forward(x, keep, {}, {}, training);
+  return encoder_final_layernorm_->forward(x);
+}
+
+at::Tensor T5Model::decode(const at::Tensor& text_dec, const at::Tensor& dec_mask, const at::Tensor& memory,
+                           const at::Tensor& enc_mask, bool training) const {
+  at::Tensor x = embed(text_dec, training);  // [sd, b, h]
+  const at::Tensor keep = dec_mask.to(at::kBool), memory_keep = enc_mask.to(at::kBool);
+  for (const auto& layer : decoder_) x = layer->forward(x, keep, memory, memory_keep, training);
+  return decoder_final_layernorm_->forward(x);
+}
+
+at::Tensor T5Model::lm_logits(const at::Tensor& hidden) const {
+  return sdk::nn::parallel_lm_logits(hidden, word_embeddings_->weight, cfg_.transformer.parallel.get()) +
+         output_bias_;  // [s, b, V/tp]
+}
+
+at::Tensor T5Model::forward(const at::Tensor& text_enc, const at::Tensor& enc_mask, const at::Tensor& text_dec,
+                            const at::Tensor& dec_mask, const at::Tensor& labels, bool training) const {
+  const at::Tensor memory = encode(text_enc, enc_mask, training);                    // [se, b, h]
+  const at::Tensor hidden = decode(text_dec, dec_mask, memory, enc_mask, training);  // [sd, b, h]
+  // The vocabulary projection only where there is a label (padding has -1); every TP rank picks
+  // the same positions.
+  const at::Tensor labelled = labels.ge(0);                                          // [b, sd]
+  const at::Tensor picked = hidden.transpose(0, 1).index({labelled}).unsqueeze(1);  // [n, 1, h]
+  const at::Tensor ce = sdk::nn::vocab_parallel_cross_entropy(lm_logits(picked), labels.index({labelled}).unsqueeze(1),
+                                                              cfg_.transformer.parallel.get());  // [n, 1]
+  return at::zeros(labels.sizes(), ce.options()).index_put({labelled}, ce.squeeze(1));  // [b, sd]
+}
+
+}  // namespace megahost::t5

@@ -1,0 +1,171 @@
+// The t5 plugin as a user runs it: `megahost preprocess --split-sentences` of real Brown text
+// (the golden paragraphs) with the WordPiece vocabulary, `megahost run` of a tiny T5 recipe,
+// `megahost launch` with TP2 and DP2 (same losses as one process), and the configurations that
+// are refused, each with its reason.
+//
+// Tolerance for TP2 / DP2: fp32 on CPU, the layouts only reorder sums: 1e-5 relative per iteration.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "../common/megahost_cli.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const fs::path kGolden = fs::path(MEGAHOST_TEST_DATA_DIR) / "golden";
+const std::string kVocab = (kGolden / "bert_wordpiece_uncased_vocab.txt").string();
+constexpr double kRelTol = 1e-5;
+
+struct Result {
+  int code = -1;
+  std::string out;
+};
+
+Result run(const std::string& args) {
+  Result r;
+  r.code = mhtest::run_megahost(args, &r.out);
+  return r;
+}
+
+struct Metrics {
+  std::map<int64_t, double> loss, grad_norm, valid;
+};
+
+Metrics read_metrics(const fs::path& path) {
+  Metrics m;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    const json j = json::parse(line);
+    const int64_t it = j.at("iteration").get<int64_t>();
+    if (j.value("split", "") == "valid") m.valid[it] = j.at("lm_loss").get<double>();
+    else {
+      m.loss[it] = j.at("lm_loss").get<double>();
+      m.grad_norm[it] = j.at("grad_norm").get<double>();
+    }
+  }
+  return m;
+}
+
+class T5E2E : public ::testing::Test {
+ protected:
+  static fs::path dir_;
+  static std::string recipe_;
+
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("megahost_t5_e2e_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    {
+      // The golden strings' Brown paragraphs (the last 150 lines), one document each.
+      std::ifstream in(kGolden / "bert_wordpiece_lower_ids.jsonl");
+      std::vector<std::string> lines;
+      for (std::string l; std::getline(in, l);) lines.push_back(l);
+      std::ofstream out(dir_ / "brown.jsonl");
+      for (size_t i = lines.size() - 150; i < lines.size(); ++i)
+        out << json{{"text", json::parse(lines[i]).at("text")}}.dump() << "\n";
+    }
+    const Result pre = run("preprocess --input " + (dir_ / "brown.jsonl").string() + " --output-prefix " +
+                           (dir_ / "brown").string() + " --split-sentences --tokenizer-type BertWordPieceLowerCase "
+                           "--vocab-file " + kVocab + " --workers 1");
+    ASSERT_EQ(pre.code, 0) << pre.out;
+    std::ofstream out(dir_ / "t5.toml");
+    out << "[model]\nplugin = 't5'\nnum_layers = 2\nhidden_size = 64\nnum_attention_heads = 4\nkv_channels = 16\n"
+           "ffn_hidden_size = 256\nencoder_seq_length = 64\ndecoder_seq_length = 32\nmax_position_embeddings = 64\n"
+           "hidden_dropout = 0.0\nattention_dropout = 0.0\n"
+           "[tokenizer]\nplugin = 'BertWordPieceLowerCase'\nvocab_file = '" << kVocab << "'\nvocab_extra_ids = 100\n"
+           "[data]\ndataset = 't5'\ndata_path = '" << (dir_ / "brown_text_sentence").string() << "'\nsplit = '90,10,0'\n"
+           "[optimizer]\nplugin = 'adamw'\nlr = 2e-3\nmin_lr = 2e-4\nweight_decay = 0.01\nclip_grad = 1.0\n"
+           "[training]\nmicro_batch_size = 4\nglobal_batch_size = 8\ntrain_iters = 3\nlr_warmup_iters = 1\n"
+           "eval_interval = 3\neval_iters = 1\nseed = 7\ndevice = 'cpu'\nnum_threads = 1\n"
+           "[logging]\nlog_interval = 1\n"
+           // 12129 + [BOS] [EOS] + 100 sentinels = 12231 ids, padded to 12288 at TP1 (256) and TP2 (512) alike.
+           "[parallel]\nmake_vocab_size_divisible_by = 256\ndistributed_timeout_minutes = 1\n";
+    recipe_ = (dir_ / "t5.toml").string();
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+
+  static Metrics train(const std::string& name, int nproc, const std::string& sets) {
+    const fs::path metrics = dir_ / (name + ".jsonl");
+    const std::string args = "run " + recipe_ + " --set logging.metrics_file=" + metrics.string() + " " + sets;
+    const Result r = run(nproc == 1 ? args : "launch --nproc-per-node " + std::to_string(nproc) + " -- " + args);
+    EXPECT_EQ(r.code, 0) << name << ":\n" << r.out;
+    return read_metrics(metrics);
+  }
+
+  static std::string expect_refused(const std::string& sets, const std::vector<std::string>& words,
+                                    const std::string& prefix = "run ") {
+    const Result r = run(prefix + recipe_ + " " + sets);
+    EXPECT_NE(r.code, 0) << sets << ":\n" << r.out;
+    for (const std::string& w : words) EXPECT_NE(r.out.find(w), std::string::npos) << "'" << w << "' in:\n" << r.out;
+    return r.out;
+  }
+};
+
+fs::path T5E2E::dir_;
+std::string T5E2E::recipe_;
+
+TEST_F(T5E2E, TinyT5Learns) {
+  // 150 iterations of 8 samples (~5 s on one core); validation on the held-out 10% of documents.
+  const Metrics m = train("learn", 1, "--set training.train_iters=150 --set training.eval_interval=25 "
+                                      "--set training.eval_iters=4 --set training.lr_warmup_iters=5");
+  ASSERT_EQ(m.loss.size(), 150u);
+  ASSERT_EQ(m.valid.size(), 6u);
+  double first = 0, last = 0;
+  for (int64_t i = 1; i <= 5; ++i) first += m.loss.at(i) / 5;
+  for (int64_t i = 146; i <= 150; ++i) last += m.loss.at(i) / 5;
+  std::printf("T5 lm loss: %.3f (iterations 1-5) -> %.3f (146-150); valid %.3f (25) -> %.3f (150)\n", first, last,
+              m.valid.begin()->second, m.valid.rbegin()->second);
+  EXPECT_LT(last, first - 3.0);  // ln(12288) = 9.4 at the start
+  EXPECT_LT(m.valid.rbegin()->second, m.valid.begin()->second - 0.5);
+}
+
+#ifdef MEGAHOST_TEST_HAVE_GLOO
+TEST_F(T5E2E, TP2AndDP2EqualOneProcess) {
+  const Metrics ref = train("single", 1, "");
+  ASSERT_EQ(ref.loss.size(), 3u);
+  for (const auto& [name, sets] : std::vector<std::pair<std::string, std::string>>{
+           {"tp2", "--set parallel.tensor_model_parallel_size=2"}, {"dp2", ""}}) {
+    const Metrics m = train(name, 2, sets);
+    ASSERT_EQ(m.loss.size(), 3u) << name;
+    for (const auto& [it, l] : ref.loss) {
+      EXPECT_NEAR(m.loss.at(it), l, kRelTol * l) << name << " loss, iteration " << it;
+      EXPECT_NEAR(m.grad_norm.at(it), ref.grad_norm.at(it), kRelTol * ref.grad_norm.at(it)) << name << " grad norm";
+    }
+    for (const auto& [it, l] : ref.valid) EXPECT_NEAR(m.valid.at(it), l, kRelTol * l) << name << " valid loss";
+  }
+}
+
+TEST_F(T5E2E, RefusesPipelineStages) {
+  expect_refused("--set parallel.pipeline_model_parallel_size=2",
+                 {"pipeline stages are not supported by the t5 plugin", "pipeline_model_parallel_size = 1"},
+                 "launch --nproc-per-node 2 -- run ");
+}
+#endif
+
+TEST_F(T5E2E, RefusesDecoderTooShortForTheSpans) {
+  expect_refused("--set model.decoder_seq_length=8", {"decoder_seq_length = 8 is too small for the spans", "HINT"});
+}
+
+TEST_F(T5E2E, RefusesVocabularyWithoutEnoughSentinels) {
+  expect_refused("--set tokenizer.vocab_extra_ids=0", {"0 sentinel tokens", "vocab_extra_ids = 100"});
+  expect_refused("--set tokenizer.vocab_extra_ids=4", {"4 sentinel tokens", "up to 9 masked spans"});
+}
+
+TEST_F(T5E2E, RefusesInconsistentLengthsAndGptBatches) {
+  expect_refused("--set model.max_position_embeddings=32",
+                 {"encoder_seq_length (64) exceeds max_position_embeddings (32)", "HINT"});
+  expect_refused("--set model.seq_length=128", {"seq_length (128) differs from encoder_seq_length (64)"});
+  expect_refused("--set data.dataset=gpt", {"no tensor named 'text_enc'", "dataset = \"t5\""});
+}
+
+}  // namespace
