@@ -192,6 +192,47 @@ TEST_F(CkptConvertFormat, ConvertedIntoSafetensorsResumesWithTheSameLosses) {
   EXPECT_NE(bad.out.find("checksum mismatch for entry"), std::string::npos) << bad.out;
 }
 
+// Several processes: a TP2 run's rank folders converted (under TP2) into safetensors rank
+// folders with their shards.json; one process resumes from them through a resharding load and
+// continues with the TP2 run's losses (1e-5: the layouts reorder sums).
+TEST_F(CkptConvertFormat, Tp2CheckpointConvertedIntoSafetensorsResumesAsTp1) {
+#ifndef MH_TEST_HAVE_GLOO
+  GTEST_SKIP() << "megahost launch on CPU needs Gloo (libgloo-dev)";
+#else
+  // No dropout (TP draws it per rank) and the same padded vocabulary (512) at TP1 and TP2: both
+  // layouts then train the very same model.
+  const std::string same_model = "--set model.hidden_dropout=0.0 --set model.attention_dropout=0.0 "
+                                 "--set parallel.make_vocab_size_divisible_by=256 ";
+  const std::string tp2 = same_model + "--set parallel.tensor_model_parallel_size=2";
+  auto launch = [&](const std::string& name, const std::string& sets) {
+    return run("launch --nproc-per-node 2 -- run " + recipe_ + " --set logging.metrics_file=" +
+               (dir_ / (name + ".jsonl")).string() + " --set parallel.distributed_timeout_minutes=1 " + sets);
+  };
+  const Result ref = launch("tp2_ref", tp2 + " --set checkpoint.save=" + (dir_ / "tp2_ref").string());
+  ASSERT_EQ(ref.code, 0) << ref.out;
+  const auto ref_loss = read_losses((dir_ / "tp2_ref.jsonl").string());
+  ASSERT_EQ(ref_loss.size(), 4u) << ref.out;
+  const fs::path src = dir_ / "tp2_src";
+  fs::create_directories(src);
+  fs::copy(dir_ / "tp2_ref/iter_0000002", src / "iter_0000002", fs::copy_options::recursive);
+  std::ofstream(src / "latest_checkpointed_iteration.txt") << "2\n";
+  const fs::path out = dir_ / "tp2_st";
+  const Result conv = launch("tp2_convert", tp2 + " " + convert_sets(src.string(), "safetensors", out.string()));
+  ASSERT_EQ(conv.code, 0) << conv.out;
+  for (const char* r : {"rank_00000", "rank_00001"})
+    EXPECT_TRUE(fs::exists(out / "iter_0000002" / r / "model.safetensors")) << r;
+  const Result verify = run("ckpt verify " + out.string() + " --plugin safetensors");
+  EXPECT_EQ(verify.code, 0) << verify.out;
+  const Result resumed =
+      train("tp2_st_as_tp1", same_model + "--set checkpoint.plugin=safetensors --set checkpoint.load=" + out.string());
+  ASSERT_EQ(resumed.code, 0) << resumed.out;
+  EXPECT_NE(resumed.out.find("resharding every tensor"), std::string::npos) << resumed.out;
+  const auto loss = read_losses((dir_ / "tp2_st_as_tp1.jsonl").string());
+  ASSERT_EQ(loss.size(), 2u) << resumed.out;
+  for (int64_t it : {3, 4}) EXPECT_NEAR(loss.at(it), ref_loss.at(it), 1e-5 * ref_loss.at(it)) << "iteration " << it;
+#endif
+}
+
 TEST_F(CkptConvertFormat, UnknownFormatIsRefusedNamingTheKey) {
   const Result r = train("bad_format", convert_sets(iteration2_copy("src_bad_format"), "no-such-format",
                                                     (dir_ / "out_bad_format").string()));

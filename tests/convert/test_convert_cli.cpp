@@ -6,6 +6,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 namespace fs = std::filesystem;
@@ -78,10 +80,49 @@ TEST(ConvertCli, TargetLayoutRoundTripAndRefusals) {
   fs::remove_all(dir);
 }
 
+// Loaders and savers are [checkpoint] format plugins by id (Megatron's loader_*/saver_* role):
+// HF -> safetensors-format megahost checkpoint -> megahost-tensors -> HF gives the same bytes,
+// and the safetensors one goes to HF directly too.
+TEST(ConvertCli, FormatPluginsAsLoadersAndSavers) {
+  const fs::path dir = fs::temp_directory_path() / ("mh-convert-cli-fmt-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const Result in = convert("--loader hf --saver safetensors --load-dir " + kGpt2.string() + " --save-dir " +
+                            (dir / "st").string());
+  ASSERT_EQ(in.code, 0) << in.out;
+  EXPECT_TRUE(fs::exists(dir / "st/iter_0000000/model.safetensors"));
+  const Result copy = convert("--loader safetensors --saver megahost-tensors --load-dir " + (dir / "st").string() +
+                              " --save-dir " + (dir / "mh").string());
+  ASSERT_EQ(copy.code, 0) << copy.out;
+  EXPECT_NE(copy.out.find("(format 'megahost-tensors')"), std::string::npos) << copy.out;
+  EXPECT_TRUE(fs::exists(dir / "mh/iter_0000000/index.json"));
+  EXPECT_TRUE(fs::exists(dir / "mh/latest_checkpointed_iteration.txt"));
+  for (const char* from : {"mh", "st"}) {
+    const std::string loader = std::string(from) == "mh" ? "megahost" : "safetensors";
+    const fs::path hf = dir / (std::string("hf_") + from);
+    const Result out = convert("--loader " + loader + " --saver hf --load-dir " + (dir / from).string() +
+                               " --save-dir " + hf.string());
+    ASSERT_EQ(out.code, 0) << out.out;
+    std::ifstream a(hf / "model.safetensors", std::ios::binary), b(kGpt2 / "model.safetensors", std::ios::binary);
+    const std::string got((std::istreambuf_iterator<char>(a)), std::istreambuf_iterator<char>());
+    const std::string want((std::istreambuf_iterator<char>(b)), std::istreambuf_iterator<char>());
+    EXPECT_TRUE(got == want) << from << ": not the source's bytes";
+  }
+  const Result same = convert("--loader megahost --saver megahost-tensors --load-dir " + (dir / "mh").string() +
+                              " --save-dir " + (dir / "same").string());
+  EXPECT_EQ(same.code, 1) << same.out;
+  EXPECT_NE(same.out.find("needs no conversion to change layout"), std::string::npos) << same.out;
+  const Result layout = convert("--loader megahost --saver safetensors --load-dir " + (dir / "mh").string() +
+                                " --save-dir " + (dir / "tp2").string() + " --target-tensor-parallel-size 2");
+  EXPECT_EQ(layout.code, 1) << layout.out;
+  EXPECT_NE(layout.out.find("the layout stays as saved"), std::string::npos) << layout.out;
+  fs::remove_all(dir);
+}
+
 TEST(ConvertCli, RefusesUnknownLoadersAndMissingFlags) {
   const Result loader = convert("--loader mcore --saver hf --load-dir a --save-dir b");
   EXPECT_EQ(loader.code, 1) << loader.out;
   EXPECT_NE(loader.out.find("--loader mcore is unknown"), std::string::npos) << loader.out;
+  EXPECT_NE(loader.out.find("known: "), std::string::npos) << "the format plugins it knows:\n" << loader.out;
   const Result missing = convert("--loader hf --saver megahost --load-dir " + kGpt2.string());
   EXPECT_EQ(missing.code, 2) << missing.out;
   EXPECT_NE(missing.out.find("--save-dir is required"), std::string::npos) << missing.out;

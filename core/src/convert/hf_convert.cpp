@@ -53,7 +53,7 @@ std::string tokenizer_table(const fs::path& hf_dir) {
 }
 
 std::string recipe_text(const hf::ModelShape& s, const fs::path& hf_dir, const fs::path& out_dir,
-                        int64_t vocab_divisor, int tp, int pp) {
+                        int64_t vocab_divisor, int tp, int pp, const std::string& checkpoint_plugin) {
   std::string t = cat("# Converted from ", hf_dir.string(), " by `megahost convert --loader hf --saver megahost`.\n",
                       "# The tokenizer's vocabulary must pad to ", s.padded_vocab, " rows (config.json vocab_size ",
                       s.vocab, " padded to a multiple of ", vocab_divisor, " x ", tp, ").\n\n[model]\n");
@@ -63,6 +63,7 @@ std::string recipe_text(const hf::ModelShape& s, const fs::path& hf_dir, const f
   if (tp > 1 || pp > 1)
     t += cat("tensor_model_parallel_size = ", tp, "\npipeline_model_parallel_size = ", pp, "\n");
   t += cat("\n[checkpoint]\nload = \"", out_dir.string(), "\"\nfinetune = true\n");
+  if (checkpoint_plugin != "megahost-tensors") t += cat("plugin = \"", checkpoint_plugin, "\"\n");
   return t;
 }
 
@@ -143,7 +144,7 @@ std::string convert_hf_to_megahost(const PluginRegistry& reg, const std::string&
   const fs::path iter_dir = iteration_dir(out_dir.string(), 0);
   const fs::path staging = iter_dir.string() + ".tmp";
   remove_tree(staging);
-  const std::string recipe = recipe_text(s, hf_dir, out_dir, opts.make_vocab_size_divisible_by, tp, pp);
+  const std::string recipe = recipe_text(s, hf_dir, out_dir, opts.make_vocab_size_divisible_by, tp, pp, fmt->id());
   const std::string layout = cat("tp", tp, ".pp", pp, ".cp1.dp1");
   int64_t num_params = 0;
   {
