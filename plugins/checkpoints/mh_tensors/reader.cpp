@@ -1,12 +1,11 @@
 #include "reader.h"
 
-#include <boost/crc.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
 
+#include "crc32.h"
 #include "dtype.h"
 #include "megahost/sdk/error.h"
 
@@ -67,10 +66,9 @@ const Entry& Reader::find(const char* name, bool blob) const {
 }
 
 void Reader::verify(const Entry& e, const void* payload) const {
-  boost::crc_32_type crc;
-  crc.process_bytes(payload, e.nbytes);
-  MH_CHECK(crc.checksum() == e.crc32, MH_ERR_DATA_LOSS, "checksum mismatch for entry '", e.name, "' in ",
-           data_.path(), " (bytes [", e.offset, ", ", e.offset + e.nbytes, "), crc32 ", crc.checksum(),
+  const uint32_t crc = crc32_of(payload, e.nbytes);
+  MH_CHECK(crc == e.crc32, MH_ERR_DATA_LOSS, "checksum mismatch for entry '", e.name, "' in ",
+           data_.path(), " (bytes [", e.offset, ", ", e.offset + e.nbytes, "), crc32 ", crc,
            ", index says ", e.crc32, "). ", kOlderHint);
 }
 

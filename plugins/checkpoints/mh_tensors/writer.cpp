@@ -1,9 +1,8 @@
 #include "writer.h"
 
-#include <boost/crc.hpp>
-
 #include <filesystem>
 
+#include "crc32.h"
 #include "dtype.h"
 #include "megahost/sdk/error.h"
 
@@ -30,12 +29,6 @@ bool is_compact(const DLTensor* t) {
     expected *= t->shape[d];
   }
   return true;
-}
-
-uint32_t crc32_of(const void* data, uint64_t n) {
-  boost::crc_32_type crc;
-  crc.process_bytes(data, n);
-  return crc.checksum();
 }
 
 }  // namespace
