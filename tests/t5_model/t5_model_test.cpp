@@ -2,6 +2,7 @@
 // one document each, cut by preprocess's sentence splitter and tokenized with the golden uncased
 // WordPiece vocabulary — and the t5 plugin's model (plugins/models/t5/t5_model.cpp) in-process.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
