@@ -115,6 +115,37 @@ TEST(T5Samples, VocabularyMatchesTheTokenizer) {
   EXPECT_EQ(tok.token(static_cast<int32_t>(v.eos)), "[EOS]");
 }
 
+// megatron_t5_spans.json: Megatron-LM's _create_masked_lm_predictions with pretrain_t5's settings
+// and T5MaskedWordPieceDataset's encoder / decoder assembly, run under numpy 1.24's
+// RandomState(seed) on 48 texts of the golden Brown ids (targets 12..510, mask_prob 0.15 and 0.3).
+TEST(T5Samples, SpansEqualMegatronsUnderNumpy) {
+  std::ifstream in(fs::path(MEGAHOST_T5_TEST_DIR) / "megatron_t5_spans.json");
+  ASSERT_TRUE(in.good());
+  const nlohmann::json golden = nlohmann::json::parse(in);
+  int64_t spans = 0;
+  for (const auto& c : golden.at("cases")) {
+    const auto tokens = c.at("tokens").get<std::vector<int64_t>>();
+    const int64_t target = c.at("target").get<int64_t>();
+    T5SampleConfig cfg = config(1, 0, c.at("mask_prob").get<double>());
+    cfg.encoder_seq_length = target + 2;
+    cfg.decoder_seq_length = 1024;  // never the limit here
+    core::data::NumpyRandomState rng(c.at("seed").get<uint32_t>());
+    const T5Sample s = core::data::corrupt_spans(tokens, target, cfg, corpus().vocab, rng);
+    const auto enc_len = std::count(s.enc_mask.begin(), s.enc_mask.end(), 1);
+    const auto dec_len = std::count(s.dec_mask.begin(), s.dec_mask.end(), 1);
+    const std::string at = c.at("seed").dump() + " / " + std::to_string(target);
+    EXPECT_EQ(std::vector<int64_t>(s.text_enc.begin(), s.text_enc.begin() + enc_len),
+              c.at("encoder").get<std::vector<int64_t>>()) << at;
+    EXPECT_EQ(std::vector<int64_t>(s.text_dec.begin(), s.text_dec.begin() + dec_len),
+              c.at("decoder_input").get<std::vector<int64_t>>()) << at;
+    EXPECT_EQ(std::vector<int64_t>(s.labels.begin(), s.labels.begin() + dec_len), c.at("labels").get<std::vector<int64_t>>())
+        << at;
+    spans += s.num_spans;
+  }
+  EXPECT_EQ(golden.at("cases").size(), 48u);
+  EXPECT_GT(spans, 100);
+}
+
 TEST(T5Samples, SentinelsSplitTheTextBetweenEncoderAndDecoder) {
   auto ds = dataset(config(300, 1234));
   const T5Vocab& v = corpus().vocab;

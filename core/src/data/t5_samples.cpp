@@ -25,9 +25,9 @@ double numpy_random(NumpyRandomState& rng) {  // random_sample(): 53 bits from t
   const uint32_t a = rng.next_uint32() >> 5, b = rng.next_uint32() >> 6;
   return (a * 67108864.0 + b) / 9007199254740992.0;
 }
-// numpy's legacy geometric(p) for p < 1/3: inversion, ceil(log1p(-U) / log1p(-p)).
+// numpy's legacy geometric(p) for p < 1/3: inversion, ceil(log1p(-U) / log(1 - p)).
 int64_t numpy_geometric(NumpyRandomState& rng, double p) {
-  return static_cast<int64_t>(std::ceil(std::log1p(-numpy_random(rng)) / std::log1p(-p)));
+  return static_cast<int64_t>(std::ceil(std::log1p(-numpy_random(rng)) / std::log(1.0 - p)));
 }
 
 // The sentence-run index is BERT's helper with max length encoder_seq_length - 2 and one sentence
@@ -116,7 +116,7 @@ T5Vocab t5_vocab_of(const std::vector<std::string>& pieces, const std::string& w
 }
 
 int64_t T5SampleConfig::max_predictions() const {
-  return std::max<int64_t>(1, static_cast<int64_t>(std::nearbyint(static_cast<double>(target_length()) * masked_lm_prob)));
+  return std::max<int64_t>(1, static_cast<int64_t>(std::floor(masked_lm_prob * static_cast<double>(target_length()))));
 }
 
 int64_t T5SampleConfig::max_spans() const { return std::min(max_predictions(), (decoder_seq_length - 1) / 2); }
@@ -205,9 +205,19 @@ T5Sample T5Dataset::sample(int64_t i) const {
     tokens.resize(at + static_cast<size_t>(lengths[s]));
     source_.read(static_cast<uint64_t>(s), 0, static_cast<uint64_t>(lengths[s]), tokens.data() + at);
   }
+  const bool truncated = static_cast<int64_t>(tokens.size()) > target;
+  if (truncated) tokens.resize(static_cast<size_t>(target));
+  MH_CORE_CHECK(target <= cfg_.target_length(), what_, ": T5 sample ", i, " targets ", target,
+                " tokens, more than encoder_seq_length - 2 = ", cfg_.target_length(),
+                "\nHINT: the cached sample index was built for another encoder_seq_length; delete it");
+  T5Sample out = corrupt_spans(tokens, target, cfg_, vocab_, rng);
+  out.truncated = truncated ? 1 : 0;
+  return out;
+}
+
+T5Sample corrupt_spans(const std::vector<int64_t>& tokens, int64_t target, const T5SampleConfig& cfg,
+                       const T5Vocab& vocab, NumpyRandomState& rng) {
   T5Sample out;
-  out.truncated = static_cast<int64_t>(tokens.size()) > target ? 1 : 0;
-  if (out.truncated) tokens.resize(static_cast<size_t>(target));
   const auto n = static_cast<int64_t>(tokens.size());
   out.num_tokens = n;
 
@@ -215,26 +225,29 @@ T5Sample T5Dataset::sample(int64_t i) const {
   std::vector<std::pair<int64_t, int64_t>> words;  // [begin, end) positions
   for (int64_t p = 0; p < n; ++p) {
     const int64_t id = tokens[p];
-    const bool joins = cfg_.whole_word_masking && !words.empty() && id >= 0 &&
-                       id < static_cast<int64_t>(vocab_.is_continuation.size()) && vocab_.is_continuation[id] != 0;
+    const bool joins = cfg.whole_word_masking && !words.empty() && id >= 0 &&
+                       id < static_cast<int64_t>(vocab.is_continuation.size()) && vocab.is_continuation[id] != 0;
     if (joins) words.back().second = p + 1;
     else words.emplace_back(p, p + 1);
   }
-  const int64_t to_predict = std::min(
-      cfg_.max_predictions(), std::max<int64_t>(1, static_cast<int64_t>(std::nearbyint(n * cfg_.masked_lm_prob))));
+  // Megatron: min(masking_probability * target (a float), max(1, round(n * masking_probability)));
+  // counts are compared with it, so the float acts as its floor.
+  const int64_t to_predict =
+      std::min(static_cast<int64_t>(std::floor(cfg.masked_lm_prob * static_cast<double>(target))),
+               std::max<int64_t>(1, static_cast<int64_t>(std::nearbyint(static_cast<double>(n) * cfg.masked_lm_prob))));
   std::vector<int64_t> order(words.size());
   for (size_t k = 0; k < order.size(); ++k) order[k] = static_cast<int64_t>(k);
   rng.shuffle(order);
 
   const auto nw = static_cast<int64_t>(words.size());
-  const auto sentinels = static_cast<int64_t>(vocab_.sentinels.size());
+  const auto sentinels = static_cast<int64_t>(vocab.sentinels.size());
   std::vector<uint8_t> covered(static_cast<size_t>(n), 0);
   std::vector<std::pair<int64_t, int64_t>> spans;  // [begin, end) positions, in the order taken
   int64_t masked = 0;
   for (int64_t w : order) {
     if (masked >= to_predict) break;
     // SpanBERT's span length in words, clipped; the span stops at the last word.
-    int64_t ngram = std::min<int64_t>(numpy_geometric(rng, cfg_.geometric_p), cfg_.max_ngram);
+    int64_t ngram = std::min<int64_t>(numpy_geometric(rng, cfg.geometric_p), cfg.max_ngram);
     auto span_of = [&](int64_t k) { return std::make_pair(words[w].first, words[std::min(w + k, nw) - 1].second); };
     auto span = span_of(ngram);
     // Shorter spans while it would overshoot the number to predict.
@@ -245,7 +258,7 @@ T5Sample T5Dataset::sample(int64_t i) const {
       continue;
     // Where Megatron would fail its assertions: no sentinel left, or a decoder too short.
     const auto k = static_cast<int64_t>(spans.size());
-    if (k + 1 > sentinels || 1 + (k + 1) + (masked + len) > cfg_.decoder_seq_length) continue;
+    if (k + 1 > sentinels || 1 + (k + 1) + (masked + len) > cfg.decoder_seq_length) continue;
     std::fill(covered.begin() + span.first, covered.begin() + span.second, 1);
     spans.push_back(span);
     masked += len;
@@ -258,11 +271,11 @@ T5Sample T5Dataset::sample(int64_t i) const {
   // span, its sentinel and its tokens; labels: the decoder input shifted left, then [EOS].
   std::vector<int64_t>& enc = out.text_enc;
   std::vector<int64_t>& dec = out.text_dec;
-  dec.push_back(vocab_.bos);
+  dec.push_back(vocab.bos);
   int64_t at = 0;
   for (size_t k = 0; k < spans.size(); ++k) {
     const auto [b, e] = spans[k];
-    const int64_t sentinel = vocab_.sentinels[k];
+    const int64_t sentinel = vocab.sentinels[k];
     enc.insert(enc.end(), tokens.begin() + at, tokens.begin() + b);
     enc.push_back(sentinel);
     dec.push_back(sentinel);
@@ -271,21 +284,20 @@ T5Sample T5Dataset::sample(int64_t i) const {
   }
   enc.insert(enc.end(), tokens.begin() + at, tokens.end());
   out.labels.assign(dec.begin() + 1, dec.end());
-  out.labels.push_back(vocab_.eos);
+  out.labels.push_back(vocab.eos);
 
   const auto enc_len = static_cast<int64_t>(enc.size()), dec_len = static_cast<int64_t>(dec.size());
-  MH_CORE_CHECK(enc_len <= cfg_.encoder_seq_length && dec_len <= cfg_.decoder_seq_length, what_, ": T5 sample ", i,
-                " has ", enc_len, " encoder and ", dec_len, " decoder tokens for lengths ", cfg_.encoder_seq_length,
-                " / ", cfg_.decoder_seq_length,
-                "\nHINT: the cached sample index was built for other lengths; delete it");
-  const auto E = static_cast<size_t>(cfg_.encoder_seq_length), D = static_cast<size_t>(cfg_.decoder_seq_length);
+  MH_CORE_CHECK(enc_len <= cfg.encoder_seq_length && dec_len <= cfg.decoder_seq_length, "T5 samples: ", enc_len,
+                " encoder and ", dec_len, " decoder tokens for lengths ", cfg.encoder_seq_length, " / ",
+                cfg.decoder_seq_length, "\nHINT: the text is longer than encoder_seq_length - 2");
+  const auto E = static_cast<size_t>(cfg.encoder_seq_length), D = static_cast<size_t>(cfg.decoder_seq_length);
   out.enc_mask.assign(E, 0);
   std::fill(out.enc_mask.begin(), out.enc_mask.begin() + enc_len, 1);
   out.dec_mask.assign(D, 0);
   std::fill(out.dec_mask.begin(), out.dec_mask.begin() + dec_len, 1);
   out.loss_mask = out.dec_mask;
-  enc.resize(E, vocab_.pad);
-  dec.resize(D, vocab_.pad);
+  enc.resize(E, vocab.pad);
+  dec.resize(D, vocab.pad);
   out.labels.resize(D, -1);
   return out;
 }

@@ -8,7 +8,8 @@
 // Sample i (Megatron's t5_dataset.py __getitem__), from numpy RandomState((seed + i) mod 2^32):
 //  - tokens = the run's sentences concatenated, cut to the row's target length.
 //  - masking (masked_dataset.py with pretrain_t5's settings): candidate words (a "##" piece joins
-//    its word: masking_do_full_word); num_to_predict = max(1, round(|tokens| * masked_lm_prob));
+//    its word: masking_do_full_word); num_to_predict = min(floor(masked_lm_prob * target),
+//    max(1, round(|tokens| * masked_lm_prob))) with target the row's target length;
 //    words are shuffled; from each, a span of n words with n = min(geometric(0.2), max_ngram = 10)
 //    (SpanBERT's distribution, mean ~4.5 words), shrunk while it would overshoot num_to_predict,
 //    skipped if it overlaps a span already taken. Spans are then sorted by position.
@@ -27,6 +28,7 @@
 
 #include "megahost/core/data/bert_samples.h"
 #include "megahost/core/data/index_cache.h"
+#include "megahost/core/data/numpy_random.h"
 #include "megahost/core/data/token_source.h"
 
 namespace megahost::core::data {
@@ -56,7 +58,7 @@ struct T5SampleConfig {
   double geometric_p = 0.2;          // pretrain_t5: masking_use_geometric_distribution (SpanBERT's p)
   bool whole_word_masking = true;    // pretrain_t5: masking_do_full_word = True
   int64_t target_length() const { return encoder_seq_length - 2; }  // Megatron: "<bos> and <eos>"
-  // The most tokens a sample masks: round((encoder_seq_length - 2) * masked_lm_prob), at least 1.
+  // The most tokens a sample masks: floor((encoder_seq_length - 2) * masked_lm_prob), at least 1.
   int64_t max_predictions() const;
   // The most spans a sample can hold: each span takes >= 2 decoder slots after [BOS].
   int64_t max_spans() const;
@@ -78,6 +80,12 @@ struct T5Sample {
   int64_t num_masked = 0;             // tokens moved to the decoder
   int64_t num_spans = 0;
 };
+
+// The span corruption of one text (|tokens| <= target) with the sample's generator: what
+// sample(i) does once the run is read and cut (Megatron's _create_masked_lm_predictions and the
+// encoder / decoder assembly of T5MaskedWordPieceDataset.__getitem__).
+T5Sample corrupt_spans(const std::vector<int64_t>& tokens, int64_t target, const T5SampleConfig& cfg,
+                       const T5Vocab& vocab, NumpyRandomState& rng);
 
 class T5Dataset {
  public:
