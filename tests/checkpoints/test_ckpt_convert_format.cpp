@@ -79,7 +79,8 @@ class CkptConvertFormat : public ::testing::Test {
         out << json{{"text", json::parse(lines[i]).at("text")}}.dump() << "\n";
     }
     const Result pre = run("preprocess --input " + (dir_ / "corpus.jsonl").string() + " --output-prefix " +
-                           (dir_ / "corpus").string() + " --tokenizer-type ByteLevelTokenizer --append-eod --workers 1");
+                           (dir_ / "corpus").string() +
+                           " --tokenizer-type ByteLevelTokenizer --append-eod --workers 1");
     ASSERT_EQ(pre.code, 0) << pre.out;
     {
       std::ofstream out(dir_ / "recipe.toml");
@@ -152,7 +153,8 @@ TEST_F(CkptConvertFormat, ConvertedCheckpointVerifiesAndResumesWithTheSameLosses
 
 // Into the second format plugin (safetensors): one model.safetensors per folder, a valid
 // safetensors file (header, packed payloads) under the megahost names; `ckpt verify` checks its
-// CRC-32s and names a flipped byte; a run with [checkpoint] plugin = "safetensors" resumes from it.
+// CRC-32s and names a flipped byte and a truncated file; a run with [checkpoint] plugin =
+// "safetensors" resumes from it with the same losses.
 TEST_F(CkptConvertFormat, ConvertedIntoSafetensorsResumesWithTheSameLosses) {
   ASSERT_EQ(reference_.size(), 4u);
   const fs::path out = dir_ / "converted_st";
@@ -174,7 +176,8 @@ TEST_F(CkptConvertFormat, ConvertedIntoSafetensorsResumesWithTheSameLosses) {
   const Result verify = run("ckpt verify " + out.string() + " --plugin safetensors");
   EXPECT_EQ(verify.code, 0) << verify.out;
 
-  const Result resumed = train("resumed_st", "--set checkpoint.plugin=safetensors --set checkpoint.load=" + out.string());
+  const Result resumed =
+      train("resumed_st", "--set checkpoint.plugin=safetensors --set checkpoint.load=" + out.string());
   ASSERT_EQ(resumed.code, 0) << resumed.out;
   const auto loss = read_losses((dir_ / "resumed_st.jsonl").string());
   ASSERT_EQ(loss.size(), 2u) << resumed.out;
@@ -190,6 +193,12 @@ TEST_F(CkptConvertFormat, ConvertedIntoSafetensorsResumesWithTheSameLosses) {
   const Result bad = run("ckpt verify " + out.string() + " --plugin safetensors");
   EXPECT_EQ(bad.code, 1) << bad.out;
   EXPECT_NE(bad.out.find("checksum mismatch for entry"), std::string::npos) << bad.out;
+  // A truncated file (a save cut short would never be renamed into place, but a copy can be) is
+  // incomplete: the reader refuses it without reading a payload.
+  fs::resize_file(file, bytes.size() - 1);
+  const Result cut = run("ckpt verify " + out.string() + " --plugin safetensors");
+  EXPECT_EQ(cut.code, 1) << cut.out;
+  EXPECT_NE(cut.out.find("its header promises"), std::string::npos) << cut.out;
 }
 
 // Several processes: a TP2 run's rank folders converted (under TP2) into safetensors rank

@@ -83,8 +83,8 @@ void convert_loaded_checkpoint(const Recipe& r, const PluginRegistry& reg, const
   const auto t0 = std::chrono::steady_clock::now();
   save_checkpoint(*target, save, state, parts, recipe_text, /*keep_last_n=*/0);
   if (parts.rank == 0)
-    spdlog::info("converted checkpoint {} (format '{}') to {} (format '{}') in {:.2f} s, {:.1f} MB: iteration {}, layout "
-                 "'{}'; stopping without training (ckpt_convert_format)",
+    spdlog::info("converted checkpoint {} (format '{}') to {} (format '{}') in {:.2f} s, {:.1f} MB: iteration {}, "
+                 "layout '{}'; stopping without training (ckpt_convert_format)",
                  iteration_dir(load, state.iteration), r.get_string("checkpoint", "plugin"),
                  iteration_dir(save, state.iteration), target->id(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
