@@ -16,6 +16,7 @@
 #include "megahost/megahost.h"
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/host.h"
+#include "megahost/sdk/model_plugin.h"
 #include "megahost/sdk/nn/attention.h"
 #include "megahost/sdk/parallel/loss.h"
 #include "megahost/sdk/plugin.h"
@@ -24,12 +25,15 @@
 namespace megahost::gpt {
 namespace {
 
-struct Instance {
-  const mh_host* host;
-  std::string name;
-  std::unique_ptr<GptModel> model;
-  bool training = true;
+using Instance = sdk::ModelInstance<GptModel>;
+
+// The entry points that only touch the parameters come from sdk::ModelTable; forward is gpt's own
+// (loss readback queued before backward, pipeline stages).
+struct GptPlugin {
+  using Model = GptModel;
+  static constexpr const char* kName = "gpt";
 };
+using Table = sdk::ModelTable<GptPlugin>;
 
 Instance* as_instance(mh_model* m) { return reinterpret_cast<Instance*>(m); }
 
@@ -93,31 +97,6 @@ void write_loss(mh_loss* out, const sdk::parallel::LossReadback& readback) {
 }
 
 // ---- instance table ----
-
-void MH_ABI gpt_destroy(mh_model* m) { delete as_instance(m); }
-
-mh_error* MH_ABI gpt_visit_params(mh_model* m, mh_param_visit_fn fn, void* ctx) {
-  Instance* self = as_instance(m);
-  MH_SDK_TRY {
-    MH_CHECK(fn != nullptr, MH_ERR_INVALID_ARG, "gpt: visit_params got a NULL visitor");
-    return self->model->params.visit(fn, ctx);
-  }
-  MH_SDK_CATCH(self->host)
-}
-
-mh_error* MH_ABI gpt_set_training(mh_model* m, bool training) {
-  as_instance(m)->training = training;
-  return nullptr;
-}
-
-mh_error* MH_ABI gpt_zero_grad(mh_model* m, mh_stream /*stream*/) {
-  Instance* self = as_instance(m);
-  MH_SDK_TRY {
-    self->model->params.zero_grad();
-    return nullptr;
-  }
-  MH_SDK_CATCH(self->host)
-}
 
 mh_error* MH_ABI gpt_forward_backward(mh_model* m, const mh_named_tensor* batch, size_t n, double grad_scale,
                                       mh_stream /*stream*/, mh_loss* out) {
@@ -305,20 +284,9 @@ const void* MH_ABI gpt_get_extension(const mh_model* /*m*/, const char* id) {
   return nullptr;
 }
 
-// Host-owned storage (Megatron-Core's contiguous buffers): the registry re-points every parameter.
-mh_error* MH_ABI gpt_bind_storage(mh_model* m, const mh_param_binding* bindings, size_t n, mh_grad_ready_fn grad_ready,
-                                  void* ctx) {
-  Instance* self = as_instance(m);
-  MH_SDK_TRY {
-    self->model->params.bind(bindings, n, grad_ready, ctx);
-    return nullptr;
-  }
-  MH_SDK_CATCH(self->host)
-}
-
-const mh_model_api kModelApi = {MH_TABLE_HEADER(mh_model_api), gpt_destroy,          gpt_visit_params,
-                                gpt_set_training,               gpt_zero_grad,        gpt_forward_backward,
-                                gpt_forward_loss,               gpt_get_extension,    gpt_bind_storage};
+const mh_model_api kModelApi = {MH_TABLE_HEADER(mh_model_api), Table::destroy,   Table::visit_params,
+                                Table::set_training,            Table::zero_grad, gpt_forward_backward,
+                                gpt_forward_loss,               gpt_get_extension, Table::bind_storage};
 
 // ---- factory ----
 

@@ -1,7 +1,6 @@
 // The "t5" model plugin: the mh.model/1 factory and instance table over T5Model.
 // Every entry point catches (MH_SDK_TRY / MH_SDK_CATCH): no exception crosses the ABI.
 #include <ATen/ATen.h>
-#include <ATen/core/grad_mode.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -12,7 +11,7 @@
 #include "megahost/megahost.h"
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/host.h"
-#include "megahost/sdk/nn/attention.h"
+#include "megahost/sdk/model_plugin.h"
 #include "megahost/sdk/parallel/loss.h"
 #include "megahost/sdk/plugin.h"
 #include "megahost/sdk/torch_interop.h"
@@ -22,14 +21,7 @@
 namespace megahost::t5 {
 namespace {
 
-struct Instance {
-  const mh_host* host;
-  std::string name;
-  std::unique_ptr<T5Model> model;
-  bool training = true;
-};
-
-Instance* as_instance(mh_model* m) { return reinterpret_cast<Instance*>(m); }
+using Instance = sdk::ModelInstance<T5Model>;
 
 // Megatron's T5 batch (core/engine/t5_batches.h): text_enc, enc_mask [b, se] int64; text_dec,
 // labels, dec_mask [b, sd] int64; loss_mask [b, sd] float32.
@@ -90,78 +82,13 @@ at::Tensor loss(const Instance& self, const Batch& b, mh_loss* out) {
   return objective;
 }
 
-void check_loss_out(const mh_loss* out) {
-  MH_CHECK(out == nullptr || out->struct_size >= sizeof(mh_loss), MH_ERR_INVALID_ARG,
-           "t5: mh_loss.struct_size is too small\nHINT: set struct_size = sizeof(mh_loss)");
-}
-
-// ---- instance table ----
-
-void MH_ABI t5_destroy(mh_model* m) { delete as_instance(m); }
-
-mh_error* MH_ABI t5_visit_params(mh_model* m, mh_param_visit_fn fn, void* ctx) {
-  Instance* self = as_instance(m);
-  MH_SDK_TRY {
-    MH_CHECK(fn != nullptr, MH_ERR_INVALID_ARG, "t5: visit_params got a NULL visitor");
-    return self->model->params.visit(fn, ctx);
-  }
-  MH_SDK_CATCH(self->host)
-}
-
-mh_error* MH_ABI t5_set_training(mh_model* m, bool training) {
-  as_instance(m)->training = training;
-  return nullptr;
-}
-
-mh_error* MH_ABI t5_zero_grad(mh_model* m, mh_stream /*stream*/) {
-  Instance* self = as_instance(m);
-  MH_SDK_TRY {
-    self->model->params.zero_grad();
-    return nullptr;
-  }
-  MH_SDK_CATCH(self->host)
-}
-
-mh_error* MH_ABI t5_forward_backward(mh_model* m, const mh_named_tensor* batch, size_t n, double grad_scale,
-                                     mh_stream /*stream*/, mh_loss* out) {
-  Instance* self = as_instance(m);
-  MH_SDK_TRY {
-    at::AutoGradMode grad_on(true);  // grad mode is thread-local
-    check_loss_out(out);
-    const Batch b = read_batch(*self->model, batch, n);
-    (loss(*self, b, out) * grad_scale).backward();
-    return nullptr;
-  }
-  MH_SDK_CATCH(self->host)
-}
-
-mh_error* MH_ABI t5_forward_loss(mh_model* m, const mh_named_tensor* batch, size_t n, mh_stream /*stream*/,
-                                 mh_loss* out) {
-  Instance* self = as_instance(m);
-  MH_SDK_TRY {
-    at::NoGradGuard no_grad;
-    check_loss_out(out);
-    loss(*self, read_batch(*self->model, batch, n), out);
-    return nullptr;
-  }
-  MH_SDK_CATCH(self->host)
-}
-
-const void* MH_ABI t5_get_extension(const mh_model* /*m*/, const char* /*id*/) { return nullptr; }
-
-mh_error* MH_ABI t5_bind_storage(mh_model* m, const mh_param_binding* bindings, size_t n,
-                                 mh_grad_ready_fn grad_ready, void* ctx) {
-  Instance* self = as_instance(m);
-  MH_SDK_TRY {
-    self->model->params.bind(bindings, n, grad_ready, ctx);
-    return nullptr;
-  }
-  MH_SDK_CATCH(self->host)
-}
-
-const mh_model_api kModelApi = {MH_TABLE_HEADER(mh_model_api), t5_destroy,       t5_visit_params,
-                                t5_set_training,                t5_zero_grad,     t5_forward_backward,
-                                t5_forward_loss,                t5_get_extension, t5_bind_storage};
+// What sdk::ModelTable builds the instance table from.
+struct T5Plugin {
+  using Model = T5Model;
+  static constexpr const char* kName = "t5";
+  static constexpr auto read_batch = t5::read_batch;
+  static constexpr auto loss = t5::loss;
+};
 
 // ---- factory ----
 
@@ -188,52 +115,28 @@ const mh_plugin_descriptor* MH_ABI t5_descriptor(uint32_t i) { return i == 0 ? &
 mh_error* MH_ABI t5_create(const char* id, const mh_host* host, const mh_model_create_args* args, mh_model** out,
                            const mh_model_api** out_api) {
   MH_SDK_TRY {
-    const mh_plugin_descriptor* descs[] = {&descriptor()};
-    MH_CHECK(id != nullptr && sdk::find_descriptor(descs, 1, id) == 0, MH_ERR_NOT_FOUND, "t5: unknown model id '",
-             id ? id : "(null)", "'\nHINT: this library provides \"t5\" (alias \"T5Model\")");
-    MH_CHECK(args != nullptr && out != nullptr && out_api != nullptr, MH_ERR_INVALID_ARG,
-             "t5: create got a NULL argument");
-    constexpr size_t kSize10 = offsetof(mh_model_create_args, layer_offset);
-    MH_CHECK(args->struct_size >= kSize10, MH_ERR_INVALID_ARG, "t5: mh_model_create_args.struct_size = ",
-             args->struct_size, " is smaller than ABI 1.0's ", kSize10);
+    sdk::check_create_args("t5", descriptor(), id, args, out, out_api);
     // Pipeline stages: the whole model only. Megatron's T5 splits encoder and decoder across
     // stages with its own encoder/decoder schedule, which megahost's pipeline does not have.
-    const bool has_stage = args->struct_size >= offsetof(mh_model_create_args, stage_flags) + sizeof(args->stage_flags);
-    if (has_stage && (args->num_stage_layers != 0 || args->stage_flags != 0 || args->layer_offset != 0)) {
-      const bool whole = args->layer_offset == 0 && args->num_stage_layers < 0 &&
-                         (args->stage_flags & (MH_STAGE_FIRST | MH_STAGE_LAST)) == (MH_STAGE_FIRST | MH_STAGE_LAST);
-      MH_CHECK(whole, MH_ERR_UNSUPPORTED, "t5: pipeline stages are not supported by the t5 plugin (asked for "
-               "layers from ", args->layer_offset, ", ", args->num_stage_layers, " of them): an encoder-decoder "
-               "stage would need the encoder output on every decoder stage"
-               "\nHINT: set [parallel] pipeline_model_parallel_size = 1 (tensor and data parallelism work)");
-    }
+    sdk::require_whole_model("t5", args,
+                             ": an encoder-decoder stage would need the encoder output on every decoder stage");
     const sdk::Config cfg(host, args->config);
     T5Config config = parse_config(cfg, args->padded_vocab_size);
-    const bool has_parallel_flags =
-        args->struct_size >= offsetof(mh_model_create_args, parallel_flags) + sizeof(args->parallel_flags);
-    config.transformer.parallel =
-        sdk::parallel::ParallelContext::from_host(host, has_parallel_flags ? args->parallel_flags : 0u);
+    config.transformer.parallel = sdk::parallel::ParallelContext::from_host(host, sdk::parallel_flags(args));
     check_parallel(cfg, config);
-    if (!sdk::nn::select_attention_backend(cfg.get_string("attention_backend", "auto")))
-      throw cfg.error("attention_backend", "unknown attention_backend", "use auto, flash, cudnn, efficient or math");
-    const at::Device device = sdk::to_torch_device(args->device);
-    const at::ScalarType dtype = sdk::to_scalar_type(args->param_dtype);
-    MH_CHECK(at::isFloatingType(dtype), MH_ERR_INVALID_ARG, "t5: param_dtype ", c10::toString(dtype),
-             " is not a floating type\nHINT: use float32 (bf16/fp16 keep fp32 masters in the core)");
-    const auto& rng = sdk::service<mh_rng_service>(host, MH_SERVICE_RNG);
-    const uint64_t init_seed = rng.derive_seed(host, "model.init", 0, MH_SEED_SAME_ON_ALL_RANKS);
+    sdk::select_attention_backend(cfg);
+    const sdk::ModelPlacement place = sdk::model_placement("t5", host, args);
 
-    auto inst = std::make_unique<Instance>();
-    inst->host = host;
-    inst->name = args->instance_name != nullptr ? args->instance_name : "model";
-    inst->model = std::make_unique<T5Model>(config, device, dtype, init_seed);
+    auto inst = sdk::new_instance<T5Model>(host, args);
+    inst->model = std::make_unique<T5Model>(config, place.device, place.dtype, place.init_seed);
     const auto& t = config.transformer;
     sdk::log(host, MH_LOG_INFO, inst->name.c_str(), "t5: ", t.num_layers, " encoder + ", t.num_layers,
              " decoder layers, hidden ", t.hidden_size, ", heads ", t.num_attention_heads, " x ", t.kv_channels,
              ", ffn ", t.ffn_hidden_size, ", lengths ", config.encoder_seq_length, " / ", config.decoder_seq_length,
-             ", vocab ", config.padded_vocab_size, ", ", inst->model->params.numel(), " parameters on ", device.str());
+             ", vocab ", config.padded_vocab_size, ", ", inst->model->params.numel(), " parameters on ",
+             place.device.str());
     *out = reinterpret_cast<mh_model*>(inst.release());
-    *out_api = &kModelApi;
+    *out_api = &sdk::ModelTable<T5Plugin>::api();
     return nullptr;
   }
   MH_SDK_CATCH(host)
