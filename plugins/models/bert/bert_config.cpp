@@ -1,25 +1,15 @@
 // The bert plugin's recipe keys (see bert_config.h).
 #include "bert_config.h"
 
-#include <cstring>
-#include <string>
-
 #include "megahost/sdk/error.h"
+#include "megahost/sdk/model_config.h"
 #include "megahost/sdk/parallel/mappings.h"
 
 namespace megahost::bert {
 
 namespace {
 
-struct Key {
-  const char* name;
-  const char* type;
-  const char* default_json;  // nullptr: none (required, or derived by the plugin)
-  bool required;
-  const char* doc;
-};
-
-constexpr Key kKeys[] = {
+constexpr sdk::ConfigKey kKeys[] = {
     {"num_layers", "int", nullptr, true, "number of encoder layers"},
     {"hidden_size", "int", nullptr, true, "transformer hidden size"},
     {"num_attention_heads", "int", nullptr, true, "number of attention heads"},
@@ -38,108 +28,40 @@ constexpr Key kKeys[] = {
      "attention kernels: auto | flash | cudnn (Megatron: fused) | efficient | math (Megatron: unfused, local)"},
 };
 
-const Key& key(const char* name) {
-  for (const Key& k : kKeys)
-    if (std::strcmp(k.name, name) == 0) return k;
-  throw sdk::Error(MH_ERR_INTERNAL, sdk::str_cat("bert: no schema entry for key '", name, "'"));
-}
-
-// Fall back to the schema default: the plugin behaves the same whether or not the host filled it.
-double read_float(const sdk::Config& cfg, const char* name) {
-  return cfg.get_float(name, std::stod(key(name).default_json));
-}
-bool read_bool(const sdk::Config& cfg, const char* name) {
-  return cfg.get_bool(name, std::strcmp(key(name).default_json, "true") == 0);
-}
-int64_t read_required_int(const sdk::Config& cfg, const char* name) {
-  if (!cfg.has(name))
-    throw cfg.error(name, sdk::str_cat("[model] is missing the required key '", name, "' (", key(name).doc, ")"),
-                    sdk::str_cat("add ", name, " = ... to the [model] table"));
-  const int64_t v = cfg.get_int(name);
-  if (v <= 0) throw cfg.error(name, sdk::str_cat(name, " = ", v, " must be > 0"), "use a positive integer");
-  return v;
-}
-void check_probability(const sdk::Config& cfg, const char* name, double p) {
-  if (!(p >= 0.0 && p < 1.0))
-    throw cfg.error(name, sdk::str_cat(name, " = ", p, " must be in [0, 1)"), "Megatron's default is 0.1");
+const sdk::ConfigSchema& schema() {
+  static const sdk::ConfigSchema s("bert", kKeys);
+  return s;
 }
 
 }  // namespace
 
-const char* config_schema_json() {
-  static const std::string schema = [] {
-    std::string s = "{";
-    for (const Key& k : kKeys) {
-      if (s.size() > 1) s += ",";
-      s += sdk::str_cat("\"", k.name, "\":{\"type\":\"", k.type, "\"", k.required ? ",\"required\":true" : "",
-                        k.default_json ? sdk::str_cat(",\"default\":", k.default_json) : "", ",\"doc\":\"", k.doc,
-                        "\"}");
-    }
-    return s + "}";
-  }();
-  return schema.c_str();
-}
+const char* config_schema_json() { return schema().json(); }
 
 BertConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
   BertConfig c;
   sdk::nn::TransformerConfig& t = c.transformer;
-  MH_CHECK(padded_vocab_size > 0, MH_ERR_INVALID_ARG, "bert: padded_vocab_size = ", padded_vocab_size,
-           " must be > 0\nHINT: the host takes it from the tokenizer; is a tokenizer configured?");
+  const sdk::ConfigSchema& keys = schema();
+  sdk::check_padded_vocab_size("bert", padded_vocab_size);
   c.padded_vocab_size = padded_vocab_size;
-  t.num_layers = read_required_int(cfg, "num_layers");
-  t.hidden_size = read_required_int(cfg, "hidden_size");
-  t.num_attention_heads = read_required_int(cfg, "num_attention_heads");
-  c.seq_length = read_required_int(cfg, "seq_length");
-  if (cfg.has("kv_channels")) {
-    t.kv_channels = read_required_int(cfg, "kv_channels");
-  } else {
-    if (t.hidden_size % t.num_attention_heads != 0)
-      throw cfg.error("num_attention_heads",
-                      sdk::str_cat("hidden_size (", t.hidden_size, ") is not divisible by num_attention_heads (",
-                                   t.num_attention_heads, ")"),
-                      "pick num_attention_heads dividing hidden_size, or set kv_channels explicitly");
-    t.kv_channels = t.hidden_size / t.num_attention_heads;
-  }
-  t.num_query_groups = t.num_attention_heads;  // BERT has no grouped-query attention
-  t.ffn_hidden_size = cfg.has("ffn_hidden_size") ? read_required_int(cfg, "ffn_hidden_size") : 4 * t.hidden_size;
-  t.activation = sdk::nn::Activation::GeLU;
-  t.normalization = sdk::nn::NormKind::LayerNorm;
-  t.norm_epsilon = read_float(cfg, "norm_epsilon");
-  if (!(t.norm_epsilon > 0.0)) throw cfg.error("norm_epsilon", "norm_epsilon must be > 0", "Megatron's default is 1e-5");
+  sdk::read_transformer_sizes(keys, cfg, t);
+  c.seq_length = keys.read_positive_int(cfg, "seq_length");
+  sdk::read_encoder_widths_and_norm(keys, cfg, t);  // BERT has no grouped-query attention
   c.max_position_embeddings =
-      cfg.has("max_position_embeddings") ? read_required_int(cfg, "max_position_embeddings") : c.seq_length;
+      cfg.has("max_position_embeddings") ? keys.read_positive_int(cfg, "max_position_embeddings") : c.seq_length;
   if (c.seq_length > c.max_position_embeddings)
     throw cfg.error("seq_length",
                     sdk::str_cat("seq_length (", c.seq_length, ") exceeds max_position_embeddings (",
                                  c.max_position_embeddings, "): positions past the table have no embedding"),
                     "raise max_position_embeddings or lower seq_length (Megatron's BERT: both 512)");
-  c.binary_head = read_bool(cfg, "bert_binary_head");
-  t.hidden_dropout = read_float(cfg, "hidden_dropout");
-  t.attention_dropout = read_float(cfg, "attention_dropout");
-  check_probability(cfg, "hidden_dropout", t.hidden_dropout);
-  check_probability(cfg, "attention_dropout", t.attention_dropout);
-  t.init_method_std = read_float(cfg, "init_method_std");
-  if (!(t.init_method_std > 0.0))
-    throw cfg.error("init_method_std", "init_method_std must be > 0", "Megatron's default is 0.02");
-  t.add_bias_linear = read_bool(cfg, "add_bias_linear");
+  c.binary_head = keys.read_bool(cfg, "bert_binary_head");
+  sdk::read_dropout_and_init(keys, cfg, t);
   return c;
 }
 
 void check_parallel(const sdk::Config& cfg, const BertConfig& c) {
   if (!c.transformer.parallel) return;
   const sdk::nn::TransformerConfig& t = c.transformer;
-  const int64_t tp = t.parallel->tp.size();
-  auto multiple_of_tp = [&](const char* name, int64_t v) {
-    if (v % tp != 0)
-      throw cfg.error(name, sdk::str_cat(name, " (", v, ") must be a multiple of tensor_model_parallel_size (", tp, ")"),
-                      sdk::str_cat("each tensor-parallel rank holds ", name, " / ", tp,
-                                   "; pick a [parallel] tensor_model_parallel_size that divides it"));
-  };
-  multiple_of_tp("num_attention_heads", t.num_attention_heads);
-  multiple_of_tp("ffn_hidden_size", t.ffn_hidden_size);
-  MH_CHECK(c.padded_vocab_size % tp == 0, MH_ERR_INVALID_ARG, "bert: padded_vocab_size (", c.padded_vocab_size,
-           ") is not divisible by tensor_model_parallel_size (", tp,
-           ")\nHINT: check [parallel] make_vocab_size_divisible_by");
+  sdk::check_tensor_parallel_sizes("bert", cfg, t, c.padded_vocab_size);
   MH_CHECK(t.parallel->cp.size() == 1, MH_ERR_UNSUPPORTED, "bert: context_parallel_size = ", t.parallel->cp.size(),
            " is not supported by the bert plugin (the padding mask spans the whole sequence)"
            "\nHINT: set [parallel] context_parallel_size = 1");
