@@ -8,6 +8,7 @@
 
 #include "file_io.h"
 #include "index.h"
+#include "megahost/sdk/checkpoint_format.h"
 
 namespace megahost::mh_tensors {
 
@@ -17,6 +18,13 @@ class Reader {
   explicit Reader(std::string dir);
 
   const Index& index() const { return index_; }
+  // visit(const mh_checkpoint_entry&) for every entry in index order; stops at the first error.
+  template <class Visit>
+  mh_error* for_each_entry(Visit&& visit) const {
+    for (const Entry& e : index_.entries)
+      if (mh_error* err = visit(sdk::checkpoint_entry(e.name, e.is_blob, e.dtype, e.shape, e.nbytes))) return err;
+    return nullptr;
+  }
   // Copies tensor `name` into dst (host memory, contiguous) after checking dtype and shape.
   // dst's contents are unspecified when the checksum fails.
   void tensor(const char* name, DLTensor* dst) const;

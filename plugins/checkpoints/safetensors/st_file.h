@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "megahost/sdk/checkpoint_format.h"
+
 namespace megahost::st_ckpt {
 
 constexpr const char* kFile = "model.safetensors";
@@ -48,6 +50,14 @@ class Reader {
   explicit Reader(std::string dir);  // parses the header, checks offsets and the file's size
   ~Reader();
   const std::vector<Entry>& entries() const { return entries_; }
+  // visit(const mh_checkpoint_entry&) for every entry in file order; stops at the first error.
+  template <class Visit>
+  mh_error* for_each_entry(Visit&& visit) const {
+    for (const Entry& e : entries_)
+      if (mh_error* err = visit(sdk::checkpoint_entry(e.name, e.is_blob, e.dtype, e.shape, e.end - e.begin)))
+        return err;
+    return nullptr;
+  }
   void tensor(const char* name, DLTensor* dst) const;
   size_t blob(const char* name, void* buf, size_t cap) const;
 
