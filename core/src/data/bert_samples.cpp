@@ -72,7 +72,7 @@ std::string description_of(const std::vector<int64_t>& docs, const std::vector<i
 
 // The cached index, or "" with the reason it cannot be used.
 std::string load_cached(const std::string& file, const std::vector<int64_t>& docs, DocumentRange range,
-                        const BertSampleConfig& cfg, std::vector<int64_t>& out) {
+                        int64_t min_target, int64_t max_target, std::vector<int64_t>& out) {
   try {
     auto npy = NpyFile::map(file);
     const NpyHeader& h = npy->header();
@@ -82,7 +82,7 @@ std::string load_cached(const std::string& file, const std::vector<int64_t>& doc
     const int64_t lo = docs[range.begin], hi = docs[range.end];
     for (int64_t r = 0; r < h.shape[0]; ++r) {
       const int64_t a = v[3 * r], b = v[3 * r + 1], t = v[3 * r + 2];
-      if (a < lo || b > hi || a >= b || t < 2 || t > cfg.target_length())
+      if (a < lo || b > hi || a >= b || t < min_target || t > max_target)
         return cat(file, ": row ", r, " (", a, ", ", b, ", ", t, ") is outside the split");
     }
     out.assign(v, v + 3 * h.shape[0]);
@@ -182,6 +182,45 @@ std::vector<int64_t> build_bert_sample_index(const std::vector<int64_t>& docs, c
   return rows;
 }
 
+void check_document_range(const std::vector<int64_t>& document_indices, DocumentRange range, const std::string& what) {
+  MH_CORE_CHECK(!document_indices.empty() && range.begin >= 0 && range.begin <= range.end &&
+                    range.end < static_cast<int64_t>(document_indices.size()),
+                what, ": document range [", range.begin, ", ", range.end, ") outside the ",
+                static_cast<int64_t>(document_indices.size()) - 1, " documents");
+}
+
+CachedSampleIndex cached_sample_index(const std::string& description, const char* dataset_class, const char* kind,
+                                      const BertCacheOptions& opts, const std::vector<int64_t>& document_indices,
+                                      DocumentRange range, int64_t min_target, int64_t max_target,
+                                      const std::string& what, const std::function<std::vector<int64_t>()>& build) {
+  CachedSampleIndex out;
+  out.files = (fs::path(opts.folder) / cat(md5_hex(description), "-", dataset_class, "-", split_name(opts.split), "-"))
+                  .string();
+  const std::string index_file = out.files + "sample_index.npy", description_file = out.files + "description.txt";
+  std::error_code ec;
+  if (fs::exists(description_file, ec) && fs::exists(index_file, ec)) {
+    const std::string problem = load_cached(index_file, document_indices, range, min_target, max_target, out.index);
+    if (problem.empty()) {
+      out.loaded = true;
+      return out;
+    }
+    if (opts.log)
+      opts.log(LogLevel::Warn, cat(what, ": the cached ", kind, " sample index is unusable and is rebuilt: ", problem));
+  }
+  out.index = build();
+  try {
+    fs::create_directories(opts.folder);
+    write_npy_atomic(index_file, NpyDType::Int64, {static_cast<int64_t>(out.index.size() / 3), 3}, out.index.data());
+    write_file_atomic(description_file, description);  // last: marks the set complete
+  } catch (const std::exception& e) {
+    out.files.clear();
+    if (opts.log)
+      opts.log(LogLevel::Warn, cat(what, ": could not cache the ", kind, " sample index in ", opts.folder, ": ",
+                                   e.what(), "\nHINT: set [data] data_cache_path to a writable folder"));
+  }
+  return out;
+}
+
 BertDataset::BertDataset(const TokenSource& source, std::vector<int64_t> document_indices, DocumentRange range,
                          BertSampleConfig cfg, BertVocab vocab, std::string what, const BertCacheOptions& opts)
     : source_(source),
@@ -196,33 +235,14 @@ BertDataset::BertDataset(const TokenSource& source, std::vector<int64_t> documen
     index_ = build_bert_sample_index(document_indices_, lengths, range_, cfg_, what_);
     return;
   }
-  MH_CORE_CHECK(!document_indices_.empty() && range_.begin >= 0 && range_.begin <= range_.end &&
-                    range_.end < static_cast<int64_t>(document_indices_.size()),
-                what_, ": document range [", range_.begin, ", ", range_.end, ") outside the ",
-                static_cast<int64_t>(document_indices_.size()) - 1, " documents");
+  check_document_range(document_indices_, range_, what_);
   const std::string description = description_of(document_indices_, lengths, range_, cfg_, opts);
-  files_ = (fs::path(opts.folder) / cat(md5_hex(description), "-", kClass, "-", split_name(opts.split), "-")).string();
-  const std::string index_file = files_ + "sample_index.npy", description_file = files_ + "description.txt";
-  std::error_code ec;
-  if (fs::exists(description_file, ec) && fs::exists(index_file, ec)) {
-    const std::string problem = load_cached(index_file, document_indices_, range_, cfg_, index_);
-    if (problem.empty()) {
-      loaded_ = true;
-      return;
-    }
-    if (opts.log) opts.log(LogLevel::Warn, cat(what_, ": the cached BERT sample index is unusable and is rebuilt: ", problem));
-  }
-  index_ = build_bert_sample_index(document_indices_, lengths, range_, cfg_, what_);
-  try {
-    fs::create_directories(opts.folder);
-    write_npy_atomic(index_file, NpyDType::Int64, {size(), 3}, index_.data());
-    write_file_atomic(description_file, description);  // last: marks the set complete
-  } catch (const std::exception& e) {
-    files_.clear();
-    if (opts.log)
-      opts.log(LogLevel::Warn, cat(what_, ": could not cache the BERT sample index in ", opts.folder, ": ", e.what(),
-                                   "\nHINT: set [data] data_cache_path to a writable folder"));
-  }
+  CachedSampleIndex cached =
+      cached_sample_index(description, kClass, "BERT", opts, document_indices_, range_, 2, cfg_.target_length(), what_,
+                          [&] { return build_bert_sample_index(document_indices_, lengths, range_, cfg_, what_); });
+  index_ = std::move(cached.index);
+  files_ = std::move(cached.files);
+  loaded_ = cached.loaded;
 }
 
 BertSample BertDataset::sample(int64_t i) const {

@@ -6,16 +6,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 
-#include "megahost/core/data/md5.h"
-#include "megahost/core/data/npy.h"
 #include "megahost/core/data/numpy_random.h"
 #include "megahost/core/error.h"
 
 namespace megahost::core::data {
-
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -58,27 +53,6 @@ std::string description_of(const std::vector<int64_t>& docs, DocumentRange range
                    {"document_range", {range.begin, range.end}},
                    {"sentence_range", {docs[range.begin], docs[range.end]}}};
   return j.dump(4);
-}
-
-std::string load_cached(const std::string& file, const std::vector<int64_t>& docs, DocumentRange range,
-                        const T5SampleConfig& cfg, std::vector<int64_t>& out) {
-  try {
-    auto npy = NpyFile::map(file);
-    const NpyHeader& h = npy->header();
-    if (h.dtype != NpyDType::Int64 || h.shape.size() != 2 || h.shape[1] != 3 || h.shape[0] < 1)
-      return cat(file, ": expected int64 [N, 3], found ", npy_dtype_name(h.dtype), " of ", h.shape.size(), " dims");
-    const auto* v = static_cast<const int64_t*>(npy->data());
-    const int64_t lo = docs[range.begin], hi = docs[range.end];
-    for (int64_t r = 0; r < h.shape[0]; ++r) {
-      const int64_t a = v[3 * r], b = v[3 * r + 1], t = v[3 * r + 2];
-      if (a < lo || b > hi || a >= b || t < 1 || t > cfg.target_length())
-        return cat(file, ": row ", r, " (", a, ", ", b, ", ", t, ") is outside the split");
-    }
-    out.assign(v, v + 3 * h.shape[0]);
-    return "";
-  } catch (const std::exception& e) {
-    return e.what();
-  }
 }
 
 }  // namespace
@@ -159,37 +133,18 @@ T5Dataset::T5Dataset(const TokenSource& source, std::vector<int64_t> document_in
       what_(std::move(what)) {
   validate_t5_config(cfg_, vocab_);
   const auto& lengths = source_.sequence_lengths();
-  MH_CORE_CHECK(!document_indices_.empty() && range_.begin >= 0 && range_.begin <= range_.end &&
-                    range_.end < static_cast<int64_t>(document_indices_.size()),
-                what_, ": document range [", range_.begin, ", ", range_.end, ") outside the ",
-                static_cast<int64_t>(document_indices_.size()) - 1, " documents");
+  check_document_range(document_indices_, range_, what_);
   if (opts.folder.empty()) {
     index_ = build_bert_sample_index(document_indices_, lengths, range_, run_config(cfg_), what_);
     return;
   }
   const std::string description = description_of(document_indices_, range_, cfg_, opts);
-  files_ = (fs::path(opts.folder) / cat(md5_hex(description), "-", kClass, "-", split_name(opts.split), "-")).string();
-  const std::string index_file = files_ + "sample_index.npy", description_file = files_ + "description.txt";
-  std::error_code ec;
-  if (fs::exists(description_file, ec) && fs::exists(index_file, ec)) {
-    const std::string problem = load_cached(index_file, document_indices_, range_, cfg_, index_);
-    if (problem.empty()) {
-      loaded_ = true;
-      return;
-    }
-    if (opts.log) opts.log(LogLevel::Warn, cat(what_, ": the cached T5 sample index is unusable and is rebuilt: ", problem));
-  }
-  index_ = build_bert_sample_index(document_indices_, lengths, range_, run_config(cfg_), what_);
-  try {
-    fs::create_directories(opts.folder);
-    write_npy_atomic(index_file, NpyDType::Int64, {size(), 3}, index_.data());
-    write_file_atomic(description_file, description);  // last: marks the set complete
-  } catch (const std::exception& e) {
-    files_.clear();
-    if (opts.log)
-      opts.log(LogLevel::Warn, cat(what_, ": could not cache the T5 sample index in ", opts.folder, ": ", e.what(),
-                                   "\nHINT: set [data] data_cache_path to a writable folder"));
-  }
+  CachedSampleIndex cached = cached_sample_index(
+      description, kClass, "T5", opts, document_indices_, range_, 1, cfg_.target_length(), what_,
+      [&] { return build_bert_sample_index(document_indices_, lengths, range_, run_config(cfg_), what_); });
+  index_ = std::move(cached.index);
+  files_ = std::move(cached.files);
+  loaded_ = cached.loaded;
 }
 
 T5Sample T5Dataset::sample(int64_t i) const {

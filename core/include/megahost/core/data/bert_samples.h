@@ -32,6 +32,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -102,6 +103,24 @@ struct BertCacheOptions {
   Split split = Split::Train;
   CacheLog log;              // may be empty
 };
+
+// Throws unless `range` lies inside the documents of `document_indices` (D + 1 boundaries).
+void check_document_range(const std::vector<int64_t>& document_indices, DocumentRange range, const std::string& what);
+
+// A sentence-run sample index (the rows of build_bert_sample_index) behind a BERT or T5 dataset,
+// cached as <opts.folder>/<md5(description)>-<dataset_class>-<split>-{sample_index.npy,
+// description.txt}: loaded when the files hold rows inside `range` with targets in
+// [min_target, max_target], else made with `build` and written (a failed write only warns).
+// `kind` ("BERT", "T5") names the index in the warnings.
+struct CachedSampleIndex {
+  std::vector<int64_t> index;
+  std::string files;  // "<folder>/<md5>-...-", "" when not cached
+  bool loaded = false;
+};
+CachedSampleIndex cached_sample_index(const std::string& description, const char* dataset_class, const char* kind,
+                                      const BertCacheOptions& opts, const std::vector<int64_t>& document_indices,
+                                      DocumentRange range, int64_t min_target, int64_t max_target,
+                                      const std::string& what, const std::function<std::vector<int64_t>()>& build);
 
 class BertDataset {
  public:
