@@ -5,81 +5,34 @@
 //
 // Tolerance for TP2 / DP2: fp32 on CPU, the layouts only reorder sums: 1e-5 relative per iteration.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "../common/megahost_cli.h"
+#include "../common/brown_e2e.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-const fs::path kGolden = fs::path(MEGAHOST_TEST_DATA_DIR) / "golden";
-const std::string kVocab = (kGolden / "bert_wordpiece_uncased_vocab.txt").string();
+const std::string kVocab = mhtest::brown::wordpiece_vocab();
 constexpr double kRelTol = 1e-5;
 
-struct Result {
-  int code = -1;
-  std::string out;
-};
+using mhtest::Metrics;
 
-Result run(const std::string& args) {
-  Result r;
-  r.code = mhtest::run_megahost(args, &r.out);
-  return r;
-}
-
-struct Metrics {
-  std::map<int64_t, double> loss, grad_norm, valid;
-};
-
-Metrics read_metrics(const fs::path& path) {
-  Metrics m;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    const json j = json::parse(line);
-    const int64_t it = j.at("iteration").get<int64_t>();
-    if (j.value("split", "") == "valid") m.valid[it] = j.at("lm_loss").get<double>();
-    else {
-      m.loss[it] = j.at("lm_loss").get<double>();
-      m.grad_norm[it] = j.at("grad_norm").get<double>();
-    }
-  }
-  return m;
-}
-
-class BertE2E : public ::testing::Test {
+class BertE2E : public mhtest::RecipeSuite<BertE2E> {
  protected:
-  static fs::path dir_;
-  static std::string recipe_;
-
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("megahost_bert_e2e_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    {
-      // The golden strings' Brown paragraphs (the last 150 lines), one document each.
-      std::ifstream in(kGolden / "bert_wordpiece_lower_ids.jsonl");
-      std::vector<std::string> lines;
-      for (std::string l; std::getline(in, l);) lines.push_back(l);
-      std::ofstream out(dir_ / "brown.jsonl");
-      for (size_t i = lines.size() - 150; i < lines.size(); ++i)
-        out << json{{"text", json::parse(lines[i]).at("text")}}.dump() << "\n";
-    }
-    const std::string common = " --tokenizer-type BertWordPieceLowerCase --vocab-file " + kVocab + " --workers 1";
-    Result pre = run("preprocess --input " + (dir_ / "brown.jsonl").string() + " --output-prefix " +
-                     (dir_ / "brown").string() + " --split-sentences" + common);
+    make_dir("bert_e2e");
+    mhtest::brown::write_jsonl(dir_ / "brown.jsonl");
+    mhtest::CliResult pre = mhtest::preprocess_wordpiece(dir_ / "brown.jsonl", dir_ / "brown", /*split=*/true);
     ASSERT_EQ(pre.code, 0) << pre.out;
-    pre = run("preprocess --input " + (dir_ / "brown.jsonl").string() + " --output-prefix " +
-              (dir_ / "brown").string() + common);  // not split: brown_text_document
+    pre = mhtest::preprocess_wordpiece(dir_ / "brown.jsonl", dir_ / "brown", false);  // not split: brown_text_document
     ASSERT_EQ(pre.code, 0) << pre.out;
     std::ofstream out(dir_ / "bert.toml");
     out << "[model]\nplugin = 'bert'\nnum_layers = 2\nhidden_size = 64\nnum_attention_heads = 4\nseq_length = 64\n"
@@ -94,25 +47,7 @@ class BertE2E : public ::testing::Test {
            "[parallel]\nmake_vocab_size_divisible_by = 256\ndistributed_timeout_minutes = 1\n";
     recipe_ = (dir_ / "bert.toml").string();
   }
-  static void TearDownTestSuite() { fs::remove_all(dir_); }
-
-  static Metrics train(const std::string& name, int nproc, const std::string& sets) {
-    const fs::path metrics = dir_ / (name + ".jsonl");
-    const std::string args = "run " + recipe_ + " --set logging.metrics_file=" + metrics.string() + " " + sets;
-    const Result r = run(nproc == 1 ? args : "launch --nproc-per-node " + std::to_string(nproc) + " -- " + args);
-    EXPECT_EQ(r.code, 0) << name << ":\n" << r.out;
-    return read_metrics(metrics);
-  }
-
-  static void expect_refused(const std::string& sets, const std::vector<std::string>& words) {
-    const Result r = run("run " + recipe_ + " " + sets);
-    EXPECT_NE(r.code, 0) << sets << ":\n" << r.out;
-    for (const std::string& w : words) EXPECT_NE(r.out.find(w), std::string::npos) << "'" << w << "' in:\n" << r.out;
-  }
 };
-
-fs::path BertE2E::dir_;
-std::string BertE2E::recipe_;
 
 TEST_F(BertE2E, TinyBertLearns) {
   const Metrics m = train("learn", 1, "--set training.train_iters=80 --set training.eval_interval=40 "
@@ -158,9 +93,7 @@ TEST_F(BertE2E, RefusesBinaryHeadWithoutSentencePairs) {
     std::ofstream out(dir_ / "single.jsonl");
     for (int i = 0; i < 20; ++i) out << json{{"text", "A lone sentence number " + std::to_string(i) + " stands here."}}.dump() << "\n";
   }
-  const Result pre = run("preprocess --input " + (dir_ / "single.jsonl").string() + " --output-prefix " +
-                         (dir_ / "single").string() + " --split-sentences --tokenizer-type BertWordPieceLowerCase "
-                         "--vocab-file " + kVocab + " --workers 1");
+  const mhtest::CliResult pre = mhtest::preprocess_wordpiece(dir_ / "single.jsonl", dir_ / "single", true);
   ASSERT_EQ(pre.code, 0) << pre.out;
   expect_refused("--set data.data_path=" + (dir_ / "single_text_sentence").string(),
                  {"no document of the", "2 or more sentences"});

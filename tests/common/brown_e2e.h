@@ -1,0 +1,121 @@
+// End-to-end suites over real Brown text (the BERT and T5 e2e tests): the golden paragraphs as a
+// jsonl corpus, `megahost preprocess` of it with the golden uncased WordPiece vocabulary, and a
+// fixture that trains a recipe (run or launch) and reads its metrics file, or checks a refusal.
+// Needs MEGAHOST_TEST_DATA_DIR and megahost_cli.h's definitions; links nlohmann_json.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "megahost_cli.h"
+
+namespace mhtest {
+
+namespace brown {
+
+inline const std::filesystem::path& golden_dir() {
+  static const std::filesystem::path dir = std::filesystem::path(MEGAHOST_TEST_DATA_DIR) / "golden";
+  return dir;
+}
+
+// The golden uncased WordPiece vocabulary the Brown corpus is tokenized with.
+inline const std::string& wordpiece_vocab() {
+  static const std::string path = (golden_dir() / "bert_wordpiece_uncased_vocab.txt").string();
+  return path;
+}
+
+// The golden strings' Brown paragraphs (the last `n` lines), one document each, as {"text": ...} lines.
+inline void write_jsonl(const std::filesystem::path& out_path, size_t n = 150) {
+  std::ifstream in(golden_dir() / "bert_wordpiece_lower_ids.jsonl");
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  std::ofstream out(out_path);
+  for (size_t i = lines.size() - n; i < lines.size(); ++i)
+    out << nlohmann::json{{"text", nlohmann::json::parse(lines[i]).at("text")}}.dump() << "\n";
+}
+
+}  // namespace brown
+
+struct CliResult {
+  int code = -1;
+  std::string out;  // stdout and stderr
+};
+
+inline CliResult run_cli(const std::string& args) {
+  CliResult r;
+  r.code = run_megahost(args, &r.out);
+  return r;
+}
+
+// `megahost preprocess` of a jsonl with the golden WordPiece vocabulary (lower case), one worker.
+inline CliResult preprocess_wordpiece(const std::filesystem::path& input, const std::filesystem::path& output_prefix,
+                                      bool split_sentences) {
+  return run_cli("preprocess --input " + input.string() + " --output-prefix " + output_prefix.string() +
+                 (split_sentences ? " --split-sentences" : "") + " --tokenizer-type BertWordPieceLowerCase " +
+                 "--vocab-file " + brown::wordpiece_vocab() + " --workers 1");
+}
+
+// A metrics file's lines by iteration: training loss and grad norm, validation loss.
+struct Metrics {
+  std::map<int64_t, double> loss, grad_norm, valid;
+};
+
+inline Metrics read_metrics(const std::filesystem::path& path) {
+  Metrics m;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    const int64_t it = j.at("iteration").get<int64_t>();
+    if (j.value("split", "") == "valid") m.valid[it] = j.at("lm_loss").get<double>();
+    else {
+      m.loss[it] = j.at("lm_loss").get<double>();
+      m.grad_norm[it] = j.at("grad_norm").get<double>();
+    }
+  }
+  return m;
+}
+
+// A suite over one recipe in its own temp folder. The suite's SetUpTestSuite calls
+// make_dir(name) and writes recipe_; Suite is the deriving class (each suite its own statics).
+template <class Suite>
+class RecipeSuite : public ::testing::Test {
+ protected:
+  static inline std::filesystem::path dir_;
+  static inline std::string recipe_;
+
+  // A fresh <tmp>/megahost_<name>_<pid>.
+  static void make_dir(const std::string& name) {
+    dir_ = std::filesystem::temp_directory_path() / ("megahost_" + name + "_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  static void TearDownTestSuite() { std::filesystem::remove_all(dir_); }
+
+  // Trains the recipe with `sets` on nproc processes (launch when > 1); the metrics file's lines.
+  static Metrics train(const std::string& name, int nproc, const std::string& sets) {
+    const std::filesystem::path metrics = dir_ / (name + ".jsonl");
+    const std::string args = "run " + recipe_ + " --set logging.metrics_file=" + metrics.string() + " " + sets;
+    const CliResult r = run_cli(nproc == 1 ? args : "launch --nproc-per-node " + std::to_string(nproc) + " -- " + args);
+    EXPECT_EQ(r.code, 0) << name << ":\n" << r.out;
+    return read_metrics(metrics);
+  }
+
+  // `megahost <prefix><recipe> <sets>` fails and says every one of `words`; returns what it said.
+  static std::string expect_refused(const std::string& sets, const std::vector<std::string>& words,
+                                    const std::string& prefix = "run ") {
+    const CliResult r = run_cli(prefix + recipe_ + " " + sets);
+    EXPECT_NE(r.code, 0) << sets << ":\n" << r.out;
+    for (const std::string& w : words) EXPECT_NE(r.out.find(w), std::string::npos) << "'" << w << "' in:\n" << r.out;
+    return r.out;
+  }
+};
+
+}  // namespace mhtest
