@@ -13,16 +13,14 @@
 #include <string>
 #include <vector>
 
+#include "../common/brown_sentences.h"
 #include "megahost/core/data/bert_samples.h"
-#include "megahost/core/preprocess/sentences.h"
-#include "wordpiece_tokenizer.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace megahost::core::data;
 
-const fs::path kGolden = fs::path(MEGAHOST_TEST_DATA_DIR) / "golden";
 
 // Sentences of every golden text as documents, plus the vocabulary facts.
 struct Corpus {
@@ -34,34 +32,8 @@ struct Corpus {
 const Corpus& corpus() {
   static const std::unique_ptr<Corpus> c = [] {
     auto out = std::make_unique<Corpus>();
-    const fs::path vocab_file = kGolden / "bert_wordpiece_uncased_vocab.txt";
-    megahost::tokenizers::bert::BertWordPieceTokenizer tok(vocab_file.string(), /*lower_case=*/true);
-    std::ifstream in(kGolden / "bert_wordpiece_lower_ids.jsonl");
-    int64_t sentences = 0;
-    for (std::string line; std::getline(in, line);) {
-      const std::string text = nlohmann::json::parse(line).at("text").get<std::string>();
-      std::vector<std::string_view> parts;
-      megahost::core::prep::split_sentences(text, false, parts);
-      for (std::string_view s : parts) {
-        const std::vector<int32_t> ids = tok.encode(s);
-        if (ids.empty()) continue;  // as preprocess: empty sentences add no sequence
-        out->source.add(std::vector<int64_t>(ids.begin(), ids.end()));
-        ++sentences;
-      }
-      out->docs.push_back(sentences);
-    }
-    std::vector<std::string> pieces;
-    std::ifstream v(vocab_file);
-    for (std::string p; std::getline(v, p);) pieces.push_back(p);
-    auto id_of = [&](const std::string& p) {
-      return static_cast<int64_t>(std::find(pieces.begin(), pieces.end(), p) - pieces.begin());
-    };
-    out->vocab.cls = id_of("[CLS]");
-    out->vocab.sep = id_of("[SEP]");
-    out->vocab.mask = id_of("[MASK]");
-    out->vocab.pad = id_of("[PAD]");
-    out->vocab.vocab_size = static_cast<int64_t>(pieces.size());
-    out->vocab.is_continuation = wordpiece_continuations(pieces);
+    out->docs = mhtest::brown::add_sentences(out->source);
+    out->vocab = mhtest::brown::bert_vocab();
     return out;
   }();
   return *c;

@@ -16,10 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "../common/brown_sentences.h"
 #include "bert_model.h"
 #include "megahost/core/engine/bert_batches.h"
-#include "megahost/core/preprocess/sentences.h"
-#include "wordpiece_tokenizer.h"
 
 namespace {
 
@@ -29,7 +28,6 @@ using core::data::BertDataset;
 using core::data::BertSampleConfig;
 using core::data::BertVocab;
 
-const fs::path kGolden = fs::path(MEGAHOST_TEST_DATA_DIR) / "golden";
 constexpr int64_t kSeq = 64;
 
 struct Corpus {
@@ -41,32 +39,8 @@ struct Corpus {
 const Corpus& corpus() {
   static const std::unique_ptr<Corpus> c = [] {
     auto out = std::make_unique<Corpus>();
-    const fs::path vocab_file = kGolden / "bert_wordpiece_uncased_vocab.txt";
-    tokenizers::bert::BertWordPieceTokenizer tok(vocab_file.string(), /*lower_case=*/true);
-    std::ifstream in(kGolden / "bert_wordpiece_lower_ids.jsonl");
-    int64_t n = 0;
-    for (std::string line; std::getline(in, line);) {
-      std::vector<std::string_view> parts;
-      const std::string text = nlohmann::json::parse(line).at("text").get<std::string>();
-      core::prep::split_sentences(text, false, parts);
-      for (std::string_view s : parts) {
-        const std::vector<int32_t> ids = tok.encode(s);
-        if (ids.empty()) continue;
-        out->sentences->add(std::vector<int64_t>(ids.begin(), ids.end()));
-        ++n;
-      }
-      out->docs.push_back(n);
-    }
-    std::vector<std::string> pieces;
-    std::ifstream v(vocab_file);
-    for (std::string p; std::getline(v, p);) pieces.push_back(p);
-    auto id_of = [&](const char* p) { return static_cast<int64_t>(std::find(pieces.begin(), pieces.end(), p) - pieces.begin()); };
-    out->vocab.cls = id_of("[CLS]");
-    out->vocab.sep = id_of("[SEP]");
-    out->vocab.mask = id_of("[MASK]");
-    out->vocab.pad = id_of("[PAD]");
-    out->vocab.vocab_size = static_cast<int64_t>(pieces.size());
-    out->vocab.is_continuation = core::data::wordpiece_continuations(pieces);
+    out->docs = mhtest::brown::add_sentences(*out->sentences);
+    out->vocab = mhtest::brown::bert_vocab();
     return out;
   }();
   return *c;

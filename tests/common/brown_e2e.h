@@ -15,26 +15,16 @@
 #include <string>
 #include <vector>
 
+#include "golden.h"
 #include "megahost_cli.h"
 
 namespace mhtest {
 
 namespace brown {
 
-inline const std::filesystem::path& golden_dir() {
-  static const std::filesystem::path dir = std::filesystem::path(MEGAHOST_TEST_DATA_DIR) / "golden";
-  return dir;
-}
-
-// The golden uncased WordPiece vocabulary the Brown corpus is tokenized with.
-inline const std::string& wordpiece_vocab() {
-  static const std::string path = (golden_dir() / "bert_wordpiece_uncased_vocab.txt").string();
-  return path;
-}
-
 // The golden strings' Brown paragraphs (the last `n` lines), one document each, as {"text": ...} lines.
 inline void write_jsonl(const std::filesystem::path& out_path, size_t n = 150) {
-  std::ifstream in(golden_dir() / "bert_wordpiece_lower_ids.jsonl");
+  std::ifstream in(texts_jsonl());
   std::vector<std::string> lines;
   for (std::string l; std::getline(in, l);) lines.push_back(l);
   std::ofstream out(out_path);

@@ -16,10 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "../common/brown_sentences.h"
 #include "megahost/core/data/t5_samples.h"
 #include "megahost/core/engine/t5_batches.h"
 #include "megahost/core/error.h"
-#include "megahost/core/preprocess/sentences.h"
 #include "t5_model.h"
 #include "wordpiece_tokenizer.h"
 
@@ -32,16 +32,7 @@ using core::data::T5Sample;
 using core::data::T5SampleConfig;
 using core::data::T5Vocab;
 
-const fs::path kGolden = fs::path(MEGAHOST_TEST_DATA_DIR) / "golden";
-const fs::path kVocabFile = kGolden / "bert_wordpiece_uncased_vocab.txt";
 constexpr int64_t kEnc = 64, kDec = 32;
-
-std::vector<std::string> file_pieces() {
-  std::vector<std::string> pieces;
-  std::ifstream v(kVocabFile);
-  for (std::string p; std::getline(v, p);) pieces.push_back(p);
-  return pieces;
-}
 
 struct Corpus {
   std::shared_ptr<core::data::InMemoryTokenSource> sentences = std::make_shared<core::data::InMemoryTokenSource>();
@@ -52,22 +43,9 @@ struct Corpus {
 const Corpus& corpus() {
   static const std::unique_ptr<Corpus> c = [] {
     auto out = std::make_unique<Corpus>();
-    tokenizers::bert::BertWordPieceTokenizer tok(kVocabFile.string(), /*lower_case=*/true);
-    std::ifstream in(kGolden / "bert_wordpiece_lower_ids.jsonl");
-    int64_t n = 0;
-    for (std::string line; std::getline(in, line);) {
-      std::vector<std::string_view> parts;
-      const std::string text = nlohmann::json::parse(line).at("text").get<std::string>();
-      core::prep::split_sentences(text, false, parts);
-      for (std::string_view s : parts) {
-        const std::vector<int32_t> ids = tok.encode(s);
-        if (ids.empty()) continue;
-        out->sentences->add(std::vector<int64_t>(ids.begin(), ids.end()));
-        ++n;
-      }
-      out->docs.push_back(n);
-    }
-    out->vocab = core::data::t5_vocab_of(core::data::megatron_wordpiece_vocab(file_pieces(), 100), "golden vocab");
+    out->docs = mhtest::brown::add_sentences(*out->sentences);
+    out->vocab = core::data::t5_vocab_of(core::data::megatron_wordpiece_vocab(mhtest::brown::vocab_pieces(), 100),
+                                         "golden vocab");
     return out;
   }();
   return *c;
@@ -104,8 +82,8 @@ std::vector<int64_t> run_text(const T5Dataset& ds, int64_t i) {
 
 TEST(T5Samples, VocabularyMatchesTheTokenizer) {
   // Megatron's tokenizer: file pieces, [BOS], [EOS], <extra_id_0..99>; the core's copy must agree.
-  tokenizers::bert::BertWordPieceTokenizer tok(kVocabFile.string(), true, 100);
-  const std::vector<std::string> pieces = core::data::megatron_wordpiece_vocab(file_pieces(), 100);
+  tokenizers::bert::BertWordPieceTokenizer tok(mhtest::brown::wordpiece_vocab(), true, 100);
+  const std::vector<std::string> pieces = core::data::megatron_wordpiece_vocab(mhtest::brown::vocab_pieces(), 100);
   ASSERT_EQ(static_cast<int64_t>(pieces.size()), tok.vocab_size());
   for (size_t i = 0; i < pieces.size(); ++i) ASSERT_EQ(pieces[i], tok.token(static_cast<int32_t>(i))) << i;
   const T5Vocab& v = corpus().vocab;
@@ -256,13 +234,13 @@ TEST(T5Samples, RefusesConfigurationsThatCannotHoldTheSpans) {
   c.decoder_seq_length = 11;
   EXPECT_NO_THROW(core::data::validate_t5_config(c, corpus().vocab));
   // Up to 9 spans fit a 32-token decoder: 5 sentinels are too few.
-  const T5Vocab few = core::data::t5_vocab_of(core::data::megatron_wordpiece_vocab(file_pieces(), 5), "vocab");
+  const T5Vocab few = core::data::t5_vocab_of(core::data::megatron_wordpiece_vocab(mhtest::brown::vocab_pieces(), 5), "vocab");
   expect_refused(config(10, 1), few, {"5 sentinel tokens", "up to 9 masked spans", "vocab_extra_ids = 100"});
-  const T5Vocab none = core::data::t5_vocab_of(core::data::megatron_wordpiece_vocab(file_pieces(), 0), "vocab");
+  const T5Vocab none = core::data::t5_vocab_of(core::data::megatron_wordpiece_vocab(mhtest::brown::vocab_pieces(), 0), "vocab");
   expect_refused(config(10, 1), none, {"0 sentinel tokens"});
   T5SampleConfig bad_rate = config(10, 1, 1.5);
   expect_refused(bad_rate, corpus().vocab, {"masked_lm_prob = 1.5"});
-  std::vector<std::string> no_pad = file_pieces();
+  std::vector<std::string> no_pad = mhtest::brown::vocab_pieces();
   std::replace(no_pad.begin(), no_pad.end(), std::string("[PAD]"), std::string("[PADDING]"));
   EXPECT_THROW(core::data::t5_vocab_of(no_pad, "vocab"), core::Error);
 }
