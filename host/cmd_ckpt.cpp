@@ -17,20 +17,32 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-// The format plugin: the one meta.json names when it differs from --plugin (meta.json is read
-// through --plugin first, as it is stored by the format itself).
-std::unique_ptr<core::CheckpointFormat> open_format(const core::PluginRegistry& reg, const std::string& id,
-                                                    const std::string& iter_dir) {
-  auto fmt = core::create_checkpoint_format(reg, id, core::ConfigSection{});
+// The format id meta.json names, read through format `id` (meta.json is stored by the format
+// itself); empty when that format cannot read the folder.
+std::string named_format(const core::PluginRegistry& reg, const std::string& id, const std::string& iter_dir) {
   try {
+    auto fmt = core::create_checkpoint_format(reg, id, core::ConfigSection{});
     auto folders = core::inspect_checkpoint(*fmt, iter_dir);
     const auto meta = nlohmann::json::parse(folders.front().meta_json, nullptr, false);
-    const std::string named = meta.is_object() ? meta.value("checkpoint_plugin", id) : id;
-    if (named != id) return core::create_checkpoint_format(reg, named, core::ConfigSection{});
+    return meta.is_object() ? meta.value("checkpoint_plugin", id) : id;
   } catch (const std::exception&) {
-    // verify reports it entry by entry; inspect fails on it below
+    return {};
   }
-  return fmt;
+}
+
+// The format plugin: --plugin when given (verify then reports what it cannot read, entry by
+// entry), else the first loaded format that reads the folder's meta.json — the one it names.
+std::unique_ptr<core::CheckpointFormat> open_format(const core::PluginRegistry& reg, const std::string& id,
+                                                    bool id_given, const std::string& iter_dir) {
+  std::vector<std::string> candidates = {id};
+  if (!id_given)
+    for (const auto& p : reg.plugins())
+      if (p.kind == core::PluginKind::Checkpoint && p.id != id) candidates.push_back(p.id);
+  for (const std::string& candidate : candidates) {
+    const std::string named = named_format(reg, candidate, iter_dir);
+    if (!named.empty()) return core::create_checkpoint_format(reg, named, core::ConfigSection{});
+  }
+  return core::create_checkpoint_format(reg, id, core::ConfigSection{});
 }
 
 }  // namespace
@@ -43,7 +55,7 @@ int cmd_ckpt(int argc, char** argv) {
                                             "DIR: a save folder (its latest checkpoint) or one iter_* folder.");
   options.add_options()("action", "verify or inspect", cxxopts::value<std::string>())(
       "dir", "checkpoint folder", cxxopts::value<std::string>())("json", "machine-readable output (inspect)")(
-      "plugin", "checkpoint format plugin to read meta.json with",
+      "plugin", "checkpoint format plugin to read meta.json with (default: the first that reads it)",
       cxxopts::value<std::string>()->default_value("megahost-tensors"))(
       "plugin-path", "extra plugin folder (repeatable)", cxxopts::value<std::vector<std::string>>())(
       "h,help", "show this help");
@@ -62,7 +74,7 @@ int cmd_ckpt(int argc, char** argv) {
     if (args.count("plugin-path") != 0) extra = args["plugin-path"].as<std::vector<std::string>>();
     core::PluginRegistry reg(search_path(extra));
     const std::string iter_dir = core::resolve_checkpoint_dir(args["dir"].as<std::string>());
-    auto fmt = open_format(reg, args["plugin"].as<std::string>(), iter_dir);
+    auto fmt = open_format(reg, args["plugin"].as<std::string>(), args.count("plugin") != 0, iter_dir);
 
     if (args["action"].as<std::string>() == "verify") {
       const auto problems = core::verify_checkpoint(*fmt, iter_dir);

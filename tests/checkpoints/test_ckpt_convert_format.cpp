@@ -175,6 +175,11 @@ TEST_F(CkptConvertFormat, ConvertedIntoSafetensorsResumesWithTheSameLosses) {
   EXPECT_TRUE(header.contains("optimizer/embedding.word_embeddings.weight.exp_avg")) << header.dump().substr(0, 400);
   const Result verify = run("ckpt verify " + out.string() + " --plugin safetensors");
   EXPECT_EQ(verify.code, 0) << verify.out;
+  // Without --plugin, ckpt finds the format that reads the folder.
+  const Result detected = run("ckpt inspect " + out.string());
+  EXPECT_EQ(detected.code, 0) << detected.out;
+  EXPECT_NE(detected.out.find("format plugin safetensors"), std::string::npos) << detected.out;
+  EXPECT_EQ(run("ckpt verify " + out.string()).code, 0);
 
   const Result resumed =
       train("resumed_st", "--set checkpoint.plugin=safetensors --set checkpoint.load=" + out.string());
