@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "../common/brown_sentences.h"
+#include "../common/micro_batch.h"
 #include "bert_model.h"
 #include "megahost/core/engine/bert_batches.h"
 
@@ -76,12 +77,7 @@ bert::BertConfig tiny_config(bool binary_head = true) {
   return c;
 }
 
-at::Tensor get(const core::MicroBatchTensors& b, const std::string& name) {
-  for (const auto& [n, t] : b)
-    if (n == name) return t;
-  ADD_FAILURE() << "no batch tensor " << name;
-  return {};
-}
+using mhtest::get;
 
 struct Losses {
   at::Tensor mlm, sop;  // 0-d: mean CE over masked positions, mean CE over samples

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "../common/brown_sentences.h"
+#include "../common/micro_batch.h"
 #include "megahost/core/data/t5_samples.h"
 #include "megahost/core/engine/t5_batches.h"
 #include "megahost/core/error.h"
@@ -265,12 +266,7 @@ t5::T5Config tiny_config() {
   return c;
 }
 
-at::Tensor get(const core::MicroBatchTensors& b, const std::string& name) {
-  for (const auto& [n, t] : b)
-    if (n == name) return t;
-  ADD_FAILURE() << "no batch tensor " << name;
-  return {};
-}
+using mhtest::get;
 
 TEST(T5Model, DecoderIsCausalAndPaddingIsIgnored) {
   at::manual_seed(0);
