@@ -63,20 +63,7 @@ TEST_F(BertE2E, TinyBertLearns) {
 }
 
 #ifdef MEGAHOST_TEST_HAVE_GLOO
-TEST_F(BertE2E, TP2AndDP2EqualOneProcess) {
-  const Metrics ref = train("single", 1, "");
-  ASSERT_EQ(ref.loss.size(), 3u);
-  for (const auto& [name, sets] : std::vector<std::pair<std::string, std::string>>{
-           {"tp2", "--set parallel.tensor_model_parallel_size=2"}, {"dp2", ""}}) {
-    const Metrics m = train(name, 2, sets);
-    ASSERT_EQ(m.loss.size(), 3u) << name;
-    for (const auto& [it, l] : ref.loss) {
-      EXPECT_NEAR(m.loss.at(it), l, kRelTol * l) << name << " loss, iteration " << it;
-      EXPECT_NEAR(m.grad_norm.at(it), ref.grad_norm.at(it), kRelTol * ref.grad_norm.at(it)) << name << " grad norm";
-    }
-    for (const auto& [it, l] : ref.valid) EXPECT_NEAR(m.valid.at(it), l, kRelTol * l) << name << " valid loss";
-  }
-}
+TEST_F(BertE2E, TP2AndDP2EqualOneProcess) { expect_tp2_and_dp2_equal_one_process(kRelTol); }
 #endif
 
 TEST_F(BertE2E, RefusesSeqLengthBeyondPositions) {

@@ -13,6 +13,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "golden.h"
@@ -96,6 +97,23 @@ class RecipeSuite : public ::testing::Test {
     const CliResult r = run_cli(nproc == 1 ? args : "launch --nproc-per-node " + std::to_string(nproc) + " -- " + args);
     EXPECT_EQ(r.code, 0) << name << ":\n" << r.out;
     return read_metrics(metrics);
+  }
+
+  // TP2 and DP2 (two processes) train the 3 iterations of the recipe as one process does: the same
+  // losses, grad norms and validation losses within rel_tol (the layouts only reorder sums).
+  static void expect_tp2_and_dp2_equal_one_process(double rel_tol) {
+    const Metrics ref = train("single", 1, "");
+    ASSERT_EQ(ref.loss.size(), 3u);
+    for (const auto& [name, sets] : std::vector<std::pair<std::string, std::string>>{
+             {"tp2", "--set parallel.tensor_model_parallel_size=2"}, {"dp2", ""}}) {
+      const Metrics m = train(name, 2, sets);
+      ASSERT_EQ(m.loss.size(), 3u) << name;
+      for (const auto& [it, l] : ref.loss) {
+        EXPECT_NEAR(m.loss.at(it), l, rel_tol * l) << name << " loss, iteration " << it;
+        EXPECT_NEAR(m.grad_norm.at(it), ref.grad_norm.at(it), rel_tol * ref.grad_norm.at(it)) << name << " grad norm";
+      }
+      for (const auto& [it, l] : ref.valid) EXPECT_NEAR(m.valid.at(it), l, rel_tol * l) << name << " valid loss";
+    }
   }
 
   // `megahost <prefix><recipe> <sets>` fails and says every one of `words`; returns what it said.
