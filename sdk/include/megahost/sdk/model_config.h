@@ -116,7 +116,8 @@ inline void read_encoder_widths_and_norm(const ConfigSchema& s, const Config& cf
   t.activation = nn::Activation::GeLU;
   t.normalization = nn::NormKind::LayerNorm;
   t.norm_epsilon = s.read_float(cfg, "norm_epsilon");
-  if (!(t.norm_epsilon > 0.0)) throw cfg.error("norm_epsilon", "norm_epsilon must be > 0", "Megatron's default is 1e-5");
+  if (!(t.norm_epsilon > 0.0))
+    throw cfg.error("norm_epsilon", "norm_epsilon must be > 0", "Megatron's default is 1e-5");
 }
 
 // hidden_dropout, attention_dropout, init_method_std, add_bias_linear.
