@@ -42,3 +42,13 @@ function(megahost_add_plugin target)
     install(TARGETS ${target} LIBRARY DESTINATION "${MEGAHOST_PLUGIN_INSTALL_DIR}")
   endif()
 endfunction()
+
+# megahost_use_zlib_crc32(<target>): sdk/crc32.h through zlib (several GB/s) when its headers
+# exist; boost's byte-wise CRC otherwise (same values, ~0.35 GB/s).
+function(megahost_use_zlib_crc32 target)
+  find_package(ZLIB QUIET)
+  if(ZLIB_FOUND)
+    target_link_libraries(${target} PRIVATE ZLIB::ZLIB)
+    target_compile_definitions(${target} PRIVATE MH_SDK_WITH_ZLIB=1)
+  endif()
+endfunction()

@@ -5,8 +5,8 @@
 #include <sstream>
 #include <vector>
 
-#include "crc32.h"
 #include "dtype.h"
+#include "megahost/sdk/crc32.h"
 #include "megahost/sdk/error.h"
 
 namespace megahost::mh_tensors {
@@ -66,7 +66,7 @@ const Entry& Reader::find(const char* name, bool blob) const {
 }
 
 void Reader::verify(const Entry& e, const void* payload) const {
-  const uint32_t crc = crc32_of(payload, e.nbytes);
+  const uint32_t crc = sdk::crc32_of(payload, e.nbytes);
   MH_CHECK(crc == e.crc32, MH_ERR_DATA_LOSS, "checksum mismatch for entry '", e.name, "' in ",
            data_.path(), " (bytes [", e.offset, ", ", e.offset + e.nbytes, "), crc32 ", crc,
            ", index says ", e.crc32, "). ", kOlderHint);

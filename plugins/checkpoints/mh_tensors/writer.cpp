@@ -2,8 +2,8 @@
 
 #include <filesystem>
 
-#include "crc32.h"
 #include "dtype.h"
+#include "megahost/sdk/crc32.h"
 #include "megahost/sdk/error.h"
 
 namespace megahost::mh_tensors {
@@ -97,7 +97,7 @@ void Writer::append(Entry e, const void* data) {
   data_.write_all(kZeros, pad);
   e.offset = offset_ + pad;
   data_.write_all(data, e.nbytes);
-  e.crc32 = crc32_of(data, e.nbytes);
+  e.crc32 = sdk::crc32_of(data, e.nbytes);
   offset_ = e.offset + e.nbytes;
   broken_ = false;
   names_.insert(e.name);

@@ -4,11 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#if defined(MH_ST_WITH_ZLIB)
-#include <zlib.h>
-#else
-#include <boost/crc.hpp>
-#endif
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -16,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "megahost/sdk/crc32.h"
 #include "megahost/sdk/error.h"
 
 namespace megahost::st_ckpt {
@@ -47,23 +43,6 @@ const char* dtype_name(DLDataType t) {
 }
 
 uint64_t itemsize(DLDataType t) { return (uint64_t(t.bits) * t.lanes + 7) / 8; }
-
-// CRC-32 (IEEE, as zlib): zlib's runs at several GB/s, boost's byte-wise table (the fallback where
-// zlib's headers are missing) at ~0.35 GB/s. Both give the same value.
-uint32_t crc32_of(const void* data, uint64_t n) {
-#if defined(MH_ST_WITH_ZLIB)
-  uLong crc = ::crc32(0L, Z_NULL, 0);
-  const auto* p = static_cast<const Bytef*>(data);
-  constexpr uint64_t kStep = uint64_t{1} << 30;  // zlib takes 32-bit lengths
-  for (uint64_t off = 0; off < n; off += kStep)
-    crc = ::crc32(crc, p + off, static_cast<uInt>(n - off < kStep ? n - off : kStep));
-  return static_cast<uint32_t>(crc);
-#else
-  boost::crc_32_type crc;
-  crc.process_bytes(data, n);
-  return crc.checksum();
-#endif
-}
 
 void write_all(int fd, const void* data, uint64_t n, const std::string& path) {
   const char* p = static_cast<const char*>(data);
@@ -159,7 +138,7 @@ void Writer::append(Entry e, const void* data, uint64_t n) {
   write_all(payload_fd_, data, n, dir_ + "/" + kFile + ".payload");
   e.begin = offset_;
   e.end = offset_ + n;  // safetensors packs payloads without gaps
-  e.crc32 = crc32_of(data, n);
+  e.crc32 = sdk::crc32_of(data, n);
   offset_ = e.end;
   names_[e.name] = entries_.size();
   entries_.push_back(std::move(e));
@@ -301,7 +280,7 @@ const Entry& Reader::find(const char* name, bool blob) const {
 void Reader::read_checked(const Entry& e, void* out) const {
   pread_all(fd_, out, e.end - e.begin, data_start_ + e.begin, path_);
   if (!crc_checked_) return;  // a safetensors file from elsewhere has no checksums
-  const uint32_t crc = crc32_of(out, e.end - e.begin);
+  const uint32_t crc = sdk::crc32_of(out, e.end - e.begin);
   MH_CHECK(crc == e.crc32, MH_ERR_DATA_LOSS, "checksum mismatch for entry '", e.name, "' in ", path_, " (crc32 ", crc,
            ", header says ", e.crc32, "). ", kHint);
 }
