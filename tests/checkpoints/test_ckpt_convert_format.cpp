@@ -6,7 +6,6 @@
 // iterations 3 and 4 with the uninterrupted run's losses. Wrong combinations are refused naming
 // the key.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,31 +18,18 @@
 #include <string>
 #include <vector>
 
+#include "../common/megahost_cli.h"
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-const std::string kMegahost = std::string(MEGAHOST_BINARY_DIR) + "/bin/megahost";
 const std::string kGolden = std::string(MEGAHOST_TEST_DATA_DIR) + "/golden/gpt2_bpe_ids.jsonl";
 constexpr double kRelTol = 1e-6;  // same layout, same process count: the same sums
 
-struct Result {
-  int code = -1;
-  std::string out;
-};
-
-Result run(const std::string& args) {
-  Result r;
-  FILE* p = popen((kMegahost + " " + args + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using Result = mhtest::RunResult;
+Result run(const std::string& args) { return mhtest::run_megahost_here(args); }
 
 std::map<int64_t, double> read_losses(const std::string& path) {
   std::map<int64_t, double> loss;

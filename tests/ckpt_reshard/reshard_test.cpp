@@ -7,7 +7,6 @@
 // Tolerance: 1e-5 relative, fp32 on CPU. The layouts only reorder sums (TP partial products, DP
 // reductions, pipeline micro-batches); tests/e2e_parallel holds every layout to the same bound.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -19,32 +18,19 @@
 #include <string>
 #include <vector>
 
+#include "../common/megahost_cli.h"
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-const std::string kMegahost = std::string(MEGAHOST_BINARY_DIR) + "/bin/megahost";
 const std::string kGolden = std::string(MEGAHOST_TEST_DATA_DIR) + "/golden/gpt2_bpe_ids.jsonl";
 constexpr double kRelTol = 1e-5;
 const std::string kTp2Dp2 = "--set parallel.tensor_model_parallel_size=2 --set parallel.use_distributed_optimizer=true";
 
-struct Result {
-  int code = -1;
-  std::string out;
-};
-
-Result run(const std::string& args) {
-  Result r;
-  FILE* p = popen((kMegahost + " " + args + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using Result = mhtest::RunResult;
+Result run(const std::string& args) { return mhtest::run_megahost_here(args); }
 
 struct Metrics {
   std::map<int64_t, double> loss, grad_norm;
