@@ -12,7 +12,7 @@ namespace megahost::core {
 // iteration folder its tracker names; an iter_* folder stays itself. Throws with a HINT otherwise.
 std::string resolve_checkpoint_dir(const std::string& dir);
 
-// The folders holding entries: iter_N/rank_XXXXX (saved by several processes) or iter_N itself.
+// The folders holding entries: iter_N/rank_<5-digit rank> (saved by several processes) or iter_N itself.
 std::vector<std::string> checkpoint_rank_folders(const std::string& iter_dir);
 
 struct InspectedFolder {
