@@ -85,6 +85,7 @@ enum GemmEpilogue : int {
   kGemmPlain = 0,
   kGemmGeluAuxBias = 1,  // aux = AB + bias[n], D = gelu_tanh(aux)
   kGemmBGradA = 2,       // D (+)= AB; bias[m] = sum over k of op(A) (written): a linear's bias gradient
+  kGemmBias = 3,         // D = AB + bias[n]
 };
 struct GemmArgs {
   int dtype_ab = kBF16, dtype_d = kBF16;
@@ -106,6 +107,9 @@ struct GemmArgs {
 // 0: done. kGemmNoAlgorithm: cuBLASLt has no algorithm for this shape / epilogue (nothing ran:
 // the caller takes the plain path). Other values: a cublasStatus_t + kGemmCublasError.
 constexpr int kGemmNoAlgorithm = -1, kGemmCublasError = 100000;
+// The first call of each shape picks cuBLASLt's algorithm: by timing the heuristic's best few
+// candidates on the call's own operands (MEGAHOST_GEMM_AUTOTUNE, default on; 0 takes the
+// heuristic's first), MEGAHOST_GEMM_LOG=1 prints each choice to stderr.
 int gemm_lt(const GemmArgs& g);
 const char* gemm_lt_error(int status);
 

@@ -9,6 +9,9 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -31,6 +34,7 @@ cublasLtEpilogue_t lt_epilogue(int e) {
   switch (e) {
     case kGemmGeluAuxBias: return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
     case kGemmBGradA: return CUBLASLT_EPILOGUE_BGRADB;  // our A is cuBLAS's B
+    case kGemmBias: return CUBLASLT_EPILOGUE_BIAS;      // bias along cuBLAS's rows = our n
     default: return CUBLASLT_EPILOGUE_DEFAULT;
   }
 }
@@ -69,6 +73,83 @@ int status(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS ? 0 : kGemmCubl
   do {                                   \
     if (int rc_ = status(expr)) return rc_; \
   } while (0)
+
+constexpr int kMaxCandidates = 8;
+
+bool env_flag(const char* name, bool fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  return std::strcmp(v, "0") != 0;
+}
+bool autotune_enabled() {
+  static const bool on = env_flag("MEGAHOST_GEMM_AUTOTUNE", true);
+  return on;
+}
+bool log_enabled() {
+  static const bool on = env_flag("MEGAHOST_GEMM_LOG", false);
+  return on;
+}
+
+size_t dtype_bytes(int dtype) { return dtype == kF32 ? 4 : 2; }
+
+// One launch of g with algo (alpha 1, beta 1 when accumulating), into d.
+cublasStatus_t launch(const GemmArgs& g, const Plan& plan, const cublasLtMatmulAlgo_t& algo, void* d) {
+  const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
+  return cublasLtMatmul(static_cast<cublasLtHandle_t>(g.handle), plan.desc, &alpha, g.b, plan.a, g.a, plan.b, &beta,
+                        d, plan.d, d, plan.d, &algo, g.workspace, g.workspace_bytes,
+                        static_cast<cudaStream_t>(g.stream));
+}
+
+// Times each candidate on the call's operands and keeps the fastest in plan->algo. Runs once per
+// shape, before the call's own launch: its outputs (D without accumulate, the epilogue's aux and
+// bias) are overwritten by that launch; an accumulated D is timed in a scratch copy instead, so
+// the result is unchanged. Any failure keeps the heuristic's first choice.
+int pick_fastest(const GemmArgs& g, Plan* plan, const cublasLtMatmulHeuristicResult_t* results, int found) {
+  auto stream = static_cast<cudaStream_t>(g.stream);
+  void* d = g.d;
+  const size_t d_bytes = static_cast<size_t>(g.m) * g.ldd * dtype_bytes(g.dtype_d);
+  if (g.accumulate && cudaMallocAsync(&d, d_bytes, stream) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  if (g.accumulate) cudaMemsetAsync(d, 0, d_bytes, stream);
+  cudaEvent_t start = nullptr, stop = nullptr;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  constexpr int kReps = 3;
+  float best_ms = 0.0f;
+  int best = -1;
+  float times[kMaxCandidates] = {};
+  for (int i = 0; i < found; ++i) {
+    times[i] = -1.0f;
+    if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
+    if (launch(g, *plan, results[i].algo, d) != CUBLAS_STATUS_SUCCESS) continue;  // warm-up
+    cudaEventRecord(start, stream);
+    bool ok = true;
+    for (int r = 0; r < kReps && ok; ++r) ok = launch(g, *plan, results[i].algo, d) == CUBLAS_STATUS_SUCCESS;
+    cudaEventRecord(stop, stream);
+    float ms = 0.0f;
+    if (!ok || cudaEventSynchronize(stop) != cudaSuccess || cudaEventElapsedTime(&ms, start, stop) != cudaSuccess)
+      continue;
+    times[i] = ms / kReps;
+    if (best < 0 || times[i] < best_ms) best = i, best_ms = times[i];
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  if (g.accumulate) cudaFreeAsync(d, stream);
+  cudaGetLastError();  // a candidate's launch error must not stick to the next call
+  if (best >= 0) plan->algo = results[best].algo;
+  if (log_enabled()) {
+    const double flops = 2.0 * static_cast<double>(g.m) * g.n * g.k;
+    std::fprintf(stderr, "megahost gemm: m=%lld n=%lld k=%lld ta=%d tb=%d acc=%d epilogue=%d d=%s:",
+                 static_cast<long long>(g.m), static_cast<long long>(g.n), static_cast<long long>(g.k), g.trans_a,
+                 g.trans_b, g.accumulate, g.epilogue, g.dtype_d == kF32 ? "f32" : "16");
+    for (int i = 0; i < found; ++i)
+      if (times[i] > 0) std::fprintf(stderr, " %s%.3fms/%.0fTF", i == best ? "*" : "", times[i], flops / times[i] / 1e9);
+    std::fprintf(stderr, "\n");
+  }
+  return 0;
+}
 
 int build_plan(const GemmArgs& g, size_t workspace_bytes, Plan* plan) {
   const cudaDataType_t ab = cuda_type(g.dtype_ab), dt = cuda_type(g.dtype_d);
@@ -113,11 +194,12 @@ int build_plan(const GemmArgs& g, size_t workspace_bytes, Plan* plan) {
   if (rc == 0)
     rc = status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d,
                                                      sizeof(align_d)));
-  cublasLtMatmulHeuristicResult_t result{};
+  cublasLtMatmulHeuristicResult_t results[kMaxCandidates]{};
   int found = 0;
   if (rc == 0) {
+    const int wanted = autotune_enabled() ? kMaxCandidates : 1;
     const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(g.handle), plan->desc,
-                                                            plan->a, plan->b, plan->d, plan->d, pref, 1, &result,
+                                                            plan->a, plan->b, plan->d, plan->d, pref, wanted, results,
                                                             &found);
     // NOT_SUPPORTED: no algorithm for this combination; the caller falls back.
     if (s != CUBLAS_STATUS_SUCCESS && s != CUBLAS_STATUS_NOT_SUPPORTED) rc = status(s);
@@ -125,7 +207,9 @@ int build_plan(const GemmArgs& g, size_t workspace_bytes, Plan* plan) {
   cublasLtMatmulPreferenceDestroy(pref);
   if (rc != 0) return rc;
   plan->has_algo = found > 0;
-  if (plan->has_algo) plan->algo = result.algo;
+  if (!plan->has_algo) return 0;
+  plan->algo = results[0].algo;
+  if (found > 1) return pick_fastest(g, plan, results, found);
   return 0;
 }
 
@@ -151,10 +235,7 @@ int gemm_lt(const GemmArgs& g) {
   if (g.epilogue == kGemmGeluAuxBias)
     MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
                                              sizeof(g.aux)));
-  const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
-  return status(cublasLtMatmul(static_cast<cublasLtHandle_t>(g.handle), plan.desc, &alpha, g.b, plan.a, g.a, plan.b,
-                               &beta, g.d, plan.d, g.d, plan.d, &plan.algo, g.workspace, g.workspace_bytes,
-                               static_cast<cudaStream_t>(g.stream)));
+  return status(launch(g, plan, plan.algo, g.d));
 }
 
 const char* gemm_lt_error(int rc) {

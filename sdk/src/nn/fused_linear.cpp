@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <cstdlib>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "megahost/sdk/error.h"
@@ -60,7 +62,58 @@ bool run_lt(const kernels::GemmArgs& g, const char* what) {
 }
 
 bool half_precision(const at::Tensor& t) { return t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf; }
+
+// The forward and input-gradient products also go through cuBLASLt (its autotuned plans, see
+// gemm_lt) unless MEGAHOST_LT_MATMUL=0 (torch's at::mm / at::linear, for comparison).
+bool lt_matmul_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_LT_MATMUL");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return on;
+}
+
+bool lt_operands(const at::Tensor& a, const at::Tensor& w) {
+  return lt_matmul_enabled() && available(a) && half_precision(a) && a.dim() == 2 && a.is_contiguous() &&
+         w.scalar_type() == a.scalar_type() && w.is_contiguous() && w.device() == a.device();
+}
 #endif
+
+// y [M, n] = x [M, k] w^T (+ bias [n]) with w [n, k].
+at::Tensor matmul_wt(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
+#if defined(MH_SDK_WITH_CUDA)
+  if (lt_operands(x, w) && (!bias.defined() || bias.scalar_type() == x.scalar_type())) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    at::Tensor y = at::empty({x.size(0), w.size(0)}, x.options());
+    kernels::GemmArgs g = lt_args(x);
+    g.trans_b = true;
+    g.m = x.size(0), g.n = w.size(0), g.k = x.size(1);
+    g.a = x.data_ptr(), g.lda = g.k;
+    g.b = w.data_ptr(), g.ldb = g.k;
+    g.d = y.data_ptr(), g.ldd = g.n;
+    if (bias.defined()) g.epilogue = kernels::kGemmBias, g.bias = bias.data_ptr();
+    if (run_lt(g, "linear forward")) return y;
+  }
+#endif
+  return bias.defined() ? at::addmm(bias, x, w.t()) : at::mm(x, w.t());
+}
+
+// dx [M, k] = dy [M, n] w with w [n, k].
+at::Tensor matmul_w(const at::Tensor& dy, const at::Tensor& w) {
+#if defined(MH_SDK_WITH_CUDA)
+  if (lt_operands(dy, w)) {
+    const c10::cuda::CUDAGuard guard(dy.device());
+    at::Tensor dx = at::empty({dy.size(0), w.size(1)}, dy.options());
+    kernels::GemmArgs g = lt_args(dy);
+    g.m = dy.size(0), g.n = w.size(1), g.k = dy.size(1);
+    g.a = dy.data_ptr(), g.lda = g.k;
+    g.b = w.data_ptr(), g.ldb = g.n;
+    g.d = dx.data_ptr(), g.ldd = g.n;
+    if (run_lt(g, "input gradient")) return dx;
+  }
+#endif
+  return at::mm(dy, w);
+}
 
 // weight.grad() [n, k] += dy^T x in place, dy [M, n] and x [M, k] contiguous. With dbias, also the
 // column sums of dy (float32 when .grad is) when the GEMM epilogue can make them. False when there
@@ -117,7 +170,10 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
     const bool has_bias = bias.numel() > 0;
     ctx->save_for_backward({x, weight});
     ctx->saved_data["bias"] = has_bias;
-    return at::linear(x, weight, has_bias ? bias : at::Tensor());
+    const int64_t k = weight.size(1);
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = weight.size(0);
+    return matmul_wt(x.reshape({-1, k}), weight, has_bias ? bias : at::Tensor()).view(shape);  // [..., n]
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto s = ctx->get_saved_variables();
@@ -127,7 +183,7 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
     const at::Tensor dy = grad[0].reshape({-1, n}).contiguous();  // [M, n]
     const at::Tensor x2 = x.reshape({-1, k}).contiguous();        // [M, k]
     at::Tensor dx;
-    if (ctx->needs_input_grad(0)) dx = at::mm(dy, weight).view(x.sizes());
+    if (ctx->needs_input_grad(0)) dx = matmul_w(dy, weight).view(x.sizes());
     at::Tensor dbias_lt;
     at::Tensor dw = weight_grad(weight, dy, x2, /*accumulate=*/true, has_bias ? &dbias_lt : nullptr);
     at::Tensor db;
@@ -160,7 +216,7 @@ struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
       act = at::gelu(pre, "tanh");
     }
     const bool has_b2 = b2.numel() > 0;
-    const at::Tensor out = has_b2 ? at::addmm(b2, act, w2.t()) : at::mm(act, w2.t());  // [M, h2]
+    const at::Tensor out = matmul_wt(act, w2, has_b2 ? b2 : at::Tensor());  // [M, h2]
     ctx->save_for_backward({x2, w1, w2, act, pre});
     ctx->saved_data["accumulate"] = accumulate;
     ctx->saved_data["b2"] = has_b2;
@@ -178,7 +234,7 @@ struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
     const at::Tensor dout = grad[0].reshape({-1, h2}).contiguous();  // [M, h2]
     // d pre = (dout w2) * gelu'(pre) and d b1 = its column sums in one pass. (cuBLASLt's
     // DGELU_BGRAD epilogue runs as a separate kernel at ~1 TB/s on the H200: slower than this.)
-    const at::Tensor dact = at::mm(dout, w2);  // [M, f]
+    const at::Tensor dact = matmul_w(dout, w2);  // [M, f]
     at::Tensor dpre = at::empty_like(pre), db1;
     const int64_t blocks = kernels::bias_gelu_backward_blocks(m);
     at::Tensor partial = at::empty({blocks, f}, pre.options().dtype(at::kFloat));
@@ -194,7 +250,7 @@ struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
     at::Tensor db2_lt, db2;
     at::Tensor dw2 = weight_grad(w2, dout, act, accumulate, has_b2 ? &db2_lt : nullptr);
     if (has_b2) db2 = db2_lt.defined() ? db2_lt.to(w2.scalar_type()) : dout.sum(0);
-    at::Tensor dx = at::mm(dpre, w1).view(ctx->saved_data["shape"].toIntVector());  // [..., h]
+    at::Tensor dx = matmul_w(dpre, w1).view(ctx->saved_data["shape"].toIntVector());  // [..., h]
     at::Tensor dw1 = weight_grad(w1, dpre, x2, accumulate, nullptr);
     return {dx, dw1, db1, dw2, db2, at::Tensor()};
   }
