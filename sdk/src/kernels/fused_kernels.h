@@ -19,11 +19,11 @@ int norm_forward(int dtype, bool rms, const void* x, const void* residual, const
                  void* y, void* sum_out, float* mean, float* rstd, int64_t rows, int64_t h, float eps, void* stream);
 // dx = d norm / d sum (+ dsum: the gradient reaching the residual output, may be null);
 // dweight_partial / dbias_partial: [blocks, h] float32 per-block column sums (the caller sums dim 0);
-// blocks = norm_backward_blocks(rows).
+// blocks = norm_backward_blocks(dtype, rms, rows, h) (any count works; that one fills the device once).
 int norm_backward(int dtype, bool rms, const void* dy, const void* dsum, const void* sum, const void* weight,
                   const float* mean, const float* rstd, void* dx, float* dweight_partial, float* dbias_partial,
-                  int64_t rows, int64_t h, void* stream);
-int64_t norm_backward_blocks(int64_t rows);
+                  int64_t rows, int64_t h, int64_t blocks, void* stream);
+int64_t norm_backward_blocks(int dtype, bool rms, int64_t rows, int64_t h);
 
 // The elementwise kernels below walk rows in 16-byte vectors: n (f) a multiple of 16 / sizeof(T)
 // and 16-byte aligned pointers (elementwise_vectorizable); otherwise they refuse (cudaErrorInvalidValue).

@@ -82,13 +82,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_backward(const at::Tensor& d
   const at::Tensor dy = dy_in.defined() ? dy_in.contiguous() : at::zeros_like(sum);
   const at::Tensor dsum = dsum_in.defined() ? dsum_in.contiguous() : at::Tensor();
   at::Tensor dx = at::empty_like(sum);
-  const int64_t blocks = kernels::norm_backward_blocks(rows);
+  const int64_t blocks = kernels::norm_backward_blocks(dtype_code(sum), rms, rows, h);
   at::Tensor dw_part = at::empty({blocks, h}, sum.options().dtype(at::kFloat));
   at::Tensor db_part = has_bias ? at::empty({blocks, h}, sum.options().dtype(at::kFloat)) : at::Tensor();
   check_launch(kernels::norm_backward(dtype_code(sum), rms, dy.data_ptr(), ptr_or_null(dsum), sum.data_ptr(),
                                       weight.data_ptr(), rms ? nullptr : mean.data_ptr<float>(),
                                       rstd.data_ptr<float>(), dx.data_ptr(), dw_part.data_ptr<float>(),
-                                      has_bias ? db_part.data_ptr<float>() : nullptr, rows, h, stream_of(sum)),
+                                      has_bias ? db_part.data_ptr<float>() : nullptr, rows, h, blocks,
+                                      stream_of(sum)),
                "norm_backward");
   at::Tensor dw = dw_part.sum(0).to(weight.scalar_type());
   at::Tensor db = has_bias ? db_part.sum(0).to(weight.scalar_type()) : at::Tensor();
