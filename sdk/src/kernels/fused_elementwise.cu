@@ -161,8 +161,9 @@ __global__ void mh_rotary_kernel(const T* __restrict__ t, int64_t stride_s, int6
 unsigned row_blocks(int64_t rows, int64_t cap) { return static_cast<unsigned>(rows < cap ? (rows > 0 ? rows : 1) : cap); }
 
 // Rows per launch: every SM busy with several blocks. The backward with bias sums writes one
-// float32 row of partial sums per block ([1056, n]: 35 MB at n = 8192, summed once); fewer blocks
-// left the SMs starved (1.7 TB/s at 264 blocks on the H200).
+// float32 row of partial sums per block ([blocks, n], summed once) and takes the blocks that fit
+// on the device at once (bias_sum_blocks); 264 blocks left the SMs starved (1.7 TB/s on the
+// H200), 1056 ran as 1.3 waves of the 6 blocks per SM its 32 KB of shared memory allow at n = 8192.
 constexpr int64_t kRowBlocks = 132 * 8, kBiasSumBlocks = 132 * 8;
 
 int bias_gelu_forward(int dtype, bool tanh, const void* x, const void* bias, void* y, int64_t rows, int64_t n,
@@ -177,17 +178,49 @@ int bias_gelu_forward(int dtype, bool tanh, const void* x, const void* bias, voi
   });
 }
 
-int64_t bias_gelu_backward_blocks(int64_t rows) { return row_blocks(rows, kBiasSumBlocks); }
+namespace {
+
+// Shared memory of the backward's column sums at width n (0: none kept).
+template <typename T>
+size_t bias_sum_smem(int64_t n) {
+  const int64_t strip = static_cast<int64_t>(kThreads) * Vec<T>::kSize;
+  return static_cast<size_t>((n + strip - 1) / strip * strip) * sizeof(float);
+}
+
+// Blocks of the backward with column sums resident at once (one wave: no idle SMs at the end, as
+// many partial rows as needed and no more); kBiasSumBlocks if the device cannot say.
+template <typename T>
+int64_t bias_sum_blocks(bool tanh, int64_t n) {
+  auto* kernel = tanh ? mh_bias_gelu_backward_kernel<T, true> : mh_bias_gelu_backward_kernel<T, false>;
+  int per_sm = 0, device = 0, sms = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, bias_sum_smem<T>(n)) != cudaSuccess ||
+      cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || per_sm * sms <= 0) {
+    cudaGetLastError();
+    return kBiasSumBlocks;
+  }
+  return static_cast<int64_t>(per_sm) * sms;
+}
+
+}  // namespace
+
+int64_t bias_gelu_backward_blocks(int dtype, bool tanh, int64_t rows, int64_t n) {
+  int64_t cap = kBiasSumBlocks;
+  if (dtype == kF32) cap = bias_sum_blocks<float>(tanh, n);
+  else if (dtype == kBF16) cap = bias_sum_blocks<__nv_bfloat16>(tanh, n);
+  else if (dtype == kF16) cap = bias_sum_blocks<__half>(tanh, n);
+  return row_blocks(rows, cap);
+}
 
 int bias_gelu_backward(int dtype, bool tanh, const void* dy, const void* x, const void* bias, void* dx,
-                       float* dbias_partial, int64_t rows, int64_t n, void* stream) {
+                       float* dbias_partial, int64_t partial_blocks, int64_t rows, int64_t n, void* stream) {
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    const int64_t strip = static_cast<int64_t>(kThreads) * Vec<T>::kSize;
-    const size_t smem = dbias_partial != nullptr ? static_cast<size_t>((n + strip - 1) / strip * strip) * sizeof(float) : 0;
+    const size_t smem = dbias_partial != nullptr ? bias_sum_smem<T>(n) : 0;
     if (smem > 48 * 1024) return cudaErrorInvalidValue;  // n > ~12,288: the caller sums dx itself
     if (!vec_ok<T>(n, {dy, x, bias, dx})) return cudaErrorInvalidValue;
-    const unsigned blocks = dbias_partial != nullptr ? row_blocks(rows, kBiasSumBlocks) : row_blocks(rows, kRowBlocks);
+    const unsigned blocks =
+        dbias_partial != nullptr ? static_cast<unsigned>(partial_blocks) : row_blocks(rows, kRowBlocks);
     auto* kernel = tanh ? mh_bias_gelu_backward_kernel<T, true> : mh_bias_gelu_backward_kernel<T, false>;
     kernel<<<blocks, kThreads, smem, as_stream(stream)>>>(
         static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<T*>(dx),

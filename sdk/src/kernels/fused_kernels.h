@@ -31,13 +31,14 @@ bool elementwise_vectorizable(int dtype, int64_t n, std::initializer_list<const 
 
 // y = gelu(x + bias) (exact erf; with tanh the tanh approximation), x [rows, n], bias [n] (null: none).
 // Backward: dx = dy * gelu'(x + bias)
-// and, with dbias_partial [bias_gelu_backward_blocks(rows), n] float32, per-block column sums of dx
-// (the bias gradient is their sum over dim 0; needs n <= 12,288).
+// and, with dbias_partial [partial_blocks, n] float32, per-block column sums of dx (the bias
+// gradient is their sum over dim 0; needs n <= 12,288); partial_blocks =
+// bias_gelu_backward_blocks(dtype, tanh, rows, n), the blocks that fit on the device at once.
 int bias_gelu_forward(int dtype, bool tanh, const void* x, const void* bias, void* y, int64_t rows, int64_t n,
                       void* stream);
 int bias_gelu_backward(int dtype, bool tanh, const void* dy, const void* x, const void* bias, void* dx,
-                       float* dbias_partial, int64_t rows, int64_t n, void* stream);
-int64_t bias_gelu_backward_blocks(int64_t rows);
+                       float* dbias_partial, int64_t partial_blocks, int64_t rows, int64_t n, void* stream);
+int64_t bias_gelu_backward_blocks(int dtype, bool tanh, int64_t rows, int64_t n);
 
 // SwiGLU: x [rows, 2f] = [gate | up], y [rows, f] = silu(gate) * up; backward writes dx [rows, 2f].
 int swiglu_forward(int dtype, const void* x, void* y, int64_t rows, int64_t f, void* stream);

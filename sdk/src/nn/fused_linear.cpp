@@ -236,10 +236,10 @@ struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
     // DGELU_BGRAD epilogue runs as a separate kernel at ~1 TB/s on the H200: slower than this.)
     const at::Tensor dact = matmul_w(dout, w2);  // [M, f]
     at::Tensor dpre = at::empty_like(pre), db1;
-    const int64_t blocks = kernels::bias_gelu_backward_blocks(m);
+    const int64_t blocks = kernels::bias_gelu_backward_blocks(detail::dtype_code(pre), /*tanh=*/true, m, f);
     at::Tensor partial = at::empty({blocks, f}, pre.options().dtype(at::kFloat));
     const int rc = kernels::bias_gelu_backward(detail::dtype_code(pre), /*tanh=*/true, dact.data_ptr(), pre.data_ptr(),
-                                               nullptr, dpre.data_ptr(), partial.data_ptr<float>(), m, f,
+                                               nullptr, dpre.data_ptr(), partial.data_ptr<float>(), blocks, m, f,
                                                detail::stream_of(pre));
     if (rc == 0) {
       db1 = partial.sum(0).to(pre.scalar_type());

@@ -154,12 +154,11 @@ struct BiasGeluFn : torch::autograd::Function<BiasGeluFn> {
     at::Tensor dx = at::empty_like(x);
     // The bias gradient comes out of the same pass as per-block column sums (n <= 12,288).
     const bool has_bias = bias.numel() > 0, sums_in_kernel = has_bias && n <= 12288;
-    at::Tensor partial = sums_in_kernel
-                             ? at::empty({kernels::bias_gelu_backward_blocks(rows), n}, x.options().dtype(at::kFloat))
-                             : at::Tensor();
+    const int64_t blocks = sums_in_kernel ? kernels::bias_gelu_backward_blocks(dtype_code(x), false, rows, n) : 0;
+    at::Tensor partial = sums_in_kernel ? at::empty({blocks, n}, x.options().dtype(at::kFloat)) : at::Tensor();
     check_launch(kernels::bias_gelu_backward(dtype_code(x), /*tanh=*/false, dy.data_ptr(), x.data_ptr(),
                                              ptr_or_null(bias), dx.data_ptr(),
-                                             sums_in_kernel ? partial.data_ptr<float>() : nullptr, rows, n,
+                                             sums_in_kernel ? partial.data_ptr<float>() : nullptr, blocks, rows, n,
                                              stream_of(x)),
                  "bias_gelu_backward");
     at::Tensor dbias;
