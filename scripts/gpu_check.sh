@@ -14,7 +14,8 @@
 #      BASELINE_CONFIGS (gpt_baseline.py arguments), BENCH_RUNS / BENCH_EXTRA (lines label|recipe|args),
 #      CTEST_REGEX (run only the matching tests),
 #      CTEST_TIME_LIMIT (300 s for the whole ctest run), CKPT_BENCH=1 (checkpoint save/load GB/s of
-#      the GPT-1.3B recipe, CKPT_DIR for where),
+#      the GPT-1.3B recipe, CKPT_DIR for where), MODELS_GPU=1 (BERT and T5 on CUDA: tiny recipes
+#      learning, bert_340m / t5_220m benchmarks; MODELS_BENCH_EXTRA adds bench arguments),
 #      LOG_DIR (default $OUT when set, else build-gpu/logs) for the full logs.
 # Exits non-zero, naming the stage, when any stage fails (later stages still run, so one call on
 # a lent machine shows everything).
@@ -201,6 +202,39 @@ if [ "${CKPT_BENCH:-0}" = 1 ]; then
   grep -E "loaded .* in |resumed from" "$LOG_DIR/ckpt-load.log" || true
   df -h "$CK" | tail -n 1
   rm -rf "$CK"
+fi
+
+# MODELS_GPU=1: BERT and T5 on the GPU (issue 7): the tiny recipes learning on CUDA, then the
+# Megatron example shapes (bert_340m, t5_220m) on one GPU through `megahost bench`.
+if [ "${MODELS_GPU:-0}" = 1 ]; then
+  stage "BERT and T5 on CUDA (Brown, sentence-split, the golden WordPiece vocabulary)"
+  VOCAB=tests/data/golden/bert_wordpiece_uncased_vocab.txt
+  if [ ! -f .data/brown_bert_text_sentence.idx ]; then
+    "$BUILD/bin/megahost" preprocess --input .data/brown.jsonl --output-prefix .data/brown_bert \
+      --tokenizer-type BertWordPieceLowerCase --vocab-file "$VOCAB" --split-sentences --workers "$JOBS" \
+      >"$LOG_DIR/preprocess-bert.log" 2>&1 || fail "preprocess --split-sentences (see preprocess-bert.log)"
+  fi
+  for model in bert t5; do
+    if "$BUILD/bin/megahost" run "examples/$model/tiny.toml" --set training.device=cuda --set training.precision=bf16 \
+        --set training.train_iters=300 \
+        >"$LOG_DIR/run-$model-tiny.log" 2>&1; then
+      grep -E "iteration +(10|100|200|300)/|validation" "$LOG_DIR/run-$model-tiny.log" | head -n 12 || true
+    else
+      tail -n 20 "$LOG_DIR/run-$model-tiny.log"; fail "run $model tiny on cuda (see run-$model-tiny.log)"
+    fi
+  done
+  for spec in "bert|examples/bert/bert_340m.toml" "t5|examples/t5/t5_220m.toml"; do
+    IFS='|' read -r model recipe <<<"$spec"
+    # shellcheck disable=SC2086
+    if out="$("$BUILD/bin/megahost" bench "$recipe" --warmup 5 --iters 20 --label "megahost-$model" \
+        --set data.data_path=.data/brown_bert_text_sentence --set tokenizer.vocab_file="$VOCAB" \
+        --set parallel.tensor_model_parallel_size=1 --set parallel.pipeline_model_parallel_size=1 \
+        --set training.device=cuda ${MODELS_BENCH_EXTRA:-} 2>&1)"; then
+      echo "$out" >>"$LOG_DIR/bench-models.log"; echo "$out" | grep -E "^megahost-$model |ms/iteration|peak memory|lm loss" || true
+    else
+      echo "$out" | tail -n 20; echo "$out" >>"$LOG_DIR/bench-models.log"; fail "bench $model"
+    fi
+  done
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then
