@@ -1,9 +1,9 @@
 // The bert plugin as a user runs it: `megahost preprocess --split-sentences` of real Brown text
 // (the golden paragraphs) with the WordPiece vocabulary, `megahost run` of a tiny BERT recipe,
-// `megahost launch` with TP2 and DP2 (same losses as one process), and the configurations that
-// are refused, each with its reason.
+// `megahost launch` with TP2, DP2, PP2 and PP2 x TP2 (same losses as one process), and the
+// configurations that are refused, each with its reason.
 //
-// Tolerance for TP2 / DP2: fp32 on CPU, the layouts only reorder sums: 1e-5 relative per iteration.
+// Tolerance for the layouts: fp32 on CPU, the layouts only reorder sums: 1e-5 relative per iteration.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -11,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "../common/brown_e2e.h"
@@ -64,6 +65,27 @@ TEST_F(BertE2E, TinyBertLearns) {
 
 #ifdef MEGAHOST_TEST_HAVE_GLOO
 TEST_F(BertE2E, TP2AndDP2EqualOneProcess) { expect_tp2_and_dp2_equal_one_process(kRelTol); }
+
+// Pipeline stages (one encoder layer each): the first embeds, the last holds the heads and its
+// copy of the tied word embeddings; every stage masks the same padding. PP2 alone, and PP2 x TP2
+// on four processes, train the 3 iterations as one process does.
+TEST_F(BertE2E, PP2AndPP2xTP2EqualOneProcess) {
+  const Metrics ref = train("pp_single", 1, "");
+  ASSERT_EQ(ref.loss.size(), 3u);
+  for (const auto& [name, nproc, sets] : std::vector<std::tuple<std::string, int, std::string>>{
+           {"pp2", 2, "--set parallel.pipeline_model_parallel_size=2"},
+           {"pp2tp2", 4,
+            "--set parallel.pipeline_model_parallel_size=2 --set parallel.tensor_model_parallel_size=2"}}) {
+    const Metrics m = train(name, nproc, sets);
+    ASSERT_EQ(m.loss.size(), 3u) << name;
+    for (const auto& [it, l] : ref.loss) {
+      EXPECT_NEAR(m.loss.at(it), l, kRelTol * l) << name << " loss, iteration " << it;
+      EXPECT_NEAR(m.grad_norm.at(it), ref.grad_norm.at(it), kRelTol * ref.grad_norm.at(it)) << name << " grad norm";
+    }
+    ASSERT_EQ(m.valid.size(), ref.valid.size()) << name;
+    for (const auto& [it, l] : ref.valid) EXPECT_NEAR(m.valid.at(it), l, kRelTol * l) << name << " valid loss";
+  }
+}
 #endif
 
 TEST_F(BertE2E, RefusesSeqLengthBeyondPositions) {

@@ -35,18 +35,25 @@ at::Tensor EncoderLayer::forward(const at::Tensor& x, const at::Tensor& keep, bo
   return h + sdk::parallel::hidden_dropout(mlp.forward(pre_mlp_layernorm.forward(h)), p, training, parallel_.get());
 }
 
-BertModel::BertModel(const BertConfig& cfg, at::Device device, at::ScalarType param_dtype, uint64_t init_seed)
-    : params(device, param_dtype, init_seed), cfg_(cfg) {
+BertModel::BertModel(const BertConfig& cfg, at::Device device, at::ScalarType param_dtype, uint64_t init_seed,
+                     const sdk::PipelineStage& stage)
+    : params(device, param_dtype, init_seed), cfg_(cfg), stage_(stage.resolved("bert", cfg.transformer.num_layers)) {
   const sdk::nn::TransformerConfig& t = cfg.transformer;
   const int64_t h = t.hidden_size;
   const Init normal = Init::normal(t.init_method_std);
   // Megatron-Core's BertModel state-dict order: embedding, encoder, lm_head, output_layer, pooler, binary_head.
-  word_embeddings_.emplace(params, "embedding.word_embeddings", cfg.padded_vocab_size, h, normal, t.parallel);
-  position_embeddings_.emplace(params, "embedding.position_embeddings", cfg.max_position_embeddings, h, normal);
-  if (cfg.num_tokentypes() > 0)
-    tokentype_embeddings_.emplace(params, "embedding.tokentype_embeddings", cfg.num_tokentypes(), h, normal);
-  for (int64_t i = 0; i < t.num_layers; ++i)
+  if (stage_.first || stage_.last)  // the last stage's copy feeds the tied output layer
+    word_embeddings_.emplace(params, "embedding.word_embeddings", cfg.padded_vocab_size, h, normal, t.parallel);
+  if (word_embeddings_ && !stage_.whole_model())
+    params.add_flags("embedding.word_embeddings.weight", MH_PARAM_SHARED_EMBEDDING);
+  if (stage_.first) {
+    position_embeddings_.emplace(params, "embedding.position_embeddings", cfg.max_position_embeddings, h, normal);
+    if (cfg.num_tokentypes() > 0)
+      tokentype_embeddings_.emplace(params, "embedding.tokentype_embeddings", cfg.num_tokentypes(), h, normal);
+  }
+  for (int64_t i = stage_.layer_offset; i < stage_.layer_offset + stage_.num_layers; ++i)
     layers_.push_back(std::make_unique<EncoderLayer>(params, "encoder.layers." + std::to_string(i), t));
+  if (!stage_.last) return;
   final_layernorm_.emplace(params, "encoder.final_layernorm", h, t.normalization, t.norm_epsilon);
   // lm_head and the binary head are replicated on every TP rank (Megatron's get_linear_layer).
   lm_dense_weight_ = params.create("lm_head.dense.weight", {h, h}, normal, -1, 0);
@@ -65,8 +72,8 @@ BertModel::BertModel(const BertConfig& cfg, at::Device device, at::ScalarType pa
   }
 }
 
-at::Tensor BertModel::encode(const at::Tensor& tokens, const at::Tensor& token_types, const at::Tensor& padding_mask,
-                             bool training) const {
+at::Tensor BertModel::embed(const at::Tensor& tokens, const at::Tensor& token_types, bool training) const {
+  MH_CHECK(stage_.first, MH_ERR_INTERNAL, "bert: embed on a pipeline stage without the embeddings");
   const int64_t b = tokens.size(0), s = tokens.size(1);
   MH_CHECK(s <= cfg_.max_position_embeddings, MH_ERR_INVALID_ARG, "bert: sequence length ", s,
            " exceeds max_position_embeddings = ", cfg_.max_position_embeddings,
@@ -74,12 +81,24 @@ at::Tensor BertModel::encode(const at::Tensor& tokens, const at::Tensor& token_t
   const at::Tensor pos = at::arange(s, tokens.options()).unsqueeze(0).expand({b, s});  // [b, s]
   at::Tensor e = word_embeddings_->forward(tokens) + position_embeddings_->forward(pos);  // [b, s, h]
   if (tokentype_embeddings_) e = e + tokentype_embeddings_->forward(token_types);
-  at::Tensor x = sdk::nn::embeddings_to_hidden_states(e, cfg_.transformer.parallel.get());  // [s, b, h]
-  x = sdk::parallel::hidden_dropout(x, training ? cfg_.transformer.hidden_dropout : 0.0, training,
-                                    cfg_.transformer.parallel.get());
-  const at::Tensor keep = padding_mask.to(at::kBool);  // [b, s]
+  const at::Tensor x = sdk::nn::embeddings_to_hidden_states(e, cfg_.transformer.parallel.get());  // [s, b, h]
+  return sdk::parallel::hidden_dropout(x, training ? cfg_.transformer.hidden_dropout : 0.0, training,
+                                       cfg_.transformer.parallel.get());
+}
+
+at::Tensor BertModel::layers(const at::Tensor& hidden, const at::Tensor& padding_mask, bool training) const {
+  const at::Tensor keep = padding_mask.to(at::kBool);  // [b, s]: every stage masks the same padding
+  at::Tensor x = hidden;                               // [s, b, h]
   for (const auto& layer : layers_) x = layer->forward(x, keep, training);
-  return final_layernorm_->forward(x);  // [s, b, h]
+  return stage_.last ? final_layernorm_->forward(x) : x;  // [s, b, h]
+}
+
+at::Tensor BertModel::encode(const at::Tensor& tokens, const at::Tensor& token_types, const at::Tensor& padding_mask,
+                             bool training) const {
+  MH_CHECK(stage_.whole_model(), MH_ERR_INVALID_ARG, "bert: this instance holds one pipeline stage (layers ",
+           stage_.layer_offset, "..", stage_.layer_offset + stage_.num_layers - 1,
+           "), not the whole model\nHINT: drive a pipeline stage through the mh.model.pipeline/1 extension");
+  return layers(embed(tokens, token_types, training), padding_mask, training);  // [s, b, h]
 }
 
 at::Tensor BertModel::lm_logits(const at::Tensor& hidden) const {
@@ -90,7 +109,11 @@ at::Tensor BertModel::lm_logits(const at::Tensor& hidden) const {
 
 BertOutputs BertModel::forward(const at::Tensor& tokens, const at::Tensor& token_types,
                                const at::Tensor& padding_mask, const at::Tensor& labels, bool training) const {
-  const at::Tensor hidden = encode(tokens, token_types, padding_mask, training);  // [s, b, h]
+  return heads(encode(tokens, token_types, padding_mask, training), labels);
+}
+
+BertOutputs BertModel::heads(const at::Tensor& hidden, const at::Tensor& labels) const {
+  MH_CHECK(stage_.last, MH_ERR_INTERNAL, "bert: heads on a pipeline stage without them");
   BertOutputs out;
   // The vocabulary projection only where there is a label (the ~15% masked positions; -1 elsewhere):
   // the same loss for a sixth of the output layer's work. Every TP rank picks the same positions.

@@ -8,6 +8,11 @@
 //
 // loss = mean masked-LM CE over masked positions (+ mean sentence-order CE with the binary head),
 // Megatron's pretrain_bert loss_func.
+//
+// Pipeline parallelism (sdk/model_pipeline.h): the first stage holds the embeddings, each stage
+// its layers (global indices in the names), the last the final layernorm, lm_head, output bias,
+// pooler and binary head, and a copy of the word embeddings for the tied output layer (flagged
+// MH_PARAM_SHARED_EMBEDDING on both stages: the host sums their gradients).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -17,6 +22,7 @@
 #include <vector>
 
 #include "bert_config.h"
+#include "megahost/sdk/model_pipeline.h"
 #include "megahost/sdk/nn/attention.h"
 #include "megahost/sdk/nn/embedding.h"
 #include "megahost/sdk/nn/mlp.h"
@@ -50,7 +56,8 @@ struct BertOutputs {
 
 class BertModel {
  public:
-  BertModel(const BertConfig& cfg, at::Device device, at::ScalarType param_dtype, uint64_t init_seed);
+  BertModel(const BertConfig& cfg, at::Device device, at::ScalarType param_dtype, uint64_t init_seed,
+            const sdk::PipelineStage& stage = {});
 
   // tokens, token_types, padding_mask (1 real, 0 pad), labels [b, s] int64
   BertOutputs forward(const at::Tensor& tokens, const at::Tensor& token_types, const at::Tensor& padding_mask,
@@ -59,8 +66,17 @@ class BertModel {
   at::Tensor encode(const at::Tensor& tokens, const at::Tensor& token_types, const at::Tensor& padding_mask,
                     bool training) const;
 
+  // Pipeline pieces (the whole model is heads(layers(embed(...)))):
+  // first stage: tokens, token_types [b, s] -> [s, b, h] (after embedding dropout)
+  at::Tensor embed(const at::Tensor& tokens, const at::Tensor& token_types, bool training) const;
+  // this stage's layers (+ final_layernorm on the last): [s, b, h] -> [s, b, h]
+  at::Tensor layers(const at::Tensor& hidden, const at::Tensor& padding_mask, bool training) const;
+  // last stage: the encoder's output [s, b, h] -> masked-LM CE and sentence-order logits
+  BertOutputs heads(const at::Tensor& hidden, const at::Tensor& labels) const;
+
   sdk::nn::ParamRegistry params;
   const BertConfig& config() const { return cfg_; }
+  const sdk::PipelineStage& stage() const { return stage_; }
   const at::Tensor& word_embeddings() const { return word_embeddings_->weight; }
   const at::Tensor& output_weight() const { return output_weight_; }  // the word embeddings (tied)
 
@@ -69,9 +85,10 @@ class BertModel {
   at::Tensor lm_logits(const at::Tensor& hidden) const;
 
   BertConfig cfg_;
-  std::optional<sdk::nn::VocabParallelEmbedding> word_embeddings_;
+  sdk::PipelineStage stage_;
+  std::optional<sdk::nn::VocabParallelEmbedding> word_embeddings_;  // first stage, and the last (tied)
   std::optional<sdk::nn::Embedding> position_embeddings_, tokentype_embeddings_;
-  std::vector<std::unique_ptr<EncoderLayer>> layers_;
+  std::vector<std::unique_ptr<EncoderLayer>> layers_;  // this stage's
   std::optional<sdk::nn::Norm> final_layernorm_;
   at::Tensor lm_dense_weight_, lm_dense_bias_;  // [h, h], [h] replicated
   std::optional<sdk::nn::Norm> lm_layer_norm_;

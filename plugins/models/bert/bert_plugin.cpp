@@ -6,12 +6,14 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "bert_config.h"
 #include "bert_model.h"
 #include "megahost/megahost.h"
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/host.h"
+#include "megahost/sdk/model_pipeline.h"
 #include "megahost/sdk/model_plugin.h"
 #include "megahost/sdk/parallel/loss.h"
 #include "megahost/sdk/plugin.h"
@@ -68,11 +70,10 @@ Batch read_batch(const BertModel& model, const mh_named_tensor* batch, size_t n)
   return b;
 }
 
-// Megatron's loss_func: lm = sum(CE * loss_mask) / sum(loss_mask); + sop = mean CE over the batch.
-// Returns the objective (with autograd) and writes the reported loss as loss_sum / num_tokens.
-at::Tensor loss(const Instance& self, const Batch& b, mh_loss* out) {
-  const BertModel& model = *self.model;
-  const BertOutputs o = model.forward(b.tokens, b.token_types, b.padding_mask, b.labels, self.training);
+// Megatron's loss_func over the heads' outputs: lm = sum(CE * loss_mask) / sum(loss_mask); + sop =
+// mean CE over the batch. Returns the objective (with autograd) and writes the reported loss as
+// loss_sum / num_tokens.
+at::Tensor objective(const BertModel& model, const BertOutputs& o, const Batch& b, mh_loss* out) {
   const auto mlm = sdk::parallel::masked_loss(o.mlm_loss, b.loss_mask, model.config().transformer.parallel.get());
   at::Tensor objective = mlm.objective();  // sum / max(masked tokens, 1)
   if (o.sop_logits.defined()) objective = objective + at::cross_entropy_loss(o.sop_logits.to(at::kFloat), b.is_random);
@@ -84,13 +85,45 @@ at::Tensor loss(const Instance& self, const Batch& b, mh_loss* out) {
   return objective;
 }
 
-// What sdk::ModelTable builds the instance table from.
+at::Tensor loss(const Instance& self, const Batch& b, mh_loss* out) {
+  const BertModel& model = *self.model;
+  return objective(model, model.forward(b.tokens, b.token_types, b.padding_mask, b.labels, self.training), b, out);
+}
+
+// ---- extension mh.model.pipeline/1 (sdk/model_pipeline.h): every stage reads the whole batch,
+// the padding mask on each, token types on the first, labels and is_random on the last ----
+
+std::vector<int64_t> stage_io_shape(const BertModel& model, int64_t micro_batch_size) {
+  return {model.config().seq_length, micro_batch_size, model.config().transformer.hidden_size};  // [s, b, h]
+}
+
+// input [s, b, h] (undefined on the first stage) -> this stage's layers' output [s, b, h]
+at::Tensor stage_hidden(const Instance& self, const Batch& b, const at::Tensor& input) {
+  const BertModel& model = *self.model;
+  const at::Tensor h = model.stage().first ? model.embed(b.tokens, b.token_types, self.training) : input;
+  return model.layers(h, b.padding_mask, self.training);
+}
+
+at::Tensor stage_loss(const Instance& self, const Batch& b, const at::Tensor& hidden, mh_loss* out) {
+  return objective(*self.model, self.model->heads(hidden, b.labels), b, out);
+}
+
+// What sdk::ModelTable and sdk::PipelineTable build the tables from.
 struct BertPlugin {
   using Model = BertModel;
   static constexpr const char* kName = "bert";
   static constexpr auto read_batch = bert::read_batch;
   static constexpr auto loss = bert::loss;
+  static constexpr auto read_stage_batch = bert::read_batch;
+  static constexpr auto stage_io_shape = bert::stage_io_shape;
+  static constexpr auto stage_hidden = bert::stage_hidden;
+  static constexpr auto stage_loss = bert::stage_loss;
 };
+
+const void* MH_ABI bert_get_extension(const mh_model* /*m*/, const char* id) {
+  if (id != nullptr && std::strcmp(id, MH_EXT_MODEL_PIPELINE) == 0) return &sdk::PipelineTable<BertPlugin>::ext();
+  return nullptr;
+}
 
 // ---- factory ----
 
@@ -118,7 +151,6 @@ mh_error* MH_ABI bert_create(const char* id, const mh_host* host, const mh_model
                              const mh_model_api** out_api) {
   MH_SDK_TRY {
     sdk::check_create_args("bert", descriptor(), id, args, out, out_api);
-    sdk::require_whole_model("bert", args);
     const sdk::Config cfg(host, args->config);
     BertConfig config = parse_config(cfg, args->padded_vocab_size);
     config.transformer.parallel = sdk::parallel::ParallelContext::from_host(host, sdk::parallel_flags(args));
@@ -127,14 +159,15 @@ mh_error* MH_ABI bert_create(const char* id, const mh_host* host, const mh_model
     const sdk::ModelPlacement place = sdk::model_placement("bert", host, args);
 
     auto inst = sdk::new_instance<BertModel>(host, args);
-    inst->model = std::make_unique<BertModel>(config, place.device, place.dtype, place.init_seed);
+    inst->model = std::make_unique<BertModel>(config, place.device, place.dtype, place.init_seed,
+                                              sdk::pipeline_stage(args));
     const auto& t = config.transformer;
     sdk::log(host, MH_LOG_INFO, inst->name.c_str(), "bert: ", t.num_layers, " layers, hidden ", t.hidden_size,
              ", heads ", t.num_attention_heads, ", ffn ", t.ffn_hidden_size, ", vocab ", config.padded_vocab_size,
              ", binary head ", config.binary_head ? "on" : "off", ", ", inst->model->params.numel(),
              " parameters on ", place.device.str());
     *out = reinterpret_cast<mh_model*>(inst.release());
-    *out_api = &sdk::ModelTable<BertPlugin>::api();
+    *out_api = &sdk::ModelTable<BertPlugin>::api(bert_get_extension);
     return nullptr;
   }
   MH_SDK_CATCH(host)

@@ -16,12 +16,7 @@ using sdk::nn::Init;
 GptModel::GptModel(const GptConfig& cfg, at::Device device, at::ScalarType param_dtype, uint64_t init_seed,
                    const GptStage& stage)
     : params(device, param_dtype, init_seed), cfg_(cfg), stage_(stage) {
-  const int64_t num_layers = cfg.transformer.num_layers;
-  if (stage_.num_layers < 0) stage_.num_layers = num_layers - stage_.layer_offset;
-  MH_CHECK(stage_.layer_offset >= 0 && stage_.layer_offset + stage_.num_layers <= num_layers, MH_ERR_INVALID_ARG,
-           "gpt: pipeline stage layers [", stage_.layer_offset, ", ", stage_.layer_offset + stage_.num_layers,
-           ") are outside the model's ", num_layers, " layers\nHINT: the host's stage assignment must follow "
-           "[model] num_layers");
+  stage_ = stage.resolved("gpt", cfg.transformer.num_layers);
   const bool tied = !cfg.untie_embeddings_and_output_weights;
   // Created in Megatron's state-dict order: embeddings, decoder layers, final norm, output layer.
   if (stage_.first || (stage_.last && tied))

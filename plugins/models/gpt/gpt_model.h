@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "gpt_config.h"
+#include "megahost/sdk/model_pipeline.h"
 #include "megahost/sdk/nn/embedding.h"
 #include "megahost/sdk/nn/params.h"
 #include "megahost/sdk/nn/rotary.h"
@@ -18,15 +19,11 @@
 
 namespace megahost::gpt {
 
-// The pipeline stage an instance holds (mh_model_create_args' stage fields). The first stage
-// holds the embeddings, the last the final layernorm and output layer; with tied embeddings a
-// last stage that is not also the first holds its own copy of embedding.word_embeddings.weight
-// (same seeded init; the host sums both copies' grads over the "embedding" group).
-struct GptStage {
-  int64_t layer_offset = 0;  // first GLOBAL layer held
-  int64_t num_layers = -1;   // < 0: all from layer_offset on
-  bool first = true, last = true;
-};
+// The pipeline stage an instance holds (sdk/model_pipeline.h). The first stage holds the
+// embeddings, the last the final layernorm and output layer; with tied embeddings a last stage
+// that is not also the first holds its own copy of embedding.word_embeddings.weight (same seeded
+// init; the host sums both copies' grads over the "embedding" group).
+using GptStage = sdk::PipelineStage;
 
 class GptModel {
  public:

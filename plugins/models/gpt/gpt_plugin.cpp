@@ -5,17 +5,18 @@
 #include <ATen/core/grad_mode.h>
 
 #include <cstddef>
-#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "gpt_config.h"
 #include "gpt_model.h"
 #include "megahost/megahost.h"
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/host.h"
+#include "megahost/sdk/model_pipeline.h"
 #include "megahost/sdk/model_plugin.h"
 #include "megahost/sdk/nn/attention.h"
 #include "megahost/sdk/parallel/loss.h"
@@ -27,8 +28,9 @@ namespace {
 
 using Instance = sdk::ModelInstance<GptModel>;
 
-// The entry points that only touch the parameters come from sdk::ModelTable; forward is gpt's own
-// (loss readback queued before backward, pipeline stages).
+// The entry points that only touch the parameters come from sdk::ModelTable, the pipeline
+// extension from sdk::PipelineTable (GptPipeline below); forward is gpt's own (loss readback
+// queued before backward).
 struct GptPlugin {
   using Model = GptModel;
   static constexpr const char* kName = "gpt";
@@ -159,128 +161,48 @@ mh_error* MH_ABI gpt_logits(mh_model* m, const DLTensor* tokens, mh_stream /*str
 
 const mh_model_logits_ext kLogitsExt = {MH_TABLE_HEADER(mh_model_logits_ext), gpt_logits};
 
-// ---- extension mh.model.pipeline/1: this instance's stage, micro-batches in flight ----
+// ---- extension mh.model.pipeline/1: this instance's stage (sdk/model_pipeline.h) ----
 
-// What a stage's backward needs of one micro-batch (mh_pipeline_microbatch).
-struct StageMicroBatch {
-  at::Tensor input;   // not the first stage: the received activation as a leaf, its grad goes back
-  at::Tensor output;  // not the last stage: this stage's output [s, b, h] with its graph
-  at::Tensor loss;    // the last stage: loss_sum / max(num_tokens, 1), 0-d
+Batch read_stage_batch(const GptModel& model, const mh_named_tensor* batch, size_t n) {
+  return read_batch(model, batch, n, /*with_labels=*/model.stage().last);  // labels: the last stage's
+}
+
+std::vector<int64_t> stage_io_shape(const GptModel& model, int64_t micro_batch_size) {
+  const GptConfig& cfg = model.config();
+  // [s / cp (/ tp under sequence parallelism), b, h] between stages: what this rank's decoder
+  // layers see.
+  int64_t s = cfg.seq_length;
+  if (const auto& par = cfg.transformer.parallel) {
+    s /= par->cp.size();
+    if (par->sequence_parallel) s /= par->tp.size();
+  }
+  return {s, micro_batch_size, cfg.transformer.hidden_size};
+}
+
+// input [s, b, h] (undefined on the first stage) -> this stage's layers' output [s, b, h]
+at::Tensor stage_hidden(const Instance& self, const Batch& b, const at::Tensor& input) {
+  const GptModel& model = *self.model;
+  const at::Tensor h = model.stage().first ? model.embed(b.tokens, b.position_ids, self.training) : input;
+  return model.decode(h, b.tokens.size(1), self.training);
+}
+
+at::Tensor stage_loss(const Instance& self, const Batch& b, const at::Tensor& hidden, mh_loss* out) {
+  const GptModel& model = *self.model;
+  const auto loss = masked_loss(model, model.loss_from_logits(model.head(hidden), b.labels), b.loss_mask);
+  write_loss(out, sdk::parallel::start_loss_readback(loss));
+  return loss.objective();  // local_sum / global_num_tokens; all-masked: nothing
+}
+
+struct GptPipeline : GptPlugin {
+  static constexpr auto read_stage_batch = gpt::read_stage_batch;
+  static constexpr auto stage_io_shape = gpt::stage_io_shape;
+  static constexpr auto stage_hidden = gpt::stage_hidden;
+  static constexpr auto stage_loss = gpt::stage_loss;
 };
-
-mh_error* MH_ABI gpt_stage_io(const mh_model* m, int64_t micro_batch_size, int64_t* shape, int32_t* ndim,
-                              DLDataType* dtype) {
-  const Instance* self = reinterpret_cast<const Instance*>(m);
-  MH_SDK_TRY {
-    MH_CHECK(shape != nullptr && ndim != nullptr && dtype != nullptr, MH_ERR_INVALID_ARG,
-             "gpt: stage_io got a NULL output");
-    const GptConfig& cfg = self->model->config();
-    // [s / cp (/ tp under sequence parallelism), b, h] between stages: what this rank's
-    // decoder layers see.
-    int64_t s = cfg.seq_length;
-    if (const auto& par = cfg.transformer.parallel) {
-      s /= par->cp.size();
-      if (par->sequence_parallel) s /= par->tp.size();
-    }
-    shape[0] = s;
-    shape[1] = micro_batch_size;
-    shape[2] = cfg.transformer.hidden_size;
-    *ndim = 3;
-    *dtype = sdk::to_dl_dtype(self->model->params.dtype());
-    return nullptr;
-  }
-  MH_SDK_CATCH(self->host)
-}
-
-mh_error* MH_ABI gpt_stage_forward(mh_model* m, const mh_named_tensor* batch, size_t n, const DLTensor* input,
-                                   bool with_grad, mh_stream /*stream*/, DLManagedTensor** out_activation,
-                                   mh_loss* out_loss, mh_pipeline_microbatch** out_mb) {
-  Instance* self = as_instance(m);
-  MH_SDK_TRY {
-    const GptModel& model = *self->model;
-    const GptStage& stage = model.stage();
-    check_loss_out(out_loss);
-    MH_CHECK(stage.last || out_activation != nullptr, MH_ERR_INVALID_ARG,
-             "gpt: pipeline forward of a non-last stage needs out_activation");
-    MH_CHECK(!with_grad || out_mb != nullptr, MH_ERR_INVALID_ARG, "gpt: pipeline forward with_grad needs out_mb");
-    MH_CHECK(stage.first == (input == nullptr), MH_ERR_INVALID_ARG, "gpt: pipeline forward of ",
-             stage.first ? "the first stage got an input" : "a non-first stage got no input",
-             "\nHINT: only stages after the first take the previous stage's activation");
-    if (out_activation != nullptr) *out_activation = nullptr;
-    if (out_mb != nullptr) *out_mb = nullptr;
-    at::AutoGradMode grad_mode(with_grad);  // grad mode is thread-local
-    Batch b = read_batch(model, batch, n, /*with_labels=*/stage.last);
-    if (with_grad)  // the graph outlives this call but the batch is borrowed for it: own copies
-      for (at::Tensor* t : {&b.tokens, &b.labels, &b.loss_mask, &b.position_ids})
-        if (t->defined()) *t = t->clone();
-    auto st = std::make_unique<StageMicroBatch>();
-    at::Tensor h;  // [s, b, h]
-    if (stage.first) {
-      h = model.embed(b.tokens, b.position_ids, self->training);
-    } else {
-      // Our own copy (the input is borrowed for this call only), a leaf whose grad we return.
-      st->input = sdk::to_torch(input).clone().requires_grad_(with_grad);
-      const int64_t hidden = model.config().transformer.hidden_size;
-      MH_CHECK(st->input.dim() == 3 && st->input.size(1) == b.tokens.size(0) && st->input.size(2) == hidden,
-               MH_ERR_INVALID_ARG, "gpt: pipeline input is ", st->input.sizes(), ", expected [s, ",
-               b.tokens.size(0), ", ", hidden, "]\nHINT: the host must send the shape stage_io reports");
-      h = st->input;
-    }
-    h = model.decode(h, b.tokens.size(1), self->training);
-    if (stage.last) {
-      const auto loss = masked_loss(model, model.loss_from_logits(model.head(h), b.labels), b.loss_mask);
-      st->loss = loss.objective();  // local_sum / global_num_tokens; all-masked: nothing
-      write_loss(out_loss, sdk::parallel::start_loss_readback(loss));
-    } else {
-      st->output = h;
-      *out_activation = at::toDLPack(h.detach());
-    }
-    if (with_grad) *out_mb = reinterpret_cast<mh_pipeline_microbatch*>(st.release());
-    return nullptr;
-  }
-  MH_SDK_CATCH(self->host)
-}
-
-mh_error* MH_ABI gpt_stage_backward(mh_model* m, mh_pipeline_microbatch* mb, const DLTensor* output_grad,
-                                    double grad_scale, mh_stream /*stream*/, DLManagedTensor** out_input_grad) {
-  Instance* self = as_instance(m);
-  std::unique_ptr<StageMicroBatch> st(reinterpret_cast<StageMicroBatch*>(mb));  // consumed, also on error
-  MH_SDK_TRY {
-    const GptStage& stage = self->model->stage();
-    MH_CHECK(st != nullptr, MH_ERR_INVALID_ARG, "gpt: pipeline backward got a NULL micro-batch");
-    MH_CHECK(stage.first || out_input_grad != nullptr, MH_ERR_INVALID_ARG,
-             "gpt: pipeline backward of a non-first stage needs out_input_grad");
-    if (out_input_grad != nullptr) *out_input_grad = nullptr;
-    at::AutoGradMode grad_on(true);
-    if (stage.last) {
-      (st->loss * grad_scale).backward();
-    } else {
-      MH_CHECK(output_grad != nullptr, MH_ERR_INVALID_ARG,
-               "gpt: pipeline backward of a non-last stage needs output_grad");
-      const at::Tensor grad = sdk::to_torch(output_grad);
-      MH_CHECK(grad.sizes() == st->output.sizes(), MH_ERR_INVALID_ARG, "gpt: output_grad is ", grad.sizes(),
-               " but the stage's output is ", st->output.sizes(), "\nHINT: the host must send the shape stage_io reports");
-      st->output.backward(grad);
-    }
-    if (!stage.first) {
-      const at::Tensor g = st->input.grad().defined() ? st->input.grad() : at::zeros_like(st->input);
-      *out_input_grad = at::toDLPack(g.detach());
-    }
-    return nullptr;
-  }
-  MH_SDK_CATCH(self->host)
-}
-
-void MH_ABI gpt_microbatch_free(mh_model* /*m*/, mh_pipeline_microbatch* mb) {
-  delete reinterpret_cast<StageMicroBatch*>(mb);
-}
-
-const mh_model_pipeline_ext kPipelineExt = {MH_TABLE_HEADER(mh_model_pipeline_ext), gpt_stage_io, gpt_stage_forward,
-                                            gpt_stage_backward, gpt_microbatch_free};
 
 const void* MH_ABI gpt_get_extension(const mh_model* /*m*/, const char* id) {
   if (id != nullptr && std::strcmp(id, MH_EXT_MODEL_LOGITS) == 0) return &kLogitsExt;
-  if (id != nullptr && std::strcmp(id, MH_EXT_MODEL_PIPELINE) == 0) return &kPipelineExt;
+  if (id != nullptr && std::strcmp(id, MH_EXT_MODEL_PIPELINE) == 0) return &sdk::PipelineTable<GptPipeline>::ext();
   return nullptr;
 }
 
@@ -322,15 +244,7 @@ mh_error* MH_ABI gpt_create(const char* id, const mh_host* host, const mh_model_
     MH_CHECK(args->struct_size >= kSize10, MH_ERR_INVALID_ARG, "gpt: mh_model_create_args.struct_size = ",
              args->struct_size, " is smaller than ABI 1.0's ", kSize10,
              "\nHINT: the host's headers are older than the plugin's");
-    GptStage stage;
-    const bool has_stage = args->struct_size >= offsetof(mh_model_create_args, stage_flags) + sizeof(args->stage_flags);
-    // An all-zero stage (no layers, neither end) is a zero-initialised struct: the whole model.
-    if (has_stage && (args->num_stage_layers != 0 || args->stage_flags != 0 || args->layer_offset != 0)) {
-      stage.layer_offset = args->layer_offset;
-      stage.num_layers = args->num_stage_layers;
-      stage.first = (args->stage_flags & MH_STAGE_FIRST) != 0;
-      stage.last = (args->stage_flags & MH_STAGE_LAST) != 0;
-    }
+    const GptStage stage = sdk::pipeline_stage(args);
     const sdk::Config cfg(host, args->config);
     GptConfig config = parse_config(cfg, args->padded_vocab_size);
     // Tensor / sequence / context parallelism happen inside the SDK's blocks (1.0 hosts: none).
