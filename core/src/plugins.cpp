@@ -31,6 +31,7 @@ const char* kind_name(PluginKind k) {
     case PluginKind::Dataset: return "dataset";
     case PluginKind::Checkpoint: return "checkpoint";
     case PluginKind::Optimizer: return "optimizer";
+    case PluginKind::Converter: return "converter";
   }
   return "?";
 }
@@ -130,7 +131,7 @@ struct FactoryPrefix {
 const std::pair<PluginKind, const char*> kFactoryIds[] = {
     {PluginKind::Model, MH_FACTORY_MODEL},           {PluginKind::Tokenizer, MH_FACTORY_TOKENIZER},
     {PluginKind::Dataset, MH_FACTORY_DATASET},       {PluginKind::Checkpoint, MH_FACTORY_CHECKPOINT},
-    {PluginKind::Optimizer, MH_FACTORY_OPTIMIZER}};
+    {PluginKind::Optimizer, MH_FACTORY_OPTIMIZER},   {PluginKind::Converter, MH_FACTORY_CONVERTER}};
 
 std::string str_or_empty(const char* s) { return s ? s : ""; }
 

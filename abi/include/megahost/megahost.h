@@ -18,5 +18,6 @@
 #include "megahost/kinds/mh_dataset.h"
 #include "megahost/kinds/mh_checkpoint.h"
 #include "megahost/kinds/mh_optimizer.h"
+#include "megahost/kinds/mh_converter.h"
 
 #endif /* MEGAHOST_MEGAHOST_H */

@@ -26,6 +26,7 @@ MH_EXTERN_C_BEGIN
 #define MH_FACTORY_DATASET "mh.dataset/1"
 #define MH_FACTORY_CHECKPOINT "mh.checkpoint/1"
 #define MH_FACTORY_OPTIMIZER "mh.optimizer/1"
+#define MH_FACTORY_CONVERTER "mh.converter/1" /* since ABI 1.3 */
 
 /* What the plugin was built against. The host refuses a plugin that links libtorch when its
  * torch version, CUDA version or C++11-ABI flag differ from the host's: one libtorch per process. */

@@ -5,6 +5,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard: not pulled in transitively on libtorch 2.x
+#include <ATen/detail/CUDAHooksInterface.h>  // deviceSynchronize without CUDA headers (CPU builds too)
+#include <ATen/ops/empty.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -19,6 +21,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -133,15 +136,31 @@ struct RankState {
   std::vector<std::pair<std::string, std::string>> blobs;
 };
 
+// A CPU copy of t for a snapshot. Device tensors go into pinned (page-locked) host memory with
+// an asynchronous copy: the copies queue back to back at full PCIe speed and the caller waits once
+// (SnapshotSync); pageable memory would stage every tensor through a bounce buffer.
+at::Tensor snapshot_copy(const at::Tensor& t, std::optional<c10::DeviceIndex>& cuda_device) {
+  const at::Tensor src = t.detach();
+  if (!src.is_cuda()) return src.to(at::kCPU, /*non_blocking=*/false, /*copy=*/true).contiguous();
+  at::Tensor host = at::empty(src.sizes(), src.options().device(at::kCPU).pinned_memory(true));  // contiguous
+  host.copy_(src, /*non_blocking=*/true);
+  cuda_device = src.device().index();
+  return host;
+}
+
+// Waits for the queued device -> host copies of a snapshot (one synchronize for all of them).
+void wait_for_snapshot_copies(const std::optional<c10::DeviceIndex>& cuda_device) {
+  if (cuda_device) at::detail::getCUDAHooks().deviceSynchronize(*cuda_device);
+}
+
 // snapshot: every tensor copied to fresh CPU memory (async save: training goes on changing the
 // live ones); otherwise the live tensors (the writer copies device tensors to the host itself).
 RankState collect_rank_state(const CheckpointFormat& fmt, const TrainingState& state, const CheckpointParts& parts,
                              const std::string& recipe_text, bool snapshot) {
   RankState out;
+  std::optional<c10::DeviceIndex> cuda_device;  // set once a device tensor was copied
   auto add = [&](const std::string& name, const at::Tensor& t) {
-    out.tensors.emplace_back(name, snapshot ? t.detach().to(at::kCPU, /*non_blocking=*/false, /*copy=*/true)
-                                                  .contiguous()
-                                            : t);
+    out.tensors.emplace_back(name, snapshot ? snapshot_copy(t, cuda_device) : t);
   };
   const bool model_source = parts.model_source_rank == parts.rank;
   int64_t num_params = 0;
@@ -156,6 +175,7 @@ RankState collect_rank_state(const CheckpointFormat& fmt, const TrainingState& s
     }
   if (parts.visit_optimizer && (parts.optimizer_sharded || model_source))
     parts.visit_optimizer([&](const std::string& name, at::Tensor t) { add("optimizer/" + name, t); });
+  wait_for_snapshot_copies(cuda_device);  // the snapshot is complete before training goes on
   for (const auto& [name, gen] : default_generators()) out.blobs.emplace_back(name, generator_state(gen));
   // shards.json: where each stored tensor lies in its global tensor (any layout can load it).
   const Coords coords = coords_of(parts);

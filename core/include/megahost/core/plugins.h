@@ -19,7 +19,7 @@
 
 namespace megahost::core {
 
-enum class PluginKind { Model, Tokenizer, Dataset, Checkpoint, Optimizer };
+enum class PluginKind { Model, Tokenizer, Dataset, Checkpoint, Optimizer, Converter };
 const char* kind_name(PluginKind k);  // "model", "tokenizer", ...
 
 struct PluginInfo {

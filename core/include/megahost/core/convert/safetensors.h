@@ -1,4 +1,7 @@
-// megahost core — native safetensors reading and writing, one tensor at a time.
+// megahost core — native safetensors reading and writing, one tensor at a time, as at::Tensors.
+// Conversion itself goes through the `hf` converter plugin (plugins/converters/hf, its own
+// libtorch-free reader and writer); this one is the core's independent view of such files
+// (tests compare the plugin's output with it byte by byte).
 //
 // The format: 8-byte little-endian header length N, N bytes of JSON
 // {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ..., "__metadata__": {...}},
