@@ -75,6 +75,11 @@ TEST(FusedReference, NormsMatchDefinitions) {
   auto [y, sum] = fused::reference::add_norm(x, r, w, b, 1e-5, false);
   EXPECT_CLOSE(sum, x + r, 1e-15);
   EXPECT_CLOSE(y, layer_norm64(x + r, w, b, 1e-5), 1e-12);
+  // A skipped output bias of x joins the add.
+  const at::Tensor xb = at::randn({64}, at::kDouble);
+  auto [yb, sumb] = fused::reference::add_norm(x, r, w, b, 1e-5, false, xb);
+  EXPECT_CLOSE(sumb, x + xb + r, 1e-15);
+  EXPECT_CLOSE(yb, layer_norm64(x + xb + r, w, b, 1e-5), 1e-12);
   // RMSNorm keeps its statistics in float32 (as the kernel does), whatever the input dtype.
   EXPECT_CLOSE(fused::reference::norm(x, w, at::Tensor(), 1e-6, true), rms_norm64(x, w, 1e-6), 1e-6);
 }
@@ -118,16 +123,18 @@ TEST(FusedKernelsGpu, AddNormAndNorm) {
     // h: one 16-byte vector per thread; several (float32 5120: a partly filled last strip); not
     // a whole number of vectors (the scalar kernels)
     for (int64_t h : {1024, 5120, 1020})
-    for (bool rms : {false, true}) {
+    for (bool rms : {false, true})
+    for (bool with_x_bias : {false, true}) {  // with: the sub-layer's skipped output bias joins the add
       SCOPED_TRACE(std::string(c10::toString(c.dtype)) + (rms ? " RMSNorm" : " LayerNorm") + " h " +
-                   std::to_string(h));
+                   std::to_string(h) + (with_x_bias ? " with x_bias" : ""));
       at::manual_seed(10);
       at::Tensor x = leaf(at::randn({3, 37, h}, cuda(c.dtype))), r = leaf(at::randn({3, 37, h}, cuda(c.dtype)));
       at::Tensor w = leaf(1.0 + 0.1 * at::randn({h}, cuda(c.dtype))), b = leaf(0.1 * at::randn({h}, cuda(c.dtype)));
+      at::Tensor xb = leaf(0.5 * at::randn({h}, cuda(c.dtype)));
       ASSERT_TRUE(fused::available(x));
-      auto [y, sum] = fused::add_norm(x, r, w, rms ? at::Tensor() : b, 1e-5, rms);
-      at::Tensor x64 = leaf64(x), r64 = leaf64(r), w64 = leaf64(w), b64 = leaf64(b);
-      const at::Tensor sum64 = x64 + r64;
+      auto [y, sum] = fused::add_norm(x, r, w, rms ? at::Tensor() : b, 1e-5, rms, with_x_bias ? xb : at::Tensor());
+      at::Tensor x64 = leaf64(x), r64 = leaf64(r), w64 = leaf64(w), b64 = leaf64(b), xb64 = leaf64(xb);
+      const at::Tensor sum64 = (with_x_bias ? x64 + xb64 : x64) + r64;
       const at::Tensor y64 = rms ? rms_norm64(sum64, w64, 1e-5) : layer_norm64(sum64, w64, b64, 1e-5);
       EXPECT_CLOSE(sum, sum64, c.bound);
       EXPECT_CLOSE(y, y64, c.bound);
@@ -137,10 +144,11 @@ TEST(FusedKernelsGpu, AddNormAndNorm) {
       const at::Tensor loss64 = (y64 * dy).sum() + (sum64 * ds).sum();
       std::vector<at::Tensor> in = {x, r, w}, in64 = {x64, r64, w64};
       if (!rms) in.push_back(b), in64.push_back(b64);
+      if (with_x_bias) in.push_back(xb), in64.push_back(xb64);
       const auto g = torch::autograd::grad({loss}, in), g64 = torch::autograd::grad({loss64}, in64);
       for (size_t i = 0; i < g.size(); ++i) {
-        SCOPED_TRACE("grad of input " + std::to_string(i));  // x, residual, weight, bias
-        EXPECT_CLOSE(g[i], g64[i], c.bound * (i >= 2 ? 2 : 1));  // weight/bias: sums over 111 rows
+        SCOPED_TRACE("grad of input " + std::to_string(i));  // x, residual, weight, [bias], [x_bias]
+        EXPECT_CLOSE(g[i], g64[i], c.bound * (i >= 2 ? 2 : 1));  // weight/bias/x_bias: sums over 111 rows
       }
       // Without a residual.
       const at::Tensor y2 = fused::norm(x, w, rms ? at::Tensor() : b, 1e-5, rms);

@@ -15,6 +15,7 @@
 #include "compare.h"
 #include "megahost/sdk/nn/fused.h"
 #include "megahost/sdk/nn/params.h"
+#include "megahost/sdk/nn/transformer.h"
 #include "megahost/sdk/torch_interop.h"
 
 namespace fused = megahost::sdk::fused;
@@ -153,5 +154,47 @@ TEST(FusedLinear, CudaGeluMlpEpiloguesMatchFloat64) {
     EXPECT_CLOSE(main.added(2), w264.grad(), 1e-2);
     EXPECT_CLOSE(main.added(3), b264.grad(), 1e-2);
     EXPECT_EQ(main.ready, (std::vector<int>{1, 1, 1, 1})) << "accumulate " << accumulate;
+  }
+}
+
+// A GPT block on CUDA takes the fused path: biases of linear_proj / linear_fc2 skipped by their
+// GEMMs and added inside the next fused add + norm (whose backward yields their gradients), the
+// residual adds deferred, the GeLU MLP on cuBLASLt. It must compute what the plain CPU block
+// computes from the same parameters: output and every parameter's gradient.
+TEST(FusedLinear, CudaTransformerBlockMatchesTheCpuBlock) {
+  SKIP_WITHOUT_GPU();
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    nn::TransformerConfig cfg;
+    cfg.num_layers = 2;
+    cfg.hidden_size = 64;
+    cfg.num_attention_heads = 4;
+    cfg.ffn_hidden_size = 256;
+    cfg.gelu_tanh = true;
+    cfg.hidden_dropout = cfg.attention_dropout = 0.0;
+    nn::ParamRegistry cpu_reg(at::kCPU, at::kFloat, 5), gpu_reg(at::Device(at::kCUDA, 0), dtype, 5);
+    nn::TransformerBlock cpu_block(cpu_reg, "decoder", cfg, 0, 2, true), gpu_block(gpu_reg, "decoder", cfg, 0, 2, true);
+    ASSERT_EQ(cpu_reg.params().size(), gpu_reg.params().size());
+    {
+      at::NoGradGuard no_grad;
+      for (size_t i = 0; i < cpu_reg.params().size(); ++i) {
+        at::Tensor g = gpu_reg.params()[i].data, c = cpu_reg.params()[i].data;
+        c.normal_(0.0, 0.2);  // biases too: a zero bias would hide a lost bias gradient
+        g.copy_(c);
+        c.copy_(g);  // the CPU run sees the GPU's rounded values
+      }
+    }
+    const at::Tensor x = at::randn({16, 3, 64}, at::kFloat);  // [s, b, h]
+    const at::Tensor seed = at::randn({16, 3, 64}, at::kFloat);
+    const at::Tensor y_cpu = cpu_block.forward(x, at::Tensor(), /*training=*/true);
+    (y_cpu * seed).sum().backward();
+    const at::Tensor y_gpu = gpu_block.forward(x.to(gpu_reg.device(), dtype), at::Tensor(), /*training=*/true);
+    (y_gpu * seed.to(y_gpu.options())).sum().backward();
+    const double bound = dtype == at::kFloat ? 1e-4 : 3e-2;
+    EXPECT_CLOSE(y_gpu, y_cpu, bound);
+    for (size_t i = 0; i < cpu_reg.params().size(); ++i) {
+      SCOPED_TRACE(cpu_reg.params()[i].name);
+      EXPECT_CLOSE(gpu_reg.params()[i].data.grad(), cpu_reg.params()[i].data.grad(), bound);
+    }
   }
 }

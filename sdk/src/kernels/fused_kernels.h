@@ -12,18 +12,21 @@ namespace megahost::sdk::kernels {
 enum DType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
 
 // LayerNorm / RMSNorm over the last dim of [rows, h] with the residual add folded in:
-//   sum = x + residual (residual may be null: sum = x), y = norm(sum) * weight (+ bias).
+//   sum = x (+ x_bias) + residual (x_bias [h] may be null; residual may be null: sum = x (+ x_bias)),
+//   y = norm(sum) * weight (+ bias).
 // sum_out may be null when residual is null. mean (LayerNorm only) and rstd [rows] float32 for backward.
-// weight/bias share x's dtype.
-int norm_forward(int dtype, bool rms, const void* x, const void* residual, const void* weight, const void* bias,
-                 void* y, void* sum_out, float* mean, float* rstd, int64_t rows, int64_t h, float eps, void* stream);
+// weight/bias/x_bias share x's dtype.
+int norm_forward(int dtype, bool rms, const void* x, const void* x_bias, const void* residual, const void* weight,
+                 const void* bias, void* y, void* sum_out, float* mean, float* rstd, int64_t rows, int64_t h, float eps,
+                 void* stream);
 // dx = d norm / d sum (+ dsum: the gradient reaching the residual output, may be null);
 // dweight_partial / dbias_partial: [blocks, h] float32 per-block column sums (the caller sums dim 0);
-// blocks = norm_backward_blocks(dtype, rms, rows, h) (any count works; that one fills the device once).
+// dxbias_partial (may be null): the same for dx itself, x_bias's gradient.
+// blocks = norm_backward_blocks(dtype, rms, rows, h, x_bias) (any count works; that one fills the device once).
 int norm_backward(int dtype, bool rms, const void* dy, const void* dsum, const void* sum, const void* weight,
                   const float* mean, const float* rstd, void* dx, float* dweight_partial, float* dbias_partial,
-                  int64_t rows, int64_t h, int64_t blocks, void* stream);
-int64_t norm_backward_blocks(int dtype, bool rms, int64_t rows, int64_t h);
+                  float* dxbias_partial, int64_t rows, int64_t h, int64_t blocks, void* stream);
+int64_t norm_backward_blocks(int dtype, bool rms, int64_t rows, int64_t h, bool x_bias);
 
 // The elementwise kernels below walk rows in 16-byte vectors: n (f) a multiple of 16 / sizeof(T)
 // and 16-byte aligned pointers (elementwise_vectorizable); otherwise they refuse (cudaErrorInvalidValue).

@@ -12,8 +12,8 @@ namespace {
 constexpr int kThreads = 256;
 
 template <typename T, bool kRms>
-__global__ void mh_norm_forward_kernel(const T* __restrict__ x, const T* __restrict__ residual,
-                                    const T* __restrict__ weight, const T* __restrict__ bias, T* __restrict__ y,
+__global__ void mh_norm_forward_kernel(const T* __restrict__ x, const T* __restrict__ x_bias,
+                                    const T* __restrict__ residual, const T* __restrict__ weight, const T* __restrict__ bias, T* __restrict__ y,
                                     T* __restrict__ sum_out, float* __restrict__ mean_out,
                                     float* __restrict__ rstd_out, int64_t h, float eps) {
   extern __shared__ float row[];  // [h] float32, then 32 floats of reduction scratch
@@ -23,6 +23,7 @@ __global__ void mh_norm_forward_kernel(const T* __restrict__ x, const T* __restr
   float local = 0.0f;
   for (int64_t c = threadIdx.x; c < h; c += blockDim.x) {
     float v = to_f32(xr[c]);
+    if (x_bias != nullptr) v += to_f32(x_bias[c]);
     if (residual != nullptr) {
       v += to_f32(residual[r * h + c]);
       const T rounded = from_f32<T>(v);
@@ -55,12 +56,16 @@ __global__ void mh_norm_backward_kernel(const T* __restrict__ dy, const T* __res
                                      const T* __restrict__ weight, const float* __restrict__ mean,
                                      const float* __restrict__ rstd, T* __restrict__ dx,
                                      float* __restrict__ dweight_partial, float* __restrict__ dbias_partial,
-                                     int64_t rows, int64_t h) {
-  extern __shared__ float smem[];  // dweight [h], dbias [h], 32 floats scratch
+                                     float* __restrict__ dxbias_partial, int64_t rows, int64_t h) {
+  extern __shared__ float smem[];  // dweight [h], dbias [h], 32 floats scratch, with x_bias dx sums [h]
   float* dw = smem;
   float* db = smem + h;
   float* scratch = smem + 2 * h;
-  for (int64_t c = threadIdx.x; c < h; c += blockDim.x) dw[c] = db[c] = 0.0f;
+  float* dxb = smem + 2 * h + 32;
+  for (int64_t c = threadIdx.x; c < h; c += blockDim.x) {
+    dw[c] = db[c] = 0.0f;
+    if (dxbias_partial != nullptr) dxb[c] = 0.0f;
+  }
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float mu = kRms ? 0.0f : mean[r], rs = rstd[r];
     // dx = rs * (g - mean(g) - xhat * mean(g * xhat)), g = dy * weight (RMSNorm: no mean(g) term)
@@ -82,11 +87,13 @@ __global__ void mh_norm_backward_kernel(const T* __restrict__ dy, const T* __res
       float v = rs * (g - mean_g - xhat * mean_gx);
       if (dsum != nullptr) v += to_f32(dsum[r * h + c]);
       dx[r * h + c] = from_f32<T>(v);
+      if (dxbias_partial != nullptr) dxb[c] += v;
     }
   }
   for (int64_t c = threadIdx.x; c < h; c += blockDim.x) {
     dweight_partial[blockIdx.x * h + c] = dw[c];
     if (dbias_partial != nullptr) dbias_partial[blockIdx.x * h + c] = db[c];
+    if (dxbias_partial != nullptr) dxbias_partial[blockIdx.x * h + c] = dxb[c];
   }
 }
 
@@ -99,8 +106,8 @@ __device__ __forceinline__ int64_t slot(int strip, int k) {
 }
 
 template <typename T, bool kRms>
-__global__ void mh_norm_forward_vec_kernel(const T* __restrict__ x, const T* __restrict__ residual,
-                                           const T* __restrict__ weight, const T* __restrict__ bias,
+__global__ void mh_norm_forward_vec_kernel(const T* __restrict__ x, const T* __restrict__ x_bias,
+                                           const T* __restrict__ residual, const T* __restrict__ weight, const T* __restrict__ bias,
                                            T* __restrict__ y, T* __restrict__ sum_out, float* __restrict__ mean_out,
                                            float* __restrict__ rstd_out, int64_t h, int64_t slots, float eps) {
   constexpr int V = Vec<T>::kSize;
@@ -112,17 +119,22 @@ __global__ void mh_norm_forward_vec_kernel(const T* __restrict__ x, const T* __r
   for (int64_t c = threadIdx.x * V; c < h; c += blockDim.x * V, ++strip) {
     const Vec<T> xv = load_vec(x + r * h + c);
     float v[V];
+    Vec<T> xbv;
+    if (x_bias != nullptr) xbv = load_vec(x_bias + c);
     if (residual != nullptr) {
       const Vec<T> rv = load_vec(residual + r * h + c);
       Vec<T> sv;
 #pragma unroll
-      for (int k = 0; k < V; ++k) sv.v[k] = from_f32<T>(to_f32(xv.v[k]) + to_f32(rv.v[k]));
+      for (int k = 0; k < V; ++k) {
+        const float xb = x_bias != nullptr ? to_f32(xv.v[k]) + to_f32(xbv.v[k]) : to_f32(xv.v[k]);
+        sv.v[k] = from_f32<T>(xb + to_f32(rv.v[k]));
+      }
       store_vec(sum_out + r * h + c, sv);
 #pragma unroll
       for (int k = 0; k < V; ++k) v[k] = to_f32(sv.v[k]);  // normalise what the residual stream carries
     } else {
 #pragma unroll
-      for (int k = 0; k < V; ++k) v[k] = to_f32(xv.v[k]);
+      for (int k = 0; k < V; ++k) v[k] = to_f32(xv.v[k]) + (x_bias != nullptr ? to_f32(xbv.v[k]) : 0.0f);
     }
 #pragma unroll
     for (int k = 0; k < V; ++k) {
@@ -163,16 +175,19 @@ __global__ void mh_norm_forward_vec_kernel(const T* __restrict__ x, const T* __r
 // Backward in 16-byte vectors with every per-thread value in registers (h <= S * blockDim * V):
 // shared memory holds only the reduction scratch, so more blocks fit on an SM and more loads are
 // in flight (a version keeping them in shared memory moved ~2 TB/s on the H200 at h = 2048).
-template <typename T, bool kRms, int S>
+// kXBias: also the column sums of dx itself (the gradient of a bias added to x in the forward:
+// Megatron's skip_bias_add, the sub-layer's output bias folded into this add).
+template <typename T, bool kRms, int S, bool kXBias>
 __global__ void __launch_bounds__(512)
     mh_norm_backward_reg_kernel(const T* __restrict__ dy, const T* __restrict__ dsum, const T* __restrict__ sum,
                                 const T* __restrict__ weight, const float* __restrict__ mean,
                                 const float* __restrict__ rstd, T* __restrict__ dx, float* __restrict__ dweight_partial,
-                                float* __restrict__ dbias_partial, int64_t rows, int64_t h) {
+                                float* __restrict__ dbias_partial, float* __restrict__ dxbias_partial, int64_t rows,
+                                int64_t h) {
   constexpr int V = Vec<T>::kSize;
   __shared__ float scratch[32];
   int64_t col[S];
-  float w[S][V], dw[S][V], db[S][V];
+  float w[S][V], dw[S][V], db[S][V], dxb[S][V];
 #pragma unroll
   for (int s = 0; s < S; ++s) {
     col[s] = (static_cast<int64_t>(s) * blockDim.x + threadIdx.x) * V;
@@ -181,7 +196,7 @@ __global__ void __launch_bounds__(512)
 #pragma unroll
     for (int k = 0; k < V; ++k) {
       w[s][k] = col[s] < h ? to_f32(wv.v[k]) : 0.0f;
-      dw[s][k] = db[s][k] = 0.0f;
+      dw[s][k] = db[s][k] = dxb[s][k] = 0.0f;
     }
   }
   // One row's inputs: dy, sum, dsum (all independent of the reductions) and its statistics.
@@ -234,6 +249,7 @@ __global__ void __launch_bounds__(512)
         float v = rs * (g[s][k] - mean_g - xhat[s][k] * mean_gx);
         if (dsum != nullptr) v += to_f32(cur.dsum[s].v[k]);
         out.v[k] = from_f32<T>(v);
+        if (kXBias) dxb[s][k] += v;
       }
       store_vec(dx + r * h + col[s], out);
     }
@@ -246,6 +262,7 @@ __global__ void __launch_bounds__(512)
     for (int k = 0; k < V; ++k) {
       dweight_partial[blockIdx.x * h + col[s] + k] = dw[s][k];
       if (dbias_partial != nullptr) dbias_partial[blockIdx.x * h + col[s] + k] = db[s][k];
+      if (kXBias) dxbias_partial[blockIdx.x * h + col[s] + k] = dxb[s][k];
     }
   }
 }
@@ -263,8 +280,9 @@ int64_t vec_slots(int64_t h, int v, int threads) {
 
 }  // namespace
 
-int norm_forward(int dtype, bool rms, const void* x, const void* residual, const void* weight, const void* bias,
-                 void* y, void* sum_out, float* mean, float* rstd, int64_t rows, int64_t h, float eps, void* stream) {
+int norm_forward(int dtype, bool rms, const void* x, const void* x_bias, const void* residual, const void* weight,
+                 const void* bias, void* y, void* sum_out, float* mean, float* rstd, int64_t rows, int64_t h, float eps,
+                 void* stream) {
   const size_t smem = (static_cast<size_t>(h) + 32) * sizeof(float);
   if (smem > 48 * 1024) return static_cast<int>(cudaErrorInvalidValue);  // h > 12,256: not needed yet
   return dispatch_dtype(dtype, [&](auto tag) {
@@ -272,17 +290,19 @@ int norm_forward(int dtype, bool rms, const void* x, const void* residual, const
     const int threads = vec_threads(h, Vec<T>::kSize);
     const int64_t slots = vec_slots(h, Vec<T>::kSize, threads);
     const size_t smem_vec = (static_cast<size_t>(slots) + 32) * sizeof(float);
-    if (smem_vec <= 48 * 1024 && vec_ok<T>(h, {x, residual, weight, bias, y, sum_out})) {
+    if (smem_vec <= 48 * 1024 && vec_ok<T>(h, {x, x_bias, residual, weight, bias, y, sum_out})) {
       auto* kv = rms ? mh_norm_forward_vec_kernel<T, true> : mh_norm_forward_vec_kernel<T, false>;
       kv<<<static_cast<unsigned>(rows), threads, smem_vec, as_stream(stream)>>>(
-          static_cast<const T*>(x), static_cast<const T*>(residual), static_cast<const T*>(weight),
-          static_cast<const T*>(bias), static_cast<T*>(y), static_cast<T*>(sum_out), mean, rstd, h, slots, eps);
+          static_cast<const T*>(x), static_cast<const T*>(x_bias), static_cast<const T*>(residual),
+          static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<T*>(y), static_cast<T*>(sum_out),
+          mean, rstd, h, slots, eps);
       return;
     }
     auto* k = rms ? mh_norm_forward_kernel<T, true> : mh_norm_forward_kernel<T, false>;
     k<<<static_cast<unsigned>(rows), kThreads, smem, as_stream(stream)>>>(
-        static_cast<const T*>(x), static_cast<const T*>(residual), static_cast<const T*>(weight),
-        static_cast<const T*>(bias), static_cast<T*>(y), static_cast<T*>(sum_out), mean, rstd, h, eps);
+        static_cast<const T*>(x), static_cast<const T*>(x_bias), static_cast<const T*>(residual),
+        static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<T*>(y), static_cast<T*>(sum_out), mean,
+        rstd, h, eps);
   });
 }
 
@@ -290,11 +310,20 @@ namespace {
 
 // The register kernel for rows of h (strips = S per thread), or null when h needs more strips.
 template <typename T>
-void (*backward_reg_kernel(bool rms, int64_t strips))(const T*, const T*, const T*, const T*, const float*,
-                                                       const float*, T*, float*, float*, int64_t, int64_t) {
-  if (strips == 1) return rms ? mh_norm_backward_reg_kernel<T, true, 1> : mh_norm_backward_reg_kernel<T, false, 1>;
-  if (strips == 2) return rms ? mh_norm_backward_reg_kernel<T, true, 2> : mh_norm_backward_reg_kernel<T, false, 2>;
-  if (strips <= 4) return rms ? mh_norm_backward_reg_kernel<T, true, 4> : mh_norm_backward_reg_kernel<T, false, 4>;
+using BackwardRegKernel = void (*)(const T*, const T*, const T*, const T*, const float*, const float*, T*, float*,
+                                   float*, float*, int64_t, int64_t);
+
+template <typename T, int S>
+BackwardRegKernel<T> backward_reg_kernel_s(bool rms, bool x_bias) {
+  if (x_bias) return rms ? mh_norm_backward_reg_kernel<T, true, S, true> : mh_norm_backward_reg_kernel<T, false, S, true>;
+  return rms ? mh_norm_backward_reg_kernel<T, true, S, false> : mh_norm_backward_reg_kernel<T, false, S, false>;
+}
+
+template <typename T>
+BackwardRegKernel<T> backward_reg_kernel(bool rms, int64_t strips, bool x_bias) {
+  if (strips == 1) return backward_reg_kernel_s<T, 1>(rms, x_bias);
+  if (strips == 2) return backward_reg_kernel_s<T, 2>(rms, x_bias);
+  if (strips <= 4) return backward_reg_kernel_s<T, 4>(rms, x_bias);
   return nullptr;
 }
 
@@ -307,9 +336,9 @@ int64_t backward_strips(int64_t h, int threads) {
 // grid stride, so one full wave leaves no SM idle at the end (1024 blocks made 2.6 waves at
 // h = 2048 on the H200) and the per-block partial sums stay few.
 template <typename T>
-int64_t resident_blocks(bool rms, int64_t h) {
+int64_t resident_blocks(bool rms, int64_t h, bool x_bias) {
   const int threads = vec_threads(h, Vec<T>::kSize);
-  auto* kr = backward_reg_kernel<T>(rms, backward_strips<T>(h, threads));
+  auto* kr = backward_reg_kernel<T>(rms, backward_strips<T>(h, threads), x_bias);
   int per_sm = 0, device = 0, sms = 0;
   if (kr == nullptr || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kr, threads, 0) != cudaSuccess ||
       cudaGetDevice(&device) != cudaSuccess ||
@@ -322,34 +351,37 @@ int64_t resident_blocks(bool rms, int64_t h) {
 
 }  // namespace
 
-int64_t norm_backward_blocks(int dtype, bool rms, int64_t rows, int64_t h) {
+int64_t norm_backward_blocks(int dtype, bool rms, int64_t rows, int64_t h, bool x_bias) {
   int64_t cap = 1024;
-  if (dtype == kF32) cap = resident_blocks<float>(rms, h);
-  else if (dtype == kBF16) cap = resident_blocks<__nv_bfloat16>(rms, h);
-  else if (dtype == kF16) cap = resident_blocks<__half>(rms, h);
+  if (dtype == kF32) cap = resident_blocks<float>(rms, h, x_bias);
+  else if (dtype == kBF16) cap = resident_blocks<__nv_bfloat16>(rms, h, x_bias);
+  else if (dtype == kF16) cap = resident_blocks<__half>(rms, h, x_bias);
   return rows < cap ? rows : cap;
 }
 
 int norm_backward(int dtype, bool rms, const void* dy, const void* dsum, const void* sum, const void* weight,
                   const float* mean, const float* rstd, void* dx, float* dweight_partial, float* dbias_partial,
-                  int64_t rows, int64_t h, int64_t blocks_in, void* stream) {
-  const size_t smem = (2 * static_cast<size_t>(h) + 32) * sizeof(float);  // the scalar kernel's
+                  float* dxbias_partial, int64_t rows, int64_t h, int64_t blocks_in, void* stream) {
+  const bool x_bias = dxbias_partial != nullptr;
+  const size_t smem = ((x_bias ? 3 : 2) * static_cast<size_t>(h) + 32) * sizeof(float);  // the scalar kernel's
   const unsigned blocks = static_cast<unsigned>(blocks_in);
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     const int threads = vec_threads(h, Vec<T>::kSize);
-    auto* kr = backward_reg_kernel<T>(rms, backward_strips<T>(h, threads));
+    auto* kr = backward_reg_kernel<T>(rms, backward_strips<T>(h, threads), x_bias);
     if (kr != nullptr && vec_ok<T>(h, {dy, dsum, sum, weight, dx})) {
       kr<<<blocks, threads, 0, as_stream(stream)>>>(
           static_cast<const T*>(dy), static_cast<const T*>(dsum), static_cast<const T*>(sum),
-          static_cast<const T*>(weight), mean, rstd, static_cast<T*>(dx), dweight_partial, dbias_partial, rows, h);
+          static_cast<const T*>(weight), mean, rstd, static_cast<T*>(dx), dweight_partial, dbias_partial,
+          dxbias_partial, rows, h);
       return cudaSuccess;
     }
     if (smem > 48 * 1024) return cudaErrorInvalidValue;
     auto* k = rms ? mh_norm_backward_kernel<T, true> : mh_norm_backward_kernel<T, false>;
     k<<<blocks, kThreads, smem, as_stream(stream)>>>(
         static_cast<const T*>(dy), static_cast<const T*>(dsum), static_cast<const T*>(sum),
-        static_cast<const T*>(weight), mean, rstd, static_cast<T*>(dx), dweight_partial, dbias_partial, rows, h);
+        static_cast<const T*>(weight), mean, rstd, static_cast<T*>(dx), dweight_partial, dbias_partial,
+        dxbias_partial, rows, h);
     return cudaSuccess;
   });
 }

@@ -56,7 +56,9 @@ using detail::stream_of;
 // ---- norms ----
 
 // Runs the norm kernel; returns (y, sum or undefined, mean, rstd).
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_forward(const at::Tensor& x, const at::Tensor& residual,
+// x_bias [h] (may be undefined) is added to x before the residual.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_forward(const at::Tensor& x, const at::Tensor& x_bias,
+                                                                        const at::Tensor& residual,
                                                                         const at::Tensor& weight, const at::Tensor& bias,
                                                                         double eps, bool rms) {
   const c10::cuda::CUDAGuard guard(x.device());
@@ -64,7 +66,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_forward(const at
   at::Tensor y = at::empty_like(x), sum = residual.defined() ? at::empty_like(x) : at::Tensor();
   at::Tensor mean = at::empty({rms ? 0 : rows}, x.options().dtype(at::kFloat));
   at::Tensor rstd = at::empty({rows}, x.options().dtype(at::kFloat));
-  check_launch(kernels::norm_forward(dtype_code(x), rms, x.data_ptr(), ptr_or_null(residual), weight.data_ptr(),
+  check_launch(kernels::norm_forward(dtype_code(x), rms, x.data_ptr(), ptr_or_null(x_bias), ptr_or_null(residual),
+                                     weight.data_ptr(),
                                      rms ? nullptr : ptr_or_null(bias), y.data_ptr(),
                                      sum.defined() ? sum.data_ptr() : nullptr, rms ? nullptr : mean.data_ptr<float>(),
                                      rstd.data_ptr<float>(), rows, h, static_cast<float>(eps), stream_of(x)),
@@ -72,35 +75,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_forward(const at
   return {y, sum, mean, rstd};
 }
 
-// (dx, dweight, dbias) from dy (and dsum, the gradient of the residual output, may be undefined).
-std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_backward(const at::Tensor& dy_in, const at::Tensor& dsum_in,
-                                                             const at::Tensor& sum, const at::Tensor& weight,
-                                                             const at::Tensor& mean, const at::Tensor& rstd,
-                                                             bool rms, bool has_bias) {
+// (dx, dweight, dbias, dx_bias) from dy (and dsum, the gradient of the residual output, may be
+// undefined); dx_bias (the column sums of dx) only with has_x_bias.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_backward(const at::Tensor& dy_in,
+                                                                         const at::Tensor& dsum_in,
+                                                                         const at::Tensor& sum, const at::Tensor& weight,
+                                                                         const at::Tensor& mean, const at::Tensor& rstd,
+                                                                         bool rms, bool has_bias, bool has_x_bias) {
   const c10::cuda::CUDAGuard guard(sum.device());
   const int64_t h = sum.size(-1), rows = sum.numel() / h;
   const at::Tensor dy = dy_in.defined() ? dy_in.contiguous() : at::zeros_like(sum);
   const at::Tensor dsum = dsum_in.defined() ? dsum_in.contiguous() : at::Tensor();
   at::Tensor dx = at::empty_like(sum);
-  const int64_t blocks = kernels::norm_backward_blocks(dtype_code(sum), rms, rows, h);
+  const int64_t blocks = kernels::norm_backward_blocks(dtype_code(sum), rms, rows, h, has_x_bias);
   at::Tensor dw_part = at::empty({blocks, h}, sum.options().dtype(at::kFloat));
   at::Tensor db_part = has_bias ? at::empty({blocks, h}, sum.options().dtype(at::kFloat)) : at::Tensor();
+  at::Tensor dxb_part = has_x_bias ? at::empty({blocks, h}, sum.options().dtype(at::kFloat)) : at::Tensor();
   check_launch(kernels::norm_backward(dtype_code(sum), rms, dy.data_ptr(), ptr_or_null(dsum), sum.data_ptr(),
                                       weight.data_ptr(), rms ? nullptr : mean.data_ptr<float>(),
                                       rstd.data_ptr<float>(), dx.data_ptr(), dw_part.data_ptr<float>(),
-                                      has_bias ? db_part.data_ptr<float>() : nullptr, rows, h, blocks,
+                                      has_bias ? db_part.data_ptr<float>() : nullptr,
+                                      has_x_bias ? dxb_part.data_ptr<float>() : nullptr, rows, h, blocks,
                                       stream_of(sum)),
                "norm_backward");
   at::Tensor dw = dw_part.sum(0).to(weight.scalar_type());
   at::Tensor db = has_bias ? db_part.sum(0).to(weight.scalar_type()) : at::Tensor();
-  return {dx, dw, db};
+  at::Tensor dxb = has_x_bias ? dxb_part.sum(0).to(sum.scalar_type()) : at::Tensor();
+  return {dx, dw, db, dxb};
 }
 
 struct NormFn : torch::autograd::Function<NormFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& weight,
                             const at::Tensor& bias, double eps, bool rms) {
     const at::Tensor x = x_in.contiguous();
-    auto [y, unused, mean, rstd] = norm_forward(x, at::Tensor(), weight, bias, eps, rms);
+    auto [y, unused, mean, rstd] = norm_forward(x, at::Tensor(), at::Tensor(), weight, bias, eps, rms);
     ctx->save_for_backward({x, weight, mean, rstd});
     ctx->saved_data["rms"] = rms;
     ctx->saved_data["bias"] = bias.numel() > 0;
@@ -109,25 +117,31 @@ struct NormFn : torch::autograd::Function<NormFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto s = ctx->get_saved_variables();
     const bool rms = ctx->saved_data["rms"].toBool(), has_bias = ctx->saved_data["bias"].toBool();
-    auto [dx, dw, db] = norm_backward(grad[0], at::Tensor(), s[0], s[1], s[2], s[3], rms, has_bias);
+    auto [dx, dw, db, unused] = norm_backward(grad[0], at::Tensor(), s[0], s[1], s[2], s[3], rms, has_bias, false);
     return {dx, dw, db, at::Tensor(), at::Tensor()};
   }
 };
 
 struct AddNormFn : torch::autograd::Function<AddNormFn> {
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& residual,
-                               const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms) {
-    auto [y, sum, mean, rstd] = norm_forward(x.contiguous(), residual.contiguous(), weight, bias, eps, rms);
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& x_bias,
+                               const at::Tensor& residual, const at::Tensor& weight, const at::Tensor& bias,
+                               double eps, bool rms) {
+    const bool has_x_bias = x_bias.numel() > 0;
+    auto [y, sum, mean, rstd] = norm_forward(x.contiguous(), has_x_bias ? x_bias : at::Tensor(),
+                                             residual.contiguous(), weight, bias, eps, rms);
     ctx->save_for_backward({sum, weight, mean, rstd});
     ctx->saved_data["rms"] = rms;
     ctx->saved_data["bias"] = bias.numel() > 0;
+    ctx->saved_data["x_bias"] = has_x_bias;
     return {y, sum};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto s = ctx->get_saved_variables();
     const bool rms = ctx->saved_data["rms"].toBool(), has_bias = ctx->saved_data["bias"].toBool();
-    auto [dx, dw, db] = norm_backward(grad[0], grad[1], s[0], s[1], s[2], s[3], rms, has_bias);
-    return {dx, dx, dw, db, at::Tensor(), at::Tensor()};  // d sum / d x = d sum / d residual = 1
+    const bool has_x_bias = ctx->saved_data["x_bias"].toBool();
+    auto [dx, dw, db, dxb] = norm_backward(grad[0], grad[1], s[0], s[1], s[2], s[3], rms, has_bias, has_x_bias);
+    // d sum / d x = d sum / d residual = 1; d sum / d x_bias sums over the rows.
+    return {dx, dxb, dx, dw, db, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -266,15 +280,17 @@ struct CrossEntropyFn : torch::autograd::Function<CrossEntropyFn> {
 #endif  // MH_SDK_WITH_CUDA
 
 std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
-                                           const at::Tensor& bias, double eps, bool rms) {
+                                           const at::Tensor& bias, double eps, bool rms, const at::Tensor& x_bias) {
 #if defined(MH_SDK_WITH_CUDA)
   if (available(x) && x.sizes() == residual.sizes() && x.scalar_type() == residual.scalar_type() &&
-      x.scalar_type() == weight.scalar_type()) {
-    auto out = AddNormFn::apply(x, residual, weight, rms ? or_empty({}, weight) : or_empty(bias, weight), eps, rms);
+      x.scalar_type() == weight.scalar_type() &&
+      (!x_bias.defined() || (x_bias.scalar_type() == x.scalar_type() && x_bias.numel() == x.size(-1)))) {
+    auto out = AddNormFn::apply(x, or_empty(x_bias, x), residual, weight,
+                                rms ? or_empty({}, weight) : or_empty(bias, weight), eps, rms);
     return {out[0], out[1]};
   }
 #endif
-  return reference::add_norm(x, residual, weight, bias, eps, rms);
+  return reference::add_norm(x, residual, weight, bias, eps, rms, x_bias);
 }
 
 at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms) {

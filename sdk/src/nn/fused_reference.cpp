@@ -15,8 +15,8 @@ at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor&
 }
 
 std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
-                                           const at::Tensor& bias, double eps, bool rms) {
-  const at::Tensor sum = residual + x;  // the residual stream after this sub-layer
+                                           const at::Tensor& bias, double eps, bool rms, const at::Tensor& x_bias) {
+  const at::Tensor sum = residual + (x_bias.defined() ? x + x_bias : x);  // the residual stream after this sub-layer
   return {norm(sum, weight, bias, eps, rms), sum};
 }
 

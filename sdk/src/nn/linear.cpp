@@ -62,18 +62,19 @@ RowParallelLinear::RowParallelLinear(ParamRegistry& reg, const std::string& pref
                       MH_PARAM_NO_WEIGHT_DECAY | sequence_parallel_flag(parallel_.get()));
 }
 
-at::Tensor RowParallelLinear::forward(const at::Tensor& x) const {
+at::Tensor RowParallelLinear::forward(const at::Tensor& x, bool skip_bias) const {
   const bool fuse = gradient_accumulation_fusion && x.is_cuda();
-  if (!tensor_parallel(parallel_.get())) return fused::linear(x, weight, bias, fuse);
-  return reduce_output(fused::linear(x, weight, at::Tensor(), fuse));  // partial: [..., out], this rank's share
+  if (!tensor_parallel(parallel_.get())) return fused::linear(x, weight, skip_bias ? at::Tensor() : bias, fuse);
+  // partial: [..., out], this rank's share
+  return reduce_output(fused::linear(x, weight, at::Tensor(), fuse), skip_bias);
 }
 
-at::Tensor RowParallelLinear::reduce_output(const at::Tensor& partial) const {
+at::Tensor RowParallelLinear::reduce_output(const at::Tensor& partial, bool skip_bias) const {
   at::Tensor y = partial;
   if (tensor_parallel(parallel_.get()))
     y = parallel_->sequence_parallel ? parallel::reduce_scatter_to_sequence_parallel_region(partial, parallel_->tp)
                                      : parallel::reduce_from_tp_region(partial, parallel_->tp);
-  return bias.defined() ? y + bias : y;
+  return bias.defined() && !skip_bias ? y + bias : y;
 }
 
 at::Tensor parallel_lm_logits(const at::Tensor& hidden, const at::Tensor& weight,

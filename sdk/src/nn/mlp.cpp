@@ -29,7 +29,8 @@ MLP::MLP(ParamRegistry& reg, const std::string& prefix, const TransformerConfig&
   linear_fc2.gradient_accumulation_fusion = cfg.gradient_accumulation_fusion;
 }
 
-at::Tensor MLP::forward(const at::Tensor& x) const {
+at::Tensor MLP::forward(const at::Tensor& x, bool skip_bias) const {
+  const at::Tensor fc2_bias = skip_bias ? at::Tensor() : linear_fc2.bias;
   if (activation_ == Activation::GeLU && bias_gelu_fusion_ && linear_fc1.bias.defined() && fused::available(x)) {
     // Megatron's bias_gelu_fusion. tanh: fc1 + bias + GeLU in one GEMM (cuBLASLt epilogue), fc2's
     // product in the same autograd node so its input-gradient GEMM also applies GeLU's gradient.
@@ -38,18 +39,19 @@ at::Tensor MLP::forward(const at::Tensor& x) const {
       const bool accumulate = linear_fc1.gradient_accumulation_fusion && in.is_cuda();
       // Without TP fc2's bias rides in its GEMM; with TP it comes after the reduction.
       if (!tensor_parallel_)
-        return fused::gelu_mlp(in, linear_fc1.weight, linear_fc1.bias, linear_fc2.weight, linear_fc2.bias, accumulate);
+        return fused::gelu_mlp(in, linear_fc1.weight, linear_fc1.bias, linear_fc2.weight, fc2_bias, accumulate);
       return linear_fc2.reduce_output(
-          fused::gelu_mlp(in, linear_fc1.weight, linear_fc1.bias, linear_fc2.weight, at::Tensor(), accumulate));
+          fused::gelu_mlp(in, linear_fc1.weight, linear_fc1.bias, linear_fc2.weight, at::Tensor(), accumulate),
+          skip_bias);
     }
     // erf: the bias add happens inside the fused GeLU kernel.
     const at::Tensor h = linear_fc1.forward(x, /*skip_bias=*/true);  // [..., ffn/tp]
-    return linear_fc2.forward(fused::bias_gelu(h, linear_fc1.bias));
+    return linear_fc2.forward(fused::bias_gelu(h, linear_fc1.bias), skip_bias);
   }
   // [..., ffn/tp] or [..., 2 * ffn/tp]: under TP each rank holds its slice of gate AND of up
   const at::Tensor h = linear_fc1.forward(x);
-  if (activation_ == Activation::SwiGLU) return linear_fc2.forward(fused::swiglu(h));
-  return linear_fc2.forward(at::gelu(h, gelu_tanh_ ? "tanh" : "none"));
+  if (activation_ == Activation::SwiGLU) return linear_fc2.forward(fused::swiglu(h), skip_bias);
+  return linear_fc2.forward(at::gelu(h, gelu_tanh_ ? "tanh" : "none"), skip_bias);
 }
 
 }  // namespace megahost::sdk::nn

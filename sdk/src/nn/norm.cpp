@@ -44,9 +44,11 @@ at::Tensor Norm::forward(const at::Tensor& x) const {
                      : fused::norm(x, rms_norm_->weight, at::Tensor(), rms_norm_->eps, true);
 }
 
-std::pair<at::Tensor, at::Tensor> Norm::forward_add(const at::Tensor& x, const at::Tensor& residual) const {
-  return layer_norm_ ? fused::add_norm(x, residual, layer_norm_->weight, layer_norm_->bias, layer_norm_->eps, false)
-                     : fused::add_norm(x, residual, rms_norm_->weight, at::Tensor(), rms_norm_->eps, true);
+std::pair<at::Tensor, at::Tensor> Norm::forward_add(const at::Tensor& x, const at::Tensor& residual,
+                                                   const at::Tensor& x_bias) const {
+  return layer_norm_
+             ? fused::add_norm(x, residual, layer_norm_->weight, layer_norm_->bias, layer_norm_->eps, false, x_bias)
+             : fused::add_norm(x, residual, rms_norm_->weight, at::Tensor(), rms_norm_->eps, true, x_bias);
 }
 
 bool parse_norm_kind(const std::string& name, NormKind* out) {

@@ -7,6 +7,7 @@
 #include <tuple>
 #include <utility>
 
+#include "megahost/sdk/nn/fused.h"
 #include "megahost/sdk/nn/recompute.h"
 #include "megahost/sdk/parallel/random.h"
 
@@ -22,31 +23,41 @@ TransformerLayer::TransformerLayer(ParamRegistry& reg, const std::string& prefix
       hidden_dropout_(cfg.hidden_dropout),
       parallel_(cfg.parallel) {}
 
-at::Tensor TransformerLayer::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const {
-  const auto [h, mlp_out] = forward_deferred(x, at::Tensor(), rotary_freqs, training);
-  return h + mlp_out;
+at::Tensor DeferredResidual::materialize() const {
+  if (!delta.defined()) return residual;
+  return residual + (delta_bias.defined() ? delta + delta_bias : delta);
 }
 
-std::pair<at::Tensor, at::Tensor> TransformerLayer::forward_deferred(const at::Tensor& residual,
-                                                                     const at::Tensor& pending,
-                                                                     const at::Tensor& rotary_freqs,
-                                                                     bool training) const {
+at::Tensor TransformerLayer::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const {
+  return forward_deferred({x, at::Tensor(), at::Tensor()}, rotary_freqs, training).materialize();
+}
+
+DeferredResidual TransformerLayer::forward_deferred(const DeferredResidual& in, const at::Tensor& rotary_freqs,
+                                                    bool training) const {
   const double p = training ? hidden_dropout_ : 0.0;
-  // x = residual + pending and its norm, one fused pass on CUDA (x is then used once: no
+  // x = residual + delta (+ bias) and its norm, one fused pass on CUDA (x is then used once: no
   // gradient add for it in backward either).
   at::Tensor x, normed_in;
-  if (pending.defined()) {
-    std::tie(normed_in, x) = input_layernorm.forward_add(pending, residual);
+  if (in.delta.defined()) {
+    std::tie(normed_in, x) = input_layernorm.forward_add(in.delta, in.residual, in.delta_bias);
   } else {
-    x = residual;
+    x = in.residual;
     normed_in = input_layernorm.forward(x);
   }
-  // Megatron's bias-dropout-add: the linear bias is already inside the projections' output.
+  // Megatron's bias-dropout-add. Without dropout on CUDA the output biases of linear_proj and
+  // linear_fc2 join the residual add inside the next fused add + norm (skip_bias_add), whose
+  // backward pass then yields their gradients: no bias-gradient pass over [s*b, hidden] of their
+  // own. With dropout they stay in the projections' output, dropped out with it.
   // Under sequence parallelism each TP rank holds its own slice of s: per-rank masks.
-  const at::Tensor attn = self_attention.forward(normed_in, rotary_freqs, training);
+  const bool fold_bias = p == 0.0 && fused::available(normed_in);
+  const at::Tensor attn = self_attention.forward(normed_in, rotary_freqs, training, fold_bias);
+  const at::Tensor proj_bias = fold_bias ? self_attention.linear_proj.bias : at::Tensor();
   // h = x + dropout(attn) and the pre-MLP norm of h, one fused pass on CUDA.
-  const auto [normed, h] = pre_mlp_layernorm.forward_add(parallel::hidden_dropout(attn, p, training, parallel_.get()), x);
-  return {h, parallel::hidden_dropout(mlp.forward(normed), p, training, parallel_.get())};
+  const auto [normed, h] =
+      pre_mlp_layernorm.forward_add(parallel::hidden_dropout(attn, p, training, parallel_.get()), x, proj_bias);
+  const at::Tensor mlp_out = mlp.forward(normed, fold_bias);
+  return {h, parallel::hidden_dropout(mlp_out, p, training, parallel_.get()),
+          fold_bias ? mlp.linear_fc2.bias : at::Tensor()};
 }
 
 TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg,
@@ -64,28 +75,27 @@ TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix
                                              sequence_parallel_flag(cfg.parallel.get()));
 }
 
-std::pair<at::Tensor, at::Tensor> TransformerBlock::forward_span(size_t begin, size_t end, const at::Tensor& x,
-                                                                const at::Tensor& rotary_freqs, bool training) const {
-  std::pair<at::Tensor, at::Tensor> state{x, at::Tensor()};  // (residual, pending)
-  for (size_t i = begin; i < end; ++i)
-    state = layers[i]->forward_deferred(state.first, state.second, rotary_freqs, training);
+DeferredResidual TransformerBlock::forward_span(size_t begin, size_t end, const at::Tensor& x,
+                                               const at::Tensor& rotary_freqs, bool training) const {
+  DeferredResidual state{x, at::Tensor(), at::Tensor()};
+  for (size_t i = begin; i < end; ++i) state = layers[i]->forward_deferred(state, rotary_freqs, training);
   return state;
 }
 
 at::Tensor TransformerBlock::forward_layers(size_t begin, size_t end, const at::Tensor& x,
                                            const at::Tensor& rotary_freqs, bool training) const {
-  const auto [h, pending] = forward_span(begin, end, x, rotary_freqs, training);
-  return pending.defined() ? h + pending : h;
+  return forward_span(begin, end, x, rotary_freqs, training).materialize();
 }
 
 at::Tensor TransformerBlock::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const {
   at::Tensor h = x;
   const size_t n = layers.size();
   if (!training || recompute_granularity_ != RecomputeGranularity::Full) {
-    const auto [residual, pending] = forward_span(0, n, h, rotary_freqs, training);
+    const DeferredResidual out = forward_span(0, n, h, rotary_freqs, training);
     // The last layer's add happens inside the final norm when this stage has it.
-    if (final_layernorm && pending.defined()) return final_layernorm->forward_add(pending, residual).first;
-    h = pending.defined() ? residual + pending : residual;
+    if (final_layernorm && out.delta.defined())
+      return final_layernorm->forward_add(out.delta, out.residual, out.delta_bias).first;
+    h = out.materialize();
   } else {
     // Full recompute: a checkpointed span keeps only its input; backward reruns its layers.
     auto span = [&](size_t begin, size_t end) {

@@ -34,9 +34,13 @@ bool built_with_cuda();
 // (float32, bfloat16, float16), and fusion not switched off with MEGAHOST_FUSED=0.
 bool available(const at::Tensor& t);
 
-// x, residual [..., h]; weight, bias [h] (bias undefined: none; RMSNorm: ignored) -> (y, x + residual)
+// x, residual [..., h]; weight, bias [h] (bias undefined: none; RMSNorm: ignored) -> (y, x + residual).
+// x_bias [h] (may be undefined): a bias of x added with it, (y, (x + x_bias) + residual) — the
+// sub-layer's output bias when its linear skipped it (Megatron's skip_bias_add + bias-add fusion);
+// its gradient comes out of the norm's backward pass.
 std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
-                                           const at::Tensor& bias, double eps, bool rms);
+                                           const at::Tensor& bias, double eps, bool rms,
+                                           const at::Tensor& x_bias = at::Tensor());
 at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms);
 at::Tensor bias_gelu(const at::Tensor& x, const at::Tensor& bias);  // [..., n], [n] (may be undefined)
 at::Tensor swiglu(const at::Tensor& x);                             // [..., 2f] -> [..., f]
@@ -72,7 +76,8 @@ namespace reference {
 at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                     const at::Tensor& b2);
 std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
-                                           const at::Tensor& bias, double eps, bool rms);
+                                           const at::Tensor& bias, double eps, bool rms,
+                                           const at::Tensor& x_bias = at::Tensor());
 at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms);
 at::Tensor bias_gelu(const at::Tensor& x, const at::Tensor& bias);
 at::Tensor swiglu(const at::Tensor& x);

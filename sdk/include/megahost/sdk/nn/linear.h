@@ -64,10 +64,12 @@ class RowParallelLinear {
   RowParallelLinear(ParamRegistry& reg, const std::string& prefix, int64_t in_features, int64_t out_features,
                     bool bias, const Init& weight_init, ParallelContextPtr parallel = nullptr);
   // x [..., in/tp] -> [..., out] ([s, b, in/tp] -> [s/tp, b, out] under sequence parallelism)
-  at::Tensor forward(const at::Tensor& x) const;
+  // skip_bias: the bias is left for the caller to add (Megatron's skip_bias_add: a fused add + norm
+  // adds it with the residual).
+  at::Tensor forward(const at::Tensor& x, bool skip_bias = false) const;
   // The rest of forward after the product: partial [..., out] (this rank's share) -> all-reduced
-  // (reduce-scattered under sequence parallelism) + bias.
-  at::Tensor reduce_output(const at::Tensor& partial) const;
+  // (reduce-scattered under sequence parallelism) + bias (unless skip_bias).
+  at::Tensor reduce_output(const at::Tensor& partial, bool skip_bias = false) const;
 
   at::Tensor weight, bias;
   bool gradient_accumulation_fusion = false;  // as ColumnParallelLinear's

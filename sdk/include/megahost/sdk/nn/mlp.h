@@ -21,7 +21,8 @@ class MLP {
  public:
   // Registers "<prefix>.linear_fc1.*" and "<prefix>.linear_fc2.*".
   MLP(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg);
-  at::Tensor forward(const at::Tensor& x) const;  // [..., hidden] -> [..., hidden]
+  // [..., hidden] -> [..., hidden]; skip_bias: linear_fc2's bias is left to the caller.
+  at::Tensor forward(const at::Tensor& x, bool skip_bias = false) const;
 
   ColumnParallelLinear linear_fc1;
   RowParallelLinear linear_fc2;

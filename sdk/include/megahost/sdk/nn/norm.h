@@ -44,8 +44,10 @@ class Norm {
        uint32_t extra_flags = 0);
   at::Tensor forward(const at::Tensor& x) const;  // [..., hidden] -> same
   // (norm(residual + x), residual + x) in one fused pass on CUDA: the sub-layer's residual add
-  // and the next norm. x, residual [..., hidden].
-  std::pair<at::Tensor, at::Tensor> forward_add(const at::Tensor& x, const at::Tensor& residual) const;
+  // and the next norm. x, residual [..., hidden]; x_bias [hidden] (may be undefined) is added to
+  // x first: the sub-layer's output bias when its linear skipped it.
+  std::pair<at::Tensor, at::Tensor> forward_add(const at::Tensor& x, const at::Tensor& residual,
+                                                const at::Tensor& x_bias = at::Tensor()) const;
 
  private:
   std::optional<LayerNorm> layer_norm_;

@@ -29,17 +29,25 @@
 
 namespace megahost::sdk::nn {
 
+// The residual stream between layers with its last add not done yet: residual + delta
+// (+ delta_bias), added inside the next layer's fused add + norm. delta undefined: residual
+// alone. delta_bias [hidden]: the sub-layer's output bias its linear skipped (Megatron's
+// skip_bias_add), undefined when the bias is inside delta.
+struct DeferredResidual {
+  at::Tensor residual, delta, delta_bias;
+  at::Tensor materialize() const;  // [s, b, hidden]
+};
+
 class TransformerLayer {
  public:
   // prefix: "decoder.layers.<N>" with N the GLOBAL layer index.
   TransformerLayer(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg);
   // x [s, b, hidden]; rotary_freqs as SelfAttention -> [s, b, hidden]
   at::Tensor forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const;
-  // The same with the residual adds at the layer's edges left to a fused add + norm: the input is
-  // residual + pending (pending undefined: residual alone), the output (h, mlp_out) means h + mlp_out.
-  // A stack of layers then adds each layer's MLP output inside the next layer's input norm.
-  std::pair<at::Tensor, at::Tensor> forward_deferred(const at::Tensor& residual, const at::Tensor& pending,
-                                                     const at::Tensor& rotary_freqs, bool training) const;
+  // The same with the residual adds at the layer's edges left to a fused add + norm: a stack of
+  // layers adds each layer's MLP output (and, without dropout, the output biases of linear_proj
+  // and linear_fc2) inside the next norm.
+  DeferredResidual forward_deferred(const DeferredResidual& in, const at::Tensor& rotary_freqs, bool training) const;
 
   Norm input_layernorm;
   SelfAttention self_attention;
@@ -66,9 +74,9 @@ class TransformerBlock {
   // layers [begin, end) in order: x [s, b, hidden] -> [s, b, hidden]
   at::Tensor forward_layers(size_t begin, size_t end, const at::Tensor& x, const at::Tensor& rotary_freqs,
                             bool training) const;
-  // The same returning (residual, pending), the last add not done (TransformerLayer::forward_deferred).
-  std::pair<at::Tensor, at::Tensor> forward_span(size_t begin, size_t end, const at::Tensor& x,
-                                                 const at::Tensor& rotary_freqs, bool training) const;
+  // The same with the last add not done (TransformerLayer::forward_deferred).
+  DeferredResidual forward_span(size_t begin, size_t end, const at::Tensor& x, const at::Tensor& rotary_freqs,
+                                bool training) const;
 
   RecomputeGranularity recompute_granularity_ = RecomputeGranularity::None;
   RecomputeMethod recompute_method_ = RecomputeMethod::None;
