@@ -116,6 +116,14 @@ Loss Model::forward_loss(const std::vector<std::pair<std::string, at::Tensor>>& 
 
 bool Model::has_logits() const { return api_->get_extension(m_, MH_EXT_MODEL_LOGITS) != nullptr; }
 
+std::optional<double> Model::train_flops_per_sample() const {
+  const auto* ext = static_cast<const mh_model_flops_ext*>(api_->get_extension(m_, MH_EXT_MODEL_FLOPS));
+  if (!MH_HAS_SLOT(ext, mh_model_flops_ext, train_flops_per_sample)) return std::nullopt;
+  double flops = 0;
+  throw_if_error(ext->train_flops_per_sample(m_, &flops), cat("model '", id_, "' train_flops_per_sample"));
+  return flops;
+}
+
 at::Tensor Model::logits(const at::Tensor& tokens) {
   const auto* ext = static_cast<const mh_model_logits_ext*>(api_->get_extension(m_, MH_EXT_MODEL_LOGITS));
   MH_CORE_CHECK(ext != nullptr, "model '", id_, "' does not offer ", MH_EXT_MODEL_LOGITS,

@@ -63,6 +63,18 @@ TEST_F(BertE2E, TinyBertLearns) {
   EXPECT_LT(m.valid.rbegin()->second, m.valid.begin()->second);
 }
 
+// The TFLOP/s line's model FLOPs come from the plugin (mh.model.flops/1): for this recipe, by hand
+// (docs/models.md), per sample 2 x 22020096 (layers) + 1572864 (lm_head.dense) + 301989888
+// (output layer at 64 positions, V 12288) + 24576 + 768 (pooler, binary head) = 347628288, x 8.
+TEST_F(BertE2E, BenchCountsBertModelFlops) {
+  const fs::path json = dir_ / "bench.json";
+  const mhtest::CliResult r =
+      mhtest::run_cli("bench " + recipe_ + " --warmup 0 --iters 1 --json " + json.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream in(json);
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(in).at("model_flops_per_iter").get<double>(), 8 * 347628288.0);
+}
+
 #ifdef MEGAHOST_TEST_HAVE_GLOO
 TEST_F(BertE2E, TP2AndDP2EqualOneProcess) { expect_tp2_and_dp2_equal_one_process(kRelTol); }
 

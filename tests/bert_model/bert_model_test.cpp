@@ -247,4 +247,34 @@ TEST(BertModel, WithoutBinaryHeadNoPoolerNoTokenTypes) {
   EXPECT_EQ(o.mlm_loss.sizes(), (std::vector<int64_t>{2, 8}));
 }
 
+// The TFLOP/s line's model FLOPs against a count of every matrix product of the tiny model
+// ([m, k] x [k, n]: 2mkn FLOPs forward, x3 with backward), and against GPT's formula (FORMATS.md
+// §5) for the same encoder without the BERT-only heads.
+TEST(BertModel, TrainFlopsCountEveryMatrixProduct) {
+  const bert::BertConfig c = tiny_config();  // 2 layers, h 64, 4 heads x 16, ffn 256, s 64, V 12160
+  const double s = 64, h = 64, heads = 4, d = 16, f = 256, V = 12160, L = 2;
+  struct Product {
+    double m, k, n, times;
+  };
+  const std::vector<Product> forward = {
+      {s, h, 3 * heads * d, L},  // linear_qkv
+      {s, d, s, L * heads},      // Q K^T per head
+      {s, s, d, L * heads},      // probabilities x V per head
+      {s, heads * d, h, L},      // linear_proj
+      {s, h, f, L},              // linear_fc1
+      {s, f, h, L},              // linear_fc2
+      {s, h, h, 1},              // lm_head.dense (every position)
+      {s, h, V, 1},              // output layer (tied)
+      {1, h, h, 1},              // pooler on [CLS]
+      {1, h, 2, 1},              // binary head
+  };
+  double count = 0;
+  for (const Product& p : forward) count += 3 * 2 * p.m * p.k * p.n * p.times;
+  EXPECT_DOUBLE_EQ(bert::train_flops_per_sample(c), count);
+  EXPECT_DOUBLE_EQ(count, 344482560.0);  // by hand: 2 x 22020096 (layers) + 1572864 + 298844160 + 24576 + 768
+  // Without the binary head and lm_head.dense it is GPT's 72 s l h^2 (1 + s / 6h + V / 12lh).
+  const double gpt = 72 * s * L * h * h * (1 + s / (6 * h) + V / (12 * L * h));
+  EXPECT_DOUBLE_EQ(bert::train_flops_per_sample(tiny_config(false)) - 3 * 2 * s * h * h, gpt);
+}
+
 }  // namespace

@@ -152,7 +152,7 @@ TEST(Cli, PluginsJsonListsAllFiveKindsIncludingTheCPlugin) {
   for (const auto& p : j["plugins"]) {
     kinds[p["kind"]]++;
     if (p["id"] == "byte-level") c_plugin = true;
-    EXPECT_EQ(p["abi_version"], "1.3.0");
+    EXPECT_EQ(p["abi_version"], "1.4.0");
     EXPECT_TRUE(p.contains("path") && p.contains("version"));
   }
   for (const char* k : {"model", "tokenizer", "dataset", "checkpoint", "optimizer"}) EXPECT_GE(kinds[k], 1) << k;

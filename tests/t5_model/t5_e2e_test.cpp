@@ -59,6 +59,18 @@ TEST_F(T5E2E, TinyT5Learns) {
   EXPECT_LT(m.valid.rbegin()->second, m.valid.begin()->second - 0.5);
 }
 
+// The TFLOP/s line's model FLOPs come from the plugin (mh.model.flops/1): for this recipe, by hand
+// (docs/models.md), per sample 44040192 (2 encoder layers) + 33030144 (2 decoder layers with
+// cross-attention) + 150994944 (output layer at 32 positions) = 228065280, x 8 samples.
+TEST_F(T5E2E, BenchCountsT5ModelFlops) {
+  const std::filesystem::path json = dir_ / "bench.json";
+  const mhtest::CliResult r =
+      mhtest::run_cli("bench " + recipe_ + " --warmup 0 --iters 1 --json " + json.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream in(json);
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(in).at("model_flops_per_iter").get<double>(), 8 * 228065280.0);
+}
+
 #ifdef MEGAHOST_TEST_HAVE_GLOO
 TEST_F(T5E2E, TP2AndDP2EqualOneProcess) { expect_tp2_and_dp2_equal_one_process(kRelTol); }
 

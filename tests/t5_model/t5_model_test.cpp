@@ -313,4 +313,31 @@ TEST(T5Model, OutputLayerIsTiedToWordEmbeddings) {
   EXPECT_GT(eos_row.abs().sum().item<double>(), 0.0);
 }
 
+// The TFLOP/s line's model FLOPs against a count of every matrix product of the tiny model
+// ([m, k] x [k, n]: 2mkn FLOPs forward, x3 with backward).
+TEST(T5Model, TrainFlopsCountEveryMatrixProduct) {
+  const t5::T5Config c = tiny_config();  // 2 + 2 layers, h 32, 4 heads x 8, ffn 64, se 64, sd 32, V 12288
+  const double se = kEnc, sd = kDec, h = 32, heads = 4, d = 8, f = 64, V = 12288, L = 2;
+  struct Product {
+    double m, k, n, times;
+  };
+  const std::vector<Product> forward = {
+      // encoder layers
+      {se, h, 3 * heads * d, L}, {se, d, se, L * heads}, {se, se, d, L * heads}, {se, heads * d, h, L},
+      {se, h, f, L}, {se, f, h, L},
+      // decoder self-attention and MLP
+      {sd, h, 3 * heads * d, L}, {sd, d, sd, L * heads}, {sd, sd, d, L * heads}, {sd, heads * d, h, L},
+      {sd, h, f, L}, {sd, f, h, L},
+      // cross-attention: linear_q on the decoder, linear_kv on the encoder output, scores, values, proj
+      {sd, h, heads * d, L}, {se, h, 2 * heads * d, L}, {sd, d, se, L * heads}, {sd, se, d, L * heads},
+      {sd, heads * d, h, L},
+      // output layer (tied) at every decoder position
+      {sd, h, V, 1},
+  };
+  double count = 0;
+  for (const Product& p : forward) count += 3 * 2 * p.m * p.k * p.n * p.times;
+  EXPECT_DOUBLE_EQ(t5::train_flops_per_sample(c), count);
+  EXPECT_DOUBLE_EQ(count, 92798976.0);  // by hand: 9437184 (encoder) + 7864320 (decoder) + 75497472 (output)
+}
+
 }  // namespace

@@ -373,7 +373,10 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
   LRSchedule schedule(lc);
   const double weight_decay = r.get_float("optimizer", "weight_decay");
   const double clip_grad = r.get_float("optimizer", "clip_grad");
-  const double flops_per_iter = model_flops_per_iteration(r, gbs, padded_vocab);
+  // The model's own count when it reports one (bert, t5: mh.model.flops/1), else GPT's formula.
+  const std::optional<double> model_flops = chunks.front()->train_flops_per_sample();
+  const double flops_per_iter = model_flops ? *model_flops * static_cast<double>(gbs)
+                                            : model_flops_per_iteration(r, gbs, padded_vocab);
   const std::string recipe_text = read_file(r.path);
 
   // Megatron prints (and we write metrics) on the last rank: it holds the last pipeline stage.

@@ -5,6 +5,7 @@
 
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/cross_entropy.h"
+#include "megahost/sdk/nn/flops.h"
 #include "megahost/sdk/nn/linear.h"
 #include "megahost/sdk/parallel/random.h"
 
@@ -127,6 +128,16 @@ BertOutputs BertModel::heads(const at::Tensor& hidden, const at::Tensor& labels)
     out.sop_logits = at::linear(pooled, binary_weight_, binary_bias_);                                 // [b, 2]
   }
   return out;
+}
+
+double train_flops_per_sample(const BertConfig& c) {
+  namespace flops = sdk::nn::flops;
+  const sdk::nn::TransformerConfig& t = c.transformer;
+  const double s = static_cast<double>(c.seq_length), h = static_cast<double>(t.hidden_size);
+  double forward = static_cast<double>(t.num_layers) * flops::self_attention_layer(t, s);
+  forward += flops::linear(s, h, h) + flops::linear(s, h, static_cast<double>(c.padded_vocab_size));  // lm_head
+  if (c.binary_head) forward += flops::linear(1, h, h) + flops::linear(1, h, 2);  // pooler, binary head on [CLS]
+  return flops::kTrainPerForward * forward;
 }
 
 }  // namespace megahost::bert

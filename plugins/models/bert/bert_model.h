@@ -97,4 +97,9 @@ class BertModel {
   at::Tensor binary_weight_, binary_bias_;      // [2, h], [2]
 };
 
+// Model FLOPs of one training sample (forward + backward, sdk/nn/flops.h; docs/models.md): the
+// encoder layers, lm_head.dense and the output layer over all seq_length positions (Megatron-Core's
+// BertLMHead projects every position; the plugin only the labelled ones), pooler and binary head.
+double train_flops_per_sample(const BertConfig& cfg);
+
 }  // namespace megahost::bert

@@ -118,10 +118,12 @@ struct BertPlugin {
   static constexpr auto stage_io_shape = bert::stage_io_shape;
   static constexpr auto stage_hidden = bert::stage_hidden;
   static constexpr auto stage_loss = bert::stage_loss;
+  static double train_flops_per_sample(const BertModel& m) { return bert::train_flops_per_sample(m.config()); }
 };
 
 const void* MH_ABI bert_get_extension(const mh_model* /*m*/, const char* id) {
   if (id != nullptr && std::strcmp(id, MH_EXT_MODEL_PIPELINE) == 0) return &sdk::PipelineTable<BertPlugin>::ext();
+  if (id != nullptr && std::strcmp(id, MH_EXT_MODEL_FLOPS) == 0) return &sdk::FlopsExtension<BertPlugin>::ext();
   return nullptr;
 }
 

@@ -5,6 +5,7 @@
 
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/cross_entropy.h"
+#include "megahost/sdk/nn/flops.h"
 #include "megahost/sdk/parallel/random.h"
 
 namespace megahost::t5 {
@@ -132,6 +133,17 @@ at::Tensor T5Model::forward(const at::Tensor& text_enc, const at::Tensor& enc_ma
   const at::Tensor ce = sdk::nn::vocab_parallel_cross_entropy(lm_logits(picked), labels.index({labelled}).unsqueeze(1),
                                                               cfg_.transformer.parallel.get());  // [n, 1]
   return at::zeros(labels.sizes(), ce.options()).index_put({labelled}, ce.squeeze(1));  // [b, sd]
+}
+
+double train_flops_per_sample(const T5Config& c) {
+  namespace flops = sdk::nn::flops;
+  const sdk::nn::TransformerConfig& t = c.transformer;
+  const double se = static_cast<double>(c.encoder_seq_length), sd = static_cast<double>(c.decoder_seq_length);
+  const double layers = static_cast<double>(t.num_layers);  // encoder layers, and as many decoder layers
+  double forward = layers * flops::self_attention_layer(t, se);
+  forward += layers * (flops::self_attention_layer(t, sd) + flops::cross_attention(t, sd, se));
+  forward += flops::linear(sd, static_cast<double>(t.hidden_size), static_cast<double>(c.padded_vocab_size));
+  return flops::kTrainPerForward * forward;
 }
 
 }  // namespace megahost::t5

@@ -98,4 +98,10 @@ class T5Model {
   at::Tensor output_bias_;  // [V/tp]; the weight is the word embeddings (tied)
 };
 
+// Model FLOPs of one training sample (forward + backward, sdk/nn/flops.h; docs/models.md): the
+// encoder layers over encoder_seq_length, the decoder layers (self-attention over
+// decoder_seq_length, cross-attention to the encoder output) and the tied output layer over all
+// decoder positions (Megatron-Core's T5 projects every position; the plugin only the labelled ones).
+double train_flops_per_sample(const T5Config& cfg);
+
 }  // namespace megahost::t5

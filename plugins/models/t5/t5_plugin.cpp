@@ -82,13 +82,19 @@ at::Tensor loss(const Instance& self, const Batch& b, mh_loss* out) {
   return objective;
 }
 
-// What sdk::ModelTable builds the instance table from.
+// What sdk::ModelTable (and the flops extension) build the tables from.
 struct T5Plugin {
   using Model = T5Model;
   static constexpr const char* kName = "t5";
   static constexpr auto read_batch = t5::read_batch;
   static constexpr auto loss = t5::loss;
+  static double train_flops_per_sample(const T5Model& m) { return t5::train_flops_per_sample(m.config()); }
 };
+
+const void* MH_ABI t5_get_extension(const mh_model* /*m*/, const char* id) {
+  if (id != nullptr && std::strcmp(id, MH_EXT_MODEL_FLOPS) == 0) return &sdk::FlopsExtension<T5Plugin>::ext();
+  return nullptr;
+}
 
 // ---- factory ----
 
@@ -119,7 +125,9 @@ mh_error* MH_ABI t5_create(const char* id, const mh_host* host, const mh_model_c
     // Pipeline stages: the whole model only. Megatron's T5 splits encoder and decoder across
     // stages with its own encoder/decoder schedule, which megahost's pipeline does not have.
     sdk::require_whole_model("t5", args,
-                             ": an encoder-decoder stage would need the encoder output on every decoder stage");
+                             ": Megatron pipelines T5 with separate encoder and decoder stages "
+                             "(pipeline_model_parallel_split_rank) and a schedule that sends the encoder output "
+                             "on to every decoder stage; megahost's schedules pass one activation stage to stage");
     const sdk::Config cfg(host, args->config);
     T5Config config = parse_config(cfg, args->padded_vocab_size);
     config.transformer.parallel = sdk::parallel::ParallelContext::from_host(host, sdk::parallel_flags(args));
@@ -136,7 +144,7 @@ mh_error* MH_ABI t5_create(const char* id, const mh_host* host, const mh_model_c
              ", vocab ", config.padded_vocab_size, ", ", inst->model->params.numel(), " parameters on ",
              place.device.str());
     *out = reinterpret_cast<mh_model*>(inst.release());
-    *out_api = &sdk::ModelTable<T5Plugin>::api();
+    *out_api = &sdk::ModelTable<T5Plugin>::api(t5_get_extension);
     return nullptr;
   }
   MH_SDK_CATCH(host)

@@ -188,6 +188,18 @@ typedef struct mh_model_pipeline_ext {
   void(MH_ABI* microbatch_free)(mh_model* m, mh_pipeline_microbatch* mb);
 } mh_model_pipeline_ext;
 
+/* ---- extension "mh.model.flops/1": the model's FLOPs for the throughput line (since 1.4) ---- */
+#define MH_EXT_MODEL_FLOPS "mh.model.flops/1"
+typedef struct mh_model_flops_ext {
+  mh_table_header hdr;
+  /* Model FLOPs of training on one sample (forward + backward) of the WHOLE model, whatever
+   * part of it this instance holds (pipeline stage, tensor-parallel shard): its matrix products,
+   * counted as Megatron counts GPT's (2 per multiply-add, backward = 2 x forward). The host
+   * multiplies by the global batch size for "throughput per GPU (TFLOP/s/GPU)"; a model without
+   * this extension gets GPT's formula from its [model] sizes. [thread-safe] \since 1.4 */
+  mh_error*(MH_ABI* train_flops_per_sample)(const mh_model* m, double* out);
+} mh_model_flops_ext;
+
 MH_EXTERN_C_END
 
 #endif /* MEGAHOST_KINDS_MH_MODEL_H */

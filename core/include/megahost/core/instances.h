@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,9 @@ class Model {
   Loss forward_loss(const std::vector<std::pair<std::string, at::Tensor>>& batch);
   bool has_logits() const;
   at::Tensor logits(const at::Tensor& tokens);  // [b, s] int64 -> [b, s, V] float32 (a copy)
+  // The whole model's training FLOPs per sample (extension mh.model.flops/1, ABI 1.4); nullopt
+  // when the plugin does not report them.
+  std::optional<double> train_flops_per_sample() const;
   const std::string& id() const { return id_; }
 
   // ---- host-owned parameter/gradient storage (ABI 1.1 bind_storage) ----

@@ -132,6 +132,26 @@ struct ModelTable {
   }
 };
 
+// Extension mh.model.flops/1 (since ABI 1.4) from the traits' `double train_flops_per_sample(const
+// Model&)`: the whole model's training FLOPs per sample, for the host's TFLOP/s line.
+template <class Plugin>
+struct FlopsExtension {
+  using Instance = ModelInstance<typename Plugin::Model>;
+  static mh_error* MH_ABI train_flops_per_sample(const mh_model* m, double* out) {
+    const Instance* s = reinterpret_cast<const Instance*>(m);
+    MH_SDK_TRY {
+      MH_CHECK(out != nullptr, MH_ERR_INVALID_ARG, Plugin::kName, ": train_flops_per_sample got a NULL output");
+      *out = Plugin::train_flops_per_sample(*s->model);
+      return nullptr;
+    }
+    MH_SDK_CATCH(s->host)
+  }
+  static const mh_model_flops_ext& ext() {
+    static const mh_model_flops_ext table = {MH_TABLE_HEADER(mh_model_flops_ext), train_flops_per_sample};
+    return table;
+  }
+};
+
 // ---- factory helpers ----
 
 // The id, NULL and ABI-1.0-size checks at the top of every create. `desc` names the one model
