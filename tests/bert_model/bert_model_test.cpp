@@ -195,6 +195,55 @@ TEST(BertModel, BinaryHeadLearnsSentenceOrder) {
   EXPECT_GE(after, 0.95);
 }
 
+// The whole Brown corpus (.data/brown.jsonl, fetched by scripts/fetch_data.sh) as sentences.
+const Corpus* whole_brown() {
+  static const std::unique_ptr<Corpus> c = []() -> std::unique_ptr<Corpus> {
+    const fs::path jsonl = fs::path(MEGAHOST_FETCHED_DATA_DIR) / "brown.jsonl";
+    if (!fs::exists(jsonl)) return nullptr;
+    auto out = std::make_unique<Corpus>();
+    out->docs = mhtest::brown::add_sentences(*out->sentences, jsonl);
+    out->vocab = mhtest::brown::bert_vocab();
+    return out;
+  }();
+  return c.get();
+}
+
+// Sentence order on documents the model never saw: the whole Brown corpus, its last 10% of
+// documents held out. DISABLED: a tiny model does not get there within a test's budget (see
+// docs/models.md: held-out accuracy 0.506 / 0.494 after 400 / 600 steps of 32 samples, about 3
+// minutes on the shared 2-core machine; the sentence-order training loss stays at ln 2). Kept to
+// measure it: --gtest_also_run_disabled_tests --gtest_filter='*HeldOutDocuments'.
+TEST(BertModel, DISABLED_BinaryHeadBeatsChanceOnHeldOutDocuments) {
+  const Corpus* brown = whole_brown();
+  if (brown == nullptr) GTEST_SKIP() << "no .data/brown.jsonl (scripts/fetch_data.sh fetches it)";
+  at::manual_seed(3);
+  constexpr int64_t kSteps = 600, kBatch = 32, kHeld = 2048;
+  const int64_t docs = static_cast<int64_t>(brown->docs.size()) - 1, held_from = docs - docs / 10;
+  auto dataset = [&](core::data::DocumentRange range, int64_t n, uint32_t seed) {
+    BertSampleConfig cfg;
+    cfg.seq_length = kSeq;
+    cfg.num_samples = n;
+    cfg.seed = seed;
+    auto ds = std::make_unique<BertDataset>(*brown->sentences, brown->docs, range, cfg, brown->vocab, "brown");
+    return std::make_unique<core::BertSampleSource>(brown->sentences, std::move(ds));
+  };
+  const auto train = dataset({0, held_from}, kSteps * kBatch, 1234);
+  const auto held = dataset({held_from, docs}, kHeld, 99);
+  bert::BertModel model(tiny_config(), at::kCPU, at::kFloat, 42);
+  Adam adam(model.params, 2e-3);
+  for (int64_t step = 0; step < kSteps; ++step) {
+    const auto b = core::make_bert_batch(*train, static_cast<uint64_t>(step * kBatch), kBatch, at::kCPU);
+    model.params.zero_grad();
+    const Losses l = losses(model, b, true);
+    (l.mlm + l.sop).backward();
+    adam.step();
+    if ((step + 1) % 200 == 0)
+      std::printf("step %ld: mlm %.3f, sentence order %.3f, held-out accuracy %.4f\n", static_cast<long>(step + 1),
+                  l.mlm.item<double>(), l.sop.item<double>(), sop_accuracy(model, *held, 0, kHeld));
+  }
+  EXPECT_GT(sop_accuracy(model, *held, 0, kHeld), 0.55);  // chance 0.5; 3 sigma over 2048 samples is 0.033
+}
+
 TEST(BertModel, OutputLayerIsTiedToWordEmbeddings) {
   bert::BertModel model(tiny_config(), at::kCPU, at::kFloat, 42);
   EXPECT_TRUE(model.output_weight().is_same(model.word_embeddings()));

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <string_view>
@@ -21,11 +22,12 @@
 
 namespace mhtest::brown {
 
-// Adds every golden text's sentences to `source`; returns the .idx document indices (D + 1
-// boundaries over the sentences).
-inline std::vector<int64_t> add_sentences(megahost::core::data::InMemoryTokenSource& source) {
+// Adds every golden text's sentences (or those of another {"text": ...} jsonl) to `source`;
+// returns the .idx document indices (D + 1 boundaries over the sentences).
+inline std::vector<int64_t> add_sentences(megahost::core::data::InMemoryTokenSource& source,
+                                          const std::filesystem::path& jsonl = texts_jsonl()) {
   megahost::tokenizers::bert::BertWordPieceTokenizer tok(wordpiece_vocab(), /*lower_case=*/true);
-  std::ifstream in(texts_jsonl());
+  std::ifstream in(jsonl);
   std::vector<int64_t> docs{0};
   int64_t sentences = 0;
   for (std::string line; std::getline(in, line);) {
