@@ -98,6 +98,20 @@ TEST_F(BertE2E, PP2AndPP2xTP2EqualOneProcess) {
     for (const auto& [it, l] : ref.valid) EXPECT_NEAR(m.valid.at(it), l, kRelTol * l) << name << " valid loss";
   }
 }
+
+// The interleaved schedule: 4 layers, two chunks of one layer per rank (rank 0 holds layers 0
+// and 2 with the embeddings, rank 1 layers 1 and 3 with the heads).
+TEST_F(BertE2E, PP2InterleavedEqualsOneProcess) {
+  const Metrics ref = train("vp_single", 1, "--set model.num_layers=4");
+  const Metrics m = train("pp2vp", 2, "--set model.num_layers=4 --set parallel.pipeline_model_parallel_size=2 "
+                                      "--set parallel.num_layers_per_virtual_pipeline_stage=1");
+  ASSERT_EQ(ref.loss.size(), 3u);
+  ASSERT_EQ(m.loss.size(), 3u);
+  for (const auto& [it, l] : ref.loss) {
+    EXPECT_NEAR(m.loss.at(it), l, kRelTol * l) << "loss, iteration " << it;
+    EXPECT_NEAR(m.grad_norm.at(it), ref.grad_norm.at(it), kRelTol * ref.grad_norm.at(it)) << "grad norm";
+  }
+}
 #endif
 
 TEST_F(BertE2E, RefusesSeqLengthBeyondPositions) {
