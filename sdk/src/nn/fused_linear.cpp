@@ -73,6 +73,17 @@ bool lt_matmul_enabled() {
   return on;
 }
 
+// A linear's bias gradient from the weight-gradient GEMM's BGRAD epilogue (cuBLASLt: the GEMM
+// gets slower and a reduction kernel follows it) or, with MEGAHOST_BGRAD_EPILOGUE=0, a separate
+// column sum of dy.
+bool bgrad_epilogue_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_BGRAD_EPILOGUE");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return on;
+}
+
 bool lt_operands(const at::Tensor& a, const at::Tensor& w) {
   return lt_matmul_enabled() && available(a) && half_precision(a) && a.dim() == 2 && a.is_contiguous() &&
          w.scalar_type() == a.scalar_type() && w.is_contiguous() && w.device() == a.device();
@@ -164,6 +175,14 @@ at::Tensor weight_grad(const at::Tensor& weight, const at::Tensor& dy, const at:
   return at::mm(dy.t(), x);
 }
 
+bool bias_in_epilogue() {
+#if defined(MH_SDK_WITH_CUDA)
+  return bgrad_epilogue_enabled();
+#else
+  return true;  // the CPU path sums dy itself anyway
+#endif
+}
+
 struct LinearFn : torch::autograd::Function<LinearFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
                             const at::Tensor& bias) {
@@ -185,7 +204,7 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
     at::Tensor dx;
     if (ctx->needs_input_grad(0)) dx = matmul_w(dy, weight).view(x.sizes());
     at::Tensor dbias_lt;
-    at::Tensor dw = weight_grad(weight, dy, x2, /*accumulate=*/true, has_bias ? &dbias_lt : nullptr);
+    at::Tensor dw = weight_grad(weight, dy, x2, /*accumulate=*/true, has_bias && bias_in_epilogue() ? &dbias_lt : nullptr);
     at::Tensor db;
     if (has_bias) db = dbias_lt.defined() ? dbias_lt.to(weight.scalar_type()) : dy.sum(0);
     return {dx, dw, db};
@@ -248,7 +267,7 @@ struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
       db1 = dpre.sum(0);
     }
     at::Tensor db2_lt, db2;
-    at::Tensor dw2 = weight_grad(w2, dout, act, accumulate, has_b2 ? &db2_lt : nullptr);
+    at::Tensor dw2 = weight_grad(w2, dout, act, accumulate, has_b2 && bias_in_epilogue() ? &db2_lt : nullptr);
     if (has_b2) db2 = db2_lt.defined() ? db2_lt.to(w2.scalar_type()) : dout.sum(0);
     at::Tensor dx = matmul_w(dpre, w1).view(ctx->saved_data["shape"].toIntVector());  // [..., h]
     at::Tensor dw1 = weight_grad(w1, dpre, x2, accumulate, nullptr);
