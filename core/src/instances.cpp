@@ -236,12 +236,14 @@ void Optimizer::setup(const Model::AbiParams& p) {
   throw_if_error(api_->setup(o_, p.views.data(), p.views.size()), cat("optimizer '", id_, "' setup"));
 }
 bool Optimizer::applies_grad_scale() const { return api_->hdr.abi.major == 1 && api_->hdr.abi.minor >= 2; }
+bool Optimizer::writes_model_copies() const { return api_->hdr.abi.major == 1 && api_->hdr.abi.minor >= 5; }
 
 void Optimizer::step(const Model::AbiParams& p, double lr, double weight_decay, int64_t iteration,
                      double grad_scale) {
   MH_CORE_CHECK(grad_scale == 1.0 || applies_grad_scale(), "optimizer '", id_, "' (ABI ", api_->hdr.abi.major, ".",
                 api_->hdr.abi.minor, ") cannot apply grad_scale\nHINT: the host scales the gradients itself for it");
-  mh_optimizer_step_args args{sizeof(mh_optimizer_step_args), lr, weight_decay, iteration, grad_scale};
+  mh_optimizer_step_args args{sizeof(mh_optimizer_step_args), lr, weight_decay, iteration, grad_scale, nullptr};
+  if (writes_model_copies() && !p.model_copies.empty()) args.model_copies = p.model_copies.data();
   throw_if_error(api_->step(o_, p.views.data(), p.views.size(), &args, cpu_stream()),
                  cat("optimizer '", id_, "' step"));
 }

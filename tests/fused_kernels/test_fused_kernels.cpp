@@ -254,3 +254,27 @@ TEST(FusedKernelsGpu, MultiTensorAdamW) {
   }
   EXPECT_CLOSE(g[0], g64[0], 0.0);  // the gradients are read, not rescaled in place
 }
+
+// The model copies of the updated masters (bf16 / fp16 / none per tensor), written in the update
+// pass, are exactly the rounded masters: what a separate copy_ would have written.
+TEST(FusedKernelsGpu, AdamWWritesTheModelCopies) {
+  SKIP_WITHOUT_GPU();
+  at::manual_seed(15);
+  const std::vector<int64_t> sizes = {16385, 7, 100000};
+  const std::vector<at::ScalarType> copy_dtypes = {at::kBFloat16, at::kHalf, at::kBFloat16};
+  std::vector<at::Tensor> p, g, m, v, copies;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    p.push_back(at::randn({sizes[i]}, cuda(at::kFloat)));
+    g.push_back(at::randn({sizes[i]}, cuda(at::kFloat)));
+    m.push_back(at::zeros({sizes[i]}, cuda(at::kFloat)));
+    v.push_back(at::zeros({sizes[i]}, cuda(at::kFloat)));
+    copies.push_back(i == 1 ? at::Tensor() : at::zeros({sizes[i]}, cuda(copy_dtypes[i])));  // tensor 1: no copy
+  }
+  fused::AdamWHyper h;
+  h.lr = 1e-2, h.step = 1;
+  fused::adamw(p, g, m, v, {0.1, 0.1, 0.0}, h, copies);
+  for (size_t i : {size_t{0}, size_t{2}}) {
+    SCOPED_TRACE("tensor " + std::to_string(i));
+    EXPECT_TRUE(at::equal(copies[i], p[i].to(copy_dtypes[i])));
+  }
+}

@@ -412,7 +412,7 @@ void DataParallel::build_optimizer_views() {
     }
   }
   auto a = std::make_unique<Model::AbiParams>();
-  a->shapes.reserve(2 * slices_.size());  // the DLTensors point into these: no reallocation
+  a->shapes.reserve(3 * slices_.size());  // the DLTensors point into these: no reallocation
   auto dl = [&a](const at::Tensor& t) {
     a->shapes.emplace_back(t.sizes().begin(), t.sizes().end());
     auto d = std::make_unique<DLTensor>();
@@ -426,12 +426,15 @@ void DataParallel::build_optimizer_views() {
     a->tensors.push_back(std::move(d));
     return a->tensors.back().get();
   };
+  bool any_master = false;
+  for (const OptSlice& s : slices_) any_master = any_master || s.master.defined();
   for (const OptSlice& s : slices_) {
     const Param& p = chunks_[s.chunk].params[s.param];
     a->names.push_back(p.name);
     mh_param_view v{};
     v.struct_size = sizeof(mh_param_view);
     v.data = dl(s.master.defined() ? s.master : s.data);
+    if (any_master) a->model_copies.push_back(s.master.defined() ? dl(s.data) : nullptr);
     v.grad = dl(s.grad);
     // A shard is 1-D: the parameter's split dim no longer applies to it.
     v.tensor_parallel_dim = opts_.use_distributed_optimizer ? -1 : p.tensor_parallel_dim;
@@ -458,10 +461,13 @@ void DataParallel::step(Optimizer& opt, double lr, double weight_decay, int64_t 
     grad_scale = 1.0;
   }
   opt.step(*opt_params_, lr, weight_decay, iteration, grad_scale);
-  for (Chunk& c : chunks_)
-    if (c.master_buffer.defined()) c.param_buffer.copy_(c.master_buffer);  // bf16/fp16 <- fp32 masters
-  for (OptSlice& s : slices_)
-    if (s.master.defined() && !chunks_[s.chunk].master_buffer.defined()) s.data.copy_(s.master);
+  // bf16/fp16 <- fp32 masters, unless the optimizer wrote them in its update pass (ABI 1.5).
+  if (!opt.writes_model_copies() || opt_params_->model_copies.empty()) {
+    for (Chunk& c : chunks_)
+      if (c.master_buffer.defined()) c.param_buffer.copy_(c.master_buffer);
+    for (OptSlice& s : slices_)
+      if (s.master.defined() && !chunks_[s.chunk].master_buffer.defined()) s.data.copy_(s.master);
+  }
   if (!opts_.use_distributed_optimizer) {
     for (Chunk& c : chunks_)
       if (!c.bound) copy_params_out(c);

@@ -16,6 +16,7 @@ bool fused_ok(const Group& g) {
 }  // namespace
 
 bool AdamW::folds_grad_scale(const Group& g) const { return fused_ok(g); }
+bool AdamW::writes_model_copies(const Group& g) const { return fused_ok(g); }
 
 // Same operation order as torch::optim::AdamW, so results match it to rounding.
 void AdamW::update(Group& g, double lr, double wd, int64_t t) {
@@ -27,7 +28,8 @@ void AdamW::update(Group& g, double lr, double wd, int64_t t) {
     h.eps = eps_;
     h.step = t;
     h.grad_scale = g.grad_scale;
-    sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], std::vector<double>(g.params.size(), wd), h);
+    sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], std::vector<double>(g.params.size(), wd), h,
+                      g.model_copies);
     return;
   }
   std::vector<at::Tensor>& exp_avg = g.state[0];     // m, per param: same shape as p

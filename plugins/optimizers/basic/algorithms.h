@@ -19,8 +19,10 @@ class AdamW final : public Optimizer {
 
  protected:
   void update(Group& g, double lr, double wd, int64_t t) override;
-  // On CUDA the multi-tensor kernel (sdk fused::adamw) scales the gradients as it reads them.
+  // On CUDA the multi-tensor kernel (sdk fused::adamw) scales the gradients as it reads them and
+  // writes the model copies of the updated parameters.
   bool folds_grad_scale(const Group& g) const override;
+  bool writes_model_copies(const Group& g) const override;
 
  private:
   double beta1_, beta2_, eps_;

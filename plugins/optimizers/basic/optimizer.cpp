@@ -72,11 +72,15 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
   constexpr size_t kHasGradScale = offsetof(mh_optimizer_step_args, grad_scale) + sizeof(double);
   const double grad_scale = args.struct_size >= kHasGradScale ? args.grad_scale : 1.0;
   MH_CHECK(std::isfinite(grad_scale), MH_ERR_INVALID_ARG, "optimizer step: grad_scale is ", grad_scale);
+  // ABI 1.5: half-precision model parameters to write the updated fp32 values into.
+  constexpr size_t kHasModelCopies = offsetof(mh_optimizer_step_args, model_copies) + sizeof(DLTensor* const*);
+  DLTensor* const* model_copies = args.struct_size >= kHasModelCopies ? args.model_copies : nullptr;
 
   // Group parameters so each group is one set of _foreach_* calls (reused while the storage is).
   std::vector<const void*> storage;
-  storage.reserve(2 * n);
+  storage.reserve(3 * n);
   for (size_t i = 0; i < n; ++i) {
+    storage.push_back(model_copies != nullptr && model_copies[i] != nullptr ? model_copies[i]->data : nullptr);
     storage.push_back(params[i].data != nullptr ? static_cast<const char*>(params[i].data->data) +
                                                       params[i].data->byte_offset
                                                 : nullptr);
@@ -106,6 +110,14 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
         grp.write_back.push_back(p);
       }
       grp.grads.push_back(g.scalar_type() == wt ? g : g.to(wt));
+      at::Tensor copy;
+      if (model_copies != nullptr && model_copies[i] != nullptr) {
+        copy = to_torch(model_copies[i]);
+        MH_CHECK(copy.sizes() == p.sizes() && copy.device() == p.device() && copy.is_contiguous(),
+                 MH_ERR_INVALID_ARG, "optimizer step: model_copies[", i, "] of '", s.name,
+                 "' must be a contiguous tensor of the parameter's shape on its device");
+      }
+      grp.model_copies.push_back(copy);
       grp.state.resize(state_names_.size());
       for (size_t k = 0; k < state_names_.size(); ++k) grp.state[k].push_back(s.state[k]);
     }
@@ -119,6 +131,9 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
     else if (grad_scale != 1.0) at::_foreach_mul_(grp.grads, grad_scale);  // in place: the host zeroes them next
     update(grp, args.lr, grp.decay ? args.weight_decay : 0.0, t);
     for (size_t i = 0; i < grp.write_back.size(); ++i) grp.write_back[i].copy_(grp.params[i]);
+    if (!writes_model_copies(grp))
+      for (size_t i = 0; i < grp.model_copies.size(); ++i)
+        if (grp.model_copies[i].defined()) grp.model_copies[i].copy_(grp.params[i]);
   }
   step_.data_ptr<int64_t>()[0] = t;
 }

@@ -25,6 +25,9 @@ struct Group {
   std::vector<at::Tensor> grads;   // in the working dtype
   std::vector<std::vector<at::Tensor>> state;  // state[k][i]: state k of param i
   std::vector<at::Tensor> write_back;  // live low-precision params to copy `params` into, or empty
+  // Per param: the host's half-precision model parameter to receive the updated value (ABI 1.5
+  // model_copies), undefined where none; empty when the host passed none.
+  std::vector<at::Tensor> model_copies;
   double grad_scale = 1.0;  // left for update() to apply when folds_grad_scale() said so, else 1
 };
 
@@ -45,6 +48,8 @@ class Optimizer {
   virtual void update(Group& g, double lr, double wd, int64_t t) = 0;
   // update() multiplies the gradients by g.grad_scale itself (inside a fused kernel).
   virtual bool folds_grad_scale(const Group&) const { return false; }
+  // update() writes g.model_copies in its own pass (else step() copies after it).
+  virtual bool writes_model_copies(const Group&) const { return false; }
 
  private:
   struct Slot {

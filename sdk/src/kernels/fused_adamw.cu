@@ -32,7 +32,13 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
       const float v = beta2 * t.exp_avg_sq[i] + (1.0f - beta2) * g * g;
       t.exp_avg[i] = m;
       t.exp_avg_sq[i] = v;
-      t.param[i] = p - step * m / (sqrtf(v) / bias_correction2_sqrt + eps);
+      const float updated = p - step * m / (sqrtf(v) / bias_correction2_sqrt + eps);
+      t.param[i] = updated;
+      // The model's half-precision parameter, in the same pass (no separate master -> model copy).
+      if (t.model_copy != nullptr) {
+        if (t.copy_dtype == kBF16) static_cast<__nv_bfloat16*>(t.model_copy)[i] = from_f32<__nv_bfloat16>(updated);
+        else static_cast<__half*>(t.model_copy)[i] = from_f32<__half>(updated);
+      }
     }
   }
 }

@@ -72,7 +72,8 @@ struct AdamWTensor {
   float* exp_avg_sq;
   int64_t numel;
   float weight_decay;  // this tensor's decay (0 for no-decay params)
-  int32_t pad;
+  int32_t copy_dtype;  // kBF16 / kF16: also write the updated param, rounded, to model_copy
+  void* model_copy;    // [numel] or null
 };
 constexpr int64_t kAdamWChunk = 16384;
 int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int64_t count, int64_t total_chunks,

@@ -335,16 +335,23 @@ at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& labels, con
 
 void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
            const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
-           const std::vector<double>& weight_decays, const AdamWHyper& h) {
+           const std::vector<double>& weight_decays, const AdamWHyper& h,
+           const std::vector<at::Tensor>& model_copies) {
   MH_CHECK(grads.size() == params.size() && exp_avgs.size() == params.size() && exp_avg_sqs.size() == params.size() &&
-               weight_decays.size() == params.size(),
+               weight_decays.size() == params.size() && (model_copies.empty() || model_copies.size() == params.size()),
            MH_ERR_INVALID_ARG, "fused::adamw: lists of different lengths");
+  auto copy_of = [&](size_t i) { return model_copies.empty() ? at::Tensor() : model_copies[i]; };
 #if defined(MH_SDK_WITH_CUDA)
   bool fused = !params.empty() && available(params[0]);
   for (size_t i = 0; fused && i < params.size(); ++i)
     for (const at::Tensor* t : {&params[i], &grads[i], &exp_avgs[i], &exp_avg_sqs[i]})
       fused = fused && t->is_cuda() && t->scalar_type() == at::kFloat && t->is_contiguous() &&
               t->device() == params[0].device();
+  for (size_t i = 0; fused && i < params.size(); ++i) {
+    const at::Tensor c = copy_of(i);
+    fused = !c.defined() || ((c.scalar_type() == at::kBFloat16 || c.scalar_type() == at::kHalf) && c.is_contiguous() &&
+                             c.device() == params[0].device() && c.numel() == params[i].numel());
+  }
   if (fused) {
     const c10::cuda::CUDAGuard guard(params[0].device());
     const int64_t count = static_cast<int64_t>(params.size());
@@ -356,8 +363,10 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
     auto* chunk_start = reinterpret_cast<int64_t*>(host.data_ptr<uint8_t>() + table_bytes);
     chunk_start[0] = 0;
     for (int64_t i = 0; i < count; ++i) {
+      const at::Tensor c = copy_of(i);
       table[i] = {params[i].data_ptr<float>(), grads[i].data_ptr<float>(), exp_avgs[i].data_ptr<float>(),
-                  exp_avg_sqs[i].data_ptr<float>(), params[i].numel(), static_cast<float>(weight_decays[i]), 0};
+                  exp_avg_sqs[i].data_ptr<float>(), params[i].numel(), static_cast<float>(weight_decays[i]),
+                  c.defined() ? dtype_code(c) : 0, c.defined() ? c.data_ptr() : nullptr};
       chunk_start[i + 1] = chunk_start[i] + (params[i].numel() + kernels::kAdamWChunk - 1) / kernels::kAdamWChunk;
     }
     const int64_t total_chunks = chunk_start[count];
@@ -375,6 +384,8 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
   }
 #endif
   reference::adamw(params, grads, exp_avgs, exp_avg_sqs, weight_decays, h);
+  for (size_t i = 0; i < model_copies.size(); ++i)
+    if (model_copies[i].defined()) model_copies[i].copy_(params[i]);
 }
 
 }  // namespace megahost::sdk::fused

@@ -37,6 +37,12 @@ typedef struct mh_optimizer_step_args {
    * of ABI >= 1.2 must apply it; the host rescales the gradients itself for older plugins
    * (it reads the plugin's table header). \since 1.2 */
   double grad_scale;
+  /* Optional, NULL when the host wants none: model_copies[i] (NULL or a tensor of params[i]'s
+   * shape in a lower precision, bf16 / fp16) receives params[i]'s updated value, rounded, in the
+   * same pass as the update: the fp32 master weights' copy into the model's half-precision
+   * parameters, fused. A plugin of ABI >= 1.5 must write every non-NULL entry; the host copies
+   * itself for older plugins (it reads the plugin's table header). \since 1.5 */
+  DLTensor* const* model_copies;
 } mh_optimizer_step_args;
 
 typedef struct mh_optimizer_api {

@@ -41,6 +41,9 @@ class Model {
     std::vector<std::string> names;
     std::vector<std::unique_ptr<DLTensor>> tensors;
     std::vector<std::vector<int64_t>> shapes;
+    // Empty, or one per view: the half-precision model parameter the view's fp32 master is
+    // copied into after a step (null: none); see Optimizer::writes_model_copies.
+    std::vector<DLTensor*> model_copies;
   };
   std::unique_ptr<AbiParams> abi_params();
 
@@ -124,6 +127,9 @@ class Optimizer {
             double grad_scale = 1.0);
   // The plugin was built against ABI >= 1.2 and honours mh_optimizer_step_args.grad_scale.
   bool applies_grad_scale() const;
+  // ABI >= 1.5: step writes params.model_copies itself (mh_optimizer_step_args.model_copies), so
+  // the host skips its own master -> model copy.
+  bool writes_model_copies() const;
   // Every state tensor as a live torch view: fn(name, tensor).
   void visit_state(const Model::AbiParams& params, const std::function<void(const std::string&, at::Tensor)>& fn);
   const std::string& id() const { return id_; }

@@ -56,10 +56,13 @@ struct AdamWHyper {
   int64_t step = 1;         // 1-based, for the bias corrections
   double grad_scale = 1.0;  // multiplies every gradient first
 };
-// float32 params / grads / states; weight_decay per tensor. Updates in place.
+// float32 params / grads / states; weight_decay per tensor. Updates in place. model_copies: empty,
+// or per param undefined or a same-shape bfloat16 / float16 tensor that receives the updated
+// param, rounded (the fp32 master -> model parameter copy, in the same pass on CUDA).
 void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
            const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
-           const std::vector<double>& weight_decays, const AdamWHyper& h);
+           const std::vector<double>& weight_decays, const AdamWHyper& h,
+           const std::vector<at::Tensor>& model_copies = {});
 
 // x [..., k], weight [n, k], bias [n] (may be undefined) -> [..., n]. With accumulate_into_grad, a
 // backward where weight.grad() is defined adds x^T dy into it in place and returns no weight
