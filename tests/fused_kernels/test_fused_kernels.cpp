@@ -256,25 +256,36 @@ TEST(FusedKernelsGpu, MultiTensorAdamW) {
 }
 
 // The model copies of the updated masters (bf16 / fp16 / none per tensor), written in the update
-// pass, are exactly the rounded masters: what a separate copy_ would have written.
+// pass, are exactly the rounded masters: what a separate copy_ would have written. Tensor 2 lies
+// at an odd offset of its storage (as a parameter inside a flat buffer may): the kernel's
+// element-wise path instead of its 16-byte one.
 TEST(FusedKernelsGpu, AdamWWritesTheModelCopies) {
   SKIP_WITHOUT_GPU();
   at::manual_seed(15);
-  const std::vector<int64_t> sizes = {16385, 7, 100000};
+  const std::vector<int64_t> sizes = {16385, 7, 100001};
   const std::vector<at::ScalarType> copy_dtypes = {at::kBFloat16, at::kHalf, at::kBFloat16};
-  std::vector<at::Tensor> p, g, m, v, copies;
+  auto make = [](int64_t n, size_t i, const at::TensorOptions& o) {
+    return i == 2 ? at::randn({n + 1}, o).narrow(0, 1, n) : at::randn({n}, o);
+  };
+  std::vector<at::Tensor> p, g, m, v, copies, p64, g64, m64, v64;
   for (size_t i = 0; i < sizes.size(); ++i) {
-    p.push_back(at::randn({sizes[i]}, cuda(at::kFloat)));
-    g.push_back(at::randn({sizes[i]}, cuda(at::kFloat)));
-    m.push_back(at::zeros({sizes[i]}, cuda(at::kFloat)));
-    v.push_back(at::zeros({sizes[i]}, cuda(at::kFloat)));
-    copies.push_back(i == 1 ? at::Tensor() : at::zeros({sizes[i]}, cuda(copy_dtypes[i])));  // tensor 1: no copy
+    p.push_back(make(sizes[i], i, cuda(at::kFloat)));
+    g.push_back(make(sizes[i], i, cuda(at::kFloat)));
+    m.push_back(make(sizes[i], i, cuda(at::kFloat)).abs_());
+    v.push_back(make(sizes[i], i, cuda(at::kFloat)).abs_());
+    copies.push_back(i == 1 ? at::Tensor() : make(sizes[i], i, cuda(copy_dtypes[i])));  // tensor 1: no copy
+    for (auto [src, dst] : {std::pair{&p, &p64}, {&g, &g64}, {&m, &m64}, {&v, &v64}})
+      dst->push_back(src->back().cpu().to(at::kDouble));
   }
   fused::AdamWHyper h;
-  h.lr = 1e-2, h.step = 1;
+  h.lr = 1e-2, h.step = 2, h.grad_scale = 0.5;
   fused::adamw(p, g, m, v, {0.1, 0.1, 0.0}, h, copies);
-  for (size_t i : {size_t{0}, size_t{2}}) {
+  fused::reference::adamw(p64, g64, m64, v64, {0.1, 0.1, 0.0}, h);
+  for (size_t i = 0; i < sizes.size(); ++i) {
     SCOPED_TRACE("tensor " + std::to_string(i));
-    EXPECT_TRUE(at::equal(copies[i], p[i].to(copy_dtypes[i])));
+    EXPECT_CLOSE(p[i], p64[i], 1e-5);
+    EXPECT_CLOSE(m[i], m64[i], 1e-5);
+    EXPECT_CLOSE(v[i], v64[i], 1e-5);
+    if (copies[i].defined()) EXPECT_TRUE(at::equal(copies[i], p[i].to(copy_dtypes[i])));
   }
 }

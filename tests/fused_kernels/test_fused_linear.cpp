@@ -170,6 +170,8 @@ TEST(FusedLinear, CudaTransformerBlockMatchesTheCpuBlock) {
     cfg.num_layers = 2;
     cfg.hidden_size = 64;
     cfg.num_attention_heads = 4;
+    cfg.num_query_groups = 4;
+    cfg.kv_channels = 16;
     cfg.ffn_hidden_size = 256;
     cfg.gelu_tanh = true;
     cfg.hidden_dropout = cfg.attention_dropout = 0.0;

@@ -67,29 +67,20 @@ __global__ void mh_bias_gelu_backward_kernel(const T* __restrict__ dy, const T* 
   if (dbias_partial != nullptr)
     for (int64_t i = threadIdx.x; i < strips * V * blockDim.x; i += blockDim.x) col_sum[i] = 0.0f;
   __syncthreads();
-  auto finish = [&](const Vec<T>& xv, const Vec<T>& dv, int64_t r, int64_t c, int64_t strip) {
-    Vec<T> bv;
-    if (bias != nullptr) bv = load_vec(bias + c);
-    Vec<T> out;
-#pragma unroll
-    for (int k = 0; k < V; ++k) {
-      const float pre = to_f32(xv.v[k]) + (bias != nullptr ? to_f32(bv.v[k]) : 0.0f);
-      const float g = to_f32(dv.v[k]) * gelu_grad<Tanh>(pre);
-      out.v[k] = from_f32<T>(g);
-      if (dbias_partial != nullptr) col_sum[(strip * V + k) * blockDim.x + threadIdx.x] += g;  // own slot
-    }
-    store_vec(dx + r * n + c, out);
-  };
-  const int64_t step = static_cast<int64_t>(blockDim.x) * V;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x)
-    // Two strips per pass: both strips' loads are in flight before the first store.
-    for (int64_t c = threadIdx.x * V, strip = 0; c < n; c += 2 * step, strip += 2) {
-      const bool second = c + step < n;
-      const Vec<T> xv0 = load_vec(x + r * n + c), dv0 = load_vec(dy + r * n + c);
-      Vec<T> xv1, dv1;
-      if (second) xv1 = load_vec(x + r * n + c + step), dv1 = load_vec(dy + r * n + c + step);
-      finish(xv0, dv0, r, c, strip);
-      if (second) finish(xv1, dv1, r, c + step, strip + 1);
+    for (int64_t c = threadIdx.x * V, strip = 0; c < n; c += blockDim.x * V, ++strip) {
+      const Vec<T> xv = load_vec(x + r * n + c), dv = load_vec(dy + r * n + c);
+      Vec<T> bv;
+      if (bias != nullptr) bv = load_vec(bias + c);
+      Vec<T> out;
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const float pre = to_f32(xv.v[k]) + (bias != nullptr ? to_f32(bv.v[k]) : 0.0f);
+        const float g = to_f32(dv.v[k]) * gelu_grad<Tanh>(pre);
+        out.v[k] = from_f32<T>(g);
+        if (dbias_partial != nullptr) col_sum[(strip * V + k) * blockDim.x + threadIdx.x] += g;  // own slot
+      }
+      store_vec(dx + r * n + c, out);
     }
   if (dbias_partial == nullptr) return;
   for (int64_t c = threadIdx.x * V, strip = 0; c < n; c += blockDim.x * V, ++strip)
