@@ -9,11 +9,14 @@
 
 #include "hf_model.h"
 #include "megahost/sdk/converter.h"
-#include "safetensors_io.h"
+#include "megahost/sdk/safetensors.h"
 
 namespace megahost::hf {
 
 namespace fs = std::filesystem;
+using sdk::StEntry;
+using sdk::StFolder;
+using sdk::StWriter;
 
 namespace {
 

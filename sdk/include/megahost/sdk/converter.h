@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "megahost/sdk/dl_shape.h"
 #include "megahost/sdk/plugin.h"
 
 namespace megahost::sdk {
@@ -46,20 +47,6 @@ struct ConvertRule {
   std::vector<int64_t> shape;  // megahost global shape
   std::vector<ForeignTensor> foreign;
 };
-
-// "[64, 150]": shapes in error messages, as the core prints them.
-inline std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
-// Bytes of a contiguous tensor of this dtype and shape.
-inline uint64_t dense_nbytes(DLDataType dtype, const std::vector<int64_t>& shape) {
-  uint64_t n = (dtype.bits * dtype.lanes + 7) / 8;
-  for (int64_t d : shape) n *= static_cast<uint64_t>(d);
-  return n;
-}
 
 }  // namespace megahost::sdk
 

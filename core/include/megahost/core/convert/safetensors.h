@@ -1,20 +1,20 @@
-// megahost core — native safetensors reading and writing, one tensor at a time, as at::Tensors.
-// Conversion itself goes through the `hf` converter plugin (plugins/converters/hf, its own
-// libtorch-free reader and writer); this one is the core's independent view of such files
-// (tests compare the plugin's output with it byte by byte).
-//
-// The format: 8-byte little-endian header length N, N bytes of JSON
-// {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ..., "__metadata__": {...}},
-// then the raw little-endian bytes (offsets relative to the end of the header). A sharded
-// checkpoint adds model.safetensors.index.json {"weight_map": {"name": "file", ...}}.
+// megahost core — safetensors folders as at::Tensors: the SDK's libtorch-free reader and writer
+// (megahost/sdk/safetensors.h, which the `hf` converter plugin uses too) with torch tensors in
+// and out, for the core's tools and the conversion tests.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace megahost::sdk {
+class StFolder;
+class StWriter;
+}  // namespace megahost::sdk
 
 namespace megahost::core {
 
@@ -31,6 +31,7 @@ struct SafetensorsEntry {
 class SafetensorsFolder {
  public:
   explicit SafetensorsFolder(const std::string& dir);
+  ~SafetensorsFolder();
   bool has(const std::string& name) const { return entries_.count(name) != 0; }
   const SafetensorsEntry& entry(const std::string& name) const;  // throws naming the folder and tensor
   const std::map<std::string, SafetensorsEntry>& entries() const { return entries_; }
@@ -38,9 +39,8 @@ class SafetensorsFolder {
   const std::string& dir() const { return dir_; }
 
  private:
-  void read_header(const std::string& file);
   std::string dir_;
-  std::string source_;  // model.safetensors or model.safetensors.index.json: what errors name
+  std::unique_ptr<sdk::StFolder> st_;
   std::map<std::string, SafetensorsEntry> entries_;
 };
 
@@ -60,12 +60,7 @@ class SafetensorsWriter {
   void close();                                             // checks every tensor was written
 
  private:
-  std::string file_;
-  std::vector<Spec> specs_;
-  size_t next_ = 0;
-  std::FILE* f_ = nullptr;
+  std::unique_ptr<sdk::StWriter> st_;
 };
-
-std::string safetensors_dtype_name(at::ScalarType t);  // throws for types safetensors lacks
 
 }  // namespace megahost::core
