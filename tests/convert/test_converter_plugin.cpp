@@ -13,46 +13,22 @@
 #include <string>
 
 #include "../common/megahost_cli.h"
+#include "hf_test_util.h"
 #include "megahost/core/convert/hf.h"
 #include "megahost/core/convert/safetensors.h"
 #include "megahost/core/plugins.h"
 
 namespace fs = std::filesystem;
 using namespace megahost;
+using hf_test::expect_identical_tensors;
+using hf_test::fixture;
+using hf_test::TempDir;
 
 namespace {
-
-class TempDir {
- public:
-  explicit TempDir(const std::string& tag)
-      : path_(fs::temp_directory_path() / ("mh-conv-" + tag + "-" + std::to_string(::getpid()))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 const core::PluginRegistry& registry() {  // the build's plugins + the toy's own folder
   static const core::PluginRegistry reg({MEGAHOST_BUILD_PLUGIN_DIR, MEGAHOST_TOY_PLUGIN_DIR});
   return reg;
-}
-
-fs::path fixture(const std::string& name) { return fs::path(MEGAHOST_SOURCE_DIR) / "tests/data/hf" / name; }
-
-void expect_identical_tensors(const fs::path& a_dir, const fs::path& b_dir) {
-  const core::SafetensorsFolder a(a_dir.string()), b(b_dir.string());
-  ASSERT_EQ(a.entries().size(), b.entries().size());
-  for (const auto& [name, e] : a.entries()) {
-    ASSERT_TRUE(b.has(name)) << name;
-    EXPECT_EQ(e.dtype_name, b.entry(name).dtype_name) << name;
-    EXPECT_EQ(e.shape, b.entry(name).shape) << name;
-    const at::Tensor x = a.read(name), y = b.read(name);
-    EXPECT_EQ(std::memcmp(x.data_ptr(), y.data_ptr(), e.nbytes), 0) << name << " differs";
-  }
 }
 
 }  // namespace

@@ -23,9 +23,13 @@
 #include "megahost/core/engine/checkpointing.h"
 #include "megahost/core/instances.h"
 #include "megahost/core/plugins.h"
+#include "hf_test_util.h"
 
 namespace core = megahost::core;
 namespace fs = std::filesystem;
+using hf_test::expect_identical_tensors;
+using hf_test::fixture;
+using hf_test::TempDir;
 
 namespace {
 
@@ -34,26 +38,10 @@ const core::PluginRegistry& registry() {
   return reg;
 }
 
-fs::path fixture(const std::string& name) { return fs::path(MEGAHOST_SOURCE_DIR) / "tests/data/hf" / name; }
-
 std::string read_text(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
-
-class TempDir {
- public:
-  explicit TempDir(const std::string& tag)
-      : path_(fs::temp_directory_path() / ("mh-hf-" + tag + "-" + std::to_string(::getpid()))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // The converted checkpoint loaded into the gpt plugin as `megahost run` would (recipe [model]).
 std::unique_ptr<core::Model> load_converted(const fs::path& mh_dir, int64_t padded_vocab,
@@ -104,19 +92,6 @@ void expect_reference_logits(const std::string& name) {
   const double max_diff = logits_diff(name);
   std::printf("%s: max |logits - reference| = %.3g\n", name.c_str(), max_diff);
   EXPECT_LE(max_diff, 1e-4) << name;
-}
-
-void expect_identical_tensors(const fs::path& a_dir, const fs::path& b_dir) {
-  const core::SafetensorsFolder a(a_dir.string()), b(b_dir.string());
-  ASSERT_EQ(a.entries().size(), b.entries().size());
-  for (const auto& [name, e] : a.entries()) {
-    ASSERT_TRUE(b.has(name)) << name;
-    const auto& f = b.entry(name);
-    EXPECT_EQ(e.dtype_name, f.dtype_name) << name;
-    EXPECT_EQ(e.shape, f.shape) << name;
-    const at::Tensor x = a.read(name), y = b.read(name);
-    EXPECT_EQ(std::memcmp(x.data_ptr(), y.data_ptr(), e.nbytes), 0) << name << " differs";
-  }
 }
 
 std::string convert_error(const fs::path& hf_dir) {
