@@ -11,6 +11,7 @@
 #      (bf16), then a table of the ratios (tokens/s per GPU, peak memory)
 #
 # Env: MEGAHOST_GPU_BUILD_DIR (build-gpu), MEGAHOST_GPU_BUILD_TYPE (RelWithDebInfo), MEGAHOST_JOBS (nproc), SKIP_TESTS=1, SKIP_BENCH=1,
+#      MEGAHOST_GPU_TARGETS (build only these targets, e.g. the bench's: "megahost megahost_model_gpt ..."),
 #      BASELINE_CONFIGS (gpt_baseline.py arguments), BENCH_RUNS / BENCH_EXTRA (lines label|recipe|args),
 #      CTEST_REGEX (run only the matching tests),
 #      CTEST_TIME_LIMIT (300 s for the whole ctest run), CKPT_BENCH=1 (checkpoint save/load GB/s of
@@ -89,7 +90,8 @@ grep -q "megahost: .*CUDA '[0-9]" "$LOG_DIR/configure.log" || fail "configure: l
 stage "build (-j$JOBS)"
 SECONDS=0
 keep_going="-k"; [ "$GENERATOR" = Ninja ] && keep_going="-k0"  # every error in one go
-if ! cmake --build "$BUILD" -j "$JOBS" -- "$keep_going" >"$LOG_DIR/build.log" 2>&1; then
+# shellcheck disable=SC2086
+if ! cmake --build "$BUILD" -j "$JOBS" ${MEGAHOST_GPU_TARGETS:+--target $MEGAHOST_GPU_TARGETS} -- "$keep_going" >"$LOG_DIR/build.log" 2>&1; then
   { grep -E "error:" "$LOG_DIR/build.log" | sort | uniq -c | sort -rn | head -n 60; } || true
   tail -n 20 "$LOG_DIR/build.log"
   # Every target that could be built was (-k0): carry on with those, the failure is reported.

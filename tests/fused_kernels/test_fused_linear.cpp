@@ -161,43 +161,62 @@ TEST(FusedLinear, CudaGeluMlpEpiloguesMatchFloat64) {
 // A GPT block on CUDA takes the fused path: biases of linear_proj / linear_fc2 skipped by their
 // GEMMs and added inside the next fused add + norm (whose backward yields their gradients), the
 // residual adds deferred, the GeLU MLP on cuBLASLt. It must compute what the plain CPU block
-// computes from the same parameters: output and every parameter's gradient.
+// computes from the same parameters: output and every parameter's gradient. With main_grads, the
+// GPU block's gradients are bound to a float32 main-gradient buffer as the host binds them: the
+// fused backwards add weights, norm parameters and biases straight into it, and every
+// parameter's grad-ready must fire exactly once.
+static void check_block_against_cpu(at::ScalarType dtype, bool main_grads) {
+  nn::TransformerConfig cfg;
+  cfg.num_layers = 2;
+  cfg.hidden_size = 64;
+  cfg.num_attention_heads = 4;
+  cfg.num_query_groups = 4;
+  cfg.kv_channels = 16;
+  cfg.ffn_hidden_size = 256;
+  cfg.gelu_tanh = true;
+  cfg.hidden_dropout = cfg.attention_dropout = 0.0;
+  nn::ParamRegistry cpu_reg(at::kCPU, at::kFloat, 5), gpu_reg(at::Device(at::kCUDA, 0), dtype, 5);
+  nn::TransformerBlock cpu_block(cpu_reg, "decoder", cfg, 0, 2, true), gpu_block(gpu_reg, "decoder", cfg, 0, 2, true);
+  ASSERT_EQ(cpu_reg.params().size(), gpu_reg.params().size());
+  {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < cpu_reg.params().size(); ++i) {
+      at::Tensor g = gpu_reg.params()[i].data, c = cpu_reg.params()[i].data;
+      c.normal_(0.0, 0.2);  // biases too: a zero bias would hide a lost bias gradient
+      g.copy_(c);
+      c.copy_(g);  // the CPU run sees the GPU's rounded values
+    }
+  }
+  std::unique_ptr<MainGrads> main;
+  if (main_grads) main = std::make_unique<MainGrads>(gpu_reg, at::kFloat);
+  const at::Tensor x = at::randn({16, 3, 64}, at::kFloat);  // [s, b, h]
+  const at::Tensor seed = at::randn({16, 3, 64}, at::kFloat);
+  const at::Tensor y_cpu = cpu_block.forward(x, at::Tensor(), /*training=*/true);
+  (y_cpu * seed).sum().backward();
+  const at::Tensor y_gpu = gpu_block.forward(x.to(gpu_reg.device(), dtype), at::Tensor(), /*training=*/true);
+  (y_gpu * seed.to(y_gpu.options())).sum().backward();
+  const double bound = dtype == at::kFloat ? 1e-4 : 3e-2;
+  EXPECT_CLOSE(y_gpu, y_cpu, bound);
+  for (size_t i = 0; i < cpu_reg.params().size(); ++i) {
+    SCOPED_TRACE(cpu_reg.params()[i].name);
+    const at::Tensor g = main ? main->added(i) : gpu_reg.params()[i].data.grad();
+    EXPECT_CLOSE(g, cpu_reg.params()[i].data.grad(), bound);
+  }
+  if (main) EXPECT_EQ(main->ready, std::vector<int>(gpu_reg.params().size(), 1)) << "grad-ready once per parameter";
+}
+
 TEST(FusedLinear, CudaTransformerBlockMatchesTheCpuBlock) {
   SKIP_WITHOUT_GPU();
   for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
     SCOPED_TRACE(c10::toString(dtype));
-    nn::TransformerConfig cfg;
-    cfg.num_layers = 2;
-    cfg.hidden_size = 64;
-    cfg.num_attention_heads = 4;
-    cfg.num_query_groups = 4;
-    cfg.kv_channels = 16;
-    cfg.ffn_hidden_size = 256;
-    cfg.gelu_tanh = true;
-    cfg.hidden_dropout = cfg.attention_dropout = 0.0;
-    nn::ParamRegistry cpu_reg(at::kCPU, at::kFloat, 5), gpu_reg(at::Device(at::kCUDA, 0), dtype, 5);
-    nn::TransformerBlock cpu_block(cpu_reg, "decoder", cfg, 0, 2, true), gpu_block(gpu_reg, "decoder", cfg, 0, 2, true);
-    ASSERT_EQ(cpu_reg.params().size(), gpu_reg.params().size());
-    {
-      at::NoGradGuard no_grad;
-      for (size_t i = 0; i < cpu_reg.params().size(); ++i) {
-        at::Tensor g = gpu_reg.params()[i].data, c = cpu_reg.params()[i].data;
-        c.normal_(0.0, 0.2);  // biases too: a zero bias would hide a lost bias gradient
-        g.copy_(c);
-        c.copy_(g);  // the CPU run sees the GPU's rounded values
-      }
-    }
-    const at::Tensor x = at::randn({16, 3, 64}, at::kFloat);  // [s, b, h]
-    const at::Tensor seed = at::randn({16, 3, 64}, at::kFloat);
-    const at::Tensor y_cpu = cpu_block.forward(x, at::Tensor(), /*training=*/true);
-    (y_cpu * seed).sum().backward();
-    const at::Tensor y_gpu = gpu_block.forward(x.to(gpu_reg.device(), dtype), at::Tensor(), /*training=*/true);
-    (y_gpu * seed.to(y_gpu.options())).sum().backward();
-    const double bound = dtype == at::kFloat ? 1e-4 : 3e-2;
-    EXPECT_CLOSE(y_gpu, y_cpu, bound);
-    for (size_t i = 0; i < cpu_reg.params().size(); ++i) {
-      SCOPED_TRACE(cpu_reg.params()[i].name);
-      EXPECT_CLOSE(gpu_reg.params()[i].data.grad(), cpu_reg.params()[i].data.grad(), bound);
-    }
+    check_block_against_cpu(dtype, /*main_grads=*/false);
+  }
+}
+
+TEST(FusedLinear, CudaTransformerBlockIntoFloat32MainGradients) {
+  SKIP_WITHOUT_GPU();
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    check_block_against_cpu(dtype, /*main_grads=*/true);
   }
 }

@@ -21,10 +21,20 @@ __device__ __forceinline__ float gelu(float x) {
   if (Tanh) return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
   return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
 }
-template <bool Tanh>
+// The hardware tanh (one MUFU instruction, relative error ~2^-11): for 16-bit outputs, whose
+// rounding (2^-8 for bf16) dwarfs it. tanhf costs ~20 instructions: under the H200's power cap
+// (~1.45 GHz) the bias-GeLU backward was bound by instruction issue, not by memory.
+__device__ __forceinline__ float tanh_fast(float x) {
+  float y;
+  asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+template <bool Tanh, bool Fast = false>
 __device__ __forceinline__ float gelu_grad(float x) {
   if (Tanh) {
-    const float t = tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x));
+    const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+    const float t = Fast ? tanh_fast(u) : tanhf(u);
     return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * 0.7978845608028654f * (1.0f + 0.134145f * x * x);
   }
   const float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
@@ -76,7 +86,7 @@ __global__ void mh_bias_gelu_backward_kernel(const T* __restrict__ dy, const T* 
 #pragma unroll
       for (int k = 0; k < V; ++k) {
         const float pre = to_f32(xv.v[k]) + (bias != nullptr ? to_f32(bv.v[k]) : 0.0f);
-        const float g = to_f32(dv.v[k]) * gelu_grad<Tanh>(pre);
+        const float g = to_f32(dv.v[k]) * gelu_grad<Tanh, !std::is_same_v<T, float>>(pre);
         out.v[k] = from_f32<T>(g);
         if (dbias_partial != nullptr) col_sum[(strip * V + k) * blockDim.x + threadIdx.x] += g;  // own slot
       }
@@ -87,6 +97,54 @@ __global__ void mh_bias_gelu_backward_kernel(const T* __restrict__ dy, const T* 
 #pragma unroll
     for (int k = 0; k < V; ++k)
       dbias_partial[blockIdx.x * n + c + k] = col_sum[(strip * V + k) * blockDim.x + threadIdx.x];
+}
+
+// The same with the block's column sums in registers: a thread always owns the same S * V
+// columns (its strips of every row), so its sums never leave it (no shared-memory
+// read-modify-write per element). S = n / (blockDim * V), 1 to 4.
+template <typename T, bool Tanh, int S, bool kBias>
+__global__ void __launch_bounds__(256, 2) mh_bias_gelu_backward_reg_kernel(const T* __restrict__ dy, const T* __restrict__ x,
+                                                 const T* __restrict__ bias, T* __restrict__ dx,
+                                                 float* __restrict__ dbias_partial, int64_t rows, int64_t n) {
+  constexpr int V = Vec<T>::kSize;
+  constexpr bool kFast = !std::is_same_v<T, float>;
+  int64_t col[S];
+  float b[S][V], sum[S][V];
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+    col[s] = (static_cast<int64_t>(s) * blockDim.x + threadIdx.x) * V;
+    Vec<T> bv;
+    if (kBias && col[s] < n) bv = load_vec(bias + col[s]);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      b[s][k] = kBias && col[s] < n ? to_f32(bv.v[k]) : 0.0f;
+      sum[s][k] = 0.0f;
+    }
+  }
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    Vec<T> xv[S], dv[S];  // every load of the row in flight before any math
+#pragma unroll
+    for (int s = 0; s < S; ++s)
+      if (col[s] < n) xv[s] = load_vec(x + r * n + col[s]), dv[s] = load_vec(dy + r * n + col[s]);
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      if (col[s] >= n) continue;
+      Vec<T> out;
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const float g = to_f32(dv[s].v[k]) * gelu_grad<Tanh, kFast>(to_f32(xv[s].v[k]) + b[s][k]);
+        out.v[k] = from_f32<T>(g);
+        sum[s][k] += g;
+      }
+      store_vec(dx + r * n + col[s], out);
+    }
+  }
+  if (dbias_partial == nullptr) return;
+#pragma unroll
+  for (int s = 0; s < S; ++s)
+    if (col[s] < n)
+#pragma unroll
+      for (int k = 0; k < V; ++k) dbias_partial[blockIdx.x * n + col[s] + k] = sum[s][k];
 }
 
 template <typename T>
@@ -187,13 +245,39 @@ size_t bias_sum_smem(int64_t n) {
   return static_cast<size_t>((n + strip - 1) / strip * strip) * sizeof(float);
 }
 
+template <typename T>
+using GeluBackwardKernel = void (*)(const T*, const T*, const T*, T*, float*, int64_t, int64_t);
+
+// The register kernel for rows of n (strips of kThreads * V per thread, at most 4), else nullptr.
+template <typename T, bool Tanh, bool kBias>
+GeluBackwardKernel<T> gelu_backward_reg_kernel(int64_t n) {
+  const int64_t strip = static_cast<int64_t>(kThreads) * Vec<T>::kSize, strips = (n + strip - 1) / strip;
+  if (strips == 1) return mh_bias_gelu_backward_reg_kernel<T, Tanh, 1, kBias>;
+  if (strips == 2) return mh_bias_gelu_backward_reg_kernel<T, Tanh, 2, kBias>;
+  if (strips <= 4) return mh_bias_gelu_backward_reg_kernel<T, Tanh, 4, kBias>;
+  return nullptr;
+}
+
+// The kernel bias_gelu_backward runs with column sums (and whether x gets a bias), and its
+// shared memory.
+template <typename T>
+GeluBackwardKernel<T> gelu_backward_kernel(bool tanh, bool bias, int64_t n, size_t* smem) {
+  GeluBackwardKernel<T> reg =
+      tanh ? (bias ? gelu_backward_reg_kernel<T, true, true>(n) : gelu_backward_reg_kernel<T, true, false>(n))
+           : (bias ? gelu_backward_reg_kernel<T, false, true>(n) : gelu_backward_reg_kernel<T, false, false>(n));
+  *smem = reg != nullptr ? 0 : bias_sum_smem<T>(n);
+  if (reg != nullptr) return reg;
+  return tanh ? mh_bias_gelu_backward_kernel<T, true> : mh_bias_gelu_backward_kernel<T, false>;
+}
+
 // Blocks of the backward with column sums resident at once (one wave: no idle SMs at the end, as
 // many partial rows as needed and no more); kBiasSumBlocks if the device cannot say.
 template <typename T>
-int64_t bias_sum_blocks(bool tanh, int64_t n) {
-  auto* kernel = tanh ? mh_bias_gelu_backward_kernel<T, true> : mh_bias_gelu_backward_kernel<T, false>;
+int64_t bias_sum_blocks(bool tanh, bool bias, int64_t n) {
+  size_t smem = 0;
+  auto* kernel = gelu_backward_kernel<T>(tanh, bias, n, &smem);
   int per_sm = 0, device = 0, sms = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, bias_sum_smem<T>(n)) != cudaSuccess ||
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem) != cudaSuccess ||
       cudaGetDevice(&device) != cudaSuccess ||
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || per_sm * sms <= 0) {
     cudaGetLastError();
@@ -204,11 +288,11 @@ int64_t bias_sum_blocks(bool tanh, int64_t n) {
 
 }  // namespace
 
-int64_t bias_gelu_backward_blocks(int dtype, bool tanh, int64_t rows, int64_t n) {
+int64_t bias_gelu_backward_blocks(int dtype, bool tanh, bool bias, int64_t rows, int64_t n) {
   int64_t cap = kBiasSumBlocks;
-  if (dtype == kF32) cap = bias_sum_blocks<float>(tanh, n);
-  else if (dtype == kBF16) cap = bias_sum_blocks<__nv_bfloat16>(tanh, n);
-  else if (dtype == kF16) cap = bias_sum_blocks<__half>(tanh, n);
+  if (dtype == kF32) cap = bias_sum_blocks<float>(tanh, bias, n);
+  else if (dtype == kBF16) cap = bias_sum_blocks<__nv_bfloat16>(tanh, bias, n);
+  else if (dtype == kF16) cap = bias_sum_blocks<__half>(tanh, bias, n);
   return row_blocks(rows, cap);
 }
 
@@ -216,15 +300,16 @@ int bias_gelu_backward(int dtype, bool tanh, const void* dy, const void* x, cons
                        float* dbias_partial, int64_t partial_blocks, int64_t rows, int64_t n, void* stream) {
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    const size_t smem = dbias_partial != nullptr ? bias_sum_smem<T>(n) : 0;
-    if (smem > 48 * 1024) return cudaErrorInvalidValue;  // n > ~12,288: the caller sums dx itself
     if (!vec_ok<T>(n, {dy, x, bias, dx})) return cudaErrorInvalidValue;
+    size_t smem = 0;
+    auto* kernel = gelu_backward_kernel<T>(tanh, bias != nullptr, n, &smem);
+    if (dbias_partial == nullptr) smem = 0;  // the shared-memory kernel keeps no sums then
+    if (smem > 48 * 1024) return cudaErrorInvalidValue;  // n > ~12,288: the caller sums dx itself
     const unsigned blocks =
         dbias_partial != nullptr ? static_cast<unsigned>(partial_blocks) : row_blocks(rows, kRowBlocks);
-    auto* kernel = tanh ? mh_bias_gelu_backward_kernel<T, true> : mh_bias_gelu_backward_kernel<T, false>;
-    kernel<<<blocks, kThreads, smem, as_stream(stream)>>>(
-        static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<T*>(dx),
-        dbias_partial, rows, n);
+    kernel<<<blocks, kThreads, smem, as_stream(stream)>>>(static_cast<const T*>(dy), static_cast<const T*>(x),
+                                                         static_cast<const T*>(bias), static_cast<T*>(dx),
+                                                         dbias_partial, rows, n);
     return cudaSuccess;
   });
 }

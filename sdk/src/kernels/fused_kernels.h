@@ -36,12 +36,26 @@ bool elementwise_vectorizable(int dtype, int64_t n, std::initializer_list<const 
 // Backward: dx = dy * gelu'(x + bias)
 // and, with dbias_partial [partial_blocks, n] float32, per-block column sums of dx (the bias
 // gradient is their sum over dim 0; needs n <= 12,288); partial_blocks =
-// bias_gelu_backward_blocks(dtype, tanh, rows, n), the blocks that fit on the device at once.
+// bias_gelu_backward_blocks(dtype, tanh, bias != nullptr, rows, n), the blocks that fit on the
+// device at once. Half-precision types use the hardware tanh (error ~2^-11, under their rounding).
 int bias_gelu_forward(int dtype, bool tanh, const void* x, const void* bias, void* y, int64_t rows, int64_t n,
                       void* stream);
 int bias_gelu_backward(int dtype, bool tanh, const void* dy, const void* x, const void* bias, void* dx,
                        float* dbias_partial, int64_t partial_blocks, int64_t rows, int64_t n, void* stream);
-int64_t bias_gelu_backward_blocks(int dtype, bool tanh, int64_t rows, int64_t n);
+int64_t bias_gelu_backward_blocks(int dtype, bool tanh, bool bias, int64_t rows, int64_t n);
+
+// Column sums of float32 partial rows [rows, n] (what the kernels above leave per block), one
+// launch for up to kMaxColumnSumJobs of the same shape: out[c] = sum_r partial[r, c], or
+// out[c] += that with accumulate (a parameter's float32 main gradient). out_dtype: kF32 / kBF16 /
+// kF16. Deterministic (fixed summation order).
+struct ColumnSumJob {
+  const float* partial = nullptr;
+  void* out = nullptr;
+  int out_dtype = kF32;
+  int accumulate = 0;
+};
+constexpr int kMaxColumnSumJobs = 4;
+int column_sums(const ColumnSumJob* jobs, int n_jobs, int64_t rows, int64_t n, void* stream);
 
 // SwiGLU: x [rows, 2f] = [gate | up], y [rows, f] = silu(gate) * up; backward writes dx [rows, 2f].
 int swiglu_forward(int dtype, const void* x, void* y, int64_t rows, int64_t f, void* stream);

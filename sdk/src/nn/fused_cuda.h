@@ -7,6 +7,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 
+#include <vector>
+
 #include "megahost/sdk/error.h"
 #include "../kernels/fused_kernels.h"
 
@@ -36,5 +38,17 @@ inline const void* ptr_or_null(const at::Tensor& t) { return t.defined() && t.nu
 inline at::Tensor or_empty(const at::Tensor& t, const at::Tensor& like) {
   return t.defined() ? t : at::empty({0}, like.options());
 }
+
+// A parameter's gradient from the float32 per-block column sums a fused backward left ([blocks, n],
+// see kernels::column_sums), for up to kMaxColumnSumJobs parameters in one launch. When the
+// parameter is a leaf whose .grad() is bound (the host's float32 main gradient, or one of its own
+// dtype), the sums are added straight into it, its grad_ready fires (nn::notify_grad_accumulated)
+// and the returned gradient is undefined: autograd has nothing left to add. Else a new tensor of
+// the parameter's dtype is returned. A job with an undefined partial gets an undefined gradient.
+struct PartialSums {
+  at::Tensor partial;  // [blocks, n] float32, or undefined
+  at::Tensor param;    // [n]
+};
+std::vector<at::Tensor> grads_from_partial_sums(const std::vector<PartialSums>& jobs);
 
 }  // namespace megahost::sdk::fused::detail

@@ -236,7 +236,7 @@ struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
     }
     const bool has_b2 = b2.numel() > 0;
     const at::Tensor out = matmul_wt(act, w2, has_b2 ? b2 : at::Tensor());  // [M, h2]
-    ctx->save_for_backward({x2, w1, w2, act, pre});
+    ctx->save_for_backward({x2, w1, w2, act, pre, b1});
     ctx->saved_data["accumulate"] = accumulate;
     ctx->saved_data["b2"] = has_b2;
     ctx->saved_data["shape"] = x.sizes().vec();
@@ -246,7 +246,7 @@ struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto s = ctx->get_saved_variables();
-    const at::Tensor &x2 = s[0], &w1 = s[1], &w2 = s[2], &act = s[3], &pre = s[4];
+    const at::Tensor &x2 = s[0], &w1 = s[1], &w2 = s[2], &act = s[3], &pre = s[4], &b1 = s[5];
     const bool accumulate = ctx->saved_data["accumulate"].toBool(), has_b2 = ctx->saved_data["b2"].toBool();
     const c10::cuda::CUDAGuard guard(x2.device());
     const int64_t f = w1.size(0), h2 = w2.size(0), m = x2.size(0);
@@ -255,13 +255,14 @@ struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
     // DGELU_BGRAD epilogue runs as a separate kernel at ~1 TB/s on the H200: slower than this.)
     const at::Tensor dact = matmul_w(dout, w2);  // [M, f]
     at::Tensor dpre = at::empty_like(pre), db1;
-    const int64_t blocks = kernels::bias_gelu_backward_blocks(detail::dtype_code(pre), /*tanh=*/true, m, f);
+    const int64_t blocks =
+        kernels::bias_gelu_backward_blocks(detail::dtype_code(pre), /*tanh=*/true, /*bias=*/false, m, f);
     at::Tensor partial = at::empty({blocks, f}, pre.options().dtype(at::kFloat));
     const int rc = kernels::bias_gelu_backward(detail::dtype_code(pre), /*tanh=*/true, dact.data_ptr(), pre.data_ptr(),
                                                nullptr, dpre.data_ptr(), partial.data_ptr<float>(), blocks, m, f,
                                                detail::stream_of(pre));
     if (rc == 0) {
-      db1 = partial.sum(0).to(pre.scalar_type());
+      db1 = detail::grads_from_partial_sums({{partial, b1}})[0];  // into b1's main gradient when bound
     } else {  // too wide for the kernel's column sums: the plain ops
       dpre = at::gelu_backward(dact, pre, "tanh");
       db1 = dpre.sum(0);

@@ -7,6 +7,7 @@
 
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/fused.h"
+#include "megahost/sdk/nn/params.h"
 #include "megahost/sdk/parallel/dist.h"
 
 #if defined(MH_SDK_WITH_CUDA)
@@ -42,6 +43,54 @@ bool available(const at::Tensor& t) {
 }
 
 #if defined(MH_SDK_WITH_CUDA)
+namespace detail {
+
+namespace {
+// param.grad() is where the sums may go: the leaf's bound gradient, dense, same size and device.
+bool grad_takes_sums(const at::Tensor& param, int64_t n) {
+  if (!param.defined() || !param.is_leaf() || !param.requires_grad()) return false;
+  const at::Tensor& g = param.grad();
+  return g.defined() && g.numel() == n && g.is_contiguous() && g.device() == param.device() &&
+         (g.scalar_type() == at::kFloat || g.scalar_type() == param.scalar_type());
+}
+}  // namespace
+
+std::vector<at::Tensor> grads_from_partial_sums(const std::vector<PartialSums>& jobs) {
+  std::vector<at::Tensor> out(jobs.size());
+  kernels::ColumnSumJob launch[kernels::kMaxColumnSumJobs];
+  std::vector<const at::Tensor*> notify;
+  int count = 0;
+  int64_t rows = -1, n = -1;
+  at::Tensor any;
+  MH_CHECK(jobs.size() <= static_cast<size_t>(kernels::kMaxColumnSumJobs), MH_ERR_INTERNAL,
+           "grads_from_partial_sums: ", jobs.size(), " jobs");
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const at::Tensor& part = jobs[i].partial;
+    if (!part.defined()) continue;
+    MH_CHECK(part.scalar_type() == at::kFloat && part.dim() == 2 && part.is_contiguous() &&
+                 (rows < 0 || (part.size(0) == rows && part.size(1) == n)),
+             MH_ERR_INTERNAL, "grads_from_partial_sums: partial sums of shape ", part.sizes());
+    rows = part.size(0), n = part.size(1), any = part;
+    kernels::ColumnSumJob& j = launch[count++];
+    j.partial = part.data_ptr<float>();
+    if (grad_takes_sums(jobs[i].param, n)) {
+      at::Tensor g = jobs[i].param.grad();
+      j.out = g.data_ptr(), j.out_dtype = dtype_code(g), j.accumulate = 1;
+      notify.push_back(&jobs[i].param);
+    } else {
+      out[i] = at::empty({n}, part.options().dtype(jobs[i].param.scalar_type()));
+      j.out = out[i].data_ptr(), j.out_dtype = dtype_code(out[i]), j.accumulate = 0;
+    }
+  }
+  if (count == 0) return out;
+  const c10::cuda::CUDAGuard guard(any.device());
+  check_launch(kernels::column_sums(launch, count, rows, n, stream_of(any)), "column_sums");
+  for (const at::Tensor* p : notify) nn::notify_grad_accumulated(*p);
+  return out;
+}
+
+}  // namespace detail
+
 namespace {
 
 using torch::autograd::AutogradContext;
@@ -75,33 +124,34 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_forward(const at
   return {y, sum, mean, rstd};
 }
 
-// (dx, dweight, dbias, dx_bias) from dy (and dsum, the gradient of the residual output, may be
-// undefined); dx_bias (the column sums of dx) only with has_x_bias.
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_backward(const at::Tensor& dy_in,
-                                                                         const at::Tensor& dsum_in,
-                                                                         const at::Tensor& sum, const at::Tensor& weight,
-                                                                         const at::Tensor& mean, const at::Tensor& rstd,
-                                                                         bool rms, bool has_bias, bool has_x_bias) {
+// dx and the per-block partial column sums of (dweight, dbias, dx_bias) from dy (and dsum, the
+// gradient of the residual output, may be undefined); dbias only with has_bias, dx_bias (the
+// column sums of dx) only with has_x_bias. grads_from_partial_sums finishes them.
+struct NormGrads {
+  at::Tensor dx, dweight_part, dbias_part, dxbias_part;
+};
+NormGrads norm_backward(const at::Tensor& dy_in, const at::Tensor& dsum_in, const at::Tensor& sum,
+                        const at::Tensor& weight, const at::Tensor& mean, const at::Tensor& rstd, bool rms,
+                        bool has_bias, bool has_x_bias) {
   const c10::cuda::CUDAGuard guard(sum.device());
   const int64_t h = sum.size(-1), rows = sum.numel() / h;
   const at::Tensor dy = dy_in.defined() ? dy_in.contiguous() : at::zeros_like(sum);
   const at::Tensor dsum = dsum_in.defined() ? dsum_in.contiguous() : at::Tensor();
-  at::Tensor dx = at::empty_like(sum);
+  NormGrads g;
+  g.dx = at::empty_like(sum);
   const int64_t blocks = kernels::norm_backward_blocks(dtype_code(sum), rms, rows, h, has_x_bias);
-  at::Tensor dw_part = at::empty({blocks, h}, sum.options().dtype(at::kFloat));
-  at::Tensor db_part = has_bias ? at::empty({blocks, h}, sum.options().dtype(at::kFloat)) : at::Tensor();
-  at::Tensor dxb_part = has_x_bias ? at::empty({blocks, h}, sum.options().dtype(at::kFloat)) : at::Tensor();
+  const auto part_opts = sum.options().dtype(at::kFloat);
+  g.dweight_part = at::empty({blocks, h}, part_opts);
+  if (has_bias) g.dbias_part = at::empty({blocks, h}, part_opts);
+  if (has_x_bias) g.dxbias_part = at::empty({blocks, h}, part_opts);
   check_launch(kernels::norm_backward(dtype_code(sum), rms, dy.data_ptr(), ptr_or_null(dsum), sum.data_ptr(),
                                       weight.data_ptr(), rms ? nullptr : mean.data_ptr<float>(),
-                                      rstd.data_ptr<float>(), dx.data_ptr(), dw_part.data_ptr<float>(),
-                                      has_bias ? db_part.data_ptr<float>() : nullptr,
-                                      has_x_bias ? dxb_part.data_ptr<float>() : nullptr, rows, h, blocks,
+                                      rstd.data_ptr<float>(), g.dx.data_ptr(), g.dweight_part.data_ptr<float>(),
+                                      has_bias ? g.dbias_part.data_ptr<float>() : nullptr,
+                                      has_x_bias ? g.dxbias_part.data_ptr<float>() : nullptr, rows, h, blocks,
                                       stream_of(sum)),
                "norm_backward");
-  at::Tensor dw = dw_part.sum(0).to(weight.scalar_type());
-  at::Tensor db = has_bias ? db_part.sum(0).to(weight.scalar_type()) : at::Tensor();
-  at::Tensor dxb = has_x_bias ? dxb_part.sum(0).to(sum.scalar_type()) : at::Tensor();
-  return {dx, dw, db, dxb};
+  return g;
 }
 
 struct NormFn : torch::autograd::Function<NormFn> {
@@ -109,16 +159,17 @@ struct NormFn : torch::autograd::Function<NormFn> {
                             const at::Tensor& bias, double eps, bool rms) {
     const at::Tensor x = x_in.contiguous();
     auto [y, unused, mean, rstd] = norm_forward(x, at::Tensor(), at::Tensor(), weight, bias, eps, rms);
-    ctx->save_for_backward({x, weight, mean, rstd});
+    ctx->save_for_backward({x, weight, mean, rstd, bias});
     ctx->saved_data["rms"] = rms;
-    ctx->saved_data["bias"] = bias.numel() > 0;
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto s = ctx->get_saved_variables();
-    const bool rms = ctx->saved_data["rms"].toBool(), has_bias = ctx->saved_data["bias"].toBool();
-    auto [dx, dw, db, unused] = norm_backward(grad[0], at::Tensor(), s[0], s[1], s[2], s[3], rms, has_bias, false);
-    return {dx, dw, db, at::Tensor(), at::Tensor()};
+    const at::Tensor &weight = s[1], &bias = s[4];
+    const bool rms = ctx->saved_data["rms"].toBool(), has_bias = bias.numel() > 0;
+    NormGrads g = norm_backward(grad[0], at::Tensor(), s[0], weight, s[2], s[3], rms, has_bias, false);
+    auto sums = detail::grads_from_partial_sums({{g.dweight_part, weight}, {g.dbias_part, bias}});
+    return {g.dx, sums[0], sums[1], at::Tensor(), at::Tensor()};
   }
 };
 
@@ -129,19 +180,19 @@ struct AddNormFn : torch::autograd::Function<AddNormFn> {
     const bool has_x_bias = x_bias.numel() > 0;
     auto [y, sum, mean, rstd] = norm_forward(x.contiguous(), has_x_bias ? x_bias : at::Tensor(),
                                              residual.contiguous(), weight, bias, eps, rms);
-    ctx->save_for_backward({sum, weight, mean, rstd});
+    ctx->save_for_backward({sum, weight, mean, rstd, bias, x_bias});
     ctx->saved_data["rms"] = rms;
-    ctx->saved_data["bias"] = bias.numel() > 0;
-    ctx->saved_data["x_bias"] = has_x_bias;
     return {y, sum};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto s = ctx->get_saved_variables();
-    const bool rms = ctx->saved_data["rms"].toBool(), has_bias = ctx->saved_data["bias"].toBool();
-    const bool has_x_bias = ctx->saved_data["x_bias"].toBool();
-    auto [dx, dw, db, dxb] = norm_backward(grad[0], grad[1], s[0], s[1], s[2], s[3], rms, has_bias, has_x_bias);
+    const at::Tensor &weight = s[1], &bias = s[4], &x_bias = s[5];
+    const bool rms = ctx->saved_data["rms"].toBool();
+    NormGrads g = norm_backward(grad[0], grad[1], s[0], weight, s[2], s[3], rms, bias.numel() > 0, x_bias.numel() > 0);
+    auto sums = detail::grads_from_partial_sums(
+        {{g.dweight_part, weight}, {g.dbias_part, bias}, {g.dxbias_part, x_bias}});
     // d sum / d x = d sum / d residual = 1; d sum / d x_bias sums over the rows.
-    return {dx, dxb, dx, dw, db, at::Tensor(), at::Tensor()};
+    return {g.dx, sums[2], g.dx, sums[0], sums[1], at::Tensor(), at::Tensor()};
   }
 };
 
@@ -168,7 +219,7 @@ struct BiasGeluFn : torch::autograd::Function<BiasGeluFn> {
     at::Tensor dx = at::empty_like(x);
     // The bias gradient comes out of the same pass as per-block column sums (n <= 12,288).
     const bool has_bias = bias.numel() > 0, sums_in_kernel = has_bias && n <= 12288;
-    const int64_t blocks = sums_in_kernel ? kernels::bias_gelu_backward_blocks(dtype_code(x), false, rows, n) : 0;
+    const int64_t blocks = sums_in_kernel ? kernels::bias_gelu_backward_blocks(dtype_code(x), false, bias.numel() > 0, rows, n) : 0;
     at::Tensor partial = sums_in_kernel ? at::empty({blocks, n}, x.options().dtype(at::kFloat)) : at::Tensor();
     check_launch(kernels::bias_gelu_backward(dtype_code(x), /*tanh=*/false, dy.data_ptr(), x.data_ptr(),
                                              ptr_or_null(bias), dx.data_ptr(),
@@ -176,7 +227,7 @@ struct BiasGeluFn : torch::autograd::Function<BiasGeluFn> {
                                              stream_of(x)),
                  "bias_gelu_backward");
     at::Tensor dbias;
-    if (sums_in_kernel) dbias = partial.sum(0).to(bias.scalar_type());
+    if (sums_in_kernel) dbias = detail::grads_from_partial_sums({{partial, bias}})[0];
     else if (has_bias) dbias = dx.view({rows, n}).sum(0, false, at::kFloat).to(bias.scalar_type());
     return {dx, dbias};
   }
