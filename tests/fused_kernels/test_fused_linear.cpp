@@ -158,6 +158,42 @@ TEST(FusedLinear, CudaGeluMlpEpiloguesMatchFloat64) {
   }
 }
 
+// linear_split (attention's q / k / v): the backward packs the parts' gradients and sums the bias
+// gradient in one kernel. Against float64: a part without gradient (zeros), a part whose
+// gradient arrives transposed (not in the output's layout), the bias and weight into bound float32
+// main gradients (grad-ready once each) and without them (returned to autograd).
+TEST(FusedLinear, CudaLinearSplitPacksThePartsGradients) {
+  SKIP_WITHOUT_GPU();
+  const at::Device gpu(at::kCUDA, 0);
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16})
+  for (bool bound : {true, false}) {
+    SCOPED_TRACE(std::string(c10::toString(dtype)) + (bound ? " main gradients" : " returned gradients"));
+    nn::ParamRegistry reg(gpu, dtype, 9);
+    // groups 3, parts {32, 16, 16}: n = 192 (not a whole strip of 256 vectors)
+    at::Tensor w = reg.create("w", {192, 64}, nn::Init::normal(0.1), -1, 0);
+    at::Tensor b = reg.create("b", {192}, nn::Init::normal(0.5), -1, 0);
+    std::unique_ptr<MainGrads> main;
+    if (bound) main = std::make_unique<MainGrads>(reg, at::kFloat);
+    at::Tensor x = at::randn({5, 7, 64}, at::TensorOptions().dtype(dtype).device(gpu)).requires_grad_(true);
+    const auto parts = fused::linear_split(x, w, b, 3, {32, 16, 16}, /*accumulate_into_grad=*/true);
+    ASSERT_EQ(parts.size(), 3u);
+    EXPECT_EQ(parts[0].sizes(), (std::vector<int64_t>{5, 7, 3, 32}));
+    const at::Tensor s0 = at::randn({7, 5, 3, 32}, at::kDouble), s2 = at::randn({5, 7, 3, 16}, at::kDouble);
+    const at::Tensor loss = (parts[0].transpose(0, 1).to(at::kCPU).to(at::kDouble) * s0).sum() +
+                            (parts[2].to(at::kCPU).to(at::kDouble) * s2).sum();  // parts[1] unused
+    loss.backward();
+    at::Tensor x64 = leaf64(x), w64 = leaf64(w), b64 = leaf64(b);
+    const auto p64 = at::split_with_sizes(at::linear(x64, w64, b64).view({5, 7, 3, 64}), {32, 16, 16}, -1);
+    ((p64[0].transpose(0, 1) * s0).sum() + (p64[2] * s2).sum()).backward();
+    const double tol = dtype == at::kFloat ? 1e-4 : 1e-2;
+    EXPECT_CLOSE(parts[1], p64[1], tol);
+    EXPECT_CLOSE(x.grad(), x64.grad(), tol);
+    EXPECT_CLOSE(bound ? main->added(0) : w.grad(), w64.grad(), tol);
+    EXPECT_CLOSE(bound ? main->added(1) : b.grad(), b64.grad(), tol);
+    if (bound) EXPECT_EQ(main->ready, (std::vector<int>{1, 1}));
+  }
+}
+
 // A GPT block on CUDA takes the fused path: biases of linear_proj / linear_fc2 skipped by their
 // GEMMs and added inside the next fused add + norm (whose backward yields their gradients), the
 // residual adds deferred, the GeLU MLP on cuBLASLt. It must compute what the plain CPU block

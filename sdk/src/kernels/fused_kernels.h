@@ -57,6 +57,22 @@ struct ColumnSumJob {
 constexpr int kMaxColumnSumJobs = 4;
 int column_sums(const ColumnSumJob* jobs, int n_jobs, int64_t rows, int64_t n, void* stream);
 
+// The gradient of a linear layer's output y [rows, groups * width] that was viewed as
+// [rows, groups, width] and split along the last dim into parts (q / k / v): dy packed from the
+// parts' gradients, part p [rows, groups, size_p] at src with row_stride / group_stride (elements,
+// the last dim contiguous; src null: a part without gradient, zeros). With partial [blocks, n]
+// float32, also the per-block column sums of dy (the bias gradient, see column_sums). Sizes,
+// strides and pointers in whole 16-byte vectors; rows of at most 8 * 256 vectors.
+// blocks = pack_split_grads_blocks(dtype, rows, groups * width).
+struct SplitPart {
+  const void* src = nullptr;
+  int64_t size = 0, row_stride = 0, group_stride = 0;
+};
+constexpr int kMaxSplitParts = 4;
+int pack_split_grads(int dtype, const SplitPart* parts, int n_parts, int64_t rows, int64_t groups, void* dy,
+                     float* partial, int64_t blocks, void* stream);
+int64_t pack_split_grads_blocks(int dtype, int64_t rows, int64_t n);
+
 // SwiGLU: x [rows, 2f] = [gate | up], y [rows, f] = silu(gate) * up; backward writes dx [rows, 2f].
 int swiglu_forward(int dtype, const void* x, void* y, int64_t rows, int64_t f, void* stream);
 int swiglu_backward(int dtype, const void* dy, const void* x, void* dx, int64_t rows, int64_t f, void* stream);

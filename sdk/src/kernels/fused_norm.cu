@@ -185,7 +185,7 @@ __global__ void __launch_bounds__(512)
                                 float* __restrict__ dbias_partial, float* __restrict__ dxbias_partial, int64_t rows,
                                 int64_t h) {
   constexpr int V = Vec<T>::kSize;
-  __shared__ float scratch[32];
+  __shared__ float scratch[64];
   int64_t col[S];
   float w[S][V], dw[S][V], db[S][V], dxb[S][V];
 #pragma unroll
@@ -238,8 +238,9 @@ __global__ void __launch_bounds__(512)
         sum_gx += g[s][k] * xhat[s][k];
       }
     }
-    const float mean_g = kRms ? 0.0f : block_sum(sum_g, scratch) / static_cast<float>(h);
-    const float mean_gx = block_sum(sum_gx, scratch) / static_cast<float>(h);
+    // Both row sums in one reduction (RMSNorm needs only the second).
+    const float2 sums = kRms ? make_float2(0.0f, block_sum(sum_gx, scratch)) : block_sum2(sum_g, sum_gx, scratch);
+    const float mean_g = sums.x / static_cast<float>(h), mean_gx = sums.y / static_cast<float>(h);
 #pragma unroll
     for (int s = 0; s < S; ++s) {
       if (col[s] >= h) continue;
@@ -287,8 +288,9 @@ int norm_forward(int dtype, bool rms, const void* x, const void* x_bias, const v
   if (smem > 48 * 1024) return static_cast<int>(cudaErrorInvalidValue);  // h > 12,256: not needed yet
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    const int threads = vec_threads(h, Vec<T>::kSize);
-    const int64_t slots = vec_slots(h, Vec<T>::kSize, threads);
+    constexpr int V = Vec<T>::kSize;
+    const int threads = vec_threads(h, V);
+    const int64_t slots = vec_slots(h, V, threads);
     const size_t smem_vec = (static_cast<size_t>(slots) + 32) * sizeof(float);
     if (smem_vec <= 48 * 1024 && vec_ok<T>(h, {x, x_bias, residual, weight, bias, y, sum_out})) {
       auto* kv = rms ? mh_norm_forward_vec_kernel<T, true> : mh_norm_forward_vec_kernel<T, false>;

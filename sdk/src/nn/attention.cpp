@@ -38,13 +38,15 @@ SelfAttention::SelfAttention(ParamRegistry& reg, const std::string& prefix, cons
 }
 
 void SelfAttention::query_key_value(const at::Tensor& x, at::Tensor* q, at::Tensor* k, at::Tensor* v) const {
-  const at::Tensor qkv = linear_qkv.forward(x);  // [s, b, ...]: the whole sequence also under SP
-  const int64_t s = qkv.size(0), b = qkv.size(1), per_group = heads_ / groups_;
-  // [s, b, ng * (np/ng + 2) * hn] -> [s, b, ng, (np/ng + 2) * hn]
-  const at::Tensor mixed = qkv.view({s, b, groups_, (per_group + 2) * head_dim_});
-  // One split (its backward is one cat), not three narrows (each backward a zero-filled
-  // [s, b, 3h] buffer, a copy, and adds to sum them).
-  const std::vector<at::Tensor> parts = at::split_with_sizes(mixed, {per_group * head_dim_, head_dim_, head_dim_}, 3);
+  // [s, b, ng * (np/ng + 2) * hn] viewed as [s, b, ng, (np/ng + 2) * hn] and split: one split (on
+  // CUDA its backward packs q / k / v's gradients and sums the bias gradient in one kernel), not
+  // three narrows (each backward a zero-filled [s, b, 3h] buffer, a copy, and adds to sum them).
+  const at::Tensor in = linear_qkv.input_region(x);  // the whole sequence also under SP
+  const int64_t per_group = heads_ / groups_;
+  const std::vector<at::Tensor> parts =
+      fused::linear_split(in, linear_qkv.weight, linear_qkv.bias, groups_, {per_group * head_dim_, head_dim_, head_dim_},
+                          linear_qkv.gradient_accumulation_fusion && in.is_cuda());
+  const int64_t s = parts[0].size(0), b = parts[0].size(1);
   *q = parts[0].reshape({s, b, heads_, head_dim_});  // [s, b, np, hn]
   *k = parts[1];                                     // [s, b, ng, hn]
   *v = parts[2];                                     // [s, b, ng, hn]

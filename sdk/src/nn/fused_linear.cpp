@@ -287,6 +287,79 @@ bool gelu_mlp_fusable(const at::Tensor& x, const at::Tensor& w1, const at::Tenso
   return x.size(-1) % 8 == 0 && w1.size(0) % 8 == 0 && w2.size(0) % 8 == 0 && w1.size(1) == x.size(-1) &&
          w2.size(1) == w1.size(0) && b1.numel() == w1.size(0);
 }
+
+// linear_split on CUDA: the forward is LinearFn's (bias in the GEMM epilogue) with the output
+// split into views; the backward packs the parts' gradients and sums the bias gradient in one
+// kernel, then the input- and weight-gradient GEMMs (no BGRAD epilogue).
+struct LinearSplitFn : torch::autograd::Function<LinearSplitFn> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                               const at::Tensor& bias, int64_t groups, std::vector<int64_t> sizes, bool accumulate) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    const int64_t k = weight.size(1), n = weight.size(0);
+    const at::Tensor x2 = x.reshape({-1, k}).contiguous();  // [M, k]
+    const at::Tensor y = matmul_wt(x2, weight, bias.numel() > 0 ? bias : at::Tensor());  // [M, n]
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = groups;
+    shape.push_back(n / groups);
+    ctx->save_for_backward({x2, weight, bias});
+    ctx->saved_data["accumulate"] = accumulate;
+    ctx->saved_data["x_shape"] = x.sizes().vec();
+    ctx->saved_data["groups"] = groups;
+    ctx->saved_data["sizes"] = sizes;
+    return at::split_with_sizes(y.view(shape), sizes, -1);  // each [..., groups, size]
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto s = ctx->get_saved_variables();
+    const at::Tensor &x2 = s[0], &weight = s[1], &bias = s[2];
+    const c10::cuda::CUDAGuard guard(x2.device());
+    const int64_t groups = ctx->saved_data["groups"].toInt(), m = x2.size(0), n = weight.size(0);
+    const std::vector<int64_t> sizes = ctx->saved_data["sizes"].toIntVector();
+    const bool has_bias = bias.numel() > 0;
+    // The parts' gradients as [M, groups, size] with a row stride (a copy only if their layout has none).
+    std::vector<at::Tensor> parts(sizes.size());
+    std::vector<kernels::SplitPart> spec(sizes.size());
+    for (size_t p = 0; p < sizes.size(); ++p) {
+      spec[p].size = sizes[p];
+      if (!grad[p].defined()) continue;  // unused part: zeros
+      at::Tensor g = grad[p].reshape({m, groups, sizes[p]});
+      if (g.stride(2) != 1) g = g.contiguous();
+      parts[p] = g;
+      spec[p].src = g.data_ptr(), spec[p].row_stride = g.stride(0), spec[p].group_stride = g.stride(1);
+    }
+    at::Tensor dy = at::empty({m, n}, x2.options());  // [M, n]
+    const int64_t blocks = kernels::pack_split_grads_blocks(detail::dtype_code(dy), m, n);
+    at::Tensor partial = has_bias ? at::empty({blocks, n}, x2.options().dtype(at::kFloat)) : at::Tensor();
+    const int rc = kernels::pack_split_grads(detail::dtype_code(dy), spec.data(), static_cast<int>(spec.size()), m,
+                                             groups, dy.data_ptr(), has_bias ? partial.data_ptr<float>() : nullptr,
+                                             blocks, detail::stream_of(dy));
+    at::Tensor db;
+    if (rc == 0) {
+      if (has_bias) db = detail::grads_from_partial_sums({{partial, bias}})[0];
+    } else {  // layouts the kernel does not take: torch's cat and sum
+      std::vector<at::Tensor> whole(sizes.size());
+      for (size_t p = 0; p < sizes.size(); ++p)
+        whole[p] = parts[p].defined() ? parts[p] : at::zeros({m, groups, sizes[p]}, x2.options());
+      dy = at::cat(whole, -1).view({m, n});
+      if (has_bias) db = dy.sum(0, false, at::kFloat).to(bias.scalar_type());
+    }
+    at::Tensor dx;
+    if (ctx->needs_input_grad(0)) dx = matmul_w(dy, weight).view(ctx->saved_data["x_shape"].toIntVector());
+    at::Tensor dw = weight_grad(weight, dy, x2, ctx->saved_data["accumulate"].toBool(), nullptr);
+    return {dx, dw, db, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+bool linear_split_fusable(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, int64_t groups,
+                          const std::vector<int64_t>& sizes) {
+  if (!available(x) || !half_precision(x) || weight.scalar_type() != x.scalar_type() || !weight.is_contiguous() ||
+      weight.device() != x.device() || groups <= 0 || weight.size(0) % groups != 0 || sizes.empty() ||
+      sizes.size() > static_cast<size_t>(kernels::kMaxSplitParts))
+    return false;
+  if (bias.defined() && (bias.scalar_type() != x.scalar_type() || bias.numel() != weight.size(0))) return false;
+  int64_t width = 0;
+  for (int64_t size : sizes) width += size;
+  return width * groups == weight.size(0);
+}
 #endif
 
 }  // namespace
@@ -295,6 +368,21 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   if (!accumulate_into_grad || !at::GradMode::is_enabled() || !weight.requires_grad())
     return at::linear(x, weight, bias);
   return LinearFn::apply(x, weight, bias.defined() ? bias : at::empty({0}, weight.options()));
+}
+
+std::vector<at::Tensor> linear_split(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                     int64_t groups, const std::vector<int64_t>& sizes, bool accumulate_into_grad) {
+#if defined(MH_SDK_WITH_CUDA)
+  if (accumulate_into_grad && at::GradMode::is_enabled() && weight.requires_grad() &&
+      linear_split_fusable(x, weight, bias, groups, sizes))
+    return LinearSplitFn::apply(x, weight, bias.defined() ? bias : at::empty({0}, weight.options()), groups, sizes,
+                                accumulate_into_grad);
+#endif
+  const at::Tensor y = linear(x, weight, bias, accumulate_into_grad);  // [..., n]
+  std::vector<int64_t> shape = y.sizes().vec();
+  shape.back() = groups;
+  shape.push_back(y.size(-1) / groups);
+  return at::split_with_sizes(y.view(shape), sizes, -1);
 }
 
 at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,

@@ -69,6 +69,12 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
 // gradient to autograd (nn::notify_grad_accumulated fires the weight's grad-ready hook); the
 // weight must have no other use in the graph. Without, this is at::linear.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool accumulate_into_grad);
+// linear, its output [..., n] viewed as [..., groups, width] and split along the last dim into
+// parts of `sizes` (width = their sum): attention's q / k / v from linear_qkv. On CUDA the
+// backward packs the parts' gradients in one pass that also sums the bias gradient (no cat, no
+// bias-gradient epilogue on the weight-gradient GEMM); elsewhere linear + view + split.
+std::vector<at::Tensor> linear_split(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                     int64_t groups, const std::vector<int64_t>& sizes, bool accumulate_into_grad);
 // x [..., h], w1 [f, h], b1 [f], w2 [h2, f], b2 [h2] or undefined -> [..., h2] =
 // gelu_tanh(x w1^T + b1) w2^T + b2 (under tensor parallelism leave b2 out: it is added after the
 // reduction). Weight gradients as `linear`.
