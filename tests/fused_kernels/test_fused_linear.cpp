@@ -194,6 +194,46 @@ TEST(FusedLinear, CudaLinearSplitPacksThePartsGradients) {
   }
 }
 
+// GPT's fused input embedding against float64: frequent ids (long runs in the sorted backward),
+// the [s, b, h] layout, gradients returned to autograd or added into bound float32 main gradients
+// (grad-ready once per table), and a word table that is also the tied output layer: autograd's
+// accumulation of that use then fires its grad-ready, after both contributions are in.
+TEST(FusedLinear, CudaEmbeddingMatchesFloat64) {
+  SKIP_WITHOUT_GPU();
+  const at::Device gpu(at::kCUDA, 0);
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16})
+  for (int mode = 0; mode < 3; ++mode) {  // 0: returned, 1: main gradients, 2: main gradients + tied use
+    SCOPED_TRACE(std::string(c10::toString(dtype)) + " mode " + std::to_string(mode));
+    nn::ParamRegistry reg(gpu, dtype, 11);
+    at::Tensor word = reg.create("word", {50, 64}, nn::Init::normal(0.5), -1, 0);
+    at::Tensor pos = reg.create("pos", {16, 64}, nn::Init::normal(0.5), -1, 0);
+    std::unique_ptr<MainGrads> main;
+    if (mode > 0) main = std::make_unique<MainGrads>(reg, at::kFloat);
+    const int64_t b = 3, s = 16;
+    at::manual_seed(12);
+    // ids 0..3 most of the time: runs of ~10 rows; a few others once
+    at::Tensor ids = at::where(at::rand({b, s}) < 0.8, at::randint(0, 4, {b, s}), at::randint(0, 50, {b, s}));
+    ids = ids.to(gpu);
+    const at::Tensor pos_ids = at::arange(s, ids.options()).unsqueeze(0).expand({b, s});
+    const at::Tensor out = fused::embedding_sbh(word, ids, pos, pos_ids, /*word_other_use=*/mode == 2);
+    EXPECT_EQ(out.sizes(), (std::vector<int64_t>{s, b, 64}));
+    const at::Tensor seed = at::randn({s, b, 64}, at::kDouble), x = at::randn({5, 64}, at::kDouble);
+    at::Tensor loss = (out.to(at::kCPU).to(at::kDouble) * seed).sum();
+    if (mode == 2) loss = loss + at::linear(x.to(gpu, dtype), word).to(at::kCPU).to(at::kDouble).pow(2).sum();
+    loss.backward();
+    at::Tensor w64 = leaf64(word), p64 = leaf64(pos);
+    const at::Tensor ref = (at::embedding(w64, ids.cpu()) + at::embedding(p64, pos_ids.cpu())).transpose(0, 1);
+    at::Tensor loss64 = (ref * seed).sum();
+    if (mode == 2) loss64 = loss64 + at::linear(x, w64).pow(2).sum();
+    loss64.backward();
+    const double tol = dtype == at::kFloat ? 1e-5 : 1e-2;
+    EXPECT_CLOSE(out, ref, tol);
+    EXPECT_CLOSE(mode > 0 ? main->added(0) : word.grad(), w64.grad(), tol);
+    EXPECT_CLOSE(mode > 0 ? main->added(1) : pos.grad(), p64.grad(), tol);
+    if (mode > 0) EXPECT_EQ(main->ready, (std::vector<int>{1, 1}));
+  }
+}
+
 // A GPT block on CUDA takes the fused path: biases of linear_proj / linear_fc2 skipped by their
 // GEMMs and added inside the next fused add + norm (whose backward yields their gradients), the
 // residual adds deferred, the GeLU MLP on cuBLASLt. It must compute what the plain CPU block

@@ -7,6 +7,7 @@
 
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/cross_entropy.h"
+#include "megahost/sdk/nn/fused.h"
 #include "megahost/sdk/parallel/random.h"
 
 namespace megahost::gpt {
@@ -54,17 +55,28 @@ at::Tensor GptModel::logits_sbv(const at::Tensor& tokens, const at::Tensor& posi
 
 at::Tensor GptModel::embed(const at::Tensor& tokens, const at::Tensor& position_ids, bool training) const {
   const int64_t b = tokens.size(0), s = tokens.size(1);
-  at::Tensor h = word_embeddings_->forward(tokens);  // [b, s, h]
+  at::Tensor pos;
   if (position_embeddings_) {
     MH_CHECK(s <= cfg_.max_position_embeddings, MH_ERR_INVALID_ARG, "gpt: sequence length ", s,
              " exceeds max_position_embeddings = ", cfg_.max_position_embeddings,
              "\nHINT: raise max_position_embeddings in [model] or feed shorter sequences");
-    const at::Tensor pos = position_ids.defined()
-                               ? position_ids
-                               : at::arange(s, tokens.options().dtype(at::kLong)).unsqueeze(0).expand({b, s});
-    h = h + position_embeddings_->forward(pos);  // [b, s, h]
+    pos = position_ids.defined() ? position_ids
+                                 : at::arange(s, tokens.options().dtype(at::kLong)).unsqueeze(0).expand({b, s});
   }
-  h = sdk::nn::embeddings_to_hidden_states(h, cfg_.transformer.parallel.get());  // [s(/tp under SP), b, h]
+  const auto* parallel = cfg_.transformer.parallel.get();
+  at::Tensor h;
+  if (parallel == nullptr || parallel->tp.size() == 1) {
+    // Both lookups, their sum and the [s, b] layout in one fused op (CUDA; the plain ops
+    // elsewhere). The word table's other use: the tied output layer on this stage.
+    const bool tied_here = output_weight_.defined() && output_weight_.is_same(word_embeddings_->weight);
+    h = sdk::fused::embedding_sbh(word_embeddings_->weight, tokens,
+                                  position_embeddings_ ? position_embeddings_->weight : at::Tensor(), pos,
+                                  tied_here);  // [s, b, h]
+  } else {
+    h = word_embeddings_->forward(tokens);                             // [b, s, h]
+    if (position_embeddings_) h = h + position_embeddings_->forward(pos);  // [b, s, h]
+    h = sdk::nn::embeddings_to_hidden_states(h, parallel);              // [s(/tp under SP), b, h]
+  }
   // Megatron's embedding dropout: per TP rank under sequence parallelism (each holds a slice of s).
   return sdk::parallel::hidden_dropout(h, training ? cfg_.transformer.hidden_dropout : 0.0, training,
                                        cfg_.transformer.parallel.get());

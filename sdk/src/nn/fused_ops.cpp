@@ -34,6 +34,13 @@ bool fusion_enabled() {
   }();
   return on;
 }
+[[maybe_unused]] bool embedding_fusion_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_FUSED_EMBEDDING");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
 }  // namespace
 
 bool available(const at::Tensor& t) {
@@ -327,8 +334,76 @@ struct CrossEntropyFn : torch::autograd::Function<CrossEntropyFn> {
   }
 };
 
+// ---- input embedding ----
+
+// The table's gradient for the embedding backward: its bound main gradient (added into), else a
+// fresh zero tensor returned to autograd.
+at::Tensor embedding_grad_target(const at::Tensor& table, bool* bound) {
+  *bound = detail::grad_takes_sums(table, table.numel());
+  return *bound ? table.grad() : at::zeros_like(table);
+}
+
+struct EmbeddingFn : torch::autograd::Function<EmbeddingFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& word, const at::Tensor& ids_in,
+                            const at::Tensor& pos, const at::Tensor& pos_ids_in, bool word_other_use) {
+    const c10::cuda::CUDAGuard guard(word.device());
+    const at::Tensor ids = ids_in.to(at::kLong).contiguous();  // [b, s]
+    const bool has_pos = pos.numel() > 0;
+    const at::Tensor pos_ids = has_pos ? pos_ids_in.to(at::kLong).expand(ids.sizes()).contiguous() : at::Tensor();
+    const int64_t b = ids.size(0), s = ids.size(1), h = word.size(1);
+    at::Tensor out = at::empty({s, b, h}, word.options());
+    check_launch(kernels::embedding_forward(dtype_code(word), word.data_ptr(), ids.data_ptr<int64_t>(),
+                                            has_pos ? pos.data_ptr() : nullptr,
+                                            has_pos ? pos_ids.data_ptr<int64_t>() : nullptr, out.data_ptr(), b, s, h,
+                                            stream_of(word)),
+                 "embedding_forward");
+    ctx->save_for_backward({word, ids, pos, has_pos ? pos_ids : ids});
+    ctx->saved_data["word_other_use"] = word_other_use;
+    return out;  // [s, b, h]
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &word = saved[0], &ids = saved[1], &pos = saved[2], &pos_ids = saved[3];
+    const c10::cuda::CUDAGuard guard(word.device());
+    const at::Tensor dy = grad[0].contiguous();  // [s, b, h]
+    const int64_t b = ids.size(0), s = ids.size(1), h = word.size(1);
+    // One table: its ids sorted (stable: a run's rows are summed in token order, every time).
+    auto table_backward = [&](const at::Tensor& table, const at::Tensor& table_ids, bool notify) -> at::Tensor {
+      bool bound = false;
+      at::Tensor g = embedding_grad_target(table, &bound);
+      const auto [sorted, order] = at::sort(table_ids.reshape({-1}), /*stable=*/true, /*dim=*/0, /*descending=*/false);
+      check_launch(kernels::embedding_backward(dtype_code(dy), dy.data_ptr(), sorted.data_ptr<int64_t>(),
+                                               order.data_ptr<int64_t>(), g.data_ptr(), dtype_code(g), b, s, h,
+                                               stream_of(dy)),
+                   "embedding_backward");
+      if (!bound) return g;
+      // With another use of the table in the graph, autograd's accumulation of that use fires
+      // the grad-ready hook (after this ran: it waits for every use); without, it is ours.
+      if (notify) nn::notify_grad_accumulated(table);
+      return {};
+    };
+    const at::Tensor dword = table_backward(word, ids, !ctx->saved_data["word_other_use"].toBool());
+    const at::Tensor dpos = pos.numel() > 0 ? table_backward(pos, pos_ids, true) : at::Tensor();
+    return {dword, at::Tensor(), dpos, at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
 #endif  // MH_SDK_WITH_CUDA
+
+at::Tensor embedding_sbh(const at::Tensor& word, const at::Tensor& ids, const at::Tensor& pos,
+                         const at::Tensor& pos_ids, bool word_other_use) {
+#if defined(MH_SDK_WITH_CUDA)
+  const bool has_pos = pos.defined();
+  if (available(word) && word.dim() == 2 && word.is_contiguous() && ids.dim() == 2 && ids.device() == word.device() &&
+      word.size(1) % 8 == 0 && embedding_fusion_enabled() &&
+      (!has_pos || (pos.scalar_type() == word.scalar_type() && pos.is_contiguous() && pos.size(1) == word.size(1) &&
+                    pos_ids.defined() && pos_ids.device() == word.device())))
+    return EmbeddingFn::apply(word, ids, has_pos ? pos : at::empty({0}, word.options()),
+                              has_pos ? pos_ids : at::empty({0}, ids.options()), word_other_use);
+#endif
+  return reference::embedding_sbh(word, ids, pos, pos_ids);
+}
 
 std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
                                            const at::Tensor& bias, double eps, bool rms, const at::Tensor& x_bias) {

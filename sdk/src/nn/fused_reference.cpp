@@ -20,6 +20,13 @@ std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor
   return {norm(sum, weight, bias, eps, rms), sum};
 }
 
+at::Tensor embedding_sbh(const at::Tensor& word, const at::Tensor& ids, const at::Tensor& pos,
+                         const at::Tensor& pos_ids) {
+  at::Tensor e = at::embedding(word, ids);                    // [b, s, h]
+  if (pos.defined()) e = e + at::embedding(pos, pos_ids);     // Megatron's word + position embeddings
+  return e.transpose(0, 1).contiguous();                      // [s, b, h]
+}
+
 at::Tensor bias_gelu(const at::Tensor& x, const at::Tensor& bias) {
   return at::gelu(bias.defined() ? x + bias : x);
 }

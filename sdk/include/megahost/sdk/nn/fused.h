@@ -75,6 +75,14 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
 // bias-gradient epilogue on the weight-gradient GEMM); elsewhere linear + view + split.
 std::vector<at::Tensor> linear_split(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                      int64_t groups, const std::vector<int64_t>& sizes, bool accumulate_into_grad);
+// GPT's input embedding: word [V, h] at ids [b, s] (+ pos [P, h] at pos_ids [b, s] or [1, s]; pos
+// may be undefined) -> [s, b, h], the transformer's layout. On CUDA one kernel forward; backward
+// sums each table's gradient per distinct id (sorted: deterministic) straight into its bound main
+// gradient. word_other_use: the word table has another use in this graph (the tied output
+// layer), whose accumulation then fires its grad-ready hook (MEGAHOST_FUSED_EMBEDDING=0: the
+// plain ops).
+at::Tensor embedding_sbh(const at::Tensor& word, const at::Tensor& ids, const at::Tensor& pos,
+                         const at::Tensor& pos_ids, bool word_other_use);
 // x [..., h], w1 [f, h], b1 [f], w2 [h2, f], b2 [h2] or undefined -> [..., h2] =
 // gelu_tanh(x w1^T + b1) w2^T + b2 (under tensor parallelism leave b2 out: it is added after the
 // reduction). Weight gradients as `linear`.
@@ -82,6 +90,8 @@ at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor&
                     const at::Tensor& b2, bool accumulate_into_grad);
 
 namespace reference {
+at::Tensor embedding_sbh(const at::Tensor& word, const at::Tensor& ids, const at::Tensor& pos,
+                         const at::Tensor& pos_ids);
 at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                     const at::Tensor& b2);
 std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
