@@ -83,6 +83,18 @@ __device__ __forceinline__ void store_vec(T* p, const Vec<T>& x) {
   *reinterpret_cast<Vec<T>*>(p) = x;
 }
 
+// The end of a kernel whose threads each own S strips of V columns (col[s], the strip's first
+// column; past n: none) and summed them over its rows: the block's partial row [n] of out.
+template <int S, int V>
+__device__ __forceinline__ void store_partial_row(float* out, int64_t n, const int64_t (&col)[S],
+                                                  const float (&sum)[S][V]) {
+#pragma unroll
+  for (int s = 0; s < S; ++s)
+    if (col[s] < n)
+#pragma unroll
+      for (int k = 0; k < V; ++k) out[blockIdx.x * n + col[s] + k] = sum[s][k];
+}
+
 // Rows of n elements can be walked in Vec<T> steps from every pointer.
 template <typename T>
 inline bool vec_ok(int64_t n, std::initializer_list<const void*> ptrs) {

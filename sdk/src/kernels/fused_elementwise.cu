@@ -139,12 +139,7 @@ __global__ void __launch_bounds__(256, 2) mh_bias_gelu_backward_reg_kernel(const
       store_vec(dx + r * n + col[s], out);
     }
   }
-  if (dbias_partial == nullptr) return;
-#pragma unroll
-  for (int s = 0; s < S; ++s)
-    if (col[s] < n)
-#pragma unroll
-      for (int k = 0; k < V; ++k) dbias_partial[blockIdx.x * n + col[s] + k] = sum[s][k];
+  if (dbias_partial != nullptr) store_partial_row(dbias_partial, n, col, sum);
 }
 
 template <typename T>

@@ -74,12 +74,7 @@ __global__ void __launch_bounds__(kThreads, 2)
           for (int k = 0; k < V; ++k) sum[s][k] += to_f32(v[i][s].v[k]);
       }
   }
-  if (partial == nullptr) return;
-#pragma unroll
-  for (int s = 0; s < S; ++s)
-    if (col[s] < n)
-#pragma unroll
-      for (int k = 0; k < V; ++k) partial[blockIdx.x * n + col[s] + k] = sum[s][k];
+  if (partial != nullptr) store_partial_row(partial, n, col, sum);
 }
 
 template <typename T>
