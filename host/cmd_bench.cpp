@@ -4,8 +4,11 @@
 // Trains the recipe exactly as `megahost run` does (core::train) for warmup + iters iterations
 // and reports the speed of the timed ones the way /work/shared/bench/gpt_baseline.py does:
 // ms/iteration, tokens/s, model TFLOP/s per GPU (FORMATS.md §5, padded vocabulary), MFU and
-// peak memory. Each iteration is timed between hooks of the loop with a device synchronize at
-// both ends, so the trainer's own logging, and GPU work still queued, fall outside the figures.
+// peak memory. The timed iterations run back to back as in gpt_baseline.py (a device synchronize
+// before the first and after the last, none between); on CUDA each iteration's time is the GPU
+// timeline between events recorded at the iteration ends (idle gaps included), so their mean is
+// the window's time over the iterations. --sync-each-iteration waits for the GPU at both ends of
+// every iteration instead (each iteration then also pays the queue's drain and refill).
 // Under `megahost launch` every rank trains; rank 0 prints, per-GPU figures divide by the world.
 #include <ATen/Context.h>
 #include <nlohmann/json.hpp>
@@ -33,6 +36,8 @@
 #endif
 
 #if defined(MH_BENCH_WITH_CUDA)
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -57,6 +62,41 @@ void device_synchronize(const core::TrainStartInfo& info) {
   (void)info;
 #endif
 }
+
+// Marks the ends of the timed iterations without waiting for the GPU: CUDA events on the rank's
+// current stream, or the host clock on CPU (where ops run synchronously).
+class IterationMarks {
+ public:
+  explicit IterationMarks(const core::TrainStartInfo& info) : info_(info) {}
+  void mark() {
+#if defined(MH_BENCH_WITH_CUDA)
+    if (info_.cuda) {
+      const auto device = static_cast<c10::DeviceIndex>(info_.device_index);
+      events_.emplace_back(cudaEventDefault);  // timing on
+      events_.back().record(at::cuda::getCurrentCUDAStream(device));
+      return;
+    }
+#endif
+    host_.push_back(Clock::now());
+  }
+  // The times between consecutive marks (ms); call after the GPU finished the last one.
+  std::vector<double> intervals_ms() {
+    std::vector<double> ms;
+#if defined(MH_BENCH_WITH_CUDA)
+    for (size_t i = 1; i < events_.size(); ++i) ms.push_back(static_cast<double>(events_[i - 1].elapsed_time(events_[i])));
+#endif
+    for (size_t i = 1; i < host_.size(); ++i)
+      ms.push_back(std::chrono::duration<double, std::milli>(host_[i] - host_[i - 1]).count());
+    return ms;
+  }
+
+ private:
+  const core::TrainStartInfo& info_;
+#if defined(MH_BENCH_WITH_CUDA)
+  std::vector<at::cuda::CUDAEvent> events_;
+#endif
+  std::vector<Clock::time_point> host_;
+};
 
 struct PeakMemory {
   std::string kind;  // what `bytes` measures
@@ -95,6 +135,7 @@ struct BenchOptions {
   double peak_tflops = 989;
   std::string label, json_path;
   bool profile = false;
+  bool sync_each_iteration = false;
 };
 
 nlohmann::json figures(const BenchOptions& o, const core::TrainStartInfo& info, const Timings& t,
@@ -115,6 +156,7 @@ nlohmann::json figures(const BenchOptions& o, const core::TrainStartInfo& info, 
                       {"world_size", info.world_size},
                       {"warmup_iters", o.warmup},
                       {"timed_iters", sorted.size()},
+                      {"timing", o.sync_each_iteration ? "synchronize each iteration" : "back to back, GPU events"},
                       {"global_batch_size", info.global_batch_size},
                       {"seq_length", info.seq_length},
                       {"padded_vocab_size", info.padded_vocab_size},
@@ -188,7 +230,8 @@ int cmd_bench(int argc, char** argv) {
                                                         cxxopts::value<std::string>())(
       "json", "also write the figures to this JSON file", cxxopts::value<std::string>())(
       "profile", "then profile 3 more iterations with Kineto: GPU time by kernel group (libtorch >= 2.0 with CUDA)")(
-      "tf32", "float32 matmuls on TF32 tensor cores (matmul precision \"high\"; default is full fp32)");
+      "tf32", "float32 matmuls on TF32 tensor cores (matmul precision \"high\"; default is full fp32)")(
+      "sync-each-iteration", "wait for the GPU before and after every timed iteration (default: only around them all)");
   cxxopts::ParseResult args;
   int code = 0;
   if (!parse_flags(options, argc, argv, args, code)) return code;
@@ -202,6 +245,7 @@ int cmd_bench(int argc, char** argv) {
     o.iters = args["iters"].as<int>();
     o.peak_tflops = args["peak-tflops"].as<double>();
     o.profile = args.count("profile") != 0;
+    o.sync_each_iteration = args.count("sync-each-iteration") != 0;
     const std::string recipe_path = args["recipe"].as<std::string>();
     o.label = args.count("label") != 0 ? args["label"].as<std::string>()
                                        : std::filesystem::path(recipe_path).stem().string();
@@ -237,7 +281,9 @@ int cmd_bench(int argc, char** argv) {
     core::TrainStartInfo info;
     Timings t;
     Clock::time_point t0;
+    IterationMarks marks(info);
     const int64_t first_timed = o.warmup + 1, last_timed = o.warmup + o.iters;
+    const auto timed = [&](int64_t it) { return it >= first_timed && it <= last_timed; };
     core::TrainHooks hooks;
     hooks.on_start = [&](const core::TrainStartInfo& i) {
       info = i;
@@ -250,23 +296,34 @@ int cmd_bench(int argc, char** argv) {
 #endif
     };
     hooks.on_iteration_start = [&](int64_t it) {
-      device_synchronize(info);
+      if (o.sync_each_iteration || it == first_timed) device_synchronize(info);
+      if (it == first_timed && !o.sync_each_iteration) marks.mark();
 #if defined(MH_HOST_KINETO)
       if (o.profile && it == last_timed + 1) kernel_profiler_start();
 #endif
       t0 = Clock::now();
     };
     hooks.on_iteration_end = [&](int64_t it, double loss) {
-      device_synchronize(info);
-      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-      if (it >= first_timed && it <= last_timed) {
-        t.ms.push_back(ms);
+      if (timed(it)) {
+        if (o.sync_each_iteration) {
+          device_synchronize(info);
+          t.ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+        } else {
+          marks.mark();
+          if (it == last_timed) {
+            device_synchronize(info);
+            t.ms = marks.intervals_ms();
+          }
+        }
         if (!t.any_loss) t.first_loss = loss;
         t.last_loss = loss;
         t.any_loss = true;
       }
 #if defined(MH_HOST_KINETO)
-      if (o.profile && it == last_timed + kProfiledIterations) t.kernels = kernel_profiler_stop();
+      if (o.profile && it == last_timed + kProfiledIterations) {
+        device_synchronize(info);
+        t.kernels = kernel_profiler_stop();
+      }
 #endif
     };
     const core::TrainSummary s = core::train(loaded.recipe, *loaded.registry, hooks);

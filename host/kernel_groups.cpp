@@ -57,6 +57,23 @@ KernelGroup classify_kernel(std::string_view name) {
   return KernelGroup::kOther;
 }
 
+double idle_ns(const std::vector<KernelTime>& kernels) {
+  if (kernels.empty()) return 0;
+  std::vector<std::pair<double, double>> spans;  // [start, end)
+  spans.reserve(kernels.size());
+  for (const KernelTime& k : kernels) {
+    if (k.start_ns < 0) return -1;
+    spans.emplace_back(k.start_ns, k.start_ns + k.ns);
+  }
+  std::sort(spans.begin(), spans.end());
+  double idle = 0, covered_to = spans.front().first;
+  for (const auto& [start, end] : spans) {
+    if (start > covered_to) idle += start - covered_to;
+    covered_to = std::max(covered_to, end);
+  }
+  return idle;
+}
+
 std::string kernel_time_table(const std::vector<KernelTime>& kernels, int iterations, int top) {
   const double per_iter_ms = 1e-6 / std::max(1, iterations);  // ns summed over the iterations -> ms/iteration
   double total = 0;
@@ -84,6 +101,11 @@ std::string kernel_time_table(const std::vector<KernelTime>& kernels, int iterat
   }
   std::snprintf(buf, sizeof(buf), "  %-46s %10.3f ms/iter %6.1f%%\n", "total", total * per_iter_ms, total > 0 ? 100.0 : 0.0);
   out += buf;
+  if (const double idle = idle_ns(kernels); idle >= 0) {
+    std::snprintf(buf, sizeof(buf), "  %-46s %10.3f ms/iter\n", "GPU idle between them (nothing running)",
+                  idle * per_iter_ms);
+    out += buf;
+  }
 
   std::vector<std::pair<std::string, std::pair<double, int64_t>>> ranked(by_name.begin(), by_name.end());
   std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });

@@ -25,11 +25,16 @@ KernelGroup classify_kernel(std::string_view name);
 // One GPU activity as a profiler reports it.
 struct KernelTime {
   std::string name;
-  double ns = 0;  // its duration on the GPU
+  double ns = 0;        // its duration on the GPU
+  double start_ns = 0;  // when it started (any fixed origin; -1: unknown)
 };
 
+// The GPU's idle time inside the span of `kernels` (first start to last end, minus the union of
+// their intervals): time the queue ran dry. Negative when some start time is unknown.
+double idle_ns(const std::vector<KernelTime>& kernels);
+
 // The table `megahost bench --profile` prints: per group ms/iteration and % of the summed GPU
-// time, then the `top` kernels by time. `iterations` is how many iterations `kernels` cover.
+// time, the GPU's idle time between them, then the `top` kernels by time. `iterations` is how many iterations `kernels` cover.
 std::string kernel_time_table(const std::vector<KernelTime>& kernels, int iterations, int top = 15);
 
 }  // namespace megahost::host

@@ -30,6 +30,16 @@ double duration_ns(const Event& e, long) {
   return static_cast<double>(e.durationUs()) * 1e3;
 }
 
+// KinetoEvent's start: startNs() in newer libtorch, startUs() in older ones.
+template <class Event>
+auto start_ns(const Event& e, int) -> decltype(static_cast<double>(e.startNs())) {
+  return static_cast<double>(e.startNs());
+}
+template <class Event>
+double start_ns(const Event& e, long) {
+  return static_cast<double>(e.startUs()) * 1e3;
+}
+
 }  // namespace
 
 void kernel_profiler_prepare() { kineto::prepareProfiler(kineto_config(), cuda_activity()); }
@@ -43,7 +53,7 @@ std::vector<KernelTime> kernel_profiler_stop() {
   // CUDA activity also records runtime calls (cudaLaunchKernel, ...) on the CPU side: keep the
   // events that ran on the GPU.
   for (const kineto::KinetoEvent& e : result->events())
-    if (e.deviceType() == c10::DeviceType::CUDA) out.push_back({e.name(), duration_ns(e, 0)});
+    if (e.deviceType() == c10::DeviceType::CUDA) out.push_back({e.name(), duration_ns(e, 0), start_ns(e, 0)});
   return out;
 }
 

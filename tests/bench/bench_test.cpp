@@ -223,3 +223,15 @@ TEST(KernelGroups, TableSumsPerIterationAndRanks) {
   EXPECT_NE(t.find("1.0 calls/iter  sm90_xmma_gemm_a"), std::string::npos) << t;
   EXPECT_EQ(t.find("vectorized_elementwise_kernel"), std::string::npos) << t;  // third: not in the top 2
 }
+
+TEST(KernelGroups, IdleIsTheSpanNotCoveredByAnyKernel) {
+  using megahost::host::idle_ns;
+  EXPECT_EQ(idle_ns({}), 0);
+  // [0, 3) and [1, 2) overlap (two streams), then nothing until [5, 6), then [6, 8): 2 ns idle.
+  const std::vector<KernelTime> k = {{"a", 3, 0}, {"b", 1, 1}, {"c", 1, 5}, {"d", 2, 6}};
+  EXPECT_DOUBLE_EQ(idle_ns(k), 2);
+  EXPECT_DOUBLE_EQ(idle_ns({{"late", 1, 10}, {"early", 4, 0}}), 6);  // order does not matter
+  EXPECT_LT(idle_ns({{"a", 1, 0}, {"unknown", 1, -1}}), 0);
+  const std::string t = megahost::host::kernel_time_table(k, /*iterations=*/2);
+  EXPECT_NE(t.find("GPU idle between them (nothing running)"), std::string::npos) << t;
+}
