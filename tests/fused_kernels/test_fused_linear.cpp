@@ -101,6 +101,25 @@ TEST(FusedLinear, WithoutABoundGradientItReturnsTheGradient) {
   EXPECT_CLOSE(x.grad(), x64.grad(), 1e-5);
 }
 
+// A tied table as GPT uses it under tensor parallelism (or without the fused embedding): the
+// output layer adds its weight gradient into the bound gradient without firing grad-ready, the
+// embedding lookup's gradient goes through autograd, whose accumulation (the table's last use in
+// backward) fires it once, with both shares in.
+TEST(FusedLinear, TiedUseAddsItsShareAndLeavesGradReadyToTheLastUse) {
+  nn::ParamRegistry reg(at::kCPU, at::kFloat, 21);
+  at::Tensor word = reg.create("word", {30, 16}, nn::Init::normal(0.5), -1, 0);
+  MainGrads main(reg, at::kFloat);
+  const at::Tensor ids = at::randint(0, 30, {4, 5}), x = at::randn({6, 16});
+  const at::Tensor hidden = at::embedding(word, ids);                                       // [4, 5, 16]
+  const at::Tensor logits = fused::linear(x, word, at::Tensor(), /*accumulate_into_grad=*/true,
+                                          /*notify_grad_ready=*/false);                      // [6, 30]
+  ((hidden * hidden).sum() + logits.pow(2).sum()).backward();
+  at::Tensor w64 = leaf64(word);
+  ((at::embedding(w64, ids).pow(2)).sum() + at::linear(x.to(at::kDouble), w64).pow(2).sum()).backward();
+  EXPECT_CLOSE(main.added(0), w64.grad(), 1e-5);
+  EXPECT_EQ(main.ready, (std::vector<int>{1}));
+}
+
 TEST(FusedLinear, GeluMlpMatchesItsReferenceOnCpu) {
   nn::ParamRegistry reg(at::kCPU, at::kFloat, 99);
   at::Tensor w1 = reg.create("w1", {64, 32}, nn::Init::normal(0.2), -1, 0);
@@ -196,41 +215,50 @@ TEST(FusedLinear, CudaLinearSplitPacksThePartsGradients) {
 
 // GPT's fused input embedding against float64: frequent ids (long runs in the sorted backward),
 // the [s, b, h] layout, gradients returned to autograd or added into bound float32 main gradients
-// (grad-ready once per table), and a word table that is also the tied output layer: autograd's
-// accumulation of that use then fires its grad-ready, after both contributions are in.
+// (grad-ready once per table), and a word table that is also the tied output layer: through
+// autograd (its accumulation then fires the grad-ready, after both contributions are in) or
+// through fused::linear adding its share itself without firing it (GPT's head(): the embedding's
+// backward fires it, once).
 TEST(FusedLinear, CudaEmbeddingMatchesFloat64) {
   SKIP_WITHOUT_GPU();
   const at::Device gpu(at::kCUDA, 0);
   for (at::ScalarType dtype : {at::kFloat, at::kBFloat16})
-  for (int mode = 0; mode < 3; ++mode) {  // 0: returned, 1: main gradients, 2: main gradients + tied use
+  // 0: returned, 1: main gradients, 2: main gradients + tied use through autograd, 3: main
+  // gradients + tied use through fused::linear, 4: returned + tied use through fused::linear
+  for (int mode = 0; mode < 5; ++mode) {
     SCOPED_TRACE(std::string(c10::toString(dtype)) + " mode " + std::to_string(mode));
     nn::ParamRegistry reg(gpu, dtype, 11);
     at::Tensor word = reg.create("word", {50, 64}, nn::Init::normal(0.5), -1, 0);
     at::Tensor pos = reg.create("pos", {16, 64}, nn::Init::normal(0.5), -1, 0);
     std::unique_ptr<MainGrads> main;
-    if (mode > 0) main = std::make_unique<MainGrads>(reg, at::kFloat);
+    const bool bound = mode >= 1 && mode <= 3, tied = mode >= 2, fused_tied = mode >= 3;
+    if (bound) main = std::make_unique<MainGrads>(reg, at::kFloat);
     const int64_t b = 3, s = 16;
     at::manual_seed(12);
     // ids 0..3 most of the time: runs of ~10 rows; a few others once
     at::Tensor ids = at::where(at::rand({b, s}) < 0.8, at::randint(0, 4, {b, s}), at::randint(0, 50, {b, s}));
     ids = ids.to(gpu);
     const at::Tensor pos_ids = at::arange(s, ids.options()).unsqueeze(0).expand({b, s});
-    const at::Tensor out = fused::embedding_sbh(word, ids, pos, pos_ids, /*word_other_use=*/mode == 2);
+    const at::Tensor out = fused::embedding_sbh(word, ids, pos, pos_ids, /*word_other_use=*/tied && !fused_tied);
     EXPECT_EQ(out.sizes(), (std::vector<int64_t>{s, b, 64}));
     const at::Tensor seed = at::randn({s, b, 64}, at::kDouble), x = at::randn({5, 64}, at::kDouble);
     at::Tensor loss = (out.to(at::kCPU).to(at::kDouble) * seed).sum();
-    if (mode == 2) loss = loss + at::linear(x.to(gpu, dtype), word).to(at::kCPU).to(at::kDouble).pow(2).sum();
+    if (tied) {
+      const at::Tensor logits = fused_tied ? fused::linear(x.to(gpu, dtype), word, at::Tensor(), true, false)
+                                           : at::linear(x.to(gpu, dtype), word);
+      loss = loss + logits.to(at::kCPU).to(at::kDouble).pow(2).sum();
+    }
     loss.backward();
     at::Tensor w64 = leaf64(word), p64 = leaf64(pos);
     const at::Tensor ref = (at::embedding(w64, ids.cpu()) + at::embedding(p64, pos_ids.cpu())).transpose(0, 1);
     at::Tensor loss64 = (ref * seed).sum();
-    if (mode == 2) loss64 = loss64 + at::linear(x, w64).pow(2).sum();
+    if (tied) loss64 = loss64 + at::linear(x, w64).pow(2).sum();
     loss64.backward();
     const double tol = dtype == at::kFloat ? 1e-5 : 1e-2;
     EXPECT_CLOSE(out, ref, tol);
-    EXPECT_CLOSE(mode > 0 ? main->added(0) : word.grad(), w64.grad(), tol);
-    EXPECT_CLOSE(mode > 0 ? main->added(1) : pos.grad(), p64.grad(), tol);
-    if (mode > 0) EXPECT_EQ(main->ready, (std::vector<int>{1, 1}));
+    EXPECT_CLOSE(bound ? main->added(0) : word.grad(), w64.grad(), tol);
+    EXPECT_CLOSE(bound ? main->added(1) : pos.grad(), p64.grad(), tol);
+    if (bound) EXPECT_EQ(main->ready, (std::vector<int>{1, 1}));
   }
 }
 

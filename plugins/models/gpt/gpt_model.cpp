@@ -68,10 +68,10 @@ at::Tensor GptModel::embed(const at::Tensor& tokens, const at::Tensor& position_
   if (parallel == nullptr || parallel->tp.size() == 1) {
     // Both lookups, their sum and the [s, b] layout in one fused op (CUDA; the plain ops
     // elsewhere). The word table's other use: the tied output layer on this stage.
-    const bool tied_here = output_weight_.defined() && output_weight_.is_same(word_embeddings_->weight);
+    // It goes through autograd unless the output layer adds its gradient itself (head()).
     h = sdk::fused::embedding_sbh(word_embeddings_->weight, tokens,
                                   position_embeddings_ ? position_embeddings_->weight : at::Tensor(), pos,
-                                  tied_here);  // [s, b, h]
+                                  tied_here() && !logits_accumulate(tokens));  // [s, b, h]
   } else {
     h = word_embeddings_->forward(tokens);                             // [b, s, h]
     if (position_embeddings_) h = h + position_embeddings_->forward(pos);  // [b, s, h]
@@ -87,8 +87,21 @@ at::Tensor GptModel::decode(const at::Tensor& hidden, int64_t seq_length, bool t
   return decoder_->forward(hidden, rotary, training);                                               // [s, b, h]
 }
 
+bool GptModel::tied_here() const {
+  return stage_.first && word_embeddings_ && output_weight_.defined() && output_weight_.is_same(word_embeddings_->weight);
+}
+
+bool GptModel::logits_accumulate(const at::Tensor& like) const {
+  return cfg_.transformer.gradient_accumulation_fusion && like.is_cuda();
+}
+
 at::Tensor GptModel::head(const at::Tensor& hidden) const {
-  return sdk::nn::parallel_lm_logits(hidden, output_weight_, cfg_.transformer.parallel.get());  // [s, b, V/tp]
+  // The output layer's weight gradient straight into the main gradient (gradient-accumulation
+  // fusion); a tied word table's grad-ready then fires from the input embedding's backward, the
+  // table's last use in backward.
+  const bool accumulate = logits_accumulate(hidden);
+  return sdk::nn::parallel_lm_logits(hidden, output_weight_, cfg_.transformer.parallel.get(), accumulate,
+                                     /*notify_grad_ready=*/!tied_here());  // [s, b, V/tp]
 }
 
 at::Tensor GptModel::token_loss(const at::Tensor& tokens, const at::Tensor& labels, const at::Tensor& position_ids,

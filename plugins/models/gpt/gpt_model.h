@@ -58,6 +58,9 @@ class GptModel {
   std::optional<sdk::nn::RotaryEmbedding> rotary_;
   std::unique_ptr<sdk::nn::TransformerBlock> decoder_;
   at::Tensor output_weight_;  // [V, h]: the word embeddings when tied
+
+  bool tied_here() const;  // the output layer uses the word table of this stage's input embedding
+  bool logits_accumulate(const at::Tensor& like) const;  // head() adds its weight gradient itself
 };
 
 }  // namespace megahost::gpt

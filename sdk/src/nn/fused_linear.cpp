@@ -165,14 +165,21 @@ bool accumulate_weight_grad(const at::Tensor& weight, const at::Tensor& dy, cons
 }
 
 // The weight gradient of y = x W^T (+ b): into W.grad() when asked and possible (then the weight's
-// hook fires now), else returned. dy [M, n], x [M, k].
+// hook fires now, unless `notify` is false), else returned. Without `notify` a gradient that could
+// not go through the GEMM is added into W.grad() here: a later use fires the hook and must find
+// this one's share there. dy [M, n], x [M, k].
 at::Tensor weight_grad(const at::Tensor& weight, const at::Tensor& dy, const at::Tensor& x, bool accumulate,
-                       at::Tensor* dbias) {
+                       at::Tensor* dbias, bool notify = true) {
   if (accumulate && accumulate_weight_grad(weight, dy, x, dbias)) {
-    nn::notify_grad_accumulated(weight);
+    if (notify) nn::notify_grad_accumulated(weight);
     return {};
   }
-  return at::mm(dy.t(), x);
+  const at::Tensor dw = at::mm(dy.t(), x);
+  if (!notify && accumulate && weight.grad().defined()) {
+    weight.grad().add_(dw);
+    return {};
+  }
+  return dw;
 }
 
 bool bias_in_epilogue() {
@@ -185,10 +192,11 @@ bool bias_in_epilogue() {
 
 struct LinearFn : torch::autograd::Function<LinearFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
-                            const at::Tensor& bias) {
+                            const at::Tensor& bias, bool notify) {
     const bool has_bias = bias.numel() > 0;
     ctx->save_for_backward({x, weight});
     ctx->saved_data["bias"] = has_bias;
+    ctx->saved_data["notify"] = notify;
     const int64_t k = weight.size(1);
     std::vector<int64_t> shape = x.sizes().vec();
     shape.back() = weight.size(0);
@@ -204,10 +212,11 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
     at::Tensor dx;
     if (ctx->needs_input_grad(0)) dx = matmul_w(dy, weight).view(x.sizes());
     at::Tensor dbias_lt;
-    at::Tensor dw = weight_grad(weight, dy, x2, /*accumulate=*/true, has_bias && bias_in_epilogue() ? &dbias_lt : nullptr);
+    at::Tensor dw = weight_grad(weight, dy, x2, /*accumulate=*/true, has_bias && bias_in_epilogue() ? &dbias_lt : nullptr,
+                                ctx->saved_data["notify"].toBool());
     at::Tensor db;
     if (has_bias) db = dbias_lt.defined() ? dbias_lt.to(weight.scalar_type()) : dy.sum(0);
-    return {dx, dw, db};
+    return {dx, dw, db, at::Tensor()};
   }
 };
 
@@ -364,10 +373,11 @@ bool linear_split_fusable(const at::Tensor& x, const at::Tensor& weight, const a
 
 }  // namespace
 
-at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool accumulate_into_grad) {
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool accumulate_into_grad,
+                  bool notify_grad_ready) {
   if (!accumulate_into_grad || !at::GradMode::is_enabled() || !weight.requires_grad())
     return at::linear(x, weight, bias);
-  return LinearFn::apply(x, weight, bias.defined() ? bias : at::empty({0}, weight.options()));
+  return LinearFn::apply(x, weight, bias.defined() ? bias : at::empty({0}, weight.options()), notify_grad_ready);
 }
 
 std::vector<at::Tensor> linear_split(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,

@@ -78,9 +78,10 @@ at::Tensor RowParallelLinear::reduce_output(const at::Tensor& partial, bool skip
 }
 
 at::Tensor parallel_lm_logits(const at::Tensor& hidden, const at::Tensor& weight,
-                              const parallel::ParallelContext* parallel) {
-  if (!tensor_parallel(parallel)) return at::linear(hidden, weight);
-  return at::linear(column_input(hidden, *parallel), weight);  // [s, b, V/tp]
+                              const parallel::ParallelContext* parallel, bool accumulate_into_grad,
+                              bool notify_grad_ready) {
+  const at::Tensor in = tensor_parallel(parallel) ? column_input(hidden, *parallel) : hidden;
+  return fused::linear(in, weight, at::Tensor(), accumulate_into_grad, notify_grad_ready);  // [s, b, V/tp]
 }
 
 }  // namespace megahost::sdk::nn

@@ -67,8 +67,12 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
 // x [..., k], weight [n, k], bias [n] (may be undefined) -> [..., n]. With accumulate_into_grad, a
 // backward where weight.grad() is defined adds x^T dy into it in place and returns no weight
 // gradient to autograd (nn::notify_grad_accumulated fires the weight's grad-ready hook); the
-// weight must have no other use in the graph. Without, this is at::linear.
-at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool accumulate_into_grad);
+// weight must have no other use in the graph. Without, this is at::linear. notify_grad_ready =
+// false: a later backward use of the weight fires the hook instead (the tied word table, whose
+// input embedding's backward runs after the output layer's); the gradient is still added in place
+// whenever weight.grad() is defined, never returned.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool accumulate_into_grad,
+                  bool notify_grad_ready = true);
 // linear, its output [..., n] viewed as [..., groups, width] and split along the last dim into
 // parts of `sizes` (width = their sum): attention's q / k / v from linear_qkv. On CUDA the
 // backward packs the parts' gradients in one pass that also sums the bias gradient (no cat, no
@@ -79,8 +83,9 @@ std::vector<at::Tensor> linear_split(const at::Tensor& x, const at::Tensor& weig
 // may be undefined) -> [s, b, h], the transformer's layout. On CUDA one kernel forward; backward
 // sums each table's gradient per distinct id (sorted: deterministic) straight into its bound main
 // gradient. word_other_use: the word table has another use in this graph (the tied output
-// layer), whose accumulation then fires its grad-ready hook (MEGAHOST_FUSED_EMBEDDING=0: the
-// plain ops).
+// layer) through autograd, whose accumulation then fires its grad-ready hook; false when that use
+// adds its gradient itself without firing it (fused::linear with notify_grad_ready = false)
+// (MEGAHOST_FUSED_EMBEDDING=0: the plain ops).
 at::Tensor embedding_sbh(const at::Tensor& word, const at::Tensor& ids, const at::Tensor& pos,
                          const at::Tensor& pos_ids, bool word_other_use);
 // x [..., h], w1 [f, h], b1 [f], w2 [h2, f], b2 [h2] or undefined -> [..., h2] =

@@ -80,7 +80,10 @@ class RowParallelLinear {
 
 // The output layer (Megatron's parallel_lm_logits): hidden [s, b, h] ([s/tp, b, h] under
 // sequence parallelism), weight [V/tp, h] (this rank's vocab slice) -> logits [s, b, V/tp].
+// accumulate_into_grad / notify_grad_ready: as fused::linear (the weight gradient straight into
+// the bound main gradient; for the tied word table the input embedding fires its hook).
 at::Tensor parallel_lm_logits(const at::Tensor& hidden, const at::Tensor& weight,
-                              const parallel::ParallelContext* parallel);
+                              const parallel::ParallelContext* parallel, bool accumulate_into_grad = false,
+                              bool notify_grad_ready = true);
 
 }  // namespace megahost::sdk::nn
