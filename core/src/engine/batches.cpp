@@ -12,6 +12,14 @@ uint64_t micro_batch_first_sample(uint64_t consumed, int64_t micro, int64_t micr
   return consumed + static_cast<uint64_t>(micro * micro_batch_size * dp + dp_rank * micro_batch_size);
 }
 
+at::Tensor to_device_async(const at::Tensor& t, const at::Device& device) {
+  if (!device.is_cuda()) return t.to(device);
+  // The caching host allocator keeps the pinned block until the copy has run.
+  at::Tensor pinned = at::empty(t.sizes(), t.options().pinned_memory(true));
+  pinned.copy_(t);
+  return pinned.to(device, /*non_blocking=*/true);
+}
+
 MicroBatchTensors make_gpt_batch(const SampleSource& src, uint64_t first, int64_t count, int64_t seq_length,
                                  std::optional<int32_t> eod_mask, const at::Device& device) {
   // BERT sources carry their own tensors (token types, padding mask, sentence order).
@@ -25,10 +33,10 @@ MicroBatchTensors make_gpt_batch(const SampleSource& src, uint64_t first, int64_
   at::Tensor loss_mask = at::ones({count, seq_length}, at::kFloat);
   if (eod_mask) loss_mask.masked_fill_(tokens == *eod_mask, 0.0);
   at::Tensor position_ids = at::arange(seq_length, at::kLong).unsqueeze(0).expand({count, seq_length}).contiguous();
-  return {{"tokens", tokens.to(device)},
-          {"labels", labels.to(device)},
-          {"loss_mask", loss_mask.to(device)},
-          {"position_ids", position_ids.to(device)}};
+  return {{"tokens", to_device_async(tokens, device)},
+          {"labels", to_device_async(labels, device)},
+          {"loss_mask", to_device_async(loss_mask, device)},
+          {"position_ids", to_device_async(position_ids, device)}};
 }
 
 MicroBatchTensors slice_for_context_parallel(const MicroBatchTensors& batch, int64_t cp, int64_t cp_rank) {

@@ -102,9 +102,12 @@ MicroBatchTensors make_bert_batch(const BertSampleSource& src, uint64_t first, i
     put(loss_mask, b.loss_mask);
     is_random.data_ptr<int64_t>()[i] = b.is_random;
   }
-  return {{"tokens", tokens.to(device)},          {"token_types", types.to(device)},
-          {"labels", labels.to(device)},          {"padding_mask", padding.to(device)},
-          {"loss_mask", loss_mask.to(at::kFloat).to(device)}, {"is_random", is_random.to(device)}};
+  return {{"tokens", to_device_async(tokens, device)},
+          {"token_types", to_device_async(types, device)},
+          {"labels", to_device_async(labels, device)},
+          {"padding_mask", to_device_async(padding, device)},
+          {"loss_mask", to_device_async(loss_mask.to(at::kFloat), device)},
+          {"is_random", to_device_async(is_random, device)}};
 }
 
 }  // namespace megahost::core

@@ -1,5 +1,6 @@
 // Megatron's T5 data for the training loop (see t5_batches.h).
 #include "megahost/core/engine/t5_batches.h"
+#include "megahost/core/engine/batches.h"
 
 #include <spdlog/spdlog.h>
 
@@ -93,9 +94,12 @@ MicroBatchTensors make_t5_batch(const T5SampleSource& src, uint64_t first, int64
     put(dec_mask, b.dec_mask);
     put(loss_mask, b.loss_mask);
   }
-  return {{"text_enc", enc.to(device)},     {"text_dec", dec.to(device)},
-          {"labels", labels.to(device)},    {"loss_mask", loss_mask.to(at::kFloat).to(device)},
-          {"enc_mask", enc_mask.to(device)}, {"dec_mask", dec_mask.to(device)}};
+  return {{"text_enc", to_device_async(enc, device)},
+          {"text_dec", to_device_async(dec, device)},
+          {"labels", to_device_async(labels, device)},
+          {"loss_mask", to_device_async(loss_mask.to(at::kFloat), device)},
+          {"enc_mask", to_device_async(enc_mask, device)},
+          {"dec_mask", to_device_async(dec_mask, device)}};
 }
 
 }  // namespace megahost::core

@@ -28,6 +28,12 @@ uint64_t micro_batch_first_sample(uint64_t consumed, int64_t micro, int64_t micr
 MicroBatchTensors make_gpt_batch(const SampleSource& src, uint64_t first, int64_t count, int64_t seq_length,
                                  std::optional<int32_t> eod_mask, const at::Device& device);
 
+// A host tensor on `device` without waiting for the GPU: on CUDA through page-locked memory, a
+// copy queued on the current stream (a pageable copy synchronizes the stream: the GPU would sit
+// idle from the end of the optimizer step until the host queued the next forward). Elsewhere
+// t.to(device).
+at::Tensor to_device_async(const at::Tensor& t, const at::Device& device);
+
 // Context parallelism with load balance for causal attention: the sequence is cut into
 // 2 x cp chunks and cp rank r keeps chunks r and 2cp-1-r, so every rank gets as much attention
 // work as the others. Every [b, s] tensor of the batch becomes [b, s / cp]; position_ids keep
