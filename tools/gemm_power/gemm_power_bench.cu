@@ -5,7 +5,9 @@
 // ~1.45 GHz, so the fastest algorithm on a cool GPU need not be the fastest there.
 //
 //   nvcc -O2 -std=c++17 -arch=sm_90 gemm_power_bench.cu -lcublasLt -o gemm_power_bench
-//   ./gemm_power_bench M N K [ta tb f32out accumulate] [--cands 8] [--ms 400]
+//   ./gemm_power_bench M N K [ta tb f32out accumulate] [--cands 8] [--ms 400] [--dgelu]
+// --dgelu: the DGELU epilogue (D = (A B) * gelu'(aux), aux a bf16 [M, N] pre-activation), the
+// fused GeLU backward cuBLASLt offers for fc2's input-gradient product.
 // Row-major D[M, N] = op(A) op(B) as megahost's GemmArgs (ta: A stored [K, M]; tb: B stored [N, K]).
 #include <cublasLt.h>
 #include <cuda_bf16.h>
@@ -34,10 +36,11 @@ __global__ void fill(__nv_bfloat16* p, size_t n, unsigned seed, float scale) {
 int main(int argc, char** argv) {
   if (argc < 4) { std::fprintf(stderr, "usage: %s M N K [ta tb f32out acc] [--cands C] [--ms T]\n", argv[0]); return 2; }
   const long long m = std::atoll(argv[1]), n = std::atoll(argv[2]), k = std::atoll(argv[3]);
-  int ta = 0, tb = 1, f32 = 0, acc = 0, cands = 8, hot_ms = 400, pos = 0;
+  int ta = 0, tb = 1, f32 = 0, acc = 0, cands = 8, hot_ms = 400, pos = 0, dgelu = 0;
   for (int i = 4; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--cands")) cands = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--ms")) hot_ms = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--dgelu")) dgelu = 1;
     else { int v = std::atoi(argv[i]); (pos == 0 ? ta : pos == 1 ? tb : pos == 2 ? f32 : acc) = v; ++pos; }
   }
   __nv_bfloat16 *a, *b; void* d; void* ws;
@@ -52,6 +55,16 @@ int main(int argc, char** argv) {
   const cublasOperation_t op_a = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
   CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+  if (dgelu) {
+    __nv_bfloat16* aux;
+    CHECK_CUDA(cudaMalloc(&aux, m * n * 2));
+    fill<<<1024, 256>>>(aux, m * n, 3, 1.0f);
+    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DGELU;
+    const int64_t ld_aux = n;
+    CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+    CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
+    CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld_aux, sizeof(ld_aux)));
+  }
   cublasLtMatrixLayout_t la, lb, ld;
   CHECK_LT(tb ? cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, k, n, k) : cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, n, k, n));
   CHECK_LT(ta ? cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, m, k, m) : cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, k, m, k));
@@ -72,7 +85,8 @@ int main(int argc, char** argv) {
     cudaEventRecord(e0); run(i, reps); cudaEventRecord(e1); cudaEventSynchronize(e1);
     float ms = 0; cudaEventElapsedTime(&ms, e0, e1); return ms / reps;
   };
-  std::printf("gemm m=%lld n=%lld k=%lld ta=%d tb=%d f32out=%d acc=%d: %d candidates\n", m, n, k, ta, tb, f32, acc, found);
+  std::printf("gemm m=%lld n=%lld k=%lld ta=%d tb=%d f32out=%d acc=%d%s: %d candidates\n", m, n, k, ta, tb, f32, acc,
+              dgelu ? " epilogue=DGELU" : "", found);
   // Cold: every candidate after a 1 s idle, 3 launches (the one-shot autotune's view).
   std::vector<float> cold(found), hot(found);
   for (int i = 0; i < found; ++i) { run(i, 1); cudaDeviceSynchronize(); cold[i] = timed(i, 3); }

@@ -61,7 +61,8 @@ int column_sums(const ColumnSumJob* jobs, int n_jobs, int64_t rows, int64_t n, v
 // [rows, groups, width] and split along the last dim into parts (q / k / v): dy packed from the
 // parts' gradients, part p [rows, groups, size_p] at src with row_stride / group_stride (elements,
 // the last dim contiguous; src null: a part without gradient, zeros). With partial [blocks, n]
-// float32, also the per-block column sums of dy (the bias gradient, see column_sums). Sizes,
+// float32, also the per-block column sums of dy (the bias gradient, see column_sums); dy null:
+// only those sums (of a single part's matrix: a bias gradient alone). Sizes,
 // strides and pointers in whole 16-byte vectors; rows of at most 8 * 256 vectors.
 // blocks = pack_split_grads_blocks(dtype, rows, groups * width).
 struct SplitPart {
@@ -130,6 +131,7 @@ enum GemmEpilogue : int {
   kGemmGeluAuxBias = 1,  // aux = AB + bias[n], D = gelu_tanh(aux)
   kGemmBGradA = 2,       // D (+)= AB; bias[m] = sum over k of op(A) (written): a linear's bias gradient
   kGemmBias = 3,         // D = AB + bias[n]
+  kGemmDGelu = 4,        // D = AB * gelu_tanh'(aux): the GeLU backward, aux [m, n] its input
 };
 struct GemmArgs {
   int dtype_ab = kBF16, dtype_d = kBF16;
@@ -141,7 +143,7 @@ struct GemmArgs {
   int64_t lda = 0, ldb = 0, ldd = 0;
   int epilogue = kGemmPlain;
   void* bias = nullptr;  // [n] ([m] for kGemmBGradA), dtype_d's dtype
-  void* aux = nullptr;   // [m, n] of dtype_d (kGemmGeluAuxBias)
+  void* aux = nullptr;   // [m, n] of dtype_d (kGemmGeluAuxBias, kGemmDGelu)
   int64_t ld_aux = 0;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;

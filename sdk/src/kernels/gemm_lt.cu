@@ -1,6 +1,6 @@
 // megahost SDK — cuBLASLt matrix products with epilogues (see fused_kernels.h): bias + tanh-GeLU
 // that keeps the pre-activation, a linear's bias gradient, and float32 accumulation under (b)f16
-// inputs. Host code only; nvcc compiles it with
+// inputs, the GeLU backward on an input-gradient product. Host code only; nvcc compiles it with
 // the kernels so the glue in sdk/src/nn needs no cuBLAS headers.
 //
 // cuBLASLt is column-major. Row-major D[m, n] = op(A) op(B) is column-major D^T[n, m] =
@@ -35,9 +35,13 @@ cublasLtEpilogue_t lt_epilogue(int e) {
     case kGemmGeluAuxBias: return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
     case kGemmBGradA: return CUBLASLT_EPILOGUE_BGRADB;  // our A is cuBLAS's B
     case kGemmBias: return CUBLASLT_EPILOGUE_BIAS;      // bias along cuBLAS's rows = our n
+    case kGemmDGelu: return CUBLASLT_EPILOGUE_DGELU;
     default: return CUBLASLT_EPILOGUE_DEFAULT;
   }
 }
+
+bool uses_bias(int e) { return e == kGemmGeluAuxBias || e == kGemmBGradA || e == kGemmBias; }
+bool uses_aux(int e) { return e == kGemmGeluAuxBias || e == kGemmDGelu; }
 
 // Largest power of two (<= 256) dividing the address: the heuristic must only pick algorithms
 // that work at the alignment the buffers really have.
@@ -160,11 +164,11 @@ int build_plan(const GemmArgs& g, size_t workspace_bytes, Plan* plan) {
   MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
   const cublasLtEpilogue_t epilogue = lt_epilogue(g.epilogue);
   MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
-  if (g.epilogue != kGemmPlain) {
+  if (uses_bias(g.epilogue)) {
     // The pointers change every call; the heuristic needs them set (to anything aligned) now.
     MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
   }
-  if (g.epilogue == kGemmGeluAuxBias) {
+  if (uses_aux(g.epilogue)) {
     MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
                                              sizeof(g.aux)));
     MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &g.ld_aux,
@@ -230,9 +234,9 @@ int gemm_lt(const GemmArgs& g) {
   }
   Plan& plan = it->second;
   if (!plan.has_algo) return kGemmNoAlgorithm;
-  if (g.epilogue != kGemmPlain)
+  if (uses_bias(g.epilogue))
     MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
-  if (g.epilogue == kGemmGeluAuxBias)
+  if (uses_aux(g.epilogue))
     MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
                                              sizeof(g.aux)));
   return status(launch(g, plan, plan.algo, g.d));

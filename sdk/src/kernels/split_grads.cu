@@ -1,7 +1,8 @@
 // megahost SDK — the backward of a linear layer whose output is split into parts (q / k / v of
 // attention): the parts' gradients packed back into the layer's output gradient, and the bias
 // gradient's per-block column sums taken in the same pass. Replaces torch's cat (the backward of
-// the split) and cuBLASLt's bias-gradient epilogue kernels on the weight-gradient GEMM.
+// the split) and cuBLASLt's bias-gradient epilogue kernels on the weight-gradient GEMM. Without
+// an output, the column sums of one matrix alone (fc1's bias gradient after the DGELU epilogue).
 #include "fused_common.cuh"
 #include "fused_kernels.h"
 
@@ -68,7 +69,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
       for (int s = 0; s < S; ++s) {
         if (col[s] >= n || rr[i] >= rows) continue;
-        store_vec(dy + rr[i] * n + col[s], v[i][s]);
+        if (dy != nullptr) store_vec(dy + rr[i] * n + col[s], v[i][s]);
         if (partial != nullptr)
 #pragma unroll
           for (int k = 0; k < V; ++k) sum[s][k] += to_f32(v[i][s].v[k]);
@@ -133,6 +134,7 @@ int pack_split_grads(int dtype, const SplitPart* parts, int n_parts, int64_t row
       width += s.size;
     }
     if (reinterpret_cast<uintptr_t>(dy) % 16 != 0) return cudaErrorInvalidValue;
+    if (dy == nullptr && (partial == nullptr || n_parts != 1)) return cudaErrorInvalidValue;  // sums of one matrix
     auto* kernel = pack_kernel<T>(groups * width);
     if (kernel == nullptr) return cudaErrorInvalidValue;  // rows wider than 8 strips: the caller cats
     kernel<<<static_cast<unsigned>(blocks), kThreads, 0, as_stream(stream)>>>(all, rows, groups, width,

@@ -221,6 +221,41 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
 };
 
 #if defined(MH_SDK_WITH_CUDA)
+// fc2's input gradient with the GeLU backward in its epilogue (MEGAHOST_DGELU_EPILOGUE=1):
+// dpre [M, f] = (dout w2) * gelu_tanh'(pre) straight from the GEMM (no [M, f] round trip through
+// memory), then fc1's bias gradient as column sums of dpre into b1's main gradient when bound.
+// False (nothing done) when switched off or cuBLASLt has no algorithm: the caller's kernel runs.
+bool dgelu_epilogue_backward(const at::Tensor& dout, const at::Tensor& w2, const at::Tensor& pre,
+                             const at::Tensor& b1, at::Tensor* dpre, at::Tensor* db1) {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_DGELU_EPILOGUE");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  if (!on || !lt_operands(dout, w2)) return false;
+  const int64_t m = dout.size(0), f = w2.size(1);
+  at::Tensor out = at::empty({m, f}, dout.options());  // [M, f]
+  kernels::GemmArgs g = lt_args(dout);
+  g.m = m, g.n = f, g.k = dout.size(1);
+  g.a = dout.data_ptr(), g.lda = g.k;
+  g.b = w2.data_ptr(), g.ldb = g.n;
+  g.d = out.data_ptr(), g.ldd = g.n;
+  g.epilogue = kernels::kGemmDGelu;
+  g.aux = pre.data_ptr(), g.ld_aux = f;
+  if (!run_lt(g, "fc2 input gradient with the GeLU backward")) return false;
+  const int dtype = detail::dtype_code(out);
+  const int64_t blocks = kernels::pack_split_grads_blocks(dtype, m, f);
+  at::Tensor partial = at::empty({blocks, f}, out.options().dtype(at::kFloat));
+  kernels::SplitPart whole;
+  whole.src = out.data_ptr(), whole.size = f, whole.row_stride = f, whole.group_stride = 0;
+  if (kernels::pack_split_grads(dtype, &whole, 1, m, /*groups=*/1, nullptr, partial.data_ptr<float>(), blocks,
+                                detail::stream_of(out)) == 0)
+    *db1 = detail::grads_from_partial_sums({{partial, b1}})[0];
+  else
+    *db1 = out.sum(0, false, at::kFloat).to(b1.scalar_type());
+  *dpre = out;
+  return true;
+}
+
 struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
                             const at::Tensor& w2, const at::Tensor& b2, bool accumulate) {
@@ -260,21 +295,24 @@ struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
     const c10::cuda::CUDAGuard guard(x2.device());
     const int64_t f = w1.size(0), h2 = w2.size(0), m = x2.size(0);
     const at::Tensor dout = grad[0].reshape({-1, h2}).contiguous();  // [M, h2]
-    // d pre = (dout w2) * gelu'(pre) and d b1 = its column sums in one pass. (cuBLASLt's
-    // DGELU_BGRAD epilogue runs as a separate kernel at ~1 TB/s on the H200: slower than this.)
-    const at::Tensor dact = matmul_w(dout, w2);  // [M, f]
-    at::Tensor dpre = at::empty_like(pre), db1;
-    const int64_t blocks =
-        kernels::bias_gelu_backward_blocks(detail::dtype_code(pre), /*tanh=*/true, /*bias=*/false, m, f);
-    at::Tensor partial = at::empty({blocks, f}, pre.options().dtype(at::kFloat));
-    const int rc = kernels::bias_gelu_backward(detail::dtype_code(pre), /*tanh=*/true, dact.data_ptr(), pre.data_ptr(),
-                                               nullptr, dpre.data_ptr(), partial.data_ptr<float>(), blocks, m, f,
-                                               detail::stream_of(pre));
-    if (rc == 0) {
-      db1 = detail::grads_from_partial_sums({{partial, b1}})[0];  // into b1's main gradient when bound
-    } else {  // too wide for the kernel's column sums: the plain ops
-      dpre = at::gelu_backward(dact, pre, "tanh");
-      db1 = dpre.sum(0);
+    at::Tensor dpre, db1;
+    if (!dgelu_epilogue_backward(dout, w2, pre, b1, &dpre, &db1)) {
+      // d pre = (dout w2) * gelu'(pre) and d b1 = its column sums in one pass. (cuBLASLt's
+      // DGELU_BGRAD epilogue runs as a separate kernel at ~1 TB/s on the H200: slower than this.)
+      const at::Tensor dact = matmul_w(dout, w2);  // [M, f]
+      dpre = at::empty_like(pre);
+      const int64_t blocks =
+          kernels::bias_gelu_backward_blocks(detail::dtype_code(pre), /*tanh=*/true, /*bias=*/false, m, f);
+      at::Tensor partial = at::empty({blocks, f}, pre.options().dtype(at::kFloat));
+      const int rc = kernels::bias_gelu_backward(detail::dtype_code(pre), /*tanh=*/true, dact.data_ptr(),
+                                                 pre.data_ptr(), nullptr, dpre.data_ptr(), partial.data_ptr<float>(),
+                                                 blocks, m, f, detail::stream_of(pre));
+      if (rc == 0) {
+        db1 = detail::grads_from_partial_sums({{partial, b1}})[0];  // into b1's main gradient when bound
+      } else {  // too wide for the kernel's column sums: the plain ops
+        dpre = at::gelu_backward(dact, pre, "tanh");
+        db1 = dpre.sum(0);
+      }
     }
     at::Tensor db2_lt, db2;
     at::Tensor dw2 = weight_grad(w2, dout, act, accumulate, has_b2 && bias_in_epilogue() ? &db2_lt : nullptr);
