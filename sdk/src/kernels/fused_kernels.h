@@ -61,10 +61,10 @@ int column_sums(const ColumnSumJob* jobs, int n_jobs, int64_t rows, int64_t n, v
 // [rows, groups, width] and split along the last dim into parts (q / k / v): dy packed from the
 // parts' gradients, part p [rows, groups, size_p] at src with row_stride / group_stride (elements,
 // the last dim contiguous; src null: a part without gradient, zeros). With partial [blocks, n]
-// float32, also the per-block column sums of dy (the bias gradient, see column_sums); dy null:
-// only those sums (of a single part's matrix: a bias gradient alone). Sizes,
-// strides and pointers in whole 16-byte vectors; rows of at most 8 * 256 vectors.
-// blocks = pack_split_grads_blocks(dtype, rows, groups * width).
+// float32, also the column sums of dy per group of rows (the bias gradient is their sum, see
+// column_sums); dy null: only those sums (of a single part's matrix: a bias gradient alone).
+// Sizes, strides and pointers in whole 16-byte vectors. blocks (the row groups, <= 65535) =
+// pack_split_grads_blocks(dtype, rows, groups * width): what fills the device once.
 struct SplitPart {
   const void* src = nullptr;
   int64_t size = 0, row_stride = 0, group_stride = 0;

@@ -11,113 +11,110 @@ namespace megahost::sdk::kernels {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kRowsInFlight = 4;
 
 struct Parts {
   SplitPart part[kMaxSplitParts];
   int count;
 };
 
-// A thread owns the same S vectors of every row: where each comes from is worked out once.
-template <typename T, int S>
-__global__ void __launch_bounds__(kThreads, 2)
+// Block (x, y) owns the strip of columns [x, x + 1) * blockDim * V and the rows y, y + gridDim.y,
+// ...: a thread copies one 16-byte vector per row and keeps its column sums in registers, with
+// kRowsInFlight rows' loads issued before the first store. Few registers, so many blocks per SM
+// and many loads in flight (a block owning whole rows, 3-4 vectors per thread per row, needed
+// ~128 registers and moved 1.4-2.6 TB/s on the H200).
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
     mh_pack_split_grads_kernel(Parts parts, int64_t rows, int64_t groups, int64_t width, T* __restrict__ dy,
                                float* __restrict__ partial) {
   constexpr int V = Vec<T>::kSize;
   const int64_t n = groups * width;
-  const T* src[S];
-  int64_t src_off[S], row_stride[S], col[S];
-  float sum[S][V];
+  const int64_t col = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+  if (col >= n) return;
+  // Where this column comes from: part p, group g, offset o inside the part.
+  const T* src = nullptr;
+  int64_t src_off = 0, row_stride = 0;
+  {
+    const int64_t g = col / width;
+    int64_t o = col - g * width;
+    for (int p = 0; p < parts.count; ++p) {
+      if (o < parts.part[p].size) {
+        src = static_cast<const T*>(parts.part[p].src);
+        src_off = g * parts.part[p].group_stride + o;
+        row_stride = parts.part[p].row_stride;
+        break;
+      }
+      o -= parts.part[p].size;
+    }
+  }
+  float sum[V];
 #pragma unroll
-  for (int s = 0; s < S; ++s) {
-    col[s] = (static_cast<int64_t>(s) * blockDim.x + threadIdx.x) * V;
-    src[s] = nullptr, src_off[s] = 0, row_stride[s] = 0;
-    if (col[s] < n) {
-      const int64_t g = col[s] / width;
-      int64_t o = col[s] - g * width;
-      for (int p = 0; p < parts.count; ++p) {
-        if (o < parts.part[p].size) {
-          src[s] = static_cast<const T*>(parts.part[p].src);
-          src_off[s] = g * parts.part[p].group_stride + o;
-          row_stride[s] = parts.part[p].row_stride;
-          break;
-        }
-        o -= parts.part[p].size;
+  for (int k = 0; k < V; ++k) sum[k] = 0.0f;
+  const int64_t step = gridDim.y;
+  for (int64_t r0 = blockIdx.y; r0 < rows; r0 += kRowsInFlight * step) {
+    Vec<T> v[kRowsInFlight];
+#pragma unroll
+    for (int i = 0; i < kRowsInFlight; ++i) {
+      const int64_t r = r0 + i * step;
+      if (r >= rows) continue;
+      if (src != nullptr) {
+        v[i] = load_vec(src + r * row_stride + src_off);
+      } else {
+#pragma unroll
+        for (int k = 0; k < V; ++k) v[i].v[k] = from_f32<T>(0.0f);  // a part nobody used
       }
     }
 #pragma unroll
-    for (int k = 0; k < V; ++k) sum[s][k] = 0.0f;
+    for (int i = 0; i < kRowsInFlight; ++i) {
+      const int64_t r = r0 + i * step;
+      if (r >= rows) continue;
+      if (dy != nullptr) store_vec(dy + r * n + col, v[i]);
+      if (partial != nullptr)
+#pragma unroll
+        for (int k = 0; k < V; ++k) sum[k] += to_f32(v[i].v[k]);
+    }
   }
-  // Two rows per step, all their loads in flight before the first store (one row's three 16-byte
-  // loads per thread left the copy at ~2.5 TB/s on the H200).
-  for (int64_t r0 = blockIdx.x; r0 < rows; r0 += 2 * static_cast<int64_t>(gridDim.x)) {
-    const int64_t rr[2] = {r0, r0 + gridDim.x};
-    Vec<T> v[2][S];
+  if (partial != nullptr) {
+    float4* out = reinterpret_cast<float4*>(partial + blockIdx.y * n + col);  // V floats: 16-byte aligned
 #pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-      for (int s = 0; s < S; ++s) {
-        if (col[s] >= n || rr[i] >= rows) continue;
-        if (src[s] != nullptr) {
-          v[i][s] = load_vec(src[s] + rr[i] * row_stride[s] + src_off[s]);
-        } else {
-#pragma unroll
-          for (int k = 0; k < V; ++k) v[i][s].v[k] = from_f32<T>(0.0f);  // a part nobody used
-        }
-      }
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-      for (int s = 0; s < S; ++s) {
-        if (col[s] >= n || rr[i] >= rows) continue;
-        if (dy != nullptr) store_vec(dy + rr[i] * n + col[s], v[i][s]);
-        if (partial != nullptr)
-#pragma unroll
-          for (int k = 0; k < V; ++k) sum[s][k] += to_f32(v[i][s].v[k]);
-      }
+    for (int k = 0; k < V; k += 4) out[k / 4] = make_float4(sum[k], sum[k + 1], sum[k + 2], sum[k + 3]);
   }
-  if (partial != nullptr) store_partial_row(partial, n, col, sum);
 }
 
-template <typename T>
-using PackKernel = void (*)(Parts, int64_t, int64_t, int64_t, T*, float*);
-
-template <typename T>
-PackKernel<T> pack_kernel(int64_t n) {
-  const int64_t strip = static_cast<int64_t>(kThreads) * Vec<T>::kSize, strips = (n + strip - 1) / strip;
-  if (strips == 1) return mh_pack_split_grads_kernel<T, 1>;
-  if (strips == 2) return mh_pack_split_grads_kernel<T, 2>;
-  if (strips == 3) return mh_pack_split_grads_kernel<T, 3>;  // q / k / v of hidden 2048 in bf16
-  if (strips == 4) return mh_pack_split_grads_kernel<T, 4>;
-  if (strips <= 8) return mh_pack_split_grads_kernel<T, 8>;
-  return nullptr;
+int64_t column_strips(int64_t n, int v) {
+  const int64_t strip = static_cast<int64_t>(kThreads) * v;
+  return (n + strip - 1) / strip;
 }
 
+// Row groups (gridDim.y, the partial sums' rows): the blocks resident at once, over the strips.
 template <typename T>
-int64_t resident_blocks(int64_t n) {
-  auto* kernel = pack_kernel<T>(n);
+int64_t row_groups(int64_t n) {
   int per_sm = 0, device = 0, sms = 0;
-  if (kernel == nullptr || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0) != cudaSuccess ||
-      cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || per_sm * sms <= 0) {
-    cudaGetLastError();
-    return 132 * 2;
-  }
-  return static_cast<int64_t>(per_sm) * sms;
+  int64_t resident = 132 * 8;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mh_pack_split_grads_kernel<T>, kThreads, 0) ==
+          cudaSuccess &&
+      cudaGetDevice(&device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && per_sm * sms > 0)
+    resident = static_cast<int64_t>(per_sm) * sms;
+  cudaGetLastError();
+  const int64_t groups = resident / column_strips(n, Vec<T>::kSize);
+  return groups > 0 ? groups : 1;
 }
 
 }  // namespace
 
 int64_t pack_split_grads_blocks(int dtype, int64_t rows, int64_t n) {
-  int64_t cap = 132 * 2;
-  if (dtype == kF32) cap = resident_blocks<float>(n);
-  else if (dtype == kBF16) cap = resident_blocks<__nv_bfloat16>(n);
-  else if (dtype == kF16) cap = resident_blocks<__half>(n);
+  int64_t cap = 132;
+  if (dtype == kF32) cap = row_groups<float>(n);
+  else if (dtype == kBF16) cap = row_groups<__nv_bfloat16>(n);
+  else if (dtype == kF16) cap = row_groups<__half>(n);
   return rows < cap ? (rows > 0 ? rows : 1) : cap;
 }
 
 int pack_split_grads(int dtype, const SplitPart* parts, int n_parts, int64_t rows, int64_t groups, void* dy,
                      float* partial, int64_t blocks, void* stream) {
-  if (n_parts <= 0 || n_parts > kMaxSplitParts || groups <= 0 || rows < 0 || blocks <= 0) return cudaErrorInvalidValue;
+  if (n_parts <= 0 || n_parts > kMaxSplitParts || groups <= 0 || rows < 0 || blocks <= 0 || blocks > 65535)
+    return cudaErrorInvalidValue;
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     constexpr int V = Vec<T>::kSize;
@@ -133,12 +130,12 @@ int pack_split_grads(int dtype, const SplitPart* parts, int n_parts, int64_t row
       all.part[p] = s;
       width += s.size;
     }
-    if (reinterpret_cast<uintptr_t>(dy) % 16 != 0) return cudaErrorInvalidValue;
+    if (reinterpret_cast<uintptr_t>(dy) % 16 != 0 || reinterpret_cast<uintptr_t>(partial) % 16 != 0)
+      return cudaErrorInvalidValue;
     if (dy == nullptr && (partial == nullptr || n_parts != 1)) return cudaErrorInvalidValue;  // sums of one matrix
-    auto* kernel = pack_kernel<T>(groups * width);
-    if (kernel == nullptr) return cudaErrorInvalidValue;  // rows wider than 8 strips: the caller cats
-    kernel<<<static_cast<unsigned>(blocks), kThreads, 0, as_stream(stream)>>>(all, rows, groups, width,
-                                                                             static_cast<T*>(dy), partial);
+    const dim3 grid(static_cast<unsigned>(column_strips(groups * width, V)), static_cast<unsigned>(blocks));
+    mh_pack_split_grads_kernel<T><<<grid, kThreads, 0, as_stream(stream)>>>(all, rows, groups, width,
+                                                                           static_cast<T*>(dy), partial);
     return cudaSuccess;
   });
 }

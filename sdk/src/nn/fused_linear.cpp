@@ -26,17 +26,26 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 #if defined(MH_SDK_WITH_CUDA)
-constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;  // cuBLASLt's recommendation for Hopper
+// cuBLASLt's workspace: 32 MiB (its recommendation for Hopper) unless MEGAHOST_GEMM_WORKSPACE_MB
+// says otherwise (0: only algorithms that need none, e.g. no split-K reduction).
+size_t lt_workspace_bytes() {
+  static const size_t bytes = [] {
+    const char* v = std::getenv("MEGAHOST_GEMM_WORKSPACE_MB");
+    return (v != nullptr && *v != '\0' ? static_cast<size_t>(std::strtoul(v, nullptr, 10)) : size_t{32}) << 20;
+  }();
+  return bytes;
+}
 
-// One workspace per device for the process; never freed.
+// One workspace per device for the process; never freed. Null when its size is 0.
 void* lt_workspace(const at::Device& device) {
   static std::mutex mutex;
   static auto* spaces = new std::vector<at::Tensor>();
+  if (lt_workspace_bytes() == 0) return nullptr;
   const std::lock_guard<std::mutex> lock(mutex);
   const auto i = static_cast<size_t>(device.index());
   if (spaces->size() <= i) spaces->resize(i + 1);
   if (!(*spaces)[i].defined())
-    (*spaces)[i] = at::empty({static_cast<int64_t>(kLtWorkspaceBytes)}, at::TensorOptions().dtype(at::kByte).device(device));
+    (*spaces)[i] = at::empty({static_cast<int64_t>(lt_workspace_bytes())}, at::TensorOptions().dtype(at::kByte).device(device));
   return (*spaces)[i].data_ptr();
 }
 
@@ -47,7 +56,7 @@ kernels::GemmArgs lt_args(const at::Tensor& like) {
   g.handle = static_cast<void*>(at::cuda::getCurrentCUDABlasHandle());
   g.stream = detail::stream_of(like);
   g.workspace = lt_workspace(like.device());
-  g.workspace_bytes = kLtWorkspaceBytes;
+  g.workspace_bytes = lt_workspace_bytes();
   g.dtype_ab = g.dtype_d = detail::dtype_code(like);
   return g;
 }
