@@ -1,10 +1,7 @@
 // megahost SDK — LayerNorm / RMSNorm with the residual add folded in (see fused_kernels.h).
-// The forward keeps each row in registers (or shared memory) as float32, so the variance is an
-// exact second pass; the backward walks rows in a grid-stride loop so each block
+// One block per row in the forward (the row is kept in shared memory as float32, so the
+// variance is an exact second pass); the backward walks rows in a grid-stride loop so each block
 // sums its columns' weight/bias gradients privately (no atomics), the caller adds the blocks up.
-#include <cstdlib>
-#include <string>
-
 #include "fused_common.cuh"
 #include "fused_kernels.h"
 
@@ -175,97 +172,6 @@ __global__ void mh_norm_forward_vec_kernel(const T* __restrict__ x, const T* __r
   }
 }
 
-// Forward with each thread's values in registers and blocks walking rows in a grid-stride loop
-// (one resident wave): the next row's loads are issued before this row's two reductions, so every
-// block keeps memory traffic in flight across its barriers (one block per row with the row in
-// shared memory moved ~3.3 TB/s on the H200 at h = 2048). S strips of V values per thread.
-template <typename T, bool kRms, int S>
-__global__ void __launch_bounds__(512)
-    mh_norm_forward_reg_kernel(const T* __restrict__ x, const T* __restrict__ x_bias, const T* __restrict__ residual,
-                               const T* __restrict__ weight, const T* __restrict__ bias, T* __restrict__ y,
-                               T* __restrict__ sum_out, float* __restrict__ mean_out, float* __restrict__ rstd_out,
-                               int64_t rows, int64_t h, float eps) {
-  constexpr int V = Vec<T>::kSize;
-  __shared__ float scratch[32];
-  int64_t col[S];
-  float xb[S][V];  // x_bias, the same for every row
-#pragma unroll
-  for (int s = 0; s < S; ++s) {
-    col[s] = (static_cast<int64_t>(s) * blockDim.x + threadIdx.x) * V;
-    Vec<T> bv;
-    if (x_bias != nullptr && col[s] < h) bv = load_vec(x_bias + col[s]);
-#pragma unroll
-    for (int k = 0; k < V; ++k) xb[s][k] = x_bias != nullptr && col[s] < h ? to_f32(bv.v[k]) : 0.0f;
-  }
-  Vec<T> xv[S], rv[S];  // the row being worked on (loaded one step ahead)
-  auto load_row = [&](int64_t r) {
-#pragma unroll
-    for (int s = 0; s < S; ++s)
-      if (col[s] < h && r < rows) {
-        xv[s] = load_vec(x + r * h + col[s]);
-        if (residual != nullptr) rv[s] = load_vec(residual + r * h + col[s]);
-      }
-  };
-  load_row(blockIdx.x);
-  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    float v[S][V];
-    float local = 0.0f;
-#pragma unroll
-    for (int s = 0; s < S; ++s) {
-      if (col[s] >= h) {
-#pragma unroll
-        for (int k = 0; k < V; ++k) v[s][k] = 0.0f;
-        continue;
-      }
-      if (residual != nullptr) {
-        Vec<T> sv;
-#pragma unroll
-        for (int k = 0; k < V; ++k) {
-          sv.v[k] = from_f32<T>(to_f32(xv[s].v[k]) + xb[s][k] + to_f32(rv[s].v[k]));
-          v[s][k] = to_f32(sv.v[k]);  // normalise what the residual stream carries
-        }
-        store_vec(sum_out + r * h + col[s], sv);
-      } else {
-#pragma unroll
-        for (int k = 0; k < V; ++k) v[s][k] = to_f32(xv[s].v[k]) + xb[s][k];
-      }
-#pragma unroll
-      for (int k = 0; k < V; ++k) local += v[s][k];
-    }
-    load_row(r + gridDim.x);
-    const float mean = kRms ? 0.0f : block_sum(local, scratch) / static_cast<float>(h);
-    float sq = 0.0f;
-#pragma unroll
-    for (int s = 0; s < S; ++s)
-      if (col[s] < h)
-#pragma unroll
-        for (int k = 0; k < V; ++k) {
-          const float d = v[s][k] - mean;
-          sq += d * d;
-        }
-    const float rstd = rsqrtf(block_sum(sq, scratch) / static_cast<float>(h) + eps);
-#pragma unroll
-    for (int s = 0; s < S; ++s) {
-      if (col[s] >= h) continue;
-      const Vec<T> wv = load_vec(weight + col[s]);
-      Vec<T> bv;
-      if (!kRms && bias != nullptr) bv = load_vec(bias + col[s]);
-      Vec<T> out;
-#pragma unroll
-      for (int k = 0; k < V; ++k) {
-        float o = (v[s][k] - mean) * rstd * to_f32(wv.v[k]);
-        if (!kRms && bias != nullptr) o += to_f32(bv.v[k]);
-        out.v[k] = from_f32<T>(o);
-      }
-      store_vec(y + r * h + col[s], out);
-    }
-    if (threadIdx.x == 0) {
-      if (!kRms) mean_out[r] = mean;
-      rstd_out[r] = rstd;
-    }
-  }
-}
-
 // Backward in 16-byte vectors with every per-thread value in registers (h <= S * blockDim * V):
 // shared memory holds only the reduction scratch, so more blocks fit on an SM and more loads are
 // in flight (a version keeping them in shared memory moved ~2 TB/s on the H200 at h = 2048).
@@ -373,40 +279,6 @@ int64_t vec_slots(int64_t h, int v, int threads) {
   return (h + strip - 1) / strip * strip;
 }
 
-template <typename T>
-using ForwardRegKernel = void (*)(const T*, const T*, const T*, const T*, const T*, T*, T*, float*, float*, int64_t,
-                                  int64_t, float);
-
-// The register forward for rows of `strips` strips per thread, or null (then the shared-memory one).
-template <typename T>
-ForwardRegKernel<T> forward_reg_kernel(bool rms, int64_t strips) {
-  if (strips == 1) return rms ? mh_norm_forward_reg_kernel<T, true, 1> : mh_norm_forward_reg_kernel<T, false, 1>;
-  if (strips == 2) return rms ? mh_norm_forward_reg_kernel<T, true, 2> : mh_norm_forward_reg_kernel<T, false, 2>;
-  return nullptr;
-}
-
-// One resident wave of blocks (at most one per row).
-template <typename T>
-int64_t forward_reg_blocks(ForwardRegKernel<T> kernel, int threads, int64_t rows) {
-  int per_sm = 0, device = 0, sms = 0;
-  int64_t blocks = 1024;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) == cudaSuccess &&
-      cudaGetDevice(&device) == cudaSuccess &&
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && per_sm * sms > 0)
-    blocks = static_cast<int64_t>(per_sm) * sms;
-  cudaGetLastError();
-  return rows < blocks ? (rows > 0 ? rows : 1) : blocks;
-}
-
-// MEGAHOST_NORM_FORWARD_REG=0: the one-block-per-row shared-memory forward (for comparison).
-bool forward_reg_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("MEGAHOST_NORM_FORWARD_REG");
-    return v == nullptr || std::string(v) != "0";
-  }();
-  return on;
-}
-
 }  // namespace
 
 int norm_forward(int dtype, bool rms, const void* x, const void* x_bias, const void* residual, const void* weight,
@@ -420,18 +292,7 @@ int norm_forward(int dtype, bool rms, const void* x, const void* x_bias, const v
     const int threads = vec_threads(h, V);
     const int64_t slots = vec_slots(h, V, threads);
     const size_t smem_vec = (static_cast<size_t>(slots) + 32) * sizeof(float);
-    const bool vec = vec_ok<T>(h, {x, x_bias, residual, weight, bias, y, sum_out});
-    if (vec && forward_reg_enabled()) {
-      const int64_t strips = slots / (static_cast<int64_t>(threads) * V);
-      if (auto* kr = forward_reg_kernel<T>(rms, strips)) {
-        kr<<<static_cast<unsigned>(forward_reg_blocks<T>(kr, threads, rows)), threads, 0, as_stream(stream)>>>(
-            static_cast<const T*>(x), static_cast<const T*>(x_bias), static_cast<const T*>(residual),
-            static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<T*>(y), static_cast<T*>(sum_out),
-            mean, rstd, rows, h, eps);
-        return;
-      }
-    }
-    if (smem_vec <= 48 * 1024 && vec) {
+    if (smem_vec <= 48 * 1024 && vec_ok<T>(h, {x, x_bias, residual, weight, bias, y, sum_out})) {
       auto* kv = rms ? mh_norm_forward_vec_kernel<T, true> : mh_norm_forward_vec_kernel<T, false>;
       kv<<<static_cast<unsigned>(rows), threads, smem_vec, as_stream(stream)>>>(
           static_cast<const T*>(x), static_cast<const T*>(x_bias), static_cast<const T*>(residual),

@@ -11,7 +11,6 @@ namespace megahost::sdk::kernels {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kRowsInFlight = 4;
 
 struct Parts {
   SplitPart part[kMaxSplitParts];
@@ -20,10 +19,10 @@ struct Parts {
 
 // Block (x, y) owns the strip of columns [x, x + 1) * blockDim * V and the rows y, y + gridDim.y,
 // ...: a thread copies one 16-byte vector per row and keeps its column sums in registers, with
-// kRowsInFlight rows' loads issued before the first store. Few registers, so many blocks per SM
+// R rows' loads issued before the first store (8 when there is no store: sums alone). Few registers, so many blocks per SM
 // and many loads in flight (a block owning whole rows, 3-4 vectors per thread per row, needed
 // ~128 registers and moved 1.4-2.6 TB/s on the H200).
-template <typename T>
+template <typename T, int R>
 __global__ void __launch_bounds__(kThreads)
     mh_pack_split_grads_kernel(Parts parts, int64_t rows, int64_t groups, int64_t width, T* __restrict__ dy,
                                float* __restrict__ partial) {
@@ -51,10 +50,10 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int k = 0; k < V; ++k) sum[k] = 0.0f;
   const int64_t step = gridDim.y;
-  for (int64_t r0 = blockIdx.y; r0 < rows; r0 += kRowsInFlight * step) {
-    Vec<T> v[kRowsInFlight];
+  for (int64_t r0 = blockIdx.y; r0 < rows; r0 += R * step) {
+    Vec<T> v[R];
 #pragma unroll
-    for (int i = 0; i < kRowsInFlight; ++i) {
+    for (int i = 0; i < R; ++i) {
       const int64_t r = r0 + i * step;
       if (r >= rows) continue;
       if (src != nullptr) {
@@ -65,7 +64,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
 #pragma unroll
-    for (int i = 0; i < kRowsInFlight; ++i) {
+    for (int i = 0; i < R; ++i) {
       const int64_t r = r0 + i * step;
       if (r >= rows) continue;
       if (dy != nullptr) store_vec(dy + r * n + col, v[i]);
@@ -91,7 +90,7 @@ template <typename T>
 int64_t row_groups(int64_t n) {
   int per_sm = 0, device = 0, sms = 0;
   int64_t resident = 132 * 8;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mh_pack_split_grads_kernel<T>, kThreads, 0) ==
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mh_pack_split_grads_kernel<T, 4>, kThreads, 0) ==
           cudaSuccess &&
       cudaGetDevice(&device) == cudaSuccess &&
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && per_sm * sms > 0)
@@ -134,8 +133,8 @@ int pack_split_grads(int dtype, const SplitPart* parts, int n_parts, int64_t row
       return cudaErrorInvalidValue;
     if (dy == nullptr && (partial == nullptr || n_parts != 1)) return cudaErrorInvalidValue;  // sums of one matrix
     const dim3 grid(static_cast<unsigned>(column_strips(groups * width, V)), static_cast<unsigned>(blocks));
-    mh_pack_split_grads_kernel<T><<<grid, kThreads, 0, as_stream(stream)>>>(all, rows, groups, width,
-                                                                           static_cast<T*>(dy), partial);
+    auto* kernel = dy != nullptr ? mh_pack_split_grads_kernel<T, 4> : mh_pack_split_grads_kernel<T, 8>;
+    kernel<<<grid, kThreads, 0, as_stream(stream)>>>(all, rows, groups, width, static_cast<T*>(dy), partial);
     return cudaSuccess;
   });
 }

@@ -230,15 +230,17 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
 };
 
 #if defined(MH_SDK_WITH_CUDA)
-// fc2's input gradient with the GeLU backward in its epilogue (MEGAHOST_DGELU_EPILOGUE=1):
-// dpre [M, f] = (dout w2) * gelu_tanh'(pre) straight from the GEMM (no [M, f] round trip through
-// memory), then fc1's bias gradient as column sums of dpre into b1's main gradient when bound.
-// False (nothing done) when switched off or cuBLASLt has no algorithm: the caller's kernel runs.
+// fc2's input gradient with the GeLU backward in its epilogue: dpre [M, f] = (dout w2) *
+// gelu_tanh'(pre) straight from the GEMM (no [M, f] round trip through memory), then fc1's bias
+// gradient as column sums of dpre into b1's main gradient when bound. The GEMM gets ~1.5 ms per
+// GPT-1.3B iteration slower, the sums take ~2 ms, the separate GeLU-backward kernel's 4.8 ms go.
+// False (nothing done) when switched off (MEGAHOST_DGELU_EPILOGUE=0) or cuBLASLt has no
+// algorithm: the caller's kernel runs.
 bool dgelu_epilogue_backward(const at::Tensor& dout, const at::Tensor& w2, const at::Tensor& pre,
                              const at::Tensor& b1, at::Tensor* dpre, at::Tensor* db1) {
   static const bool on = [] {
     const char* v = std::getenv("MEGAHOST_DGELU_EPILOGUE");
-    return v != nullptr && std::string(v) == "1";
+    return v == nullptr || std::string(v) != "0";
   }();
   if (!on || !lt_operands(dout, w2)) return false;
   const int64_t m = dout.size(0), f = w2.size(1);
