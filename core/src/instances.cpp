@@ -97,6 +97,15 @@ void Model::set_training(bool training) {
 }
 void Model::zero_grad() { throw_if_error(api_->zero_grad(m_, cpu_stream()), cat("model '", id_, "'")); }
 
+bool Model::can_zero_grad_deferred() const {
+  return MH_HAS_SLOT(api_, mh_model_api, zero_grad_deferred) && api_->zero_grad_deferred != nullptr;
+}
+
+void Model::zero_grad_deferred() {
+  MH_CORE_CHECK(can_zero_grad_deferred(), "model '", id_, "' cannot defer zero_grad (ABI 1.6 zero_grad_deferred)");
+  throw_if_error(api_->zero_grad_deferred(m_, cpu_stream()), cat("model '", id_, "' zero_grad_deferred"));
+}
+
 Loss Model::forward_backward(const std::vector<std::pair<std::string, at::Tensor>>& batch, double grad_scale) {
   AbiBatch b(batch);
   mh_loss loss{sizeof(mh_loss), 0, 0};

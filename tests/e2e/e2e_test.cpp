@@ -41,9 +41,9 @@ struct Result {
 };
 
 // Runs megahost; the output holds stdout and stderr, or stdout only.
-Result run(const std::string& args, bool with_stderr = true) {
+Result run(const std::string& args, bool with_stderr = true, const std::string& env = "") {
   Result r;
-  const std::string cmd = kMegahost + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+  const std::string cmd = env + (env.empty() ? "" : " ") + kMegahost + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return r;
   char buf[4096];
@@ -331,6 +331,31 @@ TEST_F(E2E, ResumeIsExact) {
     ASSERT_TRUE(mb.count(k)) << k;
     EXPECT_EQ(m["lm_loss"].get<double>(), mb[k]["lm_loss"].get<double>()) << k;  // bit-exact
     if (m.contains("grad_norm")) EXPECT_EQ(m["grad_norm"].get<double>(), mb[k]["grad_norm"].get<double>()) << k;
+  }
+}
+
+// The host's bound gradient buffers are not zeroed between iterations (ABI 1.6
+// zero_grad_deferred: the next backward's first write of each gradient stores): every logged
+// loss and gradient norm equals a run that zeroes them (MEGAHOST_DEFER_ZERO_GRAD=0), bit for bit,
+// over iterations of two micro-batches each (the second one adds).
+TEST_F(E2E, DeferredZeroGradIsExact) {
+  const std::string data = preprocess_bytes();
+  const std::string recipe = write_recipe(data);
+  const std::string common = " --set training.train_iters=6 --set training.eval_interval=3";
+  Result a = run("run " + recipe + common + " --set logging.metrics_file=" + path("deferred.jsonl") +
+                 " --set checkpoint.save=" + path("ckpt_deferred") + " --set checkpoint.load=" + path("ckpt_deferred"));
+  ASSERT_EQ(a.code, 0) << a.out;
+  Result b = run("run " + recipe + common + " --set logging.metrics_file=" + path("zeroed.jsonl") +
+                     " --set checkpoint.save=" + path("ckpt_zeroed") + " --set checkpoint.load=" + path("ckpt_zeroed"),
+                 true, "MEGAHOST_DEFER_ZERO_GRAD=0");
+  ASSERT_EQ(b.code, 0) << b.out;
+  const auto ma = read_metrics(path("deferred.jsonl")), mb = read_metrics(path("zeroed.jsonl"));
+  ASSERT_EQ(ma.size(), mb.size());
+  ASSERT_GE(ma.size(), 6u);
+  for (size_t i = 0; i < ma.size(); ++i) {
+    SCOPED_TRACE(ma[i].dump());
+    EXPECT_EQ(ma[i]["lm_loss"].get<double>(), mb[i]["lm_loss"].get<double>());
+    if (ma[i].contains("grad_norm")) EXPECT_EQ(ma[i]["grad_norm"].get<double>(), mb[i]["grad_norm"].get<double>());
   }
 }
 

@@ -120,6 +120,41 @@ TEST(FusedLinear, TiedUseAddsItsShareAndLeavesGradReadyToTheLastUse) {
   EXPECT_EQ(main.ready, (std::vector<int>{1}));
 }
 
+// zero_grad_deferred (ABI 1.6): the bound gradients keep stale values, yet after the next
+// backward each equals a fresh backward's: written through fused::linear (its first write stores),
+// through autograd (a pre-hook zeroes before the accumulation), or not at all
+// (finish_deferred_zero); a second backward after that adds again.
+TEST(FusedLinear, DeferredZeroGradStoresEachGradientsFirstWrite) {
+  nn::ParamRegistry reg(at::kCPU, at::kFloat, 31);
+  at::Tensor w = reg.create("w", {6, 8}, nn::Init::normal(0.5), -1, 0);
+  at::Tensor b = reg.create("b", {6}, nn::Init::normal(0.5), -1, MH_PARAM_NO_WEIGHT_DECAY);
+  at::Tensor scale = reg.create("scale", {6}, nn::Init::normal(0.5), -1, 0);
+  at::Tensor unused = reg.create("unused", {3}, nn::Init::normal(0.5), -1, 0);
+  MainGrads main(reg, at::kFloat);  // every gradient starts at 0.5
+  const at::Tensor x = at::randn({5, 8});
+  auto backward = [&] { (fused::linear(x, w, b, /*accumulate_into_grad=*/true) * scale).pow(2).sum().backward(); };
+  at::Tensor w64 = leaf64(w), b64 = leaf64(b), s64 = leaf64(scale);
+  (at::linear(x.to(at::kDouble), w64, b64) * s64).pow(2).sum().backward();
+  const std::vector<at::Tensor> want = {w64.grad(), b64.grad(), s64.grad(), at::zeros({3}, at::kDouble)};
+
+  backward();  // stale: 0.5 + one backward
+  reg.zero_grad_deferred();
+  backward();
+  reg.finish_deferred_zero();
+  for (size_t i = 0; i < want.size(); ++i) {
+    SCOPED_TRACE(reg.params()[i].name);
+    EXPECT_CLOSE(main.per_param[i], want[i], 1e-5);
+  }
+  reg.zero_grad_deferred();
+  backward();
+  reg.finish_deferred_zero();
+  backward();  // not deferred: adds
+  for (size_t i = 0; i < want.size(); ++i) {
+    SCOPED_TRACE(reg.params()[i].name);
+    EXPECT_CLOSE(main.per_param[i], 2 * want[i], 1e-5);
+  }
+}
+
 TEST(FusedLinear, GeluMlpMatchesItsReferenceOnCpu) {
   nn::ParamRegistry reg(at::kCPU, at::kFloat, 99);
   at::Tensor w1 = reg.create("w1", {64, 32}, nn::Init::normal(0.2), -1, 0);
@@ -224,15 +259,18 @@ TEST(FusedLinear, CudaEmbeddingMatchesFloat64) {
   const at::Device gpu(at::kCUDA, 0);
   for (at::ScalarType dtype : {at::kFloat, at::kBFloat16})
   // 0: returned, 1: main gradients, 2: main gradients + tied use through autograd, 3: main
-  // gradients + tied use through fused::linear, 4: returned + tied use through fused::linear
-  for (int mode = 0; mode < 5; ++mode) {
+  // gradients + tied use through fused::linear, 4: returned + tied use through fused::linear,
+  // 5: as 3 after zero_grad_deferred (the stale 0.5 must not show)
+  for (int mode = 0; mode < 6; ++mode) {
     SCOPED_TRACE(std::string(c10::toString(dtype)) + " mode " + std::to_string(mode));
     nn::ParamRegistry reg(gpu, dtype, 11);
     at::Tensor word = reg.create("word", {50, 64}, nn::Init::normal(0.5), -1, 0);
     at::Tensor pos = reg.create("pos", {16, 64}, nn::Init::normal(0.5), -1, 0);
     std::unique_ptr<MainGrads> main;
-    const bool bound = mode >= 1 && mode <= 3, tied = mode >= 2, fused_tied = mode >= 3;
+    const bool bound = (mode >= 1 && mode <= 3) || mode == 5, tied = mode >= 2, fused_tied = mode >= 3,
+               deferred = mode == 5;
     if (bound) main = std::make_unique<MainGrads>(reg, at::kFloat);
+    if (deferred) reg.zero_grad_deferred();
     const int64_t b = 3, s = 16;
     at::manual_seed(12);
     // ids 0..3 most of the time: runs of ~10 rows; a few others once
@@ -254,10 +292,14 @@ TEST(FusedLinear, CudaEmbeddingMatchesFloat64) {
     at::Tensor loss64 = (ref * seed).sum();
     if (tied) loss64 = loss64 + at::linear(x, w64).pow(2).sum();
     loss64.backward();
+    if (deferred) reg.finish_deferred_zero();
     const double tol = dtype == at::kFloat ? 1e-5 : 1e-2;
     EXPECT_CLOSE(out, ref, tol);
-    EXPECT_CLOSE(bound ? main->added(0) : word.grad(), w64.grad(), tol);
-    EXPECT_CLOSE(bound ? main->added(1) : pos.grad(), p64.grad(), tol);
+    auto got = [&](size_t i, const at::Tensor& returned) {
+      return deferred ? main->per_param[i].to(at::kDouble) : bound ? main->added(i) : returned;
+    };
+    EXPECT_CLOSE(got(0, word.grad()), w64.grad(), tol);
+    EXPECT_CLOSE(got(1, pos.grad()), p64.grad(), tol);
     if (bound) EXPECT_EQ(main->ready, (std::vector<int>{1, 1}));
   }
 }
@@ -269,7 +311,7 @@ TEST(FusedLinear, CudaEmbeddingMatchesFloat64) {
 // GPU block's gradients are bound to a float32 main-gradient buffer as the host binds them: the
 // fused backwards add weights, norm parameters and biases straight into it, and every
 // parameter's grad-ready must fire exactly once.
-static void check_block_against_cpu(at::ScalarType dtype, bool main_grads) {
+static void check_block_against_cpu(at::ScalarType dtype, bool main_grads, bool deferred = false) {
   nn::TransformerConfig cfg;
   cfg.num_layers = 2;
   cfg.hidden_size = 64;
@@ -293,17 +335,20 @@ static void check_block_against_cpu(at::ScalarType dtype, bool main_grads) {
   }
   std::unique_ptr<MainGrads> main;
   if (main_grads) main = std::make_unique<MainGrads>(gpu_reg, at::kFloat);
+  if (deferred) gpu_reg.zero_grad_deferred();  // the main gradients' 0.5 counts as zero now
   const at::Tensor x = at::randn({16, 3, 64}, at::kFloat);  // [s, b, h]
   const at::Tensor seed = at::randn({16, 3, 64}, at::kFloat);
   const at::Tensor y_cpu = cpu_block.forward(x, at::Tensor(), /*training=*/true);
   (y_cpu * seed).sum().backward();
   const at::Tensor y_gpu = gpu_block.forward(x.to(gpu_reg.device(), dtype), at::Tensor(), /*training=*/true);
   (y_gpu * seed.to(y_gpu.options())).sum().backward();
+  if (deferred) gpu_reg.finish_deferred_zero();
   const double bound = dtype == at::kFloat ? 1e-4 : 3e-2;
   EXPECT_CLOSE(y_gpu, y_cpu, bound);
   for (size_t i = 0; i < cpu_reg.params().size(); ++i) {
     SCOPED_TRACE(cpu_reg.params()[i].name);
-    const at::Tensor g = main ? main->added(i) : gpu_reg.params()[i].data.grad();
+    const at::Tensor g = deferred ? main->per_param[i].to(at::kDouble)
+                                  : main ? main->added(i) : gpu_reg.params()[i].data.grad();
     EXPECT_CLOSE(g, cpu_reg.params()[i].data.grad(), bound);
   }
   if (main) EXPECT_EQ(main->ready, std::vector<int>(gpu_reg.params().size(), 1)) << "grad-ready once per parameter";
@@ -322,5 +367,15 @@ TEST(FusedLinear, CudaTransformerBlockIntoFloat32MainGradients) {
   for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
     SCOPED_TRACE(c10::toString(dtype));
     check_block_against_cpu(dtype, /*main_grads=*/true);
+  }
+}
+
+// The same after zero_grad_deferred: the weight-gradient GEMMs store (beta = 0), the column sums
+// assign, so the main gradients' stale 0.5 must not show in any of them.
+TEST(FusedLinear, CudaTransformerBlockAfterDeferredZeroGrad) {
+  SKIP_WITHOUT_GPU();
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    check_block_against_cpu(dtype, /*main_grads=*/true, /*deferred=*/true);
   }
 }

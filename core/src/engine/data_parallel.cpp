@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <string>
 
 #include "data_parallel_comm.h"
 #include "megahost/core/error.h"
@@ -200,12 +202,32 @@ DataParallel::~DataParallel() {
 
 int64_t DataParallel::dp_size() const { return comm_->info("dp").size; }
 
+namespace {
+// MEGAHOST_DEFER_ZERO_GRAD=0: zero the bound gradient buffers in a pass of their own every
+// iteration (for comparison) instead of letting the model's next backward store into them.
+bool defer_zero_grad_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_DEFER_ZERO_GRAD");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return on;
+}
+}  // namespace
+
 void DataParallel::zero_grad() {
   at::NoGradGuard no_grad;
   std::lock_guard<std::mutex> lock(mu_);
   for (Chunk& c : chunks_) {
-    c.grad_buffer.zero_();
-    if (!c.bound) c.model->zero_grad();
+    // Bound storage: after one real zeroing (the bucket padding stays zero: the reductions and
+    // scalings keep it so) the model's next backward stores the gradients instead of adding:
+    // no pass over the buffer (5.2 GB for GPT-1.3B in fp32).
+    if (c.bound && c.zeroed_once && defer_zero_grad_enabled() && c.model->can_zero_grad_deferred()) {
+      c.model->zero_grad_deferred();
+    } else {
+      c.grad_buffer.zero_();
+      c.zeroed_once = true;
+      if (!c.bound) c.model->zero_grad();
+    }
     for (BucketState& b : c.buckets) {
       std::fill(b.ready.begin(), b.ready.end(), 0);
       b.num_ready = 0;

@@ -113,6 +113,7 @@ mh_error* MH_ABI gpt_forward_backward(mh_model* m, const mh_named_tensor* batch,
     // makes it the whole sequence's mean.
     const auto readback = sdk::parallel::start_loss_readback(loss);  // queued before backward: no stall
     (loss.objective() * grad_scale).backward();
+    self->model->params.finish_deferred_zero();  // a gradient this backward did not write is zero
     write_loss(out, readback);
     return nullptr;
   }
@@ -206,9 +207,10 @@ const void* MH_ABI gpt_get_extension(const mh_model* /*m*/, const char* id) {
   return nullptr;
 }
 
-const mh_model_api kModelApi = {MH_TABLE_HEADER(mh_model_api), Table::destroy,   Table::visit_params,
-                                Table::set_training,            Table::zero_grad, gpt_forward_backward,
-                                gpt_forward_loss,               gpt_get_extension, Table::bind_storage};
+const mh_model_api kModelApi = {MH_TABLE_HEADER(mh_model_api), Table::destroy,    Table::visit_params,
+                                Table::set_training,            Table::zero_grad,  gpt_forward_backward,
+                                gpt_forward_loss,               gpt_get_extension, Table::bind_storage,
+                                Table::zero_grad_deferred};
 
 // ---- factory ----
 

@@ -142,6 +142,9 @@ bool accumulate_weight_grad(const at::Tensor& weight, const at::Tensor& dy, cons
   at::Tensor grad = weight.grad();
   if (!grad.defined() || grad.sizes() != weight.sizes() || !grad.is_contiguous() || grad.device() != dy.device())
     return false;
+  // A gradient that counts as zero (zero_grad_deferred): this write stores (beta = 0), no pass
+  // zeroed it before. On the paths below that cannot store it is zeroed first.
+  bool store = nn::take_deferred_zero(weight);
 #if defined(MH_SDK_WITH_CUDA)
   if (available(dy) && half_precision(dy) && x.scalar_type() == dy.scalar_type() &&
       (grad.scalar_type() == at::kFloat || grad.scalar_type() == dy.scalar_type())) {
@@ -149,7 +152,7 @@ bool accumulate_weight_grad(const at::Tensor& weight, const at::Tensor& dy, cons
     kernels::GemmArgs g = lt_args(dy);
     g.dtype_d = detail::dtype_code(grad);
     g.trans_a = true;  // dy^T
-    g.accumulate = true;
+    g.accumulate = !store;
     g.m = dy.size(1), g.n = x.size(1), g.k = dy.size(0);
     g.a = dy.data_ptr(), g.lda = dy.size(1);
     g.b = x.data_ptr(), g.ldb = x.size(1);
@@ -168,6 +171,7 @@ bool accumulate_weight_grad(const at::Tensor& weight, const at::Tensor& dy, cons
     if (run_lt(g, "weight gradient")) return true;
   }
 #endif
+  if (store) grad.zero_();  // autograd (or addmm_ below) adds into it
   if (grad.scalar_type() != dy.scalar_type()) return false;
   grad.addmm_(dy.t(), x);
   return true;
@@ -185,7 +189,8 @@ at::Tensor weight_grad(const at::Tensor& weight, const at::Tensor& dy, const at:
   }
   const at::Tensor dw = at::mm(dy.t(), x);
   if (!notify && accumulate && weight.grad().defined()) {
-    weight.grad().add_(dw);
+    if (nn::take_deferred_zero(weight)) weight.mutable_grad().copy_(dw);
+    else weight.mutable_grad().add_(dw);
     return {};
   }
   return dw;

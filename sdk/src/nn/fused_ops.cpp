@@ -82,7 +82,8 @@ std::vector<at::Tensor> grads_from_partial_sums(const std::vector<PartialSums>& 
     j.partial = part.data_ptr<float>();
     if (grad_takes_sums(jobs[i].param, n)) {
       at::Tensor g = jobs[i].param.grad();
-      j.out = g.data_ptr(), j.out_dtype = dtype_code(g), j.accumulate = 1;
+      // A gradient that counts as zero (zero_grad_deferred) is assigned, not added to.
+      j.out = g.data_ptr(), j.out_dtype = dtype_code(g), j.accumulate = nn::take_deferred_zero(jobs[i].param) ? 0 : 1;
       notify.push_back(&jobs[i].param);
     } else {
       out[i] = at::empty({n}, part.options().dtype(jobs[i].param.scalar_type()));
@@ -371,6 +372,7 @@ struct EmbeddingFn : torch::autograd::Function<EmbeddingFn> {
     auto table_backward = [&](const at::Tensor& table, const at::Tensor& table_ids, bool notify) -> at::Tensor {
       bool bound = false;
       at::Tensor g = embedding_grad_target(table, &bound);
+      if (bound && nn::take_deferred_zero(table)) g.zero_();  // rows are added sparsely: zero it first
       const auto [sorted, order] = at::sort(table_ids.reshape({-1}), /*stable=*/true, /*dim=*/0, /*descending=*/false);
       check_launch(kernels::embedding_backward(dtype_code(dy), dy.data_ptr(), sorted.data_ptr<int64_t>(),
                                                order.data_ptr<int64_t>(), g.data_ptr(), dtype_code(g), b, s, h,

@@ -10,6 +10,7 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <atomic>
 #include <mutex>
 #include <unordered_map>
 
@@ -155,6 +156,39 @@ void forget_targets(const std::vector<Param>& params) {
   for (const auto& p : params) grad_ready_targets().erase(p.data.unsafeGetTensorImpl());
 }
 
+// zero_grad_deferred's flags, by TensorImpl: set when the gradient counts as zero.
+std::mutex deferred_mutex;
+std::unordered_map<const c10::TensorImpl*, std::shared_ptr<std::atomic<bool>>>& deferred_flags() {
+  static auto* f = new std::unordered_map<const c10::TensorImpl*, std::shared_ptr<std::atomic<bool>>>();
+  return *f;
+}
+
+std::shared_ptr<std::atomic<bool>> deferred_flag(const c10::TensorImpl* impl) {
+  const std::lock_guard<std::mutex> lock(deferred_mutex);
+  const auto it = deferred_flags().find(impl);
+  return it == deferred_flags().end() ? nullptr : it->second;
+}
+
+void forget_deferred(const std::vector<Param>& params) {
+  const std::lock_guard<std::mutex> lock(deferred_mutex);
+  for (const auto& p : params) deferred_flags().erase(p.data.unsafeGetTensorImpl());
+}
+
+// Before autograd adds a gradient into a deferred one: zero it first (once).
+struct DeferredZeroHook final : torch::autograd::FunctionPreHook {
+  DeferredZeroHook(std::shared_ptr<std::atomic<bool>> flag, at::Tensor leaf)
+      : flag(std::move(flag)), leaf(std::move(leaf)) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& grads) override {
+    if (!grads.empty() && grads[0].defined() && flag->exchange(false) && leaf.grad().defined()) {
+      at::NoGradGuard no_grad;
+      leaf.mutable_grad().zero_();
+    }
+    return grads;
+  }
+  std::shared_ptr<std::atomic<bool>> flag;
+  at::Tensor leaf;  // the parameter (its accumulator holds it too)
+};
+
 // The bound tensor for one side of a binding, checked against the parameter (undefined if NULL).
 at::Tensor bound_tensor(const DLTensor* dl, const Param& p, const char* what, bool any_float_dtype) {
   if (dl == nullptr) return {};
@@ -216,7 +250,42 @@ void ParamRegistry::bind(const mh_param_binding* bindings, size_t n, mh_grad_rea
   }
 }
 
-ParamRegistry::~ParamRegistry() { forget_targets(params_); }
+void ParamRegistry::zero_grad_deferred() {
+  // Repair a replaced .grad first, as zero_grad does (then the pre-hooks watch the live one).
+  for (auto& p : params_)
+    if (!p.data.grad().defined() || !p.data.grad().is_same(p.grad)) p.data.mutable_grad() = p.grad;
+  if (zeroing_accumulators_.empty()) {
+    std::vector<std::shared_ptr<std::atomic<bool>>> flags;
+    for (const auto& p : params_) {
+      auto acc = torch::autograd::impl::grad_accumulator(p.data);
+      MH_CHECK(acc != nullptr, MH_ERR_INTERNAL, "zero_grad_deferred: parameter '", p.name,
+               "' has no gradient accumulator (not a leaf with requires_grad)");
+      flags.push_back(std::make_shared<std::atomic<bool>>(false));
+      acc->add_pre_hook(std::make_unique<DeferredZeroHook>(flags.back(), p.data));
+      zeroing_accumulators_.push_back(std::move(acc));
+    }
+    const std::lock_guard<std::mutex> lock(deferred_mutex);
+    for (size_t i = 0; i < params_.size(); ++i) deferred_flags()[params_[i].data.unsafeGetTensorImpl()] = flags[i];
+  }
+  for (const auto& p : params_)
+    if (auto flag = deferred_flag(p.data.unsafeGetTensorImpl())) flag->store(true);
+}
+
+void ParamRegistry::finish_deferred_zero() {
+  at::NoGradGuard no_grad;
+  for (auto& p : params_)
+    if (take_deferred_zero(p.data)) p.grad.zero_();
+}
+
+bool take_deferred_zero(const at::Tensor& param) {
+  const auto flag = deferred_flag(param.unsafeGetTensorImpl());
+  return flag != nullptr && flag->exchange(false);
+}
+
+ParamRegistry::~ParamRegistry() {
+  forget_targets(params_);
+  forget_deferred(params_);
+}
 
 void notify_grad_accumulated(const at::Tensor& weight) {
   GradReadyTarget target{};

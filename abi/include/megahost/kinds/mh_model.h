@@ -131,6 +131,14 @@ typedef struct mh_model_api {
    * [main-thread] \since 1.1 */
   mh_error*(MH_ABI* bind_storage)(mh_model* m, const mh_param_binding* bindings, size_t n,
                                   mh_grad_ready_fn grad_ready, void* ctx);
+
+  /* zero_grad without a pass over the gradients: each gradient counts as zero until the next
+   * backward first writes it, and that first write stores instead of adding (a weight-gradient
+   * GEMM with beta = 0); whatever that backward leaves unwritten it zeroes at its end. After the
+   * next forward_backward (or pipeline backward) every gradient holds exactly what zero_grad and
+   * that backward would have left. The host must not read or write the gradients in between.
+   * NULL: unsupported (the host zeroes them). [stream-ordered] \since 1.6 */
+  mh_error*(MH_ABI* zero_grad_deferred)(mh_model* m, mh_stream stream);
 } mh_model_api;
 
 typedef struct mh_model_factory {

@@ -49,6 +49,10 @@ class Model {
 
   void set_training(bool training);
   void zero_grad();
+  // ABI 1.6: the gradients count as zero until the next backward writes them (see
+  // mh_model_api.zero_grad_deferred); false when the plugin cannot.
+  bool can_zero_grad_deferred() const;
+  void zero_grad_deferred();
   Loss forward_backward(const std::vector<std::pair<std::string, at::Tensor>>& batch, double grad_scale);
   Loss forward_loss(const std::vector<std::pair<std::string, at::Tensor>>& batch);
   bool has_logits() const;

@@ -207,6 +207,7 @@ struct PipelineTable {
                  "\nHINT: the host must send the shape stage_io reports");
         mb->output.backward(grad);
       }
+      s->model->params.finish_deferred_zero();  // a gradient this backward did not write is zero
       if (!stage.first) {
         const at::Tensor g = mb->input.grad().defined() ? mb->input.grad() : at::zeros_like(mb->input);
         *out_input_grad = at::toDLPack(g.detach());

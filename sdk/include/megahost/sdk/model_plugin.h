@@ -84,6 +84,16 @@ struct ModelTable {
     MH_SDK_CATCH(s->host)
   }
 
+  // ABI 1.6: the gradients count as zero until the next backward writes them (no pass over them).
+  static mh_error* MH_ABI zero_grad_deferred(mh_model* m, mh_stream /*stream*/) {
+    Instance* s = self(m);
+    MH_SDK_TRY {
+      s->model->params.zero_grad_deferred();
+      return nullptr;
+    }
+    MH_SDK_CATCH(s->host)
+  }
+
   // Host-owned storage (Megatron-Core's contiguous buffers): the registry re-points every parameter.
   static mh_error* MH_ABI bind_storage(mh_model* m, const mh_param_binding* bindings, size_t n,
                                        mh_grad_ready_fn grad_ready, void* ctx) {
@@ -103,6 +113,7 @@ struct ModelTable {
       check_loss_out(Plugin::kName, out);
       const auto b = Plugin::read_batch(*s->model, batch, n);
       (Plugin::loss(*s, b, out) * grad_scale).backward();
+      s->model->params.finish_deferred_zero();  // a gradient this backward did not write is zero
       return nullptr;
     }
     MH_SDK_CATCH(s->host)
@@ -125,9 +136,10 @@ struct ModelTable {
   // The whole table for a plugin whose forward is Plugin::loss.
   using GetExtensionFn = const void*(MH_ABI*)(const mh_model* m, const char* extension_id);
   static const mh_model_api& api(GetExtensionFn get_extension = no_extension) {
-    static const mh_model_api table = {MH_TABLE_HEADER(mh_model_api), destroy,      visit_params,
-                                       set_training,                  zero_grad,    forward_backward,
-                                       forward_loss,                  get_extension, bind_storage};
+    static const mh_model_api table = {MH_TABLE_HEADER(mh_model_api), destroy,       visit_params,
+                                       set_training,                  zero_grad,     forward_backward,
+                                       forward_loss,                  get_extension, bind_storage,
+                                       zero_grad_deferred};
     return table;
   }
 };

@@ -167,6 +167,7 @@ class DataParallel {
     size_t next_to_launch = 0;  // buckets launch in index order on every rank
     bool bound = false;
     bool sync_on = true;
+    bool zeroed_once = false;  // the whole buffer (bucket padding too) was zeroed at least once
   };
   // One optimizer-visible piece of a parameter.
   struct OptSlice {

@@ -82,6 +82,15 @@ class ParamRegistry {
   // someone replaced, so the host's views stay live.
   void zero_grad();
 
+  // mh_model_api.zero_grad_deferred: every gradient counts as zero until its first write of the
+  // next backward, which stores instead of adding. The fused layers ask take_deferred_zero()
+  // before they write (a weight-gradient GEMM then runs with beta = 0, column sums assign, the
+  // embedding zeroes its table first); a pre-hook on each parameter's gradient accumulator zeroes
+  // the gradient before autograd adds into it. finish_deferred_zero() (after each backward)
+  // zeroes whatever that backward did not write.
+  void zero_grad_deferred();
+  void finish_deferred_zero();
+
   // mh_model_api.bind_storage: moves parameter i (creation order = visit order) onto the host's
   // storage. bindings[i].data (NULL keeps ours) gets the current value, then the parameter's
   // TensorImpl is pointed at it (Tensor::set_data: every layer holding the tensor sees it; it
@@ -108,7 +117,14 @@ class ParamRegistry {
   // the grad_ready hooks alive across backwards (Megatron keeps its grad_accs for the same reason).
   std::vector<std::shared_ptr<torch::autograd::Node>> grad_accumulators_;
   std::vector<uintptr_t> hook_keys_;  // per accumulator: removed when bind runs again
+  // The accumulators holding the deferred-zero pre-hooks (added once: pre-hooks cannot be removed).
+  std::vector<std::shared_ptr<torch::autograd::Node>> zeroing_accumulators_;
 };
+
+// zero_grad_deferred's question before a write into param.grad(): true (once per deferral) when
+// the gradient still counts as zero, so the write must store, not add. False for parameters
+// never deferred.
+bool take_deferred_zero(const at::Tensor& param);
 
 // Gradient-accumulation fusion (Megatron's): a layer whose backward adds a weight's gradient
 // straight into weight.grad() (the host's fp32 main gradient) returns no gradient to autograd and
