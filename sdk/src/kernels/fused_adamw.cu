@@ -3,8 +3,6 @@
 // grid-stride loop and finds its tensor by binary search over the chunk prefix sums. The
 // gradient scale (clipping x 1/loss scale) is applied on the fly: no separate pass over the grads.
 #include <cstdint>
-#include <cstdlib>
-#include <string>
 
 #include "fused_common.cuh"
 #include "fused_kernels.h"
@@ -15,8 +13,7 @@ namespace {
 
 constexpr int kThreads = 512;
 
-template <int U>
-__global__ void __launch_bounds__(kThreads, 2) mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int64_t* __restrict__ chunk_start,
+__global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int64_t* __restrict__ chunk_start,
                              int64_t count, int64_t total_chunks, float lr, float beta1, float beta2, float eps,
                              float bias_correction1, float bias_correction2_sqrt, float grad_scale) {
   for (int64_t chunk = blockIdx.x; chunk < total_chunks; chunk += gridDim.x) {
@@ -50,40 +47,26 @@ __global__ void __launch_bounds__(kThreads, 2) mh_adamw_kernel(const AdamWTensor
     int64_t i = begin + threadIdx.x;
     if (vec) {
       const int64_t vec_end = begin + (end - begin) / 4 * 4;
-      const int64_t stride = 4 * static_cast<int64_t>(blockDim.x);
-      // U steps' loads in flight before the first store (the arrays may alias as far as the
-      // compiler knows, so it would not hoist the next step's loads above this step's stores).
-      for (int64_t j0 = begin + 4 * threadIdx.x; j0 < vec_end; j0 += U * stride) {
-        float4 g[U], p[U], m[U], v[U];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          const int64_t j = j0 + u * stride;
-          if (j >= vec_end) continue;
-          g[u] = *reinterpret_cast<const float4*>(t.grad + j), p[u] = *reinterpret_cast<const float4*>(t.param + j);
-          m[u] = *reinterpret_cast<const float4*>(t.exp_avg + j), v[u] = *reinterpret_cast<const float4*>(t.exp_avg_sq + j);
-        }
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          const int64_t j = j0 + u * stride;
-          if (j >= vec_end) continue;
-          float4 out;
-          out.x = update(g[u].x, p[u].x, m[u].x, v[u].x);
-          out.y = update(g[u].y, p[u].y, m[u].y, v[u].y);
-          out.z = update(g[u].z, p[u].z, m[u].z, v[u].z);
-          out.w = update(g[u].w, p[u].w, m[u].w, v[u].w);
-          *reinterpret_cast<float4*>(t.exp_avg + j) = m[u];
-          *reinterpret_cast<float4*>(t.exp_avg_sq + j) = v[u];
-          *reinterpret_cast<float4*>(t.param + j) = out;
-          if (t.model_copy != nullptr) {
-            if (t.copy_dtype == kBF16) {
-              __nv_bfloat16* c = static_cast<__nv_bfloat16*>(t.model_copy) + j;
-              *reinterpret_cast<__nv_bfloat162*>(c) = __floats2bfloat162_rn(out.x, out.y);
-              *reinterpret_cast<__nv_bfloat162*>(c + 2) = __floats2bfloat162_rn(out.z, out.w);
-            } else {
-              __half* c = static_cast<__half*>(t.model_copy) + j;
-              *reinterpret_cast<__half2*>(c) = __floats2half2_rn(out.x, out.y);
-              *reinterpret_cast<__half2*>(c + 2) = __floats2half2_rn(out.z, out.w);
-            }
+      for (int64_t j = begin + 4 * threadIdx.x; j < vec_end; j += 4 * blockDim.x) {
+        const float4 g = *reinterpret_cast<const float4*>(t.grad + j), p = *reinterpret_cast<const float4*>(t.param + j);
+        float4 m = *reinterpret_cast<const float4*>(t.exp_avg + j), v = *reinterpret_cast<const float4*>(t.exp_avg_sq + j);
+        float4 out;
+        out.x = update(g.x, p.x, m.x, v.x);
+        out.y = update(g.y, p.y, m.y, v.y);
+        out.z = update(g.z, p.z, m.z, v.z);
+        out.w = update(g.w, p.w, m.w, v.w);
+        *reinterpret_cast<float4*>(t.exp_avg + j) = m;
+        *reinterpret_cast<float4*>(t.exp_avg_sq + j) = v;
+        *reinterpret_cast<float4*>(t.param + j) = out;
+        if (t.model_copy != nullptr) {
+          if (t.copy_dtype == kBF16) {
+            __nv_bfloat16* c = static_cast<__nv_bfloat16*>(t.model_copy) + j;
+            *reinterpret_cast<__nv_bfloat162*>(c) = __floats2bfloat162_rn(out.x, out.y);
+            *reinterpret_cast<__nv_bfloat162*>(c + 2) = __floats2bfloat162_rn(out.z, out.w);
+          } else {
+            __half* c = static_cast<__half*>(t.model_copy) + j;
+            *reinterpret_cast<__half2*>(c) = __floats2half2_rn(out.x, out.y);
+            *reinterpret_cast<__half2*>(c + 2) = __floats2half2_rn(out.z, out.w);
           }
         }
       }
@@ -101,15 +84,6 @@ __global__ void __launch_bounds__(kThreads, 2) mh_adamw_kernel(const AdamWTensor
   }
 }
 
-// MEGAHOST_ADAMW_UNROLL=2: two steps' loads in flight per thread (to measure against one).
-int unroll() {
-  static const int u = [] {
-    const char* v = std::getenv("MEGAHOST_ADAMW_UNROLL");
-    return v != nullptr && std::string(v) == "2" ? 2 : 1;
-  }();
-  return u;
-}
-
 }  // namespace
 
 int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int64_t count, int64_t total_chunks,
@@ -117,9 +91,8 @@ int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int
                        float bias_correction2_sqrt, float grad_scale, void* stream) {
   if (count <= 0 || total_chunks <= 0) return 0;
   const unsigned blocks = static_cast<unsigned>(total_chunks < 132 * 16 ? total_chunks : 132 * 16);
-  auto* kernel = unroll() == 2 ? mh_adamw_kernel<2> : mh_adamw_kernel<1>;
-  kernel<<<blocks, kThreads, 0, as_stream(stream)>>>(table, chunk_start, count, total_chunks, lr, beta1, beta2, eps,
-                                                     bias_correction1, bias_correction2_sqrt, grad_scale);
+  mh_adamw_kernel<<<blocks, kThreads, 0, as_stream(stream)>>>(table, chunk_start, count, total_chunks, lr, beta1, beta2,
+                                                          eps, bias_correction1, bias_correction2_sqrt, grad_scale);
   return static_cast<int>(cudaGetLastError());
 }
 
