@@ -31,9 +31,9 @@ struct Result {
   std::string out;
 };
 
-Result run(const std::string& args) {
+Result run(const std::string& args, const std::string& env = "") {
   Result r;
-  FILE* p = popen((kMegahost + " " + args + " 2>&1").c_str(), "r");
+  FILE* p = popen((env + (env.empty() ? "" : " ") + kMegahost + " " + args + " 2>&1").c_str(), "r");
   if (p == nullptr) return r;
   char buf[4096];
   size_t n;
@@ -109,10 +109,10 @@ class Layouts : public ::testing::Test {
   static void TearDownTestSuite() { fs::remove_all(dir_); }
 
   // Trains on nproc ranks (1 = plain `run`) with extra --set flags; returns the metrics.
-  static Metrics train(const std::string& name, int nproc, const std::string& sets) {
+  static Metrics train(const std::string& name, int nproc, const std::string& sets, const std::string& env = "") {
     const std::string metrics = (dir_ / (name + ".jsonl")).string();
     const std::string args = "run " + recipe_ + " --set logging.metrics_file=" + metrics + " " + sets;
-    Result r = run(nproc == 1 ? args : "launch --nproc-per-node " + std::to_string(nproc) + " -- " + args);
+    Result r = run(nproc == 1 ? args : "launch --nproc-per-node " + std::to_string(nproc) + " -- " + args, env);
     EXPECT_EQ(r.code, 0) << name << ":\n" << r.out;
     return read_metrics(metrics);
   }
@@ -159,6 +159,25 @@ TEST_F(Layouts, DP2DistributedOptimizer) {
   expect_same_as_single("dp2do", 2,
                         "--set parallel.use_distributed_optimizer=true --set parallel.overlap_grad_reduce=true "
                         "--set parallel.overlap_param_gather=true --set parallel.ddp_bucket_size=5000");
+}
+// The gradient buffers left unzeroed between iterations (ABI 1.6 zero_grad_deferred) under the
+// layouts that touch them most: reduce-scattered buckets with overlap, and interleaved pipeline
+// stages (two model chunks per rank, several micro-batches each). Every figure equals a run that
+// zeroes them (MEGAHOST_DEFER_ZERO_GRAD=0) exactly.
+TEST_F(Layouts, DeferredZeroGradEqualsZeroing) {
+  const std::string layouts[][2] = {
+      {"do", "--set parallel.use_distributed_optimizer=true --set parallel.overlap_grad_reduce=true "
+             "--set parallel.ddp_bucket_size=5000"},
+      {"vp", "--set parallel.pipeline_model_parallel_size=2 --set parallel.num_layers_per_virtual_pipeline_stage=1"}};
+  for (const auto& [name, sets] : layouts) {
+    SCOPED_TRACE(name);
+    const Metrics deferred = train(name + "-deferred", 2, sets);
+    const Metrics zeroed = train(name + "-zeroed", 2, sets, "MEGAHOST_DEFER_ZERO_GRAD=0");
+    ASSERT_EQ(deferred.loss.size(), 3u);
+    EXPECT_EQ(deferred.loss, zeroed.loss);
+    EXPECT_EQ(deferred.grad_norm, zeroed.grad_norm);
+    EXPECT_EQ(deferred.valid, zeroed.valid);
+  }
 }
 TEST_F(Layouts, CP2) { expect_same_as_single("cp2", 2, "--set parallel.context_parallel_size=2"); }
 TEST_F(Layouts, TP2xPP2) {
