@@ -11,6 +11,7 @@ namespace megahost::sdk::kernels {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kRowsInFlight = 4;
 
 struct Parts {
   SplitPart part[kMaxSplitParts];
@@ -19,11 +20,11 @@ struct Parts {
 
 // Block (x, y) owns the strip of columns [x, x + 1) * blockDim * V and the rows y, y + gridDim.y,
 // ...: a thread copies one 16-byte vector per row and keeps its column sums in registers, with
-// R rows' loads issued before the first store (8 rows for the sums alone needed 116 registers
-// and ran slower: 3.7 against 2.1 ms/iter). Few registers, so many blocks per SM
+// kRowsInFlight rows' loads issued before the first store. Few registers, so many blocks per SM
 // and many loads in flight (a block owning whole rows, 3-4 vectors per thread per row, needed
-// ~128 registers and moved 1.4-2.6 TB/s on the H200).
-template <typename T, int R>
+// ~128 registers and moved 1.4-2.6 TB/s on the H200; eight rows in flight for the sums alone
+// needed 116 and ran slower: 3.7 against 2.1 ms/iter).
+template <typename T>
 __global__ void __launch_bounds__(kThreads)
     mh_pack_split_grads_kernel(Parts parts, int64_t rows, int64_t groups, int64_t width, T* __restrict__ dy,
                                float* __restrict__ partial) {
@@ -51,10 +52,10 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int k = 0; k < V; ++k) sum[k] = 0.0f;
   const int64_t step = gridDim.y;
-  for (int64_t r0 = blockIdx.y; r0 < rows; r0 += R * step) {
-    Vec<T> v[R];
+  for (int64_t r0 = blockIdx.y; r0 < rows; r0 += kRowsInFlight * step) {
+    Vec<T> v[kRowsInFlight];
 #pragma unroll
-    for (int i = 0; i < R; ++i) {
+    for (int i = 0; i < kRowsInFlight; ++i) {
       const int64_t r = r0 + i * step;
       if (r >= rows) continue;
       if (src != nullptr) {
@@ -65,7 +66,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
 #pragma unroll
-    for (int i = 0; i < R; ++i) {
+    for (int i = 0; i < kRowsInFlight; ++i) {
       const int64_t r = r0 + i * step;
       if (r >= rows) continue;
       if (dy != nullptr) store_vec(dy + r * n + col, v[i]);
@@ -91,7 +92,7 @@ template <typename T>
 int64_t row_groups(int64_t n) {
   int per_sm = 0, device = 0, sms = 0;
   int64_t resident = 132 * 8;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mh_pack_split_grads_kernel<T, 4>, kThreads, 0) ==
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mh_pack_split_grads_kernel<T>, kThreads, 0) ==
           cudaSuccess &&
       cudaGetDevice(&device) == cudaSuccess &&
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && per_sm * sms > 0)
@@ -134,8 +135,8 @@ int pack_split_grads(int dtype, const SplitPart* parts, int n_parts, int64_t row
       return cudaErrorInvalidValue;
     if (dy == nullptr && (partial == nullptr || n_parts != 1)) return cudaErrorInvalidValue;  // sums of one matrix
     const dim3 grid(static_cast<unsigned>(column_strips(groups * width, V)), static_cast<unsigned>(blocks));
-    auto* kernel = mh_pack_split_grads_kernel<T, 4>;
-    kernel<<<grid, kThreads, 0, as_stream(stream)>>>(all, rows, groups, width, static_cast<T*>(dy), partial);
+    mh_pack_split_grads_kernel<T><<<grid, kThreads, 0, as_stream(stream)>>>(all, rows, groups, width,
+                                                                           static_cast<T*>(dy), partial);
     return cudaSuccess;
   });
 }

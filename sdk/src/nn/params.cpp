@@ -114,12 +114,15 @@ int64_t ParamRegistry::numel() const {
 
 void ParamRegistry::zero_grad() {
   at::NoGradGuard no_grad;
-  for (auto& p : params_) {
-    p.grad.zero_();
-    // Someone (a torch optimizer, Module::zero_grad(set_to_none)) may have swapped .grad out:
-    // put ours back so backward keeps accumulating where the host's views point.
+  for (auto& p : params_) p.grad.zero_();
+  restore_grads();
+}
+
+void ParamRegistry::restore_grads() {
+  // Someone (a torch optimizer, Module::zero_grad(set_to_none)) may have swapped .grad out:
+  // put ours back so backward keeps accumulating where the host's views point.
+  for (auto& p : params_)
     if (!p.data.grad().defined() || !p.data.grad().is_same(p.grad)) p.data.mutable_grad() = p.grad;
-  }
 }
 
 namespace {
@@ -251,9 +254,7 @@ void ParamRegistry::bind(const mh_param_binding* bindings, size_t n, mh_grad_rea
 }
 
 void ParamRegistry::zero_grad_deferred() {
-  // Repair a replaced .grad first, as zero_grad does (then the pre-hooks watch the live one).
-  for (auto& p : params_)
-    if (!p.data.grad().defined() || !p.data.grad().is_same(p.grad)) p.data.mutable_grad() = p.grad;
+  restore_grads();
   if (zeroing_accumulators_.empty()) {
     std::vector<std::shared_ptr<std::atomic<bool>>> flags;
     for (const auto& p : params_) {

@@ -109,6 +109,8 @@ class ParamRegistry {
   at::ScalarType dtype() const { return dtype_; }
 
  private:
+  void restore_grads();  // .grad back to our tensor wherever someone replaced it
+
   at::Device device_;
   at::ScalarType dtype_;
   uint64_t init_seed_;
