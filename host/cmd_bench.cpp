@@ -336,7 +336,10 @@ int cmd_bench(int argc, char** argv) {
     if (core::read_world_env().rank != 0) return kExitOk;
     const nlohmann::json f = figures(o, info, t, mem);
     print_report(f);
-    if (o.profile) std::fputs(kernel_time_table(t.kernels, kProfiledIterations, 40).c_str(), stdout);
+    if (o.profile) {
+      std::fputs(kernel_time_table(t.kernels, kProfiledIterations, 40).c_str(), stdout);
+      std::fputs(idle_gap_table(t.kernels, kProfiledIterations).c_str(), stdout);
+    }
     if (!o.json_path.empty()) {
       std::ofstream out(o.json_path);
       MH_CORE_CHECK(out.good(), o.json_path, ": cannot write --json\nHINT: check the folder exists and is writable");

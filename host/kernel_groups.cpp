@@ -57,21 +57,75 @@ KernelGroup classify_kernel(std::string_view name) {
   return KernelGroup::kOther;
 }
 
-double idle_ns(const std::vector<KernelTime>& kernels) {
-  if (kernels.empty()) return 0;
-  std::vector<std::pair<double, double>> spans;  // [start, end)
-  spans.reserve(kernels.size());
+std::vector<IdleGap> idle_gaps(const std::vector<KernelTime>& kernels) {
+  std::vector<const KernelTime*> by_start;
+  by_start.reserve(kernels.size());
   for (const KernelTime& k : kernels) {
+    if (k.start_ns < 0) return {};
+    by_start.push_back(&k);
+  }
+  std::sort(by_start.begin(), by_start.end(),
+            [](const KernelTime* a, const KernelTime* b) { return a->start_ns < b->start_ns; });
+  std::vector<IdleGap> gaps;
+  const KernelTime* last_to_end = nullptr;  // the running kernel that ends last so far
+  for (const KernelTime* k : by_start) {
+    if (last_to_end != nullptr) {
+      const double covered_to = last_to_end->start_ns + last_to_end->ns;
+      if (k->start_ns > covered_to) gaps.push_back({k->start_ns - covered_to, last_to_end->name, k->name});
+      if (k->start_ns + k->ns <= covered_to) continue;
+    }
+    last_to_end = k;
+  }
+  return gaps;
+}
+
+double idle_ns(const std::vector<KernelTime>& kernels) {
+  for (const KernelTime& k : kernels)
     if (k.start_ns < 0) return -1;
-    spans.emplace_back(k.start_ns, k.start_ns + k.ns);
-  }
-  std::sort(spans.begin(), spans.end());
-  double idle = 0, covered_to = spans.front().first;
-  for (const auto& [start, end] : spans) {
-    if (start > covered_to) idle += start - covered_to;
-    covered_to = std::max(covered_to, end);
-  }
+  double idle = 0;
+  for (const IdleGap& g : idle_gaps(kernels)) idle += g.ns;
   return idle;
+}
+
+std::string idle_gap_table(const std::vector<KernelTime>& kernels, int iterations, int top) {
+  const std::vector<IdleGap> gaps = idle_gaps(kernels);
+  const double per_iter = 1.0 / std::max(1, iterations);
+  constexpr double kEdgesUs[] = {1, 2, 5, 20, 100};  // bucket upper edges; the last bucket is open
+  constexpr int kBuckets = 6;
+  double bucket_ns[kBuckets] = {};
+  int64_t bucket_count[kBuckets] = {};
+  std::map<std::string, std::pair<double, int64_t>> by_after;  // kernel after the gap -> (ns, gaps)
+  for (const IdleGap& g : gaps) {
+    int b = 0;
+    while (b < kBuckets - 1 && g.ns >= kEdgesUs[b] * 1e3) ++b;
+    bucket_ns[b] += g.ns;
+    ++bucket_count[b];
+    auto& [ns, n] = by_after[g.after];
+    ns += g.ns;
+    ++n;
+  }
+  std::string out = "GPU idle gaps by length (per iteration):\n";
+  char buf[512];
+  for (int b = 0; b < kBuckets; ++b) {
+    char range[32];
+    if (b == 0) std::snprintf(range, sizeof(range), "< %g us", kEdgesUs[0]);
+    else if (b == kBuckets - 1) std::snprintf(range, sizeof(range), ">= %g us", kEdgesUs[b - 1]);
+    else std::snprintf(range, sizeof(range), "%g-%g us", kEdgesUs[b - 1], kEdgesUs[b]);
+    std::snprintf(buf, sizeof(buf), "  %-12s %8.1f gaps %8.3f ms/iter\n", range, bucket_count[b] * per_iter,
+                  bucket_ns[b] * 1e-6 * per_iter);
+    out += buf;
+  }
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> ranked(by_after.begin(), by_after.end());
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  if (static_cast<int>(ranked.size()) > top) ranked.resize(static_cast<size_t>(top));
+  std::snprintf(buf, sizeof(buf), "kernels started after the most idle time (top %zu):\n", ranked.size());
+  out += buf;
+  for (const auto& [name, t] : ranked) {
+    std::snprintf(buf, sizeof(buf), "  %8.3f ms/iter %6.1f gaps/iter  %s\n", t.first * 1e-6 * per_iter,
+                  t.second * per_iter, shortened(name, 110).c_str());
+    out += buf;
+  }
+  return out;
 }
 
 std::string kernel_time_table(const std::vector<KernelTime>& kernels, int iterations, int top) {

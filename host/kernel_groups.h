@@ -33,6 +33,19 @@ struct KernelTime {
 // their intervals): time the queue ran dry. Negative when some start time is unknown.
 double idle_ns(const std::vector<KernelTime>& kernels);
 
+// One stretch with nothing running, and the kernels on either side of it.
+struct IdleGap {
+  double ns = 0;
+  std::string before, after;  // the last kernel to end before it, the first to start after it
+};
+
+// Every idle stretch of `kernels` (empty when some start time is unknown), in time order.
+std::vector<IdleGap> idle_gaps(const std::vector<KernelTime>& kernels);
+
+// Where the idle time is: the gaps by length (count and ms/iteration per bucket), then the `top`
+// kernels that started after the most idle time (a launch that came late, or a host wait before it).
+std::string idle_gap_table(const std::vector<KernelTime>& kernels, int iterations, int top = 10);
+
 // The table `megahost bench --profile` prints: per group ms/iteration and % of the summed GPU
 // time, the GPU's idle time between them, then the `top` kernels by time. `iterations` is how many iterations `kernels` cover.
 std::string kernel_time_table(const std::vector<KernelTime>& kernels, int iterations, int top = 15);

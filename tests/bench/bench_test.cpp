@@ -235,3 +235,24 @@ TEST(KernelGroups, IdleIsTheSpanNotCoveredByAnyKernel) {
   const std::string t = megahost::host::kernel_time_table(k, /*iterations=*/2);
   EXPECT_NE(t.find("GPU idle between them (nothing running)"), std::string::npos) << t;
 }
+
+TEST(KernelGroups, IdleGapsNameTheKernelsAroundThemAndBucketByLength) {
+  using megahost::host::idle_gaps;
+  // "a" [0, 3000) covers "b" [1000, 2000); idle 3000 -> 5000 before "c"; "c" [5000, 6000); "d" starts
+  // 30 us later. Times in ns.
+  const std::vector<KernelTime> k = {{"a", 3000, 0}, {"b", 1000, 1000}, {"c", 1000, 5000}, {"d", 2000, 36000}};
+  const auto gaps = idle_gaps(k);
+  ASSERT_EQ(gaps.size(), 2u);
+  EXPECT_DOUBLE_EQ(gaps[0].ns, 2000);
+  EXPECT_EQ(gaps[0].before, "a");  // b ends earlier, inside a
+  EXPECT_EQ(gaps[0].after, "c");
+  EXPECT_DOUBLE_EQ(gaps[1].ns, 30000);
+  EXPECT_EQ(gaps[1].before, "c");
+  EXPECT_EQ(gaps[1].after, "d");
+  EXPECT_TRUE(idle_gaps({{"a", 1, 0}, {"unknown", 1, -1}}).empty());
+
+  const std::string t = megahost::host::idle_gap_table(k, /*iterations=*/1);
+  EXPECT_NE(t.find("2-5 us            1.0 gaps    0.002 ms/iter"), std::string::npos) << t;
+  EXPECT_NE(t.find("20-100 us         1.0 gaps    0.030 ms/iter"), std::string::npos) << t;
+  EXPECT_LT(t.find("1.0 gaps/iter  d"), t.find("1.0 gaps/iter  c")) << t;  // d waited longest
+}
