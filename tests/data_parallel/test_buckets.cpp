@@ -2,6 +2,7 @@
 // DataParallel in one process: equal to the trainer's plain loop, bytes per parameter measured.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <map>
 
 #include "dp_util.h"
@@ -176,4 +177,19 @@ TEST(DpSingleProcess, Bf16MastersFollowReloadedParams) {
   dp.zero_grad();  // zero grads, no weight decay: AdamW moves nothing
   dp.step(*opt, kLr, 0.0, 1);
   for (auto& p : model->params()) EXPECT_TRUE(at::equal(p.data, at::full_like(p.data, 0.25))) << p.name;
+}
+
+// The clipping coefficient on the device is clip_coefficient's float64 value, rounded to float32,
+// for every norm: below and above max_norm, zero, huge, and non-finite (1: no clipping).
+TEST(DpClip, CoefficientTensorEqualsTheHostFormula) {
+  using megahost::core::DataParallel;
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  for (const double max_norm : {1.0, 0.05, 0.0, -1.0})
+    for (const double norm : {0.0, 0.3, 1.0, 1.0 + 1e-7, 3.7, 1e30, inf, nan}) {
+      SCOPED_TRACE(testing::Message() << "norm " << norm << ", max_norm " << max_norm);
+      const at::Tensor t = DataParallel::clip_coefficient_tensor(at::full({1}, norm, at::kDouble), max_norm);
+      ASSERT_EQ(t.scalar_type(), at::kFloat);
+      ASSERT_EQ(t.numel(), 1);
+      EXPECT_EQ(t.item<float>(), static_cast<float>(DataParallel::clip_coefficient(norm, max_norm)));
+    }
 }

@@ -359,6 +359,34 @@ TEST_F(E2E, DeferredZeroGradIsExact) {
   }
 }
 
+// The clipping coefficient computed on the device (ABI 1.7 grad_scale_tensor: the host queues the
+// step without waiting for the gradient norm) gives every logged loss and gradient norm of a run
+// that reads the norm back first (MEGAHOST_CLIP_ON_DEVICE=0), bit for bit, with clipping active.
+TEST_F(E2E, ClipOnDeviceIsExact) {
+  const std::string data = preprocess_bytes();
+  const std::string recipe = write_recipe(data);
+  const std::string common = " --set training.train_iters=5 --set training.eval_interval=5 --set optimizer.clip_grad=0.05";
+  Result a = run("run " + recipe + common + " --set logging.metrics_file=" + path("on_device.jsonl") +
+                 " --set checkpoint.save=" + path("ckpt_on_device") + " --set checkpoint.load=" + path("ckpt_on_device"));
+  ASSERT_EQ(a.code, 0) << a.out;
+  Result b = run("run " + recipe + common + " --set logging.metrics_file=" + path("on_host.jsonl") +
+                     " --set checkpoint.save=" + path("ckpt_on_host") + " --set checkpoint.load=" + path("ckpt_on_host"),
+                 true, "MEGAHOST_CLIP_ON_DEVICE=0");
+  ASSERT_EQ(b.code, 0) << b.out;
+  const auto ma = read_metrics(path("on_device.jsonl")), mb = read_metrics(path("on_host.jsonl"));
+  ASSERT_EQ(ma.size(), mb.size());
+  ASSERT_GE(ma.size(), 5u);
+  int clipped = 0;
+  for (size_t i = 0; i < ma.size(); ++i) {
+    SCOPED_TRACE(ma[i].dump());
+    EXPECT_EQ(ma[i]["lm_loss"].get<double>(), mb[i]["lm_loss"].get<double>());
+    if (!ma[i].contains("grad_norm")) continue;
+    EXPECT_EQ(ma[i]["grad_norm"].get<double>(), mb[i]["grad_norm"].get<double>());
+    clipped += ma[i]["grad_norm"].get<double>() > 0.05;
+  }
+  EXPECT_GE(clipped, 3);  // the coefficient was below 1: the comparison covers clipping
+}
+
 // SIGTERM (a scheduler's pre-emption) saves a checkpoint at the end of the current iteration and
 // exits 0; the next run resumes from it.
 TEST_F(E2E, SigtermSavesAndResumes) {

@@ -223,6 +223,45 @@ void check_state_round_trip(const std::string& id, const std::vector<std::string
 TEST(AdamW, StateRoundTripsThroughVisitState) { check_state_round_trip("adamw", {"exp_avg", "exp_avg_sq"}); }
 TEST(SGD, StateRoundTripsThroughVisitState) { check_state_round_trip("sgd", {"momentum_buffer"}); }
 
+// ABI 1.7: a float32 [1] grad_scale_tensor multiplies the gradients as grad_scale does: the same
+// update, bit for bit, as passing its value as grad_scale (and both differ from no scale).
+void check_grad_scale_tensor(const std::string& id) {
+  Params a = random_params(8), b = random_params(8), c = random_params(8);
+  for (size_t i = 0; i < a.data.size(); ++i) {
+    b.data[i].copy_(a.data[i]);
+    c.data[i].copy_(a.data[i]);
+  }
+  auto opt_a = make_optimizer(id), opt_b = make_optimizer(id), opt_c = make_optimizer(id);
+  opt_a->setup(*a.abi);
+  opt_b->setup(*b.abi);
+  opt_c->setup(*c.abi);
+  ASSERT_TRUE(opt_b->applies_grad_scale_tensor());
+  for (int step = 1; step <= 3; ++step) {
+    for (size_t i = 0; i < a.grad.size(); ++i) {
+      a.grad[i].copy_(torch::randn_like(a.grad[i]));
+      b.grad[i].copy_(a.grad[i]);
+      c.grad[i].copy_(a.grad[i]);
+    }
+    opt_a->step(*a.abi, 0.01, 0.1, step, /*grad_scale=*/0.375);
+    opt_b->step(*b.abi, 0.01, 0.1, step, 1.0, torch::full({1}, 0.375f));
+    opt_c->step(*c.abi, 0.01, 0.1, step);
+  }
+  bool scale_mattered = false;  // AdamW's update hardly depends on it, its moments do
+  for (size_t i = 0; i < a.data.size(); ++i) {
+    EXPECT_TRUE(torch::equal(a.data[i], b.data[i])) << a.names[i];
+    scale_mattered |= !torch::equal(a.data[i], c.data[i]);
+  }
+  auto state_a = save_state(*opt_a, a), state_b = save_state(*opt_b, b), state_c = save_state(*opt_c, c);
+  for (const auto& [name, t] : state_a) {
+    EXPECT_TRUE(torch::equal(t, state_b.at(name))) << name;
+    scale_mattered |= !torch::equal(t, state_c.at(name));
+  }
+  EXPECT_TRUE(scale_mattered);
+}
+
+TEST(AdamW, GradScaleTensorEqualsGradScale) { check_grad_scale_tensor("adamw"); }
+TEST(SGD, GradScaleTensorEqualsGradScale) { check_grad_scale_tensor("sgd"); }
+
 TEST(AdamW, StateIsFp32WithTheParamShape) {
   Params p = random_params(7);
   auto opt = make_optimizer("adamw");

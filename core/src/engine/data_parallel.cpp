@@ -352,7 +352,9 @@ void DataParallel::finish_grad_sync() {
                                 false);
 }
 
-double DataParallel::grad_norm() {
+double DataParallel::grad_norm() { return grad_norm_tensor().item<double>(); }
+
+at::Tensor DataParallel::grad_norm_tensor() {
   at::NoGradGuard no_grad;
   const dp_detail::GroupInfo tp = comm_->info("tp"), emb = comm_->info("embedding"), dpcp = comm_->info("dp-cp");
   const at::Device device = chunks_.front().grad_buffer.device();
@@ -384,13 +386,22 @@ double DataParallel::grad_norm() {
   }
   if (opts_.use_distributed_optimizer) comm_->all_reduce_sum("dp-cp", sq, false);
   comm_->all_reduce_sum("tp-pp", sq, false);
-  return std::sqrt(sq.item<double>());
+  return sq.sqrt_();
 }
 
 double DataParallel::clip_coefficient(double norm, double max_norm) {
   if (max_norm <= 0 || !std::isfinite(norm)) return 1.0;
   const double coeff = max_norm / (norm + 1e-6);  // Megatron's clip coefficient
   return coeff < 1.0 ? coeff : 1.0;
+}
+
+at::Tensor DataParallel::clip_coefficient_tensor(const at::Tensor& norm, double max_norm) {
+  at::NoGradGuard no_grad;
+  const at::Tensor one = at::ones_like(norm);  // float64 [1]
+  if (max_norm <= 0) return one.to(at::kFloat);
+  // as clip_coefficient, in float64 (a true division: `double / Tensor` would multiply by a reciprocal)
+  const at::Tensor coeff = at::full_like(norm, max_norm).div_(norm + 1e-6).clamp_max_(1.0);
+  return at::where(at::isfinite(norm), coeff, one).to(at::kFloat);
 }
 
 double DataParallel::grad_norm_and_clip(double max_norm) {
@@ -472,7 +483,8 @@ void DataParallel::setup_optimizer(Optimizer& opt) {
   opt.setup(*opt_params_);
 }
 
-void DataParallel::step(Optimizer& opt, double lr, double weight_decay, int64_t iteration, double grad_scale) {
+void DataParallel::step(Optimizer& opt, double lr, double weight_decay, int64_t iteration, double grad_scale,
+                        const at::Tensor& grad_scale_tensor) {
   MH_CORE_CHECK(opt_params_ != nullptr, "DataParallel::step before setup_optimizer"
                                         "\nHINT: call setup_optimizer(optimizer) once after building DataParallel");
   MH_CORE_CHECK(!param_gather_pending_, "DataParallel::step while the previous parameter all-gather is pending"
@@ -482,7 +494,7 @@ void DataParallel::step(Optimizer& opt, double lr, double weight_decay, int64_t 
     for (Chunk& c : chunks_) c.grad_buffer.mul_(grad_scale);
     grad_scale = 1.0;
   }
-  opt.step(*opt_params_, lr, weight_decay, iteration, grad_scale);
+  opt.step(*opt_params_, lr, weight_decay, iteration, grad_scale, grad_scale_tensor);
   // bf16/fp16 <- fp32 masters, unless the optimizer wrote them in its update pass (ABI 1.5).
   if (!opt.writes_model_copies() || opt_params_->model_copies.empty()) {
     for (Chunk& c : chunks_)

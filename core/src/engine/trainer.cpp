@@ -32,6 +32,7 @@
 #include "megahost/core/engine/mixed_precision.h"
 #include "megahost/core/engine/parallel_setup.h"
 #include "megahost/core/engine/pipeline_layout.h"
+#include "megahost/core/engine/readback.h"
 #include "megahost/core/engine/schedules.h"
 #include "megahost/core/parallel/world.h"
 #include "megahost/core/engine/samples.h"
@@ -373,6 +374,11 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
   LRSchedule schedule(lc);
   const double weight_decay = r.get_float("optimizer", "weight_decay");
   const double clip_grad = r.get_float("optimizer", "clip_grad");
+  // Without fp16's overflow check nothing on the host needs the norm before the step: clip on the
+  // device (MEGAHOST_CLIP_ON_DEVICE=0: read the norm back first, the device idles meanwhile).
+  const char* clip_env = std::getenv("MEGAHOST_CLIP_ON_DEVICE");
+  const bool clip_on_device =
+      !fp16 && optimizer->applies_grad_scale_tensor() && (clip_env == nullptr || std::string(clip_env) != "0");
   // The model's own count when it reports one (bert, t5: mh.model.flops/1), else GPT's formula.
   const std::optional<double> model_flops = chunks.front()->train_flops_per_sample();
   const double flops_per_iter = model_flops ? *model_flops * static_cast<double>(gbs)
@@ -488,19 +494,31 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
     ddp.finish_grad_sync();
     interval_sync_ms += std::chrono::duration<double, std::milli>(Clock::now() - t_sync).count();
     const double loss = reduce_logged_loss(mean_loss(losses), !losses.empty());
-    // fp16: the gradients carry the loss scale; an overflow shows as a non-finite norm (the same
-    // on every rank: the norm is reduced over all of them) and skips the step, as Megatron does.
-    const double grad_norm = ddp.grad_norm() / loss_scale;
-    const bool found_inf = fp16 && !std::isfinite(grad_norm);
     ++iteration;
-    if (found_inf) {
-      ++interval_skipped;
+    double grad_norm = 0;
+    if (clip_on_device) {
+      // The norm and the clipping coefficient stay on the device: the step is queued behind them
+      // and the host reads the norm (for the log) while the step runs.
+      const at::Tensor norm = ddp.grad_norm_tensor();  // float64 [1]
+      const Readback norm_back(norm);
+      ddp.step(*optimizer, lr, weight_decay, iteration, 1.0, DataParallel::clip_coefficient_tensor(norm, clip_grad));
+      ddp.zero_grad();
+      grad_norm = norm_back.read().item<double>();
     } else {
-      // Clipping and unscaling folded into the optimizer's pass over the gradients.
-      ddp.step(*optimizer, lr, weight_decay, iteration, DataParallel::clip_coefficient(grad_norm, clip_grad) / loss_scale);
+      // fp16: the gradients carry the loss scale; an overflow shows as a non-finite norm (the same
+      // on every rank: the norm is reduced over all of them) and skips the step, as Megatron does.
+      grad_norm = ddp.grad_norm() / loss_scale;
+      const bool found_inf = fp16 && !std::isfinite(grad_norm);
+      if (found_inf) {
+        ++interval_skipped;
+      } else {
+        // Clipping and unscaling folded into the optimizer's pass over the gradients.
+        ddp.step(*optimizer, lr, weight_decay, iteration,
+                 DataParallel::clip_coefficient(grad_norm, clip_grad) / loss_scale);
+      }
+      if (fp16) scaler.update(found_inf);
+      ddp.zero_grad();
     }
-    if (fp16) scaler.update(found_inf);
-    ddp.zero_grad();
     state.iteration = iteration;
     state.consumed_train_samples += gbs;
     saved_last = false;

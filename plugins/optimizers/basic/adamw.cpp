@@ -28,6 +28,7 @@ void AdamW::update(Group& g, double lr, double wd, int64_t t) {
     h.eps = eps_;
     h.step = t;
     h.grad_scale = g.grad_scale;
+    h.grad_scale_tensor = g.grad_scale_tensor;
     sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], std::vector<double>(g.params.size(), wd), h,
                       g.model_copies);
     return;

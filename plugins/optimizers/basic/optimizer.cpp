@@ -75,6 +75,15 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
   // ABI 1.5: half-precision model parameters to write the updated fp32 values into.
   constexpr size_t kHasModelCopies = offsetof(mh_optimizer_step_args, model_copies) + sizeof(DLTensor* const*);
   DLTensor* const* model_copies = args.struct_size >= kHasModelCopies ? args.model_copies : nullptr;
+  // ABI 1.7: the clipping coefficient as a one-element float32 tensor, read on the stream only.
+  constexpr size_t kHasScaleTensor =
+      offsetof(mh_optimizer_step_args, grad_scale_tensor) + sizeof(const DLTensor*);
+  at::Tensor scale_tensor;
+  if (args.struct_size >= kHasScaleTensor && args.grad_scale_tensor != nullptr) {
+    scale_tensor = to_torch(args.grad_scale_tensor);
+    MH_CHECK(scale_tensor.numel() == 1 && scale_tensor.scalar_type() == at::kFloat, MH_ERR_INVALID_ARG,
+             "optimizer step: grad_scale_tensor must be one float32 element");
+  }
 
   // Group parameters so each group is one set of _foreach_* calls (reused while the storage is).
   std::vector<const void*> storage;
@@ -127,8 +136,15 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
   }
   for (auto& [key, grp] : cached_groups_) {
     grp.grad_scale = 1.0;
-    if (grad_scale != 1.0 && folds_grad_scale(grp)) grp.grad_scale = grad_scale;
-    else if (grad_scale != 1.0) at::_foreach_mul_(grp.grads, grad_scale);  // in place: the host zeroes them next
+    grp.grad_scale_tensor = at::Tensor();
+    if (folds_grad_scale(grp)) {
+      grp.grad_scale = grad_scale;
+      grp.grad_scale_tensor = scale_tensor;
+    } else {  // in place: the host zeroes them next
+      if (grad_scale != 1.0) at::_foreach_mul_(grp.grads, grad_scale);
+      if (scale_tensor.defined())
+        for (at::Tensor& g : grp.grads) g.mul_(scale_tensor.to(g.device()).reshape({}));
+    }
     update(grp, args.lr, grp.decay ? args.weight_decay : 0.0, t);
     for (size_t i = 0; i < grp.write_back.size(); ++i) grp.write_back[i].copy_(grp.params[i]);
     if (!writes_model_copies(grp))

@@ -29,6 +29,7 @@ struct Group {
   // model_copies), undefined where none; empty when the host passed none.
   std::vector<at::Tensor> model_copies;
   double grad_scale = 1.0;  // left for update() to apply when folds_grad_scale() said so, else 1
+  at::Tensor grad_scale_tensor;  // likewise (ABI 1.7): a float32 [1] on the device, or undefined
 };
 
 class Optimizer {

@@ -1,7 +1,8 @@
 // megahost SDK — multi-tensor AdamW (see fused_kernels.h): every parameter tensor of a step in
 // one launch. The work is cut into chunks of kAdamWChunk elements; a block takes chunks in a
 // grid-stride loop and finds its tensor by binary search over the chunk prefix sums. The
-// gradient scale (clipping x 1/loss scale) is applied on the fly: no separate pass over the grads.
+// gradient scale (clipping x 1/loss scale, times a device scalar when given: the clipping
+// coefficient computed on the GPU) is applied on the fly: no separate pass over the grads.
 #include <cstdint>
 
 #include "fused_common.cuh"
@@ -15,7 +16,9 @@ constexpr int kThreads = 512;
 
 __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int64_t* __restrict__ chunk_start,
                              int64_t count, int64_t total_chunks, float lr, float beta1, float beta2, float eps,
-                             float bias_correction1, float bias_correction2_sqrt, float grad_scale) {
+                             float bias_correction1, float bias_correction2_sqrt, float grad_scale,
+                             const float* __restrict__ grad_scale_on_device) {
+  if (grad_scale_on_device != nullptr) grad_scale *= *grad_scale_on_device;
   for (int64_t chunk = blockIdx.x; chunk < total_chunks; chunk += gridDim.x) {
     int64_t lo = 0, hi = count - 1;  // the tensor whose chunks contain `chunk`
     while (lo < hi) {
@@ -88,11 +91,13 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
 
 int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int64_t count, int64_t total_chunks,
                        float lr, float beta1, float beta2, float eps, float bias_correction1,
-                       float bias_correction2_sqrt, float grad_scale, void* stream) {
+                       float bias_correction2_sqrt, float grad_scale, const float* grad_scale_on_device,
+                       void* stream) {
   if (count <= 0 || total_chunks <= 0) return 0;
   const unsigned blocks = static_cast<unsigned>(total_chunks < 132 * 16 ? total_chunks : 132 * 16);
   mh_adamw_kernel<<<blocks, kThreads, 0, as_stream(stream)>>>(table, chunk_start, count, total_chunks, lr, beta1, beta2,
-                                                          eps, bias_correction1, bias_correction2_sqrt, grad_scale);
+                                                          eps, bias_correction1, bias_correction2_sqrt, grad_scale,
+                                                          grad_scale_on_device);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -102,7 +102,7 @@ int cross_entropy_backward(int dtype, const void* logits, const int64_t* labels,
                            const float* grad_loss, void* dlogits, int64_t rows, int64_t v, void* stream);
 
 // Multi-tensor AdamW on float32 tensors, Megatron / torch.optim.AdamW's order:
-//   g = grad * grad_scale; p *= 1 - lr * wd_i; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+//   g = grad * grad_scale (* grad_scale_on_device[0] when not null); p *= 1 - lr * wd_i; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
 //   p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
 // `table` is a device array of AdamWTensor; chunk_start [count + 1] device prefix sums of chunks.
 struct AdamWTensor {
@@ -118,7 +118,8 @@ struct AdamWTensor {
 constexpr int64_t kAdamWChunk = 16384;
 int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int64_t count, int64_t total_chunks,
                        float lr, float beta1, float beta2, float eps, float bias_correction1,
-                       float bias_correction2_sqrt, float grad_scale, void* stream);
+                       float bias_correction2_sqrt, float grad_scale, const float* grad_scale_on_device,
+                       void* stream);
 
 // ---- cuBLASLt matrix products (gemm_lt.cu) ----
 // Row-major D[m, n] = op(A)[m, k] op(B)[k, n] (+ D when accumulate), with an epilogue torch's own

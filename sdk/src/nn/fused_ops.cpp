@@ -469,8 +469,12 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
                weight_decays.size() == params.size() && (model_copies.empty() || model_copies.size() == params.size()),
            MH_ERR_INVALID_ARG, "fused::adamw: lists of different lengths");
   auto copy_of = [&](size_t i) { return model_copies.empty() ? at::Tensor() : model_copies[i]; };
+  const at::Tensor& scale_tensor = h.grad_scale_tensor;
+  MH_CHECK(!scale_tensor.defined() || (scale_tensor.numel() == 1 && scale_tensor.scalar_type() == at::kFloat),
+           MH_ERR_INVALID_ARG, "fused::adamw: grad_scale_tensor must be one float32 element");
 #if defined(MH_SDK_WITH_CUDA)
-  bool fused = !params.empty() && available(params[0]);
+  bool fused = !params.empty() && available(params[0]) &&
+               (!scale_tensor.defined() || scale_tensor.device() == params[0].device());
   for (size_t i = 0; fused && i < params.size(); ++i)
     for (const at::Tensor* t : {&params[i], &grads[i], &exp_avgs[i], &exp_avg_sqs[i]})
       fused = fused && t->is_cuda() && t->scalar_type() == at::kFloat && t->is_contiguous() &&
@@ -506,7 +510,8 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
                      reinterpret_cast<const int64_t*>(dev.data_ptr<uint8_t>() + table_bytes), count, total_chunks,
                      static_cast<float>(h.lr), static_cast<float>(h.beta1), static_cast<float>(h.beta2),
                      static_cast<float>(h.eps), static_cast<float>(bc1), static_cast<float>(std::sqrt(bc2)),
-                     static_cast<float>(h.grad_scale), stream_of(params[0])),
+                     static_cast<float>(h.grad_scale),
+                     scale_tensor.defined() ? scale_tensor.data_ptr<float>() : nullptr, stream_of(params[0])),
                  "adamw");
     return;
   }

@@ -43,6 +43,13 @@ typedef struct mh_optimizer_step_args {
    * parameters, fused. A plugin of ABI >= 1.5 must write every non-NULL entry; the host copies
    * itself for older plugins (it reads the plugin's table header). \since 1.5 */
   DLTensor* const* model_copies;
+  /* Optional, NULL when the host wants none: a one-element float32 tensor on the parameters'
+   * device whose value also multiplies every gradient (with grad_scale): the clipping
+   * coefficient computed on the device from the gradient norm, so that the host need not wait
+   * for the norm before queueing the step. Read it on the stream, never on the host. A plugin of
+   * ABI >= 1.7 must apply it; the host reads the norm back and passes grad_scale alone to older
+   * plugins. Present when struct_size covers it. \since 1.7 */
+  const DLTensor* grad_scale_tensor;
 } mh_optimizer_step_args;
 
 typedef struct mh_optimizer_api {

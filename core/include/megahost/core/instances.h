@@ -127,13 +127,17 @@ class Optimizer {
 
   void setup(const Model::AbiParams& params);
   // grad_scale multiplies every gradient first (clipping x 1/loss scale); != 1 needs applies_grad_scale().
+  // grad_scale_tensor: undefined, or a float32 [1] on the device multiplying the gradients too (the
+  // clipping coefficient, never read on the host); defined needs applies_grad_scale_tensor().
   void step(const Model::AbiParams& params, double lr, double weight_decay, int64_t iteration,
-            double grad_scale = 1.0);
+            double grad_scale = 1.0, const at::Tensor& grad_scale_tensor = {});
   // The plugin was built against ABI >= 1.2 and honours mh_optimizer_step_args.grad_scale.
   bool applies_grad_scale() const;
   // ABI >= 1.5: step writes params.model_copies itself (mh_optimizer_step_args.model_copies), so
   // the host skips its own master -> model copy.
   bool writes_model_copies() const;
+  // ABI >= 1.7: step honours mh_optimizer_step_args.grad_scale_tensor.
+  bool applies_grad_scale_tensor() const;
   // Every state tensor as a live torch view: fn(name, tensor).
   void visit_state(const Model::AbiParams& params, const std::function<void(const std::string&, at::Tensor)>& fn);
   const std::string& id() const { return id_; }

@@ -16,6 +16,9 @@
 //   norm = dp.grad_norm();                  // (grad_norm_and_clip: clips in a pass of its own)
 //   dp.step(optimizer, lr, wd, iteration, clip_coefficient(norm, clip_grad) / loss_scale);
 //                                           // optimizer on this rank's shard, then all-gather
+//     or, without the host waiting for the norm (bf16 / fp32 on an ABI >= 1.7 optimizer):
+//   norm = dp.grad_norm_tensor();           // float64 [1] on the device
+//   dp.step(optimizer, lr, wd, iteration, 1.0, clip_coefficient_tensor(norm, clip_grad));
 //   dp.zero_grad();
 //
 // Gradient convention (mh_model.h): SUM over "dp-cp", then divide by the dp size; then, as
@@ -116,13 +119,21 @@ class DataParallel {
   // The same norm without touching the gradients; the trainer folds clipping (and fp16's
   // 1 / loss scale) into step()'s grad_scale instead of a pass over the gradients.
   double grad_norm();
+  // The same norm as a float64 [1] tensor on the gradients' device, queued, not waited for.
+  at::Tensor grad_norm_tensor();
   static double clip_coefficient(double norm, double max_norm);  // 1 when no clipping is needed
+  // clip_coefficient on the device: float32 [1] from grad_norm_tensor()'s float64 [1], with the
+  // same float64 arithmetic (so the same value); 1 for a non-finite norm or max_norm <= 0.
+  static at::Tensor clip_coefficient_tensor(const at::Tensor& norm, double max_norm);
 
   // The optimizer plugin works on what this object hands it: every parameter, or this rank's
   // shard of every bucket under the distributed optimizer (1-D views, same names and flags).
   void setup_optimizer(Optimizer& opt);
   // grad_scale multiplies the gradients (in the optimizer when its plugin can, else here first).
-  void step(Optimizer& opt, double lr, double weight_decay, int64_t iteration, double grad_scale = 1.0);
+  // grad_scale_tensor (a float32 [1] on the device, e.g. clip_coefficient_tensor) multiplies them
+  // too; it needs opt.applies_grad_scale_tensor().
+  void step(Optimizer& opt, double lr, double weight_decay, int64_t iteration, double grad_scale = 1.0,
+            const at::Tensor& grad_scale_tensor = {});
   // After the parameters were written from outside (checkpoint load): refreshes the fp32 master
   // copies (and the buffers of a model that could not bind). Megatron's reload_model_params.
   void reload_model_params();

@@ -55,6 +55,9 @@ struct AdamWHyper {
   double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   int64_t step = 1;         // 1-based, for the bias corrections
   double grad_scale = 1.0;  // multiplies every gradient first
+  // Undefined, or a one-element float32 tensor on the params' device that multiplies every
+  // gradient too (the clipping coefficient computed on the device: read on the stream only).
+  at::Tensor grad_scale_tensor;
 };
 // float32 params / grads / states; weight_decay per tensor. Updates in place. model_copies: empty,
 // or per param undefined or a same-shape bfloat16 / float16 tensor that receives the updated
