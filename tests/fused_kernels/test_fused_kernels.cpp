@@ -255,6 +255,44 @@ TEST(FusedKernelsGpu, MultiTensorAdamW) {
   EXPECT_CLOSE(g[0], g64[0], 0.0);  // the gradients are read, not rescaled in place
 }
 
+// The clipping coefficient as a device scalar (ABI 1.7 grad_scale_tensor) multiplies the
+// gradients as grad_scale does: the same update, bit for bit, with the kernel reading it on the
+// device; gradients untouched.
+TEST(FusedKernelsGpu, AdamWGradScaleTensorEqualsGradScale) {
+  SKIP_WITHOUT_GPU();
+  at::manual_seed(16);
+  const std::vector<int64_t> sizes = {16385, 7, 100000};
+  std::vector<at::Tensor> p, g, m, v, p2, m2, v2;
+  for (int64_t n : sizes) {
+    p.push_back(at::randn({n}, cuda(at::kFloat)));
+    g.push_back(at::randn({n}, cuda(at::kFloat)));
+    m.push_back(at::zeros({n}, cuda(at::kFloat)));
+    v.push_back(at::zeros({n}, cuda(at::kFloat)));
+    p2.push_back(p.back().clone());
+    m2.push_back(m.back().clone());
+    v2.push_back(v.back().clone());
+  }
+  const std::vector<double> wd = {0.1, 0.0, 0.1};
+  const at::Tensor g_before = g[0].clone();
+  for (int64_t step = 1; step <= 3; ++step) {
+    const float coeff = 0.3f / static_cast<float>(step);
+    fused::AdamWHyper h;
+    h.lr = 1e-3, h.beta1 = 0.9, h.beta2 = 0.95, h.eps = 1e-8, h.step = step;
+    h.grad_scale = coeff;
+    fused::adamw(p, g, m, v, wd, h);
+    h.grad_scale = 1.0;
+    h.grad_scale_tensor = at::full({1}, coeff, cuda(at::kFloat));
+    fused::adamw(p2, g, m2, v2, wd, h);
+  }
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    SCOPED_TRACE("tensor " + std::to_string(i));
+    EXPECT_TRUE(at::equal(p[i], p2[i]));
+    EXPECT_TRUE(at::equal(m[i], m2[i]));
+    EXPECT_TRUE(at::equal(v[i], v2[i]));
+  }
+  EXPECT_TRUE(at::equal(g[0], g_before));
+}
+
 // The model copies of the updated masters (bf16 / fp16 / none per tensor), written in the update
 // pass, are exactly the rounded masters: what a separate copy_ would have written. Tensor 2 lies
 // at an odd offset of its storage (as a parameter inside a flat buffer may): the kernel's

@@ -149,7 +149,9 @@ int pick_fastest(const GemmArgs& g, Plan* plan, const cublasLtMatmulHeuristicRes
                  static_cast<long long>(g.m), static_cast<long long>(g.n), static_cast<long long>(g.k), g.trans_a,
                  g.trans_b, g.accumulate, g.epilogue, g.dtype_d == kF32 ? "f32" : "16");
     for (int i = 0; i < found; ++i)
-      if (times[i] > 0) std::fprintf(stderr, " %s%.3fms/%.0fTF", i == best ? "*" : "", times[i], flops / times[i] / 1e9);
+      if (times[i] > 0)
+        std::fprintf(stderr, " %s%.3fms/%.0fTF/ws%zuK", i == best ? "*" : "", times[i], flops / times[i] / 1e9,
+                     results[i].workspaceSize / 1024);
     std::fprintf(stderr, "\n");
   }
   return 0;
