@@ -176,6 +176,53 @@ TEST(FusedLinear, GeluMlpMatchesItsReferenceOnCpu) {
   EXPECT_EQ(main.ready, (std::vector<int>{1, 1, 1}));
 }
 
+// linear_add then norm_passthrough, as a layer chains them: the residual added in the product, the
+// bias added there too with its gradient left to the norm's pass (bias_grad_elsewhere), the stream
+// taking the norm's second output. Output, norm and stream, and every gradient (x, residual, and
+// the bound main gradients of w, b and the norm's weight and bias) against float64 autograd of
+// r + x w^T + b -> layer_norm. On CUDA in bf16 the product is one cuBLASLt call (beta = 1 over the
+// residual, the bias epilogue) and the norm's backward sums the bias's gradient.
+void check_linear_add_then_norm(at::Device device, at::ScalarType dtype, double bound) {
+  nn::ParamRegistry reg(device, dtype, 4321);
+  at::Tensor w = reg.create("w", {32, 48}, nn::Init::normal(0.2), -1, 0);
+  at::Tensor b = reg.create("b", {32}, nn::Init::normal(0.2), -1, MH_PARAM_NO_WEIGHT_DECAY);
+  at::Tensor lnw = reg.create("ln.weight", {32}, nn::Init::normal(0.5), -1, MH_PARAM_NO_WEIGHT_DECAY);
+  at::Tensor lnb = reg.create("ln.bias", {32}, nn::Init::normal(0.2), -1, MH_PARAM_NO_WEIGHT_DECAY);
+  MainGrads main(reg, at::kFloat);
+  const auto opts = at::TensorOptions().dtype(dtype).device(device);
+  at::Tensor x = at::randn({5, 3, 48}, opts).requires_grad_(true);
+  at::Tensor r = at::randn({5, 3, 32}, opts).requires_grad_(true);
+  const at::Tensor seed_n = at::randn({5, 3, 32}, opts), seed_s = at::randn({5, 3, 32}, opts);
+  at::Tensor w64 = leaf64(w), b64 = leaf64(b), lnw64 = leaf64(lnw), lnb64 = leaf64(lnb), x64 = leaf64(x), r64 = leaf64(r);
+
+  const at::Tensor y = fused::linear_add(x, w, b, r, /*accumulate_into_grad=*/true, /*bias_grad_elsewhere=*/true);
+  const auto [n, stream] = fused::norm_passthrough(y, lnw, lnb, 1e-5, /*rms=*/false, b);
+  ((n * seed_n).sum() + (stream * seed_s).sum()).backward();
+
+  const at::Tensor y64 = r64 + at::linear(x64, w64, b64);
+  const at::Tensor n64 = at::layer_norm(y64, {32}, lnw64, lnb64, 1e-5);
+  const auto to64 = [](const at::Tensor& t) { return t.to(at::kCPU).to(at::kDouble); };
+  ((n64 * to64(seed_n)).sum() + (y64 * to64(seed_s)).sum()).backward();
+  EXPECT_CLOSE(y, y64, bound);
+  EXPECT_CLOSE(stream, y64, bound);
+  EXPECT_CLOSE(n, n64, bound);
+  EXPECT_CLOSE(x.grad(), x64.grad(), bound);
+  EXPECT_CLOSE(r.grad(), r64.grad(), bound);
+  EXPECT_CLOSE(main.added(0), w64.grad(), bound);
+  EXPECT_CLOSE(main.added(1), b64.grad(), bound);
+  EXPECT_CLOSE(main.added(2), lnw64.grad(), bound);
+  EXPECT_CLOSE(main.added(3), lnb64.grad(), bound);
+  EXPECT_EQ(main.ready, (std::vector<int>{1, 1, 1, 1})) << "grad-ready once per parameter";
+}
+
+TEST(FusedLinear, LinearAddThenNormPassthroughOnCpu) { check_linear_add_then_norm(at::kCPU, at::kFloat, 1e-5); }
+
+TEST(FusedLinear, CudaLinearAddThenNormPassthrough) {
+  SKIP_WITHOUT_GPU();
+  check_linear_add_then_norm(at::Device(at::kCUDA, 0), at::kFloat, 1e-4);
+  check_linear_add_then_norm(at::Device(at::kCUDA, 0), at::kBFloat16, 3e-2);
+}
+
 TEST(FusedLinear, CudaAccumulatesBf16GradientsIntoFloat32) {
   SKIP_WITHOUT_GPU();
   const at::Device gpu(at::kCUDA, 0);

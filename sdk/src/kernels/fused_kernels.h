@@ -122,7 +122,7 @@ int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int
                        void* stream);
 
 // ---- cuBLASLt matrix products (gemm_lt.cu) ----
-// Row-major D[m, n] = op(A)[m, k] op(B)[k, n] (+ D when accumulate), with an epilogue torch's own
+// Row-major D[m, n] = op(A)[m, k] op(B)[k, n] (+ D when accumulate, + C when given), with an epilogue torch's own
 // GEMMs do not expose. A is stored [m, k] ([k, m] with trans_a), B [k, n] ([n, k] with trans_b);
 // lda / ldb / ldd / ld_aux are row strides in elements. A and B share dtype_ab; D may be float32
 // under (b)f16 inputs (the gradient-accumulation fusion: the weight gradient lands in the fp32 main
@@ -141,6 +141,9 @@ struct GemmArgs {
   const void* a = nullptr;
   const void* b = nullptr;
   void* d = nullptr;
+  // Null, or C [m, n] (ldd, dtype_d) added to the product: D = op(A) op(B) (+ epilogue) + C, with
+  // C another buffer than D (a residual stream). Not with accumulate.
+  const void* c = nullptr;
   int64_t lda = 0, ldb = 0, ldd = 0;
   int epilogue = kGemmPlain;
   void* bias = nullptr;  // [n] ([m] for kGemmBGradA), dtype_d's dtype

@@ -53,8 +53,11 @@ uint32_t alignment(const void* p) {
 }
 
 // Everything the chosen algorithm depends on (pointers excepted, their alignment included).
-using PlanKey = std::tuple<int, int, bool, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int,
+using PlanKey = std::tuple<int, int, bool, bool, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int,
                            uint32_t, uint32_t, uint32_t, int>;
+
+// beta = 1 over D itself (accumulate), over another buffer C, or beta = 0.
+int beta_mode(const GemmArgs& g) { return g.accumulate ? 1 : g.c != nullptr ? 2 : 0; }
 
 // Descriptors and the heuristic's algorithm for one shape: built once, reused every iteration
 // (the heuristic alone costs tens of microseconds of host time).
@@ -96,11 +99,12 @@ bool log_enabled() {
 
 size_t dtype_bytes(int dtype) { return dtype == kF32 ? 4 : 2; }
 
-// One launch of g with algo (alpha 1, beta 1 when accumulating), into d.
+// One launch of g with algo (alpha 1, beta 1 when accumulating or adding C), into d.
 cublasStatus_t launch(const GemmArgs& g, const Plan& plan, const cublasLtMatmulAlgo_t& algo, void* d) {
-  const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
+  const float alpha = 1.0f, beta = beta_mode(g) != 0 ? 1.0f : 0.0f;
+  const void* c = g.c != nullptr && !g.accumulate ? g.c : d;
   return cublasLtMatmul(static_cast<cublasLtHandle_t>(g.handle), plan.desc, &alpha, g.b, plan.a, g.a, plan.b, &beta,
-                        d, plan.d, d, plan.d, &algo, g.workspace, g.workspace_bytes,
+                        c, plan.d, d, plan.d, &algo, g.workspace, g.workspace_bytes,
                         static_cast<cudaStream_t>(g.stream));
 }
 
@@ -145,9 +149,9 @@ int pick_fastest(const GemmArgs& g, Plan* plan, const cublasLtMatmulHeuristicRes
   if (best >= 0) plan->algo = results[best].algo;
   if (log_enabled()) {
     const double flops = 2.0 * static_cast<double>(g.m) * g.n * g.k;
-    std::fprintf(stderr, "megahost gemm: m=%lld n=%lld k=%lld ta=%d tb=%d acc=%d epilogue=%d d=%s:",
+    std::fprintf(stderr, "megahost gemm: m=%lld n=%lld k=%lld ta=%d tb=%d beta=%d epilogue=%d d=%s:",
                  static_cast<long long>(g.m), static_cast<long long>(g.n), static_cast<long long>(g.k), g.trans_a,
-                 g.trans_b, g.accumulate, g.epilogue, g.dtype_d == kF32 ? "f32" : "16");
+                 g.trans_b, beta_mode(g), g.epilogue, g.dtype_d == kF32 ? "f32" : "16");
     for (int i = 0; i < found; ++i)
       if (times[i] > 0)
         std::fprintf(stderr, " %s%.3fms/%.0fTF/ws%zuK", i == best ? "*" : "", times[i], flops / times[i] / 1e9,
@@ -187,6 +191,7 @@ int build_plan(const GemmArgs& g, size_t workspace_bytes, Plan* plan) {
   MH_LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t ws = workspace_bytes;
   const uint32_t align_a = alignment(g.b), align_b = alignment(g.a), align_d = alignment(g.d);
+  const uint32_t align_c = g.c != nullptr && alignment(g.c) < align_d ? alignment(g.c) : align_d;
   int rc = status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
   if (rc == 0)
     rc = status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
@@ -195,8 +200,8 @@ int build_plan(const GemmArgs& g, size_t workspace_bytes, Plan* plan) {
     rc = status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b,
                                                      sizeof(align_b)));
   if (rc == 0)
-    rc = status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d,
-                                                     sizeof(align_d)));
+    rc = status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c,
+                                                     sizeof(align_c)));
   if (rc == 0)
     rc = status(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d,
                                                      sizeof(align_d)));
@@ -224,9 +229,10 @@ int build_plan(const GemmArgs& g, size_t workspace_bytes, Plan* plan) {
 int gemm_lt(const GemmArgs& g) {
   int device = 0;
   if (cudaError_t e = cudaGetDevice(&device)) return e;
-  const PlanKey key{g.dtype_ab,       g.dtype_d,      g.trans_a,      g.trans_b,          g.accumulate, g.m,
+  const uint32_t align_d = g.c != nullptr && alignment(g.c) < alignment(g.d) ? alignment(g.c) : alignment(g.d);
+  const PlanKey key{g.dtype_ab,       g.dtype_d,      g.trans_a,      g.trans_b,          beta_mode(g), g.m,
                     g.n,              g.k,            g.lda,          g.ldb,              g.ldd,        g.ld_aux,
-                    g.epilogue,       alignment(g.a), alignment(g.b), alignment(g.d),     device};
+                    g.epilogue,       alignment(g.a), alignment(g.b), align_d,            device};
   const std::lock_guard<std::mutex> lock(plans_mutex);
   auto it = plans().find(key);
   if (it == plans().end()) {

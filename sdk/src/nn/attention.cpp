@@ -53,7 +53,7 @@ void SelfAttention::query_key_value(const at::Tensor& x, at::Tensor* q, at::Tens
 }
 
 at::Tensor SelfAttention::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training,
-                                  bool skip_bias) const {
+                                  bool skip_bias, const at::Tensor& residual) const {
   at::Tensor q, k, v;
   query_key_value(x, &q, &k, &v);
   if (rotary_freqs.defined()) {
@@ -78,14 +78,14 @@ at::Tensor SelfAttention::forward(const at::Tensor& x, const at::Tensor& rotary_
     return recompute_core_attention_ && training ? checkpoint(core_attention, in) : core_attention(in);
   };
   const int cp = parallel_ ? parallel_->cp.size() : 1;
-  if (cp == 1) return linear_proj.forward(run_core_attention({q, k, v}), skip_bias);  // [s, b, hidden]
+  if (cp == 1) return linear_proj.forward(run_core_attention({q, k, v}), skip_bias, residual);  // [s, b, hidden]
   // Context parallel: gather every rank's keys/values (already rotated at their own positions).
   const int64_t s = q.size(0);
   const at::Tensor k_all = parallel::gather_from_sequence_parallel_region(k, parallel_->cp);  // [cp*s, b, ng, hn]
   const at::Tensor v_all = parallel::gather_from_sequence_parallel_region(v, parallel_->cp);
   const at::Tensor q_pos = parallel::context_parallel_positions(s, parallel_->cp.rank(), cp, q.device());
   const at::Tensor k_pos = parallel::context_parallel_gathered_positions(s, cp, q.device());
-  return linear_proj.forward(run_core_attention({q, k_all, v_all, q_pos, k_pos}), skip_bias);
+  return linear_proj.forward(run_core_attention({q, k_all, v_all, q_pos, k_pos}), skip_bias, residual);
 }
 
 namespace {

@@ -99,10 +99,12 @@ bool lt_operands(const at::Tensor& a, const at::Tensor& w) {
 }
 #endif
 
-// y [M, n] = x [M, k] w^T (+ bias [n]) with w [n, k].
-at::Tensor matmul_wt(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
+// y [M, n] = x [M, k] w^T (+ bias [n]) (+ residual [M, n]) with w [n, k].
+at::Tensor matmul_wt(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
+                     const at::Tensor& residual = at::Tensor()) {
 #if defined(MH_SDK_WITH_CUDA)
-  if (lt_operands(x, w) && (!bias.defined() || bias.scalar_type() == x.scalar_type())) {
+  if (lt_operands(x, w) && (!bias.defined() || bias.scalar_type() == x.scalar_type()) &&
+      (!residual.defined() || (residual.scalar_type() == x.scalar_type() && residual.is_contiguous()))) {
     const c10::cuda::CUDAGuard guard(x.device());
     at::Tensor y = at::empty({x.size(0), w.size(0)}, x.options());
     kernels::GemmArgs g = lt_args(x);
@@ -111,11 +113,13 @@ at::Tensor matmul_wt(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
     g.a = x.data_ptr(), g.lda = g.k;
     g.b = w.data_ptr(), g.ldb = g.k;
     g.d = y.data_ptr(), g.ldd = g.n;
+    if (residual.defined()) g.c = residual.data_ptr();  // beta = 1 over it: the residual add in the product
     if (bias.defined()) g.epilogue = kernels::kGemmBias, g.bias = bias.data_ptr();
     if (run_lt(g, "linear forward")) return y;
   }
 #endif
-  return bias.defined() ? at::addmm(bias, x, w.t()) : at::mm(x, w.t());
+  const at::Tensor y = bias.defined() ? at::addmm(bias, x, w.t()) : at::mm(x, w.t());
+  return residual.defined() ? y.add_(residual) : y;
 }
 
 // dx [M, k] = dy [M, n] w with w [n, k].
@@ -204,17 +208,21 @@ bool bias_in_epilogue() {
 #endif
 }
 
+// residual: empty, or [..., n] added in the product (its gradient is the output's). bias_grad_elsewhere:
+// no bias gradient from here (the next norm's backward sums it).
 struct LinearFn : torch::autograd::Function<LinearFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
-                            const at::Tensor& bias, bool notify) {
-    const bool has_bias = bias.numel() > 0;
+                            const at::Tensor& bias, const at::Tensor& residual, bool notify, bool bias_grad_elsewhere) {
+    const bool has_bias = bias.numel() > 0, has_residual = residual.numel() > 0;
     ctx->save_for_backward({x, weight});
-    ctx->saved_data["bias"] = has_bias;
+    ctx->saved_data["bias"] = has_bias && !bias_grad_elsewhere;
     ctx->saved_data["notify"] = notify;
-    const int64_t k = weight.size(1);
+    const int64_t k = weight.size(1), n = weight.size(0);
     std::vector<int64_t> shape = x.sizes().vec();
-    shape.back() = weight.size(0);
-    return matmul_wt(x.reshape({-1, k}), weight, has_bias ? bias : at::Tensor()).view(shape);  // [..., n]
+    shape.back() = n;
+    return matmul_wt(x.reshape({-1, k}), weight, has_bias ? bias : at::Tensor(),
+                     has_residual ? residual.reshape({-1, n}).contiguous() : at::Tensor())
+        .view(shape);  // [..., n]
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto s = ctx->get_saved_variables();
@@ -230,7 +238,8 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
                                 ctx->saved_data["notify"].toBool());
     at::Tensor db;
     if (has_bias) db = dbias_lt.defined() ? dbias_lt.to(weight.scalar_type()) : dy.sum(0);
-    return {dx, dw, db, at::Tensor()};
+    const at::Tensor dresidual = ctx->needs_input_grad(3) ? grad[0] : at::Tensor();
+    return {dx, dw, db, dresidual, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -274,7 +283,8 @@ bool dgelu_epilogue_backward(const at::Tensor& dout, const at::Tensor& w2, const
 
 struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
-                            const at::Tensor& w2, const at::Tensor& b2, bool accumulate) {
+                            const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& residual, bool accumulate,
+                            bool b2_grad_elsewhere) {
     const c10::cuda::CUDAGuard guard(x.device());
     const int64_t h = x.size(-1), f = w1.size(0), h2 = w2.size(0);
     const at::Tensor x2 = x.reshape({-1, h}).contiguous();  // [M, h]
@@ -295,10 +305,12 @@ struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
       act = at::gelu(pre, "tanh");
     }
     const bool has_b2 = b2.numel() > 0;
-    const at::Tensor out = matmul_wt(act, w2, has_b2 ? b2 : at::Tensor());  // [M, h2]
+    const at::Tensor out = matmul_wt(act, w2, has_b2 ? b2 : at::Tensor(),
+                                     residual.numel() > 0 ? residual.reshape({-1, w2.size(0)}).contiguous()
+                                                          : at::Tensor());  // [M, h2]
     ctx->save_for_backward({x2, w1, w2, act, pre, b1});
     ctx->saved_data["accumulate"] = accumulate;
-    ctx->saved_data["b2"] = has_b2;
+    ctx->saved_data["b2"] = has_b2 && !b2_grad_elsewhere;
     ctx->saved_data["shape"] = x.sizes().vec();
     std::vector<int64_t> shape = x.sizes().vec();
     shape.back() = h2;
@@ -335,7 +347,8 @@ struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
     if (has_b2) db2 = db2_lt.defined() ? db2_lt.to(w2.scalar_type()) : dout.sum(0);
     at::Tensor dx = matmul_w(dpre, w1).view(ctx->saved_data["shape"].toIntVector());  // [..., h]
     at::Tensor dw1 = weight_grad(w1, dpre, x2, accumulate, nullptr);
-    return {dx, dw1, db1, dw2, db2, at::Tensor()};
+    const at::Tensor dresidual = ctx->needs_input_grad(5) ? grad[0] : at::Tensor();
+    return {dx, dw1, db1, dw2, db2, dresidual, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -431,7 +444,18 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
                   bool notify_grad_ready) {
   if (!accumulate_into_grad || !at::GradMode::is_enabled() || !weight.requires_grad())
     return at::linear(x, weight, bias);
-  return LinearFn::apply(x, weight, bias.defined() ? bias : at::empty({0}, weight.options()), notify_grad_ready);
+  const at::Tensor none = at::empty({0}, weight.options());
+  return LinearFn::apply(x, weight, bias.defined() ? bias : none, none, notify_grad_ready, false);
+}
+
+at::Tensor linear_add(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& residual,
+                      bool accumulate_into_grad, bool bias_grad_elsewhere) {
+  if (!accumulate_into_grad || !at::GradMode::is_enabled() || !weight.requires_grad()) {
+    const at::Tensor y = at::linear(x, weight, bias_grad_elsewhere && bias.defined() ? bias.detach() : bias);
+    return y + residual;
+  }
+  return LinearFn::apply(x, weight, bias.defined() ? bias : at::empty({0}, weight.options()), residual, true,
+                         bias_grad_elsewhere);
 }
 
 std::vector<at::Tensor> linear_split(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
@@ -452,11 +476,25 @@ std::vector<at::Tensor> linear_split(const at::Tensor& x, const at::Tensor& weig
 at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                     const at::Tensor& b2, bool accumulate_into_grad) {
 #if defined(MH_SDK_WITH_CUDA)
-  if (gelu_mlp_fusable(x, w1, b1, w2, b2))
-    return GeluMlpFn::apply(x, w1, b1, w2, b2.defined() ? b2 : at::empty({0}, w2.options()), accumulate_into_grad);
+  if (gelu_mlp_fusable(x, w1, b1, w2, b2)) {
+    const at::Tensor none = at::empty({0}, w2.options());
+    return GeluMlpFn::apply(x, w1, b1, w2, b2.defined() ? b2 : none, none, accumulate_into_grad, false);
+  }
 #endif
   if (!accumulate_into_grad) return reference::gelu_mlp(x, w1, b1, w2, b2);
   return linear(at::gelu(linear(x, w1, b1, true), "tanh"), w2, b2, true);
+}
+
+at::Tensor gelu_mlp_add(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                        const at::Tensor& b2, const at::Tensor& residual, bool accumulate_into_grad,
+                        bool b2_grad_elsewhere) {
+#if defined(MH_SDK_WITH_CUDA)
+  if (gelu_mlp_fusable(x, w1, b1, w2, b2) && residual.scalar_type() == x.scalar_type())
+    return GeluMlpFn::apply(x, w1, b1, w2, b2.defined() ? b2 : at::empty({0}, w2.options()), residual,
+                            accumulate_into_grad, b2_grad_elsewhere);
+#endif
+  const at::Tensor b2_used = b2_grad_elsewhere && b2.defined() ? b2.detach() : b2;
+  return gelu_mlp(x, w1, b1, w2, b2_used, accumulate_into_grad) + residual;
 }
 
 namespace reference {

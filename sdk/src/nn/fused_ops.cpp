@@ -204,6 +204,30 @@ struct AddNormFn : torch::autograd::Function<AddNormFn> {
   }
 };
 
+// norm(x) and x itself as a second output that x's other use (the residual stream) takes, so the
+// backward adds that use's gradient inside the norm's pass (no separate add). x_bias [h] (or
+// empty): a bias already inside x (added by the product that made x) whose gradient, the column
+// sums of dx, comes out of the same pass.
+struct NormPassFn : torch::autograd::Function<NormPassFn> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& x_bias,
+                               const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms) {
+    const at::Tensor x = x_in.contiguous();
+    auto [y, unused, mean, rstd] = norm_forward(x, at::Tensor(), at::Tensor(), weight, bias, eps, rms);
+    ctx->save_for_backward({x, weight, mean, rstd, bias, x_bias});
+    ctx->saved_data["rms"] = rms;
+    return {y, x_in};  // x_in comes back as a view with this node as its gradient's way back
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto s = ctx->get_saved_variables();
+    const at::Tensor &weight = s[1], &bias = s[4], &x_bias = s[5];
+    const bool rms = ctx->saved_data["rms"].toBool();
+    NormGrads g = norm_backward(grad[0], grad[1], s[0], weight, s[2], s[3], rms, bias.numel() > 0, x_bias.numel() > 0);
+    auto sums = detail::grads_from_partial_sums(
+        {{g.dweight_part, weight}, {g.dbias_part, bias}, {g.dxbias_part, x_bias}});
+    return {g.dx, sums[2], sums[0], sums[1], at::Tensor(), at::Tensor()};
+  }
+};
+
 // ---- activations ----
 
 struct BiasGeluFn : torch::autograd::Function<BiasGeluFn> {
@@ -419,6 +443,20 @@ std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor
   }
 #endif
   return reference::add_norm(x, residual, weight, bias, eps, rms, x_bias);
+}
+
+std::pair<at::Tensor, at::Tensor> norm_passthrough(const at::Tensor& x, const at::Tensor& weight,
+                                                   const at::Tensor& bias, double eps, bool rms,
+                                                   const at::Tensor& x_bias) {
+#if defined(MH_SDK_WITH_CUDA)
+  if (available(x) && x.scalar_type() == weight.scalar_type() &&
+      (!x_bias.defined() || (x_bias.scalar_type() == x.scalar_type() && x_bias.numel() == x.size(-1)))) {
+    auto out = NormPassFn::apply(x, or_empty(x_bias, x), weight, rms ? or_empty({}, weight) : or_empty(bias, weight),
+                                 eps, rms);
+    return {out[0], out[1]};
+  }
+#endif
+  return reference::norm_passthrough(x, weight, bias, eps, rms, x_bias);
 }
 
 at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms) {

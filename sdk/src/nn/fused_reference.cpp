@@ -20,6 +20,15 @@ std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor
   return {norm(sum, weight, bias, eps, rms), sum};
 }
 
+std::pair<at::Tensor, at::Tensor> norm_passthrough(const at::Tensor& x, const at::Tensor& weight,
+                                                   const at::Tensor& bias, double eps, bool rms,
+                                                   const at::Tensor& x_bias) {
+  // x_bias is inside x already: its gradient, the column sums of x's, reaches it through an
+  // identity that adds (x_bias - x_bias) with x_bias's gradient path (values unchanged).
+  const at::Tensor out = x_bias.defined() ? x + (x_bias - x_bias.detach()) : x;
+  return {norm(out, weight, bias, eps, rms), out};
+}
+
 at::Tensor embedding_sbh(const at::Tensor& word, const at::Tensor& ids, const at::Tensor& pos,
                          const at::Tensor& pos_ids) {
   at::Tensor e = at::embedding(word, ids);                    // [b, s, h]

@@ -4,6 +4,7 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/linear.h>
 
+#include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/fused.h"
 
 namespace megahost::sdk::nn {
@@ -62,8 +63,13 @@ RowParallelLinear::RowParallelLinear(ParamRegistry& reg, const std::string& pref
                       MH_PARAM_NO_WEIGHT_DECAY | sequence_parallel_flag(parallel_.get()));
 }
 
-at::Tensor RowParallelLinear::forward(const at::Tensor& x, bool skip_bias) const {
+at::Tensor RowParallelLinear::forward(const at::Tensor& x, bool skip_bias, const at::Tensor& residual) const {
   const bool fuse = gradient_accumulation_fusion && x.is_cuda();
+  if (residual.defined()) {
+    MH_CHECK(!tensor_parallel(parallel_.get()), MH_ERR_INVALID_ARG,
+             "RowParallelLinear: a residual inside the product needs tp = 1 (the partial sums are reduced after it)");
+    return fused::linear_add(x, weight, bias, residual, fuse, skip_bias);
+  }
   if (!tensor_parallel(parallel_.get())) return fused::linear(x, weight, skip_bias ? at::Tensor() : bias, fuse);
   // partial: [..., out], this rank's share
   return reduce_output(fused::linear(x, weight, at::Tensor(), fuse), skip_bias);

@@ -5,6 +5,7 @@
 #include <ATen/ops/gelu.h>
 #include <ATen/ops/silu.h>
 
+#include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/fused.h"
 
 namespace megahost::sdk::nn {
@@ -29,7 +30,18 @@ MLP::MLP(ParamRegistry& reg, const std::string& prefix, const TransformerConfig&
   linear_fc2.gradient_accumulation_fusion = cfg.gradient_accumulation_fusion;
 }
 
-at::Tensor MLP::forward(const at::Tensor& x, bool skip_bias) const {
+at::Tensor MLP::forward(const at::Tensor& x, bool skip_bias, const at::Tensor& residual) const {
+  if (residual.defined()) {
+    MH_CHECK(!tensor_parallel_, MH_ERR_INVALID_ARG,
+             "MLP: a residual inside fc2's product needs tp = 1 (the partial sums are reduced after it)");
+    if (activation_ == Activation::GeLU && bias_gelu_fusion_ && gelu_tanh_ && linear_fc1.bias.defined() &&
+        fused::available(x)) {
+      const bool accumulate = linear_fc1.gradient_accumulation_fusion && x.is_cuda();
+      return fused::gelu_mlp_add(x, linear_fc1.weight, linear_fc1.bias, linear_fc2.weight, linear_fc2.bias, residual,
+                                 accumulate, skip_bias);
+    }
+    return linear_fc2.forward(hidden_activation(x), skip_bias, residual);
+  }
   const at::Tensor fc2_bias = skip_bias ? at::Tensor() : linear_fc2.bias;
   if (activation_ == Activation::GeLU && bias_gelu_fusion_ && linear_fc1.bias.defined() && fused::available(x)) {
     // Megatron's bias_gelu_fusion. tanh: fc1 + bias + GeLU in one GEMM (cuBLASLt epilogue), fc2's
@@ -44,14 +56,21 @@ at::Tensor MLP::forward(const at::Tensor& x, bool skip_bias) const {
           fused::gelu_mlp(in, linear_fc1.weight, linear_fc1.bias, linear_fc2.weight, at::Tensor(), accumulate),
           skip_bias);
     }
+  }
+  return linear_fc2.forward(hidden_activation(x), skip_bias);
+}
+
+at::Tensor MLP::hidden_activation(const at::Tensor& x) const {
+  if (activation_ == Activation::GeLU && bias_gelu_fusion_ && !gelu_tanh_ && linear_fc1.bias.defined() &&
+      fused::available(x)) {
     // erf: the bias add happens inside the fused GeLU kernel.
     const at::Tensor h = linear_fc1.forward(x, /*skip_bias=*/true);  // [..., ffn/tp]
-    return linear_fc2.forward(fused::bias_gelu(h, linear_fc1.bias), skip_bias);
+    return fused::bias_gelu(h, linear_fc1.bias);
   }
   // [..., ffn/tp] or [..., 2 * ffn/tp]: under TP each rank holds its slice of gate AND of up
   const at::Tensor h = linear_fc1.forward(x);
-  if (activation_ == Activation::SwiGLU) return linear_fc2.forward(fused::swiglu(h), skip_bias);
-  return linear_fc2.forward(at::gelu(h, gelu_tanh_ ? "tanh" : "none"), skip_bias);
+  if (activation_ == Activation::SwiGLU) return fused::swiglu(h);
+  return at::gelu(h, gelu_tanh_ ? "tanh" : "none");
 }
 
 }  // namespace megahost::sdk::nn

@@ -51,6 +51,11 @@ std::pair<at::Tensor, at::Tensor> Norm::forward_add(const at::Tensor& x, const a
              : fused::add_norm(x, residual, rms_norm_->weight, at::Tensor(), rms_norm_->eps, true, x_bias);
 }
 
+std::pair<at::Tensor, at::Tensor> Norm::forward_passthrough(const at::Tensor& x, const at::Tensor& x_bias) const {
+  return layer_norm_ ? fused::norm_passthrough(x, layer_norm_->weight, layer_norm_->bias, layer_norm_->eps, false, x_bias)
+                     : fused::norm_passthrough(x, rms_norm_->weight, at::Tensor(), rms_norm_->eps, true, x_bias);
+}
+
 bool parse_norm_kind(const std::string& name, NormKind* out) {
   if (name == "LayerNorm") *out = NormKind::LayerNorm;
   else if (name == "RMSNorm") *out = NormKind::RMSNorm;

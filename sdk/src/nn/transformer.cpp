@@ -4,6 +4,8 @@
 #include <ATen/TensorOperators.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <tuple>
 #include <utility>
 
@@ -13,6 +15,17 @@
 
 namespace megahost::sdk::nn {
 
+namespace {
+// MEGAHOST_RESIDUAL_IN_GEMM=0: the residual adds stay in the next norm's fused add (for comparison).
+bool residual_in_products_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_RESIDUAL_IN_GEMM");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return on;
+}
+}  // namespace
+
 TransformerLayer::TransformerLayer(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg)
     : input_layernorm(reg, join_name(prefix, "input_layernorm"), cfg.hidden_size, cfg.normalization, cfg.norm_epsilon,
                       sequence_parallel_flag(cfg.parallel.get())),
@@ -21,10 +34,12 @@ TransformerLayer::TransformerLayer(ParamRegistry& reg, const std::string& prefix
                         cfg.norm_epsilon, sequence_parallel_flag(cfg.parallel.get())),
       mlp(reg, join_name(prefix, "mlp"), cfg),
       hidden_dropout_(cfg.hidden_dropout),
+      residual_in_products_(residual_in_products_enabled() && (cfg.parallel == nullptr || cfg.parallel->tp.size() == 1)),
       parallel_(cfg.parallel) {}
 
 at::Tensor DeferredResidual::materialize() const {
-  if (!delta.defined()) return residual;
+  // The bias is inside residual already; (b - b) adds nothing but gives it its gradient here.
+  if (!delta.defined()) return added_bias.defined() ? residual + (added_bias - added_bias.detach()) : residual;
   return residual + (delta_bias.defined() ? delta + delta_bias : delta);
 }
 
@@ -37,12 +52,24 @@ DeferredResidual TransformerLayer::forward_deferred(const DeferredResidual& in, 
   const double p = training ? hidden_dropout_ : 0.0;
   // x = residual + delta (+ bias) and its norm, one fused pass on CUDA (x is then used once: no
   // gradient add for it in backward either).
+  const bool fold_residual = p == 0.0 && residual_in_products_ && fused::available(in.residual);
   at::Tensor x, normed_in;
   if (in.delta.defined()) {
     std::tie(normed_in, x) = input_layernorm.forward_add(in.delta, in.residual, in.delta_bias);
+  } else if (fold_residual || in.added_bias.defined()) {
+    std::tie(normed_in, x) = input_layernorm.forward_passthrough(in.residual, in.added_bias);
   } else {
     x = in.residual;
     normed_in = input_layernorm.forward(x);
+  }
+  if (fold_residual) {
+    // The residual adds inside linear_proj's and linear_fc2's products (beta = 1 over the stream,
+    // their biases in the epilogue), each norm reading the finished stream once: the norms'
+    // forward passes read one [s, b, h] tensor instead of two and write one instead of two. The
+    // biases' gradients come out of the next norm's backward, as with the fold below.
+    const at::Tensor h = self_attention.forward(normed_in, rotary_freqs, training, /*skip_bias=*/true, x);
+    const auto [normed, h_stream] = pre_mlp_layernorm.forward_passthrough(h, self_attention.linear_proj.bias);
+    return {mlp.forward(normed, /*skip_bias=*/true, h_stream), at::Tensor(), at::Tensor(), mlp.linear_fc2.bias};
   }
   // Megatron's bias-dropout-add. Without dropout on CUDA the output biases of linear_proj and
   // linear_fc2 join the residual add inside the next fused add + norm (skip_bias_add), whose
@@ -95,6 +122,8 @@ at::Tensor TransformerBlock::forward(const at::Tensor& x, const at::Tensor& rota
     // The last layer's add happens inside the final norm when this stage has it.
     if (final_layernorm && out.delta.defined())
       return final_layernorm->forward_add(out.delta, out.residual, out.delta_bias).first;
+    if (final_layernorm && out.added_bias.defined())
+      return final_layernorm->forward_passthrough(out.residual, out.added_bias).first;
     h = out.materialize();
   } else {
     // Full recompute: a checkpointed span keeps only its input; backward reruns its layers.

@@ -34,9 +34,10 @@ class SelfAttention {
   // x [s, b, hidden] ([s/tp, b, hidden] under sequence parallelism); rotary_freqs
   // [s, 1, 1, rot_dim] for this rank's positions, or undefined -> same shape as x.
   // Causal; attention dropout only when training. skip_bias: linear_proj's bias is left to the
-  // caller (RowParallelLinear::forward).
+  // caller (RowParallelLinear::forward). residual: added in linear_proj's product (tp = 1; see
+  // RowParallelLinear::forward).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training,
-                     bool skip_bias = false) const;
+                     bool skip_bias = false, const at::Tensor& residual = at::Tensor()) const;
 
   // The pieces of forward, exposed for tests: x [s, b, hidden] ->
   // q [s, b, np, hn], k [s, b, ng, hn], v [s, b, ng, hn] (np/tp and ng/tp under TP).

@@ -42,6 +42,13 @@ std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor
                                            const at::Tensor& bias, double eps, bool rms,
                                            const at::Tensor& x_bias = at::Tensor());
 at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms);
+// (norm(x), x') where x' equals x and is what x's other use (the residual stream) must take: the
+// backward then adds that use's gradient inside the norm's pass. x_bias [h] (may be undefined): a
+// bias already added into x by the product that made x (linear_add / gelu_mlp_add with the bias's
+// gradient left elsewhere); its gradient, the column sums of x's, comes out of the same pass.
+std::pair<at::Tensor, at::Tensor> norm_passthrough(const at::Tensor& x, const at::Tensor& weight,
+                                                   const at::Tensor& bias, double eps, bool rms,
+                                                   const at::Tensor& x_bias = at::Tensor());
 at::Tensor bias_gelu(const at::Tensor& x, const at::Tensor& bias);  // [..., n], [n] (may be undefined)
 at::Tensor swiglu(const at::Tensor& x);                             // [..., 2f] -> [..., f]
 // t [s, b, n, d] (d contiguous), angles [s, 1, 1, rot] float32 (both halves equal, as RotaryEmbedding
@@ -76,6 +83,12 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
 // whenever weight.grad() is defined, never returned.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool accumulate_into_grad,
                   bool notify_grad_ready = true);
+// residual + x W^T + b in the product itself (cuBLASLt: the bias in the epilogue, beta = 1 over
+// residual [..., n]): a sub-layer's output joining the residual stream without a pass of its own
+// (tp = 1, no dropout). The residual's gradient is the output's. bias_grad_elsewhere: no gradient
+// for the bias from here; the next norm_passthrough (x_bias) sums it. Weight gradients as `linear`.
+at::Tensor linear_add(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& residual,
+                      bool accumulate_into_grad, bool bias_grad_elsewhere);
 // linear, its output [..., n] viewed as [..., groups, width] and split along the last dim into
 // parts of `sizes` (width = their sum): attention's q / k / v from linear_qkv. On CUDA the
 // backward packs the parts' gradients in one pass that also sums the bias gradient (no cat, no
@@ -97,7 +110,15 @@ at::Tensor embedding_sbh(const at::Tensor& word, const at::Tensor& ids, const at
 at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                     const at::Tensor& b2, bool accumulate_into_grad);
 
+// gelu_mlp + residual [..., h2] with the add in fc2's product, as linear_add (b2_grad_elsewhere too).
+at::Tensor gelu_mlp_add(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                        const at::Tensor& b2, const at::Tensor& residual, bool accumulate_into_grad,
+                        bool b2_grad_elsewhere);
+
 namespace reference {
+std::pair<at::Tensor, at::Tensor> norm_passthrough(const at::Tensor& x, const at::Tensor& weight,
+                                                   const at::Tensor& bias, double eps, bool rms,
+                                                   const at::Tensor& x_bias = at::Tensor());
 at::Tensor embedding_sbh(const at::Tensor& word, const at::Tensor& ids, const at::Tensor& pos,
                          const at::Tensor& pos_ids);
 at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,

@@ -66,7 +66,9 @@ class RowParallelLinear {
   // x [..., in/tp] -> [..., out] ([s, b, in/tp] -> [s/tp, b, out] under sequence parallelism)
   // skip_bias: the bias is left for the caller to add (Megatron's skip_bias_add: a fused add + norm
   // adds it with the residual).
-  at::Tensor forward(const at::Tensor& x, bool skip_bias = false) const;
+  // residual [..., out] (tp = 1 only; may be undefined): added inside the product, with the bias
+  // even under skip_bias, whose gradient is then the caller's (fused::norm_passthrough's x_bias).
+  at::Tensor forward(const at::Tensor& x, bool skip_bias = false, const at::Tensor& residual = at::Tensor()) const;
   // The rest of forward after the product: partial [..., out] (this rank's share) -> all-reduced
   // (reduce-scattered under sequence parallelism) + bias (unless skip_bias).
   at::Tensor reduce_output(const at::Tensor& partial, bool skip_bias = false) const;

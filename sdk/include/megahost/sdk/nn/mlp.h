@@ -21,13 +21,17 @@ class MLP {
  public:
   // Registers "<prefix>.linear_fc1.*" and "<prefix>.linear_fc2.*".
   MLP(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg);
-  // [..., hidden] -> [..., hidden]; skip_bias: linear_fc2's bias is left to the caller.
-  at::Tensor forward(const at::Tensor& x, bool skip_bias = false) const;
+  // [..., hidden] -> [..., hidden]; skip_bias: linear_fc2's bias is left to the caller. residual:
+  // added in linear_fc2's product (tp = 1; see RowParallelLinear::forward).
+  at::Tensor forward(const at::Tensor& x, bool skip_bias = false, const at::Tensor& residual = at::Tensor()) const;
 
   ColumnParallelLinear linear_fc1;
   RowParallelLinear linear_fc2;
 
  private:
+  // fc1 and the activation: linear_fc2's input [..., ffn/tp] (paths without fc2 in the same node).
+  at::Tensor hidden_activation(const at::Tensor& x) const;
+
   Activation activation_;
   bool bias_gelu_fusion_ = true;
   bool gelu_tanh_ = false;

@@ -48,6 +48,10 @@ class Norm {
   // x first: the sub-layer's output bias when its linear skipped it.
   std::pair<at::Tensor, at::Tensor> forward_add(const at::Tensor& x, const at::Tensor& residual,
                                                 const at::Tensor& x_bias = at::Tensor()) const;
+  // (norm(x), x') with x' the residual stream's copy of x (fused::norm_passthrough): its backward
+  // adds the stream's gradient in the norm's pass. x_bias [hidden] (may be undefined): a bias the
+  // product that made x added already; its gradient comes out of the same pass.
+  std::pair<at::Tensor, at::Tensor> forward_passthrough(const at::Tensor& x, const at::Tensor& x_bias = at::Tensor()) const;
 
  private:
   std::optional<LayerNorm> layer_norm_;

@@ -32,9 +32,11 @@ namespace megahost::sdk::nn {
 // The residual stream between layers with its last add not done yet: residual + delta
 // (+ delta_bias), added inside the next layer's fused add + norm. delta undefined: residual
 // alone. delta_bias [hidden]: the sub-layer's output bias its linear skipped (Megatron's
-// skip_bias_add), undefined when the bias is inside delta.
+// skip_bias_add), undefined when the bias is inside delta. added_bias (with delta undefined): the
+// residual already holds the last sub-layer's output and bias, added by its product
+// (fused::linear_add); the next norm sums the bias's gradient.
 struct DeferredResidual {
-  at::Tensor residual, delta, delta_bias;
+  at::Tensor residual, delta, delta_bias, added_bias;
   at::Tensor materialize() const;  // [s, b, hidden]
 };
 
@@ -56,6 +58,7 @@ class TransformerLayer {
 
  private:
   double hidden_dropout_;
+  bool residual_in_products_;  // tp = 1: the residual adds may go into the output products
   std::shared_ptr<const parallel::ParallelContext> parallel_;
 };
 
