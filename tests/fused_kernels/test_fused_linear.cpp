@@ -10,6 +10,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -415,6 +416,20 @@ TEST(FusedLinear, CudaTransformerBlockIntoFloat32MainGradients) {
     SCOPED_TRACE(c10::toString(dtype));
     check_block_against_cpu(dtype, /*main_grads=*/true);
   }
+}
+
+// With MEGAHOST_RESIDUAL_IN_GEMM=1 (read when the block is built): the residual adds inside
+// linear_proj's and linear_fc2's products, the norms reading the finished stream (norm_passthrough
+// summing the biases' gradients). Same output and gradients as the CPU block.
+TEST(FusedLinear, CudaTransformerBlockWithTheResidualInTheProducts) {
+  SKIP_WITHOUT_GPU();
+  setenv("MEGAHOST_RESIDUAL_IN_GEMM", "1", 1);
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    check_block_against_cpu(dtype, /*main_grads=*/true);
+    check_block_against_cpu(dtype, /*main_grads=*/true, /*deferred=*/true);
+  }
+  unsetenv("MEGAHOST_RESIDUAL_IN_GEMM");
 }
 
 // The same after zero_grad_deferred: the weight-gradient GEMMs store (beta = 0), the column sums
