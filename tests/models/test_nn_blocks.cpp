@@ -271,3 +271,30 @@ TEST(NnTransformer, HiddenDropoutAppliesOnlyInTrainingAndFollowsTheDefaultGenera
   EXPECT_TRUE(at::equal(a, b));
   EXPECT_GT(max_abs_diff(a, layer.forward(x, {}, false)), 1e-3);
 }
+
+// A stream whose last bias was added by its product (DeferredResidual::added_bias, the residual
+// adds inside the products): materializing it leaves the values as they are and gives that bias
+// its gradient, the column sums of the stream's; the norm's passthrough does the same.
+TEST(NnTransformer, MaterializingAStreamWithAnAddedBiasGivesTheBiasItsGradient) {
+  const at::Tensor r = at::randn({4, 3, 8}, at::kDouble).requires_grad_(true);
+  const at::Tensor b = at::randn({8}, at::kDouble).requires_grad_(true);
+  const at::Tensor seed = at::randn({4, 3, 8}, at::kDouble);
+  nn::DeferredResidual d;
+  d.residual = r;
+  d.added_bias = b;
+  const at::Tensor out = d.materialize();
+  EXPECT_TRUE(at::equal(out, r));
+  (out * seed).sum().backward();
+  EXPECT_TRUE(at::allclose(b.grad(), seed.sum(at::IntArrayRef{0, 1})));
+  EXPECT_TRUE(at::allclose(r.grad(), seed));
+
+  nn::ParamRegistry reg(at::kCPU, at::kDouble, 7);
+  nn::Norm norm(reg, "ln", 8, nn::NormKind::LayerNorm, 1e-5);
+  const at::Tensor b2 = at::randn({8}, at::kDouble).requires_grad_(true);
+  const at::Tensor x = at::randn({4, 3, 8}, at::kDouble).requires_grad_(true);
+  const auto [y, stream] = norm.forward_passthrough(x, b2);
+  EXPECT_TRUE(at::equal(stream, x));
+  EXPECT_TRUE(at::allclose(y, norm.forward(x)));
+  (stream * seed).sum().backward();
+  EXPECT_TRUE(at::allclose(b2.grad(), seed.sum(at::IntArrayRef{0, 1})));
+}
