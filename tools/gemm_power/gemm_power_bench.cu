@@ -8,6 +8,9 @@
 //   ./gemm_power_bench M N K [ta tb f32out accumulate] [--cands 8] [--ms 400] [--dgelu]
 // --dgelu: the DGELU epilogue (D = (A B) * gelu'(aux), aux a bf16 [M, N] pre-activation), the
 // fused GeLU backward cuBLASLt offers for fc2's input-gradient product.
+// --ws-ab: each candidate hot twice, launched with the 32 MiB workspace and without any (the
+// heuristic is always asked with it): does the workspace, which every candidate reports needing 0
+// bytes of, cost its memset per launch?
 // Row-major D[M, N] = op(A) op(B) as megahost's GemmArgs (ta: A stored [K, M]; tb: B stored [N, K]).
 #include <cublasLt.h>
 #include <cuda_bf16.h>
@@ -36,11 +39,12 @@ __global__ void fill(__nv_bfloat16* p, size_t n, unsigned seed, float scale) {
 int main(int argc, char** argv) {
   if (argc < 4) { std::fprintf(stderr, "usage: %s M N K [ta tb f32out acc] [--cands C] [--ms T]\n", argv[0]); return 2; }
   const long long m = std::atoll(argv[1]), n = std::atoll(argv[2]), k = std::atoll(argv[3]);
-  int ta = 0, tb = 1, f32 = 0, acc = 0, cands = 8, hot_ms = 400, pos = 0, dgelu = 0;
+  int ta = 0, tb = 1, f32 = 0, acc = 0, cands = 8, hot_ms = 400, pos = 0, dgelu = 0, ws_ab = 0;
   for (int i = 4; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--cands")) cands = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--ms")) hot_ms = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--dgelu")) dgelu = 1;
+    else if (!std::strcmp(argv[i], "--ws-ab")) ws_ab = 1;
     else { int v = std::atoi(argv[i]); (pos == 0 ? ta : pos == 1 ? tb : pos == 2 ? f32 : acc) = v; ++pos; }
   }
   __nv_bfloat16 *a, *b; void* d; void* ws;
@@ -77,9 +81,11 @@ int main(int argc, char** argv) {
   const float alpha = 1.0f, beta = acc ? 1.0f : 0.0f;
   const double flop = 2.0 * m * n * k;
   cudaEvent_t e0, e1; cudaEventCreate(&e0); cudaEventCreate(&e1);
+  bool launch_ws = true;
   auto run = [&](int i, int reps) {
     for (int r = 0; r < reps; ++r)
-      CHECK_LT(cublasLtMatmul(lt, desc, &alpha, b, la, a, lb, &beta, d, ld, d, ld, &res[i].algo, ws, ws_bytes, 0));
+      CHECK_LT(cublasLtMatmul(lt, desc, &alpha, b, la, a, lb, &beta, d, ld, d, ld, &res[i].algo,
+                              launch_ws ? ws : nullptr, launch_ws ? ws_bytes : 0, 0));
   };
   auto timed = [&](int i, int reps) {
     cudaEventRecord(e0); run(i, reps); cudaEventRecord(e1); cudaEventSynchronize(e1);
@@ -87,6 +93,33 @@ int main(int argc, char** argv) {
   };
   std::printf("gemm m=%lld n=%lld k=%lld ta=%d tb=%d f32out=%d acc=%d%s: %d candidates\n", m, n, k, ta, tb, f32, acc,
               dgelu ? " epilogue=DGELU" : "", found);
+  if (ws_ab) {
+    for (int i = 0; i < found; ++i) {
+      float t[2];
+      for (int w = 1; w >= 0; --w) {
+        launch_ws = w == 1;
+        const int reps = std::max(4, static_cast<int>(hot_ms / 2 / 0.5f));
+        run(i, reps);
+        t[w] = timed(i, reps);
+        cudaDeviceSynchronize();
+        usleep(200000);
+      }
+      // Same bits? D from zero, one launch each way (accumulating onto zero when acc).
+      const size_t d_bytes = m * n * (f32 ? 4 : 2);
+      std::vector<unsigned char> out[2];
+      for (int w = 1; w >= 0; --w) {
+        launch_ws = w == 1;
+        CHECK_CUDA(cudaMemset(d, 0, d_bytes));
+        run(i, 1);
+        out[w].resize(d_bytes);
+        CHECK_CUDA(cudaMemcpy(out[w].data(), d, d_bytes, cudaMemcpyDeviceToHost));
+      }
+      std::printf("  cand %d (ws %zu B): hot with workspace %.4f ms, without %.4f ms (%+.2f%%), %s\n", i,
+                  res[i].workspaceSize, t[1], t[0], 100.0 * (t[0] / t[1] - 1.0),
+                  out[0] == out[1] ? "same bits" : "DIFFERENT BITS");
+    }
+    return 0;
+  }
   // Cold: every candidate after a 1 s idle, 3 launches (the one-shot autotune's view).
   std::vector<float> cold(found), hot(found);
   for (int i = 0; i < found; ++i) { run(i, 1); cudaDeviceSynchronize(); cold[i] = timed(i, 3); }

@@ -66,6 +66,7 @@ struct Plan {
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
   cublasLtMatmulAlgo_t algo{};
   bool has_algo = false;
+  bool use_workspace = true;  // false: launched without one (see tiny_workspace_off)
 };
 
 std::mutex plans_mutex;
@@ -97,15 +98,29 @@ bool log_enabled() {
   return on;
 }
 
+// The nvjet algorithms cuBLASLt picks for our shapes ask for a 4-byte workspace (a counter) and,
+// when given one, cuBLASLt zeroes it with a memset before every launch: ~3 us with the launch
+// gap, 339 times per GPT-1.3B iteration. Launched without a workspace they run and give the same
+// bits (tools/gemm_power --ws-ab). On by default; MEGAHOST_GEMM_TINY_WORKSPACE=1 passes it again.
+constexpr size_t kTinyWorkspace = 16;
+bool tiny_workspace_off() {
+  static const bool off = !env_flag("MEGAHOST_GEMM_TINY_WORKSPACE", false);
+  return off;
+}
+bool launches_without_workspace(const cublasLtMatmulHeuristicResult_t& r) {
+  return tiny_workspace_off() && r.workspaceSize <= kTinyWorkspace;
+}
+
 size_t dtype_bytes(int dtype) { return dtype == kF32 ? 4 : 2; }
 
 // One launch of g with algo (alpha 1, beta 1 when accumulating or adding C), into d.
-cublasStatus_t launch(const GemmArgs& g, const Plan& plan, const cublasLtMatmulAlgo_t& algo, void* d) {
+cublasStatus_t launch(const GemmArgs& g, const Plan& plan, const cublasLtMatmulAlgo_t& algo, bool use_workspace,
+                      void* d) {
   const float alpha = 1.0f, beta = beta_mode(g) != 0 ? 1.0f : 0.0f;
   const void* c = g.c != nullptr && !g.accumulate ? g.c : d;
   return cublasLtMatmul(static_cast<cublasLtHandle_t>(g.handle), plan.desc, &alpha, g.b, plan.a, g.a, plan.b, &beta,
-                        c, plan.d, d, plan.d, &algo, g.workspace, g.workspace_bytes,
-                        static_cast<cudaStream_t>(g.stream));
+                        c, plan.d, d, plan.d, &algo, use_workspace ? g.workspace : nullptr,
+                        use_workspace ? g.workspace_bytes : 0, static_cast<cudaStream_t>(g.stream));
 }
 
 // Times each candidate on the call's operands and keeps the fastest in plan->algo. Runs once per
@@ -131,10 +146,11 @@ int pick_fastest(const GemmArgs& g, Plan* plan, const cublasLtMatmulHeuristicRes
   for (int i = 0; i < found; ++i) {
     times[i] = -1.0f;
     if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
-    if (launch(g, *plan, results[i].algo, d) != CUBLAS_STATUS_SUCCESS) continue;  // warm-up
+    const bool ws = !launches_without_workspace(results[i]);
+    if (launch(g, *plan, results[i].algo, ws, d) != CUBLAS_STATUS_SUCCESS) continue;  // warm-up
     cudaEventRecord(start, stream);
     bool ok = true;
-    for (int r = 0; r < kReps && ok; ++r) ok = launch(g, *plan, results[i].algo, d) == CUBLAS_STATUS_SUCCESS;
+    for (int r = 0; r < kReps && ok; ++r) ok = launch(g, *plan, results[i].algo, ws, d) == CUBLAS_STATUS_SUCCESS;
     cudaEventRecord(stop, stream);
     float ms = 0.0f;
     if (!ok || cudaEventSynchronize(stop) != cudaSuccess || cudaEventElapsedTime(&ms, start, stop) != cudaSuccess)
@@ -146,7 +162,10 @@ int pick_fastest(const GemmArgs& g, Plan* plan, const cublasLtMatmulHeuristicRes
   cudaEventDestroy(stop);
   if (g.accumulate) cudaFreeAsync(d, stream);
   cudaGetLastError();  // a candidate's launch error must not stick to the next call
-  if (best >= 0) plan->algo = results[best].algo;
+  if (best >= 0) {
+    plan->algo = results[best].algo;
+    plan->use_workspace = !launches_without_workspace(results[best]);
+  }
   if (log_enabled()) {
     const double flops = 2.0 * static_cast<double>(g.m) * g.n * g.k;
     std::fprintf(stderr, "megahost gemm: m=%lld n=%lld k=%lld ta=%d tb=%d beta=%d epilogue=%d d=%s:",
@@ -154,8 +173,8 @@ int pick_fastest(const GemmArgs& g, Plan* plan, const cublasLtMatmulHeuristicRes
                  g.trans_b, beta_mode(g), g.epilogue, g.dtype_d == kF32 ? "f32" : "16");
     for (int i = 0; i < found; ++i)
       if (times[i] > 0)
-        std::fprintf(stderr, " %s%.3fms/%.0fTF/ws%zuK", i == best ? "*" : "", times[i], flops / times[i] / 1e9,
-                     results[i].workspaceSize / 1024);
+        std::fprintf(stderr, " %s%.3fms/%.0fTF/ws%zuB", i == best ? "*" : "", times[i], flops / times[i] / 1e9,
+                     results[i].workspaceSize);
     std::fprintf(stderr, "\n");
   }
   return 0;
@@ -220,6 +239,7 @@ int build_plan(const GemmArgs& g, size_t workspace_bytes, Plan* plan) {
   plan->has_algo = found > 0;
   if (!plan->has_algo) return 0;
   plan->algo = results[0].algo;
+  plan->use_workspace = !launches_without_workspace(results[0]);
   if (found > 1) return pick_fastest(g, plan, results, found);
   return 0;
 }
@@ -247,7 +267,7 @@ int gemm_lt(const GemmArgs& g) {
   if (uses_aux(g.epilogue))
     MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
                                              sizeof(g.aux)));
-  return status(launch(g, plan, plan.algo, g.d));
+  return status(launch(g, plan, plan.algo, plan.use_workspace, g.d));
 }
 
 const char* gemm_lt_error(int rc) {
