@@ -181,6 +181,21 @@ struct NormFn : torch::autograd::Function<NormFn> {
   }
 };
 
+// The backward of a norm over the residual stream (AddNormFn, NormPassFn): saved (stream, weight,
+// mean, rstd, bias, x_bias), grad = (dy, the stream's own gradient); dx and the finished
+// gradients of weight, bias and x_bias (those bound to main gradients come back undefined).
+struct StreamNormGrads {
+  at::Tensor dx, dweight, dbias, dx_bias;
+};
+StreamNormGrads stream_norm_backward(AutogradContext* ctx, const variable_list& grad) {
+  const auto s = ctx->get_saved_variables();
+  const at::Tensor &weight = s[1], &bias = s[4], &x_bias = s[5];
+  const bool rms = ctx->saved_data["rms"].toBool();
+  NormGrads g = norm_backward(grad[0], grad[1], s[0], weight, s[2], s[3], rms, bias.numel() > 0, x_bias.numel() > 0);
+  auto sums = detail::grads_from_partial_sums({{g.dweight_part, weight}, {g.dbias_part, bias}, {g.dxbias_part, x_bias}});
+  return {g.dx, sums[0], sums[1], sums[2]};
+}
+
 struct AddNormFn : torch::autograd::Function<AddNormFn> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& x_bias,
                                const at::Tensor& residual, const at::Tensor& weight, const at::Tensor& bias,
@@ -193,14 +208,9 @@ struct AddNormFn : torch::autograd::Function<AddNormFn> {
     return {y, sum};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
-    const auto s = ctx->get_saved_variables();
-    const at::Tensor &weight = s[1], &bias = s[4], &x_bias = s[5];
-    const bool rms = ctx->saved_data["rms"].toBool();
-    NormGrads g = norm_backward(grad[0], grad[1], s[0], weight, s[2], s[3], rms, bias.numel() > 0, x_bias.numel() > 0);
-    auto sums = detail::grads_from_partial_sums(
-        {{g.dweight_part, weight}, {g.dbias_part, bias}, {g.dxbias_part, x_bias}});
+    const StreamNormGrads g = stream_norm_backward(ctx, grad);
     // d sum / d x = d sum / d residual = 1; d sum / d x_bias sums over the rows.
-    return {g.dx, sums[2], g.dx, sums[0], sums[1], at::Tensor(), at::Tensor()};
+    return {g.dx, g.dx_bias, g.dx, g.dweight, g.dbias, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -218,13 +228,8 @@ struct NormPassFn : torch::autograd::Function<NormPassFn> {
     return {y, x_in};  // x_in comes back as a view with this node as its gradient's way back
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
-    const auto s = ctx->get_saved_variables();
-    const at::Tensor &weight = s[1], &bias = s[4], &x_bias = s[5];
-    const bool rms = ctx->saved_data["rms"].toBool();
-    NormGrads g = norm_backward(grad[0], grad[1], s[0], weight, s[2], s[3], rms, bias.numel() > 0, x_bias.numel() > 0);
-    auto sums = detail::grads_from_partial_sums(
-        {{g.dweight_part, weight}, {g.dbias_part, bias}, {g.dxbias_part, x_bias}});
-    return {g.dx, sums[2], sums[0], sums[1], at::Tensor(), at::Tensor()};
+    const StreamNormGrads g = stream_norm_backward(ctx, grad);
+    return {g.dx, g.dx_bias, g.dweight, g.dbias, at::Tensor(), at::Tensor()};
   }
 };
 
