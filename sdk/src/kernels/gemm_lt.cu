@@ -267,7 +267,13 @@ int gemm_lt(const GemmArgs& g) {
   if (uses_aux(g.epilogue))
     MH_LT_TRY(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
                                              sizeof(g.aux)));
-  return status(launch(g, plan, plan.algo, plan.use_workspace, g.d));
+  cublasStatus_t s = launch(g, plan, plan.algo, plan.use_workspace, g.d);
+  if (s != CUBLAS_STATUS_SUCCESS && !plan.use_workspace) {
+    // Refused without its few bytes (cuBLASLt checks before launching): from now on with them.
+    plan.use_workspace = true;
+    s = launch(g, plan, plan.algo, true, g.d);
+  }
+  return status(s);
 }
 
 const char* gemm_lt_error(int rc) {
