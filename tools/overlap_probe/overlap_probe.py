@@ -2,6 +2,9 @@
 # Emulates GPT-1.3B (24 layers, h 2048, s 2048, b 8, bf16) forward on one stream and a
 # 30-byte-per-parameter AdamW (fp32 master/grad/m/v, bf16 copy) in 25 chunks on another,
 # chunk i gating layer i (the order the forward needs its parameters).
+# On the GPU machine: python3 tools/overlap_probe/overlap_probe.py (prints median / min / max ms of
+# forward alone, AdamW alone, both in sequence, and overlapped with the side stream at low / high
+# priority; results in docs/performance.md, sixth session).
 import torch, torch.nn.functional as F, time, sys
 torch.manual_seed(0)
 dev = 'cuda'; L, h, s, b, nh = 24, 2048, 2048, 8, 16
