@@ -101,7 +101,7 @@ bool log_enabled() {
 // The nvjet algorithms cuBLASLt picks for our shapes ask for a 4-byte workspace (a counter) and,
 // when given one, cuBLASLt zeroes it with a memset before every launch: ~3 us with the launch
 // gap, 339 times per GPT-1.3B iteration. Launched without a workspace they run and give the same
-// bits (tools/gemm_power --ws-ab). On by default; MEGAHOST_GEMM_TINY_WORKSPACE=1 passes it again.
+// bits (tools/gemm_power --ws-ab), so they get none; MEGAHOST_GEMM_TINY_WORKSPACE=1 passes it again.
 constexpr size_t kTinyWorkspace = 16;
 bool tiny_workspace_off() {
   static const bool off = !env_flag("MEGAHOST_GEMM_TINY_WORKSPACE", false);
