@@ -11,15 +11,27 @@
 // --ws-ab: each candidate hot twice, launched with the 32 MiB workspace and without any (the
 // heuristic is always asked with it): does the workspace, which every candidate reports needing 0
 // bytes of, cost its memset per launch?
+// --explore: configurations beyond the heuristic's 8: each of the first three candidates with its
+// tile, stages, cluster shape, CTA swizzle and custom option varied over what its algorithm
+// reports it supports; every one cublasLtMatmulAlgoCheck accepts is timed cold, the fastest six
+// hot beside the heuristic's cold pick, and the best one's output compared with the heuristic's.
+// --budget-s S: stop timing new variations after S seconds (default 20; the order is shuffled).
 // Row-major D[M, N] = op(A) op(B) as megahost's GemmArgs (ta: A stored [K, M]; tb: B stored [N, K]).
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "../../sdk/src/kernels/gemm_algo_config.h"
+
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <set>
+#include <string>
 #include <vector>
 #include <unistd.h>
 
@@ -36,15 +48,115 @@ __global__ void fill(__nv_bfloat16* p, size_t n, unsigned seed, float scale) {
   }
 }
 
+using megahost::sdk::kernels::lt_config::config_text;
+using megahost::sdk::kernels::lt_config::read_config;
+
+template <class Launch>
+float time_launches(Launch& launch, const cublasLtMatmulAlgo_t* algo, int reps) {
+  cudaEvent_t e0, e1; cudaEventCreate(&e0); cudaEventCreate(&e1);
+  cudaEventRecord(e0);
+  const bool ok = launch(algo, reps);
+  cudaEventRecord(e1); cudaEventSynchronize(e1);
+  float ms = 0; cudaEventElapsedTime(&ms, e0, e1);
+  cudaEventDestroy(e0); cudaEventDestroy(e1);
+  return ok && cudaGetLastError() == cudaSuccess ? ms / reps : 1e30f;
+}
+
+// --explore (see the top of the file). Returns the process exit code.
+template <class Launch>
+int explore_configs(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
+                    cublasLtMatrixLayout_t ld, const std::vector<cublasLtMatmulHeuristicResult_t>& res, int found,
+                    Launch launch, void* d, size_t d_bytes, int f32, double flop, int hot_ms, double budget_s) {
+  for (int i = 0; i < found; ++i) std::printf("  heuristic %d: %s\n", i, config_text(read_config(res[i].algo)).c_str());
+  std::vector<cublasLtMatmulAlgo_t> tried;
+  std::vector<float> cold;
+  std::vector<cublasLtMatmulAlgo_t> todo = megahost::sdk::kernels::lt_config::variations(res.data(), found, 3);
+  int checked = 0, rejected = 0;
+  const auto t_start = std::chrono::steady_clock::now();
+  for (cublasLtMatmulAlgo_t& algo : todo) {
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() > budget_s) break;
+    cublasLtMatmulHeuristicResult_t check{};
+    ++checked;
+    if (cublasLtMatmulAlgoCheck(lt, desc, la, lb, ld, ld, &algo, &check) != CUBLAS_STATUS_SUCCESS ||
+        check.workspaceSize > (size_t{32} << 20)) { ++rejected; continue; }
+    launch(&algo, 1);  // warm (and skip what fails to launch)
+    if (cudaDeviceSynchronize() != cudaSuccess) { cudaGetLastError(); ++rejected; continue; }
+    tried.push_back(algo);
+    cold.push_back(time_launches(launch, &algo, 2));
+  }
+  std::printf("  %zu variations, %d checked within %.0f s, %d rejected, %zu timed\n", todo.size(), checked, budget_s,
+              rejected, tried.size());
+  // The heuristic's cold pick, then the six fastest explored ones, each hot.
+  std::vector<int> order(tried.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+  std::sort(order.begin(), order.end(), [&](int x, int y) { return cold[x] < cold[y]; });
+  float heur_cold = 1e30f; int heur_pick = 0;
+  for (int i = 0; i < found; ++i) {  // as megahost's autotune: one warm-up launch, then 3 timed
+    launch(&res[i].algo, 1);
+    cudaDeviceSynchronize();
+    const float t = time_launches(launch, &res[i].algo, 3);
+    if (t < heur_cold) heur_cold = t, heur_pick = i;
+  }
+  auto hot = [&](const cublasLtMatmulAlgo_t* algo) {
+    usleep(300000);
+    const float one = std::max(time_launches(launch, algo, 1), 0.01f);
+    const int reps = std::max(4, static_cast<int>(hot_ms / 2 / one));
+    launch(algo, reps);
+    return time_launches(launch, algo, reps);
+  };
+  const float heur_hot = hot(&res[heur_pick].algo);
+  std::printf("  heuristic pick %d: cold %.3f ms | hot %.3f ms %4.0f TF/s\n", heur_pick, heur_cold, heur_hot, flop / heur_hot / 1e9);
+  float heur_best_hot = heur_hot;
+  for (int i = 0; i < found; ++i)
+    if (i != heur_pick) heur_best_hot = std::min(heur_best_hot, hot(&res[i].algo));
+  std::printf("  heuristic's best hot: %.3f ms %4.0f TF/s\n", heur_best_hot, flop / heur_best_hot / 1e9);
+  float best_hot = 1e30f; int best = -1;
+  for (size_t r = 0; r < std::min<size_t>(6, order.size()); ++r) {
+    const int i = order[r];
+    const float t = hot(&tried[i]);
+    std::printf("  explored: cold %.3f ms | hot %.3f ms %4.0f TF/s (%+.2f%% vs heuristic) %s\n", cold[i], t,
+                flop / t / 1e9, 100.0 * (t / heur_hot - 1.0), config_text(read_config(tried[i])).c_str());
+    if (t < best_hot) best_hot = t, best = i;
+  }
+  if (best < 0) return 0;
+  // Same result? D from zero, one launch each (onto zero when accumulating).
+  std::vector<float> out[2];
+  const cublasLtMatmulAlgo_t* algos[2] = {&res[heur_pick].algo, &tried[best]};
+  for (int w = 0; w < 2; ++w) {
+    CHECK_CUDA(cudaMemset(d, 0, d_bytes));
+    launch(algos[w], 1);
+    const size_t n = d_bytes / (f32 ? 4 : 2);
+    out[w].resize(n);
+    if (f32) { CHECK_CUDA(cudaMemcpy(out[w].data(), d, d_bytes, cudaMemcpyDeviceToHost)); }
+    else {
+      std::vector<__nv_bfloat16> h(n);
+      CHECK_CUDA(cudaMemcpy(h.data(), d, d_bytes, cudaMemcpyDeviceToHost));
+      for (size_t j = 0; j < n; ++j) out[w][j] = __bfloat162float(h[j]);
+    }
+  }
+  double max_diff = 0, max_abs = 0;
+  for (size_t j = 0; j < out[0].size(); ++j) {
+    max_diff = std::max(max_diff, static_cast<double>(std::fabs(out[0][j] - out[1][j])));
+    max_abs = std::max(max_abs, static_cast<double>(std::fabs(out[0][j])));
+  }
+  std::printf("  best explored vs heuristic pick: hot %+.2f%% (vs the heuristic's best hot %+.2f%%), max |diff| %.3g of max |D| %.3g%s\n",
+              100.0 * (best_hot / heur_hot - 1.0), 100.0 * (best_hot / heur_best_hot - 1.0), max_diff, max_abs,
+              out[0] == out[1] ? " (same bits)" : "");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 4) { std::fprintf(stderr, "usage: %s M N K [ta tb f32out acc] [--cands C] [--ms T]\n", argv[0]); return 2; }
   const long long m = std::atoll(argv[1]), n = std::atoll(argv[2]), k = std::atoll(argv[3]);
-  int ta = 0, tb = 1, f32 = 0, acc = 0, cands = 8, hot_ms = 400, pos = 0, dgelu = 0, ws_ab = 0;
+  int ta = 0, tb = 1, f32 = 0, acc = 0, cands = 8, hot_ms = 400, pos = 0, dgelu = 0, ws_ab = 0, explore = 0;
+  double budget_s = 20;
   for (int i = 4; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--cands")) cands = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--ms")) hot_ms = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--dgelu")) dgelu = 1;
     else if (!std::strcmp(argv[i], "--ws-ab")) ws_ab = 1;
+    else if (!std::strcmp(argv[i], "--explore")) explore = 1;
+    else if (!std::strcmp(argv[i], "--budget-s")) budget_s = std::atof(argv[++i]);
     else { int v = std::atoi(argv[i]); (pos == 0 ? ta : pos == 1 ? tb : pos == 2 ? f32 : acc) = v; ++pos; }
   }
   __nv_bfloat16 *a, *b; void* d; void* ws;
@@ -120,6 +232,12 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  if (explore) return explore_configs(lt, desc, la, lb, ld, res, found, [&](const cublasLtMatmulAlgo_t* algo, int reps) {
+    for (int r = 0; r < reps; ++r)
+      if (cublasLtMatmul(lt, desc, &alpha, b, la, a, lb, &beta, d, ld, d, ld, algo, ws, ws_bytes, 0) != CUBLAS_STATUS_SUCCESS)
+        return false;
+    return true;
+  }, d, m * n * (f32 ? 4 : 2), f32, flop, hot_ms, budget_s);
   // Cold: every candidate after a 1 s idle, 3 launches (the one-shot autotune's view).
   std::vector<float> cold(found), hot(found);
   for (int i = 0; i < found; ++i) { run(i, 1); cudaDeviceSynchronize(); cold[i] = timed(i, 3); }
