@@ -21,7 +21,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include "../../sdk/src/kernels/gemm_algo_config.h"
+#include "algo_config.h"
 
 #include <algorithm>
 #include <chrono>
@@ -48,8 +48,8 @@ __global__ void fill(__nv_bfloat16* p, size_t n, unsigned seed, float scale) {
   }
 }
 
-using megahost::sdk::kernels::lt_config::config_text;
-using megahost::sdk::kernels::lt_config::read_config;
+using lt_config::config_text;
+using lt_config::read_config;
 
 template <class Launch>
 float time_launches(Launch& launch, const cublasLtMatmulAlgo_t* algo, int reps) {
@@ -70,7 +70,7 @@ int explore_configs(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtMatr
   for (int i = 0; i < found; ++i) std::printf("  heuristic %d: %s\n", i, config_text(read_config(res[i].algo)).c_str());
   std::vector<cublasLtMatmulAlgo_t> tried;
   std::vector<float> cold;
-  std::vector<cublasLtMatmulAlgo_t> todo = megahost::sdk::kernels::lt_config::variations(res.data(), found, 3);
+  std::vector<cublasLtMatmulAlgo_t> todo = lt_config::variations(res.data(), found, 3);
   int checked = 0, rejected = 0;
   const auto t_start = std::chrono::steady_clock::now();
   for (cublasLtMatmulAlgo_t& algo : todo) {

@@ -1,11 +1,11 @@
-// megahost SDK — cuBLASLt algorithm configurations beyond the heuristic's: read and write one
+// tools/gemm_power — cuBLASLt algorithm configurations beyond the heuristic's: read and write one
 // (algorithm id, tile, stages, cluster shape, CTA swizzle, custom option, inner shape, split-K),
-// name it as a text key, and list the variations of a few heuristic results. Header-only: used by
-// gemm_lt.cu (exploration and the tuning file) and tools/gemm_power.
+// name it as text, and list the variations of a few heuristic results (for --explore).
 //
 // Why: for GPT-1.3B's products the heuristic returns 8 nvjet configurations (algorithm 66) out
-// of the ~35,000 that algorithm reports supporting; tools/gemm_power --explore found some of the
-// others faster at the H200's power cap.
+// of the ~35,000 that algorithm reports supporting. Measured 2026-11-29 (docs/performance.md):
+// none of the variations timed beat the heuristic's best hot, inside megahost on the call's own
+// operands.
 #pragma once
 
 #include <cublasLt.h>
@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-namespace megahost::sdk::kernels::lt_config {
+namespace lt_config {
 
 struct AlgoConfig {
   int32_t id = -1;
@@ -122,4 +122,4 @@ inline std::vector<cublasLtMatmulAlgo_t> variations(const cublasLtMatmulHeuristi
   return out;
 }
 
-}  // namespace megahost::sdk::kernels::lt_config
+}  // namespace lt_config
