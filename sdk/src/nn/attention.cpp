@@ -4,7 +4,9 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <string>
 
 #include "megahost/sdk/compat.h"
 #include "megahost/sdk/error.h"
@@ -100,6 +102,16 @@ at::Tensor attention_with_generator(const at::Tensor& qb, const at::Tensor& kb, 
   return at::matmul(probs, vb);  // [b, n, sq, hn]
 }
 
+// MEGAHOST_GQA_REPEAT=1: grouped-query k / v repeated to every query head even where the
+// kernels could read the groups (the A/B of docs/performance.md).
+bool gqa_repeat_forced() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_GQA_REPEAT");
+    return v != nullptr && *v != '\0' && std::string(v) != "0";
+  }();
+  return on;
+}
+
 // Additive causal mask [sq, sk]: 0 where visible, -inf where the key lies in the query's future.
 at::Tensor additive_mask(const at::Tensor& q_positions, const at::Tensor& k_positions, const at::TensorOptions& opts) {
   const at::Tensor visible = q_positions.unsqueeze(1) >= k_positions.unsqueeze(0);
@@ -111,15 +123,20 @@ at::Tensor additive_mask(const at::Tensor& q_positions, const at::Tensor& k_posi
 at::Tensor causal_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                         double dropout_p, const std::optional<at::Generator>& dropout_gen) {
   const int64_t s = q.size(0), b = q.size(1), heads = q.size(2), groups = k.size(2), hn = q.size(3);
+  const bool own_dropout = dropout_gen && dropout_p > 0.0;
+  // [s, b, n, hn] -> [b, n, s, hn], the layout of scaled_dot_product_attention
+  const at::Tensor qb = q.permute({1, 2, 0, 3});
+  at::Tensor out;
+  if (groups != heads && !own_dropout && !gqa_repeat_forced())  // the kernels read the groups (libtorch 2.5+)
+    out = compat::causal_attention_grouped(qb, k.permute({1, 2, 0, 3}), v.permute({1, 2, 0, 3}), dropout_p);
+  if (out.defined()) return out.permute({2, 0, 1, 3}).reshape({s, b, heads * hn});  // [s, b, np * hn]
   at::Tensor key = k, value = v;
   if (groups != heads) {  // grouped-query: query head i uses group i / (np / ng)
     key = k.repeat_interleave(heads / groups, /*dim=*/2);
     value = v.repeat_interleave(heads / groups, /*dim=*/2);
   }
-  // [s, b, n, hn] -> [b, n, s, hn], the layout of scaled_dot_product_attention
-  const at::Tensor qb = q.permute({1, 2, 0, 3}), kb = key.permute({1, 2, 0, 3}), vb = value.permute({1, 2, 0, 3});
-  at::Tensor out;
-  if (dropout_gen && dropout_p > 0.0) {
+  const at::Tensor kb = key.permute({1, 2, 0, 3}), vb = value.permute({1, 2, 0, 3});
+  if (own_dropout) {
     const at::Tensor pos = at::arange(s, q.options().dtype(at::kLong));
     out = attention_with_generator(qb, kb, vb, additive_mask(pos, pos, q.options()), dropout_p, *dropout_gen);
   } else {

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <torch/version.h>
 
+#include <atomic>
 #include <optional>
 
 // c10d (core only: plugins never include it). Debian's libtorch 1.13 does not export the macros.
@@ -46,6 +47,29 @@ inline at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, con
   return std::get<0>(at::_scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, dropout_p,
                                                       /*need_attn_weights=*/false, /*is_causal=*/true));
 #endif
+}
+
+// Causal attention with k, v in fewer heads than q (grouped-query): q [b, np, s, hn], k, v
+// [b, ng, s, hn]; query head i reads group i / (np / ng). 2.5+: SDPA takes the groups itself
+// (enable_gqa: the cuDNN and flash kernels, and math), without the repeated k / v copies.
+// Returns an undefined tensor where this libtorch cannot (1.13, or none of the kernels allowed
+// takes groups — then for the rest of the process): the caller repeats k and v.
+inline at::Tensor causal_attention_grouped(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                           double dropout_p) {
+#if MH_TORCH_AT_LEAST(2, 5)
+  static std::atomic<bool> refused{false};
+  if (!refused.load(std::memory_order_relaxed)) {
+    try {
+      return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, dropout_p, /*is_causal=*/true,
+                                              /*scale=*/std::nullopt, /*enable_gqa=*/true);
+    } catch (const c10::Error&) {  // "No available kernel": e.g. only the memory-efficient one allowed
+      refused.store(true, std::memory_order_relaxed);
+    }
+  }
+#else
+  (void)q, (void)k, (void)v, (void)dropout_p;
+#endif
+  return at::Tensor();
 }
 
 // Attention under a mask. q [b, n, sq, hn], k, v [b, n, sk, hn], keep [b or 1, 1 or n, sq, sk]

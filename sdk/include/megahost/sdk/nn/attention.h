@@ -53,10 +53,11 @@ class SelfAttention {
   ParallelContextPtr parallel_;
 };
 
-// Causal attention with grouped-query expansion: q [s, b, np, hn], k/v [s, b, ng, hn] ->
-// context [s, b, np * hn]. Uses megahost::compat::causal_attention (fused kernels on 2.x); with
-// dropout_gen and dropout_p > 0, the unfused path whose dropout draws from dropout_gen (the
-// per-TP-rank generator of megahost/sdk/parallel/random.h).
+// Causal attention with grouped queries: q [s, b, np, hn], k/v [s, b, ng, hn] -> context
+// [s, b, np * hn]. Uses megahost::compat::causal_attention (fused kernels on 2.x), for ng < np
+// compat::causal_attention_grouped (the groups read by the kernel, libtorch 2.5+) or else k / v
+// repeated to every query head; with dropout_gen and dropout_p > 0, the unfused path whose
+// dropout draws from dropout_gen (the per-TP-rank generator of megahost/sdk/parallel/random.h).
 at::Tensor causal_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                         double dropout_p, const std::optional<at::Generator>& dropout_gen = std::nullopt);
 
