@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from timing import timed
+
 B, S, NP, NG, HN = 4, 2048, 32, 8, 128
 dev = "cuda"
 torch.manual_seed(0)
@@ -14,18 +16,6 @@ q0 = torch.randn(B, NP, S, HN, device=dev, dtype=torch.bfloat16)
 k0 = torch.randn(B, NG, S, HN, device=dev, dtype=torch.bfloat16)
 v0 = torch.randn(B, NG, S, HN, device=dev, dtype=torch.bfloat16)
 do = torch.randn(B, NP, S, HN, device=dev, dtype=torch.bfloat16)
-
-
-def timed(fn, reps=20):
-    for _ in range(3):
-        fn()
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    stop.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(stop) / reps
 
 
 def repeated(q, k, v):

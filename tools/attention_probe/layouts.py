@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from timing import timed
+
 S, B, NP, HN = 2048, 8, 16, 128
 H = NP * HN
 dev = "cuda"
@@ -29,18 +31,6 @@ def seq_first_separate():  # each of q / k / v its own [s, b, np, hn]
 
 def contiguous():  # each [b, np, s, hn] contiguous
     return [torch.randn(B, NP, S, HN, device=dev, dtype=torch.bfloat16) for _ in range(3)]
-
-
-def timed(fn, reps=20):
-    for _ in range(3):
-        fn()
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    stop.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(stop) / reps
 
 
 fwd_flop = 4 * B * NP * S * S * HN / 2  # causal: half the scores
