@@ -30,8 +30,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <set>
-#include <string>
 #include <vector>
 #include <unistd.h>
 
@@ -70,10 +68,10 @@ int explore_configs(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtMatr
   for (int i = 0; i < found; ++i) std::printf("  heuristic %d: %s\n", i, config_text(read_config(res[i].algo)).c_str());
   std::vector<cublasLtMatmulAlgo_t> tried;
   std::vector<float> cold;
-  std::vector<cublasLtMatmulAlgo_t> todo = lt_config::variations(res.data(), found, 3);
+  std::vector<cublasLtMatmulAlgo_t> pending = lt_config::variations(res.data(), found, 3);
   int checked = 0, rejected = 0;
   const auto t_start = std::chrono::steady_clock::now();
-  for (cublasLtMatmulAlgo_t& algo : todo) {
+  for (cublasLtMatmulAlgo_t& algo : pending) {
     if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() > budget_s) break;
     cublasLtMatmulHeuristicResult_t check{};
     ++checked;
@@ -84,7 +82,7 @@ int explore_configs(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtMatr
     tried.push_back(algo);
     cold.push_back(time_launches(launch, &algo, 2));
   }
-  std::printf("  %zu variations, %d checked within %.0f s, %d rejected, %zu timed\n", todo.size(), checked, budget_s,
+  std::printf("  %zu variations, %d checked within %.0f s, %d rejected, %zu timed\n", pending.size(), checked, budget_s,
               rejected, tried.size());
   // The heuristic's cold pick, then the six fastest explored ones, each hot.
   std::vector<int> order(tried.size());

@@ -62,6 +62,8 @@ inline at::Tensor causal_attention_grouped(const at::Tensor& q, const at::Tensor
     try {
       return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, dropout_p, /*is_causal=*/true,
                                               /*scale=*/std::nullopt, /*enable_gqa=*/true);
+    } catch (const c10::OutOfMemoryError&) {
+      throw;  // not a refusal of groups: the repeat would need more memory still
     } catch (const c10::Error&) {  // "No available kernel": e.g. only the memory-efficient one allowed
       refused.store(true, std::memory_order_relaxed);
     }
