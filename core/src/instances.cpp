@@ -247,6 +247,7 @@ void Optimizer::setup(const Model::AbiParams& p) {
 bool Optimizer::applies_grad_scale() const { return api_->hdr.abi.major == 1 && api_->hdr.abi.minor >= 2; }
 bool Optimizer::writes_model_copies() const { return api_->hdr.abi.major == 1 && api_->hdr.abi.minor >= 5; }
 bool Optimizer::applies_grad_scale_tensor() const { return api_->hdr.abi.major == 1 && api_->hdr.abi.minor >= 7; }
+bool Optimizer::takes_param_remainders() const { return api_->hdr.abi.major == 1 && api_->hdr.abi.minor >= 8; }
 
 void Optimizer::step(const Model::AbiParams& p, double lr, double weight_decay, int64_t iteration,
                      double grad_scale, const at::Tensor& grad_scale_tensor) {
@@ -255,8 +256,12 @@ void Optimizer::step(const Model::AbiParams& p, double lr, double weight_decay, 
   MH_CORE_CHECK(!grad_scale_tensor.defined() || applies_grad_scale_tensor(), "optimizer '", id_, "' (ABI ",
                 api_->hdr.abi.major, ".", api_->hdr.abi.minor,
                 ") cannot apply grad_scale_tensor\nHINT: read the norm back and pass grad_scale alone");
-  mh_optimizer_step_args args{sizeof(mh_optimizer_step_args), lr, weight_decay, iteration, grad_scale, nullptr, nullptr};
+  mh_optimizer_step_args args{sizeof(mh_optimizer_step_args), lr, weight_decay, iteration, grad_scale, nullptr, nullptr,
+                              nullptr};
   if (writes_model_copies() && !p.model_copies.empty()) args.model_copies = p.model_copies.data();
+  MH_CORE_CHECK(p.remainders.empty() || takes_param_remainders(), "optimizer '", id_, "' (ABI ", api_->hdr.abi.major,
+                ".", api_->hdr.abi.minor, ") cannot take param_remainders\nHINT: keep fp32 master weights for it");
+  if (!p.remainders.empty()) args.param_remainders = p.remainders.data();
   std::optional<sdk::DLView> scale_view;
   if (grad_scale_tensor.defined()) args.grad_scale_tensor = scale_view.emplace(grad_scale_tensor).get();
   throw_if_error(api_->step(o_, p.views.data(), p.views.size(), &args, cpu_stream()),

@@ -53,7 +53,12 @@ const std::map<std::string, Schema>& host_schema() {
         {"lr", spec("float", nullptr, "peak learning rate", true)},
         {"min_lr", spec("float", "0.0", "learning rate at the end of decay")},
         {"weight_decay", spec("float", "0.01", "decoupled weight decay (not on biases and norms)")},
-        {"clip_grad", spec("float", "1.0", "gradient clipping by global L2 norm; 0 disables")}}},
+        {"clip_grad", spec("float", "1.0", "gradient clipping by global L2 norm; 0 disables")},
+        {"use_precision_aware_optimizer",
+         spec("bool", "false", "Megatron's --use-precision-aware-optimizer: with bf16, store_param_remainders applies")},
+        {"store_param_remainders",
+         spec("bool", "true", "with use_precision_aware_optimizer and bf16: each fp32 master kept as the bf16 parameter "
+                              "+ an int16 remainder (exact; 2 bytes per parameter less)")}}},
       {"checkpoint",
        {{"plugin", spec("string", "'megahost-tensors'", "checkpoint format plugin id")},
         {"save", spec("path", nullptr, "folder to save checkpoints to")},

@@ -4,6 +4,7 @@
 // about half the optimizer state.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -213,6 +214,89 @@ TEST(DpMultiprocess, Dp2DistributedOptimizerBf16BytesPerParam) {
   EXPECT_NEAR(m.bytes_per_param(), 6.0 + 12.0 / 2, 0.01);
   if (rt.rank() == 0)
     std::printf("[dp] bf16 + distributed optimizer, d = 2: %.3f bytes/param\n", m.bytes_per_param());
+  rt.shutdown();
+}
+
+// Megatron's store_param_remainders under the distributed optimizer: each rank keeps its shard of
+// the fp32 masters as the bf16 parameters plus int16 remainders. Two ranks against one process
+// with fp32 masters (DataParallel of size 1 in the parent): the same losses and grad norms (bf16
+// rounding aside), the same parameters, and 2 + 4 + (2 + 8) / 2 bytes per parameter.
+std::string bf16_ref_file() { return mp::shared_dir() + "/reference_bf16.bin"; }
+
+TEST(DpMultiprocess, Dp2DistributedOptimizerParamRemaindersEqualOneProcess) {
+  const DLDataType bf16{kDLBfloat, 16, 1};
+  if (!mp::is_worker()) {
+    auto model = tiny_gpt(0, bf16);
+    core::DataParallel dp({model.get()}, {});  // the runtime is not initialised here: one process
+    auto opt = adamw();
+    dp.setup_optimizer(*opt);
+    std::ofstream out(bf16_ref_file(), std::ios::binary);
+    for (int64_t it = 0; it < kIters; ++it) {
+      const IterResult r = dp_iteration(*model, dp, *opt, it, 0, 1);
+      const double loss = r.loss_sum / kGlobalBatch;
+      out.write(reinterpret_cast<const char*>(&loss), sizeof loss);
+      out.write(reinterpret_cast<const char*>(&r.grad_norm), sizeof r.grad_norm);
+    }
+    for (auto& p : model->params()) {
+      const at::Tensor t = p.data.to(at::kFloat).contiguous();
+      out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
+    }
+    out.close();
+    mp::run_workers(2);
+    return;
+  }
+  core::ParallelSizes sizes;
+  sizes.world = 2;
+  auto& rt = core::ParallelRuntime::get();
+  rt.init(sizes, /*use_cuda=*/false, std::chrono::seconds(60));
+  auto model = tiny_gpt(0, bf16);
+  core::DataParallelOptions o;
+  o.bucket_size = 2000;
+  o.overlap_grad_reduce = true;
+  o.use_distributed_optimizer = true;
+  o.store_param_remainders = true;
+  core::DataParallel dp({model.get()}, o);
+  auto opt = adamw();
+  dp.setup_optimizer(*opt);
+  std::ifstream in(bf16_ref_file(), std::ios::binary);
+  ASSERT_TRUE(in.good());
+  for (int64_t it = 0; it < kIters; ++it) {
+    const IterResult r = dp_iteration(*model, dp, *opt, it, rt.dp_rank(), 2);
+    at::Tensor loss = at::full({1}, r.loss_sum, at::kDouble);
+    rt.group("dp").all_reduce(loss);
+    double ref_loss = 0, ref_norm = 0;
+    in.read(reinterpret_cast<char*>(&ref_loss), sizeof ref_loss);
+    in.read(reinterpret_cast<char*>(&ref_norm), sizeof ref_norm);
+    EXPECT_NEAR(loss.item<double>() / kGlobalBatch, ref_loss, 1e-3 * ref_loss) << "iteration " << it;
+    EXPECT_NEAR(r.grad_norm, ref_norm, 1e-2 * ref_norm) << "iteration " << it;
+  }
+  dp.wait_param_gather();
+  for (const auto& p : model->params()) {
+    at::Tensor ref = at::empty(p.data.sizes(), at::kFloat);
+    in.read(static_cast<char*>(ref.data_ptr()), static_cast<std::streamsize>(ref.nbytes()));
+    // Most elements bit for bit; a summation order that differs across ranks may move a few by
+    // one bf16 step (~4e-3 relative).
+    const at::Tensor diff = (p.data.to(at::kFloat) - ref).abs();
+    EXPECT_LE(diff.max().item<double>(), 1e-2 * std::max(1.0, ref.abs().max().item<double>())) << p.name;
+    EXPECT_LE(diff.gt(0).to(at::kDouble).mean().item<double>(), 0.05) << p.name;
+  }
+  ASSERT_TRUE(in.good());
+
+  const core::DataParallelMemory m = dp.memory(opt.get());
+  const double n = static_cast<double>(m.num_params);
+  EXPECT_NEAR(static_cast<double>(m.master_bytes), 2 * n / 2, 16.0);  // int16 remainders, sharded
+  EXPECT_NEAR(m.bytes_per_param(), 6.0 + 10.0 / 2, 0.05);
+  // The optimizer state a checkpoint stores: this rank's shard of the fp32 masters, composed.
+  int64_t masters = 0;
+  dp.visit_optimizer_state(*opt, [&](const std::string& name, at::Tensor t) {
+    if (name.size() > 12 && name.compare(name.size() - 12, 12, ".fp32_master") == 0) {
+      EXPECT_EQ(t.scalar_type(), at::kFloat) << name;
+      masters += t.numel();
+    }
+  });
+  EXPECT_NEAR(static_cast<double>(masters), n / 2, 16.0);
+  if (rt.rank() == 0)
+    std::printf("[dp] bf16 + distributed optimizer + param remainders, d = 2: %.3f bytes/param\n", m.bytes_per_param());
   rt.shutdown();
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "megahost/sdk/nn/fused.h"
+#include "megahost/sdk/param_remainders.h"
 #include "compare.h"
 
 namespace fused = megahost::sdk::fused;
@@ -325,5 +326,76 @@ TEST(FusedKernelsGpu, AdamWWritesTheModelCopies) {
     EXPECT_CLOSE(m[i], m64[i], 1e-5);
     EXPECT_CLOSE(v[i], v64[i], 1e-5);
     if (copies[i].defined()) EXPECT_TRUE(at::equal(copies[i], p[i].to(copy_dtypes[i])));
+  }
+}
+
+// Megatron's store_param_remainders on the GPU: the kernel reads each fp32 master from the bf16
+// parameter and its int16 remainder and writes both back. (1) With lr = 0 the update is the
+// identity: the kernel's split of every value (ties, carries, subnormals, infinities) is the
+// torch-op encoding bit for bit. (2) Over three real steps the composed masters follow the
+// float64 reference as the fp32 kernel does, and stay a valid encoding. Tensor 2 lies at an odd
+// offset (the kernel's element-wise path).
+TEST(FusedKernelsGpu, AdamWWithParamRemainders) {
+  SKIP_WITHOUT_GPU();
+  namespace sdk = megahost::sdk;
+  at::manual_seed(17);
+  const std::vector<int64_t> sizes = {16385, 7, 100001};
+  auto make = [](int64_t n, size_t i, const at::TensorOptions& o) {
+    return i == 2 ? at::empty({n + 1}, o).narrow(0, 1, n) : at::empty({n}, o);
+  };
+  std::vector<at::Tensor> master, p16, rem, g, m, v, p64, g64, m64, v64;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    at::Tensor bits = at::randint(-(int64_t(1) << 31), int64_t(1) << 31, {sizes[i]}, cuda(at::kLong)).to(at::kInt);
+    if (i == 0) {  // exact ties, both parities, and the edges of the range
+      const std::vector<int64_t> edges = {0x3F808000, 0x3F818000, -0x407F8000 /* 0xBF808000 */, 0x7F7F8000, 0x7F800000,
+                                          0x00008000, 0x7F7FFFFF, -0x00800000 /* 0xFF800000 */};
+      for (size_t k = 0; k < edges.size(); ++k) bits[int64_t(k)] = static_cast<int32_t>(edges[k]);
+    }
+    at::Tensor x = bits.view(at::kFloat);
+    x = at::where(x.isnan(), at::zeros_like(x), x);
+    master.push_back(x);
+    p16.push_back(make(sizes[i], i, cuda(at::kBFloat16)));
+    rem.push_back(make(sizes[i], i, cuda(at::kShort)));
+    sdk::split_fp32(x, p16.back(), rem.back());
+    g.push_back(at::randn({sizes[i]}, cuda(at::kFloat)));
+    m.push_back(at::zeros({sizes[i]}, cuda(at::kFloat)));
+    v.push_back(at::zeros({sizes[i]}, cuda(at::kFloat)));
+  }
+  const std::vector<double> no_decay(sizes.size(), 0.0);
+  fused::AdamWHyper h;
+  h.lr = 0.0;
+  fused::adamw(p16, g, m, v, no_decay, h, {}, rem);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    SCOPED_TRACE("identity, tensor " + std::to_string(i));
+    EXPECT_TRUE(at::equal(sdk::compose_fp32(p16[i], rem[i]).view(at::kInt), master[i].view(at::kInt)));
+  }
+
+  // Real steps from ordinary weights.
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    master[i] = at::randn({sizes[i]}, cuda(at::kFloat));
+    sdk::split_fp32(master[i], p16[i], rem[i]);
+    m[i].zero_();
+    v[i].zero_();
+    for (auto [src, dst] : {std::pair{&master, &p64}, {&g, &g64}, {&m, &m64}, {&v, &v64}})
+      dst->push_back((*src)[i].cpu().to(at::kDouble));
+  }
+  const std::vector<double> wd = {0.1, 0.0, 0.1};
+  h.lr = 1e-2, h.beta1 = 0.9, h.beta2 = 0.95, h.eps = 1e-8;
+  for (int64_t step = 1; step <= 3; ++step) {
+    h.step = step;
+    h.grad_scale = 0.5;
+    fused::adamw(p16, g, m, v, wd, h, {}, rem);
+    fused::reference::adamw(p64, g64, m64, v64, wd, h);
+  }
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    SCOPED_TRACE("three steps, tensor " + std::to_string(i));
+    const at::Tensor composed = sdk::compose_fp32(p16[i], rem[i]);
+    EXPECT_CLOSE(composed, p64[i], 1e-5);
+    EXPECT_CLOSE(m[i], m64[i], 1e-5);
+    EXPECT_CLOSE(v[i], v64[i], 1e-5);
+    at::Tensor hi = at::empty_like(p16[i]), lo = at::empty_like(rem[i]);
+    sdk::split_fp32(composed, hi, lo);
+    EXPECT_TRUE(at::equal(hi.view(at::kShort), p16[i].contiguous().view(at::kShort)));
+    EXPECT_TRUE(at::equal(lo, rem[i].contiguous()));
   }
 }

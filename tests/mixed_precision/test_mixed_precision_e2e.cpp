@@ -111,6 +111,53 @@ TEST_F(MixedPrecisionE2E, Bf16ResumeContinuesFromTheFp32Masters) {
         << "iteration " << i + 1;
 }
 
+// Megatron's --use-precision-aware-optimizer with store_param_remainders: the fp32 masters kept
+// as the bf16 parameters plus int16 remainders (16 instead of 18 bytes per parameter). Training
+// follows the fp32-master run (the bf16 weights differ only where a master lies exactly halfway
+// between two bf16 values); a resume continues exactly; the checkpoint holds the same fp32
+// masters, so either kind of run resumes from the other's checkpoint.
+TEST_F(MixedPrecisionE2E, Bf16ParamRemaindersFollowTheFp32MastersAndResume) {
+  const std::string bf16 = " --set training.precision=bf16";
+  const std::string remainders = bf16 + " --set optimizer.use_precision_aware_optimizer=true";
+  std::string out;
+  ASSERT_EQ(train("masters", bf16, &out), 0) << out;
+  ASSERT_EQ(train("whole", remainders, &out), 0) << out;
+  // bf16 parameters + int16 remainders, fp32 main grads, AdamW's two fp32 states: 2 + 2 + 4 + 8.
+  EXPECT_NE(out.find("memory per parameter: 16.00 bytes"), std::string::npos) << out;
+  const auto masters = records("masters"), whole = records("whole");
+  ASSERT_EQ(masters.size(), 8u);
+  ASSERT_EQ(whole.size(), 8u);
+  for (size_t i = 0; i < 8; ++i)
+    EXPECT_NEAR(whole[i]["lm_loss"].get<double>(), masters[i]["lm_loss"].get<double>(),
+                1e-4 * masters[i]["lm_loss"].get<double>())
+        << "iteration " << i + 1;
+
+  ASSERT_EQ(train("split", remainders + " --set training.exit_interval=4", &out), 0) << out;
+  ASSERT_EQ(train("split", remainders, &out), 0) << out;
+  EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
+  const auto split = records("split");
+  ASSERT_EQ(split.size(), 8u);
+  for (size_t i = 4; i < 8; ++i)
+    EXPECT_EQ(split[i]["lm_loss"].get<double>(), whole[i]["lm_loss"].get<double>()) << "iteration " << i + 1;
+
+  // Saved with remainders, resumed with fp32 masters (and the other way round).
+  ASSERT_EQ(train("cross", remainders + " --set training.exit_interval=4", &out), 0) << out;
+  ASSERT_EQ(train("cross", bf16, &out), 0) << out;
+  ASSERT_EQ(train("back", bf16 + " --set training.exit_interval=4", &out), 0) << out;
+  ASSERT_EQ(train("back", remainders, &out), 0) << out;
+  const auto cross = records("cross"), back = records("back");
+  ASSERT_EQ(cross.size(), 8u);
+  ASSERT_EQ(back.size(), 8u);
+  for (size_t i = 4; i < 8; ++i) {
+    EXPECT_NEAR(cross[i]["lm_loss"].get<double>(), masters[i]["lm_loss"].get<double>(),
+                1e-4 * masters[i]["lm_loss"].get<double>())
+        << "iteration " << i + 1;
+    EXPECT_NEAR(back[i]["lm_loss"].get<double>(), whole[i]["lm_loss"].get<double>(),
+                1e-4 * whole[i]["lm_loss"].get<double>())
+        << "iteration " << i + 1;
+  }
+}
+
 TEST_F(MixedPrecisionE2E, Fp16IsRefusedOnTheCpu) {
   std::string out;
   EXPECT_NE(train("fp16cpu", " --set training.precision=fp16 --set training.device=cpu", &out), 0);

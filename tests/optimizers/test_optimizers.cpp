@@ -4,13 +4,16 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 #include <set>
 
 #include "megahost/core/error.h"
 #include "megahost/core/instances.h"
 #include "megahost/core/plugins.h"
+#include "megahost/sdk/param_remainders.h"
 #include "megahost/sdk/torch_interop.h"
 #include "load_only.h"
 #include "params.h"
@@ -261,6 +264,131 @@ void check_grad_scale_tensor(const std::string& id) {
 
 TEST(AdamW, GradScaleTensorEqualsGradScale) { check_grad_scale_tensor("adamw"); }
 TEST(SGD, GradScaleTensorEqualsGradScale) { check_grad_scale_tensor("sgd"); }
+
+// ---- Megatron's store_param_remainders (ABI 1.8 param_remainders) ----
+
+// Every finite fp32 value survives split -> compose bit for bit; the bf16 half is the value
+// rounded to nearest, ties away from zero (round-to-nearest-even differs on exact ties only).
+TEST(ParamRemainders, SplitThenComposeIsExactForEveryFiniteValue) {
+  torch::manual_seed(21);
+  // Random bit patterns over the whole range, plus the edges.
+  at::Tensor bits = torch::randint(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max(), {200000},
+                                   at::kInt);
+  const std::vector<uint32_t> edges = {
+      0x00000000u, 0x80000000u,  // +-0
+      0x00000001u, 0x80007FFFu, 0x00008000u, 0x0000FFFFu,  // subnormals, one a tie
+      0x3F808000u, 0x3F818000u, 0xBF808000u, 0xBF818000u,  // ties below even / odd upper halves
+      0x3F807FFFu, 0x3F808001u, 0x3FFFFFFFu, 0xBFFFFFFFu,  // around a tie, carries into the exponent
+      0x7F7FFFFFu, 0xFF7FFFFFu, 0x7F7F8000u, 0x7F7F7FFFu,  // the largest finite values
+      0x7F800000u, 0xFF800000u};                            // +-inf
+  at::Tensor edge = torch::empty({int64_t(edges.size())}, at::kInt);
+  for (size_t i = 0; i < edges.size(); ++i) edge[int64_t(i)] = static_cast<int32_t>(edges[i]);
+  bits = torch::cat({bits, edge});
+  at::Tensor x = bits.view(at::kFloat);
+  const at::Tensor finite = x.isnan().logical_not();
+  x = x.masked_select(finite).contiguous();
+  bits = x.view(at::kInt);
+
+  at::Tensor hi = torch::empty(x.sizes(), at::kBFloat16), rem = torch::empty(x.sizes(), at::kShort);
+  megahost::sdk::split_fp32(x, hi, rem);
+  EXPECT_TRUE(torch::equal(megahost::sdk::compose_fp32(hi, rem).view(at::kInt), bits));
+
+  // The bf16 half against torch's round-to-nearest-even: equal except on exact ties of an even
+  // upper half, where it is one unit further from zero.
+  const at::Tensor rne = x.to(at::kBFloat16).view(at::kShort).to(at::kInt);
+  const at::Tensor got = hi.view(at::kShort).to(at::kInt);
+  const at::Tensor tie = bits.bitwise_and(0xFFFF).eq(0x8000);
+  EXPECT_TRUE(torch::equal(got.masked_select(tie.logical_not()), rne.masked_select(tie.logical_not())));
+  EXPECT_TRUE(torch::equal(got.masked_select(tie).bitwise_and(0xFFFF),
+                           bits.masked_select(tie).div(65536, "floor").add(1).bitwise_and(0xFFFF)));
+  EXPECT_GE(tie.sum().item<int64_t>(), 4);
+
+  // NaN keeps being NaN.
+  at::Tensor nan = torch::full({3}, std::nanf(""));
+  at::Tensor nh = torch::empty({3}, at::kBFloat16), nr = torch::empty({3}, at::kShort);
+  megahost::sdk::split_fp32(nan, nh, nr);
+  EXPECT_TRUE(megahost::sdk::compose_fp32(nh, nr).isnan().all().item<bool>());
+  EXPECT_TRUE(nh.to(at::kFloat).isnan().all().item<bool>());
+}
+
+// The optimizer given bf16 parameters with remainders keeps exactly the fp32 masters an fp32
+// parameter run computes (CPU: the plugin composes, updates, splits back), and the bf16
+// parameters are those masters rounded.
+void check_remainders_keep_the_masters(const std::string& id) {
+  Params masters = random_params(22);
+  auto opt_master = make_optimizer(id);
+  opt_master->setup(*masters.abi);
+
+  Params halves;
+  halves.names = masters.names;
+  halves.flags = masters.flags;
+  std::vector<at::Tensor> rem;
+  for (const at::Tensor& m : masters.data) {
+    halves.data.push_back(torch::empty(m.sizes(), at::kBFloat16));
+    halves.grad.push_back(torch::zeros(m.sizes(), at::kFloat));
+    rem.push_back(torch::empty(m.sizes(), at::kShort));
+    megahost::sdk::split_fp32(m, halves.data.back(), rem.back());
+  }
+  halves.build();
+  for (const at::Tensor& r : rem) {
+    auto dl = std::make_unique<DLTensor>();
+    halves.abi->shapes.push_back(r.sizes().vec());
+    dl->data = r.data_ptr();
+    dl->device = megahost::sdk::to_dl_device(r.device());
+    dl->ndim = int32_t(r.dim());
+    dl->dtype = megahost::sdk::to_dl_dtype(r.scalar_type());
+    dl->shape = halves.abi->shapes.back().data();
+    halves.abi->tensors.push_back(std::move(dl));
+    halves.abi->remainders.push_back(halves.abi->tensors.back().get());
+  }
+  auto opt_half = make_optimizer(id);
+  opt_half->setup(*halves.abi);
+  ASSERT_TRUE(opt_half->takes_param_remainders());
+
+  for (int step = 1; step <= 6; ++step) {
+    for (size_t i = 0; i < masters.grad.size(); ++i) {
+      masters.grad[i].copy_(torch::randn_like(masters.grad[i]));
+      halves.grad[i].copy_(masters.grad[i]);
+    }
+    opt_master->step(*masters.abi, 0.01, 0.1, step, /*grad_scale=*/0.5);
+    opt_half->step(*halves.abi, 0.01, 0.1, step, /*grad_scale=*/0.5);
+    for (size_t i = 0; i < masters.data.size(); ++i) {
+      SCOPED_TRACE(masters.names[i] + ", step " + std::to_string(step));
+      ASSERT_TRUE(torch::equal(megahost::sdk::compose_fp32(halves.data[i], rem[i]), masters.data[i]));
+      at::Tensor hi = torch::empty_like(halves.data[i]), lo = torch::empty_like(rem[i]);
+      megahost::sdk::split_fp32(masters.data[i], hi, lo);
+      ASSERT_TRUE(torch::equal(hi.view(at::kShort), halves.data[i].view(at::kShort)));
+    }
+  }
+  auto state_master = save_state(*opt_master, masters), state_half = save_state(*opt_half, halves);
+  for (const auto& [name, t] : state_master) EXPECT_TRUE(torch::equal(t, state_half.at(name))) << name;
+}
+
+TEST(AdamW, RemaindersKeepTheFp32MastersExactly) { check_remainders_keep_the_masters("adamw"); }
+TEST(SGD, RemaindersKeepTheFp32MastersExactly) { check_remainders_keep_the_masters("sgd"); }
+
+TEST(OptimizerErrors, ARemainderOfTheWrongTypeIsRefused) {
+  Params p = random_params(23, at::kBFloat16);
+  at::Tensor wrong = torch::zeros(p.data[0].sizes(), at::kInt);  // int32, not int16
+  auto dl = std::make_unique<DLTensor>();
+  p.abi->shapes.push_back(wrong.sizes().vec());
+  dl->data = wrong.data_ptr();
+  dl->device = megahost::sdk::to_dl_device(wrong.device());
+  dl->ndim = int32_t(wrong.dim());
+  dl->dtype = megahost::sdk::to_dl_dtype(wrong.scalar_type());
+  dl->shape = p.abi->shapes.back().data();
+  p.abi->tensors.push_back(std::move(dl));
+  p.abi->remainders.assign(p.names.size(), nullptr);
+  p.abi->remainders[0] = p.abi->tensors.back().get();
+  auto opt = make_optimizer("adamw");
+  opt->setup(*p.abi);
+  try {
+    opt->step(*p.abi, 0.01, 0.0, 1);
+    FAIL() << "expected an error";
+  } catch (const megahost::core::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("param_remainders[0] of 'embedding.weight'"), std::string::npos) << e.what();
+  }
+}
 
 TEST(AdamW, StateIsFp32WithTheParamShape) {
   Params p = random_params(7);

@@ -9,8 +9,11 @@
 #include <limits>
 #include <string>
 
+#include <spdlog/spdlog.h>
+
 #include "data_parallel_comm.h"
 #include "megahost/core/error.h"
+#include "megahost/sdk/param_remainders.h"
 #include "megahost/sdk/torch_interop.h"
 
 namespace megahost::core {
@@ -414,13 +417,13 @@ double DataParallel::grad_norm_and_clip(double max_norm) {
   return norm;
 }
 
-void DataParallel::build_optimizer_views() {
+void DataParallel::build_optimizer_views(bool remainders) {
   const dp_detail::GroupInfo dpcp = comm_->info("dp-cp");
   slices_.clear();
   for (size_t ci = 0; ci < chunks_.size(); ++ci) {
     Chunk& c = chunks_[ci];
     for (size_t i = 0; i < c.params.size(); ++i) {
-      OptSlice s{ci, i, 0, {}, {}, {}};
+      OptSlice s{ci, i, 0, {}, {}, {}, {}};
       const int64_t off = c.plan.param_offset[i], n = c.params[i].data.numel();
       if (opts_.use_distributed_optimizer) {
         const auto [s0, s1] = bucket_shard(c.plan.buckets[c.plan.param_bucket[i]], dpcp.rank, dpcp.size);
@@ -433,7 +436,15 @@ void DataParallel::build_optimizer_views() {
         s.data = buffer_view(c.param_buffer, off, c.params[i].data);
         s.grad = buffer_view(c.grad_buffer, off, c.params[i].data);
       }
-      if (s.data.scalar_type() != at::kFloat) {  // fp32 master weights
+      if (remainders && s.data.scalar_type() == at::kBFloat16) {  // masters = params exactly: remainders 0
+        if (opts_.use_distributed_optimizer) {
+          s.remainder = at::zeros(s.data.sizes(), s.data.options().dtype(at::kShort));
+        } else {
+          if (!c.remainder_buffer.defined())
+            c.remainder_buffer = at::zeros({c.param_buffer.numel()}, c.param_buffer.options().dtype(at::kShort));
+          s.remainder = buffer_view(c.remainder_buffer, off, c.params[i].data);
+        }
+      } else if (s.data.scalar_type() != at::kFloat) {  // fp32 master weights
         if (opts_.use_distributed_optimizer) {
           s.master = s.data.to(at::kFloat);
         } else {  // views of one fp32 mirror of the buffer: step() copies back in one kernel
@@ -459,8 +470,11 @@ void DataParallel::build_optimizer_views() {
     a->tensors.push_back(std::move(d));
     return a->tensors.back().get();
   };
-  bool any_master = false;
-  for (const OptSlice& s : slices_) any_master = any_master || s.master.defined();
+  bool any_master = false, any_remainder = false;
+  for (const OptSlice& s : slices_) {
+    any_master = any_master || s.master.defined();
+    any_remainder = any_remainder || s.remainder.defined();
+  }
   for (const OptSlice& s : slices_) {
     const Param& p = chunks_[s.chunk].params[s.param];
     a->names.push_back(p.name);
@@ -468,6 +482,7 @@ void DataParallel::build_optimizer_views() {
     v.struct_size = sizeof(mh_param_view);
     v.data = dl(s.master.defined() ? s.master : s.data);
     if (any_master) a->model_copies.push_back(s.master.defined() ? dl(s.data) : nullptr);
+    if (any_remainder) a->remainders.push_back(s.remainder.defined() ? dl(s.remainder) : nullptr);
     v.grad = dl(s.grad);
     // A shard is 1-D: the parameter's split dim no longer applies to it.
     v.tensor_parallel_dim = opts_.use_distributed_optimizer ? -1 : p.tensor_parallel_dim;
@@ -479,7 +494,11 @@ void DataParallel::build_optimizer_views() {
 }
 
 void DataParallel::setup_optimizer(Optimizer& opt) {
-  build_optimizer_views();
+  const bool remainders = opts_.store_param_remainders && opt.takes_param_remainders();
+  if (opts_.store_param_remainders && !remainders)
+    spdlog::warn("store_param_remainders: optimizer '{}' predates ABI 1.8 (param_remainders); keeping fp32 master "
+                 "weights", opt.id());
+  build_optimizer_views(remainders);
   opt.setup(*opt_params_);
 }
 
@@ -533,8 +552,10 @@ void DataParallel::reload_model_params() {
       for (size_t i = 0; i < now.size(); ++i)
         buffer_view(c.param_buffer, c.plan.param_offset[i], now[i].data).copy_(now[i].data);
     }
-  for (OptSlice& s : slices_)
+  for (OptSlice& s : slices_) {
     if (s.master.defined()) s.master.copy_(s.data);
+    if (s.remainder.defined()) s.remainder.zero_();  // the masters are the loaded bf16 values exactly
+  }
 }
 
 void DataParallel::wait_param_gather() {
@@ -555,8 +576,19 @@ void DataParallel::visit_optimizer_state(Optimizer& opt,
   opt.visit_state(*opt_params_, fn);
   // The fp32 master weights of bf16/fp16 parameters are optimizer state too (Megatron saves
   // them): a resume continues from them, not from the rounded parameters.
-  for (size_t i = 0; i < slices_.size(); ++i)
-    if (slices_[i].master.defined()) fn(opt_params_->names[i] + ".fp32_master", slices_[i].master);
+  for (size_t i = 0; i < slices_.size(); ++i) {
+    OptSlice& s = slices_[i];
+    if (s.master.defined()) fn(opt_params_->names[i] + ".fp32_master", s.master);
+    if (s.remainder.defined()) {
+      // The same entry, composed on the device and handed over in host memory (a save keeps it,
+      // so device memory does not grow by a master copy); what a load writes into it is split back.
+      at::NoGradGuard no_grad;
+      at::Tensor master = sdk::compose_fp32(s.data, s.remainder);
+      if (master.is_cuda()) master = master.to(at::kCPU);
+      fn(opt_params_->names[i] + ".fp32_master", master);
+      sdk::split_fp32(master.to(s.data.device()), s.data, s.remainder);
+    }
+  }
 }
 
 std::vector<DataParallel::ShardInfo> DataParallel::optimizer_shards() const {
@@ -575,8 +607,10 @@ DataParallelMemory DataParallel::memory(Optimizer* opt) {
     m.param_buffer_bytes += static_cast<int64_t>(c.param_buffer.nbytes());
     m.grad_buffer_bytes += static_cast<int64_t>(c.grad_buffer.nbytes());
   }
-  for (const OptSlice& s : slices_)
+  for (const OptSlice& s : slices_) {
     if (s.master.defined()) m.master_bytes += static_cast<int64_t>(s.master.nbytes());
+    if (s.remainder.defined()) m.master_bytes += static_cast<int64_t>(s.remainder.nbytes());
+  }
   if (opt != nullptr && opt_params_ != nullptr)
     opt->visit_state(*opt_params_, [&m](const std::string&, const at::Tensor& t) {
       m.optimizer_state_bytes += static_cast<int64_t>(t.nbytes());

@@ -281,6 +281,9 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
   dpo.overlap_grad_reduce = r.get_bool("parallel", "overlap_grad_reduce");
   dpo.use_distributed_optimizer = r.get_bool("parallel", "use_distributed_optimizer");
   dpo.overlap_param_gather = r.get_bool("parallel", "overlap_param_gather");
+  dpo.store_param_remainders = precision == Precision::BF16 &&
+                               r.get_bool("optimizer", "use_precision_aware_optimizer") &&
+                               r.get_bool("optimizer", "store_param_remainders");
   DataParallel ddp(chunks, dpo);
   auto optimizer = create_optimizer(reg, r.get_string("optimizer", "plugin"), r.section("optimizer"),
                                     sdk::to_dl_device(device), host_keys("optimizer"));

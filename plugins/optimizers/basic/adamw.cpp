@@ -7,16 +7,19 @@ namespace megahost::optim {
 
 namespace {
 // fp32 live tensors on a CUDA device: one multi-tensor kernel launch for the whole group.
+// With remainders: bf16 params, the kernel composing and splitting the fp32 masters itself.
 bool fused_ok(const Group& g) {
   if (g.params.empty() || !g.write_back.empty() || !sdk::fused::available(g.params.front())) return false;
+  const at::ScalarType param_type = g.remainders.empty() ? at::kFloat : at::kBFloat16;
   for (size_t i = 0; i < g.params.size(); ++i)
-    if (g.params[i].scalar_type() != at::kFloat || g.grads[i].scalar_type() != at::kFloat) return false;
+    if (g.params[i].scalar_type() != param_type || g.grads[i].scalar_type() != at::kFloat) return false;
   return true;
 }
 }  // namespace
 
 bool AdamW::folds_grad_scale(const Group& g) const { return fused_ok(g); }
 bool AdamW::writes_model_copies(const Group& g) const { return fused_ok(g); }
+bool AdamW::handles_remainders(const Group& g) const { return fused_ok(g); }
 
 // Same operation order as torch::optim::AdamW, so results match it to rounding.
 void AdamW::update(Group& g, double lr, double wd, int64_t t) {
@@ -29,8 +32,9 @@ void AdamW::update(Group& g, double lr, double wd, int64_t t) {
     h.step = t;
     h.grad_scale = g.grad_scale;
     h.grad_scale_tensor = g.grad_scale_tensor;
-    sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], std::vector<double>(g.params.size(), wd), h,
-                      g.model_copies);
+    const std::vector<double> decays(g.params.size(), wd);
+    if (g.remainders.empty()) sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, g.model_copies);
+    else sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, {}, g.remainders);
     return;
   }
   std::vector<at::Tensor>& exp_avg = g.state[0];     // m, per param: same shape as p

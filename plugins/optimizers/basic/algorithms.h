@@ -23,6 +23,7 @@ class AdamW final : public Optimizer {
   // writes the model copies of the updated parameters.
   bool folds_grad_scale(const Group& g) const override;
   bool writes_model_copies(const Group& g) const override;
+  bool handles_remainders(const Group& g) const override;
 
  private:
   double beta1_, beta2_, eps_;

@@ -5,6 +5,7 @@
 #include <map>
 #include <tuple>
 
+#include "megahost/sdk/param_remainders.h"
 #include "megahost/sdk/torch_interop.h"
 
 namespace megahost::optim {
@@ -85,10 +86,16 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
              "optimizer step: grad_scale_tensor must be one float32 element");
   }
 
+  // ABI 1.8: bf16 parameters whose fp32 masters' lower halves are int16 remainders.
+  constexpr size_t kHasRemainders =
+      offsetof(mh_optimizer_step_args, param_remainders) + sizeof(DLTensor* const*);
+  DLTensor* const* remainders = args.struct_size >= kHasRemainders ? args.param_remainders : nullptr;
+
   // Group parameters so each group is one set of _foreach_* calls (reused while the storage is).
   std::vector<const void*> storage;
-  storage.reserve(3 * n);
+  storage.reserve(4 * n);
   for (size_t i = 0; i < n; ++i) {
+    storage.push_back(remainders != nullptr && remainders[i] != nullptr ? remainders[i]->data : nullptr);
     storage.push_back(model_copies != nullptr && model_copies[i] != nullptr ? model_copies[i]->data : nullptr);
     storage.push_back(params[i].data != nullptr ? static_cast<const char*>(params[i].data->data) +
                                                       params[i].data->byte_offset
@@ -108,9 +115,27 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
       MH_CHECK(p.device() == s.device && g.device() == s.device, MH_ERR_INVALID_ARG, "parameter '", s.name,
                "' or its gradient is not on ", s.device.str(), " where setup found it");
       const bool decay = (params[i].flags & MH_PARAM_NO_WEIGHT_DECAY) == 0;
-      Group& grp = groups[{s.device.str(), int(s.dtype), decay}];
+      const bool has_remainder = remainders != nullptr && remainders[i] != nullptr;
+      Group& grp = groups[{s.device.str(), int(s.dtype), decay, has_remainder}];
       grp.decay = decay;
       const at::ScalarType wt = working_dtype(s.dtype);
+      if (has_remainder) {  // the live bf16 parameter and its remainder, updated in place
+        at::Tensor r = to_torch(remainders[i]);
+        MH_CHECK(p.scalar_type() == at::kBFloat16 && r.scalar_type() == at::kShort && r.sizes() == p.sizes() &&
+                     r.device() == p.device() && p.is_contiguous() && r.is_contiguous(),
+                 MH_ERR_INVALID_ARG, "optimizer step: param_remainders[", i, "] of '", s.name,
+                 "' must be a contiguous int16 tensor of the parameter's shape, and the parameter bf16");
+        MH_CHECK(model_copies == nullptr || model_copies[i] == nullptr, MH_ERR_INVALID_ARG,
+                 "optimizer step: '", s.name, "' has both a remainder and a model copy");
+        grp.params.push_back(p);
+        grp.remainders.push_back(r);
+        grp.grads.push_back(g.scalar_type() == wt ? g : g.to(wt));
+        if (g.scalar_type() != wt) has_copies = true;
+        grp.model_copies.push_back(at::Tensor());
+        grp.state.resize(state_names_.size());
+        for (size_t k = 0; k < state_names_.size(); ++k) grp.state[k].push_back(s.state[k]);
+        continue;
+      }
       if (p.scalar_type() != wt || g.scalar_type() != wt) has_copies = true;
       if (p.scalar_type() == wt) {
         grp.params.push_back(p);
@@ -144,6 +169,14 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
       if (grad_scale != 1.0) at::_foreach_mul_(grp.grads, grad_scale);
       if (scale_tensor.defined())
         for (at::Tensor& g : grp.grads) g.mul_(scale_tensor.to(g.device()).reshape({}));
+    }
+    if (!grp.remainders.empty() && !handles_remainders(grp)) {  // fp32 working copies, split back after
+      std::vector<at::Tensor> live = grp.params;
+      for (size_t i = 0; i < live.size(); ++i) grp.params[i] = sdk::compose_fp32(live[i], grp.remainders[i]);
+      update(grp, args.lr, grp.decay ? args.weight_decay : 0.0, t);
+      for (size_t i = 0; i < live.size(); ++i) sdk::split_fp32(grp.params[i], live[i], grp.remainders[i]);
+      grp.params = std::move(live);
+      continue;
     }
     update(grp, args.lr, grp.decay ? args.weight_decay : 0.0, t);
     for (size_t i = 0; i < grp.write_back.size(); ++i) grp.write_back[i].copy_(grp.params[i]);

@@ -28,6 +28,9 @@ struct Group {
   // Per param: the host's half-precision model parameter to receive the updated value (ABI 1.5
   // model_copies), undefined where none; empty when the host passed none.
   std::vector<at::Tensor> model_copies;
+  // Per param (ABI 1.8 param_remainders), or empty: params are then the live bf16 parameters and
+  // these their int16 remainders; the fp32 value is sdk::compose_fp32(params[i], remainders[i]).
+  std::vector<at::Tensor> remainders;
   double grad_scale = 1.0;  // left for update() to apply when folds_grad_scale() said so, else 1
   at::Tensor grad_scale_tensor;  // likewise (ABI 1.7): a float32 [1] on the device, or undefined
 };
@@ -51,6 +54,9 @@ class Optimizer {
   virtual bool folds_grad_scale(const Group&) const { return false; }
   // update() writes g.model_copies in its own pass (else step() copies after it).
   virtual bool writes_model_copies(const Group&) const { return false; }
+  // update() takes a group with remainders as it is (else step() composes fp32 working copies,
+  // updates them and splits them back).
+  virtual bool handles_remainders(const Group&) const { return false; }
 
  private:
   struct Slot {
@@ -65,7 +71,7 @@ class Optimizer {
   // The groups of the last step and the storage they were built over: the host passes the same
   // views every step, so a step whose pointers match reuses them (building 2 torch tensors per
   // parameter each step cost milliseconds of CPU while the GPU waited).
-  using GroupKey = std::tuple<std::string, int, bool>;
+  using GroupKey = std::tuple<std::string, int, bool, bool>;  // device, dtype, decay, remainders
   std::vector<const void*> cached_storage_;
   std::vector<std::pair<GroupKey, Group>> cached_groups_;
 

@@ -2,7 +2,9 @@
 // one launch. The work is cut into chunks of kAdamWChunk elements; a block takes chunks in a
 // grid-stride loop and finds its tensor by binary search over the chunk prefix sums. The
 // gradient scale (clipping x 1/loss scale, times a device scalar when given: the clipping
-// coefficient computed on the GPU) is applied on the fly: no separate pass over the grads.
+// coefficient computed on the GPU) is applied on the fly: no separate pass over the grads. With
+// store_param_remainders the fp32 master is read from and written back to the bf16 parameter and
+// its int16 remainder (28 instead of 30 bytes per parameter).
 #include <cstdint>
 
 #include "fused_common.cuh"
@@ -14,6 +16,23 @@ namespace {
 
 constexpr int kThreads = 512;
 
+// Megatron's store_param_remainders (param_remainders.h): the fp32 value from the bf16 upper half
+// and the int16 lower half, and back. Exact for every finite value.
+__device__ __forceinline__ float compose_fp32(uint32_t hi16, uint32_t lo16) {
+  return __uint_as_float(((hi16 - (lo16 >> 15)) << 16) | lo16);  // lo16 bit 15: hi16 was rounded up
+}
+__device__ __forceinline__ void split_fp32(float x, uint32_t& hi16, uint32_t& lo16) {
+  const uint32_t u = __float_as_uint(x);
+  if (isnan(x)) {  // a quiet NaN of the same sign
+    hi16 = ((u >> 16) & 0x8000u) | 0x7FC0u;
+    lo16 = 0;
+    return;
+  }
+  lo16 = u & 0xFFFFu;
+  hi16 = (u >> 16) + (lo16 >> 15);  // rounded half away from zero; inf has lo16 = 0
+}
+
+template <bool kRemainders>
 __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int64_t* __restrict__ chunk_start,
                              int64_t count, int64_t total_chunks, float lr, float beta1, float beta2, float eps,
                              float bias_correction1, float bias_correction2_sqrt, float grad_scale,
@@ -44,15 +63,27 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
     };
     // 16-byte loads and stores when every array allows them (chunks start at multiples of
     // kAdamWChunk elements, so the tensor's alignment holds for the chunk); the tail one by one.
-    const bool vec = ((reinterpret_cast<uintptr_t>(t.param) | reinterpret_cast<uintptr_t>(t.grad) |
-                       reinterpret_cast<uintptr_t>(t.exp_avg) | reinterpret_cast<uintptr_t>(t.exp_avg_sq)) % 16 == 0) &&
-                     reinterpret_cast<uintptr_t>(t.model_copy) % 8 == 0;
+    const uintptr_t wide = reinterpret_cast<uintptr_t>(t.grad) | reinterpret_cast<uintptr_t>(t.exp_avg) |
+                           reinterpret_cast<uintptr_t>(t.exp_avg_sq) | (kRemainders ? 0 : reinterpret_cast<uintptr_t>(t.param));
+    const uintptr_t narrow = kRemainders ? reinterpret_cast<uintptr_t>(t.param16) | reinterpret_cast<uintptr_t>(t.remainder)
+                                         : reinterpret_cast<uintptr_t>(t.model_copy);
+    const bool vec = wide % 16 == 0 && narrow % 8 == 0;
     int64_t i = begin + threadIdx.x;
     if (vec) {
       const int64_t vec_end = begin + (end - begin) / 4 * 4;
       for (int64_t j = begin + 4 * threadIdx.x; j < vec_end; j += 4 * blockDim.x) {
-        const float4 g = *reinterpret_cast<const float4*>(t.grad + j), p = *reinterpret_cast<const float4*>(t.param + j);
+        const float4 g = *reinterpret_cast<const float4*>(t.grad + j);
         float4 m = *reinterpret_cast<const float4*>(t.exp_avg + j), v = *reinterpret_cast<const float4*>(t.exp_avg_sq + j);
+        float4 p;
+        uint2 p16, rem;  // four bf16 upper halves, four int16 remainders
+        if constexpr (kRemainders) {
+          p16 = *reinterpret_cast<const uint2*>(t.param16 + j);
+          rem = *reinterpret_cast<const uint2*>(t.remainder + j);
+          p = make_float4(compose_fp32(p16.x & 0xFFFFu, rem.x & 0xFFFFu), compose_fp32(p16.x >> 16, rem.x >> 16),
+                          compose_fp32(p16.y & 0xFFFFu, rem.y & 0xFFFFu), compose_fp32(p16.y >> 16, rem.y >> 16));
+        } else {
+          p = *reinterpret_cast<const float4*>(t.param + j);
+        }
         float4 out;
         out.x = update(g.x, p.x, m.x, v.x);
         out.y = update(g.y, p.y, m.y, v.y);
@@ -60,16 +91,26 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
         out.w = update(g.w, p.w, m.w, v.w);
         *reinterpret_cast<float4*>(t.exp_avg + j) = m;
         *reinterpret_cast<float4*>(t.exp_avg_sq + j) = v;
-        *reinterpret_cast<float4*>(t.param + j) = out;
-        if (t.model_copy != nullptr) {
-          if (t.copy_dtype == kBF16) {
-            __nv_bfloat16* c = static_cast<__nv_bfloat16*>(t.model_copy) + j;
-            *reinterpret_cast<__nv_bfloat162*>(c) = __floats2bfloat162_rn(out.x, out.y);
-            *reinterpret_cast<__nv_bfloat162*>(c + 2) = __floats2bfloat162_rn(out.z, out.w);
-          } else {
-            __half* c = static_cast<__half*>(t.model_copy) + j;
-            *reinterpret_cast<__half2*>(c) = __floats2half2_rn(out.x, out.y);
-            *reinterpret_cast<__half2*>(c + 2) = __floats2half2_rn(out.z, out.w);
+        if constexpr (kRemainders) {
+          uint32_t h[4], l[4];
+          split_fp32(out.x, h[0], l[0]);
+          split_fp32(out.y, h[1], l[1]);
+          split_fp32(out.z, h[2], l[2]);
+          split_fp32(out.w, h[3], l[3]);
+          *reinterpret_cast<uint2*>(t.param16 + j) = make_uint2(h[0] | (h[1] << 16), h[2] | (h[3] << 16));
+          *reinterpret_cast<uint2*>(t.remainder + j) = make_uint2(l[0] | (l[1] << 16), l[2] | (l[3] << 16));
+        } else {
+          *reinterpret_cast<float4*>(t.param + j) = out;
+          if (t.model_copy != nullptr) {
+            if (t.copy_dtype == kBF16) {
+              __nv_bfloat16* c = static_cast<__nv_bfloat16*>(t.model_copy) + j;
+              *reinterpret_cast<__nv_bfloat162*>(c) = __floats2bfloat162_rn(out.x, out.y);
+              *reinterpret_cast<__nv_bfloat162*>(c + 2) = __floats2bfloat162_rn(out.z, out.w);
+            } else {
+              __half* c = static_cast<__half*>(t.model_copy) + j;
+              *reinterpret_cast<__half2*>(c) = __floats2half2_rn(out.x, out.y);
+              *reinterpret_cast<__half2*>(c + 2) = __floats2half2_rn(out.z, out.w);
+            }
           }
         }
       }
@@ -77,12 +118,20 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
     }
     for (; i < end; i += blockDim.x) {
       float m = t.exp_avg[i], v = t.exp_avg_sq[i];
-      const float updated = update(t.grad[i], t.param[i], m, v);
+      if constexpr (kRemainders) {
+        const float updated = update(t.grad[i], compose_fp32(t.param16[i], static_cast<uint16_t>(t.remainder[i])), m, v);
+        uint32_t h, l;
+        split_fp32(updated, h, l);
+        t.param16[i] = static_cast<uint16_t>(h);
+        t.remainder[i] = static_cast<int16_t>(static_cast<uint16_t>(l));
+      } else {
+        const float updated = update(t.grad[i], t.param[i], m, v);
+        t.param[i] = updated;
+        // The model's half-precision parameter, in the same pass (no separate master -> model copy).
+        if (t.model_copy != nullptr) store_copy(i, updated);
+      }
       t.exp_avg[i] = m;
       t.exp_avg_sq[i] = v;
-      t.param[i] = updated;
-      // The model's half-precision parameter, in the same pass (no separate master -> model copy).
-      if (t.model_copy != nullptr) store_copy(i, updated);
     }
   }
 }
@@ -92,12 +141,13 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
 int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int64_t count, int64_t total_chunks,
                        float lr, float beta1, float beta2, float eps, float bias_correction1,
                        float bias_correction2_sqrt, float grad_scale, const float* grad_scale_on_device,
-                       void* stream) {
+                       bool remainders, void* stream) {
   if (count <= 0 || total_chunks <= 0) return 0;
   const unsigned blocks = static_cast<unsigned>(total_chunks < 132 * 16 ? total_chunks : 132 * 16);
-  mh_adamw_kernel<<<blocks, kThreads, 0, as_stream(stream)>>>(table, chunk_start, count, total_chunks, lr, beta1, beta2,
-                                                          eps, bias_correction1, bias_correction2_sqrt, grad_scale,
-                                                          grad_scale_on_device);
+  auto* kernel = remainders ? mh_adamw_kernel<true> : mh_adamw_kernel<false>;
+  kernel<<<blocks, kThreads, 0, as_stream(stream)>>>(table, chunk_start, count, total_chunks, lr, beta1, beta2, eps,
+                                                     bias_correction1, bias_correction2_sqrt, grad_scale,
+                                                     grad_scale_on_device);
   return static_cast<int>(cudaGetLastError());
 }
 

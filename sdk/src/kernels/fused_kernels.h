@@ -106,7 +106,7 @@ int cross_entropy_backward(int dtype, const void* logits, const int64_t* labels,
 //   p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
 // `table` is a device array of AdamWTensor; chunk_start [count + 1] device prefix sums of chunks.
 struct AdamWTensor {
-  float* param;
+  float* param;  // [numel] float32, or null when param16 / remainder hold it
   float* grad;
   float* exp_avg;
   float* exp_avg_sq;
@@ -114,12 +114,17 @@ struct AdamWTensor {
   float weight_decay;  // this tensor's decay (0 for no-decay params)
   int32_t copy_dtype;  // kBF16 / kF16: also write the updated param, rounded, to model_copy
   void* model_copy;    // [numel] or null
+  // Megatron's store_param_remainders (param_remainders.h): the fp32 master as its bf16 upper
+  // half (the model's parameter, rounded half away from zero) and an int16 lower half, both
+  // updated in place. Null when param is set. A launch has either every param or none this way.
+  uint16_t* param16;
+  int16_t* remainder;
 };
 constexpr int64_t kAdamWChunk = 16384;
 int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int64_t count, int64_t total_chunks,
                        float lr, float beta1, float beta2, float eps, float bias_correction1,
                        float bias_correction2_sqrt, float grad_scale, const float* grad_scale_on_device,
-                       void* stream);
+                       bool remainders, void* stream);
 
 // ---- cuBLASLt matrix products (gemm_lt.cu) ----
 // Row-major D[m, n] = op(A)[m, k] op(B)[k, n] (+ D when accumulate, + C when given), with an epilogue torch's own

@@ -7,6 +7,7 @@
 
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/fused.h"
+#include "megahost/sdk/param_remainders.h"
 #include "megahost/sdk/nn/params.h"
 #include "megahost/sdk/parallel/dist.h"
 
@@ -507,10 +508,20 @@ at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& labels, con
 void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
            const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
            const std::vector<double>& weight_decays, const AdamWHyper& h,
-           const std::vector<at::Tensor>& model_copies) {
+           const std::vector<at::Tensor>& model_copies, const std::vector<at::Tensor>& remainders) {
   MH_CHECK(grads.size() == params.size() && exp_avgs.size() == params.size() && exp_avg_sqs.size() == params.size() &&
-               weight_decays.size() == params.size() && (model_copies.empty() || model_copies.size() == params.size()),
+               weight_decays.size() == params.size() && (model_copies.empty() || model_copies.size() == params.size()) &&
+               (remainders.empty() || remainders.size() == params.size()),
            MH_ERR_INVALID_ARG, "fused::adamw: lists of different lengths");
+  const bool with_remainders = !remainders.empty();
+  MH_CHECK(!with_remainders || model_copies.empty(), MH_ERR_INVALID_ARG,
+           "fused::adamw: remainders update the bf16 params in place; pass no model_copies with them");
+  for (size_t i = 0; with_remainders && i < params.size(); ++i)
+    MH_CHECK(params[i].scalar_type() == at::kBFloat16 && remainders[i].defined() &&
+                 remainders[i].scalar_type() == at::kShort && remainders[i].sizes() == params[i].sizes() &&
+                 params[i].is_contiguous() && remainders[i].is_contiguous(),
+             MH_ERR_INVALID_ARG, "fused::adamw: with remainders, param ", i,
+             " must be contiguous bf16 and its remainder a contiguous int16 tensor of its shape");
   auto copy_of = [&](size_t i) { return model_copies.empty() ? at::Tensor() : model_copies[i]; };
   const at::Tensor& scale_tensor = h.grad_scale_tensor;
   MH_CHECK(!scale_tensor.defined() || (scale_tensor.numel() == 1 && scale_tensor.scalar_type() == at::kFloat),
@@ -518,10 +529,13 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
 #if defined(MH_SDK_WITH_CUDA)
   bool fused = !params.empty() && available(params[0]) &&
                (!scale_tensor.defined() || scale_tensor.device() == params[0].device());
-  for (size_t i = 0; fused && i < params.size(); ++i)
-    for (const at::Tensor* t : {&params[i], &grads[i], &exp_avgs[i], &exp_avg_sqs[i]})
+  for (size_t i = 0; fused && i < params.size(); ++i) {
+    for (const at::Tensor* t : {&grads[i], &exp_avgs[i], &exp_avg_sqs[i]})
       fused = fused && t->is_cuda() && t->scalar_type() == at::kFloat && t->is_contiguous() &&
               t->device() == params[0].device();
+    fused = fused && params[i].is_cuda() && params[i].is_contiguous() &&
+            (with_remainders ? remainders[i].device() == params[0].device() : params[i].scalar_type() == at::kFloat);
+  }
   for (size_t i = 0; fused && i < params.size(); ++i) {
     const at::Tensor c = copy_of(i);
     fused = !c.defined() || ((c.scalar_type() == at::kBFloat16 || c.scalar_type() == at::kHalf) && c.is_contiguous() &&
@@ -539,9 +553,21 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
     chunk_start[0] = 0;
     for (int64_t i = 0; i < count; ++i) {
       const at::Tensor c = copy_of(i);
-      table[i] = {params[i].data_ptr<float>(), grads[i].data_ptr<float>(), exp_avgs[i].data_ptr<float>(),
-                  exp_avg_sqs[i].data_ptr<float>(), params[i].numel(), static_cast<float>(weight_decays[i]),
-                  c.defined() ? dtype_code(c) : 0, c.defined() ? c.data_ptr() : nullptr};
+      kernels::AdamWTensor& e = table[i];
+      e = {};
+      e.grad = grads[i].data_ptr<float>();
+      e.exp_avg = exp_avgs[i].data_ptr<float>();
+      e.exp_avg_sq = exp_avg_sqs[i].data_ptr<float>();
+      e.numel = params[i].numel();
+      e.weight_decay = static_cast<float>(weight_decays[i]);
+      if (with_remainders) {
+        e.param16 = static_cast<uint16_t*>(params[i].data_ptr());
+        e.remainder = remainders[i].data_ptr<int16_t>();
+      } else {
+        e.param = params[i].data_ptr<float>();
+        e.copy_dtype = c.defined() ? dtype_code(c) : 0;
+        e.model_copy = c.defined() ? c.data_ptr() : nullptr;
+      }
       chunk_start[i + 1] = chunk_start[i] + (params[i].numel() + kernels::kAdamWChunk - 1) / kernels::kAdamWChunk;
     }
     const int64_t total_chunks = chunk_start[count];
@@ -554,11 +580,19 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
                      static_cast<float>(h.lr), static_cast<float>(h.beta1), static_cast<float>(h.beta2),
                      static_cast<float>(h.eps), static_cast<float>(bc1), static_cast<float>(std::sqrt(bc2)),
                      static_cast<float>(h.grad_scale),
-                     scale_tensor.defined() ? scale_tensor.data_ptr<float>() : nullptr, stream_of(params[0])),
+                     scale_tensor.defined() ? scale_tensor.data_ptr<float>() : nullptr, with_remainders,
+                     stream_of(params[0])),
                  "adamw");
     return;
   }
 #endif
+  if (with_remainders) {  // the exact fp32 masters, the reference update, split back
+    std::vector<at::Tensor> masters;
+    for (size_t i = 0; i < params.size(); ++i) masters.push_back(compose_fp32(params[i], remainders[i]));
+    reference::adamw(masters, grads, exp_avgs, exp_avg_sqs, weight_decays, h);
+    for (size_t i = 0; i < params.size(); ++i) split_fp32(masters[i], params[i], remainders[i]);
+    return;
+  }
   reference::adamw(params, grads, exp_avgs, exp_avg_sqs, weight_decays, h);
   for (size_t i = 0; i < model_copies.size(); ++i)
     if (model_copies[i].defined()) model_copies[i].copy_(params[i]);

@@ -50,6 +50,17 @@ typedef struct mh_optimizer_step_args {
    * ABI >= 1.7 must apply it; the host reads the norm back and passes grad_scale alone to older
    * plugins. Present when struct_size covers it. \since 1.7 */
   const DLTensor* grad_scale_tensor;
+  /* Optional, NULL when the host wants none: param_remainders[i] (NULL or a contiguous int16
+   * tensor with params[i]'s element count) says that params[i].data is a bf16 tensor holding
+   * the upper half of an fp32 master weight whose lower 16 bits are the remainder (Megatron's
+   * store_param_remainders, 2 bytes per parameter less than an fp32 master). The fp32 value is
+   *   bits = ((bf16 bits - (remainder < 0 ? 1 : 0)) << 16) | (uint16) remainder,
+   * and after the update the plugin writes it back the same way: bf16 = the upper half, plus one
+   * when bit 15 of the lower half is set (finite values: rounded half away from zero; a NaN
+   * stores a quiet NaN and remainder 0), remainder = the lower half as int16. Exact for every
+   * finite value. A plugin of ABI >= 1.8 must honour every non-NULL entry; the host keeps fp32
+   * masters for older plugins. Present when struct_size covers it. \since 1.8 */
+  DLTensor* const* param_remainders;
 } mh_optimizer_step_args;
 
 typedef struct mh_optimizer_api {

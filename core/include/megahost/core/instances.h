@@ -44,6 +44,9 @@ class Model {
     // Empty, or one per view: the half-precision model parameter the view's fp32 master is
     // copied into after a step (null: none); see Optimizer::writes_model_copies.
     std::vector<DLTensor*> model_copies;
+    // Empty, or one per view: the int16 remainder of a bf16 view whose fp32 master it completes
+    // (ABI 1.8 param_remainders; null: none); see Optimizer::takes_param_remainders.
+    std::vector<DLTensor*> remainders;
   };
   std::unique_ptr<AbiParams> abi_params();
 
@@ -138,6 +141,9 @@ class Optimizer {
   bool writes_model_copies() const;
   // ABI >= 1.7: step honours mh_optimizer_step_args.grad_scale_tensor.
   bool applies_grad_scale_tensor() const;
+  // ABI >= 1.8: step updates bf16 params with int16 remainders in place of fp32 masters
+  // (mh_optimizer_step_args.param_remainders).
+  bool takes_param_remainders() const;
   // Every state tensor as a live torch view: fn(name, tensor).
   void visit_state(const Model::AbiParams& params, const std::function<void(const std::string&, at::Tensor)>& fn);
   const std::string& id() const { return id_; }

@@ -49,6 +49,10 @@ struct DataParallelOptions {
   bool overlap_grad_reduce = false;
   bool use_distributed_optimizer = false;
   bool overlap_param_gather = false;  // needs use_distributed_optimizer
+  // Megatron's store_param_remainders: bf16 parameters keep their fp32 masters as the parameter
+  // plus an int16 remainder (2 bytes per parameter instead of 4), exact; needs an optimizer
+  // plugin of ABI >= 1.8 (fp32 masters otherwise). fp16 parameters keep fp32 masters.
+  bool store_param_remainders = false;
 };
 
 // ---- Megatron's buffer arithmetic (pure, unit-tested) ----
@@ -81,7 +85,7 @@ struct DataParallelMemory {
   int64_t num_params = 0;        // this rank's parameter elements (padding not counted)
   int64_t param_buffer_bytes = 0;
   int64_t grad_buffer_bytes = 0;
-  int64_t master_bytes = 0;      // fp32 master copies (only for non-fp32 params)
+  int64_t master_bytes = 0;      // fp32 master copies (only for non-fp32 params), or their int16 remainders
   int64_t optimizer_state_bytes = 0;
   double bytes_per_param() const {
     return num_params == 0 ? 0.0
@@ -174,6 +178,7 @@ class DataParallel {
     BucketPlan plan;
     at::Tensor param_buffer, grad_buffer;  // [numel]
     at::Tensor master_buffer;  // [numel] fp32 mirror of a bf16/fp16 param_buffer (not under the distributed optimizer)
+    at::Tensor remainder_buffer;  // [numel] int16: the masters' lower halves instead (store_param_remainders)
     std::vector<BucketState> buckets;
     size_t next_to_launch = 0;  // buckets launch in index order on every rank
     bool bound = false;
@@ -186,6 +191,7 @@ class DataParallel {
     int64_t offset;         // first element within the (flattened) parameter
     at::Tensor data, grad;  // views of the buffers (1-D under the distributed optimizer)
     at::Tensor master;      // fp32 copy when the parameter is not fp32
+    at::Tensor remainder;   // or, for bf16 with store_param_remainders, its int16 lower half
   };
 
   void on_grad_ready(size_t chunk, size_t param);
@@ -193,7 +199,7 @@ class DataParallel {
   void launch_grad_reduce(Chunk& c, size_t bucket);
   void copy_model_grads_in(Chunk& c);
   void copy_params_out(Chunk& c);
-  void build_optimizer_views();
+  void build_optimizer_views(bool remainders);
 
   DataParallelOptions opts_;
   std::unique_ptr<dp_detail::Comm> comm_;

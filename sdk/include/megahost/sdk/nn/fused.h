@@ -69,10 +69,13 @@ struct AdamWHyper {
 // float32 params / grads / states; weight_decay per tensor. Updates in place. model_copies: empty,
 // or per param undefined or a same-shape bfloat16 / float16 tensor that receives the updated
 // param, rounded (the fp32 master -> model parameter copy, in the same pass on CUDA).
+// remainders: empty, or one contiguous int16 tensor per param, and then every param is the bf16
+// upper half of an fp32 master whose lower half the remainder holds (param_remainders.h); both
+// are updated in place (no model_copies then).
 void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
            const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
            const std::vector<double>& weight_decays, const AdamWHyper& h,
-           const std::vector<at::Tensor>& model_copies = {});
+           const std::vector<at::Tensor>& model_copies = {}, const std::vector<at::Tensor>& remainders = {});
 
 // x [..., k], weight [n, k], bias [n] (may be undefined) -> [..., n]. With accumulate_into_grad, a
 // backward where weight.grad() is defined adds x^T dy into it in place and returns no weight
