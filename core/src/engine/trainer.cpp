@@ -284,6 +284,9 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
   dpo.store_param_remainders = precision == Precision::BF16 &&
                                r.get_bool("optimizer", "use_precision_aware_optimizer") &&
                                r.get_bool("optimizer", "store_param_remainders");
+  if (r.get_bool("optimizer", "use_precision_aware_optimizer") && precision != Precision::BF16 && par.rank == 0)
+    spdlog::info("use_precision_aware_optimizer: {} parameters keep {} (param remainders need bf16)",
+                 precision_name(precision), precision == Precision::FP32 ? "no separate masters" : "fp32 masters");
   DataParallel ddp(chunks, dpo);
   auto optimizer = create_optimizer(reg, r.get_string("optimizer", "plugin"), r.section("optimizer"),
                                     sdk::to_dl_device(device), host_keys("optimizer"));
