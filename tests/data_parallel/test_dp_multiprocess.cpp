@@ -69,6 +69,16 @@ Reference load_reference(const std::vector<core::Param>& like) {
   return r;
 }
 
+// This worker's runtime over 2 Gloo processes (tp = 1 unless given).
+core::ParallelRuntime& init_two_ranks(int tp = 1) {
+  core::ParallelSizes sizes;
+  sizes.world = 2;
+  sizes.tp = tp;
+  auto& rt = core::ParallelRuntime::get();
+  rt.init(sizes, /*use_cuda=*/false, std::chrono::seconds(60));
+  return rt;
+}
+
 // This tensor-parallel rank's slice of a full reference parameter.
 at::Tensor tp_slice(const at::Tensor& full, const core::Param& p, int rank, int size) {
   if (p.tensor_parallel_dim < 0) return full;
@@ -77,11 +87,7 @@ at::Tensor tp_slice(const at::Tensor& full, const core::Param& p, int rank, int 
 }
 
 void worker(const core::DataParallelOptions& opts, int tp, uint32_t parallel_flags) {
-  core::ParallelSizes sizes;
-  sizes.world = 2;
-  sizes.tp = tp;
-  auto& rt = core::ParallelRuntime::get();
-  rt.init(sizes, /*use_cuda=*/false, std::chrono::seconds(60));
+  auto& rt = init_two_ranks(tp);
   const int rank = rt.dp_rank(), size = rt.group("dp").size();
   ASSERT_EQ(size * tp, 2);
   const int tp_rank = rt.tp_rank();
@@ -186,10 +192,7 @@ TEST(DpMultiprocess, Dp2DistributedOptimizerBf16BytesPerParam) {
     mp::run_workers(2);
     return;
   }
-  core::ParallelSizes sizes;
-  sizes.world = 2;
-  auto& rt = core::ParallelRuntime::get();
-  rt.init(sizes, /*use_cuda=*/false, std::chrono::seconds(60));
+  auto& rt = init_two_ranks();
   auto model = tiny_gpt(0, {kDLBfloat, 16, 1});
   core::DataParallelOptions o;
   o.use_distributed_optimizer = true;
@@ -245,10 +248,7 @@ TEST(DpMultiprocess, Dp2DistributedOptimizerParamRemaindersEqualOneProcess) {
     mp::run_workers(2);
     return;
   }
-  core::ParallelSizes sizes;
-  sizes.world = 2;
-  auto& rt = core::ParallelRuntime::get();
-  rt.init(sizes, /*use_cuda=*/false, std::chrono::seconds(60));
+  auto& rt = init_two_ranks();
   auto model = tiny_gpt(0, bf16);
   core::DataParallelOptions o;
   o.bucket_size = 2000;

@@ -21,23 +21,26 @@ struct Params {
   std::vector<uint32_t> flags;
   std::unique_ptr<Model::AbiParams> abi;
 
+  // A DLTensor over t (contiguous), owned by abi.
+  DLTensor* add_tensor(const at::Tensor& t) {
+    auto dl = std::make_unique<DLTensor>();
+    abi->shapes.push_back(t.sizes().vec());
+    dl->data = t.data_ptr();
+    dl->device = megahost::sdk::to_dl_device(t.device());
+    dl->ndim = int32_t(t.dim());
+    dl->dtype = megahost::sdk::to_dl_dtype(t.scalar_type());
+    dl->shape = abi->shapes.back().data();
+    dl->strides = nullptr;
+    dl->byte_offset = 0;
+    abi->tensors.push_back(std::move(dl));
+    return abi->tensors.back().get();
+  }
+
   void build() {
     abi = std::make_unique<Model::AbiParams>();
     abi->names = names;
-    for (size_t i = 0; i < names.size(); ++i) {
-      for (const at::Tensor* t : {&data[i], &grad[i]}) {
-        auto dl = std::make_unique<DLTensor>();
-        abi->shapes.push_back(t->sizes().vec());
-        dl->data = t->data_ptr();
-        dl->device = megahost::sdk::to_dl_device(t->device());
-        dl->ndim = int32_t(t->dim());
-        dl->dtype = megahost::sdk::to_dl_dtype(t->scalar_type());
-        dl->shape = abi->shapes.back().data();
-        dl->strides = nullptr;
-        dl->byte_offset = 0;
-        abi->tensors.push_back(std::move(dl));
-      }
-    }
+    for (size_t i = 0; i < names.size(); ++i)
+      for (const at::Tensor* t : {&data[i], &grad[i]}) add_tensor(*t);
     for (size_t i = 0; i < names.size(); ++i) {
       mh_param_view v{};
       v.struct_size = sizeof(v);

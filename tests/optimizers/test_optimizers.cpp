@@ -330,17 +330,7 @@ void check_remainders_keep_the_masters(const std::string& id) {
     megahost::sdk::split_fp32(m, halves.data.back(), rem.back());
   }
   halves.build();
-  for (const at::Tensor& r : rem) {
-    auto dl = std::make_unique<DLTensor>();
-    halves.abi->shapes.push_back(r.sizes().vec());
-    dl->data = r.data_ptr();
-    dl->device = megahost::sdk::to_dl_device(r.device());
-    dl->ndim = int32_t(r.dim());
-    dl->dtype = megahost::sdk::to_dl_dtype(r.scalar_type());
-    dl->shape = halves.abi->shapes.back().data();
-    halves.abi->tensors.push_back(std::move(dl));
-    halves.abi->remainders.push_back(halves.abi->tensors.back().get());
-  }
+  for (const at::Tensor& r : rem) halves.abi->remainders.push_back(halves.add_tensor(r));
   auto opt_half = make_optimizer(id);
   opt_half->setup(*halves.abi);
   ASSERT_TRUE(opt_half->takes_param_remainders());
@@ -370,16 +360,8 @@ TEST(SGD, RemaindersKeepTheFp32MastersExactly) { check_remainders_keep_the_maste
 TEST(OptimizerErrors, ARemainderOfTheWrongTypeIsRefused) {
   Params p = random_params(23, at::kBFloat16);
   at::Tensor wrong = torch::zeros(p.data[0].sizes(), at::kInt);  // int32, not int16
-  auto dl = std::make_unique<DLTensor>();
-  p.abi->shapes.push_back(wrong.sizes().vec());
-  dl->data = wrong.data_ptr();
-  dl->device = megahost::sdk::to_dl_device(wrong.device());
-  dl->ndim = int32_t(wrong.dim());
-  dl->dtype = megahost::sdk::to_dl_dtype(wrong.scalar_type());
-  dl->shape = p.abi->shapes.back().data();
-  p.abi->tensors.push_back(std::move(dl));
   p.abi->remainders.assign(p.names.size(), nullptr);
-  p.abi->remainders[0] = p.abi->tensors.back().get();
+  p.abi->remainders[0] = p.add_tensor(wrong);
   auto opt = make_optimizer("adamw");
   opt->setup(*p.abi);
   try {
