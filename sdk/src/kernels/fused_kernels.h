@@ -105,6 +105,8 @@ int cross_entropy_backward(int dtype, const void* logits, const int64_t* labels,
 //   g = grad * grad_scale (* grad_scale_on_device[0] when not null); p *= 1 - lr * wd_i; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
 //   p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
 // `table` is a device array of AdamWTensor; chunk_start [count + 1] device prefix sums of chunks.
+// remainders: every entry's parameter is param16 + remainder (the exact fp32 master rebuilt and
+// split in registers), none has param or model_copy.
 struct AdamWTensor {
   float* param;  // [numel] float32, or null when param16 / remainder hold it
   float* grad;
