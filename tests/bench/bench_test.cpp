@@ -66,8 +66,10 @@ class BenchDir : public ::testing::Test {
 TEST_F(BenchDir, TinyGptReportsConsistentFigures) {
   if (!fs::exists(kGpt2Vocab) || !fs::exists(kBrown)) GTEST_SKIP() << "run scripts/fetch_data.sh and preprocess Brown";
   const fs::path json = dir_ / "bench.json", ckpt = dir_ / "ckpt", metrics = dir_ / "metrics.jsonl";
-  // The recipe's train_iters, checkpoint folder and metrics file are overridden by bench.
-  const Result r = bench(kTiny + " --set training.train_iters=1000 --set checkpoint.save=" + ckpt.string() +
+  // The recipe's train_iters, checkpoint folder and metrics file are overridden by bench. The
+  // device is pinned: on a CUDA build with a GPU the recipe's "auto" would pick the GPU.
+  const Result r = bench(kTiny + " --set training.device=cpu --set training.train_iters=1000" +
+                         " --set checkpoint.save=" + ckpt.string() +
                          " --set logging.metrics_file=" + metrics.string() +
                          " --warmup 1 --iters 2 --label tiny-cpu --json " + json.string());
   ASSERT_EQ(r.code, 0) << r.out;
