@@ -2,6 +2,7 @@
 // DataParallel in one process: equal to the trainer's plain loop, bytes per parameter measured.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <limits>
 #include <map>
 
@@ -10,30 +11,47 @@
 using namespace dptest;
 
 TEST(DpBuckets, ReverseOrderCutsAtBucketSize) {
-  // params 0..3 with 10, 20, 30, 40 elements; bucket_size 50
-  const auto plan = core::plan_buckets({10, 20, 30, 40}, {}, 50, 1);
-  EXPECT_EQ(plan.numel, 100);
-  EXPECT_EQ(plan.param_offset, (std::vector<int64_t>{90, 70, 40, 0}));
-  ASSERT_EQ(plan.buckets.size(), 2u);  // [40, 30] = 70 >= 50 closes; [20, 10] = 30 is the last
+  // params 0..3 with 16, 24, 32, 40 elements; bucket_size 50
+  const auto plan = core::plan_buckets({16, 24, 32, 40}, {}, 50, 1);
+  EXPECT_EQ(plan.numel, 112);
+  EXPECT_EQ(plan.param_offset, (std::vector<int64_t>{96, 72, 40, 0}));
+  ASSERT_EQ(plan.buckets.size(), 2u);  // [40, 32] = 72 >= 50 closes; [24, 16] = 40 is the last
   EXPECT_EQ(plan.buckets[0].params, (std::vector<size_t>{3, 2}));
   EXPECT_EQ(plan.buckets[0].begin, 0);
-  EXPECT_EQ(plan.buckets[0].end, 70);
+  EXPECT_EQ(plan.buckets[0].end, 72);
   EXPECT_EQ(plan.buckets[1].params, (std::vector<size_t>{1, 0}));
-  EXPECT_EQ(plan.buckets[1].end, 100);
+  EXPECT_EQ(plan.buckets[1].end, 112);
   EXPECT_EQ(plan.param_bucket, (std::vector<size_t>{1, 1, 0, 0}));
 }
 
 TEST(DpBuckets, DistributedOptimizerPadsEveryBucketAndShardsEqually) {
-  const auto plan = core::plan_buckets({10, 20, 30, 41}, {}, 50, 4);
+  const auto plan = core::plan_buckets({8, 16, 41, 24}, {}, 50, 4);
   ASSERT_EQ(plan.buckets.size(), 2u);
-  EXPECT_EQ(plan.buckets[0].end, 72);  // 71 padded to a multiple of 4
-  EXPECT_EQ(plan.buckets[1].begin, 72);
-  EXPECT_EQ(plan.param_offset[1], 72);
-  EXPECT_EQ(plan.buckets[1].end, 104);  // 30 -> 32
-  EXPECT_EQ(plan.numel, 104);
-  EXPECT_EQ(core::bucket_shard(plan.buckets[0], 0, 4), (std::pair<int64_t, int64_t>{0, 18}));
-  EXPECT_EQ(core::bucket_shard(plan.buckets[0], 3, 4), (std::pair<int64_t, int64_t>{54, 72}));
-  EXPECT_EQ(core::bucket_shard(plan.buckets[1], 1, 4), (std::pair<int64_t, int64_t>{80, 88}));
+  EXPECT_EQ(plan.buckets[0].end, 68);  // 24 + 41 = 65 padded to a multiple of 4
+  EXPECT_EQ(plan.buckets[1].begin, 68);
+  EXPECT_EQ(plan.param_offset[1], 72);  // the next parameter starts aligned, inside bucket 1
+  EXPECT_EQ(plan.buckets[1].end, 96);
+  EXPECT_EQ(plan.numel, 96);
+  EXPECT_EQ(core::bucket_shard(plan.buckets[0], 0, 4), (std::pair<int64_t, int64_t>{0, 17}));
+  EXPECT_EQ(core::bucket_shard(plan.buckets[0], 3, 4), (std::pair<int64_t, int64_t>{51, 68}));
+  EXPECT_EQ(core::bucket_shard(plan.buckets[1], 1, 4), (std::pair<int64_t, int64_t>{75, 82}));
+}
+
+TEST(DpBuckets, EveryParameterStartsAlignedAndNoneOverlap) {
+  // BERT's shape of trouble: a 2-element bias before the big matrices.
+  const std::vector<int64_t> numels{1024, 2, 3, 4096, 2, 7, 1};
+  for (int64_t pad_to : {1, 2, 3}) {
+    const auto plan = core::plan_buckets(numels, {}, 4000, pad_to);
+    std::vector<std::pair<int64_t, int64_t>> ranges;
+    for (size_t i = 0; i < numels.size(); ++i) {
+      EXPECT_EQ(plan.param_offset[i] % core::kParamAlignElems, 0) << "param " << i << ", pad_to " << pad_to;
+      ranges.emplace_back(plan.param_offset[i], plan.param_offset[i] + numels[i]);
+    }
+    std::sort(ranges.begin(), ranges.end());
+    for (size_t i = 1; i < ranges.size(); ++i) EXPECT_LE(ranges[i - 1].second, ranges[i].first);
+    EXPECT_LE(ranges.back().second, plan.numel);
+    for (const auto& b : plan.buckets) EXPECT_EQ((b.end - b.begin) % pad_to, 0);
+  }
 }
 
 TEST(DpBuckets, SharedEmbeddingGetsABucketOfItsOwn) {
@@ -42,8 +60,10 @@ TEST(DpBuckets, SharedEmbeddingGetsABucketOfItsOwn) {
   ASSERT_EQ(plan.buckets.size(), 2u);
   EXPECT_EQ(plan.buckets[0].params, (std::vector<size_t>{2, 1}));
   EXPECT_EQ(plan.buckets[1].params, (std::vector<size_t>{0}));
-  EXPECT_EQ(plan.buckets[1].begin, 8);
-  EXPECT_EQ(plan.buckets[1].end, 16);
+  EXPECT_EQ(plan.buckets[0].end, 14);    // 3 at 0, 5 at 8: 13 padded to 14
+  EXPECT_EQ(plan.buckets[1].begin, 14);
+  EXPECT_EQ(plan.param_offset[0], 16);
+  EXPECT_EQ(plan.buckets[1].end, 24);
   EXPECT_EQ(core::default_bucket_size(8), 40000000);
   EXPECT_EQ(core::default_bucket_size(64), 64000000);
 }

@@ -44,6 +44,7 @@ BucketPlan plan_buckets(const std::vector<int64_t>& numels, const std::vector<bo
   for (size_t k = n; k-- > 0;) {
     const bool alone = !own_bucket.empty() && own_bucket[k];
     if (alone) close();
+    plan.numel = (plan.numel + kParamAlignElems - 1) / kParamAlignElems * kParamAlignElems;
     plan.param_offset[k] = plan.numel;
     plan.param_bucket[k] = plan.buckets.size();
     plan.numel += numels[k];

@@ -68,9 +68,16 @@ struct BucketPlan {
   int64_t numel = 0;  // buffer length, padding included
 };
 
+// Every parameter starts at a multiple of this many elements: 16 bytes in a 16-bit buffer (32 in
+// the fp32 gradients), the alignment cuBLASLt's fastest kernels and our vector loads need. Packed
+// back to back, one parameter of odd size (BERT's binary-head bias, 2 elements) shifted every later
+// one to a 4-byte boundary, and each product on them ran an sm80 "align2" kernel (~250 TFLOP/s on
+// an H200) or, for bf16 into fp32 gradients, cuBLAS's non-tensor-core sgemmEx.
+constexpr int64_t kParamAlignElems = 8;
+
 // numels: per parameter in model order. own_bucket[i]: parameter i gets a bucket to itself
 // (Megatron: the shared embedding under pipelining). pad_to: dp-cp size under the distributed
-// optimizer, 1 otherwise.
+// optimizer, 1 otherwise. Parameters start at multiples of kParamAlignElems (the gaps stay zero).
 BucketPlan plan_buckets(const std::vector<int64_t>& numels, const std::vector<bool>& own_bucket, int64_t bucket_size,
                         int64_t pad_to);
 
