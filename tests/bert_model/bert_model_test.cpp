@@ -296,6 +296,24 @@ TEST(BertModel, WithoutBinaryHeadNoPoolerNoTokenTypes) {
   EXPECT_EQ(o.mlm_loss.sizes(), (std::vector<int64_t>{2, 8}));
 }
 
+// The vocabulary projection runs on the labelled positions only: each one's loss must land on its
+// own position, equal to what it is when every position is labelled, and the others stay 0.
+TEST(BertModel, EachMaskedLmLossLandsOnItsOwnPosition) {
+  at::NoGradGuard no_grad;
+  bert::BertModel model(tiny_config(false), at::kCPU, at::kFloat, 42);
+  at::manual_seed(7);
+  const at::Tensor tokens = at::randint(1000, 2000, {3, kSeq}, at::kLong);
+  const at::Tensor hidden = model.encode(tokens, at::zeros_like(tokens), at::ones_like(tokens), false);  // [s, b, h]
+  const at::Tensor all_labels = at::randint(0, 12000, {3, kSeq}, at::kLong);
+  const at::Tensor every = model.heads(hidden, all_labels).mlm_loss;  // [b, s]
+  ASSERT_TRUE((every > 0).all().item<bool>());
+  const at::Tensor keep = at::rand({3, kSeq}).lt(0.2);
+  const at::Tensor some = model.heads(hidden, at::where(keep, all_labels, at::full_like(all_labels, -1))).mlm_loss;
+  ASSERT_GT(keep.sum().item<int64_t>(), 0);
+  EXPECT_TRUE(at::allclose(some.masked_select(keep), every.masked_select(keep), 1e-6, 1e-6));
+  EXPECT_EQ(some.masked_select(keep.logical_not()).abs().max().item<double>(), 0.0);
+}
+
 // The TFLOP/s line's model FLOPs against a count of every matrix product of the tiny model
 // ([m, k] x [k, n]: 2mkn FLOPs forward, x3 with backward), and against GPT's formula (FORMATS.md
 // §5) for the same encoder without the BERT-only heads.

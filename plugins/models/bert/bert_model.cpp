@@ -118,11 +118,15 @@ BertOutputs BertModel::heads(const at::Tensor& hidden, const at::Tensor& labels)
   BertOutputs out;
   // The vocabulary projection only where there is a label (the ~15% masked positions; -1 elsewhere):
   // the same loss for a sixth of the output layer's work. Every TP rank picks the same positions.
-  const at::Tensor labelled = labels.ge(0);                                            // [b, s]
-  const at::Tensor picked = hidden.transpose(0, 1).index({labelled}).unsqueeze(1);    // [n, 1, h]
-  const at::Tensor ce = sdk::nn::vocab_parallel_cross_entropy(lm_logits(picked), labels.index({labelled}).unsqueeze(1),
+  // One nonzero finds them (the micro-batch's one device-to-host wait); the gathers and the scatter
+  // back take its indices, not the boolean mask, so they wait for nothing.
+  const int64_t b = labels.size(0), s = labels.size(1), h = hidden.size(2);
+  const at::Tensor where = at::nonzero(labels.reshape({-1}).ge(0)).squeeze(1);                   // [n] in b*s
+  const at::Tensor picked = hidden.transpose(0, 1).reshape({b * s, h}).index_select(0, where);   // [n, h]
+  const at::Tensor ce = sdk::nn::vocab_parallel_cross_entropy(lm_logits(picked.unsqueeze(1)),
+                                                              labels.reshape({-1}).index_select(0, where).unsqueeze(1),
                                                               cfg_.transformer.parallel.get());  // [n, 1]
-  out.mlm_loss = at::zeros(labels.sizes(), ce.options()).index_put({labelled}, ce.squeeze(1));  // [b, s]
+  out.mlm_loss = at::zeros({b * s}, ce.options()).index_copy(0, where, ce.squeeze(1)).view({b, s});  // [b, s]
   if (cfg_.binary_head) {
     const at::Tensor pooled = at::tanh(at::linear(hidden.select(0, 0), pooler_weight_, pooler_bias_));  // [b, h] on [CLS]
     out.sop_logits = at::linear(pooled, binary_weight_, binary_bias_);                                 // [b, 2]

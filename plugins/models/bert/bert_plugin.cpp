@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bert_config.h"
@@ -71,23 +72,24 @@ Batch read_batch(const BertModel& model, const mh_named_tensor* batch, size_t n)
 }
 
 // Megatron's loss_func over the heads' outputs: lm = sum(CE * loss_mask) / sum(loss_mask); + sop =
-// mean CE over the batch. Returns the objective (with autograd) and writes the reported loss as
-// loss_sum / num_tokens.
-at::Tensor objective(const BertModel& model, const BertOutputs& o, const Batch& b, mh_loss* out) {
+// mean CE over the batch. Returns the objective (with autograd); with `report`, starts reading the
+// reported loss back as loss_sum = objective * num_tokens (num_tokens at least 1) without waiting.
+at::Tensor objective(const BertModel& model, const BertOutputs& o, const Batch& b,
+                     sdk::parallel::LossReadback* report) {
   const auto mlm = sdk::parallel::masked_loss(o.mlm_loss, b.loss_mask, model.config().transformer.parallel.get());
   at::Tensor objective = mlm.objective();  // sum / max(masked tokens, 1)
   if (o.sop_logits.defined()) objective = objective + at::cross_entropy_loss(o.sop_logits.to(at::kFloat), b.is_random);
-  if (out != nullptr) {
-    const double tokens = std::max(1.0, mlm.global_num_tokens.item<double>());
-    out->loss_sum = objective.item<double>() * tokens;
-    out->num_tokens = tokens;
+  if (report != nullptr) {
+    const at::Tensor tokens = mlm.global_num_tokens.clamp_min(1.0);
+    *report = sdk::parallel::start_loss_readback(objective.detach() * tokens, tokens);
   }
   return objective;
 }
 
-at::Tensor loss(const Instance& self, const Batch& b, mh_loss* out) {
+at::Tensor loss(const Instance& self, const Batch& b, sdk::parallel::LossReadback* report) {
   const BertModel& model = *self.model;
-  return objective(model, model.forward(b.tokens, b.token_types, b.padding_mask, b.labels, self.training), b, out);
+  return objective(model, model.forward(b.tokens, b.token_types, b.padding_mask, b.labels, self.training), b,
+                   report);
 }
 
 // ---- extension mh.model.pipeline/1 (sdk/model_pipeline.h): every stage reads the whole batch,
@@ -105,7 +107,11 @@ at::Tensor stage_hidden(const Instance& self, const Batch& b, const at::Tensor& 
 }
 
 at::Tensor stage_loss(const Instance& self, const Batch& b, const at::Tensor& hidden, mh_loss* out) {
-  return objective(*self.model, self.model->heads(hidden, b.labels), b, out);
+  sdk::parallel::LossReadback report;
+  const at::Tensor obj =
+      objective(*self.model, self.model->heads(hidden, b.labels), b, out != nullptr ? &report : nullptr);
+  if (out != nullptr) std::tie(out->loss_sum, out->num_tokens) = report.read();
+  return obj;
 }
 
 // What sdk::ModelTable and sdk::PipelineTable build the tables from.

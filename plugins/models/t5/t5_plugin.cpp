@@ -68,16 +68,16 @@ Batch read_batch(const T5Model& model, const mh_named_tensor* batch, size_t n) {
 }
 
 // Megatron's loss_func: lm = sum(CE * loss_mask) / sum(loss_mask).
-// Returns the objective (with autograd) and writes the reported loss as loss_sum / num_tokens.
-at::Tensor loss(const Instance& self, const Batch& b, mh_loss* out) {
+// Returns the objective (with autograd); with `report`, starts reading the reported loss back as
+// loss_sum = objective * num_tokens (num_tokens at least 1) without waiting for the device.
+at::Tensor loss(const Instance& self, const Batch& b, sdk::parallel::LossReadback* report) {
   const T5Model& model = *self.model;
   const at::Tensor ce = model.forward(b.text_enc, b.enc_mask, b.text_dec, b.dec_mask, b.labels, self.training);
   const auto lm = sdk::parallel::masked_loss(ce, b.loss_mask, model.config().transformer.parallel.get());
   at::Tensor objective = lm.objective();  // sum / max(loss tokens, 1)
-  if (out != nullptr) {
-    const double tokens = std::max(1.0, lm.global_num_tokens.item<double>());
-    out->loss_sum = objective.item<double>() * tokens;
-    out->num_tokens = tokens;
+  if (report != nullptr) {
+    const at::Tensor tokens = lm.global_num_tokens.clamp_min(1.0);
+    *report = sdk::parallel::start_loss_readback(objective.detach() * tokens, tokens);
   }
   return objective;
 }

@@ -25,8 +25,12 @@ MaskedLoss masked_loss(const at::Tensor& losses, const at::Tensor& mask, const P
 }
 
 LossReadback start_loss_readback(const MaskedLoss& loss) {
+  return start_loss_readback(loss.global_sum, loss.global_num_tokens);
+}
+
+LossReadback start_loss_readback(const at::Tensor& loss_sum, const at::Tensor& num_tokens) {
   at::NoGradGuard no_grad;
-  const at::Tensor both = at::stack({loss.global_sum.to(at::kDouble), loss.global_num_tokens.to(at::kDouble)});  // [2]
+  const at::Tensor both = at::stack({loss_sum.detach().to(at::kDouble), num_tokens.to(at::kDouble)});  // [2]
   LossReadback r;
   if (both.is_cpu()) {
     r.host = both;

@@ -9,8 +9,9 @@
 //     static constexpr const char* kName = "bert";  // prefixes every error message
 //     // Batch read_batch(const Model&, const mh_named_tensor* batch, size_t n): checked tensors
 //     static constexpr auto read_batch = bert::read_batch;
-//     // at::Tensor loss(const sdk::ModelInstance<Model>&, const Batch&, mh_loss* out): the
-//     // objective with autograd; writes out->loss_sum / num_tokens when out != NULL
+//     // at::Tensor loss(const sdk::ModelInstance<Model>&, const Batch&, parallel::LossReadback* report):
+//     // the objective with autograd; when report != NULL, starts the readback of (loss_sum,
+//     // num_tokens) with parallel::start_loss_readback: no host wait before backward is queued
 //     static constexpr auto loss = bert::loss;
 //   };
 //   *out_api = &sdk::ModelTable<BertPlugin>::api();  // in create
@@ -27,11 +28,13 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include "megahost/megahost.h"
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/host.h"
 #include "megahost/sdk/nn/attention.h"
+#include "megahost/sdk/parallel/loss.h"
 #include "megahost/sdk/plugin.h"
 #include "megahost/sdk/torch_interop.h"
 
@@ -112,8 +115,10 @@ struct ModelTable {
       at::AutoGradMode grad_on(true);  // grad mode is thread-local: the caller's thread may have it off
       check_loss_out(Plugin::kName, out);
       const auto b = Plugin::read_batch(*s->model, batch, n);
-      (Plugin::loss(*s, b, out) * grad_scale).backward();
+      parallel::LossReadback report;
+      (Plugin::loss(*s, b, out != nullptr ? &report : nullptr) * grad_scale).backward();
       s->model->params.finish_deferred_zero();  // a gradient this backward did not write is zero
+      if (out != nullptr) std::tie(out->loss_sum, out->num_tokens) = report.read();  // backward is queued
       return nullptr;
     }
     MH_SDK_CATCH(s->host)
@@ -125,7 +130,9 @@ struct ModelTable {
     MH_SDK_TRY {
       at::NoGradGuard no_grad;
       check_loss_out(Plugin::kName, out);
-      Plugin::loss(*s, Plugin::read_batch(*s->model, batch, n), out);
+      parallel::LossReadback report;
+      Plugin::loss(*s, Plugin::read_batch(*s->model, batch, n), out != nullptr ? &report : nullptr);
+      if (out != nullptr) std::tie(out->loss_sum, out->num_tokens) = report.read();
       return nullptr;
     }
     MH_SDK_CATCH(s->host)

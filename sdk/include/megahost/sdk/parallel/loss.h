@@ -36,6 +36,7 @@ struct LossReadback {
   std::shared_ptr<c10::Event> copied;   // null when the values were on the host already
   std::pair<double, double> read() const;
 };
-LossReadback start_loss_readback(const MaskedLoss& loss);
+LossReadback start_loss_readback(const MaskedLoss& loss);  // (global_sum, global_num_tokens)
+LossReadback start_loss_readback(const at::Tensor& loss_sum, const at::Tensor& num_tokens);  // 0-d each
 
 }  // namespace megahost::sdk::parallel
