@@ -105,6 +105,34 @@ TEST(DpSingleProcess, SmallBucketsOverlapAndDistributedOptimizerEqualThePlainLoo
   expect_same_training(o);
 }
 
+// BERT's binary-head bias has 2 elements: packed back to back it put every later parameter on a
+// 4-byte boundary, and cuBLASLt ran each product on them with sm80 "align2" kernels. Bound
+// through DataParallel, every parameter and gradient must start 16-byte aligned.
+TEST(DpSingleProcess, BoundParametersAndGradientsStartSixteenByteAligned) {
+  static const auto bert_registry = megahost::test::load_only({MH_TEST_BERT_PLUGIN});
+  auto cfg = core::parse_config_section(
+      "num_layers = 2\nhidden_size = 32\nnum_attention_heads = 4\nseq_length = 16\n"
+      "max_position_embeddings = 16\nbert_binary_head = true\n",
+      "test.toml", "model");
+  core::ModelOptions opts;
+  opts.padded_vocab_size = kVocab;
+  opts.param_dtype = {kDLBfloat, 16, 1};
+  auto model = core::create_model(*bert_registry, "bert", cfg, opts);
+  bool odd = false;
+  for (const auto& p : model->params()) odd = odd || p.data.numel() % 8 != 0;  // 8 elements: 16 bytes in bf16
+  ASSERT_TRUE(odd) << "the model must have a parameter whose size is not a multiple of the alignment";
+  for (bool distributed : {false, true}) {
+    core::DataParallelOptions o;
+    o.use_distributed_optimizer = distributed;
+    core::DataParallel dp({model.get()}, o);
+    ASSERT_TRUE(dp.bound(0));
+    for (const auto& p : model->params()) {
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p.data.data_ptr()) % 16, 0u) << p.name;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p.grad.data_ptr()) % 16, 0u) << p.name;
+    }
+  }
+}
+
 TEST(DpSingleProcess, MemoryPerParameterIsMeasured) {
   auto model = tiny_gpt();
   core::DataParallel dp({model.get()}, {});
