@@ -112,6 +112,7 @@ Loss Model::forward_backward(const std::vector<std::pair<std::string, at::Tensor
   throw_if_error(api_->forward_backward(m_, b.named.data(), b.named.size(), grad_scale,
                                         stream_for(batch.front().second), &loss),
                  cat("model '", id_, "' forward_backward"));
+  rethrow_gate_error();
   return {loss.loss_sum, loss.num_tokens};
 }
 
@@ -120,6 +121,7 @@ Loss Model::forward_loss(const std::vector<std::pair<std::string, at::Tensor>>& 
   mh_loss loss{sizeof(mh_loss), 0, 0};
   throw_if_error(api_->forward_loss(m_, b.named.data(), b.named.size(), stream_for(batch.front().second), &loss),
                  cat("model '", id_, "' forward_loss"));
+  rethrow_gate_error();
   return {loss.loss_sum, loss.num_tokens};
 }
 
@@ -148,6 +150,7 @@ at::Tensor Model::logits(const at::Tensor& tokens) {
     }
   };
   throw_if_error(ext->logits(m_, view.get(), stream_for(tokens), grab, &out), cat("model '", id_, "' logits"));
+  rethrow_gate_error();
   return out;
 }
 
@@ -172,6 +175,32 @@ void Model::bind_storage(const std::vector<at::Tensor>& data, const std::vector<
   };
   throw_if_error(api_->bind_storage(m_, bindings.data(), bindings.size(), grad_ready_ ? +trampoline : nullptr, this),
                  cat("model '", id_, "' bind_storage"));
+}
+
+void Model::rethrow_gate_error() {
+  if (!gate_error_) return;
+  std::exception_ptr e = gate_error_;
+  gate_error_ = nullptr;
+  std::rethrow_exception(e);
+}
+
+bool Model::can_gate_params() const {
+  return MH_HAS_SLOT(api_, mh_model_api, set_param_gate) && api_->set_param_gate != nullptr;
+}
+
+void Model::set_param_gate(std::function<void(size_t, size_t)> gate) {
+  MH_CORE_CHECK(can_gate_params(), "model '", id_, "' has no parameter gate (ABI 1.9 set_param_gate)");
+  param_gate_ = std::move(gate);
+  auto trampoline = [](void* ctx, size_t first, size_t count) {
+    auto* self = static_cast<Model*>(ctx);
+    try {  // nothing may cross the ABI: kept, and thrown when the forward returns
+      if (self->param_gate_ && !self->gate_error_) self->param_gate_(first, count);
+    } catch (...) {
+      self->gate_error_ = std::current_exception();
+    }
+  };
+  throw_if_error(api_->set_param_gate(m_, param_gate_ ? +trampoline : nullptr, this),
+                 cat("model '", id_, "' set_param_gate"));
 }
 
 const mh_model_pipeline_ext* Model::pipeline_ext() const {
@@ -221,6 +250,7 @@ Model::StageForward Model::forward_stage(const std::vector<std::pair<std::string
   out.state = InFlight(this, mb);
   out.loss = {loss.loss_sum, loss.num_tokens};
   if (act != nullptr) out.activation = at::fromDLPack(act);  // takes ownership (calls the deleter)
+  rethrow_gate_error();
   return out;
 }
 
@@ -248,16 +278,23 @@ bool Optimizer::applies_grad_scale() const { return api_->hdr.abi.major == 1 && 
 bool Optimizer::writes_model_copies() const { return api_->hdr.abi.major == 1 && api_->hdr.abi.minor >= 5; }
 bool Optimizer::applies_grad_scale_tensor() const { return api_->hdr.abi.major == 1 && api_->hdr.abi.minor >= 7; }
 bool Optimizer::takes_param_remainders() const { return api_->hdr.abi.major == 1 && api_->hdr.abi.minor >= 8; }
+bool Optimizer::updates_param_ranges() const { return api_->hdr.abi.major == 1 && api_->hdr.abi.minor >= 9; }
 
 void Optimizer::step(const Model::AbiParams& p, double lr, double weight_decay, int64_t iteration,
-                     double grad_scale, const at::Tensor& grad_scale_tensor) {
+                     double grad_scale, const at::Tensor& grad_scale_tensor, std::pair<size_t, size_t> range) {
   MH_CORE_CHECK(grad_scale == 1.0 || applies_grad_scale(), "optimizer '", id_, "' (ABI ", api_->hdr.abi.major, ".",
                 api_->hdr.abi.minor, ") cannot apply grad_scale\nHINT: the host scales the gradients itself for it");
   MH_CORE_CHECK(!grad_scale_tensor.defined() || applies_grad_scale_tensor(), "optimizer '", id_, "' (ABI ",
                 api_->hdr.abi.major, ".", api_->hdr.abi.minor,
                 ") cannot apply grad_scale_tensor\nHINT: read the norm back and pass grad_scale alone");
   mh_optimizer_step_args args{sizeof(mh_optimizer_step_args), lr, weight_decay, iteration, grad_scale, nullptr, nullptr,
-                              nullptr};
+                              nullptr, 0, 0};
+  if (range.second > 0) {
+    MH_CORE_CHECK(updates_param_ranges(), "optimizer '", id_, "' (ABI ", api_->hdr.abi.major, ".", api_->hdr.abi.minor,
+                  ") cannot update a parameter range\nHINT: step all parameters in one call for it");
+    args.first_param = range.first;
+    args.num_params = range.second;
+  }
   if (writes_model_copies() && !p.model_copies.empty()) args.model_copies = p.model_copies.data();
   MH_CORE_CHECK(p.remainders.empty() || takes_param_remainders(), "optimizer '", id_, "' (ABI ", api_->hdr.abi.major,
                 ".", api_->hdr.abi.minor, ") cannot take param_remainders\nHINT: keep fp32 master weights for it");

@@ -110,6 +110,8 @@ const std::map<std::string, Schema>& host_schema() {
          spec("int", "0", "layers per virtual stage: interleaved 1F1B (0: plain 1F1B)")},
         {"overlap_grad_reduce", spec("bool", "false", "reduce gradient buckets during backward")},
         {"overlap_param_gather", spec("bool", "false", "all-gather updated parameters asynchronously (distributed optimizer)")},
+        {"overlap_optimizer_step",
+         spec("bool", "false", "run the optimizer step in pieces under the next forward (not with the distributed optimizer)")},
         {"ddp_bucket_size", spec("int", "0", "parameters per gradient bucket (0: Megatron's max(40M, 1M x dp))")},
         {"use_tp_pp_dp_mapping", spec("bool", "false", "rank order tp-pp-dp instead of tp-cp-ep-dp-pp")},
         {"distributed_timeout_minutes", spec("int", "10", "timeout of every collective")},
@@ -270,6 +272,10 @@ Recipe parse_recipe(const std::string& text, const std::string& label, const std
   MH_CORE_CHECK(!r.get_bool("parallel", "overlap_param_gather") || r.get_bool("parallel", "use_distributed_optimizer"),
                 r.where("parallel", "overlap_param_gather"),
                 ": overlap_param_gather needs use_distributed_optimizer = true (as in Megatron)");
+  MH_CORE_CHECK(!r.get_bool("parallel", "overlap_optimizer_step") || !r.get_bool("parallel", "use_distributed_optimizer"),
+                r.where("parallel", "overlap_optimizer_step"),
+                ": overlap_optimizer_step does not apply with use_distributed_optimizer\nHINT: set overlap_param_gather = "
+                "true: the distributed optimizer hides its parameter all-gather under the forward instead");
   {
     const std::string be = r.get_string("parallel", "distributed_backend");
     MH_CORE_CHECK(be == "nccl" || be == "gloo" || be == "auto", r.where("parallel", "distributed_backend"),

@@ -97,7 +97,7 @@ inline IterResult plain_iteration(core::Model& m, core::Optimizer& opt, core::Mo
 inline IterResult dp_iteration(core::Model& m, core::DataParallel& dp, core::Optimizer& opt, int64_t it,
                                int64_t rank, int64_t size) {
   IterResult r;
-  dp.wait_param_gather();
+  dp.before_forward();  // as the trainer: a model that gates finishes each pending update as it needs it
   dp.zero_grad();
   const int64_t local = kGlobalBatch / size;
   for (int64_t k = 0; k < local; ++k) {

@@ -2,7 +2,10 @@
 // DataParallel in one process: equal to the trainer's plain loop, bytes per parameter measured.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <map>
 
@@ -70,7 +73,8 @@ TEST(DpBuckets, SharedEmbeddingGetsABucketOfItsOwn) {
 
 namespace {
 
-void expect_same_training(const core::DataParallelOptions& opts) {
+void expect_same_training(const core::DataParallelOptions& opts,
+                          const std::function<void(core::DataParallel&)>& check = nullptr) {
   auto ref_model = tiny_gpt();
   auto ref_opt = adamw();
   auto ref_abi = ref_model->abi_params();
@@ -86,6 +90,7 @@ void expect_same_training(const core::DataParallelOptions& opts) {
     EXPECT_NEAR(b.loss_sum, a.loss_sum, 1e-6 * a.loss_sum);
     EXPECT_NEAR(b.grad_norm, a.grad_norm, 1e-6 * a.grad_norm);
   }
+  if (check) check(dp);
   dp.wait_param_gather();
   auto ref = ref_model->params(), got = model->params();
   for (size_t i = 0; i < ref.size(); ++i)
@@ -103,6 +108,96 @@ TEST(DpSingleProcess, SmallBucketsOverlapAndDistributedOptimizerEqualThePlainLoo
   o.use_distributed_optimizer = true;
   o.overlap_param_gather = true;
   expect_same_training(o);
+}
+
+// overlap_optimizer_step: the step in pieces of ~3000 elements, each run (on the CPU) only when
+// the next forward names the parameters it holds.
+TEST(DpSingleProcess, OptimizerStepInPiecesEqualsThePlainLoop) {
+  core::DataParallelOptions o;
+  o.overlap_optimizer_step = true;
+  o.optimizer_piece_size = 3000;
+  expect_same_training(o, [](core::DataParallel& dp) {
+    EXPECT_TRUE(dp.gates_forward());
+    EXPECT_TRUE(dp.optimizer_overlapped());
+    EXPECT_GE(dp.optimizer_pieces(), 4u);
+  });
+}
+
+// The gate is what finishes a piece: right after step() the parameters still hold their old
+// values, a forward of the gating model reads the new ones, and a forward that does not name its
+// parameters (gate cleared) would read the old ones. So a model reading a parameter it did not
+// name shows up in the comparisons with the plain loop above, deterministically.
+TEST(DpSingleProcess, OptimizerPiecesFinishWhenTheForwardNamesTheirParameters) {
+  auto ref_model = tiny_gpt();
+  auto ref_opt = adamw();
+  auto ref_abi = ref_model->abi_params();
+  ref_opt->setup(*ref_abi);
+  auto model = tiny_gpt();
+  core::DataParallelOptions o;
+  o.overlap_optimizer_step = true;
+  o.optimizer_piece_size = 3000;
+  core::DataParallel dp({model.get()}, o);
+  auto opt = adamw();
+  dp.setup_optimizer(*opt);
+  ASSERT_TRUE(dp.optimizer_overlapped());
+  const Batch probe = sample(7, 0);
+  const double loss_before = model->forward_loss(probe).loss_sum;
+  std::vector<at::Tensor> before;
+  for (const auto& p : model->params()) before.push_back(p.data.clone());
+  plain_iteration(*ref_model, *ref_opt, *ref_abi, 0);
+  dp_iteration(*model, dp, *opt, 0, 0, 1);
+  const auto params = model->params();
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(at::equal(params[i].data, before[i])) << params[i].name << " was updated before a forward needed it";
+  // A forward names them: every piece runs before the layer that reads it, and the loss and the
+  // parameters are the plain loop's.
+  const double loss_after = model->forward_loss(probe).loss_sum, ref_loss = ref_model->forward_loss(probe).loss_sum;
+  EXPECT_NEAR(loss_after, ref_loss, 1e-6 * ref_loss);
+  EXPECT_GT(std::abs(loss_after - loss_before), 1e-4 * ref_loss) << "the step must change the loss";
+  const auto ref = ref_model->params();
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_LE((params[i].data - ref[i].data).abs().max().item<double>(), 1e-6) << params[i].name;
+}
+
+// What a GPT forward names, and in what order: the embeddings first, then each layer's
+// parameters as one call before the layer runs, then the final norm; each exactly once.
+TEST(ParamGate, GptNamesEveryParameterOnceInTheOrderItReadsThem) {
+  auto model = tiny_gpt();
+  const auto params = model->params();
+  std::vector<std::pair<size_t, size_t>> calls;
+  model->set_param_gate([&calls](size_t first, size_t count) { calls.emplace_back(first, count); });
+  for (int pass = 0; pass < 2; ++pass) {  // the training forward, then an evaluation forward
+    calls.clear();
+    if (pass == 0)
+      model->forward_backward(sample(0, 0), 1.0);
+    else
+      model->forward_loss(sample(0, 0));
+    auto layer_of = [&](size_t i) {
+      const std::string& n = params[i].name;
+      if (n.rfind("embedding.", 0) == 0) return -1;
+      if (n.rfind("decoder.layers.", 0) == 0) return std::stoi(n.substr(std::string("decoder.layers.").size()));
+      return 100;  // final norm
+    };
+    ASSERT_EQ(calls.size(), 4u) << "embeddings, layer 0, layer 1, final norm";
+    std::vector<int> seen(params.size(), 0);
+    int last_layer = -2;
+    for (const auto& [first, count] : calls) {
+      ASSERT_GT(count, 0u);
+      const int layer = layer_of(first);
+      for (size_t i = first; i < first + count; ++i) {
+        ASSERT_LT(i, params.size());
+        ++seen[i];
+        EXPECT_EQ(layer_of(i), layer) << params[i].name << " named with " << params[first].name;
+      }
+      EXPECT_GT(layer, last_layer) << params[first].name << " named after a later layer";
+      last_layer = layer;
+    }
+    for (size_t i = 0; i < params.size(); ++i) EXPECT_EQ(seen[i], 1) << params[i].name;
+  }
+  model->set_param_gate({});
+  calls.clear();
+  model->forward_loss(sample(0, 0));
+  EXPECT_TRUE(calls.empty());
 }
 
 // BERT's binary-head bias has 2 elements: packed back to back it put every later parameter on a

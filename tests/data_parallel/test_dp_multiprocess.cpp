@@ -176,6 +176,17 @@ TEST(DpMultiprocess, Dp2DistributedOptimizerEqualsOneProcess) {
   run(o);
 }
 
+// The optimizer step in pieces over dp = 2 (each rank runs its pieces as its forward names the
+// parameters), with the reductions overlapped: the one-process figures.
+TEST(DpMultiprocess, Dp2OptimizerStepInPiecesEqualsOneProcess) {
+  core::DataParallelOptions o;
+  o.bucket_size = 2000;
+  o.overlap_grad_reduce = true;
+  o.overlap_optimizer_step = true;
+  o.optimizer_piece_size = 2500;
+  run(o);
+}
+
 // No data parallelism: the finalize step's sum of the sequence-parallel (replicated) norm and
 // bias grads over tp, and the norm counting replicated parameters once across tp.
 TEST(DpMultiprocess, Tp2SequenceParallelEqualsOneProcess) {

@@ -265,6 +265,44 @@ void check_grad_scale_tensor(const std::string& id) {
 TEST(AdamW, GradScaleTensorEqualsGradScale) { check_grad_scale_tensor("adamw"); }
 TEST(SGD, GradScaleTensorEqualsGradScale) { check_grad_scale_tensor("sgd"); }
 
+std::string error_of(const std::function<void()>& f);
+
+// ABI 1.9: a step split into consecutive parameter ranges is the whole step, bit for bit: the same
+// parameters and state after three steps, and the step counter (bias correction) counted once.
+void check_step_in_ranges(const std::string& id) {
+  Params a = random_params(11), b = random_params(11);
+  for (size_t i = 0; i < a.data.size(); ++i) b.data[i].copy_(a.data[i]);
+  const size_t n = a.data.size();
+  ASSERT_GE(n, 3u);
+  auto opt_a = make_optimizer(id), opt_b = make_optimizer(id);
+  opt_a->setup(*a.abi);
+  opt_b->setup(*b.abi);
+  ASSERT_TRUE(opt_b->updates_param_ranges());
+  for (int step = 1; step <= 3; ++step) {
+    for (size_t i = 0; i < n; ++i) {
+      a.grad[i].copy_(torch::randn_like(a.grad[i]));
+      b.grad[i].copy_(a.grad[i]);
+    }
+    opt_a->step(*a.abi, 0.01, 0.1, step, 0.5);
+    opt_b->step(*b.abi, 0.01, 0.1, step, 0.5, {}, {0, 1});
+    opt_b->step(*b.abi, 0.01, 0.1, step, 0.5, {}, {1, n - 2});
+    opt_b->step(*b.abi, 0.01, 0.1, step, 0.5, {}, {n - 1, 1});
+  }
+  for (size_t i = 0; i < n; ++i) EXPECT_TRUE(torch::equal(a.data[i], b.data[i])) << a.names[i];
+  auto state_a = save_state(*opt_a, a), state_b = save_state(*opt_b, b);
+  for (const auto& [name, t] : state_a) EXPECT_TRUE(torch::equal(t, state_b.at(name))) << name;
+  EXPECT_EQ(state_b.at("step").item<int64_t>(), 3);
+  // A range that does not continue the previous one is refused, and says how to split.
+  opt_b->step(*b.abi, 0.01, 0.1, 4, 1.0, {}, {0, 1});
+  const std::string msg = error_of([&] { opt_b->step(*b.abi, 0.01, 0.1, 4, 1.0, {}, {2, 1}); });
+  EXPECT_NE(msg.find("consecutive ranges"), std::string::npos) << msg;
+  const std::string outside = error_of([&] { opt_b->step(*b.abi, 0.01, 0.1, 4, 1.0, {}, {1, n}); });
+  EXPECT_NE(outside.find("outside"), std::string::npos) << outside;
+}
+
+TEST(AdamW, StepInRangesEqualsOneStep) { check_step_in_ranges("adamw"); }
+TEST(SGD, StepInRangesEqualsOneStep) { check_step_in_ranges("sgd"); }
+
 // ---- Megatron's store_param_remainders (ABI 1.8 param_remainders) ----
 
 // Every finite fp32 value survives split -> compose bit for bit; the bf16 half is the value

@@ -2,6 +2,7 @@
 #include "megahost/core/engine/data_parallel.h"
 
 #include <ATen/core/grad_mode.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 
 #include <algorithm>
 #include <cmath>
@@ -190,9 +191,35 @@ DataParallel::DataParallel(std::vector<Model*> chunks, const DataParallelOptions
       for (size_t i = 0; i < c.params.size(); ++i) data[i].copy_(c.params[i].data);
     }
   }
+  // Updates left in flight after a step, finished parameter by parameter as the forward needs
+  // them: only when every chunk's model names its parameters first (ABI 1.9) and reads the
+  // host's buffers (bound: an unbound model's copies are made all at once).
+  // MEGAHOST_PARAM_GATE=0: finish every update before the forward instead (for comparison).
+  const char* gate_env = std::getenv("MEGAHOST_PARAM_GATE");
+  if ((opts_.overlap_param_gather || opts_.overlap_optimizer_step) && !(gate_env && std::string(gate_env) == "0")) {
+    gated_ = std::all_of(chunks_.begin(), chunks_.end(),
+                         [](const Chunk& c) { return c.bound && c.model->can_gate_params(); });
+    if (gated_) {
+      for (size_t ci = 0; ci < chunks_.size(); ++ci)
+        chunks_[ci].model->set_param_gate([this, ci](size_t first, size_t count) { on_params_needed(ci, first, count); });
+    } else {
+      spdlog::warn("model '{}' cannot name its parameters before a forward (ABI 1.9 set_param_gate): parameter "
+                   "updates finish before each forward{}", chunks_.front().model->id(),
+                   opts_.overlap_optimizer_step ? "; overlap_optimizer_step is off" : "");
+    }
+  }
 }
 
 DataParallel::~DataParallel() {
+  if (gated_)
+    for (Chunk& c : chunks_) {
+      try {
+        c.model->set_param_gate({});
+      } catch (...) {
+      }
+    }
+  // Optimizer pieces still queued on the side stream write the buffers: let them finish.
+  if (piece_stream_) c10::impl::getDeviceGuardImpl(piece_stream_->device.type())->synchronizeStream(piece_stream_->side);
   // Collectives still in flight reference the buffers: complete them before the buffers go.
   for (Chunk& c : chunks_)
     for (BucketState& b : c.buckets) {
@@ -220,6 +247,11 @@ bool defer_zero_grad_enabled() {
 
 void DataParallel::zero_grad() {
   at::NoGradGuard no_grad;
+  // A pass over the gradients must not overtake optimizer pieces still reading them.
+  const bool zeroes_now = std::any_of(chunks_.begin(), chunks_.end(), [](const Chunk& c) {
+    return !(c.bound && c.zeroed_once && defer_zero_grad_enabled() && c.model->can_zero_grad_deferred());
+  });
+  if (zeroes_now && !pieces_.empty()) finish_pieces_through(pieces_.size() - 1);
   std::lock_guard<std::mutex> lock(mu_);
   for (Chunk& c : chunks_) {
     // Bound storage: after one real zeroing (the bucket padding stays zero: the reductions and
@@ -501,18 +533,32 @@ void DataParallel::setup_optimizer(Optimizer& opt) {
                  "weights", opt.id());
   build_optimizer_views(remainders);
   opt.setup(*opt_params_);
+  if (!opts_.overlap_optimizer_step) return;
+  std::string why;
+  if (opts_.use_distributed_optimizer) why = "the distributed optimizer overlaps its all-gather instead";
+  else if (!gated_) why = "the model cannot name its parameters before a forward (ABI 1.9 set_param_gate)";
+  else if (!opt.updates_param_ranges()) why = "optimizer '" + opt.id() + "' predates ABI 1.9 (parameter ranges)";
+  if (!why.empty()) {
+    spdlog::warn("overlap_optimizer_step is off: {}", why);
+    return;
+  }
+  overlap_opt_ = true;
+  plan_optimizer_pieces();
 }
 
 void DataParallel::step(Optimizer& opt, double lr, double weight_decay, int64_t iteration, double grad_scale,
                         const at::Tensor& grad_scale_tensor) {
   MH_CORE_CHECK(opt_params_ != nullptr, "DataParallel::step before setup_optimizer"
                                         "\nHINT: call setup_optimizer(optimizer) once after building DataParallel");
-  MH_CORE_CHECK(!param_gather_pending_, "DataParallel::step while the previous parameter all-gather is pending"
-                                        "\nHINT: call wait_param_gather() before the forward of each iteration");
+  wait_param_gather();  // a forward that gates finished them all already; a plain one waited before
   at::NoGradGuard no_grad;
   if (grad_scale != 1.0 && !opt.applies_grad_scale()) {  // an ABI < 1.2 plugin: scale here
     for (Chunk& c : chunks_) c.grad_buffer.mul_(grad_scale);
     grad_scale = 1.0;
+  }
+  if (overlap_opt_) {
+    step_in_pieces(opt, lr, weight_decay, iteration, grad_scale, grad_scale_tensor);
+    return;
   }
   opt.step(*opt_params_, lr, weight_decay, iteration, grad_scale, grad_scale_tensor);
   // bf16/fp16 <- fp32 masters, unless the optimizer wrote them in its update pass (ABI 1.5).
@@ -560,6 +606,7 @@ void DataParallel::reload_model_params() {
 }
 
 void DataParallel::wait_param_gather() {
+  if (!pieces_.empty()) finish_pieces_through(pieces_.size() - 1);
   if (!param_gather_pending_) return;
   for (Chunk& c : chunks_) {
     for (BucketState& b : c.buckets) {
@@ -574,6 +621,7 @@ void DataParallel::wait_param_gather() {
 void DataParallel::visit_optimizer_state(Optimizer& opt,
                                          const std::function<void(const std::string&, at::Tensor)>& fn) {
   MH_CORE_CHECK(opt_params_ != nullptr, "DataParallel::visit_optimizer_state before setup_optimizer");
+  wait_param_gather();  // the state and masters of every piece are the updated ones
   opt.visit_state(*opt_params_, fn);
   // The fp32 master weights of bf16/fp16 parameters are optimizer state too (Megatron saves
   // them): a resume continues from them, not from the rounded parameters.
@@ -603,6 +651,7 @@ std::vector<DataParallel::ShardInfo> DataParallel::optimizer_shards() const {
 
 DataParallelMemory DataParallel::memory(Optimizer* opt) {
   DataParallelMemory m;
+  wait_param_gather();
   for (const Chunk& c : chunks_) {
     for (const Param& p : c.params) m.num_params += p.data.numel();
     m.param_buffer_bytes += static_cast<int64_t>(c.param_buffer.nbytes());

@@ -4,12 +4,26 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/core/Event.h>
+#include <c10/core/Stream.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 
 #include <memory>
+#include <vector>
 
 namespace megahost::core::dp_detail {
 
 // An asynchronous collective; wait() completes it (once).
+// overlap_optimizer_step on CUDA: the side stream the optimizer's pieces run on, and their events.
+struct PieceStream {
+  c10::Device device;
+  c10::Stream side;
+  c10::Event main_ready;                          // the main stream's work the step depends on
+  std::vector<std::unique_ptr<c10::Event>> done;  // per piece, recorded on `side` after it
+  PieceStream(c10::Device d, c10::Stream s) : device(d), side(s), main_ready(d.type()) {}
+  c10::Stream current() const { return c10::impl::getDeviceGuardImpl(device.type())->getStream(device); }
+};
+
 struct PendingOp {
   virtual ~PendingOp() = default;
   virtual void wait() = 0;

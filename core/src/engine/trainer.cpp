@@ -10,6 +10,9 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>  // at::NoGradGuard: ATen.h no longer brings it on libtorch 2.x
+#include <c10/core/Event.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -18,9 +21,11 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -151,6 +156,38 @@ Components build_model_and_tokenizer(const Recipe& r, const PluginRegistry& reg)
   return c;
 }
 
+// overlap_optimizer_step on CUDA: the training loop queues on a high-priority stream, so the
+// block scheduler prefers the forward's kernels over the optimizer pieces on the (low-priority)
+// side stream, which fill what the forward leaves. Joined with the previous stream both ways.
+// MEGAHOST_FORWARD_HIGH_PRIORITY=0: stay on the current stream (for comparison).
+class ForwardStream {
+ public:
+  ForwardStream(const at::Device& device, bool wanted) {
+    const char* env = std::getenv("MEGAHOST_FORWARD_HIGH_PRIORITY");
+    if (!device.is_cuda() || !wanted || (env != nullptr && std::string(env) == "0")) return;
+    const auto* impl = c10::impl::getDeviceGuardImpl(device.type());
+    const c10::Stream before = impl->getStream(device);
+    const c10::Stream high = impl->getStreamFromGlobalPool(device, /*isHighPriority=*/true);
+    join(before, high);
+    guard_.emplace(high);
+  }
+  ~ForwardStream() {
+    if (!guard_) return;
+    const c10::Stream high = guard_->current_stream(), before = guard_->original_stream();
+    join(high, before);
+  }
+  ForwardStream(const ForwardStream&) = delete;
+  ForwardStream& operator=(const ForwardStream&) = delete;
+
+ private:
+  static void join(const c10::Stream& from, const c10::Stream& to) {  // `to` waits for `from`'s work
+    c10::Event e(from.device_type());
+    e.record(from);
+    e.block(to);
+  }
+  std::optional<c10::StreamGuard> guard_;
+};
+
 }  // namespace
 
 void validate_plugin_sections(const Recipe& r, const PluginRegistry& reg) {
@@ -172,7 +209,22 @@ void validate_plugin_sections(const Recipe& r, const PluginRegistry& reg) {
   }
 }
 
+namespace {
+TrainSummary train_and_keep_groups(const Recipe& r, const PluginRegistry& reg, const TrainHooks& hooks);
+}  // namespace
+
 TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks& hooks) {
+  TrainSummary summary = train_and_keep_groups(r, reg, hooks);
+  // Every model, buffer and pending collective is gone: release the process groups now, while
+  // CUDA is still up. Left to the exit-time destructors, ProcessGroupNCCL tears its communicators
+  // down after the CUDA runtime and aborts the process (seen on 2 H200s with the distributed
+  // optimizer). On an error the groups stay: a rank that failed may leave the others mid-collective.
+  ParallelRuntime::get().shutdown();
+  return summary;
+}
+
+namespace {
+TrainSummary train_and_keep_groups(const Recipe& r, const PluginRegistry& reg, const TrainHooks& hooks) {
   validate_plugin_sections(r, reg);  // every recipe error before any heavy work
   check_checkpoint_conversion(r, reg);  // [checkpoint] ckpt_convert_format (checkpoint_convert.h)
 
@@ -281,6 +333,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
   dpo.overlap_grad_reduce = r.get_bool("parallel", "overlap_grad_reduce");
   dpo.use_distributed_optimizer = r.get_bool("parallel", "use_distributed_optimizer");
   dpo.overlap_param_gather = r.get_bool("parallel", "overlap_param_gather");
+  dpo.overlap_optimizer_step = r.get_bool("parallel", "overlap_optimizer_step");
   dpo.store_param_remainders = precision == Precision::BF16 &&
                                r.get_bool("optimizer", "use_precision_aware_optimizer") &&
                                r.get_bool("optimizer", "store_param_remainders");
@@ -472,6 +525,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
   };
 
   set_training(true);
+  const ForwardStream forward_stream(device, ddp.optimizer_overlapped());
   ddp.zero_grad();
   double interval_loss = 0, interval_ms = 0, interval_sync_ms = 0;
   int64_t interval_n = 0, interval_skipped = 0;
@@ -481,7 +535,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
     if (hooks.on_iteration_start) hooks.on_iteration_start(iteration + 1);
     const auto t0 = Clock::now();
     const double lr = schedule.lr_at(static_cast<double>(state.consumed_train_samples));
-    ddp.wait_param_gather();
+    ddp.before_forward();  // models that gate finish each pending update when they need it
     ddp.enable_grad_sync(false);  // on again right before each chunk's last backward
     ScheduleArgs sa;
     sa.chunks = chunks;
@@ -598,6 +652,7 @@ TrainSummary train(const Recipe& r, const PluginRegistry& reg, const TrainHooks&
   summary.last_iteration = iteration;
   return summary;
 }
+}  // namespace
 
 std::string generate(const Recipe& r, const PluginRegistry& reg, const std::string& prompt, int64_t max_new_tokens) {
   validate_plugin_sections(r, reg);

@@ -106,9 +106,11 @@ mh_error* MH_ABI gpt_forward_backward(mh_model* m, const mh_named_tensor* batch,
   MH_SDK_TRY {
     at::AutoGradMode grad_on(true);  // grad mode is thread-local: the caller's thread may have it off
     check_loss_out(out);
+    sdk::nn::ParamRegistry::ForwardScope gate(self->model->params);  // names parameters before use
     const Batch b = read_batch(*self->model, batch, n, /*with_labels=*/true);
     const auto loss = masked_loss(*self->model, self->model->token_loss(b.tokens, b.labels, b.position_ids,
                                                                         self->training), b.loss_mask);
+    gate.end();
     // local_sum / global_num_tokens (all-masked: nothing instead of 0/0); the host's sum over cp
     // makes it the whole sequence's mean.
     const auto readback = sdk::parallel::start_loss_readback(loss);  // queued before backward: no stall
@@ -126,6 +128,7 @@ mh_error* MH_ABI gpt_forward_loss(mh_model* m, const mh_named_tensor* batch, siz
   MH_SDK_TRY {
     at::NoGradGuard no_grad;
     check_loss_out(out);
+    sdk::nn::ParamRegistry::ForwardScope gate(self->model->params);
     const Batch b = read_batch(*self->model, batch, n, /*with_labels=*/true);
     const auto loss = masked_loss(*self->model, self->model->token_loss(b.tokens, b.labels, b.position_ids,
                                                                         self->training), b.loss_mask);
@@ -146,6 +149,7 @@ mh_error* MH_ABI gpt_logits(mh_model* m, const DLTensor* tokens, mh_stream /*str
              "size ", parallel->tp.size(), " and context parallel size ", parallel->cp.size(),
              "\nHINT: generate with tensor_model_parallel_size = 1 and context_parallel_size = 1");
     at::NoGradGuard no_grad;
+    sdk::nn::ParamRegistry::ForwardScope gate(self->model->params);
     mh_named_tensor batch{"tokens", const_cast<DLTensor*>(tokens)};
     const Batch b = read_batch(*self->model, &batch, 1, /*with_labels=*/false);
     // [s, b, V] -> [b, s, V] float32, contiguous for the borrowed view
@@ -210,7 +214,7 @@ const void* MH_ABI gpt_get_extension(const mh_model* /*m*/, const char* id) {
 const mh_model_api kModelApi = {MH_TABLE_HEADER(mh_model_api), Table::destroy,    Table::visit_params,
                                 Table::set_training,            Table::zero_grad,  gpt_forward_backward,
                                 gpt_forward_loss,               gpt_get_extension, Table::bind_storage,
-                                Table::zero_grad_deferred};
+                                Table::zero_grad_deferred,      Table::set_param_gate};
 
 // ---- factory ----
 

@@ -68,7 +68,6 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
   check_same_params(params, n, "step");
   MH_CHECK(args.lr >= 0 && args.weight_decay >= 0, MH_ERR_INVALID_ARG, "optimizer step: lr (", args.lr,
            ") and weight_decay (", args.weight_decay, ") must be >= 0");
-  const int64_t t = steps_taken() + 1;
   // ABI 1.2: the host folds clipping and 1 / loss scale into one factor on the gradients.
   constexpr size_t kHasGradScale = offsetof(mh_optimizer_step_args, grad_scale) + sizeof(double);
   const double grad_scale = args.struct_size >= kHasGradScale ? args.grad_scale : 1.0;
@@ -91,10 +90,30 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
       offsetof(mh_optimizer_step_args, param_remainders) + sizeof(DLTensor* const*);
   DLTensor* const* remainders = args.struct_size >= kHasRemainders ? args.param_remainders : nullptr;
 
+  // ABI 1.9: a step split into consecutive parameter ranges; the step counts at the last one.
+  constexpr size_t kHasRange = offsetof(mh_optimizer_step_args, num_params) + sizeof(size_t);
+  size_t first = 0, last = n;
+  if (args.struct_size >= kHasRange && args.num_params != 0) {
+    MH_CHECK(args.first_param <= n && args.num_params <= n - args.first_param, MH_ERR_INVALID_ARG,
+             "optimizer step: parameter range [", args.first_param, ", ", args.first_param + args.num_params,
+             ") is outside the ", n, " parameters");
+    first = args.first_param;
+    last = first + args.num_params;
+  }
+  MH_CHECK(first == 0 || first == next_range_first_, MH_ERR_INVALID_ARG, "optimizer step: the range starting at ",
+           first, " does not continue the previous one (which ended at ", next_range_first_,
+           ")\nHINT: split a step into consecutive ranges, in increasing order, that end at the last parameter");
+  const int64_t t = first == 0 ? steps_taken() + 1 : range_step_;
+  range_step_ = t;
+  next_range_first_ = last == n ? 0 : last;
+
   // Group parameters so each group is one set of _foreach_* calls (reused while the storage is).
+  RangeCache& cache = caches_[{first, last}];
+  std::vector<const void*>& cached_storage_ = cache.storage;
+  std::vector<std::pair<GroupKey, Group>>& cached_groups_ = cache.groups;
   std::vector<const void*> storage;
-  storage.reserve(4 * n);
-  for (size_t i = 0; i < n; ++i) {
+  storage.reserve(4 * (last - first));
+  for (size_t i = first; i < last; ++i) {
     storage.push_back(remainders != nullptr && remainders[i] != nullptr ? remainders[i]->data : nullptr);
     storage.push_back(model_copies != nullptr && model_copies[i] != nullptr ? model_copies[i]->data : nullptr);
     storage.push_back(params[i].data != nullptr ? static_cast<const char*>(params[i].data->data) +
@@ -107,7 +126,7 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
   if (storage != cached_storage_) {
     std::map<GroupKey, Group> groups;
     bool has_copies = false;
-    for (size_t i = 0; i < n; ++i) {
+    for (size_t i = first; i < last; ++i) {
       if (params[i].grad == nullptr) continue;  // no gradient, no update (as torch.optim skips p.grad None)
       const Slot& s = slots_[i];
       at::Tensor p = to_torch(params[i].data);
@@ -184,7 +203,7 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
       for (size_t i = 0; i < grp.model_copies.size(); ++i)
         if (grp.model_copies[i].defined()) grp.model_copies[i].copy_(grp.params[i]);
   }
-  step_.data_ptr<int64_t>()[0] = t;
+  if (last == n) step_.data_ptr<int64_t>()[0] = t;
 }
 
 void Optimizer::visit_state(const mh_param_view* params, size_t n, mh_tensor_visit_fn fn, void* ctx) {

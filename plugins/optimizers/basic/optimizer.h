@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 
+#include <map>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -72,8 +73,13 @@ class Optimizer {
   // views every step, so a step whose pointers match reuses them (building 2 torch tensors per
   // parameter each step cost milliseconds of CPU while the GPU waited).
   using GroupKey = std::tuple<std::string, int, bool, bool>;  // device, dtype, decay, remainders
-  std::vector<const void*> cached_storage_;
-  std::vector<std::pair<GroupKey, Group>> cached_groups_;
+  struct RangeCache {
+    std::vector<const void*> storage;
+    std::vector<std::pair<GroupKey, Group>> groups;
+  };
+  std::map<std::pair<size_t, size_t>, RangeCache> caches_;  // per parameter range (ABI 1.9)
+  size_t next_range_first_ = 0;  // where the next range of a split step must start (0: a new step)
+  int64_t range_step_ = 0;       // the step number the ranges of the current step share
 
   const mh_host* host_;
   std::vector<std::string> state_names_;

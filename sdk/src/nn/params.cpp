@@ -10,6 +10,7 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <unordered_map>
@@ -297,6 +298,79 @@ void notify_grad_accumulated(const at::Tensor& weight) {
     target = it->second;
   }
   target.fn(target.ctx, target.index);
+}
+
+void ParamRegistry::set_gate(mh_param_gate_fn fn, void* ctx) {
+  gate_fn_ = fn;
+  gate_ctx_ = ctx;
+}
+
+void ParamRegistry::mark_layer(size_t first, size_t count) { layers_.emplace_back(first, count); }
+
+bool ParamRegistry::is_last_layer(size_t first, size_t count) const {
+  size_t last_end = 0;
+  for (const auto& [f, c] : layers_) last_end = std::max(last_end, f + c);
+  return first + count == last_end;
+}
+
+void ParamRegistry::gate(size_t first, size_t count) {
+  if (gate_fn_ == nullptr || count == 0) return;
+  if (!in_scope_) {  // e.g. a recomputed layer in backward: its forward named it already
+    gate_fn_(gate_ctx_, first, count);
+    return;
+  }
+  // One call per run of parameters not yet named in this forward.
+  const size_t end = std::min(first + count, params_.size());
+  for (size_t i = first; i < end;) {
+    if (gated_[i]) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < end && !gated_[j]) gated_[j++] = 1;
+    gate_fn_(gate_ctx_, i, j - i);
+    i = j;
+  }
+}
+
+void ParamRegistry::gate_after_layers() {
+  size_t last_end = 0;
+  for (const auto& [f, c] : layers_) last_end = std::max(last_end, f + c);
+  if (last_end < params_.size()) gate(last_end, params_.size() - last_end);
+}
+
+ParamRegistry::ForwardScope::ForwardScope(ParamRegistry& reg) : reg_(&reg) {
+  if (reg.gate_fn_ == nullptr || reg.in_scope_) {  // no gate, or nested in an outer forward
+    reg_ = nullptr;
+    return;
+  }
+  reg.in_scope_ = true;
+  reg.gated_.assign(reg.params_.size(), 0);
+  // What no layer holds and does not come after the last layer: embeddings and the like.
+  std::vector<char> in_layer(reg.params_.size(), 0);
+  size_t last_end = 0;
+  for (const auto& [f, c] : reg.layers_) {
+    for (size_t i = f; i < f + c && i < in_layer.size(); ++i) in_layer[i] = 1;
+    last_end = std::max(last_end, f + c);
+  }
+  if (reg.layers_.empty()) last_end = reg.params_.size();
+  for (size_t i = 0; i < last_end;) {
+    if (in_layer[i]) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < last_end && !in_layer[j]) ++j;
+    reg.gate(i, j - i);
+    i = j;
+  }
+}
+
+void ParamRegistry::ForwardScope::end() {
+  if (reg_ == nullptr) return;
+  reg_->gate(0, reg_->params_.size());  // only the ones not named yet
+  reg_->in_scope_ = false;
+  reg_ = nullptr;
 }
 
 mh_error* ParamRegistry::visit(mh_param_visit_fn fn, void* ctx) const {

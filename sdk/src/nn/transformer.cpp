@@ -91,11 +91,16 @@ TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix
                                    int64_t first_layer, int64_t num_local_layers, bool with_final_layernorm)
     : recompute_granularity_(cfg.recompute_granularity),
       recompute_method_(cfg.recompute_method),
-      recompute_num_layers_(cfg.recompute_num_layers) {
+      recompute_num_layers_(cfg.recompute_num_layers),
+      reg_(&reg) {
   check_recompute(cfg);
-  for (int64_t i = first_layer; i < first_layer + num_local_layers; ++i)
+  for (int64_t i = first_layer; i < first_layer + num_local_layers; ++i) {
+    const size_t before = reg.params().size();
     layers.push_back(
         std::make_unique<TransformerLayer>(reg, join_name(prefix, "layers." + std::to_string(i)), cfg));
+    layer_params_.emplace_back(before, reg.params().size() - before);
+    reg.mark_layer(before, reg.params().size() - before);
+  }
   if (with_final_layernorm)
     final_layernorm = std::make_unique<Norm>(reg, join_name(prefix, "final_layernorm"), cfg.hidden_size,
                                              cfg.normalization, cfg.norm_epsilon,
@@ -105,8 +110,19 @@ TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix
 DeferredResidual TransformerBlock::forward_span(size_t begin, size_t end, const at::Tensor& x,
                                                const at::Tensor& rotary_freqs, bool training) const {
   DeferredResidual state{x, at::Tensor(), at::Tensor()};
-  for (size_t i = begin; i < end; ++i) state = layers[i]->forward_deferred(state, rotary_freqs, training);
+  for (size_t i = begin; i < end; ++i) {
+    gate_layer(i);
+    state = layers[i]->forward_deferred(state, rotary_freqs, training);
+  }
+  // After the registry's last layer come the final norm and the output layer.
+  if (end == layers.size() && end > 0 && reg_->has_gate() &&
+      reg_->is_last_layer(layer_params_.back().first, layer_params_.back().second))
+    reg_->gate_after_layers();
   return state;
+}
+
+void TransformerBlock::gate_layer(size_t i) const {
+  if (reg_->has_gate()) reg_->gate(layer_params_[i].first, layer_params_[i].second);
 }
 
 at::Tensor TransformerBlock::forward_layers(size_t begin, size_t end, const at::Tensor& x,

@@ -85,6 +85,13 @@ typedef struct mh_param_binding {
  * visit index. From any thread (the autograd engine's); must not block or fail. */
 typedef void(MH_ABI* mh_grad_ready_fn)(void* ctx, size_t param_index);
 
+/* The parameter gate (set_param_gate): called by a forward before it first reads parameters
+ * [first, first + count) of the visit order, on the forward's thread, with work for the forward's
+ * stream queued behind it. The host makes that work wait for whatever it still has pending on
+ * those parameters (an optimizer update, a parameter all-gather). Must not block longer than that
+ * or fail. \since 1.9 */
+typedef void(MH_ABI* mh_param_gate_fn)(void* ctx, size_t first, size_t count);
+
 /* Loss of one forward over a micro-batch: lm loss = loss_sum / num_tokens (masked tokens). */
 typedef struct mh_loss {
   uint32_t struct_size; /* set by the caller */
@@ -139,6 +146,16 @@ typedef struct mh_model_api {
    * that backward would have left. The host must not read or write the gradients in between.
    * NULL: unsupported (the host zeroes them). [stream-ordered] \since 1.6 */
   mh_error*(MH_ABI* zero_grad_deferred)(mh_model* m, mh_stream stream);
+
+  /* Sets (fn != NULL) or clears the parameter gate. While set, every forward of this instance
+   * (forward_backward, forward_loss, a pipeline stage's forward, logits) calls fn for every
+   * parameter before its first read in that forward, and for all parameters it did not name
+   * before it returns (or, with autograd, before its backward is queued): so the host may leave
+   * parameter updates in flight after a step, each finished only when a forward needs it
+   * (Megatron's overlap_param_gather, bucket by bucket). A parameter may be named more than once;
+   * naming it early is always allowed. NULL: unsupported (the host finishes every update before
+   * each forward). [main-thread] \since 1.9 */
+  mh_error*(MH_ABI* set_param_gate)(mh_model* m, mh_param_gate_fn fn, void* ctx);
 } mh_model_api;
 
 typedef struct mh_model_factory {

@@ -61,6 +61,16 @@ typedef struct mh_optimizer_step_args {
    * finite value. A plugin of ABI >= 1.8 must honour every non-NULL entry; the host keeps fp32
    * masters for older plugins. Present when struct_size covers it. \since 1.8 */
   DLTensor* const* param_remainders;
+  /* \since 1.9, present when struct_size covers them: update only params[first_param,
+   * first_param + num_params) (num_params == 0: all of them, as before 1.9). The host may split
+   * one step into calls over consecutive ranges that cover every parameter once, in increasing
+   * order, with all other arguments equal (the same params list, n and iteration): every call
+   * uses the same step number, and the optimizer counts the step once, at the call whose range
+   * ends at n. Lets the host update the parameters piece by piece, e.g. each piece on a side
+   * stream just before the next forward needs it. A plugin of ABI >= 1.9 must honour the range;
+   * the host updates all parameters in one call for older plugins. */
+  size_t first_param;
+  size_t num_params;
 } mh_optimizer_step_args;
 
 typedef struct mh_optimizer_api {

@@ -3,10 +3,12 @@
 
 #include <ATen/ATen.h>
 
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "megahost/core/plugins.h"
@@ -73,6 +75,12 @@ class Model {
   void bind_storage(const std::vector<at::Tensor>& data, const std::vector<at::Tensor>& grad,
                     std::function<void(size_t)> grad_ready);
 
+  // ---- the parameter gate (ABI 1.9 set_param_gate) ----
+  bool can_gate_params() const;
+  // gate(first, count) runs on the forward's thread before the forward reads parameters
+  // [first, first + count) (see mh_model_api.set_param_gate); an empty function clears it.
+  void set_param_gate(std::function<void(size_t, size_t)> gate);
+
   // ---- one pipeline stage (extension mh.model.pipeline/1) ----
   bool has_pipeline() const;
   struct StageIO {
@@ -119,6 +127,9 @@ class Model {
   std::string id_;
   std::shared_ptr<void> config_tree_;
   std::function<void(size_t)> grad_ready_;
+  std::function<void(size_t, size_t)> param_gate_;
+  std::exception_ptr gate_error_;  // what the gate threw during a forward (rethrown after it)
+  void rethrow_gate_error();
 };
 
 class Optimizer {
@@ -132,8 +143,11 @@ class Optimizer {
   // grad_scale multiplies every gradient first (clipping x 1/loss scale); != 1 needs applies_grad_scale().
   // grad_scale_tensor: undefined, or a float32 [1] on the device multiplying the gradients too (the
   // clipping coefficient, never read on the host); defined needs applies_grad_scale_tensor().
+  // range: (first, count) updates only params[first, first + count) (ABI 1.9, a step split into
+  // consecutive ranges ending at the last parameter); count 0: all of them.
   void step(const Model::AbiParams& params, double lr, double weight_decay, int64_t iteration,
-            double grad_scale = 1.0, const at::Tensor& grad_scale_tensor = {});
+            double grad_scale = 1.0, const at::Tensor& grad_scale_tensor = {},
+            std::pair<size_t, size_t> range = {0, 0});
   // The plugin was built against ABI >= 1.2 and honours mh_optimizer_step_args.grad_scale.
   bool applies_grad_scale() const;
   // ABI >= 1.5: step writes params.model_copies itself (mh_optimizer_step_args.model_copies), so
@@ -144,6 +158,8 @@ class Optimizer {
   // ABI >= 1.8: step updates bf16 params with int16 remainders in place of fp32 masters
   // (mh_optimizer_step_args.param_remainders).
   bool takes_param_remainders() const;
+  // ABI >= 1.9: step updates a range of the parameters (mh_optimizer_step_args.first_param).
+  bool updates_param_ranges() const;
   // Every state tensor as a live torch view: fn(name, tensor).
   void visit_state(const Model::AbiParams& params, const std::function<void(const std::string&, at::Tensor)>& fn);
   const std::string& id() const { return id_; }

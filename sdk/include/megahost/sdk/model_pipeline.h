@@ -162,6 +162,7 @@ struct PipelineTable {
         batch = mb->batch->data();
       }
       const auto b = Plugin::read_stage_batch(model, batch, n);
+      nn::ParamRegistry::ForwardScope gate(s->model->params);  // names parameters before use (ABI 1.9)
       at::Tensor in;
       if (!stage.first) {
         // Our own copy (the input is borrowed for this call only), a leaf whose grad we return.

@@ -34,6 +34,7 @@
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/host.h"
 #include "megahost/sdk/nn/attention.h"
+#include "megahost/sdk/nn/params.h"
 #include "megahost/sdk/parallel/loss.h"
 #include "megahost/sdk/plugin.h"
 #include "megahost/sdk/torch_interop.h"
@@ -116,7 +117,10 @@ struct ModelTable {
       check_loss_out(Plugin::kName, out);
       const auto b = Plugin::read_batch(*s->model, batch, n);
       parallel::LossReadback report;
-      (Plugin::loss(*s, b, out != nullptr ? &report : nullptr) * grad_scale).backward();
+      nn::ParamRegistry::ForwardScope gate(s->model->params);  // names parameters before use (ABI 1.9)
+      const at::Tensor loss = Plugin::loss(*s, b, out != nullptr ? &report : nullptr);
+      gate.end();
+      (loss * grad_scale).backward();
       s->model->params.finish_deferred_zero();  // a gradient this backward did not write is zero
       if (out != nullptr) std::tie(out->loss_sum, out->num_tokens) = report.read();  // backward is queued
       return nullptr;
@@ -131,8 +135,19 @@ struct ModelTable {
       at::NoGradGuard no_grad;
       check_loss_out(Plugin::kName, out);
       parallel::LossReadback report;
+      nn::ParamRegistry::ForwardScope gate(s->model->params);
       Plugin::loss(*s, Plugin::read_batch(*s->model, batch, n), out != nullptr ? &report : nullptr);
       if (out != nullptr) std::tie(out->loss_sum, out->num_tokens) = report.read();
+      return nullptr;
+    }
+    MH_SDK_CATCH(s->host)
+  }
+
+  // ABI 1.9: the host's parameter gate; the SDK's forward scopes and transformer blocks call it.
+  static mh_error* MH_ABI set_param_gate(mh_model* m, mh_param_gate_fn fn, void* ctx) {
+    Instance* s = self(m);
+    MH_SDK_TRY {
+      s->model->params.set_gate(fn, ctx);
       return nullptr;
     }
     MH_SDK_CATCH(s->host)
@@ -146,7 +161,7 @@ struct ModelTable {
     static const mh_model_api table = {MH_TABLE_HEADER(mh_model_api), destroy,       visit_params,
                                        set_training,                  zero_grad,     forward_backward,
                                        forward_loss,                  get_extension, bind_storage,
-                                       zero_grad_deferred};
+                                       zero_grad_deferred,            set_param_gate};
     return table;
   }
 };

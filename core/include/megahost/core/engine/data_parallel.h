@@ -8,7 +8,7 @@
 //
 // One iteration, in the order the trainer calls it:
 //
-//   dp.wait_param_gather();                 // overlap_param_gather: before the first forward
+//   dp.before_forward();                    // pending parameter updates, unless the models gate
 //   for each micro-batch (schedule):
 //     dp.enable_grad_sync(chunk, is_last);  // on before the chunk's last micro-batch backward
 //     forward + backward                    // overlap_grad_reduce: buckets launch as grads land
@@ -35,6 +35,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,13 @@ struct DataParallelOptions {
   // plus an int16 remainder (2 bytes per parameter instead of 4), exact; needs an optimizer
   // plugin of ABI >= 1.8 (fp32 masters otherwise). fp16 parameters keep fp32 masters.
   bool store_param_remainders = false;
+  // The optimizer step in pieces, each finished only when the next forward needs its parameters
+  // (the models name them through the ABI 1.9 parameter gate): on CUDA every piece is queued at
+  // once on a side stream and the forward waits piece by piece, so the update runs under the
+  // forward; on the CPU a piece runs when the forward asks for it. Needs models that gate, an
+  // optimizer of ABI >= 1.9 and no distributed optimizer (overlap_param_gather is its overlap).
+  bool overlap_optimizer_step = false;
+  int64_t optimizer_piece_size = 0;  // elements per piece; <= 0: 1/48 of the parameters, at least 1M
 };
 
 // ---- Megatron's buffer arithmetic (pure, unit-tested) ----
@@ -104,6 +112,7 @@ struct DataParallelMemory {
 namespace dp_detail {
 struct Comm;  // the groups and collectives (data_parallel_comm.cpp)
 struct PendingOp;
+struct PieceStream;  // the side stream and events of the optimizer's pieces (data_parallel_pieces.cpp)
 }  // namespace dp_detail
 
 class DataParallel {
@@ -148,8 +157,15 @@ class DataParallel {
   // After the parameters were written from outside (checkpoint load): refreshes the fp32 master
   // copies (and the buffers of a model that could not bind). Megatron's reload_model_params.
   void reload_model_params();
-  // overlap_param_gather: the all-gathers step() started; call before the next forward (no-op otherwise).
+  // Finishes every parameter update step() left in flight (overlap_param_gather's all-gathers,
+  // overlap_optimizer_step's pieces): before an evaluation, a save, or reading the parameters.
   void wait_param_gather();
+  // Before a training forward: wait_param_gather(), unless every model names its parameters to
+  // the gate (ABI 1.9), which then finishes each update when the forward needs it.
+  void before_forward();
+  bool gates_forward() const { return gated_; }
+  bool optimizer_overlapped() const { return overlap_opt_; }
+  size_t optimizer_pieces() const { return pieces_.size(); }
   // fn(name, state tensor) for checkpoints: the optimizer's state over the views it was given.
   void visit_optimizer_state(Optimizer& opt, const std::function<void(const std::string&, at::Tensor)>& fn);
   // The views the optimizer sees (checkpointing writes them, e.g. the shards' names and sizes).
@@ -202,6 +218,14 @@ class DataParallel {
   };
 
   void on_grad_ready(size_t chunk, size_t param);
+  // The gate (ABI 1.9): a forward of `chunk` is about to read parameters [first, first + count).
+  void on_params_needed(size_t chunk, size_t first, size_t count);
+  void plan_optimizer_pieces();
+  void step_in_pieces(Optimizer& opt, double lr, double weight_decay, int64_t iteration, double grad_scale,
+                      const at::Tensor& grad_scale_tensor);
+  void run_piece(size_t piece);
+  // CPU: runs the pending pieces up to `piece`; CUDA: the current stream waits for them.
+  void finish_pieces_through(size_t piece);
   void launch_ready_buckets(Chunk& c);
   void launch_grad_reduce(Chunk& c, size_t bucket);
   void copy_model_grads_in(Chunk& c);
@@ -215,6 +239,24 @@ class DataParallel {
   std::unique_ptr<Model::AbiParams> opt_params_;
   std::mutex mu_;  // grad_ready runs on the autograd thread
   bool param_gather_pending_ = false;
+  bool gated_ = false;        // every chunk's model calls on_params_needed before reading parameters
+  bool overlap_opt_ = false;  // overlap_optimizer_step in effect (setup_optimizer decided)
+
+  // overlap_optimizer_step: consecutive slices_ ranges, in model order.
+  struct Piece {
+    size_t first_slice = 0, num_slices = 0;
+  };
+  std::vector<Piece> pieces_;
+  std::vector<std::vector<int32_t>> piece_of_param_;  // [chunk][param]: its piece (-1: none)
+  struct PendingStep {
+    Optimizer* opt = nullptr;
+    double lr = 0, weight_decay = 0, grad_scale = 1;
+    int64_t iteration = 0;
+    at::Tensor grad_scale_tensor;  // held until the last piece is waited for (a side stream reads it)
+  };
+  std::optional<PendingStep> pending_step_;
+  size_t pieces_done_ = 0;  // pieces [0, pieces_done_) ran (CPU) or the current stream waits for them (CUDA)
+  std::unique_ptr<dp_detail::PieceStream> piece_stream_;  // CUDA only
   std::atomic<int64_t> overlapped_launches_{0};
 };
 

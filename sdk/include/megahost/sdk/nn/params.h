@@ -108,6 +108,40 @@ class ParamRegistry {
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
 
+  // ---- the parameter gate (mh_model_api.set_param_gate, ABI 1.9) ----
+  //
+  // With a gate set, a forward names every parameter to the host before it first reads it, so
+  // the host can leave parameter updates in flight after a step. Models built from this SDK get
+  // that without code of their own: each forward runs inside a ForwardScope, and
+  //   - the scope's start names every parameter no transformer layer holds, except the ones
+  //     after the last layer (embeddings first: they are read first);
+  //   - TransformerBlock names each layer's parameters right before the layer runs, and after
+  //     the registry's last layer the parameters that follow it (final norm, output layer);
+  //   - the scope's end names whatever is left, before backward is queued.
+  // Naming early is always safe (the host then waits earlier than it had to); a model that reads
+  // a parameter outside these rules must call gate() itself.
+  void set_gate(mh_param_gate_fn fn, void* ctx);
+  bool has_gate() const { return gate_fn_ != nullptr; }
+  // Parameters [first, first + count) (creation order) are about to be read. No-op without a gate.
+  void gate(size_t first, size_t count);
+  // The parameters after the registry's last transformer layer (the last block calls it).
+  void gate_after_layers();
+  // TransformerBlock: parameters [first, first + count) form one transformer layer.
+  void mark_layer(size_t first, size_t count);
+  // Whether [first, first + count) is the registry's last marked layer.
+  bool is_last_layer(size_t first, size_t count) const;
+
+  class ForwardScope {
+   public:
+    explicit ForwardScope(ParamRegistry& reg);
+    ~ForwardScope() { end(); }
+    ForwardScope(const ForwardScope&) = delete;
+    ForwardScope& operator=(const ForwardScope&) = delete;
+    void end();  // names what the forward did not (idempotent); call before backward is queued
+   private:
+    ParamRegistry* reg_;
+  };
+
  private:
   void restore_grads();  // .grad back to our tensor wherever someone replaced it
 
@@ -121,6 +155,12 @@ class ParamRegistry {
   std::vector<uintptr_t> hook_keys_;  // per accumulator: removed when bind runs again
   // The accumulators holding the deferred-zero pre-hooks (added once: pre-hooks cannot be removed).
   std::vector<std::shared_ptr<torch::autograd::Node>> zeroing_accumulators_;
+
+  mh_param_gate_fn gate_fn_ = nullptr;
+  void* gate_ctx_ = nullptr;
+  std::vector<std::pair<size_t, size_t>> layers_;  // [first, first + count) per transformer layer
+  std::vector<char> gated_;  // per parameter: named in the current forward scope
+  bool in_scope_ = false;
 };
 
 // zero_grad_deferred's question before a write into param.grad(): true (once per deferral) when

@@ -18,6 +18,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -81,9 +82,15 @@ class TransformerBlock {
   DeferredResidual forward_span(size_t begin, size_t end, const at::Tensor& x, const at::Tensor& rotary_freqs,
                                 bool training) const;
 
+  // Names layer i's parameters to the host's gate (ParamRegistry::gate) before it runs
+  // (forward_span also names what follows the registry's last layer after it).
+  void gate_layer(size_t i) const;
+
   RecomputeGranularity recompute_granularity_ = RecomputeGranularity::None;
   RecomputeMethod recompute_method_ = RecomputeMethod::None;
   int64_t recompute_num_layers_ = 0;
+  ParamRegistry* reg_ = nullptr;
+  std::vector<std::pair<size_t, size_t>> layer_params_;  // per layer: [first, first + count) in reg_
 };
 
 }  // namespace megahost::sdk::nn
