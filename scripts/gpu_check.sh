@@ -17,7 +17,8 @@
 #      CTEST_TIME_LIMIT (300 s for the whole ctest run), CKPT_BENCH=1 (checkpoint save/load GB/s of
 #      the GPT-1.3B recipe, CKPT_DIR for where), MODELS_GPU=1 (BERT and T5 on CUDA: tiny recipes
 #      learning, bert_340m / t5_220m benchmarks; MODELS_BENCH_EXTRA adds bench arguments),
-#      LOG_DIR (default $OUT when set, else build-gpu/logs) for the full logs.
+#      MULTI_GPU=N (data parallelism over N GPUs: DDP reference and megahost launch, MULTI_GPU_RUNS /
+#      MULTI_GPU_BASELINE), LOG_DIR (default $OUT when set, else build-gpu/logs) for the full logs.
 # Exits non-zero, naming the stage, when any stage fails (later stages still run, so one call on
 # a lent machine shows everything).
 set -euo pipefail
@@ -179,6 +180,72 @@ for path in sorted(glob.glob(os.path.join(log_dir, "bench-megahost-*.json"))):
     print(f"{j['label']:34s} {j['ms_per_iter']:8.1f} {tok:9.0f} {j['tflops_per_gpu']:8.1f} {100*j['mfu']:5.1f}% {mem:8.1f}  {ratio('eager'):>8s}  {ratio('compile'):>9s}  {memr:>12s}")
 for (shape, mode), (tok, mem) in sorted(base.items()):
     print(f"{'pytorch-' + shape + '-' + mode:34s} {'':8s} {tok:9.0f} {'':8s} {'':6s} {mem:8.1f}")
+PY
+fi
+
+echo
+# MULTI_GPU=N (a machine with N GPUs): data parallelism over N GPUs of one host, GPT-1.3B shape,
+# micro batch 8 per GPU, in the same call: the reference (PyTorch DDP through torchrun, eager unless
+# MULTI_GPU_BASELINE says otherwise) and `megahost launch --nproc-per-node N -- bench` for each
+# line of MULTI_GPU_RUNS (label|recipe|extra arguments|environment), then per-GPU throughput
+# against the one-GPU runs of the benchmark stage (scaling) and against DDP.
+if [ -n "${MULTI_GPU:-}" ]; then
+  N="$MULTI_GPU"
+  stage "benchmark: GPT-1.3B shape, data parallel over $N GPUs"
+  : >"$LOG_DIR/bench-dp.log"
+  if [ -f .gpu-deps/bench/gpt_baseline.py ] && [ "${MULTI_GPU_BASELINE:-gpt1.3b:eager}" != none ]; then
+    # shellcheck disable=SC2086
+    if PYTHONUNBUFFERED=1 python3 -m torch.distributed.run --standalone --nproc-per-node "$N" \
+        .gpu-deps/bench/gpt_baseline.py ${MULTI_GPU_BASELINE:-gpt1.3b:eager} >"$LOG_DIR/baseline-dp.log" 2>&1; then
+      grep -E "world=" "$LOG_DIR/baseline-dp.log"
+    else
+      tail -n 20 "$LOG_DIR/baseline-dp.log"; fail "baseline DDP over $N GPUs"
+    fi
+  fi
+  GBS=$((8 * N))
+  MULTI_GPU_RUNS="${MULTI_GPU_RUNS:-dp$N|examples/gpt/bench_gpt1.3b.toml|--set parallel.overlap_grad_reduce=true|
+dp$N-distopt|examples/gpt/bench_gpt1.3b.toml|--set parallel.overlap_grad_reduce=true --set parallel.use_distributed_optimizer=true --set parallel.overlap_param_gather=true|}"
+  while IFS='|' read -r label recipe extra envs; do
+    [ -n "$label" ] || continue
+    # shellcheck disable=SC2086
+    if out="$(env $envs "$BUILD/bin/megahost" launch --nproc-per-node "$N" -- bench "$recipe" --warmup 5 --iters 20 \
+        --label "megahost-$label" --json "$LOG_DIR/bench-dp-megahost-$label.json" \
+        --set training.global_batch_size=$GBS $extra 2>&1)"; then
+      echo "$out" >>"$LOG_DIR/bench-dp.log"; echo "$out" | grep -E "^megahost-$label |ms/iteration|grad_sync" || true
+    else
+      echo "$out" | tail -n 30; echo "$out" >>"$LOG_DIR/bench-dp.log"; fail "bench $label over $N GPUs"
+    fi
+  done <<<"$MULTI_GPU_RUNS"
+  python3 - "$LOG_DIR" "$N" <<'PY' || fail "multi-GPU table"
+import glob, json, os, re, sys
+log_dir, n = sys.argv[1], int(sys.argv[2])
+def baseline(path):
+    out = {}
+    if os.path.exists(path):
+        for line in open(path):
+            m = re.match(r"(\S+):(eager|compile)\s+world=(\d+).*step=\s*([\d.]+)ms.*tok/s/gpu=\s*(\d+).*mem=([\d.]+)GiB", line)
+            if m: out[(m.group(1), m.group(2), int(m.group(3)))] = (float(m.group(4)), float(m.group(5)), float(m.group(6)))
+    return out
+base = {**baseline(os.path.join(log_dir, "baseline.log")), **baseline(os.path.join(log_dir, "baseline-dp.log"))}
+one = {}
+for path in glob.glob(os.path.join(log_dir, "bench-megahost-*.json")):
+    j = json.load(open(path))
+    if j["seq_length"] == 2048: one[j["label"]] = j["tokens_per_s_per_gpu"]
+one_gpu = max(one.values()) if one else None
+print(f"{'run':34s} {'GPUs':>4s} {'ms/iter':>8s} {'tokens/s/GPU':>12s} {'peak GiB':>8s}  scaling  vs DDP")
+ddp = base.get(("gpt1.3b", "eager", n))
+for (shape, mode, w), (ms, tok, mem) in sorted(base.items()):
+    if shape == "gpt1.3b":
+        one_ref = base.get((shape, mode, 1))
+        sc = f"{tok / one_ref[1]:.3f}" if one_ref and w > 1 else "-"
+        print(f"{'pytorch-' + mode + ('-ddp' if w > 1 else ''):34s} {w:4d} {ms:8.1f} {tok:12.0f} {mem:8.1f}  {sc:>7s}  {'-':>6s}")
+for path in sorted(glob.glob(os.path.join(log_dir, "bench-dp-megahost-*.json"))):
+    j = json.load(open(path))
+    tok = j["tokens_per_s_per_gpu"]
+    sc = f"{tok / one_gpu:.3f}" if one_gpu else "-"
+    vs = f"{tok / ddp[1]:.3f}x" if ddp else "-"
+    print(f"{j['label']:34s} {j['world_size']:4d} {j['ms_per_iter']:8.1f} {tok:12.0f} {j['peak_memory_bytes'] / 2**30:8.1f}  {sc:>7s}  {vs:>6s}")
+print("scaling: per-GPU tokens/s against the best one-GPU megahost GPT-1.3B run of this call (pytorch: its own one-GPU run)")
 PY
 fi
 

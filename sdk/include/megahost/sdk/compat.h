@@ -109,6 +109,17 @@ using C10dBackend = c10d::Backend;
 #else
 using C10dBackend = c10d::ProcessGroup;
 #endif
+
+// Before a backend is destroyed: libtorch 2.x's ProcessGroupNCCL wants shutdown() (flushes and
+// frees its communicators); its destructor otherwise aborts them, which fails once the CUDA
+// runtime is unloading (process exit). 1.13 and Gloo: nothing to do.
+inline void shutdown_backend(C10dBackend& pg, bool nccl) {
+#if defined(USE_C10D_NCCL) && MH_TORCH_AT_LEAST(2, 0)
+  if (nccl) static_cast<c10d::ProcessGroupNCCL&>(pg).shutdown();
+#endif
+  (void)pg;
+  (void)nccl;
+}
 #endif
 
 }  // namespace megahost::compat
