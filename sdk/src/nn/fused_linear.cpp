@@ -250,16 +250,6 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
 // GPT-1.3B iteration slower, the sums take ~2 ms, the separate GeLU-backward kernel's 4.8 ms go.
 // False (nothing done) when switched off (MEGAHOST_DGELU_EPILOGUE=0) or cuBLASLt has no
 // algorithm: the caller's kernel runs.
-// MEGAHOST_FC1_BIAS_IN_GEMM=1: fc1's bias gradient from fc1's weight-gradient GEMM (its BGRAD
-// epilogue sums dpre as the GEMM reads it) instead of a pass of column sums over dpre.
-bool fc1_bias_in_gemm() {
-  static const bool on = [] {
-    const char* v = std::getenv("MEGAHOST_FC1_BIAS_IN_GEMM");
-    return v != nullptr && std::string(v) == "1";
-  }();
-  return on;
-}
-
 bool dgelu_epilogue_backward(const at::Tensor& dout, const at::Tensor& w2, const at::Tensor& pre,
                              const at::Tensor& b1, at::Tensor* dpre, at::Tensor* db1) {
   static const bool on = [] {
@@ -277,8 +267,6 @@ bool dgelu_epilogue_backward(const at::Tensor& dout, const at::Tensor& w2, const
   g.epilogue = kernels::kGemmDGelu;
   g.aux = pre.data_ptr(), g.ld_aux = f;
   if (!run_lt(g, "fc2 input gradient with the GeLU backward")) return false;
-  *dpre = out;
-  if (fc1_bias_in_gemm()) return true;  // *db1 stays undefined: fc1's weight-gradient GEMM sums it
   const int dtype = detail::dtype_code(out);
   const int64_t blocks = kernels::pack_split_grads_blocks(dtype, m, f);
   at::Tensor partial = at::empty({blocks, f}, out.options().dtype(at::kFloat));
@@ -358,14 +346,7 @@ struct GeluMlpFn : torch::autograd::Function<GeluMlpFn> {
     at::Tensor dw2 = weight_grad(w2, dout, act, accumulate, has_b2 && bias_in_epilogue() ? &db2_lt : nullptr);
     if (has_b2) db2 = db2_lt.defined() ? db2_lt.to(w2.scalar_type()) : dout.sum(0);
     at::Tensor dx = matmul_w(dpre, w1).view(ctx->saved_data["shape"].toIntVector());  // [..., h]
-    at::Tensor db1_lt;
-    at::Tensor dw1 = weight_grad(w1, dpre, x2, accumulate, db1.defined() ? nullptr : &db1_lt);
-    if (!db1.defined()) {
-      if (db1_lt.defined())  // float32 [f]: into b1's main gradient when bound, as the column sums
-        db1 = detail::grads_from_partial_sums({{db1_lt.view({1, f}), b1}})[0];
-      else
-        db1 = dpre.sum(0, false, at::kFloat).to(b1.scalar_type());
-    }
+    at::Tensor dw1 = weight_grad(w1, dpre, x2, accumulate, nullptr);
     const at::Tensor dresidual = ctx->needs_input_grad(5) ? grad[0] : at::Tensor();
     return {dx, dw1, db1, dw2, db2, dresidual, at::Tensor(), at::Tensor()};
   }
