@@ -161,14 +161,17 @@ TEST(DpSingleProcess, OptimizerPiecesFinishWhenTheForwardNamesTheirParameters) {
 }
 
 // On CUDA the pieces run on a side stream and each layer of the next forward waits for its piece's
-// event: four iterations train as the plain step does, with 20 bf16 4096^3 products queued on the
-// side stream before the pieces (MEGAHOST_DEBUG_OPTIMIZER_DELAY) so they finish late. This checks
-// the CUDA path's results, not the gate itself: with the gate cleared on purpose it still passed on
-// an H200 (tenth session; the forward here runs on the legacy default stream), so a missing wait
-// is not reliably visible on the GPU. The CPU tests above are the deterministic check of the gate.
+// event: four iterations train as the plain step does. 50 bf16 4096^3 products queued on the side
+// stream before the pieces (MEGAHOST_DEBUG_OPTIMIZER_DELAY, ~10 ms on an H200) keep them late, and
+// the piece model's iterations run back to back (the plain model's all ran before), so its next
+// forward starts while the pieces are still queued: a layer that read its parameters without the
+// gate's wait would read the old ones, and the losses would differ by about the learning rate.
+// (An earlier form interleaved the two models' iterations; the plain model's work gave the pieces
+// time to finish, and it passed on an H200 with the gate cleared on purpose. This form has not run
+// on a GPU yet.)
 TEST(DpCuda, OptimizerPiecesOnASideStreamEqualThePlainStep) {
   if (!at::hasCUDA()) GTEST_SKIP() << "needs a CUDA device";
-  setenv("MEGAHOST_DEBUG_OPTIMIZER_DELAY", "20", 1);  // read once, at the first step in pieces
+  setenv("MEGAHOST_DEBUG_OPTIMIZER_DELAY", "50", 1);  // read once, at the first step in pieces
   core::ModelOptions on_gpu;
   on_gpu.device = {kDLCUDA, 0};
   auto cfg = core::parse_config_section("", "test.toml", "optimizer");
@@ -198,8 +201,10 @@ TEST(DpCuda, OptimizerPiecesOnASideStreamEqualThePlainStep) {
     d.step(opt, kLr, kWd, it + 1);
     return loss;
   };
+  std::vector<double> plain_losses;
+  for (int64_t it = 0; it < 4; ++it) plain_losses.push_back(iteration(*plain_model, plain_dp, *plain_opt, it));
   for (int64_t it = 0; it < 4; ++it) {
-    const double a = iteration(*plain_model, plain_dp, *plain_opt, it), b = iteration(*model, dp, *opt, it);
+    const double a = plain_losses[static_cast<size_t>(it)], b = iteration(*model, dp, *opt, it);
     EXPECT_NEAR(b, a, 1e-5 * std::abs(a)) << "iteration " << it;
   }
   plain_dp.wait_param_gather();
