@@ -307,11 +307,13 @@ void ParamRegistry::set_gate(mh_param_gate_fn fn, void* ctx) {
 
 void ParamRegistry::mark_layer(size_t first, size_t count) { layers_.emplace_back(first, count); }
 
-bool ParamRegistry::is_last_layer(size_t first, size_t count) const {
-  size_t last_end = 0;
-  for (const auto& [f, c] : layers_) last_end = std::max(last_end, f + c);
-  return first + count == last_end;
+size_t ParamRegistry::layers_end() const {
+  size_t end = 0;
+  for (const auto& [f, c] : layers_) end = std::max(end, f + c);
+  return end;
 }
+
+bool ParamRegistry::is_last_layer(size_t first, size_t count) const { return first + count == layers_end(); }
 
 void ParamRegistry::gate(size_t first, size_t count) {
   if (gate_fn_ == nullptr || count == 0) return;
@@ -334,9 +336,8 @@ void ParamRegistry::gate(size_t first, size_t count) {
 }
 
 void ParamRegistry::gate_after_layers() {
-  size_t last_end = 0;
-  for (const auto& [f, c] : layers_) last_end = std::max(last_end, f + c);
-  if (last_end < params_.size()) gate(last_end, params_.size() - last_end);
+  const size_t end = layers_end();
+  if (end < params_.size()) gate(end, params_.size() - end);
 }
 
 ParamRegistry::ForwardScope::ForwardScope(ParamRegistry& reg) : reg_(&reg) {
@@ -346,23 +347,16 @@ ParamRegistry::ForwardScope::ForwardScope(ParamRegistry& reg) : reg_(&reg) {
   }
   reg.in_scope_ = true;
   reg.gated_.assign(reg.params_.size(), 0);
-  // What no layer holds and does not come after the last layer: embeddings and the like.
-  std::vector<char> in_layer(reg.params_.size(), 0);
-  size_t last_end = 0;
-  for (const auto& [f, c] : reg.layers_) {
-    for (size_t i = f; i < f + c && i < in_layer.size(); ++i) in_layer[i] = 1;
-    last_end = std::max(last_end, f + c);
+  // What no layer holds and does not come after the last layer (embeddings and the like): the
+  // gaps before each layer, in creation order.
+  if (reg.layers_.empty()) {
+    reg.gate(0, reg.params_.size());
+    return;
   }
-  if (reg.layers_.empty()) last_end = reg.params_.size();
-  for (size_t i = 0; i < last_end;) {
-    if (in_layer[i]) {
-      ++i;
-      continue;
-    }
-    size_t j = i;
-    while (j < last_end && !in_layer[j]) ++j;
-    reg.gate(i, j - i);
-    i = j;
+  size_t from = 0;
+  for (const auto& [f, c] : reg.layers_) {
+    if (f > from) reg.gate(from, f - from);
+    from = std::max(from, f + c);
   }
 }
 

@@ -159,6 +159,7 @@ class ParamRegistry {
   mh_param_gate_fn gate_fn_ = nullptr;
   void* gate_ctx_ = nullptr;
   std::vector<std::pair<size_t, size_t>> layers_;  // [first, first + count) per transformer layer
+  size_t layers_end() const;                       // one past the last layer's parameters (0: none)
   std::vector<char> gated_;  // per parameter: named in the current forward scope
   bool in_scope_ = false;
 };
