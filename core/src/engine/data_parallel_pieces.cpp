@@ -39,9 +39,9 @@ int64_t piece_elems(int64_t wanted, int64_t total) {
   return std::max<int64_t>(1 << 20, total / 48);
 }
 // MEGAHOST_DEBUG_OPTIMIZER_DELAY=N (GPU checks): N products of two 4096 x 4096 bf16 matrices
-// (~0.2 ms each on an H200) on the side stream before the first piece, so the forward reaches each
-// layer long before its piece is done: a parameter read without the gate's wait then shows as
-// losses that differ from a run without overlap_optimizer_step.
+// (~0.2 ms each on an H200) on the side stream before the first piece, so the pieces finish late
+// and the forward's waits are exercised (DpCuda tests; whether a missing wait shows depends on
+// what else the GPU runs meanwhile: docs/performance.md).
 void delay_side_stream_for_tests(const c10::Device& device) {
   static const int n = [] {
     const char* v = std::getenv("MEGAHOST_DEBUG_OPTIMIZER_DELAY");
