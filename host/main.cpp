@@ -1,15 +1,15 @@
-// `megahost`: the CLI over core. Subcommands: run, plugins, preprocess, generate, data.
+// The CLI over core (libmegahost_cli.so; the `megahost` executable is the launcher in
+// host/launcher/, which sets the OpenMP policy and calls megahost_cli_main).
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "commands.h"
+#include "megahost/mh_version.h"
 
 namespace {
 
@@ -41,15 +41,8 @@ constexpr const char* kUsage =
 
 }  // namespace
 
-int main(int argc, char** argv) {
+extern "C" __attribute__((visibility("default"))) int megahost_cli_main(int argc, char** argv) {
   using namespace megahost::host;
-  // libtorch's OpenMP threads spin-wait by default; on a shared or oversubscribed CPU that made a
-  // tiny GPT ~100x slower (docs/performance.md). libgomp reads the policy when it is loaded, so
-  // set it and restart once, unless the user chose a policy.
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    execv("/proc/self/exe", argv);  // returns only on failure: carry on with the default policy
-  }
   // Diagnostics go to stderr; stdout carries the results (log lines, generated text, JSON).
   spdlog::set_default_logger(spdlog::stderr_color_mt("megahost"));
   spdlog::set_pattern("[%Y-%m-%d %H:%M:%S] [%^%l%$] %v");
@@ -60,7 +53,7 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = argv[1];
   if (cmd == "--version" || cmd == "version") {
-    std::printf("megahost %s (plugin ABI %d.%d)\n", MEGAHOST_VERSION, 1, 0);
+    std::printf("megahost %s (plugin ABI %d.%d)\n", MEGAHOST_VERSION, MH_ABI_VERSION_MAJOR, MH_ABI_VERSION_MINOR);
     return kExitOk;
   }
   // Each subcommand sees argv from its own name on.
