@@ -105,7 +105,10 @@ fi
 # libtorch.so of the PyTorch wheels exports copies of some libstdc++ functions, and in DT_NEEDED
 # order it comes before libstdc++: std::filesystem::remove_all then jumped to address 0 (seen in
 # the tests' plugin loader). Preloading libstdc++ puts the real definitions first.
-LIBSTDCXX="$(ldd "$BUILD/bin/megahost" | awk '/libstdc\+\+/ {print $3; exit}')"
+# The CLI library links libtorch and libstdc++ (the `megahost` launcher may not: --as-needed);
+# without it (a build of test targets only) the compiler's own libstdc++ is the same file.
+LIBSTDCXX="$(ldd "$BUILD"/lib*/megahost/libmegahost_cli.so 2>/dev/null | awk '/libstdc\+\+/ {print $3; exit}')"
+[ -n "$LIBSTDCXX" ] || LIBSTDCXX="$(readlink -f "$(${CXX:-g++} -print-file-name=libstdc++.so.6)")"
 if [ -n "$LIBSTDCXX" ]; then export LD_PRELOAD="$LIBSTDCXX${LD_PRELOAD:+:$LD_PRELOAD}"; echo "LD_PRELOAD=$LD_PRELOAD"; fi
 
 if [ "${SKIP_TESTS:-0}" != 1 ]; then

@@ -11,7 +11,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"; cd "$ROOT"
 BUILD="${MEGAHOST_GPU_BUILD_DIR:-$ROOT/build-gpu}"
 LOG="${OUT:-/tmp}/order"; mkdir -p "$LOG"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-LIBSTDCXX="$(ldd "$BUILD/bin/megahost" | awk '/libstdc\+\+/ {print $3; exit}')"
+# The CLI library links libtorch and libstdc++ (the `megahost` launcher may not: --as-needed);
+# without it (a build of test targets only) the compiler's own libstdc++ is the same file.
+LIBSTDCXX="$(ldd "$BUILD"/lib*/megahost/libmegahost_cli.so 2>/dev/null | awk '/libstdc\+\+/ {print $3; exit}')"
+[ -n "$LIBSTDCXX" ] || LIBSTDCXX="$(readlink -f "$(${CXX:-g++} -print-file-name=libstdc++.so.6)")"
 if [ ! -f .data/brown_text_document.idx ]; then
   LD_PRELOAD="$LIBSTDCXX" "$BUILD/bin/megahost" preprocess --input .data/brown.jsonl --output-prefix .data/brown \
     --tokenizer-type GPT2BPETokenizer --vocab-file .data/npm/gpt2/package/encoder.json \
