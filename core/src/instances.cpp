@@ -31,7 +31,7 @@ struct AbiBatch {
 
 mh_stream cpu_stream() { return mh_stream{kDLCPU, 0, nullptr}; }
 mh_stream stream_for(const at::Tensor& t) {
-  return t.is_cuda() ? mh_stream{kDLCUDA, t.get_device(), nullptr} : cpu_stream();
+  return t.is_cuda() ? mh_stream{kDLCUDA, static_cast<int32_t>(t.get_device()), nullptr} : cpu_stream();
 }
 
 }  // namespace

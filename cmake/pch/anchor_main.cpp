@@ -1,0 +1,2 @@
+// The executable that owns the tests' shared precompiled header (cmake/TorchPch.cmake).
+int main() { return 0; }
