@@ -2,14 +2,14 @@
 // settings that libraries read when they are loaded, then loads the CLI (libmegahost_cli.so, which
 // brings libtorch and its OpenMP runtime) and hands it argc/argv.
 //
-// It also keeps glibc's malloc from handing large blocks back to the kernel (below).
+// It also keeps glibc's malloc from handing large blocks back to the kernel
+// (megahost/core/malloc_policy.h).
 //
 // Why a launcher: libgomp reads OMP_WAIT_POLICY once, when it is loaded. The executable used to
 // set the policy and execute itself again, which loaded and initialised libtorch twice: ~0.8 s of
 // every command's start on the CI machine (`megahost --version` took 1.3 s). Loading the CLI after
 // setenv() reads the policy once and pays the load once.
 #include <dlfcn.h>
-#include <malloc.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +19,8 @@
 #include <cstring>
 #include <string>
 
+#include "megahost/core/malloc_policy.h"
+
 #ifndef MEGAHOST_CLI_RELATIVE_PATH
 #error "MEGAHOST_CLI_RELATIVE_PATH (from the executable's folder to libmegahost_cli.so) is set by host/CMakeLists.txt"
 #endif
@@ -26,19 +28,6 @@
 namespace {
 
 constexpr int kExitLaunchFailed = 127;  // as a shell reports a command it could not start
-
-// glibc serves blocks above its mmap threshold (at most 32 MB) with a fresh mmap and unmaps them on
-// free, and trims the heap's top: CPU training, which allocates the same large tensors (logits,
-// gradients) every step, then page-faults and zero-fills them again each time. The tiny GPT spent
-// ~40% of its time there (4.6 s against 0.66 s per iteration, docs/performance.md). Freed memory
-// now stays in the heap for the next step, as a caching allocator keeps it. A user's own
-// GLIBC_TUNABLES malloc settings win.
-void keep_freed_memory_in_the_heap() {
-  const char* tunables = std::getenv("GLIBC_TUNABLES");
-  if (tunables != nullptr && std::strstr(tunables, "glibc.malloc.") != nullptr) return;
-  mallopt(M_MMAP_MAX, 0);
-  mallopt(M_TRIM_THRESHOLD, INT_MAX);
-}
 
 // Folder of this executable (resolved through symlinks), or "" when /proc is unavailable.
 std::string executable_dir() {
@@ -57,7 +46,7 @@ int main(int argc, char** argv) {
   // libtorch's OpenMP threads spin-wait by default; on a shared or oversubscribed CPU that made a
   // tiny GPT ~100x slower (docs/performance.md). A policy the user chose is kept.
   setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0);
-  keep_freed_memory_in_the_heap();
+  megahost::core::keep_freed_memory_in_the_heap();
 
   const std::string dir = executable_dir();
   if (dir.empty()) {
