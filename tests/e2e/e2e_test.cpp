@@ -139,7 +139,10 @@ std::vector<json> read_metrics(const std::string& file) {
 TEST(Cli, VersionAndHelpForEveryCommand) {
   Result v = run("--version");
   EXPECT_EQ(v.code, 0);
-  EXPECT_NE(v.out.find("megahost"), std::string::npos);
+  const std::string abi = "(plugin ABI " + std::to_string(MH_ABI_VERSION_MAJOR) + "." +
+                          std::to_string(MH_ABI_VERSION_MINOR) + ")";
+  EXPECT_EQ(v.out.rfind("megahost ", 0), 0u) << v.out;
+  EXPECT_NE(v.out.find(abi), std::string::npos) << v.out;  // the ABI the host was built against
   for (const char* cmd : {"run", "plugins", "preprocess", "generate", "ckpt"}) {
     Result h = run(std::string(cmd) + " --help");
     EXPECT_EQ(h.code, 0) << cmd << ": " << h.out;
@@ -147,6 +150,27 @@ TEST(Cli, VersionAndHelpForEveryCommand) {
   }
   EXPECT_EQ(run("frobnicate").code, 2);
   EXPECT_EQ(run("").code, 2);
+}
+
+// The `megahost` executable is a launcher that loads its CLI library by a path relative to
+// itself (host/launcher/): copied away from it, it says what is missing and fails as a shell
+// reports a command it could not start.
+TEST(Cli, LauncherWithoutItsLibraryFailsWithAHint) {
+  const fs::path dir = fs::temp_directory_path() / ("mh_launcher_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "bin");
+  fs::copy_file(kMegahost, dir / "bin/megahost");
+  Result r;
+  FILE* p = popen(((dir / "bin/megahost").string() + " --version 2>&1").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 127) << r.out;
+  EXPECT_NE(r.out.find("libmegahost_cli.so"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("hint:"), std::string::npos) << r.out;
+  fs::remove_all(dir);
 }
 
 TEST(Cli, PluginsJsonListsAllFiveKindsIncludingTheCPlugin) {
