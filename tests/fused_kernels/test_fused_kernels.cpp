@@ -123,7 +123,7 @@ TEST(FusedKernelsGpu, AddNormAndNorm) {
   for (const Case& c : gpu_cases()) {
     // h: one 16-byte vector per thread; several (float32 5120: a partly filled last strip); not
     // a whole number of vectors (the scalar kernels)
-    for (int64_t h : {1024, 5120, 1020})
+    for (int64_t h : {1024, 2048, 4096, 5120, 1020})
     for (bool rms : {false, true})
     for (bool with_x_bias : {false, true}) {  // with: the sub-layer's skipped output bias joins the add
       SCOPED_TRACE(std::string(c10::toString(c.dtype)) + (rms ? " RMSNorm" : " LayerNorm") + " h " +

@@ -1,9 +1,13 @@
 // megahost SDK — LayerNorm / RMSNorm with the residual add folded in (see fused_kernels.h).
-// One block per row in the forward (the row is kept in shared memory as float32, so the
-// variance is an exact second pass); the backward walks rows in a grid-stride loop so each block
-// sums its columns' weight/bias gradients privately (no atomics), the caller adds the blocks up.
+// One block per row in the forward: the row in registers where h is 1, 2 or 4 vectors per thread
+// of a 128-thread block, else kept in shared memory as float32 (the variance is an exact second
+// pass either way); the backward walks rows in a grid-stride loop so each block sums its
+// columns' weight/bias gradients privately (no atomics), the caller adds the blocks up.
 #include "fused_common.cuh"
 #include "fused_kernels.h"
+
+#include <cstdlib>
+#include <string>
 
 namespace megahost::sdk::kernels {
 
@@ -172,6 +176,77 @@ __global__ void mh_norm_forward_vec_kernel(const T* __restrict__ x, const T* __r
   }
 }
 
+// The forward with the row in registers: kThreadsPerRow threads, each S 16-byte vectors of the
+// row (h == S * kThreadsPerRow * V exactly). Every load of the row is issued before the first
+// reduction, and small blocks keep many rows in flight per SM (the shared-memory kernel above
+// holds one vector per thread and a 256-thread barrier per reduction).
+constexpr int kThreadsPerRow = 128;
+
+template <typename T, bool kRms, int S>
+__global__ void __launch_bounds__(kThreadsPerRow)
+    mh_norm_forward_reg_kernel(const T* __restrict__ x, const T* __restrict__ x_bias, const T* __restrict__ residual,
+                               const T* __restrict__ weight, const T* __restrict__ bias, T* __restrict__ y,
+                               T* __restrict__ sum_out, float* __restrict__ mean_out, float* __restrict__ rstd_out,
+                               int64_t h, float eps) {
+  constexpr int V = Vec<T>::kSize;
+  __shared__ float scratch[32];
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * h;
+  Vec<T> xv[S], rv[S];
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+    const int64_t c = (static_cast<int64_t>(s) * kThreadsPerRow + threadIdx.x) * V;
+    xv[s] = load_vec(x + row + c);
+    if (residual != nullptr) rv[s] = load_vec(residual + row + c);
+  }
+  float v[S][V];
+  float local = 0.0f;
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+    const int64_t c = (static_cast<int64_t>(s) * kThreadsPerRow + threadIdx.x) * V;
+    Vec<T> xbv;
+    if (x_bias != nullptr) xbv = load_vec(x_bias + c);
+    Vec<T> sv;
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      float t = to_f32(xv[s].v[k]);
+      if (x_bias != nullptr) t += to_f32(xbv.v[k]);
+      if (residual != nullptr) {
+        sv.v[k] = from_f32<T>(t + to_f32(rv[s].v[k]));
+        t = to_f32(sv.v[k]);  // normalise what the residual stream carries on
+      }
+      v[s][k] = t;
+      local += t;
+    }
+    if (residual != nullptr) store_vec(sum_out + row + c, sv);
+  }
+  const float mean = kRms ? 0.0f : block_sum(local, scratch) / static_cast<float>(h);
+  float sq = 0.0f;
+#pragma unroll
+  for (int s = 0; s < S; ++s)
+#pragma unroll
+    for (int k = 0; k < V; ++k) sq += (v[s][k] - mean) * (v[s][k] - mean);
+  const float rstd = rsqrtf(block_sum(sq, scratch) / static_cast<float>(h) + eps);
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+    const int64_t c = (static_cast<int64_t>(s) * kThreadsPerRow + threadIdx.x) * V;
+    const Vec<T> wv = load_vec(weight + c);
+    Vec<T> bv;
+    if (!kRms && bias != nullptr) bv = load_vec(bias + c);
+    Vec<T> out;
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      float t = (v[s][k] - mean) * rstd * to_f32(wv.v[k]);
+      if (!kRms && bias != nullptr) t += to_f32(bv.v[k]);
+      out.v[k] = from_f32<T>(t);
+    }
+    store_vec(y + row + c, out);
+  }
+  if (threadIdx.x == 0) {
+    if (!kRms) mean_out[blockIdx.x] = mean;
+    rstd_out[blockIdx.x] = rstd;
+  }
+}
+
 // Backward in 16-byte vectors with every per-thread value in registers (h <= S * blockDim * V):
 // shared memory holds only the reduction scratch, so more blocks fit on an SM and more loads are
 // in flight (a version keeping them in shared memory moved ~2 TB/s on the H200 at h = 2048).
@@ -279,6 +354,24 @@ int64_t vec_slots(int64_t h, int v, int threads) {
   return (h + strip - 1) / strip * strip;
 }
 
+// MEGAHOST_NORM_KERNELS=previous: the shared-memory forward for every shape (the A/B of
+// docs/performance.md).
+bool previous_norm_kernels() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_NORM_KERNELS");
+    return v != nullptr && std::string(v) == "previous";
+  }();
+  return on;
+}
+
+template <typename T>
+using ForwardRegKernel = void (*)(const T*, const T*, const T*, const T*, const T*, T*, T*, float*, float*, int64_t,
+                                  float);
+template <typename T, int S>
+ForwardRegKernel<T> forward_reg_kernel(bool rms) {
+  return rms ? mh_norm_forward_reg_kernel<T, true, S> : mh_norm_forward_reg_kernel<T, false, S>;
+}
+
 }  // namespace
 
 int norm_forward(int dtype, bool rms, const void* x, const void* x_bias, const void* residual, const void* weight,
@@ -292,6 +385,18 @@ int norm_forward(int dtype, bool rms, const void* x, const void* x_bias, const v
     const int threads = vec_threads(h, V);
     const int64_t slots = vec_slots(h, V, threads);
     const size_t smem_vec = (static_cast<size_t>(slots) + 32) * sizeof(float);
+    const int64_t strips = h / (static_cast<int64_t>(kThreadsPerRow) * V);
+    auto* kr = strips == 1 ? forward_reg_kernel<T, 1>(rms)
+             : strips == 2 ? forward_reg_kernel<T, 2>(rms)
+             : strips == 4 ? forward_reg_kernel<T, 4>(rms) : nullptr;
+    if (kr != nullptr && h == strips * kThreadsPerRow * V && !previous_norm_kernels() &&
+        vec_ok<T>(h, {x, x_bias, residual, weight, bias, y, sum_out})) {
+      kr<<<static_cast<unsigned>(rows), kThreadsPerRow, 0, as_stream(stream)>>>(
+          static_cast<const T*>(x), static_cast<const T*>(x_bias), static_cast<const T*>(residual),
+          static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<T*>(y), static_cast<T*>(sum_out),
+          mean, rstd, h, eps);
+      return;
+    }
     if (smem_vec <= 48 * 1024 && vec_ok<T>(h, {x, x_bias, residual, weight, bias, y, sum_out})) {
       auto* kv = rms ? mh_norm_forward_vec_kernel<T, true> : mh_norm_forward_vec_kernel<T, false>;
       kv<<<static_cast<unsigned>(rows), threads, smem_vec, as_stream(stream)>>>(

@@ -6,6 +6,9 @@
 #include "fused_common.cuh"
 #include "fused_kernels.h"
 
+#include <cstdlib>
+#include <string>
+
 namespace megahost::sdk::kernels {
 
 namespace {
@@ -82,6 +85,60 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// The column sums of one matrix alone (no packing: fc1's bias gradient after the DGELU
+// epilogue), software-pipelined: a thread's next four rows are in flight while it adds the
+// current four, so its loads never drain between batches. Same grid and partial rows as above.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    mh_column_partial_sums_kernel(const T* __restrict__ src, int64_t row_stride, int64_t rows, int64_t n,
+                                  float* __restrict__ partial) {
+  constexpr int V = Vec<T>::kSize;
+  const int64_t col = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+  if (col >= n) return;
+  const int64_t step = gridDim.y;
+  auto load4 = [&](Vec<T> (&v)[kRowsInFlight], int64_t r0) {
+#pragma unroll
+    for (int i = 0; i < kRowsInFlight; ++i) {
+      const int64_t r = r0 + i * step;
+      if (r < rows) {
+        v[i] = load_vec(src + r * row_stride + col);
+      } else {
+#pragma unroll
+        for (int k = 0; k < V; ++k) v[i].v[k] = from_f32<T>(0.0f);
+      }
+    }
+  };
+  float sum[V];
+#pragma unroll
+  for (int k = 0; k < V; ++k) sum[k] = 0.0f;
+  auto add4 = [&](const Vec<T> (&v)[kRowsInFlight]) {
+#pragma unroll
+    for (int i = 0; i < kRowsInFlight; ++i)
+#pragma unroll
+      for (int k = 0; k < V; ++k) sum[k] += to_f32(v[i].v[k]);
+  };
+  Vec<T> a[kRowsInFlight], b[kRowsInFlight];
+  load4(a, blockIdx.y);
+  for (int64_t r0 = blockIdx.y; r0 < rows; r0 += 2 * kRowsInFlight * step) {
+    load4(b, r0 + kRowsInFlight * step);
+    add4(a);
+    load4(a, r0 + 2 * kRowsInFlight * step);
+    add4(b);
+  }
+  float4* out = reinterpret_cast<float4*>(partial + blockIdx.y * n + col);  // V floats: 16-byte aligned
+#pragma unroll
+  for (int k = 0; k < V; k += 4) out[k / 4] = make_float4(sum[k], sum[k + 1], sum[k + 2], sum[k + 3]);
+}
+
+// MEGAHOST_COLUMN_SUMS=previous: the sums of one matrix through the packing kernel (the A/B).
+bool previous_column_sums() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_COLUMN_SUMS");
+    return v != nullptr && std::string(v) == "previous";
+  }();
+  return on;
+}
+
 int64_t column_strips(int64_t n, int v) {
   const int64_t strip = static_cast<int64_t>(kThreads) * v;
   return (n + strip - 1) / strip;
@@ -135,6 +192,11 @@ int pack_split_grads(int dtype, const SplitPart* parts, int n_parts, int64_t row
       return cudaErrorInvalidValue;
     if (dy == nullptr && (partial == nullptr || n_parts != 1)) return cudaErrorInvalidValue;  // sums of one matrix
     const dim3 grid(static_cast<unsigned>(column_strips(groups * width, V)), static_cast<unsigned>(blocks));
+    if (dy == nullptr && all.part[0].src != nullptr && !previous_column_sums()) {
+      mh_column_partial_sums_kernel<T><<<grid, kThreads, 0, as_stream(stream)>>>(
+          static_cast<const T*>(all.part[0].src), all.part[0].row_stride, rows, groups * width, partial);
+      return cudaSuccess;
+    }
     mh_pack_split_grads_kernel<T><<<grid, kThreads, 0, as_stream(stream)>>>(all, rows, groups, width,
                                                                            static_cast<T*>(dy), partial);
     return cudaSuccess;
