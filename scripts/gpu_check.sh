@@ -13,7 +13,7 @@
 # Env: MEGAHOST_GPU_BUILD_DIR (build-gpu), MEGAHOST_GPU_BUILD_TYPE (RelWithDebInfo), MEGAHOST_JOBS (nproc), SKIP_TESTS=1, SKIP_BENCH=1,
 #      MEGAHOST_GPU_TARGETS (build only these targets, e.g. the bench's: "megahost megahost_model_gpt ..."),
 #      BASELINE_CONFIGS (gpt_baseline.py arguments), BENCH_RUNS / BENCH_EXTRA (lines label|recipe|args),
-#      CTEST_REGEX (run only the matching tests),
+#      CTEST_REGEX (run only the matching ctest entries: one per GoogleTest suite, e.g. "DpCuda|Fused"),
 #      CTEST_TIME_LIMIT (300 s for the whole ctest run), CKPT_BENCH=1 (checkpoint save/load GB/s of
 #      the GPT-1.3B recipe, CKPT_DIR for where), MODELS_GPU=1 (BERT and T5 on CUDA: tiny recipes
 #      learning, bert_340m / t5_220m benchmarks; MODELS_BENCH_EXTRA adds bench arguments),
