@@ -109,6 +109,24 @@ __device__ __forceinline__ int64_t slot(int strip, int k) {
   return (static_cast<int64_t>(strip) * V + k) * blockDim.x + threadIdx.x;
 }
 
+// One 16-byte vector of the output: y = (v - mean) * rstd * weight (+ bias; LayerNorm only).
+template <typename T, bool kRms>
+__device__ __forceinline__ void store_normalized(T* y, const T* weight, const T* bias, const float (&v)[Vec<T>::kSize],
+                                                 float mean, float rstd) {
+  constexpr int V = Vec<T>::kSize;
+  const Vec<T> wv = load_vec(weight);
+  Vec<T> bv;
+  if (!kRms && bias != nullptr) bv = load_vec(bias);
+  Vec<T> out;
+#pragma unroll
+  for (int k = 0; k < V; ++k) {
+    float t = (v[k] - mean) * rstd * to_f32(wv.v[k]);
+    if (!kRms && bias != nullptr) t += to_f32(bv.v[k]);
+    out.v[k] = from_f32<T>(t);
+  }
+  store_vec(y, out);
+}
+
 template <typename T, bool kRms>
 __global__ void mh_norm_forward_vec_kernel(const T* __restrict__ x, const T* __restrict__ x_bias,
                                            const T* __restrict__ residual, const T* __restrict__ weight, const T* __restrict__ bias,
@@ -158,17 +176,10 @@ __global__ void mh_norm_forward_vec_kernel(const T* __restrict__ x, const T* __r
   const float rstd = rsqrtf(block_sum(sq, scratch) / static_cast<float>(h) + eps);
   strip = 0;
   for (int64_t c = threadIdx.x * V; c < h; c += blockDim.x * V, ++strip) {
-    const Vec<T> wv = load_vec(weight + c);
-    Vec<T> bv;
-    if (!kRms && bias != nullptr) bv = load_vec(bias + c);
-    Vec<T> out;
+    float v[V];
 #pragma unroll
-    for (int k = 0; k < V; ++k) {
-      float v = (row[slot<V>(strip, k)] - mean) * rstd * to_f32(wv.v[k]);
-      if (!kRms && bias != nullptr) v += to_f32(bv.v[k]);
-      out.v[k] = from_f32<T>(v);
-    }
-    store_vec(y + r * h + c, out);
+    for (int k = 0; k < V; ++k) v[k] = row[slot<V>(strip, k)];
+    store_normalized<T, kRms>(y + r * h + c, weight + c, bias == nullptr ? nullptr : bias + c, v, mean, rstd);
   }
   if (threadIdx.x == 0) {
     if (!kRms) mean_out[r] = mean;
@@ -229,17 +240,7 @@ __global__ void __launch_bounds__(kThreadsPerRow)
 #pragma unroll
   for (int s = 0; s < S; ++s) {
     const int64_t c = (static_cast<int64_t>(s) * kThreadsPerRow + threadIdx.x) * V;
-    const Vec<T> wv = load_vec(weight + c);
-    Vec<T> bv;
-    if (!kRms && bias != nullptr) bv = load_vec(bias + c);
-    Vec<T> out;
-#pragma unroll
-    for (int k = 0; k < V; ++k) {
-      float t = (v[s][k] - mean) * rstd * to_f32(wv.v[k]);
-      if (!kRms && bias != nullptr) t += to_f32(bv.v[k]);
-      out.v[k] = from_f32<T>(t);
-    }
-    store_vec(y + row + c, out);
+    store_normalized<T, kRms>(y + row + c, weight + c, bias == nullptr ? nullptr : bias + c, v[s], mean, rstd);
   }
   if (threadIdx.x == 0) {
     if (!kRms) mean_out[blockIdx.x] = mean;
