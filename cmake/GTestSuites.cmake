@@ -3,8 +3,8 @@
 # One CTest entry per GoogleTest suite of <target> (`ctest -R Suite` runs
 # `<target> --gtest_filter=Suite.*`) instead of gtest_discover_tests' one per test. Every entry is
 # a process, and a process of a libtorch test spends ~0.7 s of CPU loading libtorch before its
-# first test: one per suite instead of one per test took ~2.5 min off the 2-core CI
-# (docs/architecture.md, "Build and test time"). A failing entry's output names the failing tests;
+# first test: 123 entries instead of 626 took ctest -j2 on the 2-core CI from 563 to 341 s
+# (docs/performance.md, "Build and test time"). A failing entry's output names the failing tests;
 # a suite whose tests all skipped (the GPU ones on CPU) is reported Skipped. Like
 # gtest_discover_tests (POST_BUILD mode), the list is taken from `--gtest_list_tests` after each
 # build. -DMEGAHOST_CTEST_PER_TEST=ON: one entry per test as before.
