@@ -36,7 +36,9 @@ function(megahost_add_plugin target)
     # Export exactly the entry symbol: no STL template instances or SDK symbols leak between
     # plugins (each carries its own copy of the SDK).
     set(_vs "${CMAKE_CURRENT_BINARY_DIR}/${target}.exports.map")
-    file(WRITE "${_vs}" "{ global: megahost_plugin_v1; local: *; };\n")
+    # CONFIGURE writes only when the text changes: a rewritten script relinked every plugin on
+    # each configure.
+    file(CONFIGURE OUTPUT "${_vs}" CONTENT "{ global: megahost_plugin_v1; local: *; };\n")
     target_link_options(${target} PRIVATE "-Wl,--no-undefined" "-Wl,--exclude-libs,ALL"
       "-Wl,--version-script=${_vs}")
     set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS "${_vs}")
