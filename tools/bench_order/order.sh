@@ -2,7 +2,9 @@
 # Alternating measurements on the GPU machine, with the GPU's clock, power and temperature logged
 # every 0.5 s (nvidia-smi queries only; nothing is set). Run after scripts/gpu_check.sh has built
 # build-gpu/ (SKIP_BENCH=1 is enough). Each argument is one measurement, in order:
-#   m:LABEL:RECIPE[:EXTRA ARGS]   megahost bench (5 warm-up, 20 timed)
+#   m:LABEL:RECIPE[:EXTRA ARGS]   megahost bench (5 warm-up, 20 timed); NAME=VALUE words among the
+#                                 extra arguments go to its environment (e.g. MEGAHOST_GEMM_LOG=1)
+#   mb:BUILD:LABEL:RECIPE[:EXTRA] the same with BUILD/bin/megahost (another build, e.g. an older commit's)
 #   b:CONFIG:MODE                 .gpu-deps/bench/gpt_baseline.py CONFIG:MODE
 #   sleep:S                       the GPU idle for S seconds
 # Prints one line per measurement with the mean SM clock / power / temperature while it ran.
@@ -29,9 +31,13 @@ n=0
 for spec in "$@"; do
   n=$((n + 1))
   IFS=':' read -r kind a b c <<<"$spec"
+  bin="$BUILD/bin/megahost"
+  if [ "$kind" = mb ]; then IFS=':' read -r _ dir a b c <<<"$spec"; bin="$dir/bin/megahost"; kind=m; fi
   t0=$(date +%s.%N)
   case "$kind" in
-    m) out="$(LD_PRELOAD="$LIBSTDCXX" "$BUILD/bin/megahost" bench "$b" --warmup 5 --iters 20 --label "$a" $c 2>&1)"
+    m) envs=(); args=()
+       for w in $c; do if [[ "$w" =~ ^[A-Z_][A-Z0-9_]*= ]]; then envs+=("$w"); else args+=("$w"); fi; done
+       out="$(env "${envs[@]}" LD_PRELOAD="$LIBSTDCXX" "$bin" bench "$b" --warmup 5 --iters 20 --label "$a" "${args[@]}" 2>&1)"
        line="$(echo "$out" | grep -E "^$a " | head -n 1)"; [ -n "$line" ] || line="$(echo "$out" | tail -n 3)";;
     b) out="$(PYTHONUNBUFFERED=1 python3 .gpu-deps/bench/gpt_baseline.py "$a:$b" 2>&1)"
        line="$(echo "$out" | grep -E "^$a:$b" | head -n 1)"; [ -n "$line" ] || line="$(echo "$out" | tail -n 3)";;

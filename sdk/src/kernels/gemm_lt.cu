@@ -94,6 +94,15 @@ bool autotune_enabled() {
   static const bool on = env_flag("MEGAHOST_GEMM_AUTOTUNE", true);
   return on;
 }
+// MEGAHOST_GEMM_AUTOTUNE=sequential: the timing before f3f2185 (each candidate warmed, then 3
+// launches timed, one candidate after another), kept for A/B runs against the interleaved rounds.
+bool autotune_sequential() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_GEMM_AUTOTUNE");
+    return v != nullptr && std::strcmp(v, "sequential") == 0;
+  }();
+  return on;
+}
 bool log_enabled() {
   static const bool on = env_flag("MEGAHOST_GEMM_LOG", false);
   return on;
@@ -128,7 +137,7 @@ cublasStatus_t launch(const GemmArgs& g, const Plan& plan, const cublasLtMatmulA
 // shape, before the call's own launch: its outputs (D without accumulate, the epilogue's aux and
 // bias) are overwritten by that launch; an accumulated D is timed in a scratch copy instead, so
 // the result is unchanged. Any failure keeps the heuristic's first choice.
-// The candidates take turns, kRounds rounds of kReps launches each, and each is judged by its
+// The candidates take turns, kRounds rounds of 2 launches each, and each is judged by its
 // median round: the GPU's clock drifts under its power cap while they run, and timing them one
 // after another (one round each) picked a 12% slower algorithm for one GPT-1.3B product in one
 // run of four (docs/performance.md).
@@ -141,20 +150,26 @@ int pick_fastest(const GemmArgs& g, Plan* plan, const cublasLtMatmulHeuristicRes
     return 0;
   }
   if (g.accumulate) cudaMemsetAsync(d, 0, d_bytes, stream);
-  constexpr int kRounds = 5, kReps = 2;
+  constexpr int kRounds = 5;
+  const bool sequential = autotune_sequential();
+  const int rounds = sequential ? 1 : kRounds, reps = sequential ? 3 : 2;
   bool usable[kMaxCandidates] = {};
-  for (int i = 0; i < found; ++i)  // a warm-up launch each; a refused one drops out
+  auto warm_up = [&](int i) {  // a refused candidate drops out
     usable[i] = results[i].state == CUBLAS_STATUS_SUCCESS &&
                 launch(g, *plan, results[i].algo, !launches_without_workspace(results[i]), d) == CUBLAS_STATUS_SUCCESS;
+  };
+  if (!sequential)
+    for (int i = 0; i < found; ++i) warm_up(i);
   cudaEvent_t marks[kRounds][kMaxCandidates][2] = {};
-  for (int r = 0; r < kRounds; ++r)
+  for (int r = 0; r < rounds; ++r)
     for (int i = 0; i < found; ++i) {
+      if (sequential) warm_up(i);
       if (!usable[i]) continue;
       cudaEventCreate(&marks[r][i][0]);
       cudaEventCreate(&marks[r][i][1]);
       const bool ws = !launches_without_workspace(results[i]);
       cudaEventRecord(marks[r][i][0], stream);
-      for (int k = 0; k < kReps && usable[i]; ++k)
+      for (int k = 0; k < reps && usable[i]; ++k)
         usable[i] = launch(g, *plan, results[i].algo, ws, d) == CUBLAS_STATUS_SUCCESS;
       cudaEventRecord(marks[r][i][1], stream);
     }
@@ -166,14 +181,14 @@ int pick_fastest(const GemmArgs& g, Plan* plan, const cublasLtMatmulHeuristicRes
     times[i] = -1.0f;
     float round_ms[kRounds];
     bool ok = synced && usable[i];
-    for (int r = 0; r < kRounds && ok; ++r)
+    for (int r = 0; r < rounds && ok; ++r)
       ok = cudaEventElapsedTime(&round_ms[r], marks[r][i][0], marks[r][i][1]) == cudaSuccess;
-    for (int r = 0; r < kRounds; ++r)
+    for (int r = 0; r < rounds; ++r)
       for (cudaEvent_t e : marks[r][i])
         if (e != nullptr) cudaEventDestroy(e);
     if (!ok) continue;
-    std::sort(round_ms, round_ms + kRounds);
-    times[i] = round_ms[kRounds / 2] / kReps;
+    std::sort(round_ms, round_ms + rounds);
+    times[i] = round_ms[rounds / 2] / reps;
     if (best < 0 || times[i] < best_ms) best = i, best_ms = times[i];
   }
   if (g.accumulate) cudaFreeAsync(d, stream);
