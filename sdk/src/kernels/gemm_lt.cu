@@ -94,12 +94,12 @@ bool autotune_enabled() {
   static const bool on = env_flag("MEGAHOST_GEMM_AUTOTUNE", true);
   return on;
 }
-// MEGAHOST_GEMM_AUTOTUNE=sequential: the timing before f3f2185 (each candidate warmed, then 3
-// launches timed, one candidate after another), kept for A/B runs against the interleaved rounds.
-bool autotune_sequential() {
+// MEGAHOST_GEMM_AUTOTUNE=rounds: the candidates take turns in interleaved rounds (f3f2185)
+// instead of one after another; kept for A/B runs (it picked slower products: pick_fastest).
+bool autotune_in_rounds() {
   static const bool on = [] {
     const char* v = std::getenv("MEGAHOST_GEMM_AUTOTUNE");
-    return v != nullptr && std::strcmp(v, "sequential") == 0;
+    return v != nullptr && std::strcmp(v, "rounds") == 0;
   }();
   return on;
 }
@@ -137,10 +137,10 @@ cublasStatus_t launch(const GemmArgs& g, const Plan& plan, const cublasLtMatmulA
 // shape, before the call's own launch: its outputs (D without accumulate, the epilogue's aux and
 // bias) are overwritten by that launch; an accumulated D is timed in a scratch copy instead, so
 // the result is unchanged. Any failure keeps the heuristic's first choice.
-// The candidates take turns, kRounds rounds of 2 launches each, and each is judged by its
-// median round: the GPU's clock drifts under its power cap while they run, and timing them one
-// after another (one round each) picked a 12% slower algorithm for one GPT-1.3B product in one
-// run of four (docs/performance.md).
+// Each candidate is warmed up, then 3 launches are timed, one candidate after another. Timing
+// them in 5 interleaved rounds of 2 launches, judged by the median round (MEGAHOST_GEMM_AUTOTUNE=
+// rounds), meant to be steadier under the power cap's clock drift, picked products that summed
+// 188.4 / 189.5 against 184.2–184.5 ms per GPT-1.3B iteration on one H200 (docs/performance.md).
 int pick_fastest(const GemmArgs& g, Plan* plan, const cublasLtMatmulHeuristicResult_t* results, int found) {
   auto stream = static_cast<cudaStream_t>(g.stream);
   void* d = g.d;
@@ -151,7 +151,7 @@ int pick_fastest(const GemmArgs& g, Plan* plan, const cublasLtMatmulHeuristicRes
   }
   if (g.accumulate) cudaMemsetAsync(d, 0, d_bytes, stream);
   constexpr int kRounds = 5;
-  const bool sequential = autotune_sequential();
+  const bool sequential = !autotune_in_rounds();
   const int rounds = sequential ? 1 : kRounds, reps = sequential ? 3 : 2;
   bool usable[kMaxCandidates] = {};
   auto warm_up = [&](int i) {  // a refused candidate drops out
