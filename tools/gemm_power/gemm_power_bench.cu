@@ -16,6 +16,11 @@
 // reports it supports; every one cublasLtMatmulAlgoCheck accepts is timed cold, the fastest six
 // hot beside the heuristic's cold pick, and the best one's output compared with the heuristic's.
 // --budget-s S: stop timing new variations after S seconds (default 20; the order is shuffled).
+// Energy: in the default mode each candidate's hot half also reads NVML's energy counter (the
+// driver's libnvidia-ml.so.1, opened at run time; "n/a" without it): mJ per launch and the mean
+// power. Under the power cap an iteration's time follows the energy of its kernels, and cuBLASLt's
+// first candidate (megahost's default since the thirteenth session) ran GPT-1.3B faster than the
+// fastest-alone picks (docs/performance.md).
 // Row-major D[M, N] = op(A) op(B) as megahost's GemmArgs (ta: A stored [K, M]; tb: B stored [N, K]).
 #include <cublasLt.h>
 #include <cuda_bf16.h>
@@ -31,6 +36,7 @@
 #include <cstdint>
 #include <cstring>
 #include <vector>
+#include <dlfcn.h>
 #include <unistd.h>
 
 #define CHECK_CUDA(x) do { cudaError_t e = (x); if (e != cudaSuccess) { std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e)); std::exit(1); } } while (0)
@@ -45,6 +51,31 @@ __global__ void fill(__nv_bfloat16* p, size_t n, unsigned seed, float scale) {
     p[i] = __float2bfloat16((s - 2.0f) * 1.732f * scale);
   }
 }
+
+// NVML's total energy counter (mJ since the driver loaded) through dlopen: no header or link-time
+// dependency. energy_mj() is negative when NVML is not there.
+struct Nvml {
+  using Init = int (*)();
+  using Handle = int (*)(unsigned, void**);
+  using Energy = int (*)(void*, unsigned long long*);
+  Energy energy = nullptr;
+  void* device = nullptr;
+  Nvml() {
+    void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW);
+    if (lib == nullptr) return;
+    auto init = reinterpret_cast<Init>(dlsym(lib, "nvmlInit_v2"));
+    auto handle = reinterpret_cast<Handle>(dlsym(lib, "nvmlDeviceGetHandleByIndex_v2"));
+    auto e = reinterpret_cast<Energy>(dlsym(lib, "nvmlDeviceGetTotalEnergyConsumption"));
+    int cuda_device = 0;
+    cudaGetDevice(&cuda_device);  // assumes CUDA and NVML number the GPUs alike (CUDA_VISIBLE_DEVICES unset)
+    if (init != nullptr && handle != nullptr && e != nullptr && init() == 0 && handle(cuda_device, &device) == 0)
+      energy = e;
+  }
+  double energy_mj() const {
+    unsigned long long mj = 0;
+    return energy != nullptr && energy(device, &mj) == 0 ? static_cast<double>(mj) : -1.0;
+  }
+};
 
 using lt_config::config_text;
 using lt_config::read_config;
@@ -238,20 +269,30 @@ int main(int argc, char** argv) {
   }, d, m * n * (f32 ? 4 : 2), f32, flop, hot_ms, budget_s);
   // Cold: every candidate after a 1 s idle, 3 launches (the one-shot autotune's view).
   std::vector<float> cold(found), hot(found);
+  std::vector<double> mj_per_launch(found, -1.0);
+  const Nvml nvml;
   for (int i = 0; i < found; ++i) { run(i, 1); cudaDeviceSynchronize(); cold[i] = timed(i, 3); }
   for (int i = 0; i < found; ++i) {
     const float one = std::max(cold[i], 0.01f);
     const int reps = std::max(4, static_cast<int>(hot_ms / 2 / one));
     run(i, reps);  // first half: reach the power cap's clock
-    hot[i] = timed(i, reps);
     cudaDeviceSynchronize();
+    const double e0 = nvml.energy_mj();
+    hot[i] = timed(i, reps);  // synchronizes at its end
+    const double e1 = nvml.energy_mj();
+    if (e0 >= 0 && e1 >= e0) mj_per_launch[i] = (e1 - e0) / reps;
     usleep(300000);  // cool down a little so the next candidate starts like this one did
   }
   const int best_cold = static_cast<int>(std::min_element(cold.begin(), cold.end()) - cold.begin());
   const int best_hot = static_cast<int>(std::min_element(hot.begin(), hot.end()) - hot.begin());
-  for (int i = 0; i < found; ++i)
-    std::printf("  cand %d: cold %.3f ms %4.0f TF/s | hot %.3f ms %4.0f TF/s %s%s\n", i, cold[i], flop / cold[i] / 1e9, hot[i],
-                flop / hot[i] / 1e9, i == best_cold ? " <cold-best" : "", i == best_hot ? " <hot-best" : "");
+  for (int i = 0; i < found; ++i) {
+    char energy[64] = " | energy n/a";
+    if (mj_per_launch[i] >= 0)
+      std::snprintf(energy, sizeof(energy), " | %.1f mJ/launch %.0f W", mj_per_launch[i], mj_per_launch[i] / hot[i]);
+    std::printf("  cand %d: cold %.3f ms %4.0f TF/s | hot %.3f ms %4.0f TF/s%s%s%s%s\n", i, cold[i], flop / cold[i] / 1e9,
+                hot[i], flop / hot[i] / 1e9, energy, i == 0 ? " <heuristic-first" : "",
+                i == best_cold ? " <cold-best" : "", i == best_hot ? " <hot-best" : "");
+  }
   std::printf("  hot gain of the hot pick over the cold pick: %.1f%%\n", 100.0 * (hot[best_cold] / hot[best_hot] - 1.0));
   return 0;
 }
