@@ -410,6 +410,36 @@ TEST_F(E2E, ClipOnDeviceIsExact) {
   EXPECT_GE(clipped, 3);  // the coefficient was below 1: the comparison covers clipping
 }
 
+// clip_grad = 0 skips the gradient norm (nothing needs it) and trains exactly as a clip that never
+// binds: every logged loss equal bit for bit; the log and metrics show no grad norm.
+TEST_F(E2E, NoClipSkipsTheNorm) {
+  const std::string data = preprocess_bytes();
+  const std::string recipe = write_recipe(data);
+  const std::string common = " --set training.train_iters=5 --set training.eval_interval=5";
+  Result a = run("run " + recipe + common + " --set optimizer.clip_grad=0 --set logging.metrics_file=" +
+                 path("no_clip.jsonl") + " --set checkpoint.save=" + path("ckpt_no_clip") +
+                 " --set checkpoint.load=" + path("ckpt_no_clip"));
+  ASSERT_EQ(a.code, 0) << a.out;
+  Result b = run("run " + recipe + common + " --set optimizer.clip_grad=1e30 --set logging.metrics_file=" +
+                 path("huge_clip.jsonl") + " --set checkpoint.save=" + path("ckpt_huge_clip") +
+                 " --set checkpoint.load=" + path("ckpt_huge_clip"));
+  ASSERT_EQ(b.code, 0) << b.out;
+  EXPECT_EQ(a.out.find("grad norm:"), std::string::npos) << a.out;
+  EXPECT_NE(b.out.find("grad norm:"), std::string::npos) << b.out;
+  const auto ma = read_metrics(path("no_clip.jsonl")), mb = read_metrics(path("huge_clip.jsonl"));
+  ASSERT_EQ(ma.size(), mb.size());
+  int train_lines = 0;
+  for (size_t i = 0; i < ma.size(); ++i) {
+    SCOPED_TRACE(ma[i].dump());
+    EXPECT_EQ(ma[i]["lm_loss"].get<double>(), mb[i]["lm_loss"].get<double>());
+    if (ma[i]["split"] != "train") continue;
+    ++train_lines;
+    EXPECT_FALSE(ma[i].contains("grad_norm"));
+    EXPECT_GT(mb[i]["grad_norm"].get<double>(), 0.0);
+  }
+  EXPECT_GE(train_lines, 5);
+}
+
 // SIGTERM (a scheduler's pre-emption) saves a checkpoint at the end of the current iteration and
 // exits 0; the next run resumes from it.
 TEST_F(E2E, SigtermSavesAndResumes) {
