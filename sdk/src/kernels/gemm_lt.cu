@@ -99,18 +99,6 @@ bool autotune_enabled() {
   static const bool on = env_flag("MEGAHOST_GEMM_AUTOTUNE", false);
   return on;
 }
-// MEGAHOST_GEMM_AUTOTUNE=gelu: only the products with the bias + GeLU + aux epilogue (an MLP's fc1
-// forward) are timed; every other product keeps the heuristic's first algorithm.
-bool autotune_gelu_only() {
-  static const bool on = [] {
-    const char* v = std::getenv("MEGAHOST_GEMM_AUTOTUNE");
-    return v != nullptr && std::strcmp(v, "gelu") == 0;
-  }();
-  return on;
-}
-bool autotunes(const GemmArgs& g) {
-  return autotune_enabled() && (!autotune_gelu_only() || g.epilogue == kGemmGeluAuxBias);
-}
 // MEGAHOST_GEMM_AUTOTUNE=rounds: the candidates take turns in interleaved rounds (f3f2185)
 // instead of one after another; kept for A/B runs (it picked slower products: pick_fastest).
 bool autotune_in_rounds() {
@@ -280,7 +268,7 @@ int build_plan(const GemmArgs& g, size_t workspace_bytes, Plan* plan) {
   cublasLtMatmulHeuristicResult_t results[kMaxCandidates]{};
   int found = 0;
   if (rc == 0) {
-    const int wanted = autotunes(g) ? kMaxCandidates : 1;
+    const int wanted = autotune_enabled() ? kMaxCandidates : 1;
     const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(g.handle), plan->desc,
                                                             plan->a, plan->b, plan->d, plan->d, pref, wanted, results,
                                                             &found);
