@@ -20,7 +20,9 @@
 // driver's libnvidia-ml.so.1, opened at run time; "n/a" without it): mJ per launch and the mean
 // power. Under the power cap an iteration's time follows the energy of its kernels, and cuBLASLt's
 // first candidate (megahost's default since the thirteenth session) ran GPT-1.3B faster than the
-// fastest-alone picks (docs/performance.md).
+// fastest-alone picks (docs/performance.md). On the H200 the counter moved in steps too coarse
+// for --ms 300 (a hot half of 150 ms read either ~430 or ~850 W for kernels of one family): use
+// --ms 2000 or more before comparing energies.
 // Row-major D[M, N] = op(A) op(B) as megahost's GemmArgs (ta: A stored [K, M]; tb: B stored [N, K]).
 #include <cublasLt.h>
 #include <cuda_bf16.h>
