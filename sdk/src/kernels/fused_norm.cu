@@ -344,6 +344,140 @@ __global__ void __launch_bounds__(512)
   }
 }
 
+// N sums over the block with one barrier instead of block_sum2's two: scratch holds two halves of
+// N x 32 floats and consecutive calls alternate halves (parity), so a call never overwrites a half
+// the previous call's readers may still read — a warp reaches this call's write only after all
+// warps passed the previous call's barrier, i.e. after their reads of the half before.
+template <int N>
+__device__ __forceinline__ void block_sums_one_barrier(float (&v)[N], float* scratch, int parity) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  float* half = scratch + parity * N * 32;
+#pragma unroll
+  for (int i = 0; i < N; ++i) v[i] = warp_sum(v[i]);
+  if (lane == 0) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) half[i * 32 + warp] = v[i];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < N; ++i) v[i] = warp_sum(lane < warps ? half[i * 32 + lane] : 0.0f);
+}
+
+// The register backward above with one barrier per reduction (block_sums_one_barrier) and R rows
+// per step sharing it: R = 1 keeps the next row's loads in flight during this row's reduction;
+// R = 2 loads two rows together and reduces their four sums at once (a quarter of the barriers,
+// no prefetch: the registers of a second prefetched pair would halve the blocks per SM).
+// MEGAHOST_NORM_BACKWARD=one-barrier | two-rows selects it (A/B against the kernel above).
+template <typename T, bool kRms, int S, bool kXBias, int R>
+__global__ void __launch_bounds__(512)
+    mh_norm_backward_rows_kernel(const T* __restrict__ dy, const T* __restrict__ dsum, const T* __restrict__ sum,
+                                 const T* __restrict__ weight, const float* __restrict__ mean,
+                                 const float* __restrict__ rstd, T* __restrict__ dx, float* __restrict__ dweight_partial,
+                                 float* __restrict__ dbias_partial, float* __restrict__ dxbias_partial, int64_t rows,
+                                 int64_t h) {
+  constexpr int V = Vec<T>::kSize;
+  constexpr bool kPrefetch = R == 1;
+  __shared__ float scratch[2 * 2 * R * 32];
+  int64_t col[S];
+  float w[S][V], dw[S][V], db[S][V], dxb[S][V];
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+    col[s] = (static_cast<int64_t>(s) * blockDim.x + threadIdx.x) * V;
+    Vec<T> wv;
+    if (col[s] < h) wv = load_vec(weight + col[s]);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      w[s][k] = col[s] < h ? to_f32(wv.v[k]) : 0.0f;
+      dw[s][k] = db[s][k] = dxb[s][k] = 0.0f;
+    }
+  }
+  struct RowIn {
+    Vec<T> dy[S], sum[S], dsum[S];
+    float mu = 0.0f, rs = 0.0f;
+  };
+  auto load_row = [&](int64_t r, RowIn& in) {
+    in.mu = kRms ? 0.0f : mean[r];
+    in.rs = rstd[r];
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      if (col[s] >= h) continue;
+      in.dy[s] = load_vec(dy + r * h + col[s]);
+      in.sum[s] = load_vec(sum + r * h + col[s]);
+      if (dsum != nullptr) in.dsum[s] = load_vec(dsum + r * h + col[s]);
+    }
+  };
+  const int64_t step = static_cast<int64_t>(gridDim.x) * R;
+  RowIn cur[R];
+  if (kPrefetch && blockIdx.x < rows) load_row(blockIdx.x, cur[0]);
+  int parity = 0;
+  for (int64_t r0 = static_cast<int64_t>(blockIdx.x) * R; r0 < rows; r0 += step) {
+    RowIn next;
+    if (kPrefetch) {
+      if (r0 + step < rows) load_row(r0 + step, next);
+    } else {
+#pragma unroll
+      for (int j = 0; j < R; ++j)
+        if (r0 + j < rows) load_row(r0 + j, cur[j]);
+    }
+    float g[R][S][V], xhat[R][S][V];
+    float sums[2 * R];
+#pragma unroll
+    for (int j = 0; j < R; ++j) {
+      const bool row_in = r0 + j < rows;
+      float sum_g = 0.0f, sum_gx = 0.0f;
+#pragma unroll
+      for (int s = 0; s < S; ++s) {
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          const bool in = row_in && col[s] < h;
+          const float d = in ? to_f32(cur[j].dy[s].v[k]) : 0.0f;
+          xhat[j][s][k] = in ? (to_f32(cur[j].sum[s].v[k]) - cur[j].mu) * cur[j].rs : 0.0f;
+          g[j][s][k] = d * w[s][k];
+          dw[s][k] += d * xhat[j][s][k];
+          db[s][k] += d;
+          sum_g += g[j][s][k];
+          sum_gx += g[j][s][k] * xhat[j][s][k];
+        }
+      }
+      sums[2 * j] = sum_g;
+      sums[2 * j + 1] = sum_gx;
+    }
+    block_sums_one_barrier<2 * R>(sums, scratch, parity);
+    parity ^= 1;
+#pragma unroll
+    for (int j = 0; j < R; ++j) {
+      if (r0 + j >= rows) continue;
+      const int64_t r = r0 + j;
+      const float mean_g = kRms ? 0.0f : sums[2 * j] / static_cast<float>(h);
+      const float mean_gx = sums[2 * j + 1] / static_cast<float>(h);
+#pragma unroll
+      for (int s = 0; s < S; ++s) {
+        if (col[s] >= h) continue;
+        Vec<T> out;
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          float v = cur[j].rs * (g[j][s][k] - mean_g - xhat[j][s][k] * mean_gx);
+          if (dsum != nullptr) v += to_f32(cur[j].dsum[s].v[k]);
+          out.v[k] = from_f32<T>(v);
+          if (kXBias) dxb[s][k] += v;
+        }
+        store_vec(dx + r * h + col[s], out);
+      }
+    }
+    if (kPrefetch) cur[0] = next;
+  }
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+    if (col[s] >= h) continue;
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      dweight_partial[blockIdx.x * h + col[s] + k] = dw[s][k];
+      if (dbias_partial != nullptr) dbias_partial[blockIdx.x * h + col[s] + k] = db[s][k];
+      if (kXBias) dxbias_partial[blockIdx.x * h + col[s] + k] = dxb[s][k];
+    }
+  }
+}
+
 // Threads per row: one 16-byte vector each, a multiple of 32 in [32, 512].
 int vec_threads(int64_t h, int v) {
   int64_t t = (h / v + 31) / 32 * 32;
@@ -421,8 +555,29 @@ template <typename T>
 using BackwardRegKernel = void (*)(const T*, const T*, const T*, const T*, const float*, const float*, T*, float*,
                                    float*, float*, int64_t, int64_t);
 
+// MEGAHOST_NORM_BACKWARD: 1 = one-barrier, 2 = two-rows (mh_norm_backward_rows_kernel); 0 (unset):
+// mh_norm_backward_reg_kernel.
+int backward_rows_variant() {
+  static const int v = [] {
+    const char* e = std::getenv("MEGAHOST_NORM_BACKWARD");
+    if (e == nullptr) return 0;
+    const std::string s(e);
+    return s == "one-barrier" ? 1 : s == "two-rows" ? 2 : 0;
+  }();
+  return v;
+}
+
+template <typename T, int S, int R>
+BackwardRegKernel<T> backward_rows_kernel_s(bool rms, bool x_bias) {
+  if (x_bias)
+    return rms ? mh_norm_backward_rows_kernel<T, true, S, true, R> : mh_norm_backward_rows_kernel<T, false, S, true, R>;
+  return rms ? mh_norm_backward_rows_kernel<T, true, S, false, R> : mh_norm_backward_rows_kernel<T, false, S, false, R>;
+}
+
 template <typename T, int S>
 BackwardRegKernel<T> backward_reg_kernel_s(bool rms, bool x_bias) {
+  if (backward_rows_variant() == 1) return backward_rows_kernel_s<T, S, 1>(rms, x_bias);
+  if (backward_rows_variant() == 2) return backward_rows_kernel_s<T, S, 2>(rms, x_bias);
   if (x_bias) return rms ? mh_norm_backward_reg_kernel<T, true, S, true> : mh_norm_backward_reg_kernel<T, false, S, true>;
   return rms ? mh_norm_backward_reg_kernel<T, true, S, false> : mh_norm_backward_reg_kernel<T, false, S, false>;
 }
