@@ -57,7 +57,7 @@ Metrics read_metrics(const std::string& path) {
       m.valid[it] = j.at("lm_loss").get<double>();
     } else {
       m.loss[it] = j.at("lm_loss").get<double>();
-      m.grad_norm[it] = j.at("grad_norm").get<double>();
+      if (j.contains("grad_norm")) m.grad_norm[it] = j.at("grad_norm").get<double>();  // not with clip_grad = 0
     }
   }
   return m;
@@ -177,6 +177,25 @@ TEST_F(Layouts, DeferredZeroGradEqualsZeroing) {
     EXPECT_EQ(deferred.loss, zeroed.loss);
     EXPECT_EQ(deferred.grad_norm, zeroed.grad_norm);
     EXPECT_EQ(deferred.valid, zeroed.valid);
+  }
+}
+// clip_grad = 0 skips the gradient norm and its reductions over dp, tp and pp on every rank alike:
+// under a pipeline and under the distributed optimizer the losses equal, bit for bit, those of a
+// clip that never binds, and no grad norm is logged.
+TEST_F(Layouts, NoClipSkipsTheNormOnEveryRank) {
+  const std::string layouts[][2] = {
+      {"pp2", "--set parallel.pipeline_model_parallel_size=2"},
+      {"do", "--set parallel.use_distributed_optimizer=true --set parallel.overlap_grad_reduce=true "
+             "--set parallel.ddp_bucket_size=5000"}};
+  for (const auto& [name, sets] : layouts) {
+    SCOPED_TRACE(name);
+    const Metrics none = train(name + "-noclip", 2, sets + " --set optimizer.clip_grad=0");
+    const Metrics huge = train(name + "-hugeclip", 2, sets + " --set optimizer.clip_grad=1e30");
+    ASSERT_EQ(none.loss.size(), 3u);
+    EXPECT_EQ(none.loss, huge.loss);
+    EXPECT_EQ(none.valid, huge.valid);
+    EXPECT_TRUE(none.grad_norm.empty());
+    EXPECT_EQ(huge.grad_norm.size(), 3u);
   }
 }
 TEST_F(Layouts, CP2) { expect_same_as_single("cp2", 2, "--set parallel.context_parallel_size=2"); }
