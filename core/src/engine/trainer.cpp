@@ -24,7 +24,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <mutex>
 #include <optional>
 #include <nlohmann/json.hpp>
@@ -557,12 +556,13 @@ TrainSummary train_and_keep_groups(const Recipe& r, const PluginRegistry& reg, c
     const double loss = reduce_logged_loss(mean_loss(losses), !losses.empty());
     ++iteration;
     double grad_norm = 0;
+    bool norm_computed = true;
     if (!fp16 && clip_grad <= 0) {
       // No clipping and no overflow check: nothing needs the norm, so skip its pass over every
       // gradient (Megatron computes it only to clip; the log shows no grad norm).
       ddp.step(*optimizer, lr, weight_decay, iteration, 1.0);
       ddp.zero_grad();
-      grad_norm = std::numeric_limits<double>::quiet_NaN();
+      norm_computed = false;
     } else if (clip_on_device) {
       // The norm and the clipping coefficient stay on the device: the step is queued behind them
       // and the host reads the norm (for the log) while the step runs.
@@ -615,7 +615,7 @@ TrainSummary train_and_keep_groups(const Recipe& r, const PluginRegistry& reg, c
                 " throughput per GPU (TFLOP/s/GPU): ", fmt("%.1f", tflops), " |", " learning rate: ",
                 fmt("%.6E", next_lr), " |", gbs_s, " lm loss: ", fmt("%.6E", avg_loss), " |",
                 " loss scale: ", fmt("%.1f", loss_scale), " |",
-                std::isnan(grad_norm) ? std::string() : cat(" grad norm: ", fmt("%.3f", grad_norm), " |"),
+                norm_computed ? cat(" grad norm: ", fmt("%.3f", grad_norm), " |") : std::string(),
                 " number of skipped iterations: ", fmt("%3.0f", static_cast<double>(interval_skipped)), " |",
                 " number of nan iterations:   0 |"));
       nlohmann::json line = {{"iteration", iteration},
@@ -629,7 +629,7 @@ TrainSummary train_and_keep_groups(const Recipe& r, const PluginRegistry& reg, c
                              {"grad_sync_ms", interval_sync_ms / interval_n},
                              {"loss_scale", loss_scale},
                              {"skipped_iterations", interval_skipped}};
-      if (!std::isnan(grad_norm)) line["grad_norm"] = grad_norm;
+      if (norm_computed) line["grad_norm"] = grad_norm;
       metrics.write(line);
       interval_loss = interval_ms = interval_sync_ms = 0;
       interval_n = interval_skipped = 0;
