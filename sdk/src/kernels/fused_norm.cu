@@ -253,7 +253,12 @@ __global__ void __launch_bounds__(kThreadsPerRow)
 // in flight (a version keeping them in shared memory moved ~2 TB/s on the H200 at h = 2048).
 // kXBias: also the column sums of dx itself (the gradient of a bias added to x in the forward:
 // Megatron's skip_bias_add, the sub-layer's output bias folded into this add).
-template <typename T, bool kRms, int S, bool kXBias>
+// kExact: h == S * blockDim * V, so no column needs a bounds check. Nsight Compute on the H200
+// found this kernel bound by instruction issue and latency, not memory (GPT-1.3B: 2.7 TB/s,
+// short-scoreboard and dependency stalls first, 4 warps per scheduler): the per-element checks
+// cut the row into small branches, so the exact case compiles without them and each row's two
+// sums take one barrier (block_sum2_one_barrier) instead of two plus a second shuffle tree.
+template <typename T, bool kRms, int S, bool kXBias, bool kExact>
 __global__ void __launch_bounds__(512)
     mh_norm_backward_reg_kernel(const T* __restrict__ dy, const T* __restrict__ dsum, const T* __restrict__ sum,
                                 const T* __restrict__ weight, const float* __restrict__ mean,
@@ -261,17 +266,19 @@ __global__ void __launch_bounds__(512)
                                 float* __restrict__ dbias_partial, float* __restrict__ dxbias_partial, int64_t rows,
                                 int64_t h) {
   constexpr int V = Vec<T>::kSize;
-  __shared__ float scratch[64];
+  __shared__ float scratch[2 * 64];
   int64_t col[S];
+  bool in[S];
   float w[S][V], dw[S][V], db[S][V], dxb[S][V];
 #pragma unroll
   for (int s = 0; s < S; ++s) {
     col[s] = (static_cast<int64_t>(s) * blockDim.x + threadIdx.x) * V;
+    in[s] = kExact || col[s] < h;
     Vec<T> wv;
-    if (col[s] < h) wv = load_vec(weight + col[s]);
+    if (in[s]) wv = load_vec(weight + col[s]);
 #pragma unroll
     for (int k = 0; k < V; ++k) {
-      w[s][k] = col[s] < h ? to_f32(wv.v[k]) : 0.0f;
+      w[s][k] = in[s] ? to_f32(wv.v[k]) : 0.0f;
       dw[s][k] = db[s][k] = dxb[s][k] = 0.0f;
     }
   }
@@ -280,21 +287,22 @@ __global__ void __launch_bounds__(512)
     Vec<T> dy[S], sum[S], dsum[S];
     float mu = 0.0f, rs = 0.0f;
   };
-  auto load_row = [&](int64_t r, RowIn& in) {
-    in.mu = kRms ? 0.0f : mean[r];
-    in.rs = rstd[r];
+  auto load_row = [&](int64_t r, RowIn& in_row) {
+    in_row.mu = kRms ? 0.0f : mean[r];
+    in_row.rs = rstd[r];
 #pragma unroll
     for (int s = 0; s < S; ++s) {
-      if (col[s] >= h) continue;
-      in.dy[s] = load_vec(dy + r * h + col[s]);
-      in.sum[s] = load_vec(sum + r * h + col[s]);
-      if (dsum != nullptr) in.dsum[s] = load_vec(dsum + r * h + col[s]);
+      if (!in[s]) continue;
+      in_row.dy[s] = load_vec(dy + r * h + col[s]);
+      in_row.sum[s] = load_vec(sum + r * h + col[s]);
+      if (dsum != nullptr) in_row.dsum[s] = load_vec(dsum + r * h + col[s]);
     }
   };
   RowIn cur;
   if (blockIdx.x < rows) load_row(blockIdx.x, cur);
+  int parity = 0;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    // The next row's loads go out now and land while this row reduces (two barriers per row).
+    // The next row's loads go out now and land while this row reduces.
     RowIn next;
     if (r + gridDim.x < rows) load_row(r + gridDim.x, next);
     const float mu = cur.mu, rs = cur.rs;
@@ -304,9 +312,8 @@ __global__ void __launch_bounds__(512)
     for (int s = 0; s < S; ++s) {
 #pragma unroll
       for (int k = 0; k < V; ++k) {
-        const bool in = col[s] < h;
-        const float d = in ? to_f32(cur.dy[s].v[k]) : 0.0f;
-        xhat[s][k] = in ? (to_f32(cur.sum[s].v[k]) - mu) * rs : 0.0f;
+        const float d = in[s] ? to_f32(cur.dy[s].v[k]) : 0.0f;
+        xhat[s][k] = in[s] ? (to_f32(cur.sum[s].v[k]) - mu) * rs : 0.0f;
         g[s][k] = d * w[s][k];
         dw[s][k] += d * xhat[s][k];
         db[s][k] += d;
@@ -315,11 +322,17 @@ __global__ void __launch_bounds__(512)
       }
     }
     // Both row sums in one reduction (RMSNorm needs only the second).
-    const float2 sums = kRms ? make_float2(0.0f, block_sum(sum_gx, scratch)) : block_sum2(sum_g, sum_gx, scratch);
-    const float mean_g = sums.x / static_cast<float>(h), mean_gx = sums.y / static_cast<float>(h);
+    float2 sums;
+    if constexpr (kExact) {
+      sums = block_sum2_one_barrier(sum_g, sum_gx, scratch, parity);
+      parity ^= 1;
+    } else {
+      sums = kRms ? make_float2(0.0f, block_sum(sum_gx, scratch)) : block_sum2(sum_g, sum_gx, scratch);
+    }
+    const float mean_g = kRms ? 0.0f : sums.x / static_cast<float>(h), mean_gx = sums.y / static_cast<float>(h);
 #pragma unroll
     for (int s = 0; s < S; ++s) {
-      if (col[s] >= h) continue;
+      if (!in[s]) continue;
       Vec<T> out;
 #pragma unroll
       for (int k = 0; k < V; ++k) {
@@ -332,16 +345,9 @@ __global__ void __launch_bounds__(512)
     }
     cur = next;
   }
-#pragma unroll
-  for (int s = 0; s < S; ++s) {
-    if (col[s] >= h) continue;
-#pragma unroll
-    for (int k = 0; k < V; ++k) {
-      dweight_partial[blockIdx.x * h + col[s] + k] = dw[s][k];
-      if (dbias_partial != nullptr) dbias_partial[blockIdx.x * h + col[s] + k] = db[s][k];
-      if (kXBias) dxbias_partial[blockIdx.x * h + col[s] + k] = dxb[s][k];
-    }
-  }
+  store_partial_row(dweight_partial, h, col, dw);
+  if (dbias_partial != nullptr) store_partial_row(dbias_partial, h, col, db);
+  if (kXBias) store_partial_row(dxbias_partial, h, col, dxb);
 }
 
 // Threads per row: one 16-byte vector each, a multiple of 32 in [32, 512].
@@ -421,18 +427,37 @@ template <typename T>
 using BackwardRegKernel = void (*)(const T*, const T*, const T*, const T*, const float*, const float*, T*, float*,
                                    float*, float*, int64_t, int64_t);
 
-template <typename T, int S>
+template <typename T, int S, bool kExact>
 BackwardRegKernel<T> backward_reg_kernel_s(bool rms, bool x_bias) {
-  if (x_bias) return rms ? mh_norm_backward_reg_kernel<T, true, S, true> : mh_norm_backward_reg_kernel<T, false, S, true>;
-  return rms ? mh_norm_backward_reg_kernel<T, true, S, false> : mh_norm_backward_reg_kernel<T, false, S, false>;
+  if (x_bias)
+    return rms ? mh_norm_backward_reg_kernel<T, true, S, true, kExact> : mh_norm_backward_reg_kernel<T, false, S, true, kExact>;
+  return rms ? mh_norm_backward_reg_kernel<T, true, S, false, kExact> : mh_norm_backward_reg_kernel<T, false, S, false, kExact>;
+}
+
+// MEGAHOST_NORM_BACKWARD=checked: the bounds-checked kernel (two barriers per row) for every
+// shape, the A/B of docs/performance.md.
+bool checked_norm_backward() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_NORM_BACKWARD");
+    return v != nullptr && std::string(v) == "checked";
+  }();
+  return on;
+}
+
+// exact: h == strips * threads * V (no column past h).
+template <typename T>
+BackwardRegKernel<T> backward_reg_kernel(bool rms, int64_t strips, bool x_bias, bool exact) {
+  exact = exact && !checked_norm_backward();
+  if (strips == 1) return exact ? backward_reg_kernel_s<T, 1, true>(rms, x_bias) : backward_reg_kernel_s<T, 1, false>(rms, x_bias);
+  if (strips == 2) return exact ? backward_reg_kernel_s<T, 2, true>(rms, x_bias) : backward_reg_kernel_s<T, 2, false>(rms, x_bias);
+  if (strips <= 4) return exact && strips == 4 ? backward_reg_kernel_s<T, 4, true>(rms, x_bias)
+                                               : backward_reg_kernel_s<T, 4, false>(rms, x_bias);
+  return nullptr;
 }
 
 template <typename T>
-BackwardRegKernel<T> backward_reg_kernel(bool rms, int64_t strips, bool x_bias) {
-  if (strips == 1) return backward_reg_kernel_s<T, 1>(rms, x_bias);
-  if (strips == 2) return backward_reg_kernel_s<T, 2>(rms, x_bias);
-  if (strips <= 4) return backward_reg_kernel_s<T, 4>(rms, x_bias);
-  return nullptr;
+bool backward_exact(int64_t h, int threads, int64_t strips) {
+  return h == strips * threads * Vec<T>::kSize;
 }
 
 template <typename T>
@@ -446,7 +471,8 @@ int64_t backward_strips(int64_t h, int threads) {
 template <typename T>
 int64_t resident_blocks(bool rms, int64_t h, bool x_bias) {
   const int threads = vec_threads(h, Vec<T>::kSize);
-  auto* kr = backward_reg_kernel<T>(rms, backward_strips<T>(h, threads), x_bias);
+  const int64_t strips = backward_strips<T>(h, threads);
+  auto* kr = backward_reg_kernel<T>(rms, strips, x_bias, backward_exact<T>(h, threads, strips));
   int per_sm = 0, device = 0, sms = 0;
   if (kr == nullptr || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kr, threads, 0) != cudaSuccess ||
       cudaGetDevice(&device) != cudaSuccess ||
@@ -476,7 +502,8 @@ int norm_backward(int dtype, bool rms, const void* dy, const void* dsum, const v
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     const int threads = vec_threads(h, Vec<T>::kSize);
-    auto* kr = backward_reg_kernel<T>(rms, backward_strips<T>(h, threads), x_bias);
+    const int64_t strips = backward_strips<T>(h, threads);
+    auto* kr = backward_reg_kernel<T>(rms, strips, x_bias, backward_exact<T>(h, threads, strips));
     if (kr != nullptr && vec_ok<T>(h, {dy, dsum, sum, weight, dx})) {
       kr<<<blocks, threads, 0, as_stream(stream)>>>(
           static_cast<const T*>(dy), static_cast<const T*>(dsum), static_cast<const T*>(sum),
