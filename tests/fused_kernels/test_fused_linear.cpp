@@ -352,6 +352,38 @@ TEST(FusedLinear, CudaEmbeddingMatchesFloat64) {
   }
 }
 
+// The backward sums runs of equal ids in segments of 32 sorted positions: one id taking ~70% of
+// 4 x 96 tokens makes a run spanning ~9 segments (its pieces summed by the second pass), others
+// end inside a segment or at its edge. Gradients returned and added into float32 main gradients.
+TEST(FusedLinear, CudaEmbeddingLongRunsMatchFloat64) {
+  SKIP_WITHOUT_GPU();
+  const at::Device gpu(at::kCUDA, 0);
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16})
+    for (bool bound : {false, true}) {
+      SCOPED_TRACE(std::string(c10::toString(dtype)) + (bound ? " main gradients" : " returned"));
+      nn::ParamRegistry reg(gpu, dtype, 13);
+      at::Tensor word = reg.create("word", {40, 64}, nn::Init::normal(0.5), -1, 0);
+      at::Tensor pos = reg.create("pos", {96, 64}, nn::Init::normal(0.5), -1, 0);
+      std::unique_ptr<MainGrads> main;
+      if (bound) main = std::make_unique<MainGrads>(reg, at::kFloat);
+      const int64_t b = 4, s = 96;
+      at::manual_seed(14);
+      at::Tensor ids = at::where(at::rand({b, s}) < 0.7, at::zeros({b, s}, at::kLong), at::randint(0, 40, {b, s}));
+      ids = ids.to(gpu);
+      const at::Tensor pos_ids = at::arange(s, ids.options()).unsqueeze(0).expand({b, s});
+      const at::Tensor out = fused::embedding_sbh(word, ids, pos, pos_ids, /*word_other_use=*/false);
+      const at::Tensor seed = at::randn({s, b, 64}, at::kDouble);
+      (out.to(at::kCPU).to(at::kDouble) * seed).sum().backward();
+      at::Tensor w64 = leaf64(word), p64 = leaf64(pos);
+      const at::Tensor ref = (at::embedding(w64, ids.cpu()) + at::embedding(p64, pos_ids.cpu())).transpose(0, 1);
+      (ref * seed).sum().backward();
+      const double tol = dtype == at::kFloat ? 1e-5 : 1e-2;
+      EXPECT_CLOSE(bound ? main->added(0) : word.grad(), w64.grad(), tol);
+      EXPECT_CLOSE(bound ? main->added(1) : pos.grad(), p64.grad(), tol);
+      if (bound) EXPECT_EQ(main->ready, (std::vector<int>{1, 1}));
+    }
+}
+
 // A GPT block on CUDA takes the fused path: biases of linear_proj / linear_fc2 skipped by their
 // GEMMs and added inside the next fused add + norm (whose backward yields their gradients), the
 // residual adds deferred, the GeLU MLP on cuBLASLt. It must compute what the plain CPU block

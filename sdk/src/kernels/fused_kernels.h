@@ -77,11 +77,13 @@ int64_t pack_split_grads_blocks(int dtype, int64_t rows, int64_t n);
 // GPT's input embedding: out [s, b, h] = word[ids] (+ pos[pos_ids]), ids / pos_ids [b, s] int64
 // (pos null: no position table). Backward: grad[id] += the sum of dy's rows of that id, for the
 // ids sorted (sorted_ids [b * s] and order, the token index bi * s + si of each): one table per
-// call, grad of grad_dtype (float32 main gradient or the table's dtype), deterministic.
+// call, grad of grad_dtype (float32 main gradient or the table's dtype), deterministic. scratch:
+// embedding_backward_scratch_floats(b, s, h) floats (the partial sums of runs longer than a segment).
 int embedding_forward(int dtype, const void* word, const int64_t* ids, const void* pos, const int64_t* pos_ids,
                       void* out, int64_t b, int64_t s, int64_t h, void* stream);
+int64_t embedding_backward_scratch_floats(int64_t b, int64_t s, int64_t h);
 int embedding_backward(int dtype, const void* dy, const int64_t* sorted_ids, const int64_t* order, void* grad,
-                       int grad_dtype, int64_t b, int64_t s, int64_t h, void* stream);
+                       int grad_dtype, float* scratch, int64_t b, int64_t s, int64_t h, void* stream);
 
 // SwiGLU: x [rows, 2f] = [gate | up], y [rows, f] = silu(gate) * up; backward writes dx [rows, 2f].
 int swiglu_forward(int dtype, const void* x, void* y, int64_t rows, int64_t f, void* stream);

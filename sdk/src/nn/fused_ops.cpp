@@ -404,9 +404,11 @@ struct EmbeddingFn : torch::autograd::Function<EmbeddingFn> {
       at::Tensor g = embedding_grad_target(table, &bound);
       if (bound && nn::take_deferred_zero(table)) g.zero_();  // rows are added sparsely: zero it first
       const auto [sorted, order] = at::sort(table_ids.reshape({-1}), /*stable=*/true, /*dim=*/0, /*descending=*/false);
+      at::Tensor scratch = at::empty({kernels::embedding_backward_scratch_floats(b, s, h)},
+                                     dy.options().dtype(at::kFloat));  // partial sums of long runs
       check_launch(kernels::embedding_backward(dtype_code(dy), dy.data_ptr(), sorted.data_ptr<int64_t>(),
-                                               order.data_ptr<int64_t>(), g.data_ptr(), dtype_code(g), b, s, h,
-                                               stream_of(dy)),
+                                               order.data_ptr<int64_t>(), g.data_ptr(), dtype_code(g),
+                                               scratch.data_ptr<float>(), b, s, h, stream_of(dy)),
                    "embedding_backward");
       if (!bound) return g;
       // With another use of the table in the graph, autograd's accumulation of that use fires
