@@ -75,31 +75,20 @@ __global__ void mh_cross_entropy_stats_vec_kernel(const T* __restrict__ logits, 
   const int64_t r = blockIdx.x;
   const T* x = logits + r * v;
   float m = -INFINITY, s = 0.0f;
-  // kInFlight vectors' loads issued before any math (one at a time kept the warps waiting on
-  // memory: Nsight Compute measured 3.0 TB/s for GPT-1.3B's logits).
-  constexpr int kInFlight = 4;
-  const int64_t stride = static_cast<int64_t>(blockDim.x) * V;
-  for (int64_t c0 = threadIdx.x * V; c0 < v; c0 += kInFlight * stride) {
-    Vec<T> xv[kInFlight];
+  for (int64_t c = threadIdx.x * V; c < v; c += blockDim.x * V) {
+    const Vec<T> xv = load_vec(x + c);
+    float f[V], vmax = -INFINITY;
 #pragma unroll
-    for (int u = 0; u < kInFlight; ++u)
-      if (c0 + u * stride < v) xv[u] = load_vec(x + c0 + u * stride);
-#pragma unroll
-    for (int u = 0; u < kInFlight; ++u) {
-      if (c0 + u * stride >= v) break;
-      float f[V], vmax = -INFINITY;
-#pragma unroll
-      for (int k = 0; k < V; ++k) {
-        f[k] = to_f32(xv[u].v[k]);
-        vmax = fmaxf(vmax, f[k]);
-      }
-      if (vmax > m) {
-        s = m == -INFINITY ? 0.0f : s * __expf(m - vmax);
-        m = vmax;
-      }
-#pragma unroll
-      for (int k = 0; k < V; ++k) s += __expf(f[k] - m);
+    for (int k = 0; k < V; ++k) {
+      f[k] = to_f32(xv.v[k]);
+      vmax = fmaxf(vmax, f[k]);
     }
+    if (vmax > m) {
+      s = m == -INFINITY ? 0.0f : s * __expf(m - vmax);
+      m = vmax;
+    }
+#pragma unroll
+    for (int k = 0; k < V; ++k) s += __expf(f[k] - m);
   }
   write_row_stats(m, s, scratch, x, labels, vocab_start, row_max, row_sumexp, target_logit, r, v);
 }
