@@ -58,7 +58,10 @@ const std::map<std::string, Schema>& host_schema() {
          spec("bool", "false", "Megatron's --use-precision-aware-optimizer: with bf16, store_param_remainders applies")},
         {"store_param_remainders",
          spec("bool", "true", "with use_precision_aware_optimizer and bf16: each fp32 master kept as the bf16 parameter "
-                              "+ an int16 remainder (exact; 2 bytes per parameter less)")}}},
+                              "+ an int16 remainder (exact; 2 bytes per parameter less)")},
+        {"main_grads_dtype",
+         spec("string", "'fp32'", "fp32 | bf16: the main gradients' dtype (Megatron's --main-grads-dtype; bf16 needs "
+                                  "precision = bf16 and use_precision_aware_optimizer)")}}},
       {"checkpoint",
        {{"plugin", spec("string", "'megahost-tensors'", "checkpoint format plugin id")},
         {"save", spec("path", nullptr, "folder to save checkpoints to")},

@@ -311,6 +311,80 @@ TEST(DpMultiprocess, Dp2DistributedOptimizerParamRemaindersEqualOneProcess) {
   rt.shutdown();
 }
 
+// Megatron's --main-grads-dtype bf16: the gradient buffers in bf16 (the weight gradients land
+// there, the reduce-scatter and AdamW read them). Two ranks (distributed optimizer, remainders,
+// overlapped buckets) against one process with the same settings: the same losses and grad norms
+// and parameters up to bf16 rounding, 2 + 2 + (2 + 8) / 2 bytes per parameter.
+std::string bf16_grads_ref_file() { return mp::shared_dir() + "/reference_bf16_grads.bin"; }
+
+TEST(DpMultiprocess, Dp2Bf16MainGradsEqualOneProcess) {
+  const DLDataType bf16{kDLBfloat, 16, 1};
+  core::DataParallelOptions o;
+  o.store_param_remainders = true;
+  o.main_grads_dtype = at::kBFloat16;
+  if (!mp::is_worker()) {
+    auto model = tiny_gpt(0, bf16);
+    core::DataParallel dp({model.get()}, o);  // one process
+    auto opt = adamw();
+    dp.setup_optimizer(*opt);
+    std::ofstream out(bf16_grads_ref_file(), std::ios::binary);
+    for (int64_t it = 0; it < kIters; ++it) {
+      const IterResult r = dp_iteration(*model, dp, *opt, it, 0, 1);
+      const double loss = r.loss_sum / kGlobalBatch;
+      out.write(reinterpret_cast<const char*>(&loss), sizeof loss);
+      out.write(reinterpret_cast<const char*>(&r.grad_norm), sizeof r.grad_norm);
+    }
+    for (auto& p : model->params()) {
+      const at::Tensor t = p.data.to(at::kFloat).contiguous();
+      out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
+    }
+    EXPECT_EQ(dp.memory(opt.get()).grad_buffer_bytes, 2 * dp.plan(0).numel);
+    out.close();
+    mp::run_workers(2);
+    return;
+  }
+  auto& rt = init_two_ranks();
+  auto model = tiny_gpt(0, bf16);
+  o.bucket_size = 2000;
+  o.overlap_grad_reduce = true;
+  o.use_distributed_optimizer = true;
+  core::DataParallel dp({model.get()}, o);
+  auto opt = adamw();
+  dp.setup_optimizer(*opt);
+  std::ifstream in(bf16_grads_ref_file(), std::ios::binary);
+  ASSERT_TRUE(in.good());
+  for (int64_t it = 0; it < kIters; ++it) {
+    const IterResult r = dp_iteration(*model, dp, *opt, it, rt.dp_rank(), 2);
+    at::Tensor loss = at::full({1}, r.loss_sum, at::kDouble);
+    rt.group("dp").all_reduce(loss);
+    double ref_loss = 0, ref_norm = 0;
+    in.read(reinterpret_cast<char*>(&ref_loss), sizeof ref_loss);
+    in.read(reinterpret_cast<char*>(&ref_norm), sizeof ref_norm);
+    EXPECT_NEAR(loss.item<double>() / kGlobalBatch, ref_loss, 1e-3 * ref_loss) << "iteration " << it;
+    EXPECT_NEAR(r.grad_norm, ref_norm, 2e-2 * ref_norm) << "iteration " << it;
+  }
+  dp.wait_param_gather();
+  for (const auto& p : model->params()) {
+    at::Tensor ref = at::empty(p.data.sizes(), at::kFloat);
+    in.read(static_cast<char*>(ref.data_ptr()), static_cast<std::streamsize>(ref.nbytes()));
+    // Each rank's gradients are rounded to bf16 before the sum (the one process rounds the sum),
+    // so the fp32 masters differ below a bf16 step and many bf16 parameters by one step (up to
+    // ~70% of a tensor here): bound the size of the differences, not their count.
+    const at::Tensor diff = (p.data.to(at::kFloat) - ref).abs();
+    const double scale = std::max(1.0, ref.abs().max().item<double>());
+    EXPECT_LE(diff.max().item<double>(), 2e-2 * scale) << p.name;
+    EXPECT_LE(diff.mean().item<double>(), 2e-3 * scale) << p.name;
+  }
+  ASSERT_TRUE(in.good());
+  const core::DataParallelMemory m = dp.memory(opt.get());
+  EXPECT_EQ(m.grad_buffer_bytes, 2 * dp.plan(0).numel);
+  EXPECT_NEAR(m.bytes_per_param(), 4.0 + 10.0 / 2, 0.05);
+  if (rt.rank() == 0)
+    std::printf("[dp] bf16 main grads + distributed optimizer + param remainders, d = 2: %.3f bytes/param\n",
+                m.bytes_per_param());
+  rt.shutdown();
+}
+
 // The first and last stage must flag their tied embeddings alike: a mismatch is an error on both
 // ranks at construction instead of a hang in finish_grad_sync.
 TEST(DpMultiprocess, MismatchedSharedEmbeddingsAcrossStagesAreAnError) {

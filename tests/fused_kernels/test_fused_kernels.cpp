@@ -329,6 +329,48 @@ TEST(FusedKernelsGpu, AdamWWritesTheModelCopies) {
   }
 }
 
+// bf16 main gradients (main_grads_dtype = bf16): the kernel reads them as float32 (exactly: bf16
+// widens without rounding), so the update equals the float64 reference fed the same bf16 values,
+// as well as the fp32-gradient kernel fed them widened. Tensor 2 at an odd offset (the kernel's
+// element-wise path), tensor 1 shorter than a vector.
+TEST(FusedKernelsGpu, AdamWReadsBf16Gradients) {
+  SKIP_WITHOUT_GPU();
+  at::manual_seed(18);
+  const std::vector<int64_t> sizes = {16385, 3, 100001};
+  std::vector<at::Tensor> p, g16, m, v, p2, g32, m2, v2, p64, g64, m64, v64;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const int64_t n = sizes[i];
+    auto make = [&](at::ScalarType t) {
+      return i == 2 ? at::randn({n + 1}, cuda(t)).narrow(0, 1, n) : at::randn({n}, cuda(t));
+    };
+    p.push_back(make(at::kFloat));
+    g16.push_back(make(at::kBFloat16));
+    m.push_back(make(at::kFloat).abs_());
+    v.push_back(make(at::kFloat).abs_());
+    p2.push_back(p.back().clone());
+    g32.push_back(g16.back().to(at::kFloat));
+    m2.push_back(m.back().clone());
+    v2.push_back(v.back().clone());
+    for (auto [src, dst] : {std::pair{&p, &p64}, {&m, &m64}, {&v, &v64}}) dst->push_back(src->back().cpu().to(at::kDouble));
+    g64.push_back(g16.back().cpu().to(at::kDouble));
+  }
+  fused::AdamWHyper h;
+  h.lr = 1e-2, h.step = 3, h.grad_scale = 0.5;
+  const std::vector<double> wd = {0.1, 0.0, 0.1};
+  fused::adamw(p, g16, m, v, wd, h);
+  fused::adamw(p2, g32, m2, v2, wd, h);
+  fused::reference::adamw(p64, g64, m64, v64, wd, h);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    SCOPED_TRACE("tensor " + std::to_string(i));
+    EXPECT_TRUE(at::equal(p[i], p2[i]));
+    EXPECT_TRUE(at::equal(m[i], m2[i]));
+    EXPECT_TRUE(at::equal(v[i], v2[i]));
+    EXPECT_CLOSE(p[i], p64[i], 1e-5);
+    EXPECT_CLOSE(m[i], m64[i], 1e-5);
+    EXPECT_CLOSE(v[i], v64[i], 1e-5);
+  }
+}
+
 // Megatron's store_param_remainders on the GPU: the kernel reads each fp32 master from the bf16
 // parameter and its int16 remainder and writes both back. (1) With lr = 0 the update is the
 // identity: the kernel's split of every value (ties, carries, subnormals, infinities) is the

@@ -158,6 +158,38 @@ TEST_F(MixedPrecisionE2E, Bf16ParamRemaindersFollowTheFp32MastersAndResume) {
   }
 }
 
+// Megatron's --main-grads-dtype bf16 (with --use-precision-aware-optimizer): bf16 gradient
+// buffers, 14 bytes per parameter; the losses follow the float32-gradient run up to bf16
+// rounding (two micro-batches per step: the second one accumulates in bf16), and it learns.
+// A wrong value, fp32 parameters or no precision-aware optimizer: an error naming the key.
+TEST_F(MixedPrecisionE2E, Bf16MainGradsFollowFp32MainGrads) {
+  const std::string aware = " --set training.precision=bf16 --set optimizer.use_precision_aware_optimizer=true";
+  std::string out;
+  ASSERT_EQ(train("grads32", aware, &out), 0) << out;
+  ASSERT_EQ(train("grads16", aware + " --set optimizer.main_grads_dtype=bf16", &out), 0) << out;
+  // bf16 parameters + int16 remainders, bf16 main grads, AdamW's two fp32 states: 2 + 2 + 2 + 8.
+  EXPECT_NE(out.find("memory per parameter: 14.00 bytes"), std::string::npos) << out;
+  const auto a = records("grads32"), b = records("grads16");
+  ASSERT_EQ(a.size(), 8u);
+  ASSERT_EQ(b.size(), 8u);
+  for (size_t i = 0; i < 8; ++i) {
+    const double la = a[i]["lm_loss"], lb = b[i]["lm_loss"];
+    EXPECT_LT(std::abs(lb - la), 0.01 * la) << "iteration " << i + 1;
+    EXPECT_LT(std::abs(b[i]["grad_norm"].get<double>() - a[i]["grad_norm"].get<double>()),
+              0.05 * a[i]["grad_norm"].get<double>())
+        << "iteration " << i + 1;
+  }
+  EXPECT_LT(b.back()["lm_loss"].get<double>(), b.front()["lm_loss"].get<double>() - 0.2);
+
+  EXPECT_NE(train("bad", aware + " --set optimizer.main_grads_dtype=fp8", &out), 0);
+  EXPECT_NE(out.find("main_grads_dtype = 'fp8' is not one of fp32, bf16"), std::string::npos) << out;
+  EXPECT_NE(train("fp32params", " --set optimizer.use_precision_aware_optimizer=true"
+                                " --set optimizer.main_grads_dtype=bf16", &out), 0);
+  EXPECT_NE(out.find("main_grads_dtype = 'bf16' needs bf16 parameters, not fp32"), std::string::npos) << out;
+  EXPECT_NE(train("unaware", " --set training.precision=bf16 --set optimizer.main_grads_dtype=bf16", &out), 0);
+  EXPECT_NE(out.find("needs use_precision_aware_optimizer = true"), std::string::npos) << out;
+}
+
 TEST_F(MixedPrecisionE2E, Fp16IsRefusedOnTheCpu) {
   std::string out;
   EXPECT_NE(train("fp16cpu", " --set training.precision=fp16 --set training.device=cpu", &out), 0);

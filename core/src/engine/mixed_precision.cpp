@@ -33,6 +33,20 @@ at::ScalarType param_dtype(Precision p) {
   }
 }
 
+at::ScalarType main_grads_dtype(const Recipe& r, Precision p) {
+  const std::string g = r.get_string("optimizer", "main_grads_dtype");
+  if (g == "fp32") return at::kFloat;
+  MH_CORE_CHECK(g == "bf16", r.where("optimizer", "main_grads_dtype"), ": [optimizer] main_grads_dtype = '", g,
+                "' is not one of fp32, bf16\nHINT: fp32 is Megatron's default; bf16 halves the gradient buffers");
+  MH_CORE_CHECK(p == Precision::BF16, r.where("optimizer", "main_grads_dtype"),
+                ": [optimizer] main_grads_dtype = 'bf16' needs bf16 parameters, not ", precision_name(p),
+                "\nHINT: set [training] precision = \"bf16\", or keep main_grads_dtype = \"fp32\"");
+  MH_CORE_CHECK(r.get_bool("optimizer", "use_precision_aware_optimizer"), r.where("optimizer", "main_grads_dtype"),
+                ": [optimizer] main_grads_dtype = 'bf16' needs use_precision_aware_optimizer = true (as Megatron's "
+                "--main-grads-dtype needs --use-precision-aware-optimizer)\nHINT: add use_precision_aware_optimizer = true");
+  return at::kBFloat16;
+}
+
 const char* precision_name(Precision p) {
   switch (p) {
     case Precision::BF16: return "bf16";

@@ -337,6 +337,7 @@ TrainSummary train_and_keep_groups(const Recipe& r, const PluginRegistry& reg, c
   dpo.store_param_remainders = precision == Precision::BF16 &&
                                r.get_bool("optimizer", "use_precision_aware_optimizer") &&
                                r.get_bool("optimizer", "store_param_remainders");
+  dpo.main_grads_dtype = main_grads_dtype(r, precision);
   if (r.get_bool("optimizer", "use_precision_aware_optimizer") && precision != Precision::BF16 && par.rank == 0)
     spdlog::info("use_precision_aware_optimizer: {} parameters keep {} (param remainders need bf16)",
                  precision_name(precision), precision == Precision::FP32 ? "no separate masters" : "fp32 masters");

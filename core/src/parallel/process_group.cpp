@@ -101,10 +101,18 @@ std::function<void()> launch(F&& enqueue, std::function<void(c10::intrusive_ptr<
 }
 }  // namespace
 
+namespace {
+// Gloo (libtorch 1.13's) reduces no bf16 ("Invalid scalar type"): such a tensor is reduced as a
+// float32 copy, rounded back once at the end (bf16 main gradients on the CPU).
+at::Tensor gloo_reducible(const at::Tensor& t, bool nccl) {
+  return !nccl && t.scalar_type() == at::kBFloat16 ? t.to(at::kFloat) : t;
+}
+}  // namespace
+
 std::unique_ptr<Work> Group::all_reduce(at::Tensor& t, ReduceOp op, bool async) {
   ++seq_;
   if (!backend_) return finish("all_reduce", [] {}, async);
-  at::Tensor buf = contiguous_copy(t);
+  at::Tensor buf = gloo_reducible(contiguous_copy(t), backend_->nccl);
   const bool native_avg = backend_->nccl;
   auto pg = backend_->pg;
   c10d::AllreduceOptions opts;
@@ -173,7 +181,7 @@ std::unique_ptr<Work> Group::reduce_scatter(const at::Tensor& in, at::Tensor& ou
     return finish("reduce_scatter", std::move(complete), async);
   }
   // Gloo: all-reduce a copy of the whole input, keep this member's chunk.
-  at::Tensor buf = in.contiguous().clone();  // [size * n]
+  at::Tensor buf = in.scalar_type() == at::kBFloat16 ? gloo_reducible(in, false) : in.contiguous().clone();  // [size * n]
   c10d::AllreduceOptions opts;
   opts.reduceOp = to_c10d(op, false);
   auto complete = launch(

@@ -12,11 +12,18 @@ bool fused_ok(const Group& g) {
   if (g.params.empty() || !g.write_back.empty() || !sdk::fused::available(g.params.front())) return false;
   const at::ScalarType param_type = g.remainders.empty() ? at::kFloat : at::kBFloat16;
   for (size_t i = 0; i < g.params.size(); ++i)
-    if (g.params[i].scalar_type() != param_type || g.grads[i].scalar_type() != at::kFloat) return false;
+    if (g.params[i].scalar_type() != param_type ||
+        (g.grads[i].scalar_type() != at::kFloat && g.grads[i].scalar_type() != at::kBFloat16))
+      return false;
   return true;
 }
 }  // namespace
 
+// bf16 main gradients (the host's main_grads_dtype = bf16) go to the CUDA kernel as they are: it
+// reads them as float32 in registers. Elsewhere (CPU, fusion off) they are copied to float32.
+bool AdamW::reads_bf16_grads(const at::Tensor& g) const {
+  return g.scalar_type() == at::kBFloat16 && sdk::fused::available(g);
+}
 bool AdamW::folds_grad_scale(const Group& g) const { return fused_ok(g); }
 bool AdamW::writes_model_copies(const Group& g) const { return fused_ok(g); }
 bool AdamW::handles_remainders(const Group& g) const { return fused_ok(g); }

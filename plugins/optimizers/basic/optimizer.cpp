@@ -148,21 +148,23 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
                  "optimizer step: '", s.name, "' has both a remainder and a model copy");
         grp.params.push_back(p);
         grp.remainders.push_back(r);
-        grp.grads.push_back(g.scalar_type() == wt ? g : g.to(wt));
-        if (g.scalar_type() != wt) has_copies = true;
+        const bool keep = g.scalar_type() == wt || reads_bf16_grads(g);
+        grp.grads.push_back(keep ? g : g.to(wt));
+        if (!keep) has_copies = true;
         grp.model_copies.push_back(at::Tensor());
         grp.state.resize(state_names_.size());
         for (size_t k = 0; k < state_names_.size(); ++k) grp.state[k].push_back(s.state[k]);
         continue;
       }
-      if (p.scalar_type() != wt || g.scalar_type() != wt) has_copies = true;
+      const bool keep_grad = g.scalar_type() == wt || (p.scalar_type() == wt && reads_bf16_grads(g));
+      if (p.scalar_type() != wt || !keep_grad) has_copies = true;
       if (p.scalar_type() == wt) {
         grp.params.push_back(p);
       } else {
         grp.params.push_back(p.to(wt));  // half-precision param: update an fp32 copy, then write back
         grp.write_back.push_back(p);
       }
-      grp.grads.push_back(g.scalar_type() == wt ? g : g.to(wt));
+      grp.grads.push_back(keep_grad ? g : g.to(wt));
       at::Tensor copy;
       if (model_copies != nullptr && model_copies[i] != nullptr) {
         copy = to_torch(model_copies[i]);

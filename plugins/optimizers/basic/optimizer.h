@@ -58,6 +58,9 @@ class Optimizer {
   // update() takes a group with remainders as it is (else step() composes fp32 working copies,
   // updates them and splits them back).
   virtual bool handles_remainders(const Group&) const { return false; }
+  // Whether update() takes a bf16 gradient g of a parameter on g's device as it is (the host's
+  // bf16 main gradients), not a float32 copy made each step.
+  virtual bool reads_bf16_grads(const at::Tensor&) const { return false; }
 
  private:
   struct Slot {

@@ -32,6 +32,18 @@ __device__ __forceinline__ void split_fp32(float x, uint32_t& hi16, uint32_t& lo
   hi16 = (u >> 16) + (lo16 >> 15);  // rounded half away from zero; inf has lo16 = 0
 }
 
+// A tensor's gradient as float32: one element, or four from a 16-byte (float32) or 8-byte (bf16)
+// aligned position j.
+__device__ __forceinline__ float load_grad(const AdamWTensor& t, int64_t i) {
+  return t.grad_dtype == kBF16 ? to_f32(static_cast<const __nv_bfloat16*>(t.grad)[i]) : static_cast<const float*>(t.grad)[i];
+}
+__device__ __forceinline__ float4 load_grad4(const AdamWTensor& t, int64_t j) {
+  if (t.grad_dtype != kBF16) return *reinterpret_cast<const float4*>(static_cast<const float*>(t.grad) + j);
+  const uint2 u = *reinterpret_cast<const uint2*>(static_cast<const __nv_bfloat16*>(t.grad) + j);
+  return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xFFFF0000u), __uint_as_float(u.y << 16),
+                     __uint_as_float(u.y & 0xFFFF0000u));
+}
+
 template <bool kRemainders>
 __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int64_t* __restrict__ chunk_start,
                              int64_t count, int64_t total_chunks, float lr, float beta1, float beta2, float eps,
@@ -63,16 +75,18 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
     };
     // 16-byte loads and stores when every array allows them (chunks start at multiples of
     // kAdamWChunk elements, so the tensor's alignment holds for the chunk); the tail one by one.
-    const uintptr_t wide = reinterpret_cast<uintptr_t>(t.grad) | reinterpret_cast<uintptr_t>(t.exp_avg) |
+    const bool grad16 = t.grad_dtype == kBF16;
+    const uintptr_t wide = (grad16 ? 0 : reinterpret_cast<uintptr_t>(t.grad)) | reinterpret_cast<uintptr_t>(t.exp_avg) |
                            reinterpret_cast<uintptr_t>(t.exp_avg_sq) | (kRemainders ? 0 : reinterpret_cast<uintptr_t>(t.param));
-    const uintptr_t narrow = kRemainders ? reinterpret_cast<uintptr_t>(t.param16) | reinterpret_cast<uintptr_t>(t.remainder)
-                                         : reinterpret_cast<uintptr_t>(t.model_copy);
+    const uintptr_t narrow = (kRemainders ? reinterpret_cast<uintptr_t>(t.param16) | reinterpret_cast<uintptr_t>(t.remainder)
+                                          : reinterpret_cast<uintptr_t>(t.model_copy)) |
+                             (grad16 ? reinterpret_cast<uintptr_t>(t.grad) : 0);
     const bool vec = wide % 16 == 0 && narrow % 8 == 0;
     int64_t i = begin + threadIdx.x;
     if (vec) {
       const int64_t vec_end = begin + (end - begin) / 4 * 4;
       for (int64_t j = begin + 4 * threadIdx.x; j < vec_end; j += 4 * blockDim.x) {
-        const float4 g = *reinterpret_cast<const float4*>(t.grad + j);
+        const float4 g = load_grad4(t, j);
         float4 m = *reinterpret_cast<const float4*>(t.exp_avg + j), v = *reinterpret_cast<const float4*>(t.exp_avg_sq + j);
         float4 p;
         uint2 p16, rem;  // four bf16 upper halves, four int16 remainders
@@ -118,14 +132,15 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
     }
     for (; i < end; i += blockDim.x) {
       float m = t.exp_avg[i], v = t.exp_avg_sq[i];
+      const float gi = load_grad(t, i);
       if constexpr (kRemainders) {
-        const float updated = update(t.grad[i], compose_fp32(t.param16[i], static_cast<uint16_t>(t.remainder[i])), m, v);
+        const float updated = update(gi, compose_fp32(t.param16[i], static_cast<uint16_t>(t.remainder[i])), m, v);
         uint32_t h, l;
         split_fp32(updated, h, l);
         t.param16[i] = static_cast<uint16_t>(h);
         t.remainder[i] = static_cast<int16_t>(static_cast<uint16_t>(l));
       } else {
-        const float updated = update(t.grad[i], t.param[i], m, v);
+        const float updated = update(gi, t.param[i], m, v);
         t.param[i] = updated;
         // The model's half-precision parameter, in the same pass (no separate master -> model copy).
         if (t.model_copy != nullptr) store_copy(i, updated);

@@ -111,7 +111,8 @@ int cross_entropy_backward(int dtype, const void* logits, const int64_t* labels,
 // split in registers), none has param or model_copy.
 struct AdamWTensor {
   float* param;  // [numel] float32, or null when param16 / remainder hold it
-  float* grad;
+  const void* grad;    // [numel] of grad_dtype
+  int32_t grad_dtype;  // kF32, or kBF16 (bf16 main gradients: Megatron's --main-grads-dtype bf16)
   float* exp_avg;
   float* exp_avg_sq;
   int64_t numel;

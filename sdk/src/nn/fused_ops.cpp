@@ -533,8 +533,8 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
                (!scale_tensor.defined() || scale_tensor.device() == params[0].device());
   for (size_t i = 0; fused && i < params.size(); ++i) {
     for (const at::Tensor* t : {&grads[i], &exp_avgs[i], &exp_avg_sqs[i]})
-      fused = fused && t->is_cuda() && t->scalar_type() == at::kFloat && t->is_contiguous() &&
-              t->device() == params[0].device();
+      fused = fused && t->is_cuda() && (t->scalar_type() == at::kFloat || (t == &grads[i] && t->scalar_type() == at::kBFloat16)) &&
+              t->is_contiguous() && t->device() == params[0].device();
     fused = fused && params[i].is_cuda() && params[i].is_contiguous() &&
             (with_remainders ? remainders[i].device() == params[0].device() : params[i].scalar_type() == at::kFloat);
   }
@@ -557,7 +557,8 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
       const at::Tensor c = copy_of(i);
       kernels::AdamWTensor& e = table[i];
       e = {};
-      e.grad = grads[i].data_ptr<float>();
+      e.grad = grads[i].data_ptr();  // float32, or bf16 main gradients
+      e.grad_dtype = dtype_code(grads[i]);
       e.exp_avg = exp_avgs[i].data_ptr<float>();
       e.exp_avg_sq = exp_avg_sqs[i].data_ptr<float>();
       e.numel = params[i].numel();

@@ -57,7 +57,8 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
   const double bc2 = 1.0 - std::pow(h.beta2, static_cast<double>(h.step));
   for (size_t i = 0; i < params.size(); ++i) {
     at::Tensor p = params[i], m = exp_avgs[i], v = exp_avg_sqs[i];
-    at::Tensor g = h.grad_scale != 1.0 ? grads[i] * h.grad_scale : grads[i];
+    at::Tensor g = grads[i].scalar_type() == p.scalar_type() ? grads[i] : grads[i].to(p.scalar_type());  // bf16 grads
+    if (h.grad_scale != 1.0) g = g * h.grad_scale;
     if (h.grad_scale_tensor.defined()) g = g * h.grad_scale_tensor.to(g.device()).reshape({});
     if (weight_decays[i] != 0) p.mul_(1.0 - h.lr * weight_decays[i]);  // decoupled decay on p before the step
     m.mul_(h.beta1).add_(g, 1.0 - h.beta1);

@@ -54,6 +54,10 @@ struct DataParallelOptions {
   // plus an int16 remainder (2 bytes per parameter instead of 4), exact; needs an optimizer
   // plugin of ABI >= 1.8 (fp32 masters otherwise). fp16 parameters keep fp32 masters.
   bool store_param_remainders = false;
+  // Megatron's --main-grads-dtype: the gradient buffers' dtype (float32, or the parameters' bf16:
+  // half the bytes written by the weight-gradient products and read by the optimizer; the same
+  // precision as autocast's weight gradients, which are bf16 products cast to float32).
+  at::ScalarType main_grads_dtype = at::kFloat;
   // The optimizer step in pieces, each finished only when the next forward needs its parameters
   // (the models name them through the ABI 1.9 parameter gate): on CUDA every piece is queued at
   // once on a side stream and the forward waits piece by piece, so the update runs under the

@@ -23,6 +23,9 @@ enum class Precision { FP32, BF16, FP16 };
 Precision read_precision(const Recipe& r);
 at::ScalarType param_dtype(Precision p);
 const char* precision_name(Precision p);
+// [optimizer] main_grads_dtype: float32, or bf16 (Megatron's --main-grads-dtype bf16, which also
+// needs --use-precision-aware-optimizer) for bf16 parameters; a clear error otherwise.
+at::ScalarType main_grads_dtype(const Recipe& r, Precision p);
 
 struct GradScalerConfig {
   double constant_scale = 0;  // > 0: fixed scale (Megatron's --loss-scale)
