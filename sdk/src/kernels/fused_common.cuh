@@ -74,6 +74,25 @@ struct alignas(16) Vec {
   T v[kSize];
 };
 
+// A vector's elements as float32. bf16 is float32's upper half, so a pair of bf16 in one 32-bit
+// word widens with a shift and a mask (the cuda_bf16.h conversion is an asm block per element
+// that first moves each bf16 into a 16-bit register of its own).
+template <typename T>
+__device__ __forceinline__ void unpack(const Vec<T>& v, float (&f)[Vec<T>::kSize]) {
+#pragma unroll
+  for (int k = 0; k < Vec<T>::kSize; ++k) f[k] = to_f32(v.v[k]);
+}
+template <>
+__device__ __forceinline__ void unpack<__nv_bfloat16>(const Vec<__nv_bfloat16>& v, float (&f)[8]) {
+  const uint4 u = *reinterpret_cast<const uint4*>(&v);
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xFFFF0000u);
+  }
+}
+
 template <typename T>
 __device__ __forceinline__ Vec<T> load_vec(const T* p) {
   return *reinterpret_cast<const Vec<T>*>(p);

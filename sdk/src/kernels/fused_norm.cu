@@ -310,10 +310,13 @@ __global__ void __launch_bounds__(512)
     float sum_g = 0.0f, sum_gx = 0.0f;
 #pragma unroll
     for (int s = 0; s < S; ++s) {
+      float dyf[V], sumf[V];
+      unpack(cur.dy[s], dyf);
+      unpack(cur.sum[s], sumf);
 #pragma unroll
       for (int k = 0; k < V; ++k) {
-        const float d = in[s] ? to_f32(cur.dy[s].v[k]) : 0.0f;
-        xhat[s][k] = in[s] ? (to_f32(cur.sum[s].v[k]) - mu) * rs : 0.0f;
+        const float d = in[s] ? dyf[k] : 0.0f;
+        xhat[s][k] = in[s] ? (sumf[k] - mu) * rs : 0.0f;
         g[s][k] = d * w[s][k];
         dw[s][k] += d * xhat[s][k];
         db[s][k] += d;
@@ -334,10 +337,12 @@ __global__ void __launch_bounds__(512)
     for (int s = 0; s < S; ++s) {
       if (!in[s]) continue;
       Vec<T> out;
+      float dsumf[V] = {};
+      if (dsum != nullptr) unpack(cur.dsum[s], dsumf);
 #pragma unroll
       for (int k = 0; k < V; ++k) {
         float v = rs * (g[s][k] - mean_g - xhat[s][k] * mean_gx);
-        if (dsum != nullptr) v += to_f32(cur.dsum[s].v[k]);
+        if (dsum != nullptr) v += dsumf[k];
         out.v[k] = from_f32<T>(v);
         if (kXBias) dxb[s][k] += v;
       }
