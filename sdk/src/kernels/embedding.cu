@@ -39,96 +39,107 @@ __device__ __forceinline__ void add_to(G* g, float v) {
   *g = from_f32<G>(to_f32(*g) + v);
 }
 
-// The backward in two passes over segments of kSegment sorted positions, so that a frequent id's
-// run (hundreds of rows: "the", ",", padding) is summed by many blocks. One block per run of equal
-// ids made that run's block the kernel's tail: Nsight Compute measured 454 us for GPT-1.3B's word
-// table (16,384 tokens of English) while the whole table's rows take ~30 us to read.
-// Pass 1, one block per segment: each piece of a run inside the segment is summed in sorted order
-// (rows loaded kRowsInFlight at a time, whatever the run boundaries) and either added to
-// grad[id] (the run lies inside the segment) or stored as the segment's piece 0 (the run began in
-// an earlier segment) or piece 1 (the run begins here and goes on past the segment).
-// Pass 2, one block per segment whose last run goes on past it: that run's pieces summed in
-// segment order and added to grad[id]. A fixed order throughout: deterministic.
-constexpr int kSegment = 32, kRowsInFlight = 8;
+// The backward sums each run of equal ids in pieces of at most kPiece rows, so that a frequent
+// id's run (hundreds of rows: "the", ",", padding) is summed by many blocks: one block per run
+// made that run's block the kernel's tail (Nsight Compute: 454 us for GPT-1.3B's word table of
+// 16,384 English tokens, whose rows take ~30 us to read).
+// Pass 1, one block per sorted position j (most return at once): j heads a piece when a run
+// starts there or when j is a multiple of kPiece inside a run. The piece ends at the run's end or
+// the next multiple of kPiece. A run that fits one piece is added to grad[id] here; the pieces of
+// a longer run are stored: at slot j / kPiece (a piece starting on a multiple) or, for the first
+// piece of a run starting elsewhere, at slot pieces_total + j / kPiece.
+// Pass 2, one block per (multiple of kPiece, column strip): where a longer run starts in that
+// stretch of kPiece positions, its pieces are added in order and the sum goes to grad[id].
+// A fixed order throughout: deterministic.
+constexpr int kPiece = 32, kRowsInFlight = 4;
 
 template <typename T, typename G>
 __global__ void __launch_bounds__(kThreads)
-    mh_embedding_backward_segments_kernel(const T* __restrict__ dy, const int64_t* __restrict__ sorted_ids,
-                                          const int64_t* __restrict__ order, G* __restrict__ grad,
-                                          float* __restrict__ pieces, int64_t n, int64_t b, int64_t s, int64_t h) {
+    mh_embedding_backward_pieces_kernel(const T* __restrict__ dy, const int64_t* __restrict__ sorted_ids,
+                                        const int64_t* __restrict__ order, G* __restrict__ grad,
+                                        float* __restrict__ pieces, int64_t n, int64_t b, int64_t s, int64_t h) {
   constexpr int V = Vec<T>::kSize;
-  const int64_t seg = blockIdx.x, first = seg * kSegment, last = first + kSegment < n ? first + kSegment : n;
-  const bool from_before = first > 0 && sorted_ids[first - 1] == sorted_ids[first];
-  const bool goes_past = last < n && sorted_ids[last] == sorted_ids[last - 1];
+  const int64_t j = blockIdx.x, id = sorted_ids[j];
+  const bool run_start = j == 0 || sorted_ids[j - 1] != id;
+  if (!run_start && j % kPiece != 0) return;
+  const int64_t limit = (j / kPiece + 1) * kPiece < n ? (j / kPiece + 1) * kPiece : n;
+  int64_t end = j + 1;
+  while (end < limit && sorted_ids[end] == id) ++end;
+  const bool whole = run_start && (end == n || sorted_ids[end] != id);
+  const int64_t slots = (n + kPiece - 1) / kPiece;
+  float* piece = pieces + (j % kPiece == 0 ? j / kPiece : slots + j / kPiece) * h;
   auto row = [&](int64_t k) {
     const int64_t token = order[k], bi = token / s, si = token - bi * s;
     return dy + (si * b + bi) * h;
   };
   for (int64_t c = threadIdx.x * V; c < h; c += blockDim.x * V) {
     float acc[V] = {};
-    int64_t piece_first = first;  // the first row of the piece being summed
-    for (int64_t k0 = first; k0 < last; k0 += kRowsInFlight) {
+    int64_t k = j;
+    for (; k + kRowsInFlight <= end; k += kRowsInFlight) {
       Vec<T> v[kRowsInFlight];
 #pragma unroll
-      for (int u = 0; u < kRowsInFlight; ++u)
-        if (k0 + u < last) v[u] = load_vec(row(k0 + u) + c);
+      for (int u = 0; u < kRowsInFlight; ++u) v[u] = load_vec(row(k + u) + c);
 #pragma unroll
-      for (int u = 0; u < kRowsInFlight; ++u) {
-        const int64_t k = k0 + u;
-        if (k >= last) break;
+      for (int u = 0; u < kRowsInFlight; ++u)
 #pragma unroll
         for (int e = 0; e < V; ++e) acc[e] += to_f32(v[u].v[e]);
-        const int64_t id = sorted_ids[k];
-        if (k + 1 < last && sorted_ids[k + 1] == id) continue;  // the piece goes on
-        const bool starts_segment = piece_first == first;
-        if (starts_segment && from_before) {  // piece 0: the rest of a run from an earlier segment
+    }
+    for (; k < end; ++k) {
+      const Vec<T> v = load_vec(row(k) + c);
 #pragma unroll
-          for (int e = 0; e < V; ++e) pieces[(seg * 2) * h + c + e] = acc[e];
-        } else if (k + 1 == last && goes_past) {  // the first piece of a run that goes on
-          const int64_t slot = seg * 2 + (starts_segment ? 0 : 1);
+      for (int e = 0; e < V; ++e) acc[e] += to_f32(v.v[e]);
+    }
+    if (whole) {
 #pragma unroll
-          for (int e = 0; e < V; ++e) pieces[slot * h + c + e] = acc[e];
-        } else {  // the whole run
+      for (int e = 0; e < V; ++e) add_to(grad + id * h + c + e, acc[e]);
+    } else {
 #pragma unroll
-          for (int e = 0; e < V; ++e) add_to(grad + id * h + c + e, acc[e]);
-        }
-#pragma unroll
-        for (int e = 0; e < V; ++e) acc[e] = 0.0f;
-        piece_first = k + 1;
-      }
+      for (int e = 0; e < V; ++e) piece[c + e] = acc[e];
     }
   }
 }
 
 template <typename G>
 __global__ void __launch_bounds__(kThreads)
-    mh_embedding_backward_spans_kernel(const int64_t* __restrict__ sorted_ids, const float* __restrict__ pieces,
-                                       G* __restrict__ grad, int64_t n, int64_t h, int64_t segments) {
-  const int64_t seg = blockIdx.x, first = seg * kSegment, last = first + kSegment < n ? first + kSegment : n;
-  if (last >= n) return;
+    mh_embedding_backward_runs_kernel(const int64_t* __restrict__ sorted_ids, const float* __restrict__ pieces,
+                                      G* __restrict__ grad, int64_t n, int64_t h) {
+  const int64_t slots = (n + kPiece - 1) / kPiece, first = blockIdx.x * kPiece;
+  const int64_t last = first + kPiece < n ? first + kPiece : n;
+  if (last >= n) return;  // a run starting in the last stretch ends there: a whole run
+  // A run longer than its piece starts in [first, last) only as the run of position last - 1
+  // that goes on past `last`.
   const int64_t id = sorted_ids[last - 1];
-  if (sorted_ids[last] != id) return;                     // the segment's last run ends inside it
-  if (first > 0 && sorted_ids[first - 1] == id) return;   // it began earlier: that segment's block sums it
-  const int64_t slot = seg * 2 + (sorted_ids[first] == id ? 0 : 1);
-  int64_t end = seg + 1;  // the run's pieces: `slot`, then piece 0 of segments seg + 1 .. end - 1
-  while (end < segments && sorted_ids[end * kSegment] == id) ++end;
-  for (int64_t c = threadIdx.x; c < h; c += blockDim.x) {
-    float acc = pieces[slot * h + c];
-#pragma unroll 4
-    for (int64_t next = seg + 1; next < end; ++next) acc += pieces[(next * 2) * h + c];
-    add_to(grad + id * h + c, acc);
+  if (sorted_ids[last] != id) return;
+  int64_t start = last - 1;
+  while (start > first && sorted_ids[start - 1] == id) --start;
+  if (start == first && first > 0 && sorted_ids[first - 1] == id) return;  // it began in an earlier stretch
+  const int64_t head = start % kPiece == 0 ? start / kPiece : slots + start / kPiece;
+  // The run's later pieces: slots blockIdx.x + 1 .. stop - 1, the stretches starting inside it
+  // (a prefix of the later ones, as the ids are sorted: found by bisection).
+  int64_t lo = blockIdx.x + 1, stop = slots;
+  while (lo < stop) {
+    const int64_t mid = (lo + stop) / 2;
+    if (sorted_ids[mid * kPiece] == id) lo = mid + 1;
+    else stop = mid;
   }
+  const int64_t c = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (c >= h) return;
+  float acc = pieces[head * h + c];
+#pragma unroll 8
+  for (int64_t p = blockIdx.x + 1; p < stop; ++p) acc += pieces[p * h + c];
+  add_to(grad + id * h + c, acc);
 }
 
 template <typename T, typename G>
 void launch_embedding_backward(const T* dy, const int64_t* sorted_ids, const int64_t* order, G* grad, float* pieces,
                                int64_t n, int64_t b, int64_t s, int64_t h, cudaStream_t stream) {
-  const int64_t segments = (n + kSegment - 1) / kSegment;
-  mh_embedding_backward_segments_kernel<T, G><<<static_cast<unsigned>(segments), kThreads, 0, stream>>>(
+  mh_embedding_backward_pieces_kernel<T, G><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(
       dy, sorted_ids, order, grad, pieces, n, b, s, h);
-  if (segments > 1)
-    mh_embedding_backward_spans_kernel<G><<<static_cast<unsigned>(segments), kThreads, 0, stream>>>(
-        sorted_ids, pieces, grad, n, h, segments);
+  const int64_t slots = (n + kPiece - 1) / kPiece;
+  if (slots > 1) {
+    const dim3 grid(static_cast<unsigned>(slots), static_cast<unsigned>((h + kThreads - 1) / kThreads));
+    mh_embedding_backward_runs_kernel<G><<<grid, kThreads, 0, stream>>>(sorted_ids, pieces, grad, n, h);
+  }
 }
 
 }  // namespace
@@ -146,7 +157,7 @@ int embedding_forward(int dtype, const void* word, const int64_t* ids, const voi
 }
 
 int64_t embedding_backward_scratch_floats(int64_t b, int64_t s, int64_t h) {
-  return (b * s + kSegment - 1) / kSegment * 2 * h;
+  return (b * s + kPiece - 1) / kPiece * 2 * h;
 }
 
 int embedding_backward(int dtype, const void* dy, const int64_t* sorted_ids, const int64_t* order, void* grad,
