@@ -125,14 +125,19 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
   { grep -E "\*\*\*Skipped|Not Run" "$LOG_DIR/ctest.log" | head -n 20; } || true
 fi
 
-if [ "${SKIP_BENCH:-0}" != 1 ]; then
-  stage "benchmark: GPT-345M shape, one GPU"
+# The benchmarks' corpus (GPT-2 BPE ids of the Brown corpus), once per checkout.
+preprocess_corpus() {
   if [ ! -f .data/brown_text_document.idx ]; then
     "$BUILD/bin/megahost" preprocess --input .data/brown.jsonl --output-prefix .data/brown \
       --tokenizer-type GPT2BPETokenizer --vocab-file .data/npm/gpt2/package/encoder.json \
       --merge-file .data/npm/gpt2/package/vocab.bpe --append-eod --workers "$JOBS" >"$LOG_DIR/preprocess.log" 2>&1 ||
       fail "preprocess (see preprocess.log)"
   fi
+}
+
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  stage "benchmark: GPT-345M shape, one GPU"
+  preprocess_corpus
   : >"$LOG_DIR/bench.log"
   # The reference script and megahost in the same call, same GPU, same shapes (issue 5's targets).
   BASELINE_CONFIGS="${BASELINE_CONFIGS:-gpt345m:eager gpt345m:compile gpt1.3b:eager gpt1.3b:compile}"
@@ -195,6 +200,7 @@ echo
 if [ -n "${MULTI_GPU:-}" ]; then
   N="$MULTI_GPU"
   stage "benchmark: GPT-1.3B shape, data parallel over $N GPUs"
+  preprocess_corpus  # also with SKIP_BENCH=1
   : >"$LOG_DIR/bench-dp.log"
   if [ -f .gpu-deps/bench/gpt_baseline.py ] && [ "${MULTI_GPU_BASELINE:-gpt1.3b:eager}" != none ]; then
     # shellcheck disable=SC2086
