@@ -231,6 +231,53 @@ TEST(DpMultiprocess, Dp2DistributedOptimizerBf16BytesPerParam) {
   rt.shutdown();
 }
 
+// bf16 runs: one process (DataParallel of size 1, the runtime not initialised) writes the mean
+// losses, grad norms and final parameters of kIters iterations to `path`...
+void write_bf16_reference(const std::string& path, const core::DataParallelOptions& opts) {
+  auto model = tiny_gpt(0, {kDLBfloat, 16, 1});
+  core::DataParallel dp({model.get()}, opts);
+  auto opt = adamw();
+  dp.setup_optimizer(*opt);
+  std::ofstream out(path, std::ios::binary);
+  for (int64_t it = 0; it < kIters; ++it) {
+    const IterResult r = dp_iteration(*model, dp, *opt, it, 0, 1);
+    const double loss = r.loss_sum / kGlobalBatch;
+    out.write(reinterpret_cast<const char*>(&loss), sizeof loss);
+    out.write(reinterpret_cast<const char*>(&r.grad_norm), sizeof r.grad_norm);
+  }
+  for (auto& p : model->params()) {
+    const at::Tensor t = p.data.to(at::kFloat).contiguous();
+    out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
+  }
+}
+
+// ... and each of 2 ranks runs the same iterations on its half of the batch, checking the losses
+// and grad norms as it goes (relative bounds), then returns the reference parameters.
+std::vector<at::Tensor> run_against_bf16_reference(const std::string& path, core::ParallelRuntime& rt,
+                                                   core::Model& model, core::DataParallel& dp, core::Optimizer& opt,
+                                                   double loss_tol, double norm_tol) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in.good()) << path;
+  for (int64_t it = 0; it < kIters; ++it) {
+    const IterResult r = dp_iteration(model, dp, opt, it, rt.dp_rank(), 2);
+    at::Tensor loss = at::full({1}, r.loss_sum, at::kDouble);
+    rt.group("dp").all_reduce(loss);
+    double ref_loss = 0, ref_norm = 0;
+    in.read(reinterpret_cast<char*>(&ref_loss), sizeof ref_loss);
+    in.read(reinterpret_cast<char*>(&ref_norm), sizeof ref_norm);
+    EXPECT_NEAR(loss.item<double>() / kGlobalBatch, ref_loss, loss_tol * ref_loss) << "iteration " << it;
+    EXPECT_NEAR(r.grad_norm, ref_norm, norm_tol * ref_norm) << "iteration " << it;
+  }
+  dp.wait_param_gather();
+  std::vector<at::Tensor> refs;
+  for (const auto& p : model.params()) {
+    refs.push_back(at::empty(p.data.sizes(), at::kFloat));
+    in.read(static_cast<char*>(refs.back().data_ptr()), static_cast<std::streamsize>(refs.back().nbytes()));
+  }
+  EXPECT_TRUE(in.good());
+  return refs;
+}
+
 // Megatron's store_param_remainders under the distributed optimizer: each rank keeps its shard of
 // the fp32 masters as the bf16 parameters plus int16 remainders. Two ranks against one process
 // with fp32 masters (DataParallel of size 1 in the parent): the same losses and grad norms (bf16
@@ -238,29 +285,13 @@ TEST(DpMultiprocess, Dp2DistributedOptimizerBf16BytesPerParam) {
 std::string bf16_ref_file() { return mp::shared_dir() + "/reference_bf16.bin"; }
 
 TEST(DpMultiprocess, Dp2DistributedOptimizerParamRemaindersEqualOneProcess) {
-  const DLDataType bf16{kDLBfloat, 16, 1};
   if (!mp::is_worker()) {
-    auto model = tiny_gpt(0, bf16);
-    core::DataParallel dp({model.get()}, {});  // the runtime is not initialised here: one process
-    auto opt = adamw();
-    dp.setup_optimizer(*opt);
-    std::ofstream out(bf16_ref_file(), std::ios::binary);
-    for (int64_t it = 0; it < kIters; ++it) {
-      const IterResult r = dp_iteration(*model, dp, *opt, it, 0, 1);
-      const double loss = r.loss_sum / kGlobalBatch;
-      out.write(reinterpret_cast<const char*>(&loss), sizeof loss);
-      out.write(reinterpret_cast<const char*>(&r.grad_norm), sizeof r.grad_norm);
-    }
-    for (auto& p : model->params()) {
-      const at::Tensor t = p.data.to(at::kFloat).contiguous();
-      out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
-    }
-    out.close();
+    write_bf16_reference(bf16_ref_file(), {});  // fp32 masters
     mp::run_workers(2);
     return;
   }
   auto& rt = init_two_ranks();
-  auto model = tiny_gpt(0, bf16);
+  auto model = tiny_gpt(0, {kDLBfloat, 16, 1});
   core::DataParallelOptions o;
   o.bucket_size = 2000;
   o.overlap_grad_reduce = true;
@@ -269,29 +300,15 @@ TEST(DpMultiprocess, Dp2DistributedOptimizerParamRemaindersEqualOneProcess) {
   core::DataParallel dp({model.get()}, o);
   auto opt = adamw();
   dp.setup_optimizer(*opt);
-  std::ifstream in(bf16_ref_file(), std::ios::binary);
-  ASSERT_TRUE(in.good());
-  for (int64_t it = 0; it < kIters; ++it) {
-    const IterResult r = dp_iteration(*model, dp, *opt, it, rt.dp_rank(), 2);
-    at::Tensor loss = at::full({1}, r.loss_sum, at::kDouble);
-    rt.group("dp").all_reduce(loss);
-    double ref_loss = 0, ref_norm = 0;
-    in.read(reinterpret_cast<char*>(&ref_loss), sizeof ref_loss);
-    in.read(reinterpret_cast<char*>(&ref_norm), sizeof ref_norm);
-    EXPECT_NEAR(loss.item<double>() / kGlobalBatch, ref_loss, 1e-3 * ref_loss) << "iteration " << it;
-    EXPECT_NEAR(r.grad_norm, ref_norm, 1e-2 * ref_norm) << "iteration " << it;
-  }
-  dp.wait_param_gather();
-  for (const auto& p : model->params()) {
-    at::Tensor ref = at::empty(p.data.sizes(), at::kFloat);
-    in.read(static_cast<char*>(ref.data_ptr()), static_cast<std::streamsize>(ref.nbytes()));
+  const auto refs = run_against_bf16_reference(bf16_ref_file(), rt, *model, dp, *opt, 1e-3, 1e-2);
+  const auto params = model->params();
+  for (size_t i = 0; i < params.size() && i < refs.size(); ++i) {
     // Most elements bit for bit; a summation order that differs across ranks may move a few by
     // one bf16 step (~4e-3 relative).
-    const at::Tensor diff = (p.data.to(at::kFloat) - ref).abs();
-    EXPECT_LE(diff.max().item<double>(), 1e-2 * std::max(1.0, ref.abs().max().item<double>())) << p.name;
-    EXPECT_LE(diff.gt(0).to(at::kDouble).mean().item<double>(), 0.05) << p.name;
+    const at::Tensor diff = (params[i].data.to(at::kFloat) - refs[i]).abs();
+    EXPECT_LE(diff.max().item<double>(), 1e-2 * std::max(1.0, refs[i].abs().max().item<double>())) << params[i].name;
+    EXPECT_LE(diff.gt(0).to(at::kDouble).mean().item<double>(), 0.05) << params[i].name;
   }
-  ASSERT_TRUE(in.good());
 
   const core::DataParallelMemory m = dp.memory(opt.get());
   const double n = static_cast<double>(m.num_params);
@@ -318,64 +335,33 @@ TEST(DpMultiprocess, Dp2DistributedOptimizerParamRemaindersEqualOneProcess) {
 std::string bf16_grads_ref_file() { return mp::shared_dir() + "/reference_bf16_grads.bin"; }
 
 TEST(DpMultiprocess, Dp2Bf16MainGradsEqualOneProcess) {
-  const DLDataType bf16{kDLBfloat, 16, 1};
   core::DataParallelOptions o;
   o.store_param_remainders = true;
   o.main_grads_dtype = at::kBFloat16;
   if (!mp::is_worker()) {
-    auto model = tiny_gpt(0, bf16);
-    core::DataParallel dp({model.get()}, o);  // one process
-    auto opt = adamw();
-    dp.setup_optimizer(*opt);
-    std::ofstream out(bf16_grads_ref_file(), std::ios::binary);
-    for (int64_t it = 0; it < kIters; ++it) {
-      const IterResult r = dp_iteration(*model, dp, *opt, it, 0, 1);
-      const double loss = r.loss_sum / kGlobalBatch;
-      out.write(reinterpret_cast<const char*>(&loss), sizeof loss);
-      out.write(reinterpret_cast<const char*>(&r.grad_norm), sizeof r.grad_norm);
-    }
-    for (auto& p : model->params()) {
-      const at::Tensor t = p.data.to(at::kFloat).contiguous();
-      out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
-    }
-    EXPECT_EQ(dp.memory(opt.get()).grad_buffer_bytes, 2 * dp.plan(0).numel);
-    out.close();
+    write_bf16_reference(bf16_grads_ref_file(), o);  // the same settings, one process
     mp::run_workers(2);
     return;
   }
   auto& rt = init_two_ranks();
-  auto model = tiny_gpt(0, bf16);
+  auto model = tiny_gpt(0, {kDLBfloat, 16, 1});
   o.bucket_size = 2000;
   o.overlap_grad_reduce = true;
   o.use_distributed_optimizer = true;
   core::DataParallel dp({model.get()}, o);
   auto opt = adamw();
   dp.setup_optimizer(*opt);
-  std::ifstream in(bf16_grads_ref_file(), std::ios::binary);
-  ASSERT_TRUE(in.good());
-  for (int64_t it = 0; it < kIters; ++it) {
-    const IterResult r = dp_iteration(*model, dp, *opt, it, rt.dp_rank(), 2);
-    at::Tensor loss = at::full({1}, r.loss_sum, at::kDouble);
-    rt.group("dp").all_reduce(loss);
-    double ref_loss = 0, ref_norm = 0;
-    in.read(reinterpret_cast<char*>(&ref_loss), sizeof ref_loss);
-    in.read(reinterpret_cast<char*>(&ref_norm), sizeof ref_norm);
-    EXPECT_NEAR(loss.item<double>() / kGlobalBatch, ref_loss, 1e-3 * ref_loss) << "iteration " << it;
-    EXPECT_NEAR(r.grad_norm, ref_norm, 2e-2 * ref_norm) << "iteration " << it;
-  }
-  dp.wait_param_gather();
-  for (const auto& p : model->params()) {
-    at::Tensor ref = at::empty(p.data.sizes(), at::kFloat);
-    in.read(static_cast<char*>(ref.data_ptr()), static_cast<std::streamsize>(ref.nbytes()));
+  const auto refs = run_against_bf16_reference(bf16_grads_ref_file(), rt, *model, dp, *opt, 1e-3, 2e-2);
+  const auto params = model->params();
+  for (size_t i = 0; i < params.size() && i < refs.size(); ++i) {
     // Each rank's gradients are rounded to bf16 before the sum (the one process rounds the sum),
     // so the fp32 masters differ below a bf16 step and many bf16 parameters by one step (up to
     // ~70% of a tensor here): bound the size of the differences, not their count.
-    const at::Tensor diff = (p.data.to(at::kFloat) - ref).abs();
-    const double scale = std::max(1.0, ref.abs().max().item<double>());
-    EXPECT_LE(diff.max().item<double>(), 2e-2 * scale) << p.name;
-    EXPECT_LE(diff.mean().item<double>(), 2e-3 * scale) << p.name;
+    const at::Tensor diff = (params[i].data.to(at::kFloat) - refs[i]).abs();
+    const double scale = std::max(1.0, refs[i].abs().max().item<double>());
+    EXPECT_LE(diff.max().item<double>(), 2e-2 * scale) << params[i].name;
+    EXPECT_LE(diff.mean().item<double>(), 2e-3 * scale) << params[i].name;
   }
-  ASSERT_TRUE(in.good());
   const core::DataParallelMemory m = dp.memory(opt.get());
   EXPECT_EQ(m.grad_buffer_bytes, 2 * dp.plan(0).numel);
   EXPECT_NEAR(m.bytes_per_param(), 4.0 + 10.0 / 2, 0.05);
