@@ -258,11 +258,8 @@ __global__ void __launch_bounds__(kThreadsPerRow)
 // short-scoreboard and dependency stalls first, 4 warps per scheduler): the per-element checks
 // cut the row into small branches, so the exact case compiles without them and each row's two
 // sums take one barrier (block_sum2_one_barrier) instead of two plus a second shuffle tree.
-// kSmall (kExact, one strip, at most 256 threads: GPT-1.3B's h = 2048) is held to 80 registers so
-// that three blocks (24 warps) share an SM instead of two: the kernel waits on its own latency,
-// and without the bounds checks it fits without spilling.
-template <typename T, bool kRms, int S, bool kXBias, bool kExact, bool kSmall = false>
-__global__ void __launch_bounds__(kSmall ? 256 : 512, kSmall ? 3 : 1)
+template <typename T, bool kRms, int S, bool kXBias, bool kExact>
+__global__ void __launch_bounds__(512)
     mh_norm_backward_reg_kernel(const T* __restrict__ dy, const T* __restrict__ dsum, const T* __restrict__ sum,
                                 const T* __restrict__ weight, const float* __restrict__ mean,
                                 const float* __restrict__ rstd, T* __restrict__ dx, float* __restrict__ dweight_partial,
@@ -443,32 +440,19 @@ BackwardRegKernel<T> backward_reg_kernel_s(bool rms, bool x_bias) {
 }
 
 // MEGAHOST_NORM_BACKWARD=checked: the bounds-checked kernel (two barriers per row) for every
-// shape; =two-blocks: the exact kernel without the 80-register bound (two blocks per SM at
-// h = 2048). The A/Bs of docs/performance.md.
-std::string norm_backward_mode() {
-  const char* v = std::getenv("MEGAHOST_NORM_BACKWARD");
-  return v != nullptr ? v : "";
-}
+// shape, the A/B of docs/performance.md.
 bool checked_norm_backward() {
-  static const bool on = norm_backward_mode() == "checked";
-  return on;
-}
-bool two_block_norm_backward() {
-  static const bool on = norm_backward_mode() == "two-blocks";
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_NORM_BACKWARD");
+    return v != nullptr && std::string(v) == "checked";
+  }();
   return on;
 }
 
 // exact: h == strips * threads * V (no column past h).
 template <typename T>
-BackwardRegKernel<T> backward_reg_kernel(bool rms, int64_t strips, bool x_bias, bool exact, int threads) {
+BackwardRegKernel<T> backward_reg_kernel(bool rms, int64_t strips, bool x_bias, bool exact) {
   exact = exact && !checked_norm_backward();
-  if (strips == 1 && exact && threads <= 256 && !two_block_norm_backward()) {
-    if (x_bias)
-      return rms ? mh_norm_backward_reg_kernel<T, true, 1, true, true, true>
-                 : mh_norm_backward_reg_kernel<T, false, 1, true, true, true>;
-    return rms ? mh_norm_backward_reg_kernel<T, true, 1, false, true, true>
-               : mh_norm_backward_reg_kernel<T, false, 1, false, true, true>;
-  }
   if (strips == 1) return exact ? backward_reg_kernel_s<T, 1, true>(rms, x_bias) : backward_reg_kernel_s<T, 1, false>(rms, x_bias);
   if (strips == 2) return exact ? backward_reg_kernel_s<T, 2, true>(rms, x_bias) : backward_reg_kernel_s<T, 2, false>(rms, x_bias);
   if (strips <= 4) return exact && strips == 4 ? backward_reg_kernel_s<T, 4, true>(rms, x_bias)
@@ -493,7 +477,7 @@ template <typename T>
 int64_t resident_blocks(bool rms, int64_t h, bool x_bias) {
   const int threads = vec_threads(h, Vec<T>::kSize);
   const int64_t strips = backward_strips<T>(h, threads);
-  auto* kr = backward_reg_kernel<T>(rms, strips, x_bias, backward_exact<T>(h, threads, strips), threads);
+  auto* kr = backward_reg_kernel<T>(rms, strips, x_bias, backward_exact<T>(h, threads, strips));
   int per_sm = 0, device = 0, sms = 0;
   if (kr == nullptr || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kr, threads, 0) != cudaSuccess ||
       cudaGetDevice(&device) != cudaSuccess ||
@@ -524,7 +508,7 @@ int norm_backward(int dtype, bool rms, const void* dy, const void* dsum, const v
     using T = decltype(tag);
     const int threads = vec_threads(h, Vec<T>::kSize);
     const int64_t strips = backward_strips<T>(h, threads);
-    auto* kr = backward_reg_kernel<T>(rms, strips, x_bias, backward_exact<T>(h, threads, strips), threads);
+    auto* kr = backward_reg_kernel<T>(rms, strips, x_bias, backward_exact<T>(h, threads, strips));
     if (kr != nullptr && vec_ok<T>(h, {dy, dsum, sum, weight, dx})) {
       kr<<<blocks, threads, 0, as_stream(stream)>>>(
           static_cast<const T*>(dy), static_cast<const T*>(dsum), static_cast<const T*>(sum),
