@@ -40,8 +40,8 @@ __device__ __forceinline__ float load_grad(const AdamWTensor& t, int64_t i) {
 __device__ __forceinline__ float4 load_grad4(const AdamWTensor& t, int64_t j) {
   if (t.grad_dtype != kBF16) return *reinterpret_cast<const float4*>(static_cast<const float*>(t.grad) + j);
   const uint2 u = *reinterpret_cast<const uint2*>(static_cast<const __nv_bfloat16*>(t.grad) + j);
-  const float2 a = widen_bf16x2(u.x), b = widen_bf16x2(u.y);
-  return make_float4(a.x, a.y, b.x, b.y);
+  return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xFFFF0000u), __uint_as_float(u.y << 16),
+                     __uint_as_float(u.y & 0xFFFF0000u));
 }
 
 template <bool kRemainders>

@@ -82,18 +82,14 @@ __device__ __forceinline__ void unpack(const Vec<T>& v, float (&f)[Vec<T>::kSize
 #pragma unroll
   for (int k = 0; k < Vec<T>::kSize; ++k) f[k] = to_f32(v.v[k]);
 }
-// Two bf16 packed in a 32-bit word (the first in the low half) as float32.
-__device__ __forceinline__ float2 widen_bf16x2(uint32_t w) {
-  return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xFFFF0000u));
-}
 template <>
 __device__ __forceinline__ void unpack<__nv_bfloat16>(const Vec<__nv_bfloat16>& v, float (&f)[8]) {
   const uint4 u = *reinterpret_cast<const uint4*>(&v);
   const uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const float2 p = widen_bf16x2(w[i]);
-    f[2 * i] = p.x, f[2 * i + 1] = p.y;
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xFFFF0000u);
   }
 }
 
