@@ -165,7 +165,7 @@ DataParallel::DataParallel(std::vector<Model*> chunks, const DataParallelOptions
     MH_CORE_CHECK(opts_.main_grads_dtype == at::kFloat || opts_.main_grads_dtype == dtype, "DataParallel: ",
                   c10::toString(opts_.main_grads_dtype), " main gradients for ", c10::toString(dtype),
                   " parameters\nHINT: main_grads_dtype is fp32, or the parameters' own bf16");
-    c.grad_buffer = at::zeros({c.plan.numel}, at::TensorOptions().dtype(opts_.main_grads_dtype).device(device));  // [N]
+    c.grad_buffer = at::zeros({c.plan.numel}, at::TensorOptions().dtype(opts_.main_grads_dtype).device(device));
     c.buckets.resize(c.plan.buckets.size());
     c.pos_in_bucket.assign(c.params.size(), 0);
     for (size_t b = 0; b < c.buckets.size(); ++b) {
@@ -420,9 +420,10 @@ at::Tensor DataParallel::grad_norm_tensor() {
       const at::Tensor g = c.grad_buffer.narrow(0, lo, hi - lo);
       // CUDA: one fp32-accumulating reduction that reads the buffer once; CPU (tests compare
       // layouts to 1e-5): exact float64 sums.
-      // (bf16 main gradients: the norm accumulated and returned in float32, not rounded to bf16.)
-      sq += device.is_cuda() ? at::linalg_vector_norm(g, 2, at::OptionalIntArrayRef{}, false, at::kFloat).to(at::kDouble).pow(2)
-                             : g.to(at::kDouble).pow(2).sum();
+      // bf16 main gradients: the norm accumulated and returned in float32, not rounded to bf16.
+      sq += device.is_cuda()
+                ? at::linalg_vector_norm(g, 2, at::OptionalIntArrayRef{}, false, at::kFloat).to(at::kDouble).pow(2)
+                : g.to(at::kDouble).pow(2).sum();
     }
   }
   if (opts_.use_distributed_optimizer) comm_->all_reduce_sum("dp-cp", sq, false);

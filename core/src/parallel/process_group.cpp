@@ -99,9 +99,7 @@ std::function<void()> launch(F&& enqueue, std::function<void(c10::intrusive_ptr<
     then(work);
   };
 }
-}  // namespace
 
-namespace {
 // Gloo (libtorch 1.13's) reduces no bf16 ("Invalid scalar type"): such a tensor is reduced as a
 // float32 copy, rounded back once at the end (bf16 main gradients on the CPU).
 at::Tensor gloo_reducible(const at::Tensor& t, bool nccl) {
@@ -181,7 +179,8 @@ std::unique_ptr<Work> Group::reduce_scatter(const at::Tensor& in, at::Tensor& ou
     return finish("reduce_scatter", std::move(complete), async);
   }
   // Gloo: all-reduce a copy of the whole input, keep this member's chunk.
-  at::Tensor buf = in.scalar_type() == at::kBFloat16 ? gloo_reducible(in, false) : in.contiguous().clone();  // [size * n]
+  at::Tensor buf = gloo_reducible(in, false);          // [size * n]
+  if (buf.is_same(in)) buf = in.contiguous().clone();  // never the caller's tensor
   c10d::AllreduceOptions opts;
   opts.reduceOp = to_c10d(op, false);
   auto complete = launch(
