@@ -82,7 +82,51 @@ void check_linear(at::Device device, at::ScalarType dtype, at::ScalarType grad_d
   EXPECT_EQ(main.ready, (std::vector<int>{times, times})) << "grad-ready fires once per parameter per backward";
 }
 
+// fused::lm_head_cross_entropy twice into a bound main gradient, each backward with its own
+// per-row loss gradient (some rows zero: masked tokens), against float64 autograd on the same
+// rounded values: the loss, the weight's main gradient, x's gradient, grad-ready once per backward.
+void check_lm_head(at::Device device, at::ScalarType dtype, int64_t vocab, double bound) {
+  nn::ParamRegistry reg(device, dtype, 77);
+  at::Tensor w = reg.create("output", {vocab, 64}, nn::Init::normal(0.3), -1, 0);
+  MainGrads main(reg, at::kFloat);
+  const auto opts = at::TensorOptions().dtype(dtype).device(device);
+  const int64_t rows = 37;
+  at::Tensor x = at::randn({rows, 64}, opts).requires_grad_(true);
+  const at::Tensor labels = at::randint(0, vocab, {rows}, opts.dtype(at::kLong));
+  at::Tensor w64 = leaf64(w), x64 = leaf64(x);
+  const at::Tensor labels64 = labels.cpu().unsqueeze(1);
+  at::Tensor loss, loss64;
+  for (int t = 0; t < 2; ++t) {
+    const at::Tensor seed = at::rand({rows}, at::kDouble) * (at::rand({rows}, at::kDouble) > 0.2);
+    loss = fused::lm_head_cross_entropy(x, w, labels, /*accumulate_into_grad=*/true);
+    (loss * seed.to(device).to(at::kFloat)).sum().backward();
+    const at::Tensor logits64 = at::linear(x64, w64);
+    loss64 = at::logsumexp(logits64, -1) - logits64.gather(1, labels64).squeeze(1);
+    (loss64 * seed).sum().backward();
+  }
+  EXPECT_EQ(loss.scalar_type(), at::kFloat);
+  EXPECT_CLOSE(loss, loss64, bound);
+  EXPECT_CLOSE(main.added(0), w64.grad(), bound);
+  EXPECT_CLOSE(x.grad(), x64.grad(), bound);
+  EXPECT_EQ(main.ready, (std::vector<int>{2})) << "grad-ready fires once per backward";
+}
+
 }  // namespace
+
+TEST(FusedLinear, LmHeadCrossEntropyOnCpu) { check_lm_head(at::kCPU, at::kFloat, 100, 1e-5); }
+
+// On the GPU the fused path: the logits overwritten with their gradient in the forward, the
+// per-row loss gradient applied to x and to the input gradient in the backward.
+TEST(FusedLinear, CudaLmHeadCrossEntropyMatchesFloat64) {
+  SKIP_WITHOUT_GPU();
+  const at::Device gpu(at::kCUDA, 0);
+  for (int64_t vocab : {int64_t{50304}, int64_t{1000}}) {
+    SCOPED_TRACE(vocab);
+    check_lm_head(gpu, at::kBFloat16, vocab, 1e-2);
+    check_lm_head(gpu, at::kHalf, vocab, 1e-2);
+  }
+  check_lm_head(gpu, at::kFloat, 1000, 1e-5);  // not fusable (float32): linear + cross_entropy
+}
 
 TEST(FusedLinear, AccumulatesIntoTheBoundGradientOnCpu) {
   check_linear(at::kCPU, at::kFloat, at::kFloat, /*accumulate=*/true, 1e-5);

@@ -46,11 +46,14 @@ GptModel::GptModel(const GptConfig& cfg, at::Device device, at::ScalarType param
 }
 
 at::Tensor GptModel::logits_sbv(const at::Tensor& tokens, const at::Tensor& position_ids, bool training) const {
+  return head(hidden_sbh(tokens, position_ids, training));  // [s, b, V]
+}
+
+at::Tensor GptModel::hidden_sbh(const at::Tensor& tokens, const at::Tensor& position_ids, bool training) const {
   MH_CHECK(stage_.first && stage_.last, MH_ERR_INVALID_ARG, "gpt: this instance holds one pipeline stage (layers ",
            stage_.layer_offset, "..", stage_.layer_offset + stage_.num_layers - 1,
            "), not the whole model\nHINT: drive a pipeline stage through the mh.model.pipeline/1 extension");
-  const at::Tensor h = decode(embed(tokens, position_ids, training), tokens.size(1), training);  // [s, b, h]
-  return head(h);                                                                                // [s, b, V]
+  return decode(embed(tokens, position_ids, training), tokens.size(1), training);  // [s, b, h]
 }
 
 at::Tensor GptModel::embed(const at::Tensor& tokens, const at::Tensor& position_ids, bool training) const {
@@ -106,12 +109,14 @@ at::Tensor GptModel::head(const at::Tensor& hidden) const {
 
 at::Tensor GptModel::token_loss(const at::Tensor& tokens, const at::Tensor& labels, const at::Tensor& position_ids,
                                 bool training) const {
-  return loss_from_logits(logits_sbv(tokens, position_ids, training), labels);  // [b, s]
+  return loss_from_hidden(hidden_sbh(tokens, position_ids, training), labels);  // [b, s]
 }
 
-at::Tensor GptModel::loss_from_logits(const at::Tensor& logits, const at::Tensor& labels) const {
-  // [s, b, V/tp], [b, s] -> [b, s]
-  return sdk::nn::vocab_parallel_cross_entropy(logits, labels.t(), cfg_.transformer.parallel.get()).t();
+at::Tensor GptModel::loss_from_hidden(const at::Tensor& hidden, const at::Tensor& labels) const {
+  // [s, b, h], [b, s] -> [b, s]; the output layer's weight gradient as head()'s
+  return sdk::nn::lm_head_cross_entropy(hidden, output_weight_, labels.t(), cfg_.transformer.parallel.get(),
+                                        logits_accumulate(hidden), /*notify_grad_ready=*/!tied_here())
+      .t();
 }
 
 }  // namespace megahost::gpt

@@ -32,6 +32,8 @@ class GptModel {
 
   // tokens [b, s] int64, position_ids [b, s] int64 or undefined (0..s-1) -> logits [s, b, V]
   at::Tensor logits_sbv(const at::Tensor& tokens, const at::Tensor& position_ids, bool training) const;
+  // the same up to the final norm: hidden [s, b, h]
+  at::Tensor hidden_sbh(const at::Tensor& tokens, const at::Tensor& position_ids, bool training) const;
   // Per-token loss [b, s] float32 for labels [b, s] int64.
   at::Tensor token_loss(const at::Tensor& tokens, const at::Tensor& labels, const at::Tensor& position_ids,
                         bool training) const;
@@ -43,8 +45,9 @@ class GptModel {
   at::Tensor decode(const at::Tensor& hidden, int64_t seq_length, bool training) const;
   // last stage: normed hidden [s, b, h] -> logits [s, b, V]
   at::Tensor head(const at::Tensor& hidden) const;
-  // Per-token loss [b, s] float32 from logits [s, b, V] and labels [b, s] int64.
-  at::Tensor loss_from_logits(const at::Tensor& logits, const at::Tensor& labels) const;
+  // last stage: per-token loss [b, s] float32 of head(hidden) at labels [b, s] int64 (on one GPU
+  // without the [s, b, V] logits kept: sdk::nn::lm_head_cross_entropy).
+  at::Tensor loss_from_hidden(const at::Tensor& hidden, const at::Tensor& labels) const;
 
   sdk::nn::ParamRegistry params;
   const GptConfig& config() const { return cfg_; }

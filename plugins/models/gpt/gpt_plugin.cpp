@@ -193,7 +193,7 @@ at::Tensor stage_hidden(const Instance& self, const Batch& b, const at::Tensor& 
 
 at::Tensor stage_loss(const Instance& self, const Batch& b, const at::Tensor& hidden, mh_loss* out) {
   const GptModel& model = *self.model;
-  const auto loss = masked_loss(model, model.loss_from_logits(model.head(hidden), b.labels), b.loss_mask);
+  const auto loss = masked_loss(model, model.loss_from_hidden(hidden, b.labels), b.loss_mask);
   write_loss(out, sdk::parallel::start_loss_readback(loss));
   return loss.objective();  // local_sum / global_num_tokens; all-masked: nothing
 }

@@ -1,6 +1,8 @@
 // megahost SDK — cross entropy straight from (b)f16 logits: float32 math in registers, no float32
 // copy of the [rows, vocab] logits (see fused_kernels.h). One block per row; the forward is one
 // pass with an online max / sum of exponentials.
+#include <cuda_pipeline.h>
+
 #include "fused_common.cuh"
 #include "fused_kernels.h"
 
@@ -114,7 +116,98 @@ __global__ void mh_cross_entropy_backward_vec_kernel(const T* __restrict__ logit
   }
 }
 
+// The loss and its gradient in one pass over logits that die here (the fused output layer): each
+// block stages its row in shared memory (every thread copies, and later reads, only its own
+// vectors), takes the row's max, then its sum of exponentials, then overwrites the row with
+// softmax - one_hot(label), not yet scaled by the loss's gradient. One read and one write of the
+// logits instead of the two kernels' three reads and one write. Shared memory rather than
+// registers: a 50k-entry row is ~12 vectors per thread of 512, too many registers for two
+// blocks per SM, and with one block per SM no load overlaps the row's exponentials.
+constexpr int kRowThreads = 512;
+
+template <typename T>
+__global__ void __launch_bounds__(kRowThreads)
+    mh_cross_entropy_loss_grad_kernel(T* __restrict__ logits, const int64_t* __restrict__ labels,
+                                      float* __restrict__ loss, int64_t v) {
+  constexpr int V = Vec<T>::kSize;
+  extern __shared__ __align__(16) unsigned char staged_bytes[];
+  T* row = reinterpret_cast<T*>(staged_bytes);  // [v]
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  T* x = logits + r * v;
+  const int n_vec = static_cast<int>(v / V);
+  for (int i = threadIdx.x; i < n_vec; i += blockDim.x) __pipeline_memcpy_async(row + i * V, x + i * V, 16);
+  __pipeline_commit();
+  __pipeline_wait_prior(0);
+  float m = -INFINITY;
+  for (int i = threadIdx.x; i < n_vec; i += blockDim.x) {
+    float f[V];
+    unpack(load_vec(row + i * V), f);
+#pragma unroll
+    for (int k = 0; k < V; ++k) m = fmaxf(m, f[k]);
+  }
+  const float row_max = block_max(m, scratch);  // its barriers also make every thread's copy visible
+  const float shift = row_max == -INFINITY ? 0.0f : row_max;
+  float s = 0.0f;
+  for (int i = threadIdx.x; i < n_vec; i += blockDim.x) {
+    float f[V];
+    unpack(load_vec(row + i * V), f);
+#pragma unroll
+    for (int k = 0; k < V; ++k) s += __expf(f[k] - shift);
+  }
+  const float lse = shift + logf(block_sum(s, scratch));
+  const int64_t t = labels[r];
+  for (int i = threadIdx.x; i < n_vec; i += blockDim.x) {
+    float f[V];
+    unpack(load_vec(row + i * V), f);
+    Vec<T> out;
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+      out.v[k] = from_f32<T>(__expf(f[k] - lse) - (static_cast<int64_t>(i) * V + k == t ? 1.0f : 0.0f));
+    store_vec(x + i * V, out);
+  }
+  if (threadIdx.x == 0) loss[r] = lse - ((t >= 0 && t < v) ? to_f32(row[t]) : 0.0f);
+}
+
+// The largest dynamic shared memory a block may opt into on the current device (0: unknown).
+int max_optin_shared_bytes() {
+  int device = 0, bytes = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return bytes;
+}
+
 }  // namespace
+
+bool cross_entropy_loss_grad_fits(int dtype, int64_t v) {
+  if (dtype != kBF16 && dtype != kF16) return false;
+  static const int limit = max_optin_shared_bytes();
+  return v > 0 && v % 8 == 0 && v * 2 <= limit;
+}
+
+int cross_entropy_loss_grad(int dtype, void* logits, const int64_t* labels, float* loss, int64_t rows, int64_t v,
+                            void* stream) {
+  if (!cross_entropy_loss_grad_fits(dtype, v) || reinterpret_cast<uintptr_t>(logits) % 16 != 0)
+    return cudaErrorInvalidValue;
+  return dispatch_dtype(dtype, [&](auto tag) -> cudaError_t {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float>) {
+      return cudaErrorInvalidValue;
+    } else {
+      // Once per dtype: the kernel may take up to the device's opt-in limit (fits() checked the row).
+      static const cudaError_t opted_in = cudaFuncSetAttribute(
+          mh_cross_entropy_loss_grad_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, max_optin_shared_bytes());
+      if (opted_in != cudaSuccess) return opted_in;
+      const size_t bytes = static_cast<size_t>(v) * sizeof(T);
+      mh_cross_entropy_loss_grad_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, bytes, as_stream(stream)>>>(
+          static_cast<T*>(logits), labels, loss, v);
+      return cudaSuccess;
+    }
+  });
+}
 
 int cross_entropy_stats(int dtype, const void* logits, const int64_t* labels, int64_t vocab_start, float* row_max,
                         float* row_sumexp, float* target_logit, int64_t rows, int64_t v, void* stream) {

@@ -349,4 +349,63 @@ int rotary(int dtype, const void* t, int64_t stride_s, int64_t stride_b, int64_t
   });
 }
 
+// ---- rows scaled by a per-row factor ----
+
+namespace {
+
+// Eight consecutive elements as float32, and back: one or two 16-byte accesses per dtype.
+template <typename T>
+__device__ __forceinline__ void load8(const T* p, float (&f)[8]) {
+#pragma unroll
+  for (int h = 0; h < 8; h += Vec<T>::kSize) {
+    float part[Vec<T>::kSize];
+    unpack(load_vec(p + h), part);
+#pragma unroll
+    for (int k = 0; k < Vec<T>::kSize; ++k) f[h + k] = part[k];
+  }
+}
+template <typename T>
+__device__ __forceinline__ void store8(T* p, const float (&f)[8]) {
+#pragma unroll
+  for (int h = 0; h < 8; h += Vec<T>::kSize) {
+    Vec<T> out;
+#pragma unroll
+    for (int k = 0; k < Vec<T>::kSize; ++k) out.v[k] = from_f32<T>(f[h + k]);
+    store_vec(p + h, out);
+  }
+}
+
+// cols % 8 == 0: a group of eight never straddles two rows.
+template <typename TI, typename TO>
+__global__ void mh_scale_rows_kernel(const TI* in, const float* __restrict__ g, TO* out, int64_t groups,
+                                     int64_t cols) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < groups;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t e = i * 8;
+    const float scale = g[e / cols];
+    float f[8];
+    load8(in + e, f);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) f[k] *= scale;
+    store8(out + e, f);
+  }
+}
+
+}  // namespace
+
+int scale_rows(int dtype_in, const void* in, const float* g, int dtype_out, void* out, int64_t rows, int64_t cols,
+               void* stream) {
+  if (cols % 8 != 0 || reinterpret_cast<uintptr_t>(in) % 16 != 0 || reinterpret_cast<uintptr_t>(out) % 16 != 0)
+    return cudaErrorInvalidValue;
+  const int64_t groups = rows * cols / 8;
+  return dispatch_dtype(dtype_in, [&](auto in_tag) {
+    using TI = decltype(in_tag);
+    return static_cast<cudaError_t>(dispatch_dtype(dtype_out, [&](auto out_tag) {
+      using TO = decltype(out_tag);
+      mh_scale_rows_kernel<TI, TO><<<grid_for(groups), kThreads, 0, as_stream(stream)>>>(
+          static_cast<const TI*>(in), g, static_cast<TO*>(out), groups, cols);
+    }));
+  });
+}
+
 }  // namespace megahost::sdk::kernels

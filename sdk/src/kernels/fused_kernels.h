@@ -102,6 +102,16 @@ int cross_entropy_stats(int dtype, const void* logits, const int64_t* labels, in
 // dlogits = (exp(x - lse) - onehot(target)) * grad_loss, in the logits' dtype.
 int cross_entropy_backward(int dtype, const void* logits, const int64_t* labels, int64_t vocab_start, const float* lse,
                            const float* grad_loss, void* dlogits, int64_t rows, int64_t v, void* stream);
+// One device's whole vocabulary in one pass: loss [rows] = lse - x[target], and logits [rows, v]
+// (bf16 / fp16, 16-byte aligned) overwritten with exp(x - lse) - onehot(target), unscaled.
+// cross_entropy_loss_grad_fits: a row fits the device's shared memory (v * 2 bytes, v % 8 == 0).
+bool cross_entropy_loss_grad_fits(int dtype, int64_t v);
+int cross_entropy_loss_grad(int dtype, void* logits, const int64_t* labels, float* loss, int64_t rows, int64_t v,
+                            void* stream);
+// out [rows, cols] = in [rows, cols] * g[row], float32 math and one rounding to out's dtype
+// (dtype_in / dtype_out: any of the codes above; in == out allowed when the dtypes match).
+int scale_rows(int dtype_in, const void* in, const float* g, int dtype_out, void* out, int64_t rows, int64_t cols,
+               void* stream);
 
 // Multi-tensor AdamW on float32 tensors, Megatron / torch.optim.AdamW's order:
 //   g = grad * grad_scale (* grad_scale_on_device[0] when not null); p *= 1 - lr * wd_i; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;

@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "megahost/sdk/nn/fused.h"
+#include "megahost/sdk/nn/linear.h"
 #include "megahost/sdk/parallel/mappings.h"
 
 namespace megahost::sdk::nn {
@@ -71,6 +72,18 @@ at::Tensor vocab_parallel_cross_entropy(const at::Tensor& logits, const at::Tens
     return fused::cross_entropy(logits.reshape({-1, vp}), labels.reshape({-1}), &parallel->tp).view(labels.sizes());
   }
   return VocabParallelCE::apply(logits, labels.contiguous(), &parallel->tp);
+}
+
+at::Tensor lm_head_cross_entropy(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& labels,
+                                 const parallel::ParallelContext* parallel, bool accumulate_into_grad,
+                                 bool notify_grad_ready) {
+  if (parallel != nullptr && parallel->tp.size() > 1)
+    return vocab_parallel_cross_entropy(
+        parallel_lm_logits(hidden, weight, parallel, accumulate_into_grad, notify_grad_ready), labels, parallel);
+  const int64_t h = hidden.size(-1);
+  return fused::lm_head_cross_entropy(hidden.reshape({-1, h}), weight, labels.reshape({-1}), accumulate_into_grad,
+                                      notify_grad_ready)
+      .view(labels.sizes());  // [s, b]
 }
 
 }  // namespace megahost::sdk::nn

@@ -122,13 +122,15 @@ at::Tensor matmul_wt(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
   return residual.defined() ? y.add_(residual) : y;
 }
 
-// dx [M, k] = dy [M, n] w with w [n, k].
-at::Tensor matmul_w(const at::Tensor& dy, const at::Tensor& w) {
+// dx [M, k] = dy [M, n] w with w [n, k]; float32_out: dx in float32 (the GEMM's accumulator, not
+// rounded to dy's dtype first).
+at::Tensor matmul_w(const at::Tensor& dy, const at::Tensor& w, bool float32_out = false) {
 #if defined(MH_SDK_WITH_CUDA)
   if (lt_operands(dy, w)) {
     const c10::cuda::CUDAGuard guard(dy.device());
-    at::Tensor dx = at::empty({dy.size(0), w.size(1)}, dy.options());
+    at::Tensor dx = at::empty({dy.size(0), w.size(1)}, float32_out ? dy.options().dtype(at::kFloat) : dy.options());
     kernels::GemmArgs g = lt_args(dy);
+    g.dtype_d = detail::dtype_code(dx);
     g.m = dy.size(0), g.n = w.size(1), g.k = dy.size(1);
     g.a = dy.data_ptr(), g.lda = g.k;
     g.b = w.data_ptr(), g.ldb = g.n;
@@ -136,7 +138,7 @@ at::Tensor matmul_w(const at::Tensor& dy, const at::Tensor& w) {
     if (run_lt(g, "input gradient")) return dx;
   }
 #endif
-  return at::mm(dy, w);
+  return float32_out ? at::mm(dy, w).to(at::kFloat) : at::mm(dy, w);
 }
 
 // weight.grad() [n, k] += dy^T x in place, dy [M, n] and x [M, k] contiguous. With dbias, also the
@@ -436,6 +438,64 @@ bool linear_split_fusable(const at::Tensor& x, const at::Tensor& weight, const a
   for (int64_t size : sizes) width += size;
   return width * groups == weight.size(0);
 }
+
+// ---- the output layer and its cross entropy in one ----
+
+bool lm_head_fusion_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_FUSED_LM_HEAD");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return on;
+}
+
+bool lm_head_fusable(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& labels) {
+  return lm_head_fusion_enabled() && lt_operands(x, weight) && labels.scalar_type() == at::kLong &&
+         labels.is_contiguous() && labels.device() == x.device() && labels.numel() == x.size(0) &&
+         x.size(1) == weight.size(1) && kernels::cross_entropy_loss_grad_fits(detail::dtype_code(x), weight.size(0));
+}
+
+// t [M, k] with row i times g[i] (float32 [M]), rounded once to dtype.
+at::Tensor scaled_rows(const at::Tensor& t, const at::Tensor& g, at::ScalarType dtype) {
+  at::Tensor out = at::empty(t.sizes(), t.options().dtype(dtype));
+  if (kernels::scale_rows(detail::dtype_code(t), t.data_ptr(), g.data_ptr<float>(), detail::dtype_code(out),
+                          out.data_ptr(), t.size(0), t.size(1), detail::stream_of(t)) == 0)
+    return out;
+  return (t.to(at::kFloat) * g.unsqueeze(1)).to(dtype);  // refused before launching: unaligned rows
+}
+
+// loss [M] = cross entropy of the logits x w^T [M, V] (one device's whole vocabulary) at labels.
+// The forward overwrites the logits with their gradient for a loss gradient of one per row,
+// S = softmax - one_hot (kernels::cross_entropy_loss_grad). The backward gets the real per-row
+// gradient g and applies it to the small operands instead of the [M, V] ones: dW += S^T (g x)
+// and dx = g (S w). The logits are written once and read once (the two-kernel path reads them
+// twice more and writes their gradient anew).
+struct LmHeadCrossEntropyFn : torch::autograd::Function<LmHeadCrossEntropyFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const at::Tensor& labels, bool notify) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    const at::Tensor s = matmul_wt(x, weight, at::Tensor());  // logits [M, V], then S in place
+    at::Tensor loss = at::empty({x.size(0)}, x.options().dtype(at::kFloat));
+    detail::check_launch(kernels::cross_entropy_loss_grad(detail::dtype_code(s), s.data_ptr(),
+                                                          labels.data_ptr<int64_t>(), loss.data_ptr<float>(),
+                                                          s.size(0), s.size(1), detail::stream_of(s)),
+                         "cross_entropy_loss_grad");
+    ctx->save_for_backward({x, weight, s});
+    ctx->saved_data["notify"] = notify;
+    return loss;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &weight = saved[1], &s = saved[2];
+    const c10::cuda::CUDAGuard guard(x.device());
+    const at::Tensor g = grad[0].to(at::kFloat).contiguous();  // [M]
+    at::Tensor dx;
+    if (ctx->needs_input_grad(0)) dx = scaled_rows(matmul_w(s, weight, /*float32_out=*/true), g, x.scalar_type());
+    const at::Tensor dw = weight_grad(weight, s, scaled_rows(x, g, x.scalar_type()), /*accumulate=*/true, nullptr,
+                                      ctx->saved_data["notify"].toBool());
+    return {dx, dw, at::Tensor(), at::Tensor()};
+  }
+};
 #endif
 
 }  // namespace
@@ -495,6 +555,16 @@ at::Tensor gelu_mlp_add(const at::Tensor& x, const at::Tensor& w1, const at::Ten
 #endif
   const at::Tensor b2_used = b2_grad_elsewhere && b2.defined() ? b2.detach() : b2;
   return gelu_mlp(x, w1, b1, w2, b2_used, accumulate_into_grad) + residual;
+}
+
+at::Tensor lm_head_cross_entropy(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& labels,
+                                 bool accumulate_into_grad, bool notify_grad_ready) {
+#if defined(MH_SDK_WITH_CUDA)
+  if (accumulate_into_grad && at::GradMode::is_enabled() && weight.requires_grad() &&
+      lm_head_fusable(x, weight, labels))
+    return LmHeadCrossEntropyFn::apply(x, weight, labels, notify_grad_ready);
+#endif
+  return cross_entropy(linear(x, weight, at::Tensor(), accumulate_into_grad, notify_grad_ready), labels, nullptr);
 }
 
 namespace reference {

@@ -21,4 +21,13 @@ at::Tensor vocab_parallel_cross_entropy(const at::Tensor& logits, const at::Tens
 at::Tensor vocab_parallel_cross_entropy(const at::Tensor& logits, const at::Tensor& labels,
                                         const parallel::ParallelContext* parallel);
 
+// The output layer and its loss: vocab_parallel_cross_entropy(parallel_lm_logits(hidden, weight,
+// ...), labels) for hidden [s, b, h], weight [V/tp, h], labels [s, b] -> loss [s, b] float32. On
+// one device (tp 1) fused::lm_head_cross_entropy: on CUDA the [s, b, V] logits are written once
+// and read once, their gradient takes their place. accumulate_into_grad / notify_grad_ready as
+// parallel_lm_logits.
+at::Tensor lm_head_cross_entropy(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& labels,
+                                 const parallel::ParallelContext* parallel, bool accumulate_into_grad,
+                                 bool notify_grad_ready);
+
 }  // namespace megahost::sdk::nn

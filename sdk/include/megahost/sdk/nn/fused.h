@@ -10,6 +10,7 @@
 //   swiglu         silu(gate) * up of [..., 2f] -> [..., f]
 //   rotary         rotary position embedding from float32 angles, strided input
 //   cross_entropy  per-token loss from (b)f16 logits without a float32 copy of them, vocab-parallel
+//   lm_head_cross_entropy  the output layer + cross entropy, the logits written and read once
 //   adamw          multi-tensor AdamW with the gradient scale (clipping, 1/loss scale) folded in
 //   linear         x W^T + b whose backward adds the weight gradient straight into weight.grad()
 //                  (Megatron's gradient-accumulation fusion; cuBLASLt float32 accumulation on CUDA)
@@ -117,6 +118,15 @@ at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor&
 at::Tensor gelu_mlp_add(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                         const at::Tensor& b2, const at::Tensor& residual, bool accumulate_into_grad,
                         bool b2_grad_elsewhere);
+
+// The output layer and its cross entropy on one device: loss [M] float32 of the logits x w^T
+// [M, V] at labels [M] int64; x [M, h], w [V, h]. On CUDA with bf16 / fp16 and
+// accumulate_into_grad, one kernel turns the logits into the loss and, in their place, their
+// gradient for a loss gradient of one; the backward applies the real per-row gradient to x and to
+// the input gradient instead of the [M, V] tensor (MEGAHOST_FUSED_LM_HEAD=0: off). Elsewhere
+// linear + cross_entropy. accumulate_into_grad / notify_grad_ready as `linear`.
+at::Tensor lm_head_cross_entropy(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& labels,
+                                 bool accumulate_into_grad, bool notify_grad_ready = true);
 
 namespace reference {
 std::pair<at::Tensor, at::Tensor> norm_passthrough(const at::Tensor& x, const at::Tensor& weight,
