@@ -169,23 +169,38 @@ __global__ void __launch_bounds__(kRowThreads)
   if (threadIdx.x == 0) loss[r] = lse - ((t >= 0 && t < v) ? to_f32(row[t]) : 0.0f);
 }
 
-// The largest dynamic shared memory a block may opt into on the current device (0: unknown).
-int max_optin_shared_bytes() {
-  int device = 0, bytes = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
-    cudaGetLastError();
-    return 0;
-  }
-  return bytes;
+// The dynamic shared memory a block of the kernel may take on the current device: the opt-in
+// limit less the kernel's static shared memory (the reduction scratch), opted into once per dtype.
+// 0 when the device or the attribute says no.
+template <typename T>
+int loss_grad_shared_limit() {
+  static const int limit = [] {
+    int device = 0, optin = 0;
+    cudaFuncAttributes attr{};
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess ||
+        cudaFuncGetAttributes(&attr, mh_cross_entropy_loss_grad_kernel<T>) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    const int dynamic = optin - static_cast<int>(attr.sharedSizeBytes);
+    if (dynamic <= 0 || cudaFuncSetAttribute(mh_cross_entropy_loss_grad_kernel<T>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return dynamic;
+  }();
+  return limit;
 }
 
 }  // namespace
 
 bool cross_entropy_loss_grad_fits(int dtype, int64_t v) {
-  if (dtype != kBF16 && dtype != kF16) return false;
-  static const int limit = max_optin_shared_bytes();
-  return v > 0 && v % 8 == 0 && v * 2 <= limit;
+  if (v <= 0 || v % 8 != 0) return false;
+  if (dtype == kBF16) return v * 2 <= loss_grad_shared_limit<__nv_bfloat16>();
+  if (dtype == kF16) return v * 2 <= loss_grad_shared_limit<__half>();
+  return false;
 }
 
 int cross_entropy_loss_grad(int dtype, void* logits, const int64_t* labels, float* loss, int64_t rows, int64_t v,
@@ -197,11 +212,7 @@ int cross_entropy_loss_grad(int dtype, void* logits, const int64_t* labels, floa
     if constexpr (std::is_same_v<T, float>) {
       return cudaErrorInvalidValue;
     } else {
-      // Once per dtype: the kernel may take up to the device's opt-in limit (fits() checked the row).
-      static const cudaError_t opted_in = cudaFuncSetAttribute(
-          mh_cross_entropy_loss_grad_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, max_optin_shared_bytes());
-      if (opted_in != cudaSuccess) return opted_in;
-      const size_t bytes = static_cast<size_t>(v) * sizeof(T);
+      const size_t bytes = static_cast<size_t>(v) * sizeof(T);  // fits() opted the kernel into it
       mh_cross_entropy_loss_grad_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, bytes, as_stream(stream)>>>(
           static_cast<T*>(logits), labels, loss, v);
       return cudaSuccess;
