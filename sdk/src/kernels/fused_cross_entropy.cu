@@ -121,14 +121,12 @@ __global__ void mh_cross_entropy_backward_vec_kernel(const T* __restrict__ logit
 // vectors), takes the row's max, then its sum of exponentials, then overwrites the row with
 // softmax - one_hot(label), not yet scaled by the loss's gradient. One read and one write of the
 // logits instead of the two kernels' three reads and one write. Shared memory rather than
-// registers: a 50k-entry row is ~6 vectors per thread of 1024, too many registers for two
-// blocks per SM, and with one block per SM no load overlaps the row's exponentials. Two blocks
-// of 1024 threads per SM (<= 32 registers): with 512 Nsight Compute measured 48% occupancy and
-// 2.9 TB/s, the loads and the exponentials of too few warps taking turns.
-constexpr int kRowThreads = 1024;
+// registers: a 50k-entry row is ~12 vectors per thread of 512, too many registers for two
+// blocks per SM, and with one block per SM no load overlaps the row's exponentials.
+constexpr int kRowThreads = 512;
 
 template <typename T>
-__global__ void __launch_bounds__(kRowThreads, 2)
+__global__ void __launch_bounds__(kRowThreads)
     mh_cross_entropy_loss_grad_kernel(T* __restrict__ logits, const int64_t* __restrict__ labels,
                                       float* __restrict__ loss, int64_t v) {
   constexpr int V = Vec<T>::kSize;
