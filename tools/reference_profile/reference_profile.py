@@ -59,7 +59,11 @@ def main():
             step()
         torch.cuda.synchronize()
 
-    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    # GPU-side user annotations ("## Call CompiledFxGraph ... ##", "Optimizer.step#...") span
+    # many kernels: not kernels themselves.
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
+               and not getattr(e, "is_user_annotation", False)
+               and not e.name.startswith("## ") and "#" not in e.name.split("(")[0]]
     by_name = collections.defaultdict(lambda: [0.0, 0])
     by_group = collections.defaultdict(float)
     spans = []
