@@ -122,8 +122,8 @@ at::Tensor matmul_wt(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
   return residual.defined() ? y.add_(residual) : y;
 }
 
-// dx [M, k] = dy [M, n] w with w [n, k]; float32_out: dx in float32 (the GEMM's accumulator, not
-// rounded to dy's dtype first).
+// dx [M, k] = dy [M, n] w with w [n, k]; float32_out: dx in float32 (through cuBLASLt the GEMM's
+// accumulator, not rounded to dy's dtype first; the at::mm fallback rounds, then widens).
 at::Tensor matmul_w(const at::Tensor& dy, const at::Tensor& w, bool float32_out = false) {
 #if defined(MH_SDK_WITH_CUDA)
   if (lt_operands(dy, w)) {
