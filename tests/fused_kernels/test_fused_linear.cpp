@@ -35,7 +35,8 @@ struct MainGrads {
   std::vector<mh_param_binding> bindings;
   std::vector<int> ready;
 
-  MainGrads(nn::ParamRegistry& reg, at::ScalarType grad_dtype) {
+  // with_ready = false: bound as the host binds them without overlapped reductions (no callback).
+  MainGrads(nn::ParamRegistry& reg, at::ScalarType grad_dtype, bool with_ready = true) {
     flat = at::empty({reg.numel()}, at::TensorOptions().dtype(grad_dtype).device(reg.device()));
     int64_t off = 0;
     for (const auto& p : reg.params()) {
@@ -45,7 +46,7 @@ struct MainGrads {
       off += p.data.numel();
     }
     ready.assign(reg.params().size(), 0);
-    reg.bind(bindings.data(), bindings.size(), &MainGrads::on_ready, this);
+    reg.bind(bindings.data(), bindings.size(), with_ready ? &MainGrads::on_ready : nullptr, with_ready ? this : nullptr);
     flat.fill_(0.5);  // bind copied the registry's zero gradients in
   }
   static void on_ready(void* ctx, size_t i) { static_cast<MainGrads*>(ctx)->ready.at(i)++; }
@@ -435,7 +436,9 @@ TEST(FusedLinear, CudaEmbeddingLongRunsMatchFloat64) {
 // GPU block's gradients are bound to a float32 main-gradient buffer as the host binds them: the
 // fused backwards add weights, norm parameters and biases straight into it, and every
 // parameter's grad-ready must fire exactly once.
-static void check_block_against_cpu(at::ScalarType dtype, bool main_grads, bool deferred = false) {
+// held: the main gradients bound without a grad-ready callback and the backward inside a
+// fused::DeferredColumnSums, so the norms' and biases' column sums wait for its flush().
+static void check_block_against_cpu(at::ScalarType dtype, bool main_grads, bool deferred = false, bool held = false) {
   nn::TransformerConfig cfg;
   cfg.num_layers = 2;
   cfg.hidden_size = 64;
@@ -458,14 +461,29 @@ static void check_block_against_cpu(at::ScalarType dtype, bool main_grads, bool 
     }
   }
   std::unique_ptr<MainGrads> main;
-  if (main_grads) main = std::make_unique<MainGrads>(gpu_reg, at::kFloat);
+  if (main_grads) main = std::make_unique<MainGrads>(gpu_reg, at::kFloat, /*with_ready=*/!held);
   if (deferred) gpu_reg.zero_grad_deferred();  // the main gradients' 0.5 counts as zero now
   const at::Tensor x = at::randn({16, 3, 64}, at::kFloat);  // [s, b, h]
   const at::Tensor seed = at::randn({16, 3, 64}, at::kFloat);
   const at::Tensor y_cpu = cpu_block.forward(x, at::Tensor(), /*training=*/true);
   (y_cpu * seed).sum().backward();
   const at::Tensor y_gpu = gpu_block.forward(x.to(gpu_reg.device(), dtype), at::Tensor(), /*training=*/true);
-  (y_gpu * seed.to(y_gpu.options())).sum().backward();
+  {
+    fused::DeferredColumnSums column_sums;
+    (y_gpu * seed.to(y_gpu.options())).sum().backward();
+    if (held) {
+      // Every norm weight's gradient is still the starting 0.5 until the flush.
+      int waiting = 0, norms = 0;
+      for (size_t i = 0; i < gpu_reg.params().size(); ++i) {
+        if (gpu_reg.params()[i].name.find("layernorm.weight") == std::string::npos) continue;
+        ++norms;
+        waiting += at::all(main->per_param[i] == 0.5).item<bool>() ? 1 : 0;
+      }
+      EXPECT_GT(norms, 0);
+      EXPECT_EQ(waiting, norms) << "the norms' column sums ran before flush()";
+      column_sums.flush();
+    }
+  }
   if (deferred) gpu_reg.finish_deferred_zero();
   const double bound = dtype == at::kFloat ? 1e-4 : 3e-2;
   EXPECT_CLOSE(y_gpu, y_cpu, bound);
@@ -475,7 +493,7 @@ static void check_block_against_cpu(at::ScalarType dtype, bool main_grads, bool 
                                   : main ? main->added(i) : gpu_reg.params()[i].data.grad();
     EXPECT_CLOSE(g, cpu_reg.params()[i].data.grad(), bound);
   }
-  if (main) EXPECT_EQ(main->ready, std::vector<int>(gpu_reg.params().size(), 1)) << "grad-ready once per parameter";
+  if (main && !held) EXPECT_EQ(main->ready, std::vector<int>(gpu_reg.params().size(), 1)) << "grad-ready once per parameter";
 }
 
 TEST(FusedLinear, CudaTransformerBlockMatchesTheCpuBlock) {
@@ -506,6 +524,18 @@ TEST(FusedLinear, CudaTransformerBlockWithTheResidualInTheProducts) {
     check_block_against_cpu(dtype, /*main_grads=*/true, /*deferred=*/true);
   }
   unsetenv("MEGAHOST_RESIDUAL_IN_GEMM");
+}
+
+// Main gradients without a grad-ready callback (the host without overlapped reductions): the
+// column sums that finish the norms' and biases' gradients wait for DeferredColumnSums::flush()
+// and then give what the CPU block gives; also after zero_grad_deferred (the held sums store).
+TEST(FusedLinear, CudaTransformerBlockWithHeldColumnSums) {
+  SKIP_WITHOUT_GPU();
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    check_block_against_cpu(dtype, /*main_grads=*/true, /*deferred=*/false, /*held=*/true);
+    check_block_against_cpu(dtype, /*main_grads=*/true, /*deferred=*/true, /*held=*/true);
+  }
 }
 
 // The same after zero_grad_deferred: the weight-gradient GEMMs store (beta = 0), the column sums

@@ -114,7 +114,9 @@ mh_error* MH_ABI gpt_forward_backward(mh_model* m, const mh_named_tensor* batch,
     // local_sum / global_num_tokens (all-masked: nothing instead of 0/0); the host's sum over cp
     // makes it the whole sequence's mean.
     const auto readback = sdk::parallel::start_loss_readback(loss);  // queued before backward: no stall
+    sdk::fused::DeferredColumnSums column_sums;  // the norms' and biases' last sums: one launch per shape
     (loss.objective() * grad_scale).backward();
+    column_sums.flush();
     self->model->params.finish_deferred_zero();  // a gradient this backward did not write is zero
     write_loss(out, readback);
     return nullptr;

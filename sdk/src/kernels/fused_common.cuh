@@ -105,16 +105,27 @@ __device__ __forceinline__ void store_vec(T* p, const Vec<T>& x) {
 // Two sums over the block with one barrier: each warp's sums go to scratch[parity] and every
 // thread adds the warps' values itself (in warp order: the same result in every thread). A caller
 // reducing once per loop step flips `parity` each step, so a fast warp writing the next step's
-// sums never overwrites values another warp is still reading. scratch: >= 2 * 64 floats.
+// sums never overwrites values another warp is still reading. scratch: >= 2 * 64 floats, 16-byte
+// aligned.
 __device__ __forceinline__ float2 block_sum2_one_barrier(float a, float b, float* scratch, int parity) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
   a = warp_sum(a);
   b = warp_sum(b);
-  float* slot = scratch + parity * 64;
-  if (lane == 0) slot[warp] = a, slot[32 + warp] = b;
+  // Each warp's (a, b) pair side by side, so a thread reads two warps' pairs per 16-byte load
+  // (the norm backward is issue-bound: 8 warps took 16 scalar shared loads per row before).
+  float2* slot = reinterpret_cast<float2*>(scratch + parity * 64);
+  if (lane == 0) slot[warp] = make_float2(a, b);
   __syncthreads();
+  const float4* two = reinterpret_cast<const float4*>(slot);
   float ta = 0.0f, tb = 0.0f;
-  for (int w = 0; w < warps; ++w) ta += slot[w], tb += slot[32 + w];
+  int w = 0;
+#pragma unroll 4
+  for (; w + 1 < warps; w += 2) {
+    const float4 p = two[w / 2];
+    ta += p.x, tb += p.y;
+    ta += p.z, tb += p.w;
+  }
+  if (w < warps) ta += slot[w].x, tb += slot[w].y;
   return make_float2(ta, tb);
 }
 

@@ -54,7 +54,7 @@ struct ColumnSumJob {
   int out_dtype = kF32;
   int accumulate = 0;
 };
-constexpr int kMaxColumnSumJobs = 4;
+constexpr int kMaxColumnSumJobs = 64;  // the job table is a kernel parameter: 64 x 24 bytes
 int column_sums(const ColumnSumJob* jobs, int n_jobs, int64_t rows, int64_t n, void* stream);
 
 // The gradient of a linear layer's output y [rows, groups * width] that was viewed as

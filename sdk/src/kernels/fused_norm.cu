@@ -266,7 +266,7 @@ __global__ void __launch_bounds__(512)
                                 float* __restrict__ dbias_partial, float* __restrict__ dxbias_partial, int64_t rows,
                                 int64_t h) {
   constexpr int V = Vec<T>::kSize;
-  __shared__ float scratch[2 * 64];
+  __shared__ __align__(16) float scratch[2 * 64];
   int64_t col[S];
   bool in[S];
   float w[S][V], dw[S][V], db[S][V], dxb[S][V];
@@ -300,6 +300,9 @@ __global__ void __launch_bounds__(512)
   };
   RowIn cur;
   if (blockIdx.x < rows) load_row(blockIdx.x, cur);
+  // The row means as products: one division per thread, not two per row (the same bits when h
+  // is a power of two; within an ulp otherwise).
+  const float inv_h = 1.0f / static_cast<float>(h);
   int parity = 0;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     // The next row's loads go out now and land while this row reduces.
@@ -332,7 +335,7 @@ __global__ void __launch_bounds__(512)
     } else {
       sums = kRms ? make_float2(0.0f, block_sum(sum_gx, scratch)) : block_sum2(sum_g, sum_gx, scratch);
     }
-    const float mean_g = kRms ? 0.0f : sums.x / static_cast<float>(h), mean_gx = sums.y / static_cast<float>(h);
+    const float mean_g = kRms ? 0.0f : sums.x * inv_h, mean_gx = sums.y * inv_h;
 #pragma unroll
     for (int s = 0; s < S; ++s) {
       if (!in[s]) continue;

@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/fused.h"
@@ -63,6 +65,76 @@ bool grad_takes_sums(const at::Tensor& param, int64_t n) {
 }
 }  // namespace
 
+// ---- column sums held back until the end of a backward (DeferredColumnSums) ----
+
+namespace {
+
+bool defer_column_sums_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_DEFER_COLUMN_SUMS");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
+struct HeldSum {
+  at::Tensor partial;  // [rows, n] float32: alive until its sums are taken
+  at::Tensor param;    // whose gradient receives them
+  kernels::ColumnSumJob job;
+  void* stream = nullptr;  // where the partial rows were written
+};
+
+struct Deferral {
+  std::mutex mutex;
+  bool active = false;
+  std::vector<HeldSum> held;
+};
+Deferral& deferral() {
+  static Deferral d;
+  return d;
+}
+
+// One launch per (stream, rows, n) for up to kMaxColumnSumJobs sums, then the grad-ready calls.
+// Every held sum targets a different gradient (hold() flushes before a second one), so the
+// launches may run in any order.
+void launch_held(std::vector<HeldSum>& held) {
+  std::vector<bool> done(held.size(), false);
+  for (size_t first = 0; first < held.size(); ++first) {
+    if (done[first]) continue;
+    const HeldSum& a = held[first];
+    kernels::ColumnSumJob launch[kernels::kMaxColumnSumJobs];
+    int count = 0;
+    for (size_t i = first; i < held.size() && count < kernels::kMaxColumnSumJobs; ++i) {
+      const HeldSum& b = held[i];
+      if (done[i] || b.stream != a.stream || b.partial.sizes() != a.partial.sizes()) continue;
+      launch[count++] = b.job;
+      done[i] = true;
+    }
+    const c10::cuda::CUDAGuard guard(a.partial.device());
+    check_launch(kernels::column_sums(launch, count, a.partial.size(0), a.partial.size(1), a.stream), "column_sums");
+  }
+  for (const HeldSum& h : held) nn::notify_grad_accumulated(h.param);
+  held.clear();
+}
+
+// Holds job back when a DeferredColumnSums is alive and no grad-ready callback waits for the
+// gradient; false: the caller launches it now.
+bool hold(const at::Tensor& partial, const at::Tensor& param, const kernels::ColumnSumJob& job) {
+  if (!defer_column_sums_enabled() || nn::has_grad_ready(param)) return false;
+  Deferral& d = deferral();
+  const std::lock_guard<std::mutex> lock(d.mutex);
+  if (!d.active) return false;
+  for (const HeldSum& h : d.held)
+    if (h.job.out == job.out) {  // a second sum into the same gradient: the first goes out first
+      launch_held(d.held);
+      break;
+    }
+  d.held.push_back({partial, param, job, stream_of(partial)});
+  return true;
+}
+
+}  // namespace
+
 std::vector<at::Tensor> grads_from_partial_sums(const std::vector<PartialSums>& jobs) {
   std::vector<at::Tensor> out(jobs.size());
   kernels::ColumnSumJob launch[kernels::kMaxColumnSumJobs];
@@ -78,18 +150,21 @@ std::vector<at::Tensor> grads_from_partial_sums(const std::vector<PartialSums>& 
     MH_CHECK(part.scalar_type() == at::kFloat && part.dim() == 2 && part.is_contiguous() &&
                  (rows < 0 || (part.size(0) == rows && part.size(1) == n)),
              MH_ERR_INTERNAL, "grads_from_partial_sums: partial sums of shape ", part.sizes());
-    rows = part.size(0), n = part.size(1), any = part;
-    kernels::ColumnSumJob& j = launch[count++];
+    rows = part.size(0), n = part.size(1);
+    kernels::ColumnSumJob j;
     j.partial = part.data_ptr<float>();
     if (grad_takes_sums(jobs[i].param, n)) {
       at::Tensor g = jobs[i].param.grad();
       // A gradient that counts as zero (zero_grad_deferred) is assigned, not added to.
       j.out = g.data_ptr(), j.out_dtype = dtype_code(g), j.accumulate = nn::take_deferred_zero(jobs[i].param) ? 0 : 1;
+      if (hold(part, jobs[i].param, j)) continue;
       notify.push_back(&jobs[i].param);
     } else {
       out[i] = at::empty({n}, part.options().dtype(jobs[i].param.scalar_type()));
       j.out = out[i].data_ptr(), j.out_dtype = dtype_code(out[i]), j.accumulate = 0;
     }
+    launch[count++] = j;
+    any = part;
   }
   if (count == 0) return out;
   const c10::cuda::CUDAGuard guard(any.device());
@@ -424,6 +499,41 @@ struct EmbeddingFn : torch::autograd::Function<EmbeddingFn> {
 
 }  // namespace
 #endif  // MH_SDK_WITH_CUDA
+
+DeferredColumnSums::DeferredColumnSums() {
+#if defined(MH_SDK_WITH_CUDA)
+  if (!detail::defer_column_sums_enabled()) return;
+  detail::Deferral& d = detail::deferral();
+  const std::lock_guard<std::mutex> lock(d.mutex);
+  if (d.active) return;  // nested: the outer one holds and flushes
+  d.active = owner_ = true;
+#endif
+}
+
+DeferredColumnSums::~DeferredColumnSums() {
+#if defined(MH_SDK_WITH_CUDA)
+  if (!owner_) return;
+  detail::Deferral& d = detail::deferral();
+  const std::lock_guard<std::mutex> lock(d.mutex);
+  // Not flushed (the backward threw), or held from a second thread's backward while this one was
+  // alive: their partial rows are written on their streams, so the sums may run now.
+  try {
+    detail::launch_held(d.held);
+  } catch (...) {
+    d.held.clear();
+  }
+  d.active = false;
+#endif
+}
+
+void DeferredColumnSums::flush() {
+#if defined(MH_SDK_WITH_CUDA)
+  if (!owner_) return;
+  detail::Deferral& d = detail::deferral();
+  const std::lock_guard<std::mutex> lock(d.mutex);
+  detail::launch_held(d.held);
+#endif
+}
 
 at::Tensor embedding_sbh(const at::Tensor& word, const at::Tensor& ids, const at::Tensor& pos,
                          const at::Tensor& pos_ids, bool word_other_use) {

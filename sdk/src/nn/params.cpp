@@ -300,6 +300,11 @@ void notify_grad_accumulated(const at::Tensor& weight) {
   target.fn(target.ctx, target.index);
 }
 
+bool has_grad_ready(const at::Tensor& weight) {
+  const std::lock_guard<std::mutex> lock(targets_mutex);
+  return grad_ready_targets().count(weight.unsafeGetTensorImpl()) != 0;
+}
+
 void ParamRegistry::set_gate(mh_param_gate_fn fn, void* ctx) {
   gate_fn_ = fn;
   gate_ctx_ = ctx;

@@ -197,6 +197,7 @@ struct PipelineTable {
                ": pipeline backward of a non-first stage needs out_input_grad");
       if (out_input_grad != nullptr) *out_input_grad = nullptr;
       at::AutoGradMode grad_on(true);
+      fused::DeferredColumnSums column_sums;  // the norms' and biases' last sums: one launch per shape
       if (stage.last) {
         (mb->loss * grad_scale).backward();
       } else {
@@ -208,6 +209,7 @@ struct PipelineTable {
                  "\nHINT: the host must send the shape stage_io reports");
         mb->output.backward(grad);
       }
+      column_sums.flush();
       s->model->params.finish_deferred_zero();  // a gradient this backward did not write is zero
       if (!stage.first) {
         const at::Tensor g = mb->input.grad().defined() ? mb->input.grad() : at::zeros_like(mb->input);

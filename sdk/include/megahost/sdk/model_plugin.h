@@ -34,6 +34,7 @@
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/host.h"
 #include "megahost/sdk/nn/attention.h"
+#include "megahost/sdk/nn/fused.h"
 #include "megahost/sdk/nn/params.h"
 #include "megahost/sdk/parallel/loss.h"
 #include "megahost/sdk/plugin.h"
@@ -120,7 +121,9 @@ struct ModelTable {
       nn::ParamRegistry::ForwardScope gate(s->model->params);  // names parameters before use (ABI 1.9)
       const at::Tensor loss = Plugin::loss(*s, b, out != nullptr ? &report : nullptr);
       gate.end();
+      fused::DeferredColumnSums column_sums;  // the norms' and biases' last sums: one launch per shape
       (loss * grad_scale).backward();
+      column_sums.flush();
       s->model->params.finish_deferred_zero();  // a gradient this backward did not write is zero
       if (out != nullptr) std::tie(out->loss_sum, out->num_tokens) = report.read();  // backward is queued
       return nullptr;

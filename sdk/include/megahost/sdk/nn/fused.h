@@ -59,6 +59,26 @@ at::Tensor rotary(const at::Tensor& t, const at::Tensor& angles);
 // tp null: one device.
 at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& labels, const parallel::DistGroup* tp);
 
+// The fused norms' and linears' weight and bias gradients end in a column sum of per-block partial
+// rows. While a DeferredColumnSums is alive, the sums whose target is a parameter's own gradient
+// (and no grad-ready callback watches it: an overlapped reduction needs it on time) are held back
+// and flush() runs them all, one launch per shape, instead of one launch per layer in the
+// backward. Create one before a backward and flush() right after it (the destructor runs what is
+// left: a backward that threw). One holds back per process at a time; a second one alive at once
+// holds nothing itself, and its sums wait at most until the first one flushes. No-op without
+// CUDA; MEGAHOST_DEFER_COLUMN_SUMS=0 turns it off.
+class DeferredColumnSums {
+ public:
+  DeferredColumnSums();
+  ~DeferredColumnSums();
+  DeferredColumnSums(const DeferredColumnSums&) = delete;
+  DeferredColumnSums& operator=(const DeferredColumnSums&) = delete;
+  void flush();
+
+ private:
+  bool owner_ = false;
+};
+
 struct AdamWHyper {
   double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   int64_t step = 1;         // 1-based, for the bias corrections

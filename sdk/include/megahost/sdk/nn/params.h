@@ -177,4 +177,8 @@ bool take_deferred_zero(const at::Tensor& param);
 // grad_ready is bound.
 void notify_grad_accumulated(const at::Tensor& weight);
 
+// True when a grad_ready callback watches this parameter (bind() with grad_ready): its gradient
+// must be complete when the layer's backward returns, so nothing may hold it back.
+bool has_grad_ready(const at::Tensor& weight);
+
 }  // namespace megahost::sdk::nn
