@@ -30,18 +30,17 @@ bool built_with_cuda() {
 }
 
 namespace {
+// A switch that is on unless the environment variable says 0.
+bool on_unless_zero(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
 bool fusion_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("MEGAHOST_FUSED");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool on = on_unless_zero("MEGAHOST_FUSED");
   return on;
 }
 [[maybe_unused]] bool embedding_fusion_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("MEGAHOST_FUSED_EMBEDDING");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool on = on_unless_zero("MEGAHOST_FUSED_EMBEDDING");
   return on;
 }
 }  // namespace
@@ -70,10 +69,7 @@ bool grad_takes_sums(const at::Tensor& param, int64_t n) {
 namespace {
 
 bool defer_column_sums_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("MEGAHOST_DEFER_COLUMN_SUMS");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool on = on_unless_zero("MEGAHOST_DEFER_COLUMN_SUMS");
   return on;
 }
 
