@@ -75,7 +75,6 @@ bool defer_column_sums_enabled() {
 
 struct HeldSum {
   at::Tensor partial;  // [rows, n] float32: alive until its sums are taken
-  at::Tensor param;    // whose gradient receives them
   kernels::ColumnSumJob job;
   void* stream = nullptr;  // where the partial rows were written
 };
@@ -90,9 +89,9 @@ Deferral& deferral() {
   return d;
 }
 
-// One launch per (stream, rows, n) for up to kMaxColumnSumJobs sums, then the grad-ready calls.
-// Every held sum targets a different gradient (hold() flushes before a second one), so the
-// launches may run in any order.
+// One launch per (stream, rows, n) for up to kMaxColumnSumJobs sums. Every held sum targets a
+// different gradient (hold() flushes before a second one), so the launches may run in any order;
+// no grad-ready call follows (hold() takes only gradients no callback watches).
 void launch_held(std::vector<HeldSum>& held) {
   std::vector<bool> done(held.size(), false);
   for (size_t first = 0; first < held.size(); ++first) {
@@ -109,7 +108,6 @@ void launch_held(std::vector<HeldSum>& held) {
     const c10::cuda::CUDAGuard guard(a.partial.device());
     check_launch(kernels::column_sums(launch, count, a.partial.size(0), a.partial.size(1), a.stream), "column_sums");
   }
-  for (const HeldSum& h : held) nn::notify_grad_accumulated(h.param);
   held.clear();
 }
 
@@ -125,7 +123,7 @@ bool hold(const at::Tensor& partial, const at::Tensor& param, const kernels::Col
       launch_held(d.held);
       break;
     }
-  d.held.push_back({partial, param, job, stream_of(partial)});
+  d.held.push_back({partial, job, stream_of(partial)});
   return true;
 }
 
