@@ -213,3 +213,56 @@ TEST_F(MixedPrecisionE2E, Fp16OnCudaSkipsOverflowingStepsThenLearns) {
   EXPECT_LT(skipped, 20);
   EXPECT_LT(r.back()["lm_loss"].get<double>(), r.front()["lm_loss"].get<double>());
 }
+
+// Megatron's --cuda-graph-impl full_iteration: after cuda_graph_warmup_steps eager micro-batches
+// of each kind (a step's first micro-batch stores the weight gradients, its second adds to them),
+// every micro-batch's forward and backward is one replayed CUDA graph. The run must be the eager
+// run: with the math attention to the last digit of every logged loss and gradient norm, with
+// cuDNN's attention (atomics in its backward) within rounding; under fp16 the moving loss scale
+// reaches the graph as a device scalar, so the same steps are skipped. On the CPU: refused.
+TEST_F(MixedPrecisionE2E, CudaGraphReplaysFollowTheEagerRun) {
+  const std::string graph = " --set model.cuda_graph_impl=full_iteration --set model.cuda_graph_warmup_steps=2";
+  const std::string bf16 = " --set training.device=cuda --set training.precision=bf16"
+                           " --set optimizer.use_precision_aware_optimizer=true";
+  const std::string math = " --set model.attention_backend=math";
+  std::string out;
+  const int code = train("eager", bf16 + math, &out);
+  if (out.find("has no CUDA device") != std::string::npos) {
+    EXPECT_NE(train("cpu", graph + " --set training.device=cpu", &out), 0);
+    EXPECT_NE(out.find("cuda_graph_impl = \"full_iteration\" needs a CUDA device"), std::string::npos) << out;
+    GTEST_SKIP() << "no CUDA in this build or machine";
+  }
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_EQ(train("graph", bf16 + math + graph, &out), 0) << out;
+  size_t recorded = 0;
+  for (size_t at = out.find("recorded a CUDA graph"); at != std::string::npos;
+       at = out.find("recorded a CUDA graph", at + 1))
+    ++recorded;
+  EXPECT_EQ(recorded, 2u) << out;  // the storing and the accumulating micro-batch
+  auto expect_same_run = [](const std::vector<nlohmann::json>& a, const std::vector<nlohmann::json>& b,
+                            double rel, const char* what) {
+    ASSERT_EQ(a.size(), b.size()) << what;
+    for (size_t i = 0; i < a.size(); ++i)
+      for (const char* key : {"lm_loss", "grad_norm", "loss_scale", "skipped_iterations"})
+        if (a[i].contains(key))
+          EXPECT_NEAR(b[i][key].get<double>(), a[i][key].get<double>(), rel * std::abs(a[i][key].get<double>()))
+              << what << " iteration " << i + 1 << " " << key;
+  };
+  const auto eager = records("eager"), replayed = records("graph");
+  ASSERT_EQ(eager.size(), 8u);
+  expect_same_run(eager, replayed, 0.0, "math attention");
+
+  ASSERT_EQ(train("eager_cudnn", bf16, &out), 0) << out;
+  ASSERT_EQ(train("graph_cudnn", bf16 + graph, &out), 0) << out;
+  expect_same_run(records("eager_cudnn"), records("graph_cudnn"), 2e-3, "default attention");
+
+  const std::string fp16 = " --set training.device=cuda --set training.precision=fp16 --set training.train_iters=20"
+                           " --set training.hysteresis=1" + math;
+  ASSERT_EQ(train("eager16", fp16, &out), 0) << out;
+  ASSERT_EQ(train("graph16", fp16 + graph, &out), 0) << out;
+  const auto e16 = records("eager16"), g16 = records("graph16");
+  expect_same_run(e16, g16, 0.0, "fp16");
+  int64_t skipped = 0;
+  for (const auto& m : g16) skipped += m["skipped_iterations"].get<int64_t>();
+  EXPECT_GT(skipped, 0);  // the scale moved while graphs replayed
+}

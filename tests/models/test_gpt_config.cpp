@@ -142,3 +142,18 @@ TEST(GptConfig, AttentionBackendAndFlashFlag) {
   TestModel reset(kBase + "attention_backend = \"auto\"\n", kVocab);  // libtorch's defaults again
   EXPECT_TRUE(reset.ok());
 }
+
+TEST(GptConfig, CudaGraphImplNamesItsLimits) {
+  const std::string no_dropout = kBase + "hidden_dropout = 0.0\nattention_dropout = 0.0\n";
+  expect_config_error(kBase + "cuda_graph_impl = \"full_iteration\"\n",
+                      {"key 'cuda_graph_impl'", "hidden_dropout = 0", "got 0.1 and 0.1"});
+  // Dropout off: this test model lives on the CPU, where no graph can be recorded.
+  expect_config_error(no_dropout + "cuda_graph_impl = \"full_iteration\"\n",
+                      {"key 'cuda_graph_impl'", "needs a CUDA device", "on cpu"});
+  expect_config_error(no_dropout + "cuda_graph_impl = \"local\"\n", {"key 'cuda_graph_impl'", "is not built"});
+  expect_config_error(no_dropout + "cuda_graph_impl = \"everything\"\n", {"unknown cuda_graph_impl 'everything'"});
+  expect_config_error(no_dropout + "cuda_graph_impl = \"full_iteration\"\ncuda_graph_warmup_steps = 0\n",
+                      {"key 'cuda_graph_warmup_steps'", "must be >= 1"});
+  TestModel off(kBase + "cuda_graph_impl = \"none\"\ncuda_graph_warmup_steps = 5\n", kVocab);
+  EXPECT_TRUE(off.ok()) << off.error();
+}

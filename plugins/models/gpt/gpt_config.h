@@ -5,7 +5,10 @@
 #include <cstdint>
 #include <string>
 
+#include <c10/core/Device.h>
+
 #include "megahost/sdk/host.h"
+#include "megahost/sdk/nn/cuda_graph.h"
 #include "megahost/sdk/nn/transformer_config.h"
 
 namespace megahost::gpt {
@@ -22,6 +25,7 @@ struct GptConfig {
   double rotary_base = 10000.0;
   bool untie_embeddings_and_output_weights = false;
   std::string attention_backend = "auto";  // sdk::nn::select_attention_backend
+  sdk::nn::CudaGraphConfig cuda_graph;     // cuda_graph_impl, cuda_graph_warmup_steps
 };
 
 // The JSON schema the descriptor publishes (types, defaults, docs).
@@ -33,5 +37,9 @@ GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size);
 // Megatron's divisibility checks against c.transformer.parallel (heads, query groups, ffn and
 // vocab by the tensor-parallel size; seq_length by 2 * context-parallel size, ...).
 void check_parallel(const sdk::Config& cfg, const GptConfig& c);
+
+// cuda_graph_impl = full_iteration against where the model runs: a CUDA device, the whole model
+// (no pipeline stage), no tensor or context parallelism.
+void check_cuda_graph(const sdk::Config& cfg, const GptConfig& c, const at::Device& device, bool whole_model);
 
 }  // namespace megahost::gpt

@@ -106,19 +106,37 @@ mh_error* MH_ABI gpt_forward_backward(mh_model* m, const mh_named_tensor* batch,
   MH_SDK_TRY {
     at::AutoGradMode grad_on(true);  // grad mode is thread-local: the caller's thread may have it off
     check_loss_out(out);
-    sdk::nn::ParamRegistry::ForwardScope gate(self->model->params);  // names parameters before use
-    const Batch b = read_batch(*self->model, batch, n, /*with_labels=*/true);
-    const auto loss = masked_loss(*self->model, self->model->token_loss(b.tokens, b.labels, b.position_ids,
-                                                                        self->training), b.loss_mask);
-    gate.end();
+    GptModel& model = *self->model;
+    const Batch b = read_batch(model, batch, n, /*with_labels=*/true);
+    sdk::nn::MicroBatchStep step;
+    // inputs: tokens, labels, loss_mask, position_ids (undefined when absent); inside a CUDA
+    // graph these are the recorded copies.
+    step.forward = [&](const std::vector<at::Tensor>& in) {
+      sdk::nn::ParamRegistry::ForwardScope gate(model.params);  // names parameters before use
+      auto loss = masked_loss(model, model.token_loss(in[0], in[1], in[3], self->training), in[2]);
+      gate.end();
+      return loss;
+    };
+    step.backward = [&](const at::Tensor& scaled_objective) {
+      sdk::fused::DeferredColumnSums column_sums;  // the norms' and biases' last sums: one launch per shape
+      scaled_objective.backward();
+      column_sums.flush();
+      model.params.finish_deferred_zero();  // a gradient this backward did not write is zero
+    };
     // local_sum / global_num_tokens (all-masked: nothing instead of 0/0); the host's sum over cp
-    // makes it the whole sequence's mean.
-    const auto readback = sdk::parallel::start_loss_readback(loss);  // queued before backward: no stall
-    sdk::fused::DeferredColumnSums column_sums;  // the norms' and biases' last sums: one launch per shape
-    (loss.objective() * grad_scale).backward();
-    column_sums.flush();
-    self->model->params.finish_deferred_zero();  // a gradient this backward did not write is zero
-    write_loss(out, readback);
+    // makes it the whole sequence's mean. The loss is read back without waiting for backward.
+    const std::vector<at::Tensor> inputs = {b.tokens, b.labels, b.loss_mask, b.position_ids};
+    std::pair<double, double> loss;
+    if (self->graphs != nullptr) {
+      const size_t before = self->graphs->recorded();
+      loss = self->graphs->run(model.params, step, inputs, self->training, grad_scale);
+      if (self->graphs->recorded() > before)
+        sdk::log(self->host, MH_LOG_INFO, self->name.c_str(), "gpt: recorded a CUDA graph of the forward and backward",
+                 " for micro-batch ", b.tokens.sizes(), " (", self->graphs->recorded(), " recorded)");
+    } else {
+      loss = sdk::nn::run_eager(step, inputs, grad_scale);
+    }
+    if (out != nullptr) std::tie(out->loss_sum, out->num_tokens) = loss;
     return nullptr;
   }
   MH_SDK_CATCH(self->host)
@@ -262,6 +280,7 @@ mh_error* MH_ABI gpt_create(const char* id, const mh_host* host, const mh_model_
         sdk::parallel::ParallelContext::from_host(host, has_parallel_flags ? args->parallel_flags : 0u);
     check_parallel(cfg, config);
     const at::Device device = sdk::to_torch_device(args->device);
+    check_cuda_graph(cfg, config, device, stage.whole_model());
     const at::ScalarType dtype = sdk::to_scalar_type(args->param_dtype);
     MH_CHECK(at::isFloatingType(dtype), MH_ERR_INVALID_ARG, "gpt: param_dtype ", c10::toString(dtype),
              " is not a floating type\nHINT: use float32 (bf16/fp16 mixed precision keeps fp32 masters in the core)");
@@ -274,6 +293,8 @@ mh_error* MH_ABI gpt_create(const char* id, const mh_host* host, const mh_model_
     inst->host = host;
     inst->name = args->instance_name != nullptr ? args->instance_name : "model";
     inst->model = std::make_unique<GptModel>(config, device, dtype, init_seed, stage);
+    if (config.cuda_graph.full_iteration)
+      inst->graphs = std::make_unique<sdk::nn::FullIterationGraphs>(config.cuda_graph.warmup_steps);
     const auto& t = config.transformer;
     sdk::log(host, MH_LOG_INFO, inst->name.c_str(), "gpt: ", t.num_layers, " layers, hidden ", t.hidden_size,
              ", heads ", t.num_attention_heads, " (groups ", t.num_query_groups, "), ffn ", t.ffn_hidden_size,

@@ -223,6 +223,7 @@ void ParamRegistry::bind(const mh_param_binding* bindings, size_t n, mh_grad_rea
     grad[i] = bound_tensor(bindings[i].grad, params_[i], "grad", true);
   }
   at::NoGradGuard no_grad;
+  ++storage_generation_;
   for (size_t i = 0; i < n; ++i) {
     Param& p = params_[i];
     if (data[i].defined()) {
@@ -277,6 +278,18 @@ void ParamRegistry::finish_deferred_zero() {
   at::NoGradGuard no_grad;
   for (auto& p : params_)
     if (take_deferred_zero(p.data)) p.grad.zero_();
+}
+
+ParamRegistry::DeferredZero ParamRegistry::deferred_zero_state() const {
+  size_t pending = 0;
+  for (const auto& p : params_)
+    if (const auto flag = deferred_flag(p.data.unsafeGetTensorImpl()); flag != nullptr && flag->load()) ++pending;
+  if (pending == 0) return DeferredZero::kNone;
+  return pending == params_.size() ? DeferredZero::kAll : DeferredZero::kMixed;
+}
+
+void ParamRegistry::clear_deferred_zero() {
+  for (const auto& p : params_) take_deferred_zero(p.data);
 }
 
 bool take_deferred_zero(const at::Tensor& param) {

@@ -34,6 +34,7 @@
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/host.h"
 #include "megahost/sdk/nn/attention.h"
+#include "megahost/sdk/nn/cuda_graph.h"
 #include "megahost/sdk/nn/fused.h"
 #include "megahost/sdk/nn/params.h"
 #include "megahost/sdk/parallel/loss.h"
@@ -49,6 +50,7 @@ struct ModelInstance {
   std::string name;  // the recipe's instance name, for log lines
   std::unique_ptr<Model> model;
   bool training = true;  // set_training: dropout on / off
+  std::unique_ptr<nn::FullIterationGraphs> graphs;  // cuda_graph_impl = full_iteration, else null
 };
 
 // mh_loss grew by appending: a caller's struct must hold at least this ABI's fields.

@@ -90,6 +90,16 @@ class ParamRegistry {
   // zeroes whatever that backward did not write.
   void zero_grad_deferred();
   void finish_deferred_zero();
+  // Where the deferral stands: every gradient still counts as zero (kAll), none does (kNone), or
+  // some do (kMixed: a backward is half done). A recorded CUDA graph replays one of the first two.
+  enum class DeferredZero { kNone, kAll, kMixed };
+  DeferredZero deferred_zero_state() const;
+  // Drops every pending deferral without zeroing: a replayed graph did the zeroing and the stores.
+  void clear_deferred_zero();
+  // Bumped by every bind(): what a recorded CUDA graph read and wrote may have moved.
+  uint64_t storage_generation() const { return storage_generation_; }
+  // Whether bind() installed grad_ready callbacks (the host's overlapped gradient reduction).
+  bool has_grad_ready_hooks() const { return !grad_accumulators_.empty(); }
 
   // mh_model_api.bind_storage: moves parameter i (creation order = visit order) onto the host's
   // storage. bindings[i].data (NULL keeps ours) gets the current value, then the parameter's
@@ -162,6 +172,7 @@ class ParamRegistry {
   size_t layers_end() const;                       // one past the last layer's parameters (0: none)
   std::vector<char> gated_;  // per parameter: named in the current forward scope
   bool in_scope_ = false;
+  uint64_t storage_generation_ = 0;
 };
 
 // zero_grad_deferred's question before a write into param.grad(): true (once per deferral) when

@@ -1,0 +1,80 @@
+// megahost SDK — full-iteration CUDA graphs (Megatron's --cuda-graph-impl full_iteration).
+//
+// One micro-batch's forward and backward are recorded once into a CUDA graph and then replayed:
+// the next batch is copied into the recorded inputs and the ~1,000 kernels of a GPT iteration go
+// out as one launch, without the gaps between them.
+//
+// A replay is only right where nothing the recording depended on has changed. What it depends on,
+// and how each is kept:
+// - the batch's shapes and dtypes and the training flag: part of a graph's key (each key warms up
+//   and records on its own; all graphs share one memory pool, as they never run at once);
+// - whether the weight gradients start from zero (zero_grad_deferred: the backward stores) or
+//   accumulate (the next micro-batches of a step): part of the key;
+// - the parameters' and gradients' storage: ParamRegistry::storage_generation(); a bind_storage
+//   drops every graph;
+// - grad_scale (fp16's loss scale moves): a device scalar filled before each replay;
+// - no host code may run inside the backward: grad-ready callbacks (the host's overlapped
+//   gradient reduction) and the parameter gate are refused with an error.
+// The loss is copied to pinned memory inside the graph, between forward and backward, and an
+// external event marks the copy: the host reads it without waiting for the backward.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "megahost/sdk/nn/params.h"
+#include "megahost/sdk/parallel/loss.h"
+
+namespace megahost::sdk::nn {
+
+// The [model] keys, named as Megatron's arguments.
+struct CudaGraphConfig {
+  bool full_iteration = false;  // cuda_graph_impl = "full_iteration" ("none": off)
+  int64_t warmup_steps = 3;     // cuda_graph_warmup_steps: eager calls per key before recording
+};
+
+// One micro-batch's work, split where the loss is known.
+struct MicroBatchStep {
+  // inputs (the batch; inside a graph the recorded copies) -> the masked loss, with autograd
+  std::function<parallel::MaskedLoss(const std::vector<at::Tensor>& inputs)> forward;
+  // scaled objective -> its backward, the held column sums and finish_deferred_zero
+  std::function<void(const at::Tensor& scaled_objective)> backward;
+};
+
+// Runs a step eagerly: the loss readback is queued before the backward, read after it is queued.
+// Returns (loss_sum, num_tokens).
+std::pair<double, double> run_eager(const MicroBatchStep& step, const std::vector<at::Tensor>& inputs,
+                                    double grad_scale);
+
+class FullIterationGraphs {
+ public:
+  explicit FullIterationGraphs(int64_t warmup_steps);
+  ~FullIterationGraphs();
+  FullIterationGraphs(const FullIterationGraphs&) = delete;
+  FullIterationGraphs& operator=(const FullIterationGraphs&) = delete;
+
+  // One forward_backward: eager while the key warms up, recorded on the call after, replayed from
+  // then on. inputs may hold undefined tensors (absent optional inputs). Throws sdk::Error when the
+  // run cannot be recorded (no CUDA, host callbacks in the backward). Returns (loss_sum, num_tokens).
+  std::pair<double, double> run(ParamRegistry& params, const MicroBatchStep& step,
+                                const std::vector<at::Tensor>& inputs, bool training, double grad_scale);
+
+  size_t recorded() const;  // graphs recorded so far (for logs and tests)
+
+  struct Entry;  // one key's warm-up count, graph and recorded buffers (cuda_graph.cpp)
+
+ private:
+  int64_t warmup_steps_;
+  uint64_t generation_ = 0;
+  std::map<std::string, std::unique_ptr<Entry>> entries_;
+  std::pair<uint64_t, uint64_t> pool_{0, 0};  // the memory pool all graphs share ({0, 0}: none yet)
+};
+
+}  // namespace megahost::sdk::nn

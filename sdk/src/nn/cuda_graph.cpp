@@ -1,0 +1,179 @@
+// megahost SDK — full-iteration CUDA graphs (see megahost/sdk/nn/cuda_graph.h).
+#include "megahost/sdk/nn/cuda_graph.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include "megahost/sdk/error.h"
+
+#if defined(MH_SDK_WITH_CUDA)
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime.h>
+#endif
+
+namespace megahost::sdk::nn {
+
+std::pair<double, double> run_eager(const MicroBatchStep& step, const std::vector<at::Tensor>& inputs,
+                                    double grad_scale) {
+  const parallel::MaskedLoss loss = step.forward(inputs);
+  const auto readback = parallel::start_loss_readback(loss);  // queued before backward: no stall
+  step.backward(loss.objective() * grad_scale);
+  return readback.read();
+}
+
+#if defined(MH_SDK_WITH_CUDA)
+
+namespace {
+
+void check_cuda(cudaError_t rc, const char* what) {
+  MH_CHECK(rc == cudaSuccess, MH_ERR_INTERNAL, "cuda_graph_impl = full_iteration: ", what, ": ",
+           cudaGetErrorString(rc), "\nHINT: set cuda_graph_impl = \"none\" in [model] to run without graphs");
+}
+
+// The key of one recorded graph: everything a replay must share with its recording.
+std::string graph_key(const std::vector<at::Tensor>& inputs, bool training, ParamRegistry::DeferredZero zero) {
+  std::string key = training ? "train" : "eval";
+  key += zero == ParamRegistry::DeferredZero::kAll ? "/store" : "/add";
+  for (const at::Tensor& t : inputs) {
+    key += "/";
+    if (!t.defined()) {
+      key += "-";
+      continue;
+    }
+    key += c10::toString(t.scalar_type());
+    for (const int64_t d : t.sizes()) key += str_cat(",", d);
+  }
+  return key;
+}
+
+}  // namespace
+
+struct FullIterationGraphs::Entry {
+  int64_t eager_calls = 0;
+  std::unique_ptr<at::cuda::CUDAGraph> graph;
+  std::vector<at::Tensor> inputs;  // the recorded batch: each replay copies the next one in
+  at::Tensor grad_scale;           // float32 0-d, filled before each replay
+  at::Tensor loss_device;          // float64 [2] (loss_sum, num_tokens), written by the graph
+  at::Tensor loss_host;            // pinned float64 [2], copied inside the graph after the forward
+  cudaEvent_t loss_copied = nullptr;
+  ~Entry() {
+    graph.reset();
+    if (loss_copied != nullptr) cudaEventDestroy(loss_copied);
+  }
+};
+
+FullIterationGraphs::FullIterationGraphs(int64_t warmup_steps) : warmup_steps_(warmup_steps) {}
+FullIterationGraphs::~FullIterationGraphs() = default;
+
+size_t FullIterationGraphs::recorded() const {
+  size_t n = 0;
+  for (const auto& [key, e] : entries_) n += e->graph != nullptr;
+  return n;
+}
+
+std::pair<double, double> FullIterationGraphs::run(ParamRegistry& params, const MicroBatchStep& step,
+                                                   const std::vector<at::Tensor>& inputs, bool training,
+                                                   double grad_scale) {
+  MH_CHECK(params.device().is_cuda(), MH_ERR_UNSUPPORTED,
+           "cuda_graph_impl = full_iteration needs the model on a CUDA device, not ", params.device().str(),
+           "\nHINT: set cuda_graph_impl = \"none\" in [model], or train on cuda");
+  MH_CHECK(!params.has_grad_ready_hooks(), MH_ERR_UNSUPPORTED,
+           "cuda_graph_impl = full_iteration cannot record the overlapped gradient reduction (its callbacks run on "
+           "the host during the backward)\nHINT: set overlap_grad_reduce = false in [parallel], or cuda_graph_impl = "
+           "\"none\" in [model]");
+  MH_CHECK(!params.has_gate(), MH_ERR_UNSUPPORTED,
+           "cuda_graph_impl = full_iteration cannot record the parameter gate of overlap_param_gather (it waits on "
+           "the host inside the forward)\nHINT: set overlap_param_gather = false in [parallel], or cuda_graph_impl = "
+           "\"none\" in [model]");
+  const ParamRegistry::DeferredZero zero = params.deferred_zero_state();
+  // A half-done deferral (a backward stopped by an error) is no state a graph was recorded in.
+  if (zero == ParamRegistry::DeferredZero::kMixed) return run_eager(step, inputs, grad_scale);
+  if (params.storage_generation() != generation_) {  // parameters or gradients moved: start over
+    entries_.clear();
+    generation_ = params.storage_generation();
+  }
+  std::unique_ptr<Entry>& slot = entries_[graph_key(inputs, training, zero)];
+  if (slot == nullptr) slot = std::make_unique<Entry>();
+  Entry& e = *slot;
+  if (e.graph == nullptr && e.eager_calls < warmup_steps_) {
+    ++e.eager_calls;
+    return run_eager(step, inputs, grad_scale);
+  }
+
+  if (e.graph == nullptr) {
+    // Static buffers first, outside the recording.
+    for (const at::Tensor& t : inputs) e.inputs.push_back(t.defined() ? at::empty_like(t) : at::Tensor());
+    e.grad_scale = at::empty({}, at::TensorOptions().dtype(at::kFloat).device(params.device()));
+    e.loss_host = at::empty({2}, at::TensorOptions().dtype(at::kDouble).pinned_memory(true));
+    check_cuda(cudaEventCreateWithFlags(&e.loss_copied, cudaEventDisableTiming), "creating the loss event");
+    // The copies the first replay reads must be in place before anything is recorded: the
+    // recording runs nothing, and the graph's reads of e.inputs happen at replay.
+    const c10::cuda::CUDAGuard on_device(params.device());
+    c10::cuda::device_synchronize();
+    const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, params.device().index());
+    {
+      const c10::cuda::CUDAStreamGuard on_side(side);
+      auto graph = std::make_unique<at::cuda::CUDAGraph>();
+      if (pool_.first != 0 || pool_.second != 0) graph->capture_begin(pool_);
+      else graph->capture_begin();
+      try {
+        at::AutoGradMode grad_on(true);
+        const parallel::MaskedLoss loss = step.forward(e.inputs);
+        {
+          at::NoGradGuard no_grad;
+          e.loss_device = at::stack({loss.global_sum.detach().to(at::kDouble), loss.global_num_tokens.to(at::kDouble)});
+        }
+        check_cuda(cudaMemcpyAsync(e.loss_host.data_ptr(), e.loss_device.data_ptr(), 2 * sizeof(double),
+                                   cudaMemcpyDeviceToHost, side.stream()),
+                   "recording the loss copy");
+        check_cuda(cudaEventRecordWithFlags(e.loss_copied, side.stream(), cudaEventRecordExternal),
+                   "recording the loss event");
+        step.backward(loss.objective() * e.grad_scale);
+        graph->capture_end();
+      } catch (const std::exception& err) {
+        cudaGraph_t broken = nullptr;  // end the recording so the stream and allocator recover
+        if (cudaStreamEndCapture(side.stream(), &broken) == cudaSuccess && broken != nullptr)
+          cudaGraphDestroy(broken);
+        cudaGetLastError();
+        entries_.erase(graph_key(inputs, training, zero));
+        throw Error(MH_ERR_INTERNAL,
+                    str_cat("cuda_graph_impl = full_iteration: recording the forward and backward failed: ", err.what(),
+                            "\nHINT: set cuda_graph_impl = \"none\" in [model] to run without graphs"));
+      }
+      if (pool_.first == 0 && pool_.second == 0) pool_ = graph->pool();
+      e.graph = std::move(graph);
+    }
+    // The recording consumed the deferral flags on the host; the replay below does the work.
+  }
+
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].defined()) e.inputs[i].copy_(inputs[i], /*non_blocking=*/true);
+  e.grad_scale.fill_(grad_scale);
+  e.graph->replay();
+  // The graph stored (or added) every gradient and zeroed the ones it did not write, as the
+  // recorded backward did: nothing is deferred any more.
+  if (zero == ParamRegistry::DeferredZero::kAll) params.clear_deferred_zero();
+  check_cuda(cudaEventSynchronize(e.loss_copied), "waiting for the loss");  // the forward's end only
+  const double* v = e.loss_host.data_ptr<double>();
+  return {v[0], v[1]};
+}
+
+#else  // CPU builds: the keys are refused when the model is created; this is never reached.
+
+struct FullIterationGraphs::Entry {};
+FullIterationGraphs::FullIterationGraphs(int64_t warmup_steps) : warmup_steps_(warmup_steps) {}
+FullIterationGraphs::~FullIterationGraphs() = default;
+size_t FullIterationGraphs::recorded() const { return 0; }
+std::pair<double, double> FullIterationGraphs::run(ParamRegistry&, const MicroBatchStep&,
+                                                   const std::vector<at::Tensor>&, bool, double) {
+  throw Error(MH_ERR_UNSUPPORTED,
+              "cuda_graph_impl = full_iteration needs a CUDA build of megahost\nHINT: set cuda_graph_impl = \"none\"");
+}
+
+#endif
+
+}  // namespace megahost::sdk::nn
