@@ -8,6 +8,7 @@
 
 #if defined(MH_SDK_WITH_CUDA)
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -89,19 +90,45 @@ std::pair<double, double> FullIterationGraphs::run(ParamRegistry& params, const 
            "cuda_graph_impl = full_iteration cannot record the parameter gate of overlap_param_gather (it waits on "
            "the host inside the forward)\nHINT: set overlap_param_gather = false in [parallel], or cuda_graph_impl = "
            "\"none\" in [model]");
-  const ParamRegistry::DeferredZero zero = params.deferred_zero_state();
-  // A half-done deferral (a backward stopped by an error) is no state a graph was recorded in.
-  if (zero == ParamRegistry::DeferredZero::kMixed) return run_eager(step, inputs, grad_scale);
+  const c10::cuda::CUDAGuard on_device(params.device());
+  const c10::DeviceIndex device = params.device().index();
+  if (!side_) side_ = c10::cuda::getStreamFromPool(false, device).unwrap();
+  const c10::cuda::CUDAStream side(c10::cuda::CUDAStream::UNCHECKED, *side_);
+  const c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream(device);
   if (params.storage_generation() != generation_) {  // parameters or gradients moved: start over
     entries_.clear();
     generation_ = params.storage_generation();
+    accumulators_on_side_ = false;
   }
+  if (!accumulators_on_side_) {
+    const c10::cuda::CUDAStreamGuard on_side(side);
+    params.rebuild_accumulators();
+    accumulators_on_side_ = true;
+  }
+  // An eager call on the side stream, ordered after the caller's work and before its next.
+  auto eager = [&] {
+    at::cuda::CUDAEvent ready, done;
+    ready.record(caller);
+    ready.block(side);
+    std::pair<double, double> loss;
+    {
+      const c10::cuda::CUDAStreamGuard on_side(side);
+      loss = run_eager(step, inputs, grad_scale);
+      done.record(side);
+    }
+    done.block(caller);
+    return loss;
+  };
+
+  const ParamRegistry::DeferredZero zero = params.deferred_zero_state();
+  // A half-done deferral (a backward stopped by an error) is no state a graph was recorded in.
+  if (zero == ParamRegistry::DeferredZero::kMixed) return eager();
   std::unique_ptr<Entry>& slot = entries_[graph_key(inputs, training, zero)];
   if (slot == nullptr) slot = std::make_unique<Entry>();
   Entry& e = *slot;
   if (e.graph == nullptr && e.eager_calls < warmup_steps_) {
     ++e.eager_calls;
-    return run_eager(step, inputs, grad_scale);
+    return eager();
   }
 
   if (e.graph == nullptr) {
@@ -112,9 +139,7 @@ std::pair<double, double> FullIterationGraphs::run(ParamRegistry& params, const 
     check_cuda(cudaEventCreateWithFlags(&e.loss_copied, cudaEventDisableTiming), "creating the loss event");
     // The copies the first replay reads must be in place before anything is recorded: the
     // recording runs nothing, and the graph's reads of e.inputs happen at replay.
-    const c10::cuda::CUDAGuard on_device(params.device());
     c10::cuda::device_synchronize();
-    const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, params.device().index());
     {
       const c10::cuda::CUDAStreamGuard on_side(side);
       auto graph = std::make_unique<at::cuda::CUDAGraph>();

@@ -255,23 +255,33 @@ void ParamRegistry::bind(const mh_param_binding* bindings, size_t n, mh_grad_rea
   }
 }
 
+void ParamRegistry::install_zeroing_hooks() {
+  std::vector<std::shared_ptr<std::atomic<bool>>> flags;
+  for (const auto& p : params_) {
+    auto acc = torch::autograd::impl::grad_accumulator(p.data);
+    MH_CHECK(acc != nullptr, MH_ERR_INTERNAL, "zero_grad_deferred: parameter '", p.name,
+             "' has no gradient accumulator (not a leaf with requires_grad)");
+    auto flag = deferred_flag(p.data.unsafeGetTensorImpl());  // kept when the accumulators are rebuilt
+    flags.push_back(flag != nullptr ? flag : std::make_shared<std::atomic<bool>>(false));
+    acc->add_pre_hook(std::make_unique<DeferredZeroHook>(flags.back(), p.data));
+    zeroing_accumulators_.push_back(std::move(acc));
+  }
+  const std::lock_guard<std::mutex> lock(deferred_mutex);
+  for (size_t i = 0; i < params_.size(); ++i) deferred_flags()[params_[i].data.unsafeGetTensorImpl()] = flags[i];
+}
+
 void ParamRegistry::zero_grad_deferred() {
   restore_grads();
-  if (zeroing_accumulators_.empty()) {
-    std::vector<std::shared_ptr<std::atomic<bool>>> flags;
-    for (const auto& p : params_) {
-      auto acc = torch::autograd::impl::grad_accumulator(p.data);
-      MH_CHECK(acc != nullptr, MH_ERR_INTERNAL, "zero_grad_deferred: parameter '", p.name,
-               "' has no gradient accumulator (not a leaf with requires_grad)");
-      flags.push_back(std::make_shared<std::atomic<bool>>(false));
-      acc->add_pre_hook(std::make_unique<DeferredZeroHook>(flags.back(), p.data));
-      zeroing_accumulators_.push_back(std::move(acc));
-    }
-    const std::lock_guard<std::mutex> lock(deferred_mutex);
-    for (size_t i = 0; i < params_.size(); ++i) deferred_flags()[params_[i].data.unsafeGetTensorImpl()] = flags[i];
-  }
+  if (zeroing_accumulators_.empty()) install_zeroing_hooks();
   for (const auto& p : params_)
     if (auto flag = deferred_flag(p.data.unsafeGetTensorImpl())) flag->store(true);
+}
+
+void ParamRegistry::rebuild_accumulators() {
+  MH_CHECK(grad_accumulators_.empty(), MH_ERR_UNSUPPORTED,
+           "rebuild_accumulators: grad_ready hooks are bound and cannot move to new accumulators");
+  zeroing_accumulators_.clear();  // autograd holds its accumulators weakly: these were the last owners
+  install_zeroing_hooks();         // asks autograd for new ones (made on the current stream) and keeps them
 }
 
 void ParamRegistry::finish_deferred_zero() {

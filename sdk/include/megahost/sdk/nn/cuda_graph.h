@@ -15,16 +15,20 @@
 // - grad_scale (fp16's loss scale moves): a device scalar filled before each replay;
 // - no host code may run inside the backward: grad-ready callbacks (the host's overlapped
 //   gradient reduction) and the parameter gate are refused with an error.
+// Eager calls (warm-up) and the recording run on a side stream of the graphs' own, after the
+// caller's stream and before its next work; replays go on the caller's stream.
 // The loss is copied to pinned memory inside the graph, between forward and backward, and an
 // external event marks the copy: the host reads it without waiting for the backward.
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Stream.h>
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -73,6 +77,10 @@ class FullIterationGraphs {
  private:
   int64_t warmup_steps_;
   uint64_t generation_ = 0;
+  // Every call runs on this stream (the recording needs a stream of its own, and autograd
+  // accumulates gradients on the stream their accumulators were made on: they are remade here).
+  std::optional<c10::Stream> side_;
+  bool accumulators_on_side_ = false;
   std::map<std::string, std::unique_ptr<Entry>> entries_;
   std::pair<uint64_t, uint64_t> pool_{0, 0};  // the memory pool all graphs share ({0, 0}: none yet)
 };

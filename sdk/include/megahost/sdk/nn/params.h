@@ -100,6 +100,11 @@ class ParamRegistry {
   uint64_t storage_generation() const { return storage_generation_; }
   // Whether bind() installed grad_ready callbacks (the host's overlapped gradient reduction).
   bool has_grad_ready_hooks() const { return !grad_accumulators_.empty(); }
+  // New gradient accumulators, made under the caller's current stream, the deferred-zero hooks
+  // moved onto them. Autograd accumulates a parameter's gradient on the stream its accumulator was
+  // made on; a CUDA graph recorded on a side stream needs that stream. Throws with grad_ready
+  // hooks bound. The old accumulators must have no other owner (no autograd graph alive).
+  void rebuild_accumulators();
 
   // mh_model_api.bind_storage: moves parameter i (creation order = visit order) onto the host's
   // storage. bindings[i].data (NULL keeps ours) gets the current value, then the parameter's
@@ -154,6 +159,7 @@ class ParamRegistry {
 
  private:
   void restore_grads();  // .grad back to our tensor wherever someone replaced it
+  void install_zeroing_hooks();  // zero_grad_deferred's pre-hooks on the current accumulators
 
   at::Device device_;
   at::ScalarType dtype_;
