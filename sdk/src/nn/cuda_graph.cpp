@@ -10,6 +10,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -140,6 +141,9 @@ std::pair<double, double> FullIterationGraphs::run(ParamRegistry& params, const 
     // The copies the first replay reads must be in place before anything is recorded: the
     // recording runs nothing, and the graph's reads of e.inputs happen at replay.
     c10::cuda::device_synchronize();
+    // The warm-up's cached blocks go back (as torch.cuda.graph does): the graph's pool holds the
+    // same activations again, and the two together would double the reserved memory.
+    c10::cuda::CUDACachingAllocator::emptyCache();
     {
       const c10::cuda::CUDAStreamGuard on_side(side);
       auto graph = std::make_unique<at::cuda::CUDAGraph>();
