@@ -71,6 +71,8 @@ TEST_F(T5E2E, BenchCountsT5ModelFlops) {
   EXPECT_DOUBLE_EQ(nlohmann::json::parse(in).at("model_flops_per_iter").get<double>(), 8 * 228065280.0);
 }
 
+TEST_F(T5E2E, CudaGraphsFollowTheEagerRun) { expect_cuda_graphs_follow_eager(); }
+
 #ifdef MEGAHOST_TEST_HAVE_GLOO
 TEST_F(T5E2E, TP2AndDP2EqualOneProcess) { expect_tp2_and_dp2_equal_one_process(kRelTol); }
 

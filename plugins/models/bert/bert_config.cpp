@@ -3,6 +3,7 @@
 
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/model_config.h"
+#include "megahost/sdk/nn/cuda_graph.h"
 #include "megahost/sdk/parallel/mappings.h"
 
 namespace megahost::bert {
@@ -26,6 +27,8 @@ constexpr sdk::ConfigKey kKeys[] = {
     {"add_bias_linear", "bool", "true", false, "biases in the encoder's linear layers"},
     {"attention_backend", "string", "\"auto\"", false,
      "attention kernels: auto | flash | cudnn (Megatron: fused) | efficient | math (Megatron: unfused, local)"},
+    {"cuda_graph_impl", "string", "\"none\"", false, sdk::nn::kCudaGraphImplDoc},
+    {"cuda_graph_warmup_steps", "int", "3", false, sdk::nn::kCudaGraphWarmupDoc},
 };
 
 const sdk::ConfigSchema& schema() {
@@ -55,6 +58,7 @@ BertConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
                     "raise max_position_embeddings or lower seq_length (Megatron's BERT: both 512)");
   c.binary_head = keys.read_bool(cfg, "bert_binary_head");
   sdk::read_dropout_and_init(keys, cfg, t);
+  c.cuda_graph = sdk::nn::parse_cuda_graph(cfg, t.hidden_dropout, t.attention_dropout);
   return c;
 }
 

@@ -5,11 +5,13 @@
 #include <cstdint>
 
 #include "megahost/sdk/host.h"
+#include "megahost/sdk/nn/cuda_graph.h"
 #include "megahost/sdk/nn/transformer_config.h"
 
 namespace megahost::bert {
 
 struct BertConfig {
+  sdk::nn::CudaGraphConfig cuda_graph;     // cuda_graph_impl, cuda_graph_warmup_steps
   sdk::nn::TransformerConfig transformer;  // the encoder: pre-norm LayerNorm layers, GeLU MLP
   int64_t padded_vocab_size = 0;           // from the host (tokenizer vocab padded as Megatron pads it)
   int64_t seq_length = 0;

@@ -72,24 +72,23 @@ Batch read_batch(const BertModel& model, const mh_named_tensor* batch, size_t n)
 }
 
 // Megatron's loss_func over the heads' outputs: lm = sum(CE * loss_mask) / sum(loss_mask); + sop =
-// mean CE over the batch. Returns the objective (with autograd); with `report`, starts reading the
-// reported loss back as loss_sum = objective * num_tokens (num_tokens at least 1) without waiting.
-at::Tensor objective(const BertModel& model, const BertOutputs& o, const Batch& b,
-                     sdk::parallel::LossReadback* report) {
+// mean CE over the batch. The objective (with autograd) and the reported loss, loss_sum =
+// objective * num_tokens (num_tokens at least 1).
+sdk::nn::StepLoss objective(const BertModel& model, const BertOutputs& o, const Batch& b) {
   const auto mlm = sdk::parallel::masked_loss(o.mlm_loss, b.loss_mask, model.config().transformer.parallel.get());
   at::Tensor objective = mlm.objective();  // sum / max(masked tokens, 1)
   if (o.sop_logits.defined()) objective = objective + at::cross_entropy_loss(o.sop_logits.to(at::kFloat), b.is_random);
-  if (report != nullptr) {
-    const at::Tensor tokens = mlm.global_num_tokens.clamp_min(1.0);
-    *report = sdk::parallel::start_loss_readback(objective.detach() * tokens, tokens);
-  }
-  return objective;
+  const at::Tensor tokens = mlm.global_num_tokens.clamp_min(1.0);
+  return {objective, objective.detach() * tokens, tokens};
 }
 
-at::Tensor loss(const Instance& self, const Batch& b, sdk::parallel::LossReadback* report) {
+sdk::nn::StepLoss loss(const Instance& self, const Batch& b) {
   const BertModel& model = *self.model;
-  return objective(model, model.forward(b.tokens, b.token_types, b.padding_mask, b.labels, self.training), b,
-                   report);
+  return objective(model, model.forward(b.tokens, b.token_types, b.padding_mask, b.labels, self.training), b);
+}
+
+std::vector<at::Tensor*> batch_fields(Batch& b) {
+  return {&b.tokens, &b.token_types, &b.labels, &b.padding_mask, &b.loss_mask, &b.is_random};
 }
 
 // ---- extension mh.model.pipeline/1 (sdk/model_pipeline.h): every stage reads the whole batch,
@@ -107,11 +106,10 @@ at::Tensor stage_hidden(const Instance& self, const Batch& b, const at::Tensor& 
 }
 
 at::Tensor stage_loss(const Instance& self, const Batch& b, const at::Tensor& hidden, mh_loss* out) {
-  sdk::parallel::LossReadback report;
-  const at::Tensor obj =
-      objective(*self.model, self.model->heads(hidden, b.labels), b, out != nullptr ? &report : nullptr);
-  if (out != nullptr) std::tie(out->loss_sum, out->num_tokens) = report.read();
-  return obj;
+  const sdk::nn::StepLoss l = objective(*self.model, self.model->heads(hidden, b.labels), b);
+  if (out != nullptr)
+    std::tie(out->loss_sum, out->num_tokens) = sdk::parallel::start_loss_readback(l.loss_sum, l.num_tokens).read();
+  return l.objective;
 }
 
 // What sdk::ModelTable and sdk::PipelineTable build the tables from.
@@ -120,6 +118,7 @@ struct BertPlugin {
   static constexpr const char* kName = "bert";
   static constexpr auto read_batch = bert::read_batch;
   static constexpr auto loss = bert::loss;
+  static constexpr auto batch_fields = bert::batch_fields;
   static constexpr auto read_stage_batch = bert::read_batch;
   static constexpr auto stage_io_shape = bert::stage_io_shape;
   static constexpr auto stage_hidden = bert::stage_hidden;
@@ -165,10 +164,14 @@ mh_error* MH_ABI bert_create(const char* id, const mh_host* host, const mh_model
     check_parallel(cfg, config);
     sdk::select_attention_backend(cfg);
     const sdk::ModelPlacement place = sdk::model_placement("bert", host, args);
+    const sdk::PipelineStage stage = sdk::pipeline_stage(args);
+    sdk::nn::check_cuda_graph(cfg, config.cuda_graph, place.device, stage.whole_model(),
+                              config.transformer.parallel.get());
 
     auto inst = sdk::new_instance<BertModel>(host, args);
-    inst->model = std::make_unique<BertModel>(config, place.device, place.dtype, place.init_seed,
-                                              sdk::pipeline_stage(args));
+    inst->model = std::make_unique<BertModel>(config, place.device, place.dtype, place.init_seed, stage);
+    if (config.cuda_graph.full_iteration)
+      inst->graphs = std::make_unique<sdk::nn::FullIterationGraphs>(config.cuda_graph.warmup_steps);
     const auto& t = config.transformer;
     sdk::log(host, MH_LOG_INFO, inst->name.c_str(), "bert: ", t.num_layers, " layers, hidden ", t.hidden_size,
              ", heads ", t.num_attention_heads, ", ffn ", t.ffn_hidden_size, ", vocab ", config.padded_vocab_size,

@@ -60,10 +60,8 @@ constexpr Key kKeys[] = {
      "with full: uniform (groups of recompute_num_layers layers) | block (first recompute_num_layers layers per stage)"},
     {"recompute_num_layers", "int", nullptr, false, "with full: layers per group (uniform) or layers recomputed (block)"},
     {"recompute_activations", "bool", "false", false, "Megatron's shorthand for recompute_granularity = selective"},
-    {"cuda_graph_impl", "string", "\"none\"", false,
-     "CUDA graphs: none | full_iteration (each micro-batch's forward and backward recorded once, then replayed; "
-     "needs no dropout, one GPU per model replica, no overlapped gradient reduction or parameter gather)"},
-    {"cuda_graph_warmup_steps", "int", "3", false, "full_iteration: eager micro-batches of each shape before recording"},
+    {"cuda_graph_impl", "string", "\"none\"", false, sdk::nn::kCudaGraphImplDoc},
+    {"cuda_graph_warmup_steps", "int", "3", false, sdk::nn::kCudaGraphWarmupDoc},
 };
 
 const Key& key(const char* name) {
@@ -135,47 +133,7 @@ void parse_recompute(const sdk::Config& cfg, sdk::nn::TransformerConfig* t) {
   }
 }
 
-// Megatron's --cuda-graph-impl / --cuda-graph-warmup-steps; only the full iteration is built.
-void parse_cuda_graph(const sdk::Config& cfg, GptConfig* c) {
-  const std::string impl = read_string(cfg, "cuda_graph_impl");
-  if (impl == "local" || impl == "transformer_engine")
-    throw cfg.error("cuda_graph_impl", sdk::str_cat("cuda_graph_impl = \"", impl, "\" (per-layer graphs) is not built"),
-                    "use \"full_iteration\" (the whole forward and backward as one graph) or \"none\"");
-  if (impl != "none" && impl != "full_iteration")
-    throw cfg.error("cuda_graph_impl", sdk::str_cat("unknown cuda_graph_impl '", impl, "'"),
-                    "use \"none\" or \"full_iteration\"");
-  c->cuda_graph.full_iteration = impl == "full_iteration";
-  c->cuda_graph.warmup_steps = read_int(cfg, "cuda_graph_warmup_steps", 3);
-  if (c->cuda_graph.warmup_steps < 1)
-    throw cfg.error("cuda_graph_warmup_steps",
-                    sdk::str_cat("cuda_graph_warmup_steps = ", c->cuda_graph.warmup_steps, " must be >= 1"),
-                    "libraries set themselves up on the first call (cuBLAS, cuDNN): Megatron's default is 3");
-  const auto& t = c->transformer;
-  if (c->cuda_graph.full_iteration && (t.hidden_dropout > 0.0 || t.attention_dropout > 0.0))
-    throw cfg.error("cuda_graph_impl",
-                    sdk::str_cat("cuda_graph_impl = \"full_iteration\" needs hidden_dropout = 0 and attention_dropout "
-                                 "= 0, got ", t.hidden_dropout, " and ", t.attention_dropout,
-                                 " (dropout's random state inside a replayed graph is not built)"),
-                    "set hidden_dropout = 0.0 and attention_dropout = 0.0, or cuda_graph_impl = \"none\"");
-}
-
 }  // namespace
-
-void check_cuda_graph(const sdk::Config& cfg, const GptConfig& c, const at::Device& device, bool whole_model) {
-  if (!c.cuda_graph.full_iteration) return;
-  if (!device.is_cuda())
-    throw cfg.error("cuda_graph_impl",
-                    sdk::str_cat("cuda_graph_impl = \"full_iteration\" needs a CUDA device; the model is on ",
-                                 device.str()),
-                    "set cuda_graph_impl = \"none\", or [training] device = \"cuda\"");
-  const auto& par = c.transformer.parallel;
-  if (!whole_model || (par != nullptr && !par->single()))
-    throw cfg.error("cuda_graph_impl",
-                    "cuda_graph_impl = \"full_iteration\" records one whole model per GPU: tensor, context and "
-                    "pipeline parallelism are not recorded yet",
-                    "set tensor_model_parallel_size, context_parallel_size and pipeline_model_parallel_size to 1 "
-                    "(data parallelism is fine), or cuda_graph_impl = \"none\"");
-}
 
 const char* config_schema_json() {
   static const std::string schema = [] {
@@ -304,7 +262,7 @@ GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
                     "use \"none\" (exact erf GeLU) or \"tanh\" (GPT-2's gelu_new)");
   t.gelu_tanh = gelu == "tanh";
   t.gradient_accumulation_fusion = read_bool(cfg, "gradient_accumulation_fusion");
-  parse_cuda_graph(cfg, &c);
+  c.cuda_graph = sdk::nn::parse_cuda_graph(cfg, t.hidden_dropout, t.attention_dropout);
   c.attention_backend = read_string(cfg, "attention_backend");
   if (read_bool(cfg, "use_flash_attn")) {
     if (c.attention_backend != "auto" && c.attention_backend != "flash")

@@ -5,8 +5,6 @@
 #include <cstdint>
 #include <string>
 
-#include <c10/core/Device.h>
-
 #include "megahost/sdk/host.h"
 #include "megahost/sdk/nn/cuda_graph.h"
 #include "megahost/sdk/nn/transformer_config.h"
@@ -37,9 +35,5 @@ GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size);
 // Megatron's divisibility checks against c.transformer.parallel (heads, query groups, ffn and
 // vocab by the tensor-parallel size; seq_length by 2 * context-parallel size, ...).
 void check_parallel(const sdk::Config& cfg, const GptConfig& c);
-
-// cuda_graph_impl = full_iteration against where the model runs: a CUDA device, the whole model
-// (no pipeline stage), no tensor or context parallelism.
-void check_cuda_graph(const sdk::Config& cfg, const GptConfig& c, const at::Device& device, bool whole_model);
 
 }  // namespace megahost::gpt

@@ -113,9 +113,9 @@ mh_error* MH_ABI gpt_forward_backward(mh_model* m, const mh_named_tensor* batch,
     // graph these are the recorded copies.
     step.forward = [&](const std::vector<at::Tensor>& in) {
       sdk::nn::ParamRegistry::ForwardScope gate(model.params);  // names parameters before use
-      auto loss = masked_loss(model, model.token_loss(in[0], in[1], in[3], self->training), in[2]);
+      const auto loss = masked_loss(model, model.token_loss(in[0], in[1], in[3], self->training), in[2]);
       gate.end();
-      return loss;
+      return sdk::nn::step_loss(loss);
     };
     step.backward = [&](const at::Tensor& scaled_objective) {
       sdk::fused::DeferredColumnSums column_sums;  // the norms' and biases' last sums: one launch per shape
@@ -126,16 +126,7 @@ mh_error* MH_ABI gpt_forward_backward(mh_model* m, const mh_named_tensor* batch,
     // local_sum / global_num_tokens (all-masked: nothing instead of 0/0); the host's sum over cp
     // makes it the whole sequence's mean. The loss is read back without waiting for backward.
     const std::vector<at::Tensor> inputs = {b.tokens, b.labels, b.loss_mask, b.position_ids};
-    std::pair<double, double> loss;
-    if (self->graphs != nullptr) {
-      const size_t before = self->graphs->recorded();
-      loss = self->graphs->run(model.params, step, inputs, self->training, grad_scale);
-      if (self->graphs->recorded() > before)
-        sdk::log(self->host, MH_LOG_INFO, self->name.c_str(), "gpt: recorded a CUDA graph of the forward and backward",
-                 " for micro-batch ", b.tokens.sizes(), " (", self->graphs->recorded(), " recorded)");
-    } else {
-      loss = sdk::nn::run_eager(step, inputs, grad_scale);
-    }
+    const auto loss = sdk::run_micro_batch(*self, "gpt", step, inputs, grad_scale);
     if (out != nullptr) std::tie(out->loss_sum, out->num_tokens) = loss;
     return nullptr;
   }
@@ -280,7 +271,7 @@ mh_error* MH_ABI gpt_create(const char* id, const mh_host* host, const mh_model_
         sdk::parallel::ParallelContext::from_host(host, has_parallel_flags ? args->parallel_flags : 0u);
     check_parallel(cfg, config);
     const at::Device device = sdk::to_torch_device(args->device);
-    check_cuda_graph(cfg, config, device, stage.whole_model());
+    sdk::nn::check_cuda_graph(cfg, config.cuda_graph, device, stage.whole_model(), config.transformer.parallel.get());
     const at::ScalarType dtype = sdk::to_scalar_type(args->param_dtype);
     MH_CHECK(at::isFloatingType(dtype), MH_ERR_INVALID_ARG, "gpt: param_dtype ", c10::toString(dtype),
              " is not a floating type\nHINT: use float32 (bf16/fp16 mixed precision keeps fp32 masters in the core)");

@@ -8,6 +8,7 @@
 
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/model_config.h"
+#include "megahost/sdk/nn/cuda_graph.h"
 #include "megahost/sdk/parallel/mappings.h"
 
 namespace megahost::t5 {
@@ -32,6 +33,8 @@ constexpr sdk::ConfigKey kKeys[] = {
     {"add_bias_linear", "bool", "true", false, "biases in the linear layers"},
     {"attention_backend", "string", "\"auto\"", false,
      "attention kernels: auto | flash | cudnn (Megatron: fused) | efficient | math (Megatron: unfused, local)"},
+    {"cuda_graph_impl", "string", "\"none\"", false, sdk::nn::kCudaGraphImplDoc},
+    {"cuda_graph_warmup_steps", "int", "3", false, sdk::nn::kCudaGraphWarmupDoc},
 };
 
 const sdk::ConfigSchema& schema() {
@@ -74,6 +77,7 @@ T5Config parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
                                    "): positions past the table have no embedding"),
                       "raise max_position_embeddings (Megatron's T5: 512 for lengths 512 / 128)");
   sdk::read_dropout_and_init(keys, cfg, t);
+  c.cuda_graph = sdk::nn::parse_cuda_graph(cfg, t.hidden_dropout, t.attention_dropout);
   return c;
 }
 

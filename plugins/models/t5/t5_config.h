@@ -5,11 +5,13 @@
 #include <cstdint>
 
 #include "megahost/sdk/host.h"
+#include "megahost/sdk/nn/cuda_graph.h"
 #include "megahost/sdk/nn/transformer_config.h"
 
 namespace megahost::t5 {
 
 struct T5Config {
+  sdk::nn::CudaGraphConfig cuda_graph;     // cuda_graph_impl, cuda_graph_warmup_steps
   sdk::nn::TransformerConfig transformer;  // encoder and decoder: pre-norm LayerNorm layers, GeLU MLP
   int64_t padded_vocab_size = 0;           // from the host (tokenizer vocab + [BOS] [EOS] + sentinels, padded)
   int64_t encoder_seq_length = 0;          // --encoder-seq-length (= --seq-length)

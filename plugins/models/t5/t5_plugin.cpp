@@ -67,19 +67,19 @@ Batch read_batch(const T5Model& model, const mh_named_tensor* batch, size_t n) {
   return b;
 }
 
-// Megatron's loss_func: lm = sum(CE * loss_mask) / sum(loss_mask).
-// Returns the objective (with autograd); with `report`, starts reading the reported loss back as
-// loss_sum = objective * num_tokens (num_tokens at least 1) without waiting for the device.
-at::Tensor loss(const Instance& self, const Batch& b, sdk::parallel::LossReadback* report) {
+// Megatron's loss_func: lm = sum(CE * loss_mask) / sum(loss_mask). The objective (with autograd)
+// and the reported loss, loss_sum = objective * num_tokens (num_tokens at least 1).
+sdk::nn::StepLoss loss(const Instance& self, const Batch& b) {
   const T5Model& model = *self.model;
   const at::Tensor ce = model.forward(b.text_enc, b.enc_mask, b.text_dec, b.dec_mask, b.labels, self.training);
   const auto lm = sdk::parallel::masked_loss(ce, b.loss_mask, model.config().transformer.parallel.get());
-  at::Tensor objective = lm.objective();  // sum / max(loss tokens, 1)
-  if (report != nullptr) {
-    const at::Tensor tokens = lm.global_num_tokens.clamp_min(1.0);
-    *report = sdk::parallel::start_loss_readback(objective.detach() * tokens, tokens);
-  }
-  return objective;
+  const at::Tensor objective = lm.objective();  // sum / max(loss tokens, 1)
+  const at::Tensor tokens = lm.global_num_tokens.clamp_min(1.0);
+  return {objective, objective.detach() * tokens, tokens};
+}
+
+std::vector<at::Tensor*> batch_fields(Batch& b) {
+  return {&b.text_enc, &b.enc_mask, &b.text_dec, &b.labels, &b.dec_mask, &b.loss_mask};
 }
 
 // What sdk::ModelTable (and the flops extension) build the tables from.
@@ -88,6 +88,7 @@ struct T5Plugin {
   static constexpr const char* kName = "t5";
   static constexpr auto read_batch = t5::read_batch;
   static constexpr auto loss = t5::loss;
+  static constexpr auto batch_fields = t5::batch_fields;
   static double train_flops_per_sample(const T5Model& m) { return t5::train_flops_per_sample(m.config()); }
 };
 
@@ -134,9 +135,13 @@ mh_error* MH_ABI t5_create(const char* id, const mh_host* host, const mh_model_c
     check_parallel(cfg, config);
     sdk::select_attention_backend(cfg);
     const sdk::ModelPlacement place = sdk::model_placement("t5", host, args);
+    sdk::nn::check_cuda_graph(cfg, config.cuda_graph, place.device, /*whole_model=*/true,
+                              config.transformer.parallel.get());
 
     auto inst = sdk::new_instance<T5Model>(host, args);
     inst->model = std::make_unique<T5Model>(config, place.device, place.dtype, place.init_seed);
+    if (config.cuda_graph.full_iteration)
+      inst->graphs = std::make_unique<sdk::nn::FullIterationGraphs>(config.cuda_graph.warmup_steps);
     const auto& t = config.transformer;
     sdk::log(host, MH_LOG_INFO, inst->name.c_str(), "t5: ", t.num_layers, " encoder + ", t.num_layers,
              " decoder layers, hidden ", t.hidden_size, ", heads ", t.num_attention_heads, " x ", t.kv_channels,

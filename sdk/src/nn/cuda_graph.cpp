@@ -19,11 +19,49 @@
 
 namespace megahost::sdk::nn {
 
+CudaGraphConfig parse_cuda_graph(const Config& cfg, double hidden_dropout, double attention_dropout) {
+  CudaGraphConfig c;
+  const std::string impl = cfg.get_string("cuda_graph_impl", "none");
+  if (impl == "local" || impl == "transformer_engine")
+    throw cfg.error("cuda_graph_impl", str_cat("cuda_graph_impl = \"", impl, "\" (per-layer graphs) is not built"),
+                    "use \"full_iteration\" (the whole forward and backward as one graph) or \"none\"");
+  if (impl != "none" && impl != "full_iteration")
+    throw cfg.error("cuda_graph_impl", str_cat("unknown cuda_graph_impl '", impl, "'"),
+                    "use \"none\" or \"full_iteration\"");
+  c.full_iteration = impl == "full_iteration";
+  c.warmup_steps = cfg.get_int("cuda_graph_warmup_steps", 3);
+  if (c.warmup_steps < 1)
+    throw cfg.error("cuda_graph_warmup_steps", str_cat("cuda_graph_warmup_steps = ", c.warmup_steps, " must be >= 1"),
+                    "libraries set themselves up on the first call (cuBLAS, cuDNN): Megatron's default is 3");
+  if (c.full_iteration && (hidden_dropout > 0.0 || attention_dropout > 0.0))
+    throw cfg.error("cuda_graph_impl",
+                    str_cat("cuda_graph_impl = \"full_iteration\" needs hidden_dropout = 0 and attention_dropout = 0, "
+                            "got ", hidden_dropout, " and ", attention_dropout,
+                            " (dropout's random state inside a replayed graph is not built)"),
+                    "set hidden_dropout = 0.0 and attention_dropout = 0.0, or cuda_graph_impl = \"none\"");
+  return c;
+}
+
+void check_cuda_graph(const Config& cfg, const CudaGraphConfig& graph, const at::Device& device, bool whole_model,
+                      const parallel::ParallelContext* parallel) {
+  if (!graph.full_iteration) return;
+  if (!device.is_cuda())
+    throw cfg.error("cuda_graph_impl",
+                    str_cat("cuda_graph_impl = \"full_iteration\" needs a CUDA device; the model is on ", device.str()),
+                    "set cuda_graph_impl = \"none\", or [training] device = \"cuda\"");
+  if (!whole_model || (parallel != nullptr && !parallel->single()))
+    throw cfg.error("cuda_graph_impl",
+                    "cuda_graph_impl = \"full_iteration\" records one whole model per GPU: tensor, context and "
+                    "pipeline parallelism are not recorded yet",
+                    "set tensor_model_parallel_size, context_parallel_size and pipeline_model_parallel_size to 1 "
+                    "(data parallelism is fine), or cuda_graph_impl = \"none\"");
+}
+
 std::pair<double, double> run_eager(const MicroBatchStep& step, const std::vector<at::Tensor>& inputs,
                                     double grad_scale) {
-  const parallel::MaskedLoss loss = step.forward(inputs);
-  const auto readback = parallel::start_loss_readback(loss);  // queued before backward: no stall
-  step.backward(loss.objective() * grad_scale);
+  const StepLoss loss = step.forward(inputs);
+  const auto readback = parallel::start_loss_readback(loss.loss_sum, loss.num_tokens);  // before backward: no stall
+  step.backward(loss.objective * grad_scale);
   return readback.read();
 }
 
@@ -151,17 +189,17 @@ std::pair<double, double> FullIterationGraphs::run(ParamRegistry& params, const 
       else graph->capture_begin();
       try {
         at::AutoGradMode grad_on(true);
-        const parallel::MaskedLoss loss = step.forward(e.inputs);
+        const StepLoss loss = step.forward(e.inputs);
         {
           at::NoGradGuard no_grad;
-          e.loss_device = at::stack({loss.global_sum.detach().to(at::kDouble), loss.global_num_tokens.to(at::kDouble)});
+          e.loss_device = at::stack({loss.loss_sum.detach().to(at::kDouble), loss.num_tokens.detach().to(at::kDouble)});
         }
         check_cuda(cudaMemcpyAsync(e.loss_host.data_ptr(), e.loss_device.data_ptr(), 2 * sizeof(double),
                                    cudaMemcpyDeviceToHost, side.stream()),
                    "recording the loss copy");
         check_cuda(cudaEventRecordWithFlags(e.loss_copied, side.stream(), cudaEventRecordExternal),
                    "recording the loss event");
-        step.backward(loss.objective() * e.grad_scale);
+        step.backward(loss.objective * e.grad_scale);
         graph->capture_end();
       } catch (const std::exception& err) {
         cudaGraph_t broken = nullptr;  // end the recording so the stream and allocator recover

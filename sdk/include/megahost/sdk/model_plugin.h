@@ -9,10 +9,12 @@
 //     static constexpr const char* kName = "bert";  // prefixes every error message
 //     // Batch read_batch(const Model&, const mh_named_tensor* batch, size_t n): checked tensors
 //     static constexpr auto read_batch = bert::read_batch;
-//     // at::Tensor loss(const sdk::ModelInstance<Model>&, const Batch&, parallel::LossReadback* report):
-//     // the objective with autograd; when report != NULL, starts the readback of (loss_sum,
-//     // num_tokens) with parallel::start_loss_readback: no host wait before backward is queued
+//     // nn::StepLoss loss(const sdk::ModelInstance<Model>&, const Batch&): the objective with
+//     // autograd and the reported (loss_sum, num_tokens), 0-d tensors on the device
 //     static constexpr auto loss = bert::loss;
+//     // std::vector<at::Tensor*> batch_fields(Batch&): every tensor of a batch, in a fixed order
+//     // (a CUDA graph records copies of them and swaps them in)
+//     static constexpr auto batch_fields = bert::batch_fields;
 //   };
 //   *out_api = &sdk::ModelTable<BertPlugin>::api();  // in create
 //
@@ -29,6 +31,8 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "megahost/megahost.h"
 #include "megahost/sdk/error.h"
@@ -52,6 +56,20 @@ struct ModelInstance {
   bool training = true;  // set_training: dropout on / off
   std::unique_ptr<nn::FullIterationGraphs> graphs;  // cuda_graph_impl = full_iteration, else null
 };
+
+// One micro-batch: replayed from a CUDA graph when the instance has graphs
+// (cuda_graph_impl = full_iteration), else eagerly. Returns (loss_sum, num_tokens).
+template <class Model>
+std::pair<double, double> run_micro_batch(ModelInstance<Model>& s, const char* plugin, const nn::MicroBatchStep& step,
+                                          const std::vector<at::Tensor>& inputs, double grad_scale) {
+  if (s.graphs == nullptr) return nn::run_eager(step, inputs, grad_scale);
+  const size_t before = s.graphs->recorded();
+  const auto loss = s.graphs->run(s.model->params, step, inputs, s.training, grad_scale);
+  if (s.graphs->recorded() > before)
+    log(s.host, MH_LOG_INFO, s.name.c_str(), plugin, ": recorded a CUDA graph of the forward and backward for a ",
+        inputs.front().sizes(), " micro-batch (", s.graphs->recorded(), " recorded)");
+  return loss;
+}
 
 // mh_loss grew by appending: a caller's struct must hold at least this ABI's fields.
 inline void check_loss_out(const char* plugin, const mh_loss* out) {
@@ -118,16 +136,27 @@ struct ModelTable {
     MH_SDK_TRY {
       at::AutoGradMode grad_on(true);  // grad mode is thread-local: the caller's thread may have it off
       check_loss_out(Plugin::kName, out);
-      const auto b = Plugin::read_batch(*s->model, batch, n);
-      parallel::LossReadback report;
-      nn::ParamRegistry::ForwardScope gate(s->model->params);  // names parameters before use (ABI 1.9)
-      const at::Tensor loss = Plugin::loss(*s, b, out != nullptr ? &report : nullptr);
-      gate.end();
-      fused::DeferredColumnSums column_sums;  // the norms' and biases' last sums: one launch per shape
-      (loss * grad_scale).backward();
-      column_sums.flush();
-      s->model->params.finish_deferred_zero();  // a gradient this backward did not write is zero
-      if (out != nullptr) std::tie(out->loss_sum, out->num_tokens) = report.read();  // backward is queued
+      auto b = Plugin::read_batch(*s->model, batch, n);
+      std::vector<at::Tensor> inputs;
+      for (const at::Tensor* t : Plugin::batch_fields(b)) inputs.push_back(*t);
+      nn::MicroBatchStep step;
+      step.forward = [&](const std::vector<at::Tensor>& in) {  // inside a graph: the recorded copies
+        auto local = b;
+        const auto fields = Plugin::batch_fields(local);
+        for (size_t i = 0; i < fields.size(); ++i) *fields[i] = in[i];
+        nn::ParamRegistry::ForwardScope gate(s->model->params);  // names parameters before use (ABI 1.9)
+        const nn::StepLoss loss = Plugin::loss(*s, local);
+        gate.end();
+        return loss;
+      };
+      step.backward = [&](const at::Tensor& scaled_objective) {
+        fused::DeferredColumnSums column_sums;  // the norms' and biases' last sums: one launch per shape
+        scaled_objective.backward();
+        column_sums.flush();
+        s->model->params.finish_deferred_zero();  // a gradient this backward did not write is zero
+      };
+      const auto loss = run_micro_batch(*s, Plugin::kName, step, inputs, grad_scale);
+      if (out != nullptr) std::tie(out->loss_sum, out->num_tokens) = loss;
       return nullptr;
     }
     MH_SDK_CATCH(s->host)
@@ -139,10 +168,10 @@ struct ModelTable {
     MH_SDK_TRY {
       at::NoGradGuard no_grad;
       check_loss_out(Plugin::kName, out);
-      parallel::LossReadback report;
       nn::ParamRegistry::ForwardScope gate(s->model->params);
-      Plugin::loss(*s, Plugin::read_batch(*s->model, batch, n), out != nullptr ? &report : nullptr);
-      if (out != nullptr) std::tie(out->loss_sum, out->num_tokens) = report.read();
+      const nn::StepLoss loss = Plugin::loss(*s, Plugin::read_batch(*s->model, batch, n));
+      if (out != nullptr)
+        std::tie(out->loss_sum, out->num_tokens) = parallel::start_loss_readback(loss.loss_sum, loss.num_tokens).read();
       return nullptr;
     }
     MH_SDK_CATCH(s->host)

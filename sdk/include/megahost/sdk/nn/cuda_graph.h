@@ -33,8 +33,10 @@
 #include <utility>
 #include <vector>
 
+#include "megahost/sdk/host.h"
 #include "megahost/sdk/nn/params.h"
 #include "megahost/sdk/parallel/loss.h"
+#include "megahost/sdk/parallel/mappings.h"
 
 namespace megahost::sdk::nn {
 
@@ -44,10 +46,33 @@ struct CudaGraphConfig {
   int64_t warmup_steps = 3;     // cuda_graph_warmup_steps: eager calls per key before recording
 };
 
+// The keys' schema docs, for each model plugin's key table.
+inline constexpr const char* kCudaGraphImplDoc =
+    "CUDA graphs: none | full_iteration (each micro-batch's forward and backward recorded once, then replayed; "
+    "needs no dropout, one GPU per model replica, no overlapped gradient reduction or parameter gather)";
+inline constexpr const char* kCudaGraphWarmupDoc = "full_iteration: eager micro-batches of each shape before recording";
+
+// Reads cuda_graph_impl / cuda_graph_warmup_steps; throws the config error naming the key (per-layer
+// graphs, an unknown value, warm-up < 1, full_iteration with dropout).
+CudaGraphConfig parse_cuda_graph(const Config& cfg, double hidden_dropout, double attention_dropout);
+// full_iteration against where the model runs: a CUDA device, the whole model (no pipeline
+// stage), no tensor or context parallelism (parallel: null or single).
+void check_cuda_graph(const Config& cfg, const CudaGraphConfig& graph, const at::Device& device, bool whole_model,
+                      const parallel::ParallelContext* parallel);
+
+// What one micro-batch's forward gives: the objective backward differentiates and the reported
+// (loss_sum, num_tokens), all 0-d on the model's device.
+struct StepLoss {
+  at::Tensor objective;   // with autograd
+  at::Tensor loss_sum;    // reported, no autograd
+  at::Tensor num_tokens;  // reported
+};
+inline StepLoss step_loss(const parallel::MaskedLoss& l) { return {l.objective(), l.global_sum, l.global_num_tokens}; }
+
 // One micro-batch's work, split where the loss is known.
 struct MicroBatchStep {
-  // inputs (the batch; inside a graph the recorded copies) -> the masked loss, with autograd
-  std::function<parallel::MaskedLoss(const std::vector<at::Tensor>& inputs)> forward;
+  // inputs (the batch; inside a graph the recorded copies) -> the loss
+  std::function<StepLoss(const std::vector<at::Tensor>& inputs)> forward;
   // scaled objective -> its backward, the held column sums and finish_deferred_zero
   std::function<void(const at::Tensor& scaled_objective)> backward;
 };
