@@ -116,35 +116,6 @@ class RecipeSuite : public ::testing::Test {
     }
   }
 
-  // model.cuda_graph_impl = full_iteration (Megatron's --cuda-graph-impl): on a GPU, 6 iterations
-  // of which the last 4 replay recorded graphs (2 eager micro-batches of each kind first: a step's
-  // first stores the gradients, its second adds) give the eager run's losses, grad norms and
-  // validation losses to the last digit (fp32, the math attention: no atomics). On the CPU the run
-  // is refused, naming the key.
-  static void expect_cuda_graphs_follow_eager() {
-    const std::string graph = " --set model.cuda_graph_impl=full_iteration --set model.cuda_graph_warmup_steps=2";
-    const std::string cuda = "--set training.device=cuda --set model.attention_backend=math --set training.train_iters=6";
-    const std::filesystem::path eager_file = dir_ / "graph_eager.jsonl", graph_file = dir_ / "graph_replayed.jsonl";
-    const CliResult eager = run_cli("run " + recipe_ + " " + cuda + " --set logging.metrics_file=" + eager_file.string());
-    if (eager.out.find("has no CUDA device") != std::string::npos) {
-      expect_refused(graph, {"cuda_graph_impl = \"full_iteration\" needs a CUDA device", "HINT"});
-      GTEST_SKIP() << "no CUDA in this build or machine";
-    }
-    ASSERT_EQ(eager.code, 0) << eager.out;
-    const CliResult replayed =
-        run_cli("run " + recipe_ + " " + cuda + graph + " --set logging.metrics_file=" + graph_file.string());
-    ASSERT_EQ(replayed.code, 0) << replayed.out;
-    EXPECT_NE(replayed.out.find("(2 recorded)"), std::string::npos) << replayed.out;
-    const Metrics a = read_metrics(eager_file), b = read_metrics(graph_file);
-    ASSERT_EQ(a.loss.size(), 6u);
-    ASSERT_EQ(b.loss.size(), 6u);
-    for (const auto& [it, l] : a.loss) {
-      EXPECT_EQ(b.loss.at(it), l) << "loss, iteration " << it;
-      EXPECT_EQ(b.grad_norm.at(it), a.grad_norm.at(it)) << "grad norm, iteration " << it;
-    }
-    for (const auto& [it, l] : a.valid) EXPECT_EQ(b.valid.at(it), l) << "valid loss, iteration " << it;
-  }
-
   // `megahost <prefix><recipe> <sets>` fails and says every one of `words`; returns what it said.
   static std::string expect_refused(const std::string& sets, const std::vector<std::string>& words,
                                     const std::string& prefix = "run ") {

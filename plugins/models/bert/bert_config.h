@@ -11,7 +11,7 @@
 namespace megahost::bert {
 
 struct BertConfig {
-  sdk::nn::CudaGraphConfig cuda_graph;     // cuda_graph_impl, cuda_graph_warmup_steps
+  sdk::nn::CudaGraphConfig cuda_graph;     // cuda_graph_impl: only "none" (parse_config refuses the rest)
   sdk::nn::TransformerConfig transformer;  // the encoder: pre-norm LayerNorm layers, GeLU MLP
   int64_t padded_vocab_size = 0;           // from the host (tokenizer vocab padded as Megatron pads it)
   int64_t seq_length = 0;

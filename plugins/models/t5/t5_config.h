@@ -11,7 +11,7 @@
 namespace megahost::t5 {
 
 struct T5Config {
-  sdk::nn::CudaGraphConfig cuda_graph;     // cuda_graph_impl, cuda_graph_warmup_steps
+  sdk::nn::CudaGraphConfig cuda_graph;     // cuda_graph_impl: only "none" (parse_config refuses the rest)
   sdk::nn::TransformerConfig transformer;  // encoder and decoder: pre-norm LayerNorm layers, GeLU MLP
   int64_t padded_vocab_size = 0;           // from the host (tokenizer vocab + [BOS] [EOS] + sentinels, padded)
   int64_t encoder_seq_length = 0;          // --encoder-seq-length (= --seq-length)
