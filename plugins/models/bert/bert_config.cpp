@@ -59,11 +59,9 @@ BertConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
   c.binary_head = keys.read_bool(cfg, "bert_binary_head");
   sdk::read_dropout_and_init(keys, cfg, t);
   c.cuda_graph = sdk::nn::parse_cuda_graph(cfg, t.hidden_dropout, t.attention_dropout);
-  if (c.cuda_graph.full_iteration)  // the shared ModelTable path records; this model's head cannot
-    throw cfg.error("cuda_graph_impl",
-                    "cuda_graph_impl = \"full_iteration\": bert's LM head reads only the masked positions, a "
-                    "data-dependent count (one device-to-host read per micro-batch) that no recorded graph can hold",
-                    "set cuda_graph_impl = \"none\" (graphs are built for gpt)");
+  sdk::nn::refuse_full_iteration(cfg, c.cuda_graph,
+                                 "bert's LM head reads only the masked positions, a data-dependent count (one "
+                                 "device-to-host read per micro-batch) that no recorded graph can hold");
   return c;
 }
 
