@@ -310,6 +310,36 @@ TEST_F(CkptSafety, ResumeFallsBackToTheNewestCompleteCheckpoint) {
   EXPECT_TRUE(has(r.out, "corrupt tracker file")) << r.out;
 }
 
+// keep_last_n holds from the start of a run, not only after its first save: a run killed between
+// publishing a checkpoint and pruning the older ones left one too many, and a run resumed at
+// train_iters saves nothing. The checkpoint a run resumed from is never pruned, even where a
+// damaged newer folder pushed it out of the newest keep_last_n.
+TEST_F(CkptSafety, KeepLastNHoldsFromTheStartOfARun) {
+  const fs::path save = dir_ / "prune_at_start";
+  const std::string four = " --set training.train_iters=4";
+  Result r = run(run_args(save, dir_ / "prune_0.jsonl", four + " --set checkpoint.keep_last_n=0"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (int it = 1; it <= 4; ++it) ASSERT_TRUE(fs::is_directory(iter_dir(save, it))) << it;
+  const fs::path copy = dir_ / "prune_at_start_copy";
+  fs::copy(save, copy, fs::copy_options::recursive);
+
+  r = run(run_args(save, dir_ / "prune_1.jsonl", four));  // nothing left to train
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_FALSE(fs::exists(iter_dir(save, 1)));
+  EXPECT_FALSE(fs::exists(iter_dir(save, 2)));
+  EXPECT_TRUE(fs::is_directory(iter_dir(save, 3)));
+  EXPECT_TRUE(fs::is_directory(iter_dir(save, 4)));
+  EXPECT_EQ(tracked(save), 4);
+
+  // 3 and 4 damaged: the run resumes from 2, which the newest two (3, 4) would push out.
+  for (int it = 3; it <= 4; ++it) fs::remove(iter_dir(copy, it) / "index.json");
+  r = run(run_args(copy, dir_ / "prune_2.jsonl", " --set training.train_iters=2"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("iter_0000002, the newest complete checkpoint"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(iter_dir(copy, 1)));
+  EXPECT_TRUE(fs::is_directory(iter_dir(copy, 2)));
+}
+
 // async_save writes byte for byte what a synchronous save writes, and the losses are unchanged.
 TEST_F(CkptSafety, AsyncSaveWritesTheSameCheckpointsAsSyncSave) {
   const std::string sets = " --set training.train_iters=3 --set checkpoint.keep_last_n=0";

@@ -457,7 +457,7 @@ void AsyncCheckpointSaver::publish() {
   }
 }
 
-void prune_checkpoints(const std::string& save_dir, int64_t keep_last_n) {
+void prune_checkpoints(const std::string& save_dir, int64_t keep_last_n, std::optional<int64_t> also_keep) {
   const auto tracked = latest_checkpoint(save_dir);
   std::vector<std::pair<int64_t, fs::path>> iters;  // only complete folders: iter_ + 7 digits
   for (const auto& e : fs::directory_iterator(save_dir)) {
@@ -469,7 +469,8 @@ void prune_checkpoints(const std::string& save_dir, int64_t keep_last_n) {
   }
   std::sort(iters.begin(), iters.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   for (size_t i = static_cast<size_t>(keep_last_n); i < iters.size(); ++i)
-    if (!tracked || iters[i].first != *tracked) remove_tree(iters[i].second);
+    if ((!tracked || iters[i].first != *tracked) && (!also_keep || iters[i].first != *also_keep))
+      remove_tree(iters[i].second);
 }
 
 std::optional<int64_t> latest_checkpoint(const std::string& dir) {

@@ -383,8 +383,10 @@ TrainSummary train_and_keep_groups(const Recipe& r, const PluginRegistry& reg, c
 
   // Resume from the latest checkpoint in `load`, as Megatron does; a missing tracker starts fresh.
   TrainingState state;
+  std::optional<int64_t> resumed;  // the iteration loaded from load_dir
   if (!load_dir.empty()) {
     if (auto latest = find_resume_checkpoint(*ckpt, load_dir, par.rank == 0)) {
+      resumed = *latest;
       // finetune (Megatron's --finetune): weights only; iteration, samples, optimizer, scheduler start afresh.
       const bool finetune = r.get_bool("checkpoint", "finetune");
       LoadOptions lo;
@@ -411,6 +413,13 @@ TrainSummary train_and_keep_groups(const Recipe& r, const PluginRegistry& reg, c
                    "latest_checkpointed_iteration.txt");
     }
   }
+  // keep_last_n holds from the start, not only after this run's first save: a run killed between
+  // publishing a checkpoint and pruning the older ones left one too many (and a run resumed at
+  // train_iters saves nothing). The checkpoint this run resumed from always stays.
+  const int64_t keep_last_n = r.get_int("checkpoint", "keep_last_n");
+  if (par.rank == 0 && keep_last_n > 0 && !save_dir.empty() && std::filesystem::is_directory(save_dir))
+    prune_checkpoints(save_dir, keep_last_n,
+                      resumed && std::filesystem::equivalent(save_dir, load_dir) ? resumed : std::nullopt);
   if (checkpoint_conversion_requested(r)) {  // Megatron's --ckpt-convert-format: write it again, stop
     convert_loaded_checkpoint(r, reg, state, parts, read_file(r.path));
     TrainSummary converted;

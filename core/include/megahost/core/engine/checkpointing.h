@@ -48,8 +48,11 @@ struct CheckpointParts {
 void save_checkpoint(CheckpointFormat& fmt, const std::string& save_dir, const TrainingState& state,
                      const CheckpointParts& parts, const std::string& recipe_text, int64_t keep_last_n = 0);
 
-// Removes iter_* folders of save_dir beyond the newest keep_last_n, never the tracker's one.
-void prune_checkpoints(const std::string& save_dir, int64_t keep_last_n);
+// Removes iter_* folders of save_dir beyond the newest keep_last_n, never the tracker's one; the
+// trainer also runs it at start (a run killed before pruning left one too many).
+// also_keep: an iteration never removed either (the one a run resumed from).
+void prune_checkpoints(const std::string& save_dir, int64_t keep_last_n,
+                       std::optional<int64_t> also_keep = std::nullopt);
 
 // Leftovers of saves a kill interrupted: staging folders iter_N.tmp and tracker .tmp files are
 // removed; an iter_N.old (the complete copy a re-save of N was replacing) is put back when
