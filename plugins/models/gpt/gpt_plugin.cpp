@@ -117,12 +117,7 @@ mh_error* MH_ABI gpt_forward_backward(mh_model* m, const mh_named_tensor* batch,
       gate.end();
       return sdk::nn::step_loss(loss);
     };
-    step.backward = [&](const at::Tensor& scaled_objective) {
-      sdk::fused::DeferredColumnSums column_sums;  // the norms' and biases' last sums: one launch per shape
-      scaled_objective.backward();
-      column_sums.flush();
-      model.params.finish_deferred_zero();  // a gradient this backward did not write is zero
-    };
+    step.backward = sdk::model_backward(model.params);
     // local_sum / global_num_tokens (all-masked: nothing instead of 0/0); the host's sum over cp
     // makes it the whole sequence's mean. The loss is read back without waiting for backward.
     const std::vector<at::Tensor> inputs = {b.tokens, b.labels, b.loss_mask, b.position_ids};

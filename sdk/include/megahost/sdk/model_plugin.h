@@ -28,6 +28,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -56,6 +57,17 @@ struct ModelInstance {
   bool training = true;  // set_training: dropout on / off
   std::unique_ptr<nn::FullIterationGraphs> graphs;  // cuda_graph_impl = full_iteration, else null
 };
+
+// Every model's backward of one micro-batch: the scaled objective's backward, the held column
+// sums run after it, and the gradients it did not write zeroed.
+inline std::function<void(const at::Tensor&)> model_backward(nn::ParamRegistry& params) {
+  return [&params](const at::Tensor& scaled_objective) {
+    fused::DeferredColumnSums column_sums;  // the norms' and biases' last sums: one launch per shape
+    scaled_objective.backward();
+    column_sums.flush();
+    params.finish_deferred_zero();  // a gradient this backward did not write is zero
+  };
+}
 
 // One micro-batch: replayed from a CUDA graph when the instance has graphs
 // (cuda_graph_impl = full_iteration), else eagerly. Returns (loss_sum, num_tokens).
@@ -149,12 +161,7 @@ struct ModelTable {
         gate.end();
         return loss;
       };
-      step.backward = [&](const at::Tensor& scaled_objective) {
-        fused::DeferredColumnSums column_sums;  // the norms' and biases' last sums: one launch per shape
-        scaled_objective.backward();
-        column_sums.flush();
-        s->model->params.finish_deferred_zero();  // a gradient this backward did not write is zero
-      };
+      step.backward = model_backward(s->model->params);
       const auto loss = run_micro_batch(*s, Plugin::kName, step, inputs, grad_scale);
       if (out != nullptr) std::tie(out->loss_sum, out->num_tokens) = loss;
       return nullptr;
