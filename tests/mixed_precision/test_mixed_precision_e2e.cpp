@@ -258,6 +258,32 @@ TEST_F(MixedPrecisionE2E, CudaGraphReplaysFollowTheEagerRun) {
   ASSERT_EQ(train("graph_cudnn", bf16 + graph, &out), 0) << out;
   expect_same_run(records("eager_cudnn"), records("graph_cudnn"), 2e-3, "default attention");
 
+  // Dropout records: each replay draws the masks the eager calls would have drawn (libtorch's
+  // graph-safe Philox offsets), so the runs agree to the last digit with the math attention.
+  const std::string dropout = " --set model.hidden_dropout=0.1 --set model.attention_dropout=0.1";
+  ASSERT_EQ(train("eager_dropout", bf16 + math + dropout, &out), 0) << out;
+  ASSERT_EQ(train("graph_dropout", bf16 + math + dropout + graph, &out), 0) << out;
+  EXPECT_NE(out.find("recorded a CUDA graph"), std::string::npos) << out;
+  const auto eager_dropout = records("eager_dropout");
+  ASSERT_EQ(eager_dropout.size(), 8u);
+  EXPECT_NE(eager_dropout[0]["lm_loss"].get<double>(), eager[0]["lm_loss"].get<double>());  // the masks bite
+  expect_same_run(eager_dropout, records("graph_dropout"), 0.0, "dropout, math attention");
+  ASSERT_EQ(train("eager_dropout_cudnn", bf16 + dropout, &out), 0) << out;
+  ASSERT_EQ(train("graph_dropout_cudnn", bf16 + dropout + graph, &out), 0) << out;
+  expect_same_run(records("eager_dropout_cudnn"), records("graph_dropout_cudnn"), 2e-3, "dropout, default attention");
+
+  // Activation recompute without dropout records (the recompute's RNG snapshot skips the device
+  // generator while recording).
+  for (const auto& [name, recompute] : std::vector<std::pair<std::string, std::string>>{
+           {"selective", " --set model.recompute_granularity=selective"},
+           {"full", " --set model.recompute_granularity=full --set model.recompute_method=uniform"
+                    " --set model.recompute_num_layers=1"}}) {
+    ASSERT_EQ(train("eager_" + name, bf16 + math + recompute, &out), 0) << out;
+    ASSERT_EQ(train("graph_" + name, bf16 + math + recompute + graph, &out), 0) << out;
+    EXPECT_NE(out.find("recorded a CUDA graph"), std::string::npos) << out;
+    expect_same_run(records("eager_" + name), records("graph_" + name), 0.0, name.c_str());
+  }
+
   const std::string fp16 = " --set training.device=cuda --set training.precision=fp16 --set training.train_iters=20"
                            " --set training.hysteresis=1" + math;
   ASSERT_EQ(train("eager16", fp16, &out), 0) << out;

@@ -145,11 +145,18 @@ TEST(GptConfig, AttentionBackendAndFlashFlag) {
 
 TEST(GptConfig, CudaGraphImplNamesItsLimits) {
   const std::string no_dropout = kBase + "hidden_dropout = 0.0\nattention_dropout = 0.0\n";
-  expect_config_error(kBase + "cuda_graph_impl = \"full_iteration\"\n",
-                      {"key 'cuda_graph_impl'", "hidden_dropout = 0", "got 0.1 and 0.1"});
-  // Dropout off: this test model lives on the CPU, where no graph can be recorded.
-  expect_config_error(no_dropout + "cuda_graph_impl = \"full_iteration\"\n",
-                      {"key 'cuda_graph_impl'", "needs a CUDA device", "on cpu"});
+  // Dropout (0.1 each in kBase) records; under an activation recompute it is refused.
+  for (const char* recompute : {"recompute_granularity = \"selective\"\n",
+                                "recompute_granularity = \"full\"\nrecompute_method = \"uniform\"\n"
+                                "recompute_num_layers = 1\n"})
+    expect_config_error(kBase + recompute + "cuda_graph_impl = \"full_iteration\"\n",
+                        {"key 'cuda_graph_impl'", "with activation recompute", "got 0.1 and 0.1",
+                         "drop recompute_granularity"});
+  // This test model lives on the CPU, where no graph can be recorded: with or without dropout,
+  // and with a recompute that draws nothing, that is the error.
+  for (const std::string& recipe : {kBase, no_dropout, no_dropout + "recompute_granularity = \"selective\"\n"})
+    expect_config_error(recipe + "cuda_graph_impl = \"full_iteration\"\n",
+                        {"key 'cuda_graph_impl'", "needs a CUDA device", "on cpu"});
   expect_config_error(no_dropout + "cuda_graph_impl = \"local\"\n", {"key 'cuda_graph_impl'", "is not built"});
   expect_config_error(no_dropout + "cuda_graph_impl = \"everything\"\n", {"unknown cuda_graph_impl 'everything'"});
   expect_config_error(no_dropout + "cuda_graph_impl = \"full_iteration\"\ncuda_graph_warmup_steps = 0\n",

@@ -262,7 +262,8 @@ GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
                     "use \"none\" (exact erf GeLU) or \"tanh\" (GPT-2's gelu_new)");
   t.gelu_tanh = gelu == "tanh";
   t.gradient_accumulation_fusion = read_bool(cfg, "gradient_accumulation_fusion");
-  c.cuda_graph = sdk::nn::parse_cuda_graph(cfg, t.hidden_dropout, t.attention_dropout);
+  c.cuda_graph = sdk::nn::parse_cuda_graph(cfg, t.hidden_dropout, t.attention_dropout,
+                                           t.recompute_granularity != sdk::nn::RecomputeGranularity::None);
   c.attention_backend = read_string(cfg, "attention_backend");
   if (read_bool(cfg, "use_flash_attn")) {
     if (c.attention_backend != "auto" && c.attention_backend != "flash")

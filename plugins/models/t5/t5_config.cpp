@@ -77,7 +77,7 @@ T5Config parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
                                    "): positions past the table have no embedding"),
                       "raise max_position_embeddings (Megatron's T5: 512 for lengths 512 / 128)");
   sdk::read_dropout_and_init(keys, cfg, t);
-  c.cuda_graph = sdk::nn::parse_cuda_graph(cfg, t.hidden_dropout, t.attention_dropout);
+  c.cuda_graph = sdk::nn::parse_cuda_graph(cfg, t.hidden_dropout, t.attention_dropout, /*recompute=*/false);
   sdk::nn::refuse_full_iteration(cfg, c.cuda_graph,
                                  "t5's LM head reads only the labelled decoder positions, a data-dependent count (one "
                                  "device-to-host read per micro-batch) that no recorded graph can hold");

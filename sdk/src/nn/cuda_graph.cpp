@@ -12,6 +12,7 @@
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
@@ -19,7 +20,7 @@
 
 namespace megahost::sdk::nn {
 
-CudaGraphConfig parse_cuda_graph(const Config& cfg, double hidden_dropout, double attention_dropout) {
+CudaGraphConfig parse_cuda_graph(const Config& cfg, double hidden_dropout, double attention_dropout, bool recompute) {
   CudaGraphConfig c;
   const std::string impl = cfg.get_string("cuda_graph_impl", "none");
   if (impl == "local" || impl == "transformer_engine")
@@ -33,12 +34,15 @@ CudaGraphConfig parse_cuda_graph(const Config& cfg, double hidden_dropout, doubl
   if (c.warmup_steps < 1)
     throw cfg.error("cuda_graph_warmup_steps", str_cat("cuda_graph_warmup_steps = ", c.warmup_steps, " must be >= 1"),
                     "libraries set themselves up on the first call (cuBLAS, cuDNN): Megatron's default is 3");
-  if (c.full_iteration && (hidden_dropout > 0.0 || attention_dropout > 0.0))
+  // Dropout alone records (graph-safe Philox offsets); a recompute restores the forward's RNG
+  // state on the host in the middle of the backward, which a recording cannot replay.
+  if (c.full_iteration && recompute && (hidden_dropout > 0.0 || attention_dropout > 0.0))
     throw cfg.error("cuda_graph_impl",
-                    str_cat("cuda_graph_impl = \"full_iteration\" needs hidden_dropout = 0 and attention_dropout = 0, "
-                            "got ", hidden_dropout, " and ", attention_dropout,
-                            " (dropout's random state inside a replayed graph is not built)"),
-                    "set hidden_dropout = 0.0 and attention_dropout = 0.0, or cuda_graph_impl = \"none\"");
+                    str_cat("cuda_graph_impl = \"full_iteration\" with activation recompute needs hidden_dropout = 0 "
+                            "and attention_dropout = 0, got ", hidden_dropout, " and ", attention_dropout,
+                            " (the recompute rewinds dropout's random state on the host, inside the recorded backward)"),
+                    "drop recompute_granularity (graphs with dropout record without it), set both dropouts to 0.0, "
+                    "or cuda_graph_impl = \"none\"");
   return c;
 }
 
@@ -72,6 +76,10 @@ std::pair<double, double> run_eager(const MicroBatchStep& step, const std::vecto
 }
 
 #if defined(MH_SDK_WITH_CUDA)
+
+bool recording_cuda_graph() {
+  return c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None;
+}
 
 namespace {
 
@@ -237,6 +245,7 @@ std::pair<double, double> FullIterationGraphs::run(ParamRegistry& params, const 
 
 #else  // CPU builds: the keys are refused when the model is created; this is never reached.
 
+bool recording_cuda_graph() { return false; }
 struct FullIterationGraphs::Entry {};
 FullIterationGraphs::FullIterationGraphs(int64_t warmup_steps) : warmup_steps_(warmup_steps) {}
 FullIterationGraphs::~FullIterationGraphs() = default;

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "megahost/sdk/error.h"
+#include "megahost/sdk/nn/cuda_graph.h"
 #include "megahost/sdk/parallel/random.h"
 
 namespace megahost::sdk::nn {
@@ -29,8 +30,11 @@ struct RngSnapshot {
   static RngSnapshot capture(const std::vector<at::Tensor>& inputs) {
     RngSnapshot snap;
     std::vector<at::Device> devices{at::Device(at::kCPU)};
+    // Inside a CUDA graph's recording the device generator's state cannot be read (it lives in
+    // the graph's Philox offsets); full_iteration refuses dropout under recompute, so nothing
+    // recomputed there draws from it.
     for (const auto& t : inputs)
-      if (t.defined() && !t.device().is_cpu()) {
+      if (t.defined() && !t.device().is_cpu() && !(t.device().is_cuda() && recording_cuda_graph())) {
         devices.push_back(t.device());
         break;  // Megatron's tracker: one accelerator, the current one
       }

@@ -13,6 +13,11 @@
 // - the parameters' and gradients' storage: ParamRegistry::storage_generation(); a bind_storage
 //   drops every graph;
 // - grad_scale (fp16's loss scale moves): a device scalar filled before each replay;
+// - dropout's masks: libtorch's graph-safe Philox state. The recording takes each dropout's
+//   offset relative to the generator's offset at replay time, and every replay advances the
+//   generator by the whole graph's draws, so replays draw the masks eager calls would have. An
+//   activation recompute would have to rewind that state inside the recording (a host call that
+//   the recording cannot hold): recompute with dropout is refused, recompute without it records;
 // - no host code may run inside the backward: grad-ready callbacks (the host's overlapped
 //   gradient reduction) and the parameter gate are refused with an error.
 // Eager calls (warm-up) and the recording run on a side stream of the graphs' own, after the
@@ -49,12 +54,13 @@ struct CudaGraphConfig {
 // The keys' schema docs, for each model plugin's key table.
 inline constexpr const char* kCudaGraphImplDoc =
     "CUDA graphs: none | full_iteration (each micro-batch's forward and backward recorded once, then replayed; "
-    "needs no dropout, one GPU per model replica, no overlapped gradient reduction or parameter gather)";
+    "needs one GPU per model replica, no overlapped gradient reduction or parameter gather, and no dropout under "
+    "activation recompute)";
 inline constexpr const char* kCudaGraphWarmupDoc = "full_iteration: eager micro-batches of each shape before recording";
 
 // Reads cuda_graph_impl / cuda_graph_warmup_steps; throws the config error naming the key (per-layer
-// graphs, an unknown value, warm-up < 1, full_iteration with dropout).
-CudaGraphConfig parse_cuda_graph(const Config& cfg, double hidden_dropout, double attention_dropout);
+// graphs, an unknown value, warm-up < 1, full_iteration with dropout under activation recompute).
+CudaGraphConfig parse_cuda_graph(const Config& cfg, double hidden_dropout, double attention_dropout, bool recompute);
 // For a model whose forward cannot be recorded: throws when full_iteration was asked for, with
 // `why` (what in the model has a data-dependent shape or a host wait).
 void refuse_full_iteration(const Config& cfg, const CudaGraphConfig& graph, const std::string& why);
@@ -62,6 +68,10 @@ void refuse_full_iteration(const Config& cfg, const CudaGraphConfig& graph, cons
 // stage), no tensor or context parallelism (parallel: null or single).
 void check_cuda_graph(const Config& cfg, const CudaGraphConfig& graph, const at::Device& device, bool whole_model,
                       const parallel::ParallelContext* parallel);
+
+// True while the current CUDA stream is recording a graph (false on CPU builds): host-side state
+// (a generator's get_state) cannot be read there.
+bool recording_cuda_graph();
 
 // What one micro-batch's forward gives: the objective backward differentiates and the reported
 // (loss_sum, num_tokens), all 0-d on the model's device.
