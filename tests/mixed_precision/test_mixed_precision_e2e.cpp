@@ -260,13 +260,20 @@ TEST_F(MixedPrecisionE2E, CudaGraphReplaysFollowTheEagerRun) {
 
   // Dropout records: each replay draws the masks the eager calls would have drawn (libtorch's
   // graph-safe Philox offsets), so the runs agree to the last digit with the math attention.
-  const std::string dropout = " --set model.hidden_dropout=0.1 --set model.attention_dropout=0.1";
+  // Hidden 1024 (bf16: whole strips of the norm kernels) so the hidden dropout runs inside the
+  // fused add + norm, whose kernel reads the graph's Philox state.
+  const std::string dropout = " --set model.hidden_dropout=0.1 --set model.attention_dropout=0.1"
+                              " --set model.hidden_size=1024 --set model.num_attention_heads=16";
   ASSERT_EQ(train("eager_dropout", bf16 + math + dropout, &out), 0) << out;
   ASSERT_EQ(train("graph_dropout", bf16 + math + dropout + graph, &out), 0) << out;
   EXPECT_NE(out.find("recorded a CUDA graph"), std::string::npos) << out;
   const auto eager_dropout = records("eager_dropout");
   ASSERT_EQ(eager_dropout.size(), 8u);
-  EXPECT_NE(eager_dropout[0]["lm_loss"].get<double>(), eager[0]["lm_loss"].get<double>());  // the masks bite
+  ASSERT_EQ(train("eager_no_dropout", bf16 + math + " --set model.hidden_size=1024 --set model.num_attention_heads=16",
+                  &out),
+            0)
+      << out;
+  EXPECT_NE(eager_dropout[0]["lm_loss"].get<double>(), records("eager_no_dropout")[0]["lm_loss"].get<double>());
   expect_same_run(eager_dropout, records("graph_dropout"), 0.0, "dropout, math attention");
   ASSERT_EQ(train("eager_dropout_cudnn", bf16 + dropout, &out), 0) << out;
   ASSERT_EQ(train("graph_dropout_cudnn", bf16 + dropout + graph, &out), 0) << out;

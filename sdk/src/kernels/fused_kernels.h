@@ -11,6 +11,32 @@ namespace megahost::sdk::kernels {
 
 enum DType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
 
+// Dropout inside the add + norm (Megatron's bias-dropout-add, then the norm):
+//   sum = residual + keep * scale * (x + x_bias).
+// The keep mask comes from Philox (curand's Philox4_32_10: key = seed, one subsequence per 16-byte
+// vector of the rows, kPhiloxIncrement 32-bit draws each from `offset` on), 16 bits per element
+// compared with round(p * 65536). It is stored as one byte per vector (bit k: element k), the
+// backward's mask: 1/8 (bf16) of a byte per element where a bool mask takes one.
+// The seed and offset come from the caller's CUDA generator; inside a CUDA graph's recording
+// (captured) the kernel reads them from device memory at run time, plus offset_intragraph, as
+// libtorch's own random kernels do, so replays draw fresh masks.
+struct PhiloxArgs {
+  uint64_t seed = 0, offset = 0;
+  const int64_t* seed_ptr = nullptr;  // captured: read at run time
+  const int64_t* offset_ptr = nullptr;
+  uint32_t offset_intragraph = 0;
+  int captured = 0;
+};
+constexpr uint64_t kPhiloxIncrement = 4;  // one curand4 per vector
+struct NormDropout {
+  uint8_t* keep = nullptr;  // [rows * h / norm_dropout_vector(dtype)]: the forward writes it, the backward reads it
+  float p = 0.0f, scale = 1.0f;  // scale = 1 / (1 - p)
+  PhiloxArgs rng;                // forward only
+  void* dx_drop = nullptr;       // backward only: x's gradient, dx * keep * scale (dx is the residual's)
+};
+int64_t norm_dropout_vector(int dtype);             // elements per mask byte: 16 / sizeof(element)
+bool norm_dropout_supported(int dtype, int64_t h);  // h fills whole 16-byte strips of the register kernels
+
 // LayerNorm / RMSNorm over the last dim of [rows, h] with the residual add folded in:
 //   sum = x (+ x_bias) + residual (x_bias [h] may be null; residual may be null: sum = x (+ x_bias)),
 //   y = norm(sum) * weight (+ bias).
@@ -18,14 +44,16 @@ enum DType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
 // weight/bias/x_bias share x's dtype.
 int norm_forward(int dtype, bool rms, const void* x, const void* x_bias, const void* residual, const void* weight,
                  const void* bias, void* y, void* sum_out, float* mean, float* rstd, int64_t rows, int64_t h, float eps,
-                 void* stream);
+                 void* stream, const NormDropout* dropout = nullptr);
 // dx = d norm / d sum (+ dsum: the gradient reaching the residual output, may be null);
 // dweight_partial / dbias_partial: [blocks, h] float32 per-block column sums (the caller sums dim 0);
-// dxbias_partial (may be null): the same for dx itself, x_bias's gradient.
+// dxbias_partial (may be null): the same for dx itself, x_bias's gradient (with dropout: for
+// dropout->dx_drop, the gradient of x and x_bias).
 // blocks = norm_backward_blocks(dtype, rms, rows, h, x_bias) (any count works; that one fills the device once).
 int norm_backward(int dtype, bool rms, const void* dy, const void* dsum, const void* sum, const void* weight,
                   const float* mean, const float* rstd, void* dx, float* dweight_partial, float* dbias_partial,
-                  float* dxbias_partial, int64_t rows, int64_t h, int64_t blocks, void* stream);
+                  float* dxbias_partial, int64_t rows, int64_t h, int64_t blocks, void* stream,
+                  const NormDropout* dropout = nullptr);
 int64_t norm_backward_blocks(int dtype, bool rms, int64_t rows, int64_t h, bool x_bias);
 
 // The elementwise kernels below walk rows in 16-byte vectors: n (f) a multiple of 16 / sizeof(T)

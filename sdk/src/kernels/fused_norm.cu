@@ -6,6 +6,8 @@
 #include "fused_common.cuh"
 #include "fused_kernels.h"
 
+#include <curand_kernel.h>
+
 #include <cstdlib>
 #include <string>
 
@@ -193,15 +195,57 @@ __global__ void mh_norm_forward_vec_kernel(const T* __restrict__ x, const T* __r
 // holds one vector per thread and a 256-thread barrier per reduction).
 constexpr int kThreadsPerRow = 128;
 
-template <typename T, bool kRms, int S>
+// The generator's (seed, offset) as this launch sees them: inside a CUDA graph read from device
+// memory at run time (each replay's own), else the values the launch was queued with.
+__device__ __forceinline__ void unpack_philox(const PhiloxArgs& a, uint64_t* seed, uint64_t* offset) {
+  if (a.captured) {
+    *seed = static_cast<uint64_t>(*a.seed_ptr);
+    *offset = static_cast<uint64_t>(*a.offset_ptr) + a.offset_intragraph;
+  } else {
+    *seed = a.seed;
+    *offset = a.offset;
+  }
+}
+
+// The keep bits of one 16-byte vector (V elements, bit k for element k): one curand4 on the
+// vector's own subsequence, 16 bits per element against threshold = round(p * 65536).
+template <int V>
+__device__ __forceinline__ uint32_t keep_bits(uint64_t seed, uint64_t offset, uint64_t vector_index,
+                                              uint32_t threshold) {
+  curandStatePhilox4_32_10_t state;
+  curand_init(seed, vector_index, offset, &state);
+  const uint4 r = curand4(&state);
+  const uint32_t words[4] = {r.x, r.y, r.z, r.w};
+  uint32_t bits = 0;
+#pragma unroll
+  for (int k = 0; k < V; ++k) {
+    const uint32_t u16 = (words[k / 2] >> (16 * (k & 1))) & 0xffffu;
+    bits |= static_cast<uint32_t>(u16 >= threshold) << k;
+  }
+  return bits;
+}
+
+__host__ __device__ __forceinline__ uint32_t dropout_threshold(float p) {
+  const float t = p * 65536.0f + 0.5f;
+  return t >= 65535.0f ? 65535u : static_cast<uint32_t>(t);
+}
+
+// kDrop: sum = residual + keep * scale * (x + x_bias) (NormDropout), the keep bits stored.
+template <typename T, bool kRms, int S, bool kDrop = false>
 __global__ void __launch_bounds__(kThreadsPerRow)
     mh_norm_forward_reg_kernel(const T* __restrict__ x, const T* __restrict__ x_bias, const T* __restrict__ residual,
                                const T* __restrict__ weight, const T* __restrict__ bias, T* __restrict__ y,
                                T* __restrict__ sum_out, float* __restrict__ mean_out, float* __restrict__ rstd_out,
-                               int64_t h, float eps) {
+                               int64_t h, float eps, NormDropout drop) {
   constexpr int V = Vec<T>::kSize;
   __shared__ float scratch[32];
   const int64_t row = static_cast<int64_t>(blockIdx.x) * h;
+  uint64_t seed = 0, offset = 0;
+  uint32_t threshold = 0;
+  if constexpr (kDrop) {
+    unpack_philox(drop.rng, &seed, &offset);
+    threshold = dropout_threshold(drop.p);
+  }
   Vec<T> xv[S], rv[S];
 #pragma unroll
   for (int s = 0; s < S; ++s) {
@@ -216,11 +260,18 @@ __global__ void __launch_bounds__(kThreadsPerRow)
     const int64_t c = (static_cast<int64_t>(s) * kThreadsPerRow + threadIdx.x) * V;
     Vec<T> xbv;
     if (x_bias != nullptr) xbv = load_vec(x_bias + c);
+    uint32_t keep = 0;
+    if constexpr (kDrop) {
+      const uint64_t vector_index = static_cast<uint64_t>(row + c) / V;
+      keep = keep_bits<V>(seed, offset, vector_index, threshold);
+      drop.keep[vector_index] = static_cast<uint8_t>(keep);
+    }
     Vec<T> sv;
 #pragma unroll
     for (int k = 0; k < V; ++k) {
       float t = to_f32(xv[s].v[k]);
       if (x_bias != nullptr) t += to_f32(xbv.v[k]);
+      if constexpr (kDrop) t = (keep >> k) & 1u ? t * drop.scale : 0.0f;
       if (residual != nullptr) {
         sv.v[k] = from_f32<T>(t + to_f32(rv[s].v[k]));
         t = to_f32(sv.v[k]);  // normalise what the residual stream carries on
@@ -258,13 +309,15 @@ __global__ void __launch_bounds__(kThreadsPerRow)
 // short-scoreboard and dependency stalls first, 4 warps per scheduler): the per-element checks
 // cut the row into small branches, so the exact case compiles without them and each row's two
 // sums take one barrier (block_sum2_one_barrier) instead of two plus a second shuffle tree.
-template <typename T, bool kRms, int S, bool kXBias, bool kExact>
+// kDrop (with kExact): also dx_drop = dx * keep * scale, x's gradient through the dropout of the
+// forward (NormDropout), whose column sums are then x_bias's gradient.
+template <typename T, bool kRms, int S, bool kXBias, bool kExact, bool kDrop = false>
 __global__ void __launch_bounds__(512)
     mh_norm_backward_reg_kernel(const T* __restrict__ dy, const T* __restrict__ dsum, const T* __restrict__ sum,
                                 const T* __restrict__ weight, const float* __restrict__ mean,
                                 const float* __restrict__ rstd, T* __restrict__ dx, float* __restrict__ dweight_partial,
                                 float* __restrict__ dbias_partial, float* __restrict__ dxbias_partial, int64_t rows,
-                                int64_t h) {
+                                int64_t h, NormDropout drop) {
   constexpr int V = Vec<T>::kSize;
   __shared__ __align__(16) float scratch[2 * 64];
   int64_t col[S];
@@ -285,6 +338,7 @@ __global__ void __launch_bounds__(512)
   // One row's inputs: dy, sum, dsum (all independent of the reductions) and its statistics.
   struct RowIn {
     Vec<T> dy[S], sum[S], dsum[S];
+    uint8_t keep[S];
     float mu = 0.0f, rs = 0.0f;
   };
   auto load_row = [&](int64_t r, RowIn& in_row) {
@@ -296,6 +350,7 @@ __global__ void __launch_bounds__(512)
       in_row.dy[s] = load_vec(dy + r * h + col[s]);
       in_row.sum[s] = load_vec(sum + r * h + col[s]);
       if (dsum != nullptr) in_row.dsum[s] = load_vec(dsum + r * h + col[s]);
+      if constexpr (kDrop) in_row.keep[s] = drop.keep[(r * h + col[s]) / V];
     }
   };
   RowIn cur;
@@ -339,7 +394,7 @@ __global__ void __launch_bounds__(512)
 #pragma unroll
     for (int s = 0; s < S; ++s) {
       if (!in[s]) continue;
-      Vec<T> out;
+      Vec<T> out, out_drop;
       float dsumf[V] = {};
       if (dsum != nullptr) unpack(cur.dsum[s], dsumf);
 #pragma unroll
@@ -347,9 +402,17 @@ __global__ void __launch_bounds__(512)
         float v = rs * (g[s][k] - mean_g - xhat[s][k] * mean_gx);
         if (dsum != nullptr) v += dsumf[k];
         out.v[k] = from_f32<T>(v);
-        if (kXBias) dxb[s][k] += v;
+        if constexpr (kDrop) {
+          // From the stored gradient, as a dropout after it would scale it.
+          const float vd = (cur.keep[s] >> k) & 1u ? to_f32(out.v[k]) * drop.scale : 0.0f;
+          out_drop.v[k] = from_f32<T>(vd);
+          if (kXBias) dxb[s][k] += vd;
+        } else if (kXBias) {
+          dxb[s][k] += v;
+        }
       }
       store_vec(dx + r * h + col[s], out);
+      if constexpr (kDrop) store_vec(static_cast<T*>(drop.dx_drop) + r * h + col[s], out_drop);
     }
     cur = next;
   }
@@ -381,17 +444,26 @@ bool previous_norm_kernels() {
 
 template <typename T>
 using ForwardRegKernel = void (*)(const T*, const T*, const T*, const T*, const T*, T*, T*, float*, float*, int64_t,
-                                  float);
+                                  float, NormDropout);
 template <typename T, int S>
-ForwardRegKernel<T> forward_reg_kernel(bool rms) {
+ForwardRegKernel<T> forward_reg_kernel(bool rms, bool drop) {
+  if (drop) return rms ? mh_norm_forward_reg_kernel<T, true, S, true> : mh_norm_forward_reg_kernel<T, false, S, true>;
   return rms ? mh_norm_forward_reg_kernel<T, true, S> : mh_norm_forward_reg_kernel<T, false, S>;
+}
+
+// The register kernels' strips per thread when h fills them exactly (1, 2 or 4), else 0.
+template <typename T>
+int64_t exact_forward_strips(int64_t h) {
+  const int64_t strip = static_cast<int64_t>(kThreadsPerRow) * Vec<T>::kSize;
+  const int64_t strips = h / strip;
+  return (strips == 1 || strips == 2 || strips == 4) && h == strips * strip ? strips : 0;
 }
 
 }  // namespace
 
 int norm_forward(int dtype, bool rms, const void* x, const void* x_bias, const void* residual, const void* weight,
                  const void* bias, void* y, void* sum_out, float* mean, float* rstd, int64_t rows, int64_t h, float eps,
-                 void* stream) {
+                 void* stream, const NormDropout* dropout) {
   const size_t smem = (static_cast<size_t>(h) + 32) * sizeof(float);
   if (smem > 48 * 1024) return static_cast<int>(cudaErrorInvalidValue);  // h > 12,256: not needed yet
   return dispatch_dtype(dtype, [&](auto tag) {
@@ -400,31 +472,34 @@ int norm_forward(int dtype, bool rms, const void* x, const void* x_bias, const v
     const int threads = vec_threads(h, V);
     const int64_t slots = vec_slots(h, V, threads);
     const size_t smem_vec = (static_cast<size_t>(slots) + 32) * sizeof(float);
-    const int64_t strips = h / (static_cast<int64_t>(kThreadsPerRow) * V);
-    auto* kr = strips == 1 ? forward_reg_kernel<T, 1>(rms)
-             : strips == 2 ? forward_reg_kernel<T, 2>(rms)
-             : strips == 4 ? forward_reg_kernel<T, 4>(rms) : nullptr;
-    if (kr != nullptr && h == strips * kThreadsPerRow * V && !previous_norm_kernels() &&
-        vec_ok<T>(h, {x, x_bias, residual, weight, bias, y, sum_out})) {
+    const int64_t strips = exact_forward_strips<T>(h);
+    const bool drop = dropout != nullptr;
+    auto* kr = strips == 1 ? forward_reg_kernel<T, 1>(rms, drop)
+             : strips == 2 ? forward_reg_kernel<T, 2>(rms, drop)
+             : strips == 4 ? forward_reg_kernel<T, 4>(rms, drop) : nullptr;
+    const bool vectors_ok = vec_ok<T>(h, {x, x_bias, residual, weight, bias, y, sum_out});
+    if (kr != nullptr && vectors_ok && (drop || !previous_norm_kernels())) {
       kr<<<static_cast<unsigned>(rows), kThreadsPerRow, 0, as_stream(stream)>>>(
           static_cast<const T*>(x), static_cast<const T*>(x_bias), static_cast<const T*>(residual),
           static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<T*>(y), static_cast<T*>(sum_out),
-          mean, rstd, h, eps);
-      return;
+          mean, rstd, h, eps, drop ? *dropout : NormDropout{});
+      return cudaSuccess;
     }
+    if (drop) return cudaErrorInvalidValue;  // only the register kernels draw the mask: norm_dropout_supported
     if (smem_vec <= 48 * 1024 && vec_ok<T>(h, {x, x_bias, residual, weight, bias, y, sum_out})) {
       auto* kv = rms ? mh_norm_forward_vec_kernel<T, true> : mh_norm_forward_vec_kernel<T, false>;
       kv<<<static_cast<unsigned>(rows), threads, smem_vec, as_stream(stream)>>>(
           static_cast<const T*>(x), static_cast<const T*>(x_bias), static_cast<const T*>(residual),
           static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<T*>(y), static_cast<T*>(sum_out),
           mean, rstd, h, slots, eps);
-      return;
+      return cudaSuccess;
     }
     auto* k = rms ? mh_norm_forward_kernel<T, true> : mh_norm_forward_kernel<T, false>;
     k<<<static_cast<unsigned>(rows), kThreads, smem, as_stream(stream)>>>(
         static_cast<const T*>(x), static_cast<const T*>(x_bias), static_cast<const T*>(residual),
         static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<T*>(y), static_cast<T*>(sum_out), mean,
         rstd, h, eps);
+    return cudaSuccess;
   });
 }
 
@@ -433,7 +508,17 @@ namespace {
 // The register kernel for rows of h (strips = S per thread), or null when h needs more strips.
 template <typename T>
 using BackwardRegKernel = void (*)(const T*, const T*, const T*, const T*, const float*, const float*, T*, float*,
-                                   float*, float*, int64_t, int64_t);
+                                   float*, float*, int64_t, int64_t, NormDropout);
+
+// The dropout backward: exact shapes only (norm_dropout_supported).
+template <typename T, int S>
+BackwardRegKernel<T> backward_drop_kernel_s(bool rms, bool x_bias) {
+  if (x_bias)
+    return rms ? mh_norm_backward_reg_kernel<T, true, S, true, true, true>
+               : mh_norm_backward_reg_kernel<T, false, S, true, true, true>;
+  return rms ? mh_norm_backward_reg_kernel<T, true, S, false, true, true>
+             : mh_norm_backward_reg_kernel<T, false, S, false, true, true>;
+}
 
 template <typename T, int S, bool kExact>
 BackwardRegKernel<T> backward_reg_kernel_s(bool rms, bool x_bias) {
@@ -503,7 +588,8 @@ int64_t norm_backward_blocks(int dtype, bool rms, int64_t rows, int64_t h, bool 
 
 int norm_backward(int dtype, bool rms, const void* dy, const void* dsum, const void* sum, const void* weight,
                   const float* mean, const float* rstd, void* dx, float* dweight_partial, float* dbias_partial,
-                  float* dxbias_partial, int64_t rows, int64_t h, int64_t blocks_in, void* stream) {
+                  float* dxbias_partial, int64_t rows, int64_t h, int64_t blocks_in, void* stream,
+                  const NormDropout* dropout) {
   const bool x_bias = dxbias_partial != nullptr;
   const size_t smem = ((x_bias ? 3 : 2) * static_cast<size_t>(h) + 32) * sizeof(float);  // the scalar kernel's
   const unsigned blocks = static_cast<unsigned>(blocks_in);
@@ -511,12 +597,26 @@ int norm_backward(int dtype, bool rms, const void* dy, const void* dsum, const v
     using T = decltype(tag);
     const int threads = vec_threads(h, Vec<T>::kSize);
     const int64_t strips = backward_strips<T>(h, threads);
+    if (dropout != nullptr) {
+      // The mask bytes are indexed by vector (row * h + column) / V, whatever thread reads them.
+      auto* kd = strips == 1 ? backward_drop_kernel_s<T, 1>(rms, x_bias)
+               : strips == 2 ? backward_drop_kernel_s<T, 2>(rms, x_bias)
+               : strips == 4 ? backward_drop_kernel_s<T, 4>(rms, x_bias) : nullptr;
+      if (kd == nullptr || !backward_exact<T>(h, threads, strips) ||
+          !vec_ok<T>(h, {dy, dsum, sum, weight, dx, dropout->dx_drop}))
+        return cudaErrorInvalidValue;
+      kd<<<blocks, threads, 0, as_stream(stream)>>>(
+          static_cast<const T*>(dy), static_cast<const T*>(dsum), static_cast<const T*>(sum),
+          static_cast<const T*>(weight), mean, rstd, static_cast<T*>(dx), dweight_partial, dbias_partial,
+          dxbias_partial, rows, h, *dropout);
+      return cudaSuccess;
+    }
     auto* kr = backward_reg_kernel<T>(rms, strips, x_bias, backward_exact<T>(h, threads, strips));
     if (kr != nullptr && vec_ok<T>(h, {dy, dsum, sum, weight, dx})) {
       kr<<<blocks, threads, 0, as_stream(stream)>>>(
           static_cast<const T*>(dy), static_cast<const T*>(dsum), static_cast<const T*>(sum),
           static_cast<const T*>(weight), mean, rstd, static_cast<T*>(dx), dweight_partial, dbias_partial,
-          dxbias_partial, rows, h);
+          dxbias_partial, rows, h, NormDropout{});
       return cudaSuccess;
     }
     if (smem > 48 * 1024) return cudaErrorInvalidValue;
@@ -527,6 +627,20 @@ int norm_backward(int dtype, bool rms, const void* dy, const void* dsum, const v
         dxbias_partial, rows, h);
     return cudaSuccess;
   });
+}
+
+int64_t norm_dropout_vector(int dtype) { return dtype == kF32 ? 4 : 8; }
+
+bool norm_dropout_supported(int dtype, int64_t h) {
+  auto both_exact = [h](auto tag) {
+    using T = decltype(tag);
+    const int threads = vec_threads(h, Vec<T>::kSize);
+    return exact_forward_strips<T>(h) != 0 && backward_exact<T>(h, threads, backward_strips<T>(h, threads));
+  };
+  if (dtype == kF32) return both_exact(float{});
+  if (dtype == kBF16) return both_exact(__nv_bfloat16{});
+  if (dtype == kF16) return both_exact(__half{});
+  return false;
 }
 
 }  // namespace megahost::sdk::kernels

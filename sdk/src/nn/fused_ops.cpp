@@ -14,9 +14,11 @@
 #include "megahost/sdk/parallel/dist.h"
 
 #if defined(MH_SDK_WITH_CUDA)
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "fused_cuda.h"
+#include "megahost/sdk/parallel/random.h"
 #endif
 
 namespace megahost::sdk::fused {
@@ -187,7 +189,8 @@ using detail::stream_of;
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_forward(const at::Tensor& x, const at::Tensor& x_bias,
                                                                         const at::Tensor& residual,
                                                                         const at::Tensor& weight, const at::Tensor& bias,
-                                                                        double eps, bool rms) {
+                                                                        double eps, bool rms,
+                                                                        const kernels::NormDropout* dropout = nullptr) {
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t h = x.size(-1), rows = x.numel() / h;
   at::Tensor y = at::empty_like(x), sum = residual.defined() ? at::empty_like(x) : at::Tensor();
@@ -197,7 +200,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_forward(const at
                                      weight.data_ptr(),
                                      rms ? nullptr : ptr_or_null(bias), y.data_ptr(),
                                      sum.defined() ? sum.data_ptr() : nullptr, rms ? nullptr : mean.data_ptr<float>(),
-                                     rstd.data_ptr<float>(), rows, h, static_cast<float>(eps), stream_of(x)),
+                                     rstd.data_ptr<float>(), rows, h, static_cast<float>(eps), stream_of(x), dropout),
                "norm_forward");
   return {y, sum, mean, rstd};
 }
@@ -205,12 +208,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_forward(const at
 // dx and the per-block partial column sums of (dweight, dbias, dx_bias) from dy (and dsum, the
 // gradient of the residual output, may be undefined); dbias only with has_bias, dx_bias (the
 // column sums of dx) only with has_x_bias. grads_from_partial_sums finishes them.
+// With keep (the forward's dropout mask bytes): also dx_drop, x's gradient through that dropout,
+// whose column sums are then dxbias_part.
 struct NormGrads {
-  at::Tensor dx, dweight_part, dbias_part, dxbias_part;
+  at::Tensor dx, dweight_part, dbias_part, dxbias_part, dx_drop;
 };
 NormGrads norm_backward(const at::Tensor& dy_in, const at::Tensor& dsum_in, const at::Tensor& sum,
                         const at::Tensor& weight, const at::Tensor& mean, const at::Tensor& rstd, bool rms,
-                        bool has_bias, bool has_x_bias) {
+                        bool has_bias, bool has_x_bias, const at::Tensor& keep = at::Tensor(), double p = 0.0) {
   const c10::cuda::CUDAGuard guard(sum.device());
   const int64_t h = sum.size(-1), rows = sum.numel() / h;
   const at::Tensor dy = dy_in.defined() ? dy_in.contiguous() : at::zeros_like(sum);
@@ -222,12 +227,20 @@ NormGrads norm_backward(const at::Tensor& dy_in, const at::Tensor& dsum_in, cons
   g.dweight_part = at::empty({blocks, h}, part_opts);
   if (has_bias) g.dbias_part = at::empty({blocks, h}, part_opts);
   if (has_x_bias) g.dxbias_part = at::empty({blocks, h}, part_opts);
+  kernels::NormDropout dropout;
+  if (keep.defined()) {
+    g.dx_drop = at::empty_like(sum);
+    dropout.keep = keep.data_ptr<uint8_t>();
+    dropout.p = static_cast<float>(p);
+    dropout.scale = static_cast<float>(1.0 / (1.0 - p));
+    dropout.dx_drop = g.dx_drop.data_ptr();
+  }
   check_launch(kernels::norm_backward(dtype_code(sum), rms, dy.data_ptr(), ptr_or_null(dsum), sum.data_ptr(),
                                       weight.data_ptr(), rms ? nullptr : mean.data_ptr<float>(),
                                       rstd.data_ptr<float>(), g.dx.data_ptr(), g.dweight_part.data_ptr<float>(),
                                       has_bias ? g.dbias_part.data_ptr<float>() : nullptr,
                                       has_x_bias ? g.dxbias_part.data_ptr<float>() : nullptr, rows, h, blocks,
-                                      stream_of(sum)),
+                                      stream_of(sum), keep.defined() ? &dropout : nullptr),
                "norm_backward");
   return g;
 }
@@ -281,6 +294,64 @@ struct AddNormFn : torch::autograd::Function<AddNormFn> {
     const StreamNormGrads g = stream_norm_backward(ctx, grad);
     // d sum / d x = d sum / d residual = 1; d sum / d x_bias sums over the rows.
     return {g.dx, g.dx_bias, g.dx, g.dweight, g.dbias, at::Tensor(), at::Tensor()};
+  }
+};
+
+// The CUDA generator's Philox state for `increment` draws per subsequence, as libtorch's random
+// kernels take it (inside a CUDA graph's recording: device pointers the replays fill). The
+// generator is the thread's (a recompute's ScopedDefaultGenerator) or the device's default.
+kernels::PhiloxArgs philox_args(const at::Device& device, uint64_t increment) {
+  at::Generator gen = parallel::default_generator(device);
+  auto* cuda_gen = at::check_generator<at::CUDAGeneratorImpl>(gen);
+  at::PhiloxCudaState state;
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    state = cuda_gen->philox_cuda_state(increment);
+  }
+  kernels::PhiloxArgs a;
+  a.captured = state.captured_ ? 1 : 0;
+  if (state.captured_) {
+    a.seed_ptr = state.seed_.ptr;
+    a.offset_ptr = state.offset_.ptr;
+    a.offset_intragraph = state.offset_intragraph_;
+  } else {
+    a.seed = state.seed_.val;
+    a.offset = state.offset_.val;
+  }
+  return a;
+}
+
+// AddNormFn with dropout on x (add_dropout_norm): the forward draws the mask in the norm's pass and
+// keeps it as bytes of bits; the backward gives x (and x_bias) the masked gradient, residual the
+// plain one.
+struct AddDropoutNormFn : torch::autograd::Function<AddDropoutNormFn> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& x_bias,
+                               const at::Tensor& residual, const at::Tensor& weight, const at::Tensor& bias,
+                               double eps, bool rms, double p) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    const bool has_x_bias = x_bias.numel() > 0;
+    const int64_t vector = kernels::norm_dropout_vector(dtype_code(x));
+    at::Tensor keep = at::empty({x.numel() / vector}, x.options().dtype(at::kByte));
+    kernels::NormDropout dropout;
+    dropout.keep = keep.data_ptr<uint8_t>();
+    dropout.p = static_cast<float>(p);
+    dropout.scale = static_cast<float>(1.0 / (1.0 - p));
+    dropout.rng = philox_args(x.device(), kernels::kPhiloxIncrement);
+    auto [y, sum, mean, rstd] = norm_forward(x.contiguous(), has_x_bias ? x_bias : at::Tensor(),
+                                             residual.contiguous(), weight, bias, eps, rms, &dropout);
+    ctx->save_for_backward({sum, weight, mean, rstd, bias, x_bias, keep});
+    ctx->saved_data["rms"] = rms;
+    ctx->saved_data["p"] = p;
+    return {y, sum};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto s = ctx->get_saved_variables();
+    const at::Tensor &weight = s[1], &bias = s[4], &x_bias = s[5];
+    NormGrads g = norm_backward(grad[0], grad[1], s[0], weight, s[2], s[3], ctx->saved_data["rms"].toBool(),
+                                bias.numel() > 0, x_bias.numel() > 0, s[6], ctx->saved_data["p"].toDouble());
+    auto sums =
+        detail::grads_from_partial_sums({{g.dweight_part, weight}, {g.dbias_part, bias}, {g.dxbias_part, x_bias}});
+    return {g.dx_drop, sums[2], g.dx, sums[0], sums[1], at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -555,6 +626,24 @@ std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor
   }
 #endif
   return reference::add_norm(x, residual, weight, bias, eps, rms, x_bias);
+}
+
+std::pair<at::Tensor, at::Tensor> add_dropout_norm(const at::Tensor& x, const at::Tensor& residual,
+                                                   const at::Tensor& weight, const at::Tensor& bias, double eps,
+                                                   bool rms, const at::Tensor& x_bias, double p) {
+  if (p <= 0.0) return add_norm(x, residual, weight, bias, eps, rms, x_bias);
+  MH_CHECK(p < 1.0, MH_ERR_INVALID_ARG, "add_dropout_norm: dropout probability ", p, " must be below 1");
+#if defined(MH_SDK_WITH_CUDA)
+  if (available(x) && x.sizes() == residual.sizes() && x.scalar_type() == residual.scalar_type() &&
+      x.scalar_type() == weight.scalar_type() && x.dim() > 0 &&
+      kernels::norm_dropout_supported(dtype_code(x), x.size(-1)) &&
+      (!x_bias.defined() || (x_bias.scalar_type() == x.scalar_type() && x_bias.numel() == x.size(-1)))) {
+    auto out = AddDropoutNormFn::apply(x, or_empty(x_bias, x), residual, weight,
+                                       rms ? or_empty({}, weight) : or_empty(bias, weight), eps, rms, p);
+    return {out[0], out[1]};
+  }
+#endif
+  return reference::add_dropout_norm(x, residual, weight, bias, eps, rms, x_bias, p);
 }
 
 std::pair<at::Tensor, at::Tensor> norm_passthrough(const at::Tensor& x, const at::Tensor& weight,

@@ -7,6 +7,7 @@
 #include "megahost/sdk/nn/mlp.h"
 #include "megahost/sdk/nn/norm.h"
 #include "megahost/sdk/nn/rotary.h"
+#include "megahost/sdk/parallel/random.h"
 
 namespace megahost::sdk::fused::reference {
 
@@ -18,6 +19,13 @@ std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor
                                            const at::Tensor& bias, double eps, bool rms, const at::Tensor& x_bias) {
   const at::Tensor sum = residual + (x_bias.defined() ? x + x_bias : x);  // the residual stream after this sub-layer
   return {norm(sum, weight, bias, eps, rms), sum};
+}
+
+std::pair<at::Tensor, at::Tensor> add_dropout_norm(const at::Tensor& x, const at::Tensor& residual,
+                                                   const at::Tensor& weight, const at::Tensor& bias, double eps,
+                                                   bool rms, const at::Tensor& x_bias, double p) {
+  const at::Tensor dropped = parallel::replicated_dropout(x_bias.defined() ? x + x_bias : x, p, /*training=*/true);
+  return add_norm(dropped, residual, weight, bias, eps, rms);
 }
 
 std::pair<at::Tensor, at::Tensor> norm_passthrough(const at::Tensor& x, const at::Tensor& weight,

@@ -45,7 +45,12 @@ at::Tensor Norm::forward(const at::Tensor& x) const {
 }
 
 std::pair<at::Tensor, at::Tensor> Norm::forward_add(const at::Tensor& x, const at::Tensor& residual,
-                                                   const at::Tensor& x_bias) const {
+                                                   const at::Tensor& x_bias, double x_dropout) const {
+  if (x_dropout > 0.0)
+    return layer_norm_ ? fused::add_dropout_norm(x, residual, layer_norm_->weight, layer_norm_->bias, layer_norm_->eps,
+                                                 false, x_bias, x_dropout)
+                       : fused::add_dropout_norm(x, residual, rms_norm_->weight, at::Tensor(), rms_norm_->eps, true,
+                                                 x_bias, x_dropout);
   return layer_norm_
              ? fused::add_norm(x, residual, layer_norm_->weight, layer_norm_->bias, layer_norm_->eps, false, x_bias)
              : fused::add_norm(x, residual, rms_norm_->weight, at::Tensor(), rms_norm_->eps, true, x_bias);

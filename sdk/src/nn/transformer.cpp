@@ -40,8 +40,21 @@ TransformerLayer::TransformerLayer(ParamRegistry& reg, const std::string& prefix
 at::Tensor DeferredResidual::materialize() const {
   // The bias is inside residual already; (b - b) adds nothing but gives it its gradient here.
   if (!delta.defined()) return added_bias.defined() ? residual + (added_bias - added_bias.detach()) : residual;
-  return residual + (delta_bias.defined() ? delta + delta_bias : delta);
+  const at::Tensor out = delta_bias.defined() ? delta + delta_bias : delta;
+  return residual + (delta_dropout > 0.0 ? parallel::replicated_dropout(out, delta_dropout, true) : out);
 }
+
+namespace {
+// MEGAHOST_FUSED_DROPOUT=0: the hidden dropout as libtorch's kernel before the add + norm, and the
+// output biases in the products (the A/B of docs/performance.md).
+bool fused_dropout_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_FUSED_DROPOUT");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return on;
+}
+}  // namespace
 
 at::Tensor TransformerLayer::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const {
   return forward_deferred({x, at::Tensor(), at::Tensor()}, rotary_freqs, training).materialize();
@@ -55,7 +68,7 @@ DeferredResidual TransformerLayer::forward_deferred(const DeferredResidual& in, 
   const bool fold_residual = p == 0.0 && residual_in_products_ && fused::available(in.residual);
   at::Tensor x, normed_in;
   if (in.delta.defined()) {
-    std::tie(normed_in, x) = input_layernorm.forward_add(in.delta, in.residual, in.delta_bias);
+    std::tie(normed_in, x) = input_layernorm.forward_add(in.delta, in.residual, in.delta_bias, in.delta_dropout);
   } else if (fold_residual || in.added_bias.defined()) {
     std::tie(normed_in, x) = input_layernorm.forward_passthrough(in.residual, in.added_bias);
   } else {
@@ -71,20 +84,25 @@ DeferredResidual TransformerLayer::forward_deferred(const DeferredResidual& in, 
     const auto [normed, h_stream] = pre_mlp_layernorm.forward_passthrough(h, self_attention.linear_proj.bias);
     return {mlp.forward(normed, /*skip_bias=*/true, h_stream), at::Tensor(), at::Tensor(), mlp.linear_fc2.bias};
   }
-  // Megatron's bias-dropout-add. Without dropout on CUDA the output biases of linear_proj and
-  // linear_fc2 join the residual add inside the next fused add + norm (skip_bias_add), whose
-  // backward pass then yields their gradients: no bias-gradient pass over [s*b, hidden] of their
-  // own. With dropout they stay in the projections' output, dropped out with it.
-  // Under sequence parallelism each TP rank holds its own slice of s: per-rank masks.
-  const bool fold_bias = p == 0.0 && fused::available(normed_in);
+  // Megatron's bias-dropout-add. On CUDA the output biases of linear_proj and linear_fc2 join the
+  // residual add inside the next fused add + norm (skip_bias_add), whose backward pass then yields
+  // their gradients: no bias-gradient pass over [s*b, hidden] of their own. The hidden dropout
+  // joins that pass too (fused::add_dropout_norm: the mask drawn there, one bit per element kept),
+  // except under sequence parallelism, where each TP rank draws its slice of s from the
+  // tensor-parallel generator: there the biases stay in the projections' output, dropped out with it.
+  const bool sequence_parallel = parallel_ && parallel_->sequence_parallel;
+  const bool dropout_in_norm = p > 0.0 && !sequence_parallel && fused::available(normed_in) && fused_dropout_enabled();
+  const bool fold_bias = (p == 0.0 || dropout_in_norm) && fused::available(normed_in);
+  const double drop_in_norm = dropout_in_norm ? p : 0.0;
+  auto dropout_outside = [&](const at::Tensor& t) {
+    return dropout_in_norm ? t : parallel::hidden_dropout(t, p, training, parallel_.get());
+  };
   const at::Tensor attn = self_attention.forward(normed_in, rotary_freqs, training, fold_bias);
   const at::Tensor proj_bias = fold_bias ? self_attention.linear_proj.bias : at::Tensor();
   // h = x + dropout(attn) and the pre-MLP norm of h, one fused pass on CUDA.
-  const auto [normed, h] =
-      pre_mlp_layernorm.forward_add(parallel::hidden_dropout(attn, p, training, parallel_.get()), x, proj_bias);
+  const auto [normed, h] = pre_mlp_layernorm.forward_add(dropout_outside(attn), x, proj_bias, drop_in_norm);
   const at::Tensor mlp_out = mlp.forward(normed, fold_bias);
-  return {h, parallel::hidden_dropout(mlp_out, p, training, parallel_.get()),
-          fold_bias ? mlp.linear_fc2.bias : at::Tensor()};
+  return {h, dropout_outside(mlp_out), fold_bias ? mlp.linear_fc2.bias : at::Tensor(), at::Tensor(), drop_in_norm};
 }
 
 TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg,
@@ -137,7 +155,7 @@ at::Tensor TransformerBlock::forward(const at::Tensor& x, const at::Tensor& rota
     const DeferredResidual out = forward_span(0, n, h, rotary_freqs, training);
     // The last layer's add happens inside the final norm when this stage has it.
     if (final_layernorm && out.delta.defined())
-      return final_layernorm->forward_add(out.delta, out.residual, out.delta_bias).first;
+      return final_layernorm->forward_add(out.delta, out.residual, out.delta_bias, out.delta_dropout).first;
     if (final_layernorm && out.added_bias.defined())
       return final_layernorm->forward_passthrough(out.residual, out.added_bias).first;
     h = out.materialize();

@@ -42,6 +42,14 @@ bool available(const at::Tensor& t);
 std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
                                            const at::Tensor& bias, double eps, bool rms,
                                            const at::Tensor& x_bias = at::Tensor());
+// add_norm with dropout on x (Megatron's bias-dropout-add, then the norm), for training:
+// (y, residual + dropout(x + x_bias, p)). CUDA: one pass that draws the mask from the CUDA
+// generator's Philox stream (graph-safe) and keeps it as one bit per element for the backward
+// pass, which yields x's gradient beside the residual's; elsewhere (and for shapes the register
+// kernels do not cover) the reference: libtorch's dropout, then add_norm.
+std::pair<at::Tensor, at::Tensor> add_dropout_norm(const at::Tensor& x, const at::Tensor& residual,
+                                                   const at::Tensor& weight, const at::Tensor& bias, double eps,
+                                                   bool rms, const at::Tensor& x_bias, double p);
 at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms);
 // (norm(x), x') where x' equals x and is what x's other use (the residual stream) must take: the
 // backward then adds that use's gradient inside the norm's pass. x_bias [h] (may be undefined): a
@@ -159,6 +167,9 @@ at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor&
 std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
                                            const at::Tensor& bias, double eps, bool rms,
                                            const at::Tensor& x_bias = at::Tensor());
+std::pair<at::Tensor, at::Tensor> add_dropout_norm(const at::Tensor& x, const at::Tensor& residual,
+                                                   const at::Tensor& weight, const at::Tensor& bias, double eps,
+                                                   bool rms, const at::Tensor& x_bias, double p);
 at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms);
 at::Tensor bias_gelu(const at::Tensor& x, const at::Tensor& bias);
 at::Tensor swiglu(const at::Tensor& x);

@@ -45,9 +45,10 @@ class Norm {
   at::Tensor forward(const at::Tensor& x) const;  // [..., hidden] -> same
   // (norm(residual + x), residual + x) in one fused pass on CUDA: the sub-layer's residual add
   // and the next norm. x, residual [..., hidden]; x_bias [hidden] (may be undefined) is added to
-  // x first: the sub-layer's output bias when its linear skipped it.
+  // x first: the sub-layer's output bias when its linear skipped it. x_dropout > 0 (training):
+  // x (+ x_bias) is dropped out first, in the same pass on CUDA (Megatron's bias-dropout-add).
   std::pair<at::Tensor, at::Tensor> forward_add(const at::Tensor& x, const at::Tensor& residual,
-                                                const at::Tensor& x_bias = at::Tensor()) const;
+                                                const at::Tensor& x_bias = at::Tensor(), double x_dropout = 0.0) const;
   // (norm(x), x') with x' the residual stream's copy of x (fused::norm_passthrough): its backward
   // adds the stream's gradient in the norm's pass. x_bias [hidden] (may be undefined): a bias the
   // product that made x added already; its gradient comes out of the same pass.

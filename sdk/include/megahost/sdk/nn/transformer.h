@@ -35,9 +35,11 @@ namespace megahost::sdk::nn {
 // alone. delta_bias [hidden]: the sub-layer's output bias its linear skipped (Megatron's
 // skip_bias_add), undefined when the bias is inside delta. added_bias (with delta undefined): the
 // residual already holds the last sub-layer's output and bias, added by its product
-// (fused::linear_add); the next norm sums the bias's gradient.
+// (fused::linear_add); the next norm sums the bias's gradient. delta_dropout > 0: delta (+
+// delta_bias) is dropped out as it is added (hidden dropout inside the next fused add + norm).
 struct DeferredResidual {
   at::Tensor residual, delta, delta_bias, added_bias;
+  double delta_dropout = 0.0;
   at::Tensor materialize() const;  // [s, b, hidden]
 };
 
