@@ -66,6 +66,51 @@ std::vector<Case> gpu_cases() { return {{at::kFloat, 1e-5}, {at::kBFloat16, 1e-2
 
 at::TensorOptions cuda(at::ScalarType d) { return at::TensorOptions().device(at::kCUDA).dtype(d); }
 
+// add_dropout_norm: the mask is recovered from a call with a zero residual at the same generator
+// state (manual_seed resets the Philox offset), then the output and every gradient are held to
+// float64 computed with that mask; a further call draws another mask.
+void check_add_dropout_norm(const at::TensorOptions& opts, double bound, int64_t h, int64_t rows, bool rms) {
+  const double p = 0.1;
+  at::manual_seed(12);
+  at::Tensor x = leaf(at::randn({3, rows, h}, opts)), r = leaf(at::randn({3, rows, h}, opts));
+  at::Tensor w = leaf(1.0 + 0.1 * at::randn({h}, opts)), b = leaf(0.1 * at::randn({h}, opts));
+  at::Tensor xb = leaf(0.5 * at::randn({h}, opts));
+  const at::Tensor bias = rms ? at::Tensor() : b;
+  auto run = [&](const at::Tensor& x_in, const at::Tensor& xb_in, const at::Tensor& residual) {
+    at::manual_seed(13);
+    return fused::add_dropout_norm(x_in, residual, w, bias, 1e-5, rms, xb_in, p);
+  };
+  // The mask alone: x = 1, x_bias = 0, residual = 0 (the mask does not depend on the values; x +
+  // x_bias itself may be 0 in bf16, where x == -x_bias).
+  at::Tensor keep;
+  {
+    at::NoGradGuard no_grad;
+    const at::Tensor probe = run(at::ones_like(x), at::zeros_like(xb), at::zeros_like(r)).second;
+    keep = (probe.to(at::kDouble).cpu() != 0).to(at::kDouble);
+  }
+  EXPECT_NEAR(keep.mean().item<double>(), 1.0 - p, 0.01);
+  auto [y, sum] = run(x, xb, r);
+  at::Tensor x64 = leaf64(x), r64 = leaf64(r), w64 = leaf64(w), b64 = leaf64(b), xb64 = leaf64(xb);
+  const at::Tensor sum64 = r64 + keep * (x64 + xb64) / (1.0 - p);
+  const at::Tensor y64 = rms ? rms_norm64(sum64, w64, 1e-5) : layer_norm64(sum64, w64, b64, 1e-5);
+  EXPECT_CLOSE(sum, sum64, bound);
+  EXPECT_CLOSE(y, y64, bound);
+  const at::Tensor dy = at::randn(y.sizes(), at::kDouble), ds = at::randn(y.sizes(), at::kDouble);
+  const at::Tensor loss = (y.to(at::kDouble).cpu() * dy).sum() + (sum.to(at::kDouble).cpu() * ds).sum();
+  const at::Tensor loss64 = (y64 * dy).sum() + (sum64 * ds).sum();
+  std::vector<at::Tensor> in = {x, r, w, xb}, in64 = {x64, r64, w64, xb64};
+  if (!rms) in.push_back(b), in64.push_back(b64);
+  const auto g = torch::autograd::grad({loss}, in), g64 = torch::autograd::grad({loss64}, in64);
+  for (size_t i = 0; i < g.size(); ++i) {
+    SCOPED_TRACE("grad of input " + std::to_string(i));  // x, residual, weight, x_bias, [bias]
+    EXPECT_CLOSE(g[i], g64[i], bound * (i >= 2 ? 2 : 1));  // weight/bias/x_bias: sums over the rows
+  }
+  at::NoGradGuard no_grad;
+  const at::Tensor next =
+      fused::add_dropout_norm(at::ones_like(x), at::zeros_like(r), w, bias, 1e-5, rms, at::zeros_like(xb), p).second;
+  EXPECT_FALSE(at::equal((next.to(at::kDouble).cpu() != 0).to(at::kDouble), keep));
+}
+
 }  // namespace
 
 // ---- CPU: the references used on the CPU equal the definitions ----
@@ -110,6 +155,15 @@ TEST(FusedReference, AdamWMatchesTheRuleAndFoldsTheGradScale) {
   const at::Tensor want = p0 * (1 - 0.1 * 0.1) - 0.1 / 0.1 * m1 / (v1.sqrt() / std::sqrt(0.05) + 1e-8);
   EXPECT_CLOSE(p, want, 1e-12);
   EXPECT_CLOSE(m, m1, 1e-15);
+}
+
+// The CPU runs the reference (libtorch's dropout, then add_norm) under the same contract, in
+// float32 (libtorch's bf16 norms on the CPU sum the weight gradients in bf16).
+TEST(FusedReference, AddDropoutNormMatchesFloat64WithItsMask) {
+  for (bool rms : {false, true}) {
+    SCOPED_TRACE(rms ? "RMSNorm" : "LayerNorm");
+    check_add_dropout_norm(at::TensorOptions().dtype(at::kFloat), 1e-5, 256, 200, rms);
+  }
 }
 
 TEST(FusedReference, NotAvailableOnCpuTensors) {
@@ -162,55 +216,16 @@ TEST(FusedKernelsGpu, AddNormAndNorm) {
   }
 }
 
-// add_dropout_norm: the mask is recovered from a call with a zero residual at the same generator
-// state (manual_seed resets the Philox offset), then the output and every gradient are held to
-// float64 computed with that mask. h 1020 is no whole strip of the register kernels: the
-// reference (libtorch's dropout) runs there, under the same contract.
+// On CUDA h 1024 and 2048 run the fused kernel; 1020 is no whole strip of it, so the reference
+// (libtorch's dropout) runs there, under the same contract.
 TEST(FusedKernelsGpu, AddDropoutNormMatchesFloat64WithItsMask) {
   SKIP_WITHOUT_GPU();
-  const double p = 0.1;
   for (const Case& c : gpu_cases())
     for (int64_t h : {1024, 2048, 1020})
       for (bool rms : {false, true}) {
         SCOPED_TRACE(std::string(c10::toString(c.dtype)) + (rms ? " RMSNorm" : " LayerNorm") + " h " +
                      std::to_string(h));
-        at::manual_seed(12);
-        const int64_t s = h == 2048 ? 677 : 379;
-        at::Tensor x = leaf(at::randn({3, s, h}, cuda(c.dtype))), r = leaf(at::randn({3, s, h}, cuda(c.dtype)));
-        at::Tensor w = leaf(1.0 + 0.1 * at::randn({h}, cuda(c.dtype))), b = leaf(0.1 * at::randn({h}, cuda(c.dtype)));
-        at::Tensor xb = leaf(0.5 * at::randn({h}, cuda(c.dtype)));
-        const at::Tensor bias = rms ? at::Tensor() : b;
-        auto run = [&](const at::Tensor& residual) {
-          at::manual_seed(13);
-          return fused::add_dropout_norm(x, residual, w, bias, 1e-5, rms, xb, p);
-        };
-        at::Tensor keep;
-        {
-          at::NoGradGuard no_grad;
-          keep = (run(at::zeros_like(r)).second.to(at::kDouble).cpu() != 0).to(at::kDouble);
-        }
-        EXPECT_NEAR(keep.mean().item<double>(), 1.0 - p, 0.01);
-        auto [y, sum] = run(r);
-        at::Tensor x64 = leaf64(x), r64 = leaf64(r), w64 = leaf64(w), b64 = leaf64(b), xb64 = leaf64(xb);
-        const at::Tensor sum64 = r64 + keep * (x64 + xb64) / (1.0 - p);
-        const at::Tensor y64 = rms ? rms_norm64(sum64, w64, 1e-5) : layer_norm64(sum64, w64, b64, 1e-5);
-        EXPECT_CLOSE(sum, sum64, c.bound);
-        EXPECT_CLOSE(y, y64, c.bound);
-        const at::Tensor dy = at::randn(y.sizes(), at::kDouble), ds = at::randn(y.sizes(), at::kDouble);
-        const at::Tensor loss = (y.to(at::kDouble).cpu() * dy).sum() + (sum.to(at::kDouble).cpu() * ds).sum();
-        const at::Tensor loss64 = (y64 * dy).sum() + (sum64 * ds).sum();
-        std::vector<at::Tensor> in = {x, r, w, xb}, in64 = {x64, r64, w64, xb64};
-        if (!rms) in.push_back(b), in64.push_back(b64);
-        const auto g = torch::autograd::grad({loss}, in), g64 = torch::autograd::grad({loss64}, in64);
-        for (size_t i = 0; i < g.size(); ++i) {
-          SCOPED_TRACE("grad of input " + std::to_string(i));  // x, residual, weight, x_bias, [bias]
-          EXPECT_CLOSE(g[i], g64[i], c.bound * (i >= 2 ? 2 : 1));  // weight/bias/x_bias: sums over the rows
-        }
-        // The next call draws another mask (the generator moved on).
-        at::NoGradGuard no_grad;
-        const at::Tensor next =
-            fused::add_dropout_norm(x, at::zeros_like(r), w, bias, 1e-5, rms, xb, p).second.to(at::kDouble).cpu();
-        EXPECT_FALSE(at::equal((next != 0).to(at::kDouble), keep));
+        check_add_dropout_norm(cuda(c.dtype), c.bound, h, h == 2048 ? 677 : 379, rms);
       }
 }
 
