@@ -208,6 +208,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_forward(const at
 // dx and the per-block partial column sums of (dweight, dbias, dx_bias) from dy (and dsum, the
 // gradient of the residual output, may be undefined); dbias only with has_bias, dx_bias (the
 // column sums of dx) only with has_x_bias. grads_from_partial_sums finishes them.
+// The dropout probability and its keep scale 1 / (1 - p), as both kernels take them.
+kernels::NormDropout norm_dropout(double p) {
+  kernels::NormDropout d;
+  d.p = static_cast<float>(p);
+  d.scale = static_cast<float>(1.0 / (1.0 - p));
+  return d;
+}
+
 // With keep (the forward's dropout mask bytes): also dx_drop, x's gradient through that dropout,
 // whose column sums are then dxbias_part.
 struct NormGrads {
@@ -227,12 +235,10 @@ NormGrads norm_backward(const at::Tensor& dy_in, const at::Tensor& dsum_in, cons
   g.dweight_part = at::empty({blocks, h}, part_opts);
   if (has_bias) g.dbias_part = at::empty({blocks, h}, part_opts);
   if (has_x_bias) g.dxbias_part = at::empty({blocks, h}, part_opts);
-  kernels::NormDropout dropout;
+  kernels::NormDropout dropout = norm_dropout(p);
   if (keep.defined()) {
     g.dx_drop = at::empty_like(sum);
     dropout.keep = keep.data_ptr<uint8_t>();
-    dropout.p = static_cast<float>(p);
-    dropout.scale = static_cast<float>(1.0 / (1.0 - p));
     dropout.dx_drop = g.dx_drop.data_ptr();
   }
   check_launch(kernels::norm_backward(dtype_code(sum), rms, dy.data_ptr(), ptr_or_null(dsum), sum.data_ptr(),
@@ -332,10 +338,8 @@ struct AddDropoutNormFn : torch::autograd::Function<AddDropoutNormFn> {
     const bool has_x_bias = x_bias.numel() > 0;
     const int64_t vector = kernels::norm_dropout_vector(dtype_code(x));
     at::Tensor keep = at::empty({x.numel() / vector}, x.options().dtype(at::kByte));
-    kernels::NormDropout dropout;
+    kernels::NormDropout dropout = norm_dropout(p);
     dropout.keep = keep.data_ptr<uint8_t>();
-    dropout.p = static_cast<float>(p);
-    dropout.scale = static_cast<float>(1.0 / (1.0 - p));
     dropout.rng = philox_args(x.device(), kernels::kPhiloxIncrement);
     auto [y, sum, mean, rstd] = norm_forward(x.contiguous(), has_x_bias ? x_bias : at::Tensor(),
                                              residual.contiguous(), weight, bias, eps, rms, &dropout);
@@ -345,10 +349,11 @@ struct AddDropoutNormFn : torch::autograd::Function<AddDropoutNormFn> {
     return {y, sum};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
-    const auto s = ctx->get_saved_variables();
-    const at::Tensor &weight = s[1], &bias = s[4], &x_bias = s[5];
-    NormGrads g = norm_backward(grad[0], grad[1], s[0], weight, s[2], s[3], ctx->saved_data["rms"].toBool(),
-                                bias.numel() > 0, x_bias.numel() > 0, s[6], ctx->saved_data["p"].toDouble());
+    const auto s = ctx->get_saved_variables();  // as saved in forward
+    const at::Tensor &sum = s[0], &weight = s[1], &mean = s[2], &rstd = s[3], &bias = s[4], &x_bias = s[5],
+                     &keep = s[6];
+    NormGrads g = norm_backward(grad[0], grad[1], sum, weight, mean, rstd, ctx->saved_data["rms"].toBool(),
+                                bias.numel() > 0, x_bias.numel() > 0, keep, ctx->saved_data["p"].toDouble());
     auto sums =
         detail::grads_from_partial_sums({{g.dweight_part, weight}, {g.dbias_part, bias}, {g.dxbias_part, x_bias}});
     return {g.dx_drop, sums[2], g.dx, sums[0], sums[1], at::Tensor(), at::Tensor(), at::Tensor()};

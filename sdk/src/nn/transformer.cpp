@@ -93,16 +93,16 @@ DeferredResidual TransformerLayer::forward_deferred(const DeferredResidual& in, 
   const bool sequence_parallel = parallel_ && parallel_->sequence_parallel;
   const bool dropout_in_norm = p > 0.0 && !sequence_parallel && fused::available(normed_in) && fused_dropout_enabled();
   const bool fold_bias = (p == 0.0 || dropout_in_norm) && fused::available(normed_in);
-  const double drop_in_norm = dropout_in_norm ? p : 0.0;
+  const double norm_dropout_p = dropout_in_norm ? p : 0.0;  // what the next fused add + norm drops
   auto dropout_outside = [&](const at::Tensor& t) {
     return dropout_in_norm ? t : parallel::hidden_dropout(t, p, training, parallel_.get());
   };
   const at::Tensor attn = self_attention.forward(normed_in, rotary_freqs, training, fold_bias);
   const at::Tensor proj_bias = fold_bias ? self_attention.linear_proj.bias : at::Tensor();
   // h = x + dropout(attn) and the pre-MLP norm of h, one fused pass on CUDA.
-  const auto [normed, h] = pre_mlp_layernorm.forward_add(dropout_outside(attn), x, proj_bias, drop_in_norm);
+  const auto [normed, h] = pre_mlp_layernorm.forward_add(dropout_outside(attn), x, proj_bias, norm_dropout_p);
   const at::Tensor mlp_out = mlp.forward(normed, fold_bias);
-  return {h, dropout_outside(mlp_out), fold_bias ? mlp.linear_fc2.bias : at::Tensor(), at::Tensor(), drop_in_norm};
+  return {h, dropout_outside(mlp_out), fold_bias ? mlp.linear_fc2.bias : at::Tensor(), at::Tensor(), norm_dropout_p};
 }
 
 TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg,
