@@ -190,6 +190,50 @@ TEST_F(MixedPrecisionE2E, Bf16MainGradsFollowFp32MainGrads) {
   EXPECT_NE(out.find("needs use_precision_aware_optimizer = true"), std::string::npos) << out;
 }
 
+// Megatron's --exp-avg-dtype / --exp-avg-sq-dtype bf16 (with --use-precision-aware-optimizer):
+// AdamW's moments stored in bf16, rounded stochastically, 12 bytes per parameter with the
+// remainders. The losses follow the fp32-moment run, a resume continues exactly, and a
+// checkpoint with fp32 moments resumes into bf16 ones. Without the precision-aware optimizer:
+// an error naming the key.
+TEST_F(MixedPrecisionE2E, Bf16MomentsFollowFp32MomentsAndResume) {
+  const std::string aware = " --set training.precision=bf16 --set optimizer.use_precision_aware_optimizer=true";
+  const std::string moments = aware + " --set optimizer.exp_avg_dtype=bf16 --set optimizer.exp_avg_sq_dtype=bf16";
+  std::string out;
+  ASSERT_EQ(train("m32", aware, &out), 0) << out;
+  ASSERT_EQ(train("m16", moments, &out), 0) << out;
+  // bf16 parameters + int16 remainders, fp32 main grads, AdamW's two bf16 moments: 2 + 2 + 4 + 4.
+  EXPECT_NE(out.find("memory per parameter: 12.00 bytes"), std::string::npos) << out;
+  const auto a = records("m32"), b = records("m16");
+  ASSERT_EQ(a.size(), 8u);
+  ASSERT_EQ(b.size(), 8u);
+  for (size_t i = 0; i < 8; ++i)
+    EXPECT_LT(std::abs(b[i]["lm_loss"].get<double>() - a[i]["lm_loss"].get<double>()),
+              0.01 * a[i]["lm_loss"].get<double>())
+        << "iteration " << i + 1;
+  EXPECT_LT(b.back()["lm_loss"].get<double>(), b.front()["lm_loss"].get<double>() - 0.2);
+
+  ASSERT_EQ(train("split", moments + " --set training.exit_interval=4", &out), 0) << out;
+  ASSERT_EQ(train("split", moments, &out), 0) << out;
+  EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
+  const auto split = records("split");
+  ASSERT_EQ(split.size(), 8u);
+  for (size_t i = 4; i < 8; ++i)
+    EXPECT_EQ(split[i]["lm_loss"].get<double>(), b[i]["lm_loss"].get<double>()) << "iteration " << i + 1;
+
+  ASSERT_EQ(train("cross", aware + " --set training.exit_interval=4", &out), 0) << out;
+  ASSERT_EQ(train("cross", moments, &out), 0) << out;
+  EXPECT_NE(out.find("saved as Float is loaded into BFloat16 state"), std::string::npos) << out;
+  const auto cross = records("cross");
+  ASSERT_EQ(cross.size(), 8u);
+  for (size_t i = 4; i < 8; ++i)
+    EXPECT_LT(std::abs(cross[i]["lm_loss"].get<double>() - a[i]["lm_loss"].get<double>()),
+              0.01 * a[i]["lm_loss"].get<double>())
+        << "iteration " << i + 1;
+
+  EXPECT_NE(train("unaware", " --set training.precision=bf16 --set optimizer.exp_avg_dtype=bf16", &out), 0);
+  EXPECT_NE(out.find("exp_avg_dtype = 'bf16' needs use_precision_aware_optimizer = true"), std::string::npos) << out;
+}
+
 TEST_F(MixedPrecisionE2E, Fp16IsRefusedOnTheCpu) {
   std::string out;
   EXPECT_NE(train("fp16cpu", " --set training.precision=fp16 --set training.device=cpu", &out), 0);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <map>
@@ -14,6 +15,7 @@
 #include "megahost/core/instances.h"
 #include "megahost/core/plugins.h"
 #include "megahost/sdk/param_remainders.h"
+#include "megahost/sdk/stochastic_round.h"
 #include "megahost/sdk/torch_interop.h"
 #include "load_only.h"
 #include "params.h"
@@ -34,7 +36,8 @@ const PluginRegistry& registry() {
 std::unique_ptr<Optimizer> make_optimizer(const std::string& id, const std::string& toml = "",
                                           DLDevice device = {kDLCPU, 0}) {
   auto cfg = megahost::core::parse_config_section(toml, "test.toml", "optimizer");
-  return megahost::core::create_optimizer(registry(), id, cfg, device);
+  // The host's own key that the plugin reads too (bf16 moments need it, as in Megatron).
+  return megahost::core::create_optimizer(registry(), id, cfg, device, {"use_precision_aware_optimizer"});
 }
 
 // Reference copies as leaf tensors for torch::optim.
@@ -424,6 +427,169 @@ TEST(AdamW, StateIsFp32WithTheParamShape) {
   });
 }
 
+// ---- bf16 moments: Megatron's --exp-avg-dtype / --exp-avg-sq-dtype bf16 --------------------------
+
+namespace sr = megahost::sdk::stochastic_round;
+
+const std::string kBf16Moments =
+    "use_precision_aware_optimizer = true\nexp_avg_dtype = \"bf16\"\nexp_avg_sq_dtype = \"bf16\"\n";
+
+uint32_t bits_of(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof(u));
+  return u;
+}
+
+// float32 values over many binades, both signs, a few exact bf16 values and the specials.
+at::Tensor rounding_inputs() {
+  torch::manual_seed(11);
+  at::Tensor x = torch::randn({4096}) * torch::pow(10.0, torch::randint(-20, 20, {4096}).to(at::kFloat));
+  const float inf = std::numeric_limits<float>::infinity();
+  x.narrow(0, 0, 8).copy_(torch::tensor({0.0f, -0.0f, 1.0f, -2.5f, inf, -inf, 1e-40f, -3e-39f}));
+  return x;
+}
+
+// The torch ops the CPU takes and the bit rule the CUDA kernel takes give the same bits.
+TEST(StochasticRound, TorchOpsGiveTheBitRulesBits) {
+  at::Tensor x = rounding_inputs();
+  x[9] = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t step : {1, 2, 1000}) {
+    const uint32_t salt = sr::salt(step, 1);
+    at::Tensor out = at::empty(x.sizes(), at::kBFloat16);
+    sr::to_bf16(x, salt, out);
+    const auto* got = static_cast<const uint16_t*>(out.data_ptr());
+    const float* in = x.data_ptr<float>();
+    for (int64_t i = 0; i < x.numel(); ++i)
+      ASSERT_EQ(got[i], sr::bf16_bits(bits_of(in[i]), salt, i)) << "element " << i << " = " << in[i];
+  }
+}
+
+// Each result is one of the two bf16 neighbours, and over many steps the mean is the value: round
+// to nearest would miss by up to half a bf16 spacing on every element.
+TEST(StochasticRound, RoundsToANeighbourAndIsUnbiased) {
+  const at::Tensor x = rounding_inputs();
+  const int64_t n = x.numel();
+  const at::Tensor u = x.view(at::kInt).to(at::kLong).bitwise_and(int64_t{0xFFFFFFFF});
+  const at::Tensor down = u.div(65536, "floor");  // the bf16 bits toward zero
+  // One bf16 spacing at each value (double): the neighbour away from zero minus the one toward it.
+  auto as_double = [](const at::Tensor& bf16_bits) {
+    return bf16_bits.mul(65536).sub(bf16_bits.ge(int64_t(1) << 15).to(at::kLong).mul(int64_t(1) << 32))
+        .to(at::kInt).view(at::kFloat).to(at::kDouble);
+  };
+  const at::Tensor spacing = (as_double(down + 1) - as_double(down)).abs();
+  at::Tensor sum = at::zeros({n}, at::kDouble);
+  const int steps = 1000;
+  for (int step = 1; step <= steps; ++step) {
+    at::Tensor out = at::empty({n}, at::kBFloat16);
+    sr::to_bf16(x, sr::salt(step, 0), out);
+    const at::Tensor got = out.view(at::kShort).to(at::kLong).bitwise_and(0xFFFF);
+    const at::Tensor neighbour = got.eq(down).logical_or(got.eq(down + 1).logical_and(u.remainder(65536).ne(0)));
+    ASSERT_TRUE(neighbour.narrow(0, 4, n - 4).all().item<bool>()) << "step " << step;  // finite values
+    sum += out.to(at::kDouble);
+  }
+  for (int64_t i : {0, 1, 2, 3}) EXPECT_EQ(sum[i].item<double>(), steps * x[i].item<double>()) << i;  // exact
+  EXPECT_EQ(sum[4].item<double>(), std::numeric_limits<double>::infinity());
+  EXPECT_EQ(sum[5].item<double>(), -std::numeric_limits<double>::infinity());
+  // Bias in spacings: a binomial mean of 1000 draws has sigma <= 0.016; 0.1 is > 6 sigma.
+  const at::Tensor bias = ((sum / steps - x.to(at::kDouble)) / spacing).narrow(0, 8, n - 8);
+  EXPECT_LE(bias.abs().max().item<double>(), 0.1);
+  EXPECT_LE(std::abs(bias.mean().item<double>()), 0.01);
+  at::Tensor nan_out = at::empty({1}, at::kBFloat16);
+  sr::to_bf16(torch::tensor({std::numeric_limits<float>::quiet_NaN()}), 5, nan_out);
+  EXPECT_TRUE(std::isnan(nan_out.to(at::kFloat).item<float>()));
+}
+
+TEST(AdamW, Bf16MomentsAreBf16AndFollowFp32Moments) {
+  Params p = random_params(21), q = random_params(21);
+  auto fp32 = make_optimizer("adamw", "adam_beta2 = 0.95\n");
+  auto bf16 = make_optimizer("adamw", "adam_beta2 = 0.95\n" + kBf16Moments);
+  fp32->setup(*p.abi);
+  bf16->setup(*q.abi);
+  bf16->visit_state(*q.abi, [](const std::string& name, at::Tensor t) {
+    if (name != "step") EXPECT_EQ(t.scalar_type(), at::kBFloat16) << name;
+  });
+  const std::vector<at::Tensor> start = reference_copies(p);
+  for (int step = 1; step <= 20; ++step) {
+    for (size_t i = 0; i < p.grad.size(); ++i) {
+      p.grad[i].copy_(torch::randn_like(p.grad[i]));
+      q.grad[i].copy_(p.grad[i]);
+    }
+    fp32->step(*p.abi, 0.01, 0.1, step);
+    bf16->step(*q.abi, 0.01, 0.1, step);
+  }
+  // 20 steps of lr 0.01 move each parameter up to 0.2; the moments' rounding (< 0.8% each) may
+  // move an update by ~1%: 2e-3 at most, and not zero (the moments are really bf16).
+  const double moved = max_abs_diff(p.data, start), apart = max_abs_diff(p.data, q.data);
+  EXPECT_GT(moved, 0.05);
+  EXPECT_LE(apart, 2e-3);
+  EXPECT_GT(apart, 0.0);
+}
+
+// With zero gradients v decays by beta2 each step. A bf16 v rounded to nearest would never move
+// (0.1% is under half a bf16 spacing); rounded stochastically its mean follows beta2^t.
+TEST(AdamW, Bf16SecondMomentDecaysAsBeta2ToTheT) {
+  Params p;
+  p.names = {"w"};
+  p.data = {torch::randn({8192})};
+  p.grad = {torch::zeros({8192})};
+  p.flags = {0};
+  p.build();
+  auto opt = make_optimizer("adamw", kBf16Moments);  // beta2 = 0.999
+  opt->setup(*p.abi);
+  opt->visit_state(*p.abi, [](const std::string& name, at::Tensor t) {
+    if (name == "w.exp_avg_sq") t.fill_(1.0);
+  });
+  const int steps = 500;
+  for (int step = 1; step <= steps; ++step) opt->step(*p.abi, 0.0, 0.0, step);
+  double mean = 0;
+  opt->visit_state(*p.abi, [&](const std::string& name, at::Tensor t) {
+    if (name == "w.exp_avg_sq") mean = t.to(at::kDouble).mean().item<double>();
+  });
+  EXPECT_NEAR(mean, std::pow(0.999, steps), 0.01 * std::pow(0.999, steps));
+}
+
+TEST(AdamW, Bf16MomentsOnCudaFollowTheCpuReference) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const auto cuda = at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, 0);
+  // Sizes past one 16384-element chunk, and with tails the kernel takes one element at a time.
+  auto odd_params = [](at::TensorOptions opts) {
+    torch::manual_seed(22);
+    Params p;
+    p.names = {"big", "odd", "small"};
+    for (int64_t n : {40003, 4099, 7}) {
+      p.data.push_back(torch::randn({n}).to(opts));
+      p.grad.push_back(torch::zeros({n}, opts));
+      p.flags.push_back(0);
+    }
+    p.build();
+    return p;
+  };
+  Params p = odd_params(at::kFloat), q = odd_params(cuda);
+  auto cpu_opt = make_optimizer("adamw", kBf16Moments);
+  auto gpu_opt = make_optimizer("adamw", kBf16Moments, {kDLCUDA, 0});
+  cpu_opt->setup(*p.abi);
+  gpu_opt->setup(*q.abi);
+  for (int step = 1; step <= 10; ++step) {
+    for (size_t i = 0; i < p.grad.size(); ++i) {
+      p.grad[i].copy_(torch::randn_like(p.grad[i]));
+      q.grad[i].copy_(p.grad[i]);
+    }
+    cpu_opt->step(*p.abi, 0.01, 0.1, step);
+    gpu_opt->step(*q.abi, 0.01, 0.1, step);
+  }
+  // The same update and the same rounding bits; float32 arithmetic may differ in the last bit,
+  // and then a moment may round to the other neighbour: ~1e-4 on the parameters at most.
+  EXPECT_LE(max_abs_diff(p.data, q.data), 5e-4);
+  std::map<std::string, at::Tensor> cpu_state = save_state(*cpu_opt, p), gpu_state = save_state(*gpu_opt, q);
+  for (const auto& [name, t] : cpu_state) {
+    if (name == "step") continue;
+    EXPECT_EQ(gpu_state.at(name).scalar_type(), at::kBFloat16) << name;
+    const at::Tensor a = t.to(at::kDouble), b = gpu_state.at(name).cpu().to(at::kDouble);
+    EXPECT_LE(((a - b).abs() / a.abs().clamp_min(1e-30)).max().item<double>(), 1.0 / 64) << name;  // <= 2 spacings
+    EXPECT_GE(a.eq(b).to(at::kDouble).mean().item<double>(), 0.9) << name;
+  }
+}
+
 // ---- errors name the problem ------------------------------------------------------------------
 
 std::string error_of(const std::function<void()>& f) {
@@ -458,6 +624,20 @@ TEST(OptimizerErrors, ADifferentParameterListIsRefused) {
   const std::string msg = error_of([&] { opt->step(*q.abi, 0.01, 0.0, 1); });
   EXPECT_NE(msg.find("layers.0.linear.weight"), std::string::npos) << msg;
   EXPECT_NE(msg.find("HINT"), std::string::npos) << msg;
+}
+
+TEST(OptimizerErrors, Bf16MomentsNeedThePrecisionAwareOptimizer) {
+  const std::string msg = error_of([] { make_optimizer("adamw", "exp_avg_sq_dtype = \"bf16\"\n"); });
+  EXPECT_NE(msg.find("exp_avg_sq_dtype = 'bf16' needs use_precision_aware_optimizer = true"), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("HINT"), std::string::npos) << msg;
+}
+
+TEST(OptimizerErrors, AnUnknownMomentDtypeNamesTheKey) {
+  const std::string msg =
+      error_of([] { make_optimizer("adamw", "use_precision_aware_optimizer = true\nexp_avg_dtype = \"fp8\"\n"); });
+  EXPECT_NE(msg.find("exp_avg_dtype = 'fp8' is not one of fp32, bf16"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("not built here"), std::string::npos) << msg;
 }
 
 TEST(OptimizerErrors, UnknownIdListsWhatExists) {

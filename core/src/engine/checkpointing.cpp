@@ -659,11 +659,28 @@ TrainingState load_checkpoint(CheckpointFormat& fmt, const std::string& dir, int
     CheckpointFormat::Reader* opt_reader = parts.optimizer_sharded ? own.get() : src;
     const auto& opt_entries = parts.optimizer_sharded ? own_entries : src_entries;
     const std::string& opt_path = parts.optimizer_sharded ? own_path : src_path;
+    bool warned_cast = false;
     parts.visit_optimizer([&](const std::string& n, at::Tensor t) {
       const std::string name = "optimizer/" + n;
-      MH_CORE_CHECK(opt_entries.count(name) != 0, opt_path, ": checkpoint has no optimizer state '", name,
+      auto it = opt_entries.find(name);
+      MH_CORE_CHECK(it != opt_entries.end(), opt_path, ": checkpoint has no optimizer state '", name,
                     "'\nHINT: set checkpoint.no_load_optim=true to start the optimizer afresh");
-      opt_reader->tensor_into(name, t);
+      const at::ScalarType saved = it->second.dtype;
+      if (saved == t.scalar_type() || !at::isFloatingType(saved) || !at::isFloatingType(t.scalar_type())) {
+        opt_reader->tensor_into(name, t);
+        return;
+      }
+      // A moment saved in another precision (e.g. exp_avg_dtype changed between runs): read it as
+      // saved, then cast. bf16 -> fp32 is exact; fp32 -> bf16 rounds to nearest.
+      at::Tensor as_saved = at::empty(t.sizes(), t.options().dtype(saved).device(at::kCPU));
+      opt_reader->tensor_into(name, as_saved);
+      at::NoGradGuard no_grad;
+      t.copy_(as_saved);
+      if (parts.rank == 0 && !warned_cast) {
+        spdlog::info("{}: optimizer state saved as {} is loaded into {} state ('{}' and others like it)", opt_path,
+                     c10::toString(saved), c10::toString(t.scalar_type()), name);
+        warned_cast = true;
+      }
     });
   }
   if (opts.load_rng)

@@ -30,7 +30,11 @@ bool AdamW::handles_remainders(const Group& g) const { return fused_ok(g); }
 
 // Same operation order as torch::optim::AdamW, so results match it to rounding.
 void AdamW::update(Group& g, double lr, double wd, int64_t t) {
-  if (fused_ok(g)) {
+  bool bf16_moments = false;
+  for (const std::vector<at::Tensor>& state : g.state)
+    for (const at::Tensor& s : state) bf16_moments = bf16_moments || s.scalar_type() == at::kBFloat16;
+  const bool fused = fused_ok(g);
+  if (fused || bf16_moments) {  // the sdk's update: the CUDA kernel, or its reference on the CPU
     sdk::fused::AdamWHyper h;
     h.lr = lr;
     h.beta1 = beta1_;
@@ -40,7 +44,8 @@ void AdamW::update(Group& g, double lr, double wd, int64_t t) {
     h.grad_scale = g.grad_scale;
     h.grad_scale_tensor = g.grad_scale_tensor;
     const std::vector<double> decays(g.params.size(), wd);
-    if (g.remainders.empty()) sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, g.model_copies);
+    if (!fused) sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h);  // fp32 working params
+    else if (g.remainders.empty()) sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, g.model_copies);
     else sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, {}, g.remainders);
     return;
   }

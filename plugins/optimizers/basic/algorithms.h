@@ -11,11 +11,17 @@ namespace megahost::optim {
 //   m   <- beta1 * m + (1 - beta1) * g
 //   v   <- beta2 * v + (1 - beta2) * g^2
 //   p   <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-// State: exp_avg (m), exp_avg_sq (v).
+// State: exp_avg (m), exp_avg_sq (v); each fp32, or bf16 (Megatron's --exp-avg-dtype /
+// --exp-avg-sq-dtype): then m and v are updated and used in fp32 and stored rounded
+// stochastically (sdk/stochastic_round.h), so a slowly decaying v still decays.
 class AdamW final : public Optimizer {
  public:
-  AdamW(const mh_host* host, double beta1, double beta2, double eps)
-      : Optimizer(host, {"exp_avg", "exp_avg_sq"}), beta1_(beta1), beta2_(beta2), eps_(eps) {}
+  AdamW(const mh_host* host, double beta1, double beta2, double eps, at::ScalarType exp_avg_dtype = at::kFloat,
+        at::ScalarType exp_avg_sq_dtype = at::kFloat)
+      : Optimizer(host, {"exp_avg", "exp_avg_sq"}, {exp_avg_dtype, exp_avg_sq_dtype}),
+        beta1_(beta1),
+        beta2_(beta2),
+        eps_(eps) {}
 
  protected:
   void update(Group& g, double lr, double wd, int64_t t) override;

@@ -21,8 +21,12 @@ at::ScalarType working_dtype(at::ScalarType param) { return param == at::kDouble
 
 }  // namespace
 
-Optimizer::Optimizer(const mh_host* host, std::vector<std::string> state_names)
-    : host_(host), state_names_(std::move(state_names)), step_(at::zeros({1}, at::kLong)) {}
+Optimizer::Optimizer(const mh_host* host, std::vector<std::string> state_names,
+                     std::vector<at::ScalarType> state_dtypes)
+    : host_(host),
+      state_names_(std::move(state_names)),
+      state_dtypes_(std::move(state_dtypes)),
+      step_(at::zeros({1}, at::kLong)) {}
 
 int64_t Optimizer::steps_taken() const { return step_.data_ptr<int64_t>()[0]; }
 
@@ -42,8 +46,11 @@ void Optimizer::setup(const mh_param_view* params, size_t n) {
     s.shape = p.sizes().vec();
     s.dtype = p.scalar_type();
     s.device = p.device();
-    for (size_t k = 0; k < state_names_.size(); ++k)
-      s.state.push_back(at::zeros(p.sizes(), p.options().dtype(working_dtype(s.dtype))));
+    for (size_t k = 0; k < state_names_.size(); ++k) {
+      at::ScalarType dtype = working_dtype(s.dtype);
+      if (dtype == at::kFloat && k < state_dtypes_.size()) dtype = state_dtypes_[k];
+      s.state.push_back(at::zeros(p.sizes(), p.options().dtype(dtype)));
+    }
     slots_.push_back(std::move(s));
   }
   ready_ = true;

@@ -1,7 +1,8 @@
 // Basic optimizers — what AdamW and SGD share: per-parameter state tensors, the step counter,
 // grouping parameters for multi-tensor (_foreach_*) updates, and the visit_state view.
 //
-// State lives on the parameter's device, in fp32 (fp64 for fp64 parameters), same shape as the
+// State lives on the parameter's device, in fp32 (fp64 for fp64 parameters; a state may be asked
+// for in bf16, Megatron's --exp-avg-dtype, for the fp32-working ones), same shape as the
 // parameter. It is allocated once at setup and never reallocated, so the views visit_state
 // hands out stay valid and the host can restore a checkpoint by writing into them.
 #pragma once
@@ -39,7 +40,10 @@ struct Group {
 class Optimizer {
  public:
   // state_names: per-parameter state, e.g. {"exp_avg", "exp_avg_sq"}. host: for errors.
-  Optimizer(const mh_host* host, std::vector<std::string> state_names);
+  // state_dtypes: empty, or per state the storage dtype where the parameter works in fp32
+  // (kFloat, or kBFloat16: the update reads it as fp32 and stores it back rounded).
+  Optimizer(const mh_host* host, std::vector<std::string> state_names,
+            std::vector<at::ScalarType> state_dtypes = {});
   virtual ~Optimizer() = default;
 
   void setup(const mh_param_view* params, size_t n);
@@ -86,6 +90,7 @@ class Optimizer {
 
   const mh_host* host_;
   std::vector<std::string> state_names_;
+  std::vector<at::ScalarType> state_dtypes_;
   std::vector<Slot> slots_;
   at::Tensor step_;  // int64 [1] on the CPU: number of steps taken (drives bias correction)
   bool ready_ = false;

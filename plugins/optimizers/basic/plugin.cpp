@@ -31,7 +31,9 @@ const mh_plugin_descriptor kAdamW = {
     kAdamWAliases,
     R"json({"adam_beta1": {"type": "float", "default": 0.9, "doc": "first moment decay (Megatron --adam-beta1)"},
  "adam_beta2": {"type": "float", "default": 0.999, "doc": "second moment decay (Megatron --adam-beta2)"},
- "adam_eps": {"type": "float", "default": 1e-8, "doc": "added to the denominator (Megatron --adam-eps)"}})json",
+ "adam_eps": {"type": "float", "default": 1e-8, "doc": "added to the denominator (Megatron --adam-eps)"},
+ "exp_avg_dtype": {"type": "string", "default": "fp32", "doc": "fp32 | bf16: the first moment's storage (Megatron --exp-avg-dtype; bf16 needs use_precision_aware_optimizer, is updated in fp32 and stored rounded stochastically)"},
+ "exp_avg_sq_dtype": {"type": "string", "default": "fp32", "doc": "fp32 | bf16: the second moment's storage (Megatron --exp-avg-sq-dtype), as exp_avg_dtype"}})json",
 };
 
 const mh_plugin_descriptor kSGD = {
@@ -104,13 +106,33 @@ double read_key(const Config* cfg, const char* key, double fallback, double lo, 
   return v;
 }
 
+// Reads a moment's storage dtype (Megatron's --exp-avg-dtype / --exp-avg-sq-dtype names).
+at::ScalarType read_state_dtype(const Config* cfg, const char* key) {
+  const std::string v = cfg != nullptr ? cfg->get_string(key, "fp32") : "fp32";
+  if (v == "fp32" || v == "float32") return at::kFloat;
+  if (v == "bf16" || v == "bfloat16") {
+    if (!cfg->get_bool("use_precision_aware_optimizer", false))
+      throw cfg->error(key, megahost::sdk::str_cat(key, " = '", v, "' needs use_precision_aware_optimizer = true"),
+                       "add use_precision_aware_optimizer = true to [optimizer] (as Megatron's --exp-avg-dtype needs "
+                       "--use-precision-aware-optimizer)");
+    return at::kBFloat16;
+  }
+  const std::string msg = megahost::sdk::str_cat(key, " = '", v, "' is not one of fp32, bf16");
+  const char* hint = v == "fp16" || v == "fp8"
+                         ? "fp16 and fp8 moments (Megatron's scaled TE states) are not built here; use bf16"
+                         : "use fp32 (the default) or bf16";
+  if (cfg != nullptr) throw cfg->error(key, msg, hint);
+  throw Error(MH_ERR_INVALID_ARG, msg + ". HINT: " + hint);
+}
+
 std::unique_ptr<optim::Optimizer> make(int which, const mh_host* host, const Config* cfg) {
   constexpr double kInf = 1e300;
   if (which == 0) {
     const double beta1 = read_key(cfg, "adam_beta1", 0.9, 0, 1, "typical values are 0.9");
     const double beta2 = read_key(cfg, "adam_beta2", 0.999, 0, 1, "typical values are 0.95 to 0.999");
     const double eps = read_key(cfg, "adam_eps", 1e-8, 0, kInf, "typical values are 1e-8");
-    return std::make_unique<optim::AdamW>(host, beta1, beta2, eps);
+    return std::make_unique<optim::AdamW>(host, beta1, beta2, eps, read_state_dtype(cfg, "exp_avg_dtype"),
+                                          read_state_dtype(cfg, "exp_avg_sq_dtype"));
   }
   const double momentum = read_key(cfg, "sgd_momentum", 0.9, 0, kInf, "typical values are 0 to 0.99");
   return std::make_unique<optim::SGD>(host, momentum);

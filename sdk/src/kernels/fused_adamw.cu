@@ -4,11 +4,13 @@
 // gradient scale (clipping x 1/loss scale, times a device scalar when given: the clipping
 // coefficient computed on the GPU) is applied on the fly: no separate pass over the grads. With
 // store_param_remainders the fp32 master is read from and written back to the bf16 parameter and
-// its int16 remainder (28 instead of 30 bytes per parameter).
+// its int16 remainder (28 instead of 30 bytes per parameter); with bf16 moments (Megatron's
+// --exp-avg-dtype / --exp-avg-sq-dtype bf16, rounded stochastically) 20 bytes per parameter.
 #include <cstdint>
 
 #include "fused_common.cuh"
 #include "fused_kernels.h"
+#include "megahost/sdk/stochastic_round_bits.h"
 
 namespace megahost::sdk::kernels {
 
@@ -32,23 +34,38 @@ __device__ __forceinline__ void split_fp32(float x, uint32_t& hi16, uint32_t& lo
   hi16 = (u >> 16) + (lo16 >> 15);  // rounded half away from zero; inf has lo16 = 0
 }
 
-// A tensor's gradient as float32: one element, or four from a 16-byte (float32) or 8-byte (bf16)
-// aligned position j.
-__device__ __forceinline__ float load_grad(const AdamWTensor& t, int64_t i) {
-  return t.grad_dtype == kBF16 ? to_f32(static_cast<const __nv_bfloat16*>(t.grad)[i]) : static_cast<const float*>(t.grad)[i];
+// An array of float32 or bf16 (dtype) as float32: one element, or four from a 16-byte (float32) or
+// 8-byte (bf16) aligned position j. The gradients and the moments.
+__device__ __forceinline__ float load1(const void* a, int32_t dtype, int64_t i) {
+  return dtype == kBF16 ? __uint_as_float(uint32_t(static_cast<const uint16_t*>(a)[i]) << 16) : static_cast<const float*>(a)[i];
 }
-__device__ __forceinline__ float4 load_grad4(const AdamWTensor& t, int64_t j) {
-  if (t.grad_dtype != kBF16) return *reinterpret_cast<const float4*>(static_cast<const float*>(t.grad) + j);
-  const uint2 u = *reinterpret_cast<const uint2*>(static_cast<const __nv_bfloat16*>(t.grad) + j);
+__device__ __forceinline__ float4 load4(const void* a, int32_t dtype, int64_t j) {
+  if (dtype != kBF16) return *reinterpret_cast<const float4*>(static_cast<const float*>(a) + j);
+  const uint2 u = *reinterpret_cast<const uint2*>(static_cast<const uint16_t*>(a) + j);
   return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xFFFF0000u), __uint_as_float(u.y << 16),
                      __uint_as_float(u.y & 0xFFFF0000u));
+}
+// A moment back to its array: float32 as it is, bf16 rounded stochastically with `salt`.
+__device__ __forceinline__ void store1(void* a, int32_t dtype, int64_t i, float x, uint32_t salt) {
+  if (dtype != kBF16) static_cast<float*>(a)[i] = x;
+  else static_cast<uint16_t*>(a)[i] = stochastic_round::bf16_bits(__float_as_uint(x), salt, i);
+}
+__device__ __forceinline__ void store4(void* a, int32_t dtype, int64_t j, float4 x, uint32_t salt) {
+  if (dtype != kBF16) {
+    *reinterpret_cast<float4*>(static_cast<float*>(a) + j) = x;
+    return;
+  }
+  using stochastic_round::bf16_bits;
+  const uint32_t b0 = bf16_bits(__float_as_uint(x.x), salt, j), b1 = bf16_bits(__float_as_uint(x.y), salt, j + 1),
+                 b2 = bf16_bits(__float_as_uint(x.z), salt, j + 2), b3 = bf16_bits(__float_as_uint(x.w), salt, j + 3);
+  *reinterpret_cast<uint2*>(static_cast<uint16_t*>(a) + j) = make_uint2(b0 | (b1 << 16), b2 | (b3 << 16));
 }
 
 template <bool kRemainders>
 __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int64_t* __restrict__ chunk_start,
                              int64_t count, int64_t total_chunks, float lr, float beta1, float beta2, float eps,
                              float bias_correction1, float bias_correction2_sqrt, float grad_scale,
-                             const float* __restrict__ grad_scale_on_device) {
+                             const float* __restrict__ grad_scale_on_device, uint32_t salt_m, uint32_t salt_v) {
   if (grad_scale_on_device != nullptr) grad_scale *= *grad_scale_on_device;
   for (int64_t chunk = blockIdx.x; chunk < total_chunks; chunk += gridDim.x) {
     int64_t lo = 0, hi = count - 1;  // the tensor whose chunks contain `chunk`
@@ -75,19 +92,25 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
     };
     // 16-byte loads and stores when every array allows them (chunks start at multiples of
     // kAdamWChunk elements, so the tensor's alignment holds for the chunk); the tail one by one.
-    const bool grad16 = t.grad_dtype == kBF16;
-    const uintptr_t wide = (grad16 ? 0 : reinterpret_cast<uintptr_t>(t.grad)) | reinterpret_cast<uintptr_t>(t.exp_avg) |
-                           reinterpret_cast<uintptr_t>(t.exp_avg_sq) | (kRemainders ? 0 : reinterpret_cast<uintptr_t>(t.param));
-    const uintptr_t narrow = (kRemainders ? reinterpret_cast<uintptr_t>(t.param16) | reinterpret_cast<uintptr_t>(t.remainder)
-                                          : reinterpret_cast<uintptr_t>(t.model_copy)) |
-                             (grad16 ? reinterpret_cast<uintptr_t>(t.grad) : 0);
+    // Four float32 take 16 bytes, four bf16 / int16 take 8.
+    uintptr_t wide = kRemainders ? 0 : reinterpret_cast<uintptr_t>(t.param), narrow = 0;
+    auto align = [&](const void* a, bool is16) { (is16 ? narrow : wide) |= reinterpret_cast<uintptr_t>(a); };
+    align(t.grad, t.grad_dtype == kBF16);
+    align(t.exp_avg, t.exp_avg_dtype == kBF16);
+    align(t.exp_avg_sq, t.exp_avg_sq_dtype == kBF16);
+    if (kRemainders) {
+      align(t.param16, true);
+      align(t.remainder, true);
+    } else {
+      align(t.model_copy, true);
+    }
     const bool vec = wide % 16 == 0 && narrow % 8 == 0;
     int64_t i = begin + threadIdx.x;
     if (vec) {
       const int64_t vec_end = begin + (end - begin) / 4 * 4;
       for (int64_t j = begin + 4 * threadIdx.x; j < vec_end; j += 4 * blockDim.x) {
-        const float4 g = load_grad4(t, j);
-        float4 m = *reinterpret_cast<const float4*>(t.exp_avg + j), v = *reinterpret_cast<const float4*>(t.exp_avg_sq + j);
+        const float4 g = load4(t.grad, t.grad_dtype, j);
+        float4 m = load4(t.exp_avg, t.exp_avg_dtype, j), v = load4(t.exp_avg_sq, t.exp_avg_sq_dtype, j);
         float4 p;
         uint2 p16, rem;  // four bf16 upper halves, four int16 remainders
         if constexpr (kRemainders) {
@@ -103,8 +126,8 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
         out.y = update(g.y, p.y, m.y, v.y);
         out.z = update(g.z, p.z, m.z, v.z);
         out.w = update(g.w, p.w, m.w, v.w);
-        *reinterpret_cast<float4*>(t.exp_avg + j) = m;
-        *reinterpret_cast<float4*>(t.exp_avg_sq + j) = v;
+        store4(t.exp_avg, t.exp_avg_dtype, j, m, salt_m);
+        store4(t.exp_avg_sq, t.exp_avg_sq_dtype, j, v, salt_v);
         if constexpr (kRemainders) {
           uint32_t h[4], l[4];
           split_fp32(out.x, h[0], l[0]);
@@ -131,8 +154,8 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
       i = vec_end + threadIdx.x;
     }
     for (; i < end; i += blockDim.x) {
-      float m = t.exp_avg[i], v = t.exp_avg_sq[i];
-      const float gi = load_grad(t, i);
+      float m = load1(t.exp_avg, t.exp_avg_dtype, i), v = load1(t.exp_avg_sq, t.exp_avg_sq_dtype, i);
+      const float gi = load1(t.grad, t.grad_dtype, i);
       if constexpr (kRemainders) {
         const float updated = update(gi, compose_fp32(t.param16[i], static_cast<uint16_t>(t.remainder[i])), m, v);
         uint32_t h, l;
@@ -145,8 +168,8 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
         // The model's half-precision parameter, in the same pass (no separate master -> model copy).
         if (t.model_copy != nullptr) store_copy(i, updated);
       }
-      t.exp_avg[i] = m;
-      t.exp_avg_sq[i] = v;
+      store1(t.exp_avg, t.exp_avg_dtype, i, m, salt_m);
+      store1(t.exp_avg_sq, t.exp_avg_sq_dtype, i, v, salt_v);
     }
   }
 }
@@ -156,13 +179,13 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
 int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int64_t count, int64_t total_chunks,
                        float lr, float beta1, float beta2, float eps, float bias_correction1,
                        float bias_correction2_sqrt, float grad_scale, const float* grad_scale_on_device,
-                       bool remainders, void* stream) {
+                       bool remainders, uint32_t salt_exp_avg, uint32_t salt_exp_avg_sq, void* stream) {
   if (count <= 0 || total_chunks <= 0) return 0;
   const unsigned blocks = static_cast<unsigned>(total_chunks < 132 * 16 ? total_chunks : 132 * 16);
   auto* kernel = remainders ? mh_adamw_kernel<true> : mh_adamw_kernel<false>;
   kernel<<<blocks, kThreads, 0, as_stream(stream)>>>(table, chunk_start, count, total_chunks, lr, beta1, beta2, eps,
                                                      bias_correction1, bias_correction2_sqrt, grad_scale,
-                                                     grad_scale_on_device);
+                                                     grad_scale_on_device, salt_exp_avg, salt_exp_avg_sq);
   return static_cast<int>(cudaGetLastError());
 }
 

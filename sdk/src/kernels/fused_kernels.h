@@ -146,13 +146,17 @@ int scale_rows(int dtype_in, const void* in, const float* g, int dtype_out, void
 //   p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
 // `table` is a device array of AdamWTensor; chunk_start [count + 1] device prefix sums of chunks.
 // remainders: every entry's parameter is param16 + remainder (the exact fp32 master rebuilt and
-// split in registers), none has param or model_copy.
+// split in registers), none has param or model_copy. bf16 moments (Megatron's --exp-avg-dtype /
+// --exp-avg-sq-dtype bf16) are read as float32, updated and used in float32, and stored rounded
+// stochastically (stochastic_round_bits.h) with salt_exp_avg / salt_exp_avg_sq.
 struct AdamWTensor {
   float* param;  // [numel] float32, or null when param16 / remainder hold it
   const void* grad;    // [numel] of grad_dtype
   int32_t grad_dtype;  // kF32, or kBF16 (bf16 main gradients: Megatron's --main-grads-dtype bf16)
-  float* exp_avg;
-  float* exp_avg_sq;
+  int32_t exp_avg_dtype;     // kF32 or kBF16
+  int32_t exp_avg_sq_dtype;  // kF32 or kBF16
+  void* exp_avg;
+  void* exp_avg_sq;
   int64_t numel;
   float weight_decay;  // this tensor's decay (0 for no-decay params)
   int32_t copy_dtype;  // kBF16 / kF16: also write the updated param, rounded, to model_copy
@@ -167,7 +171,7 @@ constexpr int64_t kAdamWChunk = 16384;
 int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int64_t count, int64_t total_chunks,
                        float lr, float beta1, float beta2, float eps, float bias_correction1,
                        float bias_correction2_sqrt, float grad_scale, const float* grad_scale_on_device,
-                       bool remainders, void* stream);
+                       bool remainders, uint32_t salt_exp_avg, uint32_t salt_exp_avg_sq, void* stream);
 
 // ---- cuBLASLt matrix products (gemm_lt.cu) ----
 // Row-major D[m, n] = op(A)[m, k] op(B)[k, n] (+ D when accumulate, + C when given), with an epilogue torch's own

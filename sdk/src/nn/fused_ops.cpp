@@ -10,6 +10,7 @@
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/fused.h"
 #include "megahost/sdk/param_remainders.h"
+#include "megahost/sdk/stochastic_round.h"
 #include "megahost/sdk/nn/params.h"
 #include "megahost/sdk/parallel/dist.h"
 
@@ -730,8 +731,8 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
   bool fused = !params.empty() && available(params[0]) &&
                (!scale_tensor.defined() || scale_tensor.device() == params[0].device());
   for (size_t i = 0; fused && i < params.size(); ++i) {
-    for (const at::Tensor* t : {&grads[i], &exp_avgs[i], &exp_avg_sqs[i]})
-      fused = fused && t->is_cuda() && (t->scalar_type() == at::kFloat || (t == &grads[i] && t->scalar_type() == at::kBFloat16)) &&
+    for (const at::Tensor* t : {&grads[i], &exp_avgs[i], &exp_avg_sqs[i]})  // float32 or bf16 each
+      fused = fused && t->is_cuda() && (t->scalar_type() == at::kFloat || t->scalar_type() == at::kBFloat16) &&
               t->is_contiguous() && t->device() == params[0].device();
     fused = fused && params[i].is_cuda() && params[i].is_contiguous() &&
             (with_remainders ? remainders[i].device() == params[0].device() : params[i].scalar_type() == at::kFloat);
@@ -757,8 +758,10 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
       e = {};
       e.grad = grads[i].data_ptr();  // float32, or bf16 main gradients
       e.grad_dtype = dtype_code(grads[i]);
-      e.exp_avg = exp_avgs[i].data_ptr<float>();
-      e.exp_avg_sq = exp_avg_sqs[i].data_ptr<float>();
+      e.exp_avg = exp_avgs[i].data_ptr();  // float32, or bf16 (Megatron's --exp-avg-dtype bf16)
+      e.exp_avg_dtype = dtype_code(exp_avgs[i]);
+      e.exp_avg_sq = exp_avg_sqs[i].data_ptr();
+      e.exp_avg_sq_dtype = dtype_code(exp_avg_sqs[i]);
       e.numel = params[i].numel();
       e.weight_decay = static_cast<float>(weight_decays[i]);
       if (with_remainders) {
@@ -782,7 +785,7 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
                      static_cast<float>(h.eps), static_cast<float>(bc1), static_cast<float>(std::sqrt(bc2)),
                      static_cast<float>(h.grad_scale),
                      scale_tensor.defined() ? scale_tensor.data_ptr<float>() : nullptr, with_remainders,
-                     stream_of(params[0])),
+                     stochastic_round::salt(h.step, 0), stochastic_round::salt(h.step, 1), stream_of(params[0])),
                  "adamw");
     return;
   }

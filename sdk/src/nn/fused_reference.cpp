@@ -8,6 +8,7 @@
 #include "megahost/sdk/nn/norm.h"
 #include "megahost/sdk/nn/rotary.h"
 #include "megahost/sdk/parallel/random.h"
+#include "megahost/sdk/stochastic_round.h"
 
 namespace megahost::sdk::fused::reference {
 
@@ -64,7 +65,10 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
   const double bc1 = 1.0 - std::pow(h.beta1, static_cast<double>(h.step));
   const double bc2 = 1.0 - std::pow(h.beta2, static_cast<double>(h.step));
   for (size_t i = 0; i < params.size(); ++i) {
-    at::Tensor p = params[i], m = exp_avgs[i], v = exp_avg_sqs[i];
+    at::Tensor p = params[i];
+    // bf16 moments: updated and used in float32, stored rounded stochastically (as the kernel).
+    auto working = [&](const at::Tensor& s) { return s.scalar_type() == at::kBFloat16 ? s.to(p.scalar_type()) : s; };
+    at::Tensor m = working(exp_avgs[i]), v = working(exp_avg_sqs[i]);
     at::Tensor g = grads[i].scalar_type() == p.scalar_type() ? grads[i] : grads[i].to(p.scalar_type());  // bf16 grads
     if (h.grad_scale != 1.0) g = g * h.grad_scale;
     if (h.grad_scale_tensor.defined()) g = g * h.grad_scale_tensor.to(g.device()).reshape({});
@@ -73,6 +77,8 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
     v.mul_(h.beta2).addcmul_(g, g, 1.0 - h.beta2);
     const at::Tensor denom = v.sqrt().div_(std::sqrt(bc2)).add_(h.eps);
     p.addcdiv_(m, denom, -h.lr / bc1);
+    if (!m.is_same(exp_avgs[i])) stochastic_round::to_bf16(m.to(at::kFloat), stochastic_round::salt(h.step, 0), exp_avgs[i]);
+    if (!v.is_same(exp_avg_sqs[i])) stochastic_round::to_bf16(v.to(at::kFloat), stochastic_round::salt(h.step, 1), exp_avg_sqs[i]);
   }
 }
 

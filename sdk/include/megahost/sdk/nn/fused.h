@@ -95,7 +95,10 @@ struct AdamWHyper {
   // gradient too (the clipping coefficient computed on the device: read on the stream only).
   at::Tensor grad_scale_tensor;
 };
-// float32 params / grads / states; weight_decay per tensor. Updates in place. model_copies: empty,
+// float32 params / grads / states; weight_decay per tensor. Updates in place. The grads and each
+// moment may also be bf16 (Megatron's --main-grads-dtype, --exp-avg-dtype, --exp-avg-sq-dtype):
+// read as float32; a bf16 moment is updated and used in float32 and stored rounded stochastically
+// (stochastic_round.h, salted by h.step: 0 for exp_avg, 1 for exp_avg_sq). model_copies: empty,
 // or per param undefined or a same-shape bfloat16 / float16 tensor that receives the updated
 // param, rounded (the fp32 master -> model parameter copy, in the same pass on CUDA).
 // remainders: empty, or one contiguous int16 tensor per param, and then every param is the bf16
