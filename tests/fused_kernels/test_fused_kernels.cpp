@@ -442,6 +442,45 @@ TEST(FusedKernelsGpu, AdamWReadsBf16Gradients) {
   }
 }
 
+// bf16 moments (exp_avg_dtype / exp_avg_sq_dtype = bf16): the vector path (aligned clones) and
+// the element-wise path (tensor 2 at an odd offset) give the same bits, their random bits being
+// the element's index's; the CPU reference rounds the same way except where float32 arithmetic
+// differs in the last bit right at a rounding threshold.
+TEST(FusedKernelsGpu, AdamWBf16MomentsGiveTheSameBitsOnEveryPath) {
+  SKIP_WITHOUT_GPU();
+  at::manual_seed(19);
+  const std::vector<int64_t> sizes = {16385, 3, 100001};
+  std::vector<at::Tensor> p, g, m, v, p2, g2, m2, v2, pc, gc, mc, vc;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const int64_t n = sizes[i];
+    auto make = [&](at::ScalarType t) {
+      return i == 2 ? at::randn({n + 1}, cuda(t)).narrow(0, 1, n) : at::randn({n}, cuda(t));
+    };
+    p.push_back(make(at::kFloat));
+    g.push_back(make(at::kFloat));
+    m.push_back(make(at::kBFloat16).mul_(0.1));
+    v.push_back(make(at::kBFloat16).abs_().mul_(0.01));
+    for (auto [src, dst] : {std::pair{&p, &p2}, {&g, &g2}, {&m, &m2}, {&v, &v2}}) dst->push_back(src->back().clone());
+    for (auto [src, dst] : {std::pair{&p, &pc}, {&g, &gc}, {&m, &mc}, {&v, &vc}}) dst->push_back(src->back().cpu());
+  }
+  fused::AdamWHyper h;
+  h.lr = 1e-2, h.step = 5, h.grad_scale = 0.5;
+  const std::vector<double> wd = {0.1, 0.0, 0.1};
+  fused::adamw(p, g, m, v, wd, h);
+  fused::adamw(p2, g2, m2, v2, wd, h);
+  fused::reference::adamw(pc, gc, mc, vc, wd, h);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    SCOPED_TRACE("tensor " + std::to_string(i));
+    EXPECT_TRUE(at::equal(p[i], p2[i]));
+    EXPECT_TRUE(at::equal(m[i], m2[i]));
+    EXPECT_TRUE(at::equal(v[i], v2[i]));
+    EXPECT_EQ(m[i].scalar_type(), at::kBFloat16);
+    EXPECT_LE((p[i].cpu() - pc[i]).abs().max().item<double>(), 1e-5);
+    for (auto [gpu, cpu] : {std::pair{&m, &mc}, {&v, &vc}})
+      EXPECT_GE((*gpu)[i].cpu().eq((*cpu)[i]).to(at::kDouble).mean().item<double>(), 0.999);
+  }
+}
+
 // Megatron's store_param_remainders on the GPU: the kernel reads each fp32 master from the bf16
 // parameter and its int16 remainder and writes both back. (1) With lr = 0 the update is the
 // identity: the kernel's split of every value (ties, carries, subnormals, infinities) is the

@@ -453,15 +453,17 @@ at::Tensor rounding_inputs() {
 TEST(StochasticRound, TorchOpsGiveTheBitRulesBits) {
   at::Tensor x = rounding_inputs();
   x[9] = std::numeric_limits<float>::quiet_NaN();
-  for (int64_t step : {1, 2, 1000}) {
-    const uint32_t salt = sr::salt(step, 1);
-    at::Tensor out = at::empty(x.sizes(), at::kBFloat16);
-    sr::to_bf16(x, salt, out);
-    const auto* got = static_cast<const uint16_t*>(out.data_ptr());
-    const float* in = x.data_ptr<float>();
-    for (int64_t i = 0; i < x.numel(); ++i)
-      ASSERT_EQ(got[i], sr::bf16_bits(bits_of(in[i]), salt, i)) << "element " << i << " = " << in[i];
-  }
+  for (int64_t step : {1, 2, 1000})
+    for (int half : {0, 1}) {
+      const uint32_t salt = sr::salt(step);
+      at::Tensor out = at::empty(x.sizes(), at::kBFloat16);
+      sr::to_bf16(x, salt, half, out);
+      const auto* got = static_cast<const uint16_t*>(out.data_ptr());
+      const float* in = x.data_ptr<float>();
+      for (int64_t i = 0; i < x.numel(); ++i)
+        ASSERT_EQ(got[i], sr::bf16_bits(bits_of(in[i]), sr::element_bits(salt, i) >> (16 * half)))
+            << "element " << i << " = " << in[i] << ", half " << half;
+    }
 }
 
 // Each result is one of the two bf16 neighbours, and over many steps the mean is the value: round
@@ -481,7 +483,7 @@ TEST(StochasticRound, RoundsToANeighbourAndIsUnbiased) {
   const int steps = 1000;
   for (int step = 1; step <= steps; ++step) {
     at::Tensor out = at::empty({n}, at::kBFloat16);
-    sr::to_bf16(x, sr::salt(step, 0), out);
+    sr::to_bf16(x, sr::salt(step), step % 2, out);
     const at::Tensor got = out.view(at::kShort).to(at::kLong).bitwise_and(0xFFFF);
     const at::Tensor neighbour = got.eq(down).logical_or(got.eq(down + 1).logical_and(u.remainder(65536).ne(0)));
     ASSERT_TRUE(neighbour.narrow(0, 4, n - 4).all().item<bool>()) << "step " << step;  // finite values
@@ -495,7 +497,7 @@ TEST(StochasticRound, RoundsToANeighbourAndIsUnbiased) {
   EXPECT_LE(bias.abs().max().item<double>(), 0.1);
   EXPECT_LE(std::abs(bias.mean().item<double>()), 0.01);
   at::Tensor nan_out = at::empty({1}, at::kBFloat16);
-  sr::to_bf16(torch::tensor({std::numeric_limits<float>::quiet_NaN()}), 5, nan_out);
+  sr::to_bf16(torch::tensor({std::numeric_limits<float>::quiet_NaN()}), 5, 0, nan_out);
   EXPECT_TRUE(std::isnan(nan_out.to(at::kFloat).item<float>()));
 }
 
@@ -577,16 +579,16 @@ TEST(AdamW, Bf16MomentsOnCudaFollowTheCpuReference) {
     cpu_opt->step(*p.abi, 0.01, 0.1, step);
     gpu_opt->step(*q.abi, 0.01, 0.1, step);
   }
-  // The same update and the same rounding bits; float32 arithmetic may differ in the last bit,
-  // and then a moment may round to the other neighbour: ~1e-4 on the parameters at most.
+  // The same update and the same random bits: a moment rounds to the other neighbour only where
+  // the float32 values differ in the last bit right at a threshold (1 in 65536 of those), and a
+  // parameter then moves by under 1% of an update (lr 0.01): 5e-4 bounds a few such steps.
   EXPECT_LE(max_abs_diff(p.data, q.data), 5e-4);
   std::map<std::string, at::Tensor> cpu_state = save_state(*cpu_opt, p), gpu_state = save_state(*gpu_opt, q);
   for (const auto& [name, t] : cpu_state) {
     if (name == "step") continue;
     EXPECT_EQ(gpu_state.at(name).scalar_type(), at::kBFloat16) << name;
     const at::Tensor a = t.to(at::kDouble), b = gpu_state.at(name).cpu().to(at::kDouble);
-    EXPECT_LE(((a - b).abs() / a.abs().clamp_min(1e-30)).max().item<double>(), 1.0 / 64) << name;  // <= 2 spacings
-    EXPECT_GE(a.eq(b).to(at::kDouble).mean().item<double>(), 0.9) << name;
+    EXPECT_GE(a.eq(b).to(at::kDouble).mean().item<double>(), 0.99) << name;
   }
 }
 

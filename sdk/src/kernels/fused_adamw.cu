@@ -45,19 +45,20 @@ __device__ __forceinline__ float4 load4(const void* a, int32_t dtype, int64_t j)
   return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xFFFF0000u), __uint_as_float(u.y << 16),
                      __uint_as_float(u.y & 0xFFFF0000u));
 }
-// A moment back to its array: float32 as it is, bf16 rounded stochastically with `salt`.
-__device__ __forceinline__ void store1(void* a, int32_t dtype, int64_t i, float x, uint32_t salt) {
+// A moment back to its array: float32 as it is, bf16 rounded stochastically by the 16 bits of r
+// at `shift` (the element's random bits: stochastic_round::element_bits).
+__device__ __forceinline__ void store1(void* a, int32_t dtype, int64_t i, float x, uint32_t r, int shift) {
   if (dtype != kBF16) static_cast<float*>(a)[i] = x;
-  else static_cast<uint16_t*>(a)[i] = stochastic_round::bf16_bits(__float_as_uint(x), salt, i);
+  else static_cast<uint16_t*>(a)[i] = stochastic_round::bf16_bits(__float_as_uint(x), r >> shift);
 }
-__device__ __forceinline__ void store4(void* a, int32_t dtype, int64_t j, float4 x, uint32_t salt) {
+__device__ __forceinline__ void store4(void* a, int32_t dtype, int64_t j, float4 x, uint4 r, int shift) {
   if (dtype != kBF16) {
     *reinterpret_cast<float4*>(static_cast<float*>(a) + j) = x;
     return;
   }
   using stochastic_round::bf16_bits;
-  const uint32_t b0 = bf16_bits(__float_as_uint(x.x), salt, j), b1 = bf16_bits(__float_as_uint(x.y), salt, j + 1),
-                 b2 = bf16_bits(__float_as_uint(x.z), salt, j + 2), b3 = bf16_bits(__float_as_uint(x.w), salt, j + 3);
+  const uint32_t b0 = bf16_bits(__float_as_uint(x.x), r.x >> shift), b1 = bf16_bits(__float_as_uint(x.y), r.y >> shift),
+                 b2 = bf16_bits(__float_as_uint(x.z), r.z >> shift), b3 = bf16_bits(__float_as_uint(x.w), r.w >> shift);
   *reinterpret_cast<uint2*>(static_cast<uint16_t*>(a) + j) = make_uint2(b0 | (b1 << 16), b2 | (b3 << 16));
 }
 
@@ -65,7 +66,7 @@ template <bool kRemainders>
 __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int64_t* __restrict__ chunk_start,
                              int64_t count, int64_t total_chunks, float lr, float beta1, float beta2, float eps,
                              float bias_correction1, float bias_correction2_sqrt, float grad_scale,
-                             const float* __restrict__ grad_scale_on_device, uint32_t salt_m, uint32_t salt_v) {
+                             const float* __restrict__ grad_scale_on_device, uint32_t salt) {
   if (grad_scale_on_device != nullptr) grad_scale *= *grad_scale_on_device;
   for (int64_t chunk = blockIdx.x; chunk < total_chunks; chunk += gridDim.x) {
     int64_t lo = 0, hi = count - 1;  // the tensor whose chunks contain `chunk`
@@ -78,14 +79,18 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
     const int64_t begin = (chunk - chunk_start[lo]) * kAdamWChunk;
     const int64_t end = begin + kAdamWChunk < t.numel ? begin + kAdamWChunk : t.numel;
     const float decay = 1.0f - lr * t.weight_decay, step = lr / bias_correction1;
-    // One element: updates m and v in place, returns the updated param.
+    // One element: updates m and v in place, returns the updated param. Each operation rounded on
+    // its own (the _rn intrinsics are never fused into FMAs), so the vector and the element-wise
+    // paths below give the same bits whatever the compiler schedules.
     auto update = [&](float g, float p, float& m, float& v) {
-      g *= grad_scale;
-      p *= decay;
-      m = beta1 * m + (1.0f - beta1) * g;
-      v = beta2 * v + (1.0f - beta2) * g * g;
-      return p - step * m / (sqrtf(v) / bias_correction2_sqrt + eps);
+      g = __fmul_rn(g, grad_scale);
+      p = __fmul_rn(p, decay);
+      m = __fadd_rn(__fmul_rn(beta1, m), __fmul_rn(1.0f - beta1, g));
+      v = __fadd_rn(__fmul_rn(beta2, v), __fmul_rn(__fmul_rn(1.0f - beta2, g), g));
+      const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(v), bias_correction2_sqrt), eps);
+      return __fsub_rn(p, __fdiv_rn(__fmul_rn(step, m), denom));
     };
+    const bool rounds = t.exp_avg_dtype == kBF16 || t.exp_avg_sq_dtype == kBF16;  // needs random bits
     auto store_copy = [&](int64_t i, float updated) {
       if (t.copy_dtype == kBF16) static_cast<__nv_bfloat16*>(t.model_copy)[i] = from_f32<__nv_bfloat16>(updated);
       else static_cast<__half*>(t.model_copy)[i] = from_f32<__half>(updated);
@@ -126,8 +131,14 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
         out.y = update(g.y, p.y, m.y, v.y);
         out.z = update(g.z, p.z, m.z, v.z);
         out.w = update(g.w, p.w, m.w, v.w);
-        store4(t.exp_avg, t.exp_avg_dtype, j, m, salt_m);
-        store4(t.exp_avg_sq, t.exp_avg_sq_dtype, j, v, salt_v);
+        uint4 r = make_uint4(0, 0, 0, 0);
+        if (rounds) {
+          using stochastic_round::element_bits;
+          r = make_uint4(element_bits(salt, j), element_bits(salt, j + 1), element_bits(salt, j + 2),
+                         element_bits(salt, j + 3));
+        }
+        store4(t.exp_avg, t.exp_avg_dtype, j, m, r, 0);
+        store4(t.exp_avg_sq, t.exp_avg_sq_dtype, j, v, r, 16);
         if constexpr (kRemainders) {
           uint32_t h[4], l[4];
           split_fp32(out.x, h[0], l[0]);
@@ -168,8 +179,9 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
         // The model's half-precision parameter, in the same pass (no separate master -> model copy).
         if (t.model_copy != nullptr) store_copy(i, updated);
       }
-      store1(t.exp_avg, t.exp_avg_dtype, i, m, salt_m);
-      store1(t.exp_avg_sq, t.exp_avg_sq_dtype, i, v, salt_v);
+      const uint32_t r = rounds ? stochastic_round::element_bits(salt, i) : 0u;
+      store1(t.exp_avg, t.exp_avg_dtype, i, m, r, 0);
+      store1(t.exp_avg_sq, t.exp_avg_sq_dtype, i, v, r, 16);
     }
   }
 }
@@ -179,13 +191,13 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
 int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int64_t count, int64_t total_chunks,
                        float lr, float beta1, float beta2, float eps, float bias_correction1,
                        float bias_correction2_sqrt, float grad_scale, const float* grad_scale_on_device,
-                       bool remainders, uint32_t salt_exp_avg, uint32_t salt_exp_avg_sq, void* stream) {
+                       bool remainders, uint32_t salt, void* stream) {
   if (count <= 0 || total_chunks <= 0) return 0;
   const unsigned blocks = static_cast<unsigned>(total_chunks < 132 * 16 ? total_chunks : 132 * 16);
   auto* kernel = remainders ? mh_adamw_kernel<true> : mh_adamw_kernel<false>;
   kernel<<<blocks, kThreads, 0, as_stream(stream)>>>(table, chunk_start, count, total_chunks, lr, beta1, beta2, eps,
                                                      bias_correction1, bias_correction2_sqrt, grad_scale,
-                                                     grad_scale_on_device, salt_exp_avg, salt_exp_avg_sq);
+                                                     grad_scale_on_device, salt);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -785,7 +785,7 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
                      static_cast<float>(h.eps), static_cast<float>(bc1), static_cast<float>(std::sqrt(bc2)),
                      static_cast<float>(h.grad_scale),
                      scale_tensor.defined() ? scale_tensor.data_ptr<float>() : nullptr, with_remainders,
-                     stochastic_round::salt(h.step, 0), stochastic_round::salt(h.step, 1), stream_of(params[0])),
+                     stochastic_round::salt(h.step), stream_of(params[0])),
                  "adamw");
     return;
   }

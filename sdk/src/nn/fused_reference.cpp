@@ -77,8 +77,9 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
     v.mul_(h.beta2).addcmul_(g, g, 1.0 - h.beta2);
     const at::Tensor denom = v.sqrt().div_(std::sqrt(bc2)).add_(h.eps);
     p.addcdiv_(m, denom, -h.lr / bc1);
-    if (!m.is_same(exp_avgs[i])) stochastic_round::to_bf16(m.to(at::kFloat), stochastic_round::salt(h.step, 0), exp_avgs[i]);
-    if (!v.is_same(exp_avg_sqs[i])) stochastic_round::to_bf16(v.to(at::kFloat), stochastic_round::salt(h.step, 1), exp_avg_sqs[i]);
+    const uint32_t salt = stochastic_round::salt(h.step);
+    if (!m.is_same(exp_avgs[i])) stochastic_round::to_bf16(m.to(at::kFloat), salt, 0, exp_avgs[i]);
+    if (!v.is_same(exp_avg_sqs[i])) stochastic_round::to_bf16(v.to(at::kFloat), salt, 1, exp_avg_sqs[i]);
   }
 }
 

@@ -32,12 +32,13 @@ inline at::Tensor mix32(at::Tensor x) {
   return x.bitwise_xor(shr(x, 16));
 }
 
-// value [n] float32 holding elements first .. first + n of its tensor -> out [n] bf16.
-inline void round_piece(const at::Tensor& value, int64_t first, uint32_t salt, const at::Tensor& out) {
+// value [n] float32 holding elements first .. first + n of its tensor -> out [n] bf16, rounded by
+// the element bits' low (half 0) or high (half 1) 16 bits.
+inline void round_piece(const at::Tensor& value, int64_t first, uint32_t salt, int half, const at::Tensor& out) {
   const at::Tensor u = value.view(at::kInt).to(at::kLong).bitwise_and(kLow32);
   const at::Tensor index = at::arange(first, first + value.numel(), value.options().dtype(at::kLong));
-  const at::Tensor key = mix32(index.bitwise_and(kLow32).bitwise_xor(static_cast<int64_t>(salt)));
-  const at::Tensor r = mix32(u.bitwise_xor(key)).bitwise_and(0xFFFF);
+  const at::Tensor bits = mix32(index.bitwise_and(kLow32).bitwise_xor(static_cast<int64_t>(salt)));
+  const at::Tensor r = (half == 0 ? bits : shr(bits, 16)).bitwise_and(0xFFFF);
   at::Tensor hi = shr(u.add(r), 16).bitwise_and(0xFFFF);
   hi = at::where(value.isnan(), shr(u, 16).bitwise_and(0x8000).bitwise_or(0x7FC0), hi);
   out.view(at::kShort).copy_(hi.sub(hi.ge(0x8000).to(at::kLong).mul(65536)).to(at::kShort));
@@ -45,16 +46,16 @@ inline void round_piece(const at::Tensor& value, int64_t first, uint32_t salt, c
 }  // namespace detail
 
 // float32 [*] -> out bf16 [*] (same shape, contiguous), each element rounded up with probability
-// (its distance to the bf16 below) / (the bf16 spacing), by the bits of `salt`, its own value and
-// its flat index.
-inline void to_bf16(const at::Tensor& value, uint32_t salt, const at::Tensor& out) {
+// (its distance to the bf16 below) / (the bf16 spacing), by half `half` (0: bits 0-15, 1: bits
+// 16-31) of element_bits(salt, its flat index).
+inline void to_bf16(const at::Tensor& value, uint32_t salt, int half, const at::Tensor& out) {
   TORCH_CHECK(value.scalar_type() == at::kFloat && out.scalar_type() == at::kBFloat16 &&
                   value.sizes() == out.sizes() && out.is_contiguous(),
               "stochastic_round::to_bf16: a float32 value and a contiguous bf16 output of its shape");
   const at::Tensor v = value.contiguous().reshape({-1}), o = out.view({-1});
   for (int64_t i = 0; i < v.numel(); i += detail::kPiece) {
     const int64_t n = std::min(detail::kPiece, v.numel() - i);
-    detail::round_piece(v.narrow(0, i, n), i, salt, o.narrow(0, i, n));
+    detail::round_piece(v.narrow(0, i, n), i, salt, half, o.narrow(0, i, n));
   }
 }
 

@@ -6,10 +6,10 @@
 // the expected result is the value itself (round-to-nearest would keep a moment that decays by
 // 0.1% a step, Adam's second moment with beta2 = 0.999, at its old value forever).
 //
-// The random bits are a hash of the value's bits, its index in the tensor and a salt (the step
-// and which state): deterministic, the same on every device, fresh at every step, and
-// independent between elements that hold the same value (a moment that starts at one value
-// everywhere would otherwise round the same way everywhere).
+// The random bits are a hash of the element's index in its tensor and a salt (the step): 32 bits
+// per element, the low half for one moment and the high half for the other. Deterministic, fresh
+// at every step, independent between elements, and the same on every device (they do not depend
+// on the value, whose last float32 bit may differ between the CUDA kernel and the CPU).
 #pragma once
 
 #include <cstdint>
@@ -32,18 +32,20 @@ MH_SR_HOST_DEVICE uint32_t mix32(uint32_t x) {
   return x;
 }
 
-// The salt of one optimizer step's rounding of one state (state: 0 = exp_avg, 1 = exp_avg_sq, ...).
-MH_SR_HOST_DEVICE uint32_t salt(int64_t step, uint32_t state) {
-  return mix32(mix32(static_cast<uint32_t>(step)) ^ (0x9e3779b9u * (state + 1)));
+// The salt of one optimizer step's rounding.
+MH_SR_HOST_DEVICE uint32_t salt(int64_t step) { return mix32(static_cast<uint32_t>(step) * 0x9e3779b9u + 0x7f4a7c15u); }
+
+// 32 random bits for element `index` of a tensor: bits 0-15 round exp_avg, bits 16-31 exp_avg_sq.
+MH_SR_HOST_DEVICE uint32_t element_bits(uint32_t salt, int64_t index) {
+  return mix32(static_cast<uint32_t>(index) ^ salt);
 }
 
-// The bf16 bits of float32 bits u (element `index` of its tensor), rounded stochastically. A NaN
-// gives a quiet NaN of its sign; +-inf stays; values within an ulp of the largest bf16 may round
-// to inf, as rounding up does.
-MH_SR_HOST_DEVICE uint16_t bf16_bits(uint32_t u, uint32_t salt, int64_t index) {
+// The bf16 bits of float32 bits u rounded up with probability lo16(u) / 65536, by 16 random bits
+// r16. A NaN gives a quiet NaN of its sign; +-inf stays; values within an ulp of the largest bf16
+// may round to inf, as rounding up does.
+MH_SR_HOST_DEVICE uint16_t bf16_bits(uint32_t u, uint32_t r16) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>(((u >> 16) & 0x8000u) | 0x7fc0u);
-  const uint32_t r = mix32(u ^ mix32(static_cast<uint32_t>(index) ^ salt)) & 0xffffu;
-  return static_cast<uint16_t>((u + r) >> 16);
+  return static_cast<uint16_t>((u + (r16 & 0xffffu)) >> 16);
 }
 
 }  // namespace megahost::sdk::stochastic_round
