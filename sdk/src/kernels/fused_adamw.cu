@@ -7,6 +7,8 @@
 // its int16 remainder (28 instead of 30 bytes per parameter); with bf16 moments (Megatron's
 // --exp-avg-dtype / --exp-avg-sq-dtype bf16, rounded stochastically) 20 bytes per parameter.
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "fused_common.cuh"
 #include "fused_kernels.h"
@@ -34,16 +36,9 @@ __device__ __forceinline__ void split_fp32(float x, uint32_t& hi16, uint32_t& lo
   hi16 = (u >> 16) + (lo16 >> 15);  // rounded half away from zero; inf has lo16 = 0
 }
 
-// An array of float32 or bf16 (dtype) as float32: one element, or four from a 16-byte (float32) or
-// 8-byte (bf16) aligned position j. The gradients and the moments.
+// An array of float32 or bf16 (dtype) as float32, one element. The gradients and the moments.
 __device__ __forceinline__ float load1(const void* a, int32_t dtype, int64_t i) {
   return dtype == kBF16 ? __uint_as_float(uint32_t(static_cast<const uint16_t*>(a)[i]) << 16) : static_cast<const float*>(a)[i];
-}
-__device__ __forceinline__ float4 load4(const void* a, int32_t dtype, int64_t j) {
-  if (dtype != kBF16) return *reinterpret_cast<const float4*>(static_cast<const float*>(a) + j);
-  const uint2 u = *reinterpret_cast<const uint2*>(static_cast<const uint16_t*>(a) + j);
-  return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xFFFF0000u), __uint_as_float(u.y << 16),
-                     __uint_as_float(u.y & 0xFFFF0000u));
 }
 // A moment back to its array: float32 as it is, bf16 rounded stochastically by the 16 bits of r
 // at `shift` (the element's random bits: stochastic_round::element_bits).
@@ -51,19 +46,60 @@ __device__ __forceinline__ void store1(void* a, int32_t dtype, int64_t i, float 
   if (dtype != kBF16) static_cast<float*>(a)[i] = x;
   else static_cast<uint16_t*>(a)[i] = stochastic_round::bf16_bits(__float_as_uint(x), r >> shift);
 }
-__device__ __forceinline__ void store4(void* a, int32_t dtype, int64_t j, float4 x, uint4 r, int shift) {
+
+// N = 4 or 8 consecutive elements per thread from an N-aligned position: 16-bit arrays as N / 2
+// words in one 8- or 16-byte access, float32 arrays as N / 4 16-byte accesses.
+template <int N>
+__device__ __forceinline__ void load_words(const void* a, uint32_t (&w)[N / 2]) {
+  if constexpr (N == 4) {
+    const uint2 u = *reinterpret_cast<const uint2*>(a);
+    w[0] = u.x, w[1] = u.y;
+  } else {
+    const uint4 u = *reinterpret_cast<const uint4*>(a);
+    w[0] = u.x, w[1] = u.y, w[2] = u.z, w[3] = u.w;
+  }
+}
+template <int N>
+__device__ __forceinline__ void store_words(void* a, const uint32_t (&w)[N / 2]) {
+  if constexpr (N == 4) *reinterpret_cast<uint2*>(a) = make_uint2(w[0], w[1]);
+  else *reinterpret_cast<uint4*>(a) = make_uint4(w[0], w[1], w[2], w[3]);
+}
+template <int N>
+__device__ __forceinline__ void load_n(const void* a, int32_t dtype, int64_t j, float (&x)[N]) {
   if (dtype != kBF16) {
-    *reinterpret_cast<float4*>(static_cast<float*>(a) + j) = x;
+#pragma unroll
+    for (int k = 0; k < N; k += 4) {
+      const float4 f = *reinterpret_cast<const float4*>(static_cast<const float*>(a) + j + k);
+      x[k] = f.x, x[k + 1] = f.y, x[k + 2] = f.z, x[k + 3] = f.w;
+    }
+    return;
+  }
+  uint32_t w[N / 2];
+  load_words<N>(static_cast<const uint16_t*>(a) + j, w);
+#pragma unroll
+  for (int k = 0; k < N / 2; ++k) x[2 * k] = __uint_as_float(w[k] << 16), x[2 * k + 1] = __uint_as_float(w[k] & 0xFFFF0000u);
+}
+template <int N>
+__device__ __forceinline__ void store_n(void* a, int32_t dtype, int64_t j, const float (&x)[N], const uint32_t (&r)[N],
+                                        int shift) {
+  if (dtype != kBF16) {
+#pragma unroll
+    for (int k = 0; k < N; k += 4)
+      *reinterpret_cast<float4*>(static_cast<float*>(a) + j + k) = make_float4(x[k], x[k + 1], x[k + 2], x[k + 3]);
     return;
   }
   using stochastic_round::bf16_bits;
-  const uint32_t b0 = bf16_bits(__float_as_uint(x.x), r.x >> shift), b1 = bf16_bits(__float_as_uint(x.y), r.y >> shift),
-                 b2 = bf16_bits(__float_as_uint(x.z), r.z >> shift), b3 = bf16_bits(__float_as_uint(x.w), r.w >> shift);
-  *reinterpret_cast<uint2*>(static_cast<uint16_t*>(a) + j) = make_uint2(b0 | (b1 << 16), b2 | (b3 << 16));
+  uint32_t w[N / 2];
+#pragma unroll
+  for (int k = 0; k < N / 2; ++k)
+    w[k] = uint32_t(bf16_bits(__float_as_uint(x[2 * k]), r[2 * k] >> shift)) |
+           (uint32_t(bf16_bits(__float_as_uint(x[2 * k + 1]), r[2 * k + 1] >> shift)) << 16);
+  store_words<N>(static_cast<uint16_t*>(a) + j, w);
 }
 
-template <bool kRemainders>
-__global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int64_t* __restrict__ chunk_start,
+// Two blocks of 512 threads per SM: at most 64 registers (N = 8 needs 66 unbounded).
+template <bool kRemainders, int N>
+__global__ void __launch_bounds__(kThreads, 2) mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int64_t* __restrict__ chunk_start,
                              int64_t count, int64_t total_chunks, float lr, float beta1, float beta2, float eps,
                              float bias_correction1, float bias_correction2_sqrt, float grad_scale,
                              const float* __restrict__ grad_scale_on_device, uint32_t salt) {
@@ -91,13 +127,9 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
       return __fsub_rn(p, __fdiv_rn(__fmul_rn(step, m), denom));
     };
     const bool rounds = t.exp_avg_dtype == kBF16 || t.exp_avg_sq_dtype == kBF16;  // needs random bits
-    auto store_copy = [&](int64_t i, float updated) {
-      if (t.copy_dtype == kBF16) static_cast<__nv_bfloat16*>(t.model_copy)[i] = from_f32<__nv_bfloat16>(updated);
-      else static_cast<__half*>(t.model_copy)[i] = from_f32<__half>(updated);
-    };
-    // 16-byte loads and stores when every array allows them (chunks start at multiples of
+    // N elements per thread when every array allows the accesses (chunks start at multiples of
     // kAdamWChunk elements, so the tensor's alignment holds for the chunk); the tail one by one.
-    // Four float32 take 16 bytes, four bf16 / int16 take 8.
+    constexpr uintptr_t kAlign16 = 2 * N;  // bytes of N 16-bit values; float32 arrays take 16-byte accesses
     uintptr_t wide = kRemainders ? 0 : reinterpret_cast<uintptr_t>(t.param), narrow = 0;
     auto align = [&](const void* a, bool is16) { (is16 ? narrow : wide) |= reinterpret_cast<uintptr_t>(a); };
     align(t.grad, t.grad_dtype == kBF16);
@@ -109,56 +141,63 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
     } else {
       align(t.model_copy, true);
     }
-    const bool vec = wide % 16 == 0 && narrow % 8 == 0;
+    const bool vec = wide % 16 == 0 && narrow % kAlign16 == 0;
     int64_t i = begin + threadIdx.x;
     if (vec) {
-      const int64_t vec_end = begin + (end - begin) / 4 * 4;
-      for (int64_t j = begin + 4 * threadIdx.x; j < vec_end; j += 4 * blockDim.x) {
-        const float4 g = load4(t.grad, t.grad_dtype, j);
-        float4 m = load4(t.exp_avg, t.exp_avg_dtype, j), v = load4(t.exp_avg_sq, t.exp_avg_sq_dtype, j);
-        float4 p;
-        uint2 p16, rem;  // four bf16 upper halves, four int16 remainders
+      const int64_t vec_end = begin + (end - begin) / N * N;
+      for (int64_t j = begin + N * threadIdx.x; j < vec_end; j += N * blockDim.x) {
+        float g[N], m[N], v[N], p[N];
+        load_n<N>(t.grad, t.grad_dtype, j, g);
+        load_n<N>(t.exp_avg, t.exp_avg_dtype, j, m);
+        load_n<N>(t.exp_avg_sq, t.exp_avg_sq_dtype, j, v);
+        uint32_t p16[N / 2], rem[N / 2];  // bf16 upper halves and int16 remainders, two per word
         if constexpr (kRemainders) {
-          p16 = *reinterpret_cast<const uint2*>(t.param16 + j);
-          rem = *reinterpret_cast<const uint2*>(t.remainder + j);
-          p = make_float4(compose_fp32(p16.x & 0xFFFFu, rem.x & 0xFFFFu), compose_fp32(p16.x >> 16, rem.x >> 16),
-                          compose_fp32(p16.y & 0xFFFFu, rem.y & 0xFFFFu), compose_fp32(p16.y >> 16, rem.y >> 16));
+          load_words<N>(t.param16 + j, p16);
+          load_words<N>(t.remainder + j, rem);
+#pragma unroll
+          for (int k = 0; k < N / 2; ++k) {
+            p[2 * k] = compose_fp32(p16[k] & 0xFFFFu, rem[k] & 0xFFFFu);
+            p[2 * k + 1] = compose_fp32(p16[k] >> 16, rem[k] >> 16);
+          }
         } else {
-          p = *reinterpret_cast<const float4*>(t.param + j);
+          load_n<N>(t.param, kF32, j, p);
         }
-        float4 out;
-        out.x = update(g.x, p.x, m.x, v.x);
-        out.y = update(g.y, p.y, m.y, v.y);
-        out.z = update(g.z, p.z, m.z, v.z);
-        out.w = update(g.w, p.w, m.w, v.w);
-        uint4 r = make_uint4(0, 0, 0, 0);
+        float out[N];
+#pragma unroll
+        for (int k = 0; k < N; ++k) out[k] = update(g[k], p[k], m[k], v[k]);
+        uint32_t r[N] = {};
         if (rounds) {
-          using stochastic_round::element_bits;
-          r = make_uint4(element_bits(salt, j), element_bits(salt, j + 1), element_bits(salt, j + 2),
-                         element_bits(salt, j + 3));
+#pragma unroll
+          for (int k = 0; k < N; ++k) r[k] = stochastic_round::element_bits(salt, j + k);
         }
-        store4(t.exp_avg, t.exp_avg_dtype, j, m, r, 0);
-        store4(t.exp_avg_sq, t.exp_avg_sq_dtype, j, v, r, 16);
+        store_n<N>(t.exp_avg, t.exp_avg_dtype, j, m, r, 0);
+        store_n<N>(t.exp_avg_sq, t.exp_avg_sq_dtype, j, v, r, 16);
         if constexpr (kRemainders) {
-          uint32_t h[4], l[4];
-          split_fp32(out.x, h[0], l[0]);
-          split_fp32(out.y, h[1], l[1]);
-          split_fp32(out.z, h[2], l[2]);
-          split_fp32(out.w, h[3], l[3]);
-          *reinterpret_cast<uint2*>(t.param16 + j) = make_uint2(h[0] | (h[1] << 16), h[2] | (h[3] << 16));
-          *reinterpret_cast<uint2*>(t.remainder + j) = make_uint2(l[0] | (l[1] << 16), l[2] | (l[3] << 16));
+#pragma unroll
+          for (int k = 0; k < N / 2; ++k) {
+            uint32_t h0, l0, h1, l1;
+            split_fp32(out[2 * k], h0, l0);
+            split_fp32(out[2 * k + 1], h1, l1);
+            p16[k] = h0 | (h1 << 16);
+            rem[k] = l0 | (l1 << 16);
+          }
+          store_words<N>(t.param16 + j, p16);
+          store_words<N>(t.remainder + j, rem);
         } else {
-          *reinterpret_cast<float4*>(t.param + j) = out;
-          if (t.model_copy != nullptr) {
-            if (t.copy_dtype == kBF16) {
-              __nv_bfloat16* c = static_cast<__nv_bfloat16*>(t.model_copy) + j;
-              *reinterpret_cast<__nv_bfloat162*>(c) = __floats2bfloat162_rn(out.x, out.y);
-              *reinterpret_cast<__nv_bfloat162*>(c + 2) = __floats2bfloat162_rn(out.z, out.w);
-            } else {
-              __half* c = static_cast<__half*>(t.model_copy) + j;
-              *reinterpret_cast<__half2*>(c) = __floats2half2_rn(out.x, out.y);
-              *reinterpret_cast<__half2*>(c + 2) = __floats2half2_rn(out.z, out.w);
+          store_n<N>(t.param, kF32, j, out, r, 0);
+          if (t.model_copy != nullptr) {  // the model's half-precision parameter, in the same pass
+            uint32_t w[N / 2];
+#pragma unroll
+            for (int k = 0; k < N / 2; ++k) {
+              if (t.copy_dtype == kBF16) {
+                const __nv_bfloat162 b = __floats2bfloat162_rn(out[2 * k], out[2 * k + 1]);
+                w[k] = *reinterpret_cast<const uint32_t*>(&b);
+              } else {
+                const __half2 b = __floats2half2_rn(out[2 * k], out[2 * k + 1]);
+                w[k] = *reinterpret_cast<const uint32_t*>(&b);
+              }
             }
+            store_words<N>(static_cast<uint16_t*>(t.model_copy) + j, w);
           }
         }
       }
@@ -177,13 +216,26 @@ __global__ void mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int
         const float updated = update(gi, t.param[i], m, v);
         t.param[i] = updated;
         // The model's half-precision parameter, in the same pass (no separate master -> model copy).
-        if (t.model_copy != nullptr) store_copy(i, updated);
+        if (t.model_copy != nullptr) {
+          if (t.copy_dtype == kBF16) static_cast<__nv_bfloat16*>(t.model_copy)[i] = from_f32<__nv_bfloat16>(updated);
+          else static_cast<__half*>(t.model_copy)[i] = from_f32<__half>(updated);
+        }
       }
       const uint32_t r = rounds ? stochastic_round::element_bits(salt, i) : 0u;
       store1(t.exp_avg, t.exp_avg_dtype, i, m, r, 0);
       store1(t.exp_avg_sq, t.exp_avg_sq_dtype, i, v, r, 16);
     }
   }
+}
+
+// Elements per thread per step of the vector path: 4 (8- and 16-byte accesses), or 8 with
+// MEGAHOST_ADAMW_PACK=8 (16-byte accesses throughout) for A/B runs.
+int elements_per_thread() {
+  static const int n = [] {
+    const char* e = std::getenv("MEGAHOST_ADAMW_PACK");
+    return e != nullptr && std::strcmp(e, "8") == 0 ? 8 : 4;
+  }();
+  return n;
 }
 
 }  // namespace
@@ -194,7 +246,8 @@ int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int
                        bool remainders, uint32_t salt, void* stream) {
   if (count <= 0 || total_chunks <= 0) return 0;
   const unsigned blocks = static_cast<unsigned>(total_chunks < 132 * 16 ? total_chunks : 132 * 16);
-  auto* kernel = remainders ? mh_adamw_kernel<true> : mh_adamw_kernel<false>;
+  auto* kernel = elements_per_thread() == 8 ? (remainders ? mh_adamw_kernel<true, 8> : mh_adamw_kernel<false, 8>)
+                                            : (remainders ? mh_adamw_kernel<true, 4> : mh_adamw_kernel<false, 4>);
   kernel<<<blocks, kThreads, 0, as_stream(stream)>>>(table, chunk_start, count, total_chunks, lr, beta1, beta2, eps,
                                                      bias_correction1, bias_correction2_sqrt, grad_scale,
                                                      grad_scale_on_device, salt);
