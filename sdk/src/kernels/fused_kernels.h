@@ -150,7 +150,7 @@ int scale_rows(int dtype_in, const void* in, const float* g, int dtype_out, void
 // --exp-avg-sq-dtype bf16) are read as float32, updated and used in float32, and stored rounded
 // stochastically (stochastic_round_bits.h; `salt` is stochastic_round::salt(step)). The update's
 // float32 operations are rounded one by one (no contraction into FMAs), so every path of the
-// kernel gives the same bits.
+// kernel gives the same bits. bf16_moments: every tensor's moments are bf16 (picks the vector width).
 struct AdamWTensor {
   float* param;  // [numel] float32, or null when param16 / remainder hold it
   const void* grad;    // [numel] of grad_dtype
@@ -173,7 +173,7 @@ constexpr int64_t kAdamWChunk = 16384;
 int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int64_t count, int64_t total_chunks,
                        float lr, float beta1, float beta2, float eps, float bias_correction1,
                        float bias_correction2_sqrt, float grad_scale, const float* grad_scale_on_device,
-                       bool remainders, uint32_t salt, void* stream);
+                       bool remainders, bool bf16_moments, uint32_t salt, void* stream);
 
 // ---- cuBLASLt matrix products (gemm_lt.cu) ----
 // Row-major D[m, n] = op(A)[m, k] op(B)[k, n] (+ D when accumulate, + C when given), with an epilogue torch's own

@@ -752,6 +752,7 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
     auto* table = reinterpret_cast<kernels::AdamWTensor*>(host.data_ptr<uint8_t>());
     auto* chunk_start = reinterpret_cast<int64_t*>(host.data_ptr<uint8_t>() + table_bytes);
     chunk_start[0] = 0;
+    bool bf16_moments = true;
     for (int64_t i = 0; i < count; ++i) {
       const at::Tensor c = copy_of(i);
       kernels::AdamWTensor& e = table[i];
@@ -762,6 +763,7 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
       e.exp_avg_dtype = dtype_code(exp_avgs[i]);
       e.exp_avg_sq = exp_avg_sqs[i].data_ptr();
       e.exp_avg_sq_dtype = dtype_code(exp_avg_sqs[i]);
+      bf16_moments = bf16_moments && e.exp_avg_dtype == kernels::kBF16 && e.exp_avg_sq_dtype == kernels::kBF16;
       e.numel = params[i].numel();
       e.weight_decay = static_cast<float>(weight_decays[i]);
       if (with_remainders) {
@@ -785,7 +787,7 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
                      static_cast<float>(h.eps), static_cast<float>(bc1), static_cast<float>(std::sqrt(bc2)),
                      static_cast<float>(h.grad_scale),
                      scale_tensor.defined() ? scale_tensor.data_ptr<float>() : nullptr, with_remainders,
-                     stochastic_round::salt(h.step), stream_of(params[0])),
+                     bf16_moments, stochastic_round::salt(h.step), stream_of(params[0])),
                  "adamw");
     return;
   }
