@@ -288,7 +288,7 @@ void Optimizer::step(const Model::AbiParams& p, double lr, double weight_decay, 
                 api_->hdr.abi.major, ".", api_->hdr.abi.minor,
                 ") cannot apply grad_scale_tensor\nHINT: read the norm back and pass grad_scale alone");
   mh_optimizer_step_args args{sizeof(mh_optimizer_step_args), lr, weight_decay, iteration, grad_scale, nullptr, nullptr,
-                              nullptr, 0, 0};
+                              nullptr, 0, 0, nullptr};
   if (range.second > 0) {
     MH_CORE_CHECK(updates_param_ranges(), "optimizer '", id_, "' (ABI ", api_->hdr.abi.major, ".", api_->hdr.abi.minor,
                   ") cannot update a parameter range\nHINT: step all parameters in one call for it");
@@ -299,6 +299,7 @@ void Optimizer::step(const Model::AbiParams& p, double lr, double weight_decay, 
   MH_CORE_CHECK(p.remainders.empty() || takes_param_remainders(), "optimizer '", id_, "' (ABI ", api_->hdr.abi.major,
                 ".", api_->hdr.abi.minor, ") cannot take param_remainders\nHINT: keep fp32 master weights for it");
   if (!p.remainders.empty()) args.param_remainders = p.remainders.data();
+  if (!p.offsets.empty()) args.param_offsets = p.offsets.data();  // optional to read: any plugin
   std::optional<sdk::DLView> scale_view;
   if (grad_scale_tensor.defined()) args.grad_scale_tensor = scale_view.emplace(grad_scale_tensor).get();
   throw_if_error(api_->step(o_, p.views.data(), p.views.size(), &args, cpu_stream()),

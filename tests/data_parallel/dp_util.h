@@ -43,9 +43,10 @@ inline std::unique_ptr<core::Model> tiny_gpt(uint32_t parallel_flags = 0, DLData
   return core::create_model(registry(), "gpt", cfg, opts);
 }
 
-inline std::unique_ptr<core::Optimizer> adamw() {
-  auto cfg = core::parse_config_section("", "test.toml", "optimizer");
-  return core::create_optimizer(registry(), "adamw", cfg, {kDLCPU, 0});
+// toml: plugin keys of the [optimizer] table (and the host's use_precision_aware_optimizer).
+inline std::unique_ptr<core::Optimizer> adamw(const std::string& toml = "") {
+  auto cfg = core::parse_config_section(toml, "test.toml", "optimizer");
+  return core::create_optimizer(registry(), "adamw", cfg, {kDLCPU, 0}, {"use_precision_aware_optimizer"});
 }
 
 // Global sample `index` of iteration `it`: [1, s] random tokens and labels.

@@ -24,9 +24,9 @@ struct Reference {
 
 std::string ref_file() { return mp::shared_dir() + "/reference.bin"; }
 
-void save_reference() {
+void save_reference(const std::string& optimizer_toml) {
   auto model = tiny_gpt();
-  auto opt = adamw();
+  auto opt = adamw(optimizer_toml);
   auto abi = model->abi_params();
   opt->setup(*abi);
   std::ofstream out(ref_file(), std::ios::binary);
@@ -86,7 +86,7 @@ at::Tensor tp_slice(const at::Tensor& full, const core::Param& p, int rank, int 
   return full.narrow(p.tensor_parallel_dim, rank * part, part);
 }
 
-void worker(const core::DataParallelOptions& opts, int tp, uint32_t parallel_flags) {
+void worker(const core::DataParallelOptions& opts, int tp, uint32_t parallel_flags, const std::string& optimizer_toml) {
   auto& rt = init_two_ranks(tp);
   const int rank = rt.dp_rank(), size = rt.group("dp").size();
   ASSERT_EQ(size * tp, 2);
@@ -94,7 +94,7 @@ void worker(const core::DataParallelOptions& opts, int tp, uint32_t parallel_fla
   auto model = tiny_gpt(parallel_flags);
   core::DataParallel dp({model.get()}, opts);
   ASSERT_TRUE(dp.bound(0));
-  auto opt = adamw();
+  auto opt = adamw(optimizer_toml);
   dp.setup_optimizer(*opt);
   const Reference ref = load_reference(model->params());
   for (int64_t it = 0; it < kIters; ++it) {
@@ -119,7 +119,9 @@ void worker(const core::DataParallelOptions& opts, int tp, uint32_t parallel_fla
   EXPECT_GT(ref.norm[0], kClip) << "the test must exercise clipping";
 
   const core::DataParallelMemory m = dp.memory(opt.get());
-  const double full_state = 8.0 * static_cast<double>(m.num_params);  // AdamW: 2 fp32 tensors
+  const bool bf16_moments = optimizer_toml.find("bf16") != std::string::npos;
+  // AdamW: 2 fp32 tensors, or 2 bf16 ones
+  const double full_state = (bf16_moments ? 4.0 : 8.0) * static_cast<double>(m.num_params);
   if (opts.use_distributed_optimizer) {
     // 1/2 of the state, give or take the padding of each bucket and the step counter
     const double slack = 8.0 * 2.0 * static_cast<double>(dp.plan(0).buckets.size()) + 64.0;
@@ -147,13 +149,14 @@ void worker(const core::DataParallelOptions& opts, int tp, uint32_t parallel_fla
   rt.shutdown();
 }
 
-void run(const core::DataParallelOptions& opts, int tp = 1, uint32_t parallel_flags = 0) {
+void run(const core::DataParallelOptions& opts, int tp = 1, uint32_t parallel_flags = 0,
+         const std::string& optimizer_toml = "") {
   if (!mp::is_worker()) {
-    save_reference();
+    save_reference(optimizer_toml);
     mp::run_workers(2);
     return;
   }
-  worker(opts, tp, parallel_flags);
+  worker(opts, tp, parallel_flags, optimizer_toml);
 }
 
 }  // namespace
@@ -174,6 +177,18 @@ TEST(DpMultiprocess, Dp2DistributedOptimizerEqualsOneProcess) {
   o.use_distributed_optimizer = true;
   o.overlap_param_gather = true;
   run(o);
+}
+
+// Megatron's --exp-avg-dtype / --exp-avg-sq-dtype bf16 under the distributed optimizer: each
+// rank's shard of the moments is rounded with the random bits of its elements' indices within
+// the whole parameter (ABI 1.10 param_offsets), so the two ranks' shards round as the one process
+// does and the figures are the one process's.
+TEST(DpMultiprocess, Dp2DistributedOptimizerBf16MomentsEqualsOneProcess) {
+  core::DataParallelOptions o;
+  o.bucket_size = 2000;
+  o.overlap_grad_reduce = true;
+  o.use_distributed_optimizer = true;
+  run(o, 1, 0, "use_precision_aware_optimizer = true\nexp_avg_dtype = \"bf16\"\nexp_avg_sq_dtype = \"bf16\"\n");
 }
 
 // The optimizer step in pieces over dp = 2 (each rank runs its pieces as its forward names the

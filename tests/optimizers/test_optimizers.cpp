@@ -550,6 +550,44 @@ TEST(AdamW, Bf16SecondMomentDecaysAsBeta2ToTheT) {
   EXPECT_NEAR(mean, std::pow(0.999, steps), 0.01 * std::pow(0.999, steps));
 }
 
+// A parameter split into two shards (as the distributed optimizer splits it), each view stepped
+// with its start as param_offsets (ABI 1.10): the shards' bf16 moments and updates equal the whole
+// parameter's bit for bit. Without the offsets the second shard would round with other bits.
+TEST(AdamW, Bf16MomentsOfShardsEqualTheWholeParameters) {
+  torch::manual_seed(23);
+  const int64_t n = 1001, cut = 389;
+  Params whole, halves;
+  whole.names = {"w"};
+  whole.data = {torch::randn({n})};
+  whole.grad = {torch::zeros({n})};
+  whole.flags = {0};
+  halves.names = {"w", "w"};
+  halves.data = {whole.data[0].narrow(0, 0, cut).clone(), whole.data[0].narrow(0, cut, n - cut).clone()};
+  halves.grad = {torch::zeros({cut}), torch::zeros({n - cut})};
+  halves.flags = {0, 0};
+  whole.build();
+  halves.build();
+  halves.abi->offsets = {0, cut};
+  auto a = make_optimizer("adamw", kBf16Moments), b = make_optimizer("adamw", kBf16Moments);
+  a->setup(*whole.abi);
+  b->setup(*halves.abi);
+  for (int step = 1; step <= 5; ++step) {
+    whole.grad[0].copy_(torch::randn({n}));
+    halves.grad[0].copy_(whole.grad[0].narrow(0, 0, cut));
+    halves.grad[1].copy_(whole.grad[0].narrow(0, cut, n - cut));
+    a->step(*whole.abi, 0.01, 0.1, step);
+    b->step(*halves.abi, 0.01, 0.1, step);
+  }
+  EXPECT_TRUE(at::equal(whole.data[0], at::cat({halves.data[0], halves.data[1]})));
+  std::map<std::string, std::vector<at::Tensor>> parts;
+  b->visit_state(*halves.abi, [&](const std::string& name, at::Tensor t) { parts[name].push_back(t.clone()); });
+  a->visit_state(*whole.abi, [&](const std::string& name, at::Tensor t) {
+    if (name == "step") return;
+    ASSERT_EQ(parts[name].size(), 2u) << name;
+    EXPECT_TRUE(at::equal(t, at::cat(parts[name]))) << name;
+  });
+}
+
 TEST(AdamW, Bf16MomentsOnCudaFollowTheCpuReference) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   const auto cuda = at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, 0);

@@ -522,6 +522,7 @@ void DataParallel::build_optimizer_views(bool remainders) {
     v.data = dl(s.master.defined() ? s.master : s.data);
     if (any_master) a->model_copies.push_back(s.master.defined() ? dl(s.data) : nullptr);
     if (any_remainder) a->remainders.push_back(s.remainder.defined() ? dl(s.remainder) : nullptr);
+    if (opts_.use_distributed_optimizer) a->offsets.push_back(s.offset);  // the shard's start
     v.grad = dl(s.grad);
     // A shard is 1-D: the parameter's split dim no longer applies to it.
     v.tensor_parallel_dim = opts_.use_distributed_optimizer ? -1 : p.tensor_parallel_dim;

@@ -44,9 +44,12 @@ void AdamW::update(Group& g, double lr, double wd, int64_t t) {
     h.grad_scale = g.grad_scale;
     h.grad_scale_tensor = g.grad_scale_tensor;
     const std::vector<double> decays(g.params.size(), wd);
-    if (!fused) sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h);  // fp32 working params
-    else if (g.remainders.empty()) sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, g.model_copies);
-    else sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, {}, g.remainders);
+    if (!fused)  // fp32 working params
+      sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, {}, {}, g.offsets);
+    else if (g.remainders.empty())
+      sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, g.model_copies, {}, g.offsets);
+    else
+      sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, {}, g.remainders, g.offsets);
     return;
   }
   std::vector<at::Tensor>& exp_avg = g.state[0];     // m, per param: same shape as p

@@ -97,6 +97,10 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
       offsetof(mh_optimizer_step_args, param_remainders) + sizeof(DLTensor* const*);
   DLTensor* const* remainders = args.struct_size >= kHasRemainders ? args.param_remainders : nullptr;
 
+  // ABI 1.10: where each view starts within its parameter (distributed-optimizer shards).
+  constexpr size_t kHasOffsets = offsetof(mh_optimizer_step_args, param_offsets) + sizeof(const int64_t*);
+  const int64_t* offsets = args.struct_size >= kHasOffsets ? args.param_offsets : nullptr;
+
   // ABI 1.9: a step split into consecutive parameter ranges; the step counts at the last one.
   constexpr size_t kHasRange = offsetof(mh_optimizer_step_args, num_params) + sizeof(size_t);
   size_t first = 0, last = n;
@@ -129,6 +133,7 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
     storage.push_back(params[i].grad != nullptr ? static_cast<const char*>(params[i].grad->data) +
                                                       params[i].grad->byte_offset
                                                 : nullptr);
+    storage.push_back(reinterpret_cast<const void*>(static_cast<intptr_t>(offsets != nullptr ? offsets[i] : 0)));
   }
   if (storage != cached_storage_) {
     std::map<GroupKey, Group> groups;
@@ -144,6 +149,7 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
       const bool has_remainder = remainders != nullptr && remainders[i] != nullptr;
       Group& grp = groups[{s.device.str(), int(s.dtype), decay, has_remainder}];
       grp.decay = decay;
+      grp.offsets.push_back(offsets != nullptr ? offsets[i] : 0);
       const at::ScalarType wt = working_dtype(s.dtype);
       if (has_remainder) {  // the live bf16 parameter and its remainder, updated in place
         at::Tensor r = to_torch(remainders[i]);

@@ -33,6 +33,9 @@ struct Group {
   // Per param (ABI 1.8 param_remainders), or empty: params are then the live bf16 parameters and
   // these their int16 remainders; the fp32 value is sdk::compose_fp32(params[i], remainders[i]).
   std::vector<at::Tensor> remainders;
+  // Per param (ABI 1.10 param_offsets), or empty (all 0): the flat index of params[i]'s first
+  // element within its whole parameter; the bf16 moments' rounding bits follow it.
+  std::vector<int64_t> offsets;
   double grad_scale = 1.0;  // left for update() to apply when folds_grad_scale() said so, else 1
   at::Tensor grad_scale_tensor;  // likewise (ABI 1.7): a float32 [1] on the device, or undefined
 };

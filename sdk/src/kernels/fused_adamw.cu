@@ -168,7 +168,7 @@ __global__ void __launch_bounds__(kThreads, 2) mh_adamw_kernel(const AdamWTensor
         uint32_t r[N] = {};
         if (rounds) {
 #pragma unroll
-          for (int k = 0; k < N; ++k) r[k] = stochastic_round::element_bits(salt, j + k);
+          for (int k = 0; k < N; ++k) r[k] = stochastic_round::element_bits(salt, t.index_base + j + k);
         }
         store_n<N>(t.exp_avg, t.exp_avg_dtype, j, m, r, 0);
         store_n<N>(t.exp_avg_sq, t.exp_avg_sq_dtype, j, v, r, 16);
@@ -221,7 +221,7 @@ __global__ void __launch_bounds__(kThreads, 2) mh_adamw_kernel(const AdamWTensor
           else static_cast<__half*>(t.model_copy)[i] = from_f32<__half>(updated);
         }
       }
-      const uint32_t r = rounds ? stochastic_round::element_bits(salt, i) : 0u;
+      const uint32_t r = rounds ? stochastic_round::element_bits(salt, t.index_base + i) : 0u;
       store1(t.exp_avg, t.exp_avg_dtype, i, m, r, 0);
       store1(t.exp_avg_sq, t.exp_avg_sq_dtype, i, v, r, 16);
     }

@@ -160,6 +160,7 @@ struct AdamWTensor {
   void* exp_avg;
   void* exp_avg_sq;
   int64_t numel;
+  int64_t index_base;  // the flat index of element 0 within the whole parameter (a shard's start)
   float weight_decay;  // this tensor's decay (0 for no-decay params)
   int32_t copy_dtype;  // kBF16 / kF16: also write the updated param, rounded, to model_copy
   void* model_copy;    // [numel] or null

@@ -709,7 +709,10 @@ at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& labels, con
 void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
            const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
            const std::vector<double>& weight_decays, const AdamWHyper& h,
-           const std::vector<at::Tensor>& model_copies, const std::vector<at::Tensor>& remainders) {
+           const std::vector<at::Tensor>& model_copies, const std::vector<at::Tensor>& remainders,
+           const std::vector<int64_t>& offsets) {
+  MH_CHECK(offsets.empty() || offsets.size() == params.size(), MH_ERR_INVALID_ARG,
+           "fused::adamw: one offset per param, or none");
   MH_CHECK(grads.size() == params.size() && exp_avgs.size() == params.size() && exp_avg_sqs.size() == params.size() &&
                weight_decays.size() == params.size() && (model_copies.empty() || model_copies.size() == params.size()) &&
                (remainders.empty() || remainders.size() == params.size()),
@@ -765,6 +768,7 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
       e.exp_avg_sq_dtype = dtype_code(exp_avg_sqs[i]);
       bf16_moments = bf16_moments && e.exp_avg_dtype == kernels::kBF16 && e.exp_avg_sq_dtype == kernels::kBF16;
       e.numel = params[i].numel();
+      e.index_base = offsets.empty() ? 0 : offsets[i];
       e.weight_decay = static_cast<float>(weight_decays[i]);
       if (with_remainders) {
         e.param16 = static_cast<uint16_t*>(params[i].data_ptr());
@@ -795,11 +799,11 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
   if (with_remainders) {  // the exact fp32 masters, the reference update, split back
     std::vector<at::Tensor> masters;
     for (size_t i = 0; i < params.size(); ++i) masters.push_back(compose_fp32(params[i], remainders[i]));
-    reference::adamw(masters, grads, exp_avgs, exp_avg_sqs, weight_decays, h);
+    reference::adamw(masters, grads, exp_avgs, exp_avg_sqs, weight_decays, h, offsets);
     for (size_t i = 0; i < params.size(); ++i) split_fp32(masters[i], params[i], remainders[i]);
     return;
   }
-  reference::adamw(params, grads, exp_avgs, exp_avg_sqs, weight_decays, h);
+  reference::adamw(params, grads, exp_avgs, exp_avg_sqs, weight_decays, h, offsets);
   for (size_t i = 0; i < model_copies.size(); ++i)
     if (model_copies[i].defined()) model_copies[i].copy_(params[i]);
 }

@@ -61,7 +61,9 @@ at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& labels, con
 
 void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
            const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
-           const std::vector<double>& weight_decays, const AdamWHyper& h) {
+           const std::vector<double>& weight_decays, const AdamWHyper& h, const std::vector<int64_t>& offsets) {
+  MH_CHECK(offsets.empty() || offsets.size() == params.size(), MH_ERR_INVALID_ARG,
+           "fused::reference::adamw: one offset per param, or none");
   const double bc1 = 1.0 - std::pow(h.beta1, static_cast<double>(h.step));
   const double bc2 = 1.0 - std::pow(h.beta2, static_cast<double>(h.step));
   for (size_t i = 0; i < params.size(); ++i) {
@@ -78,8 +80,9 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
     const at::Tensor denom = v.sqrt().div_(std::sqrt(bc2)).add_(h.eps);
     p.addcdiv_(m, denom, -h.lr / bc1);
     const uint32_t salt = stochastic_round::salt(h.step);
-    if (!m.is_same(exp_avgs[i])) stochastic_round::to_bf16(m.to(at::kFloat), salt, 0, exp_avgs[i]);
-    if (!v.is_same(exp_avg_sqs[i])) stochastic_round::to_bf16(v.to(at::kFloat), salt, 1, exp_avg_sqs[i]);
+    const int64_t first = offsets.empty() ? 0 : offsets[i];
+    if (!m.is_same(exp_avgs[i])) stochastic_round::to_bf16(m.to(at::kFloat), salt, 0, exp_avgs[i], first);
+    if (!v.is_same(exp_avg_sqs[i])) stochastic_round::to_bf16(v.to(at::kFloat), salt, 1, exp_avg_sqs[i], first);
   }
 }
 

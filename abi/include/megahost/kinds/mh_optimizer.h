@@ -71,6 +71,12 @@ typedef struct mh_optimizer_step_args {
    * the host updates all parameters in one call for older plugins. */
   size_t first_param;
   size_t num_params;
+  /* \since 1.10, present when struct_size covers it: NULL, or per param the flat element index,
+   * within the whole parameter, of params[i].data's first element (a distributed-optimizer shard
+   * starts inside its parameter; a whole parameter starts at 0). Lets an update that depends on
+   * an element's position — the stochastic rounding of bf16 moments — come out the same however
+   * the parameters are sharded. Plugins may ignore it. */
+  const int64_t* param_offsets;
 } mh_optimizer_step_args;
 
 typedef struct mh_optimizer_api {

@@ -49,6 +49,9 @@ class Model {
     // Empty, or one per view: the int16 remainder of a bf16 view whose fp32 master it completes
     // (ABI 1.8 param_remainders; null: none); see Optimizer::takes_param_remainders.
     std::vector<DLTensor*> remainders;
+    // Empty, or one per view: the flat index of the view's first element within its whole
+    // parameter (ABI 1.10 param_offsets: a distributed-optimizer shard's start).
+    std::vector<int64_t> offsets;
   };
   std::unique_ptr<AbiParams> abi_params();
 

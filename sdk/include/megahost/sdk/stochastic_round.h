@@ -47,15 +47,16 @@ inline void round_piece(const at::Tensor& value, int64_t first, uint32_t salt, i
 
 // float32 [*] -> out bf16 [*] (same shape, contiguous), each element rounded up with probability
 // (its distance to the bf16 below) / (the bf16 spacing), by half `half` (0: bits 0-15, 1: bits
-// 16-31) of element_bits(salt, its flat index).
-inline void to_bf16(const at::Tensor& value, uint32_t salt, int half, const at::Tensor& out) {
+// 16-31) of element_bits(salt, first + its flat index) (first: where `value` starts in the whole
+// tensor it is a shard of).
+inline void to_bf16(const at::Tensor& value, uint32_t salt, int half, const at::Tensor& out, int64_t first = 0) {
   TORCH_CHECK(value.scalar_type() == at::kFloat && out.scalar_type() == at::kBFloat16 &&
                   value.sizes() == out.sizes() && out.is_contiguous(),
               "stochastic_round::to_bf16: a float32 value and a contiguous bf16 output of its shape");
   const at::Tensor v = value.contiguous().reshape({-1}), o = out.view({-1});
   for (int64_t i = 0; i < v.numel(); i += detail::kPiece) {
     const int64_t n = std::min(detail::kPiece, v.numel() - i);
-    detail::round_piece(v.narrow(0, i, n), i, salt, half, o.narrow(0, i, n));
+    detail::round_piece(v.narrow(0, i, n), first + i, salt, half, o.narrow(0, i, n));
   }
 }
 

@@ -103,11 +103,13 @@ struct AdamWHyper {
 // param, rounded (the fp32 master -> model parameter copy, in the same pass on CUDA).
 // remainders: empty, or one contiguous int16 tensor per param, and then every param is the bf16
 // upper half of an fp32 master whose lower half the remainder holds (param_remainders.h); both
-// are updated in place (no model_copies then).
+// are updated in place (no model_copies then). offsets: empty, or per param the flat index of its
+// first element within the whole parameter it is a shard of (the rounding bits follow the index).
 void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
            const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
            const std::vector<double>& weight_decays, const AdamWHyper& h,
-           const std::vector<at::Tensor>& model_copies = {}, const std::vector<at::Tensor>& remainders = {});
+           const std::vector<at::Tensor>& model_copies = {}, const std::vector<at::Tensor>& remainders = {},
+           const std::vector<int64_t>& offsets = {});
 
 // x [..., k], weight [n, k], bias [n] (may be undefined) -> [..., n]. With accumulate_into_grad, a
 // backward where weight.grad() is defined adds x^T dy into it in place and returns no weight
@@ -180,7 +182,7 @@ at::Tensor rotary(const at::Tensor& t, const at::Tensor& angles);
 at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& labels, const parallel::DistGroup* tp);
 void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
            const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
-           const std::vector<double>& weight_decays, const AdamWHyper& h);
+           const std::vector<double>& weight_decays, const AdamWHyper& h, const std::vector<int64_t>& offsets = {});
 }  // namespace reference
 
 }  // namespace megahost::sdk::fused
