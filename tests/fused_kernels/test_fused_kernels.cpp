@@ -66,6 +66,12 @@ std::vector<Case> gpu_cases() { return {{at::kFloat, 1e-5}, {at::kBFloat16, 1e-2
 
 at::TensorOptions cuda(at::ScalarType d) { return at::TensorOptions().device(at::kCUDA).dtype(d); }
 
+// The AdamW tests' tensor i of n elements on the GPU: tensor 2 starts one element into its
+// allocation, so the kernel takes its element-wise path there.
+at::Tensor adamw_input(size_t i, int64_t n, at::ScalarType t) {
+  return i == 2 ? at::randn({n + 1}, cuda(t)).narrow(0, 1, n) : at::randn({n}, cuda(t));
+}
+
 // add_dropout_norm: the mask is recovered from a call with a zero residual at the same generator
 // state (manual_seed resets the Philox offset), then the output and every gradient are held to
 // float64 computed with that mask; a further call draws another mask.
@@ -411,9 +417,7 @@ TEST(FusedKernelsGpu, AdamWReadsBf16Gradients) {
   std::vector<at::Tensor> p, g16, m, v, p2, g32, m2, v2, p64, g64, m64, v64;
   for (size_t i = 0; i < sizes.size(); ++i) {
     const int64_t n = sizes[i];
-    auto make = [&](at::ScalarType t) {
-      return i == 2 ? at::randn({n + 1}, cuda(t)).narrow(0, 1, n) : at::randn({n}, cuda(t));
-    };
+    auto make = [&](at::ScalarType t) { return adamw_input(i, n, t); };
     p.push_back(make(at::kFloat));
     g16.push_back(make(at::kBFloat16));
     m.push_back(make(at::kFloat).abs_());
@@ -453,9 +457,7 @@ TEST(FusedKernelsGpu, AdamWBf16MomentsGiveTheSameBitsOnEveryPath) {
   std::vector<at::Tensor> p, g, m, v, p2, g2, m2, v2, pc, gc, mc, vc;
   for (size_t i = 0; i < sizes.size(); ++i) {
     const int64_t n = sizes[i];
-    auto make = [&](at::ScalarType t) {
-      return i == 2 ? at::randn({n + 1}, cuda(t)).narrow(0, 1, n) : at::randn({n}, cuda(t));
-    };
+    auto make = [&](at::ScalarType t) { return adamw_input(i, n, t); };
     p.push_back(make(at::kFloat));
     g.push_back(make(at::kFloat));
     m.push_back(make(at::kBFloat16).mul_(0.1));

@@ -501,6 +501,19 @@ TEST(StochasticRound, RoundsToANeighbourAndIsUnbiased) {
   EXPECT_TRUE(std::isnan(nan_out.to(at::kFloat).item<float>()));
 }
 
+// `steps` steps of lr 0.01 and weight decay 0.1 of optimizer a on p and b on q (the same shapes),
+// both fed the same fresh gradients.
+void step_side_by_side(Optimizer& a, Params& p, Optimizer& b, Params& q, int steps) {
+  for (int step = 1; step <= steps; ++step) {
+    for (size_t i = 0; i < p.grad.size(); ++i) {
+      p.grad[i].copy_(torch::randn_like(p.grad[i]));
+      q.grad[i].copy_(p.grad[i]);
+    }
+    a.step(*p.abi, 0.01, 0.1, step);
+    b.step(*q.abi, 0.01, 0.1, step);
+  }
+}
+
 TEST(AdamW, Bf16MomentsAreBf16AndFollowFp32Moments) {
   Params p = random_params(21), q = random_params(21);
   auto fp32 = make_optimizer("adamw", "adam_beta2 = 0.95\n");
@@ -511,14 +524,7 @@ TEST(AdamW, Bf16MomentsAreBf16AndFollowFp32Moments) {
     if (name != "step") EXPECT_EQ(t.scalar_type(), at::kBFloat16) << name;
   });
   const std::vector<at::Tensor> start = reference_copies(p);
-  for (int step = 1; step <= 20; ++step) {
-    for (size_t i = 0; i < p.grad.size(); ++i) {
-      p.grad[i].copy_(torch::randn_like(p.grad[i]));
-      q.grad[i].copy_(p.grad[i]);
-    }
-    fp32->step(*p.abi, 0.01, 0.1, step);
-    bf16->step(*q.abi, 0.01, 0.1, step);
-  }
+  step_side_by_side(*fp32, p, *bf16, q, 20);
   // 20 steps of lr 0.01 move each parameter up to 0.2; the moments' rounding (< 0.8% each) may
   // move an update by ~1%: 2e-3 at most, and not zero (the moments are really bf16).
   const double moved = max_abs_diff(p.data, start), apart = max_abs_diff(p.data, q.data);
@@ -609,14 +615,7 @@ TEST(AdamW, Bf16MomentsOnCudaFollowTheCpuReference) {
   auto gpu_opt = make_optimizer("adamw", kBf16Moments, {kDLCUDA, 0});
   cpu_opt->setup(*p.abi);
   gpu_opt->setup(*q.abi);
-  for (int step = 1; step <= 10; ++step) {
-    for (size_t i = 0; i < p.grad.size(); ++i) {
-      p.grad[i].copy_(torch::randn_like(p.grad[i]));
-      q.grad[i].copy_(p.grad[i]);
-    }
-    cpu_opt->step(*p.abi, 0.01, 0.1, step);
-    gpu_opt->step(*q.abi, 0.01, 0.1, step);
-  }
+  step_side_by_side(*cpu_opt, p, *gpu_opt, q, 10);
   // The same update and the same random bits: a moment rounds to the other neighbour only where
   // the float32 values differ in the last bit right at a threshold (1 in 65536 of those), and a
   // parameter then moves by under 1% of an update (lr 0.01): 5e-4 bounds a few such steps.
