@@ -314,6 +314,36 @@ TEST(BertModel, EachMaskedLmLossLandsOnItsOwnPosition) {
   EXPECT_EQ(some.masked_select(keep.logical_not()).abs().max().item<double>(), 0.0);
 }
 
+// Under CUDA graphs the head runs over every position (fixed shapes) and masks the loss after:
+// the same per-position losses and the same gradient for every parameter as the labelled-only head.
+TEST(BertModel, LmHeadOverEveryPositionEqualsTheLabelledOnes) {
+  bert::BertConfig every_cfg = tiny_config();
+  every_cfg.lm_head_every_position = true;
+  bert::BertModel picked(tiny_config(), at::kCPU, at::kFloat, 42), every(every_cfg, at::kCPU, at::kFloat, 42);
+  const auto batch = core::make_bert_batch(*samples(64, 1234), 0, 4, at::kCPU);
+  const at::Tensor labels = get(batch, "labels");
+  ASSERT_GT(labels.ge(0).sum().item<int64_t>(), 0);
+  ASSERT_GT(labels.lt(0).sum().item<int64_t>(), 0);
+  at::Tensor losses[2];
+  bert::BertModel* models[2] = {&picked, &every};
+  for (int i = 0; i < 2; ++i) {
+    const bert::BertOutputs o = models[i]->forward(get(batch, "tokens"), get(batch, "token_types"),
+                                                   get(batch, "padding_mask"), labels, /*training=*/false);
+    (o.mlm_loss.sum() + o.sop_logits.sum()).backward();
+    losses[i] = o.mlm_loss.detach();
+  }
+  EXPECT_TRUE(at::allclose(losses[1], losses[0], 1e-5, 1e-6));
+  EXPECT_EQ(losses[1].masked_select(labels.lt(0)).abs().max().item<double>(), 0.0);
+  ASSERT_EQ(picked.params.params().size(), every.params.params().size());
+  for (size_t i = 0; i < picked.params.params().size(); ++i) {
+    const auto& a = picked.params.params()[i];
+    const auto& b = every.params.params()[i];
+    ASSERT_TRUE(a.grad.defined() && b.grad.defined()) << a.name;
+    EXPECT_TRUE(at::allclose(b.grad, a.grad, 1e-4, 1e-6)) << a.name << ": max difference "
+                                                          << (b.grad - a.grad).abs().max().item<double>();
+  }
+}
+
 // The TFLOP/s line's model FLOPs against a count of every matrix product of the tiny model
 // ([m, k] x [k, n]: 2mkn FLOPs forward, x3 with backward), and against GPT's formula (FORMATS.md
 // §5) for the same encoder without the BERT-only heads.

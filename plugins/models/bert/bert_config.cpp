@@ -59,9 +59,7 @@ BertConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
   c.binary_head = keys.read_bool(cfg, "bert_binary_head");
   sdk::read_dropout_and_init(keys, cfg, t);
   c.cuda_graph = sdk::nn::parse_cuda_graph(cfg, t.hidden_dropout, t.attention_dropout, /*recompute=*/false);
-  sdk::nn::refuse_full_iteration(cfg, c.cuda_graph,
-                                 "bert's LM head reads only the masked positions, a data-dependent count (one "
-                                 "device-to-host read per micro-batch) that no recorded graph can hold");
+  c.lm_head_every_position = c.cuda_graph.full_iteration;
   return c;
 }
 

@@ -14,32 +14,11 @@ namespace megahost::bert {
 using sdk::nn::Init;
 using sdk::nn::join_name;
 
-EncoderLayer::EncoderLayer(sdk::nn::ParamRegistry& reg, const std::string& prefix,
-                           const sdk::nn::TransformerConfig& cfg)
-    : input_layernorm(reg, join_name(prefix, "input_layernorm"), cfg.hidden_size, cfg.normalization, cfg.norm_epsilon),
-      self_attention(reg, join_name(prefix, "self_attention"), cfg),
-      pre_mlp_layernorm(reg, join_name(prefix, "pre_mlp_layernorm"), cfg.hidden_size, cfg.normalization,
-                        cfg.norm_epsilon),
-      mlp(reg, join_name(prefix, "mlp"), cfg),
-      hidden_dropout_(cfg.hidden_dropout),
-      attention_dropout_(cfg.attention_dropout),
-      parallel_(cfg.parallel) {}
-
-at::Tensor EncoderLayer::forward(const at::Tensor& x, const at::Tensor& keep, bool training) const {
-  const double p = training ? hidden_dropout_ : 0.0;
-  at::Tensor q, k, v;  // [s, b, np/tp, hn]: this rank's heads
-  self_attention.query_key_value(input_layernorm.forward(x), &q, &k, &v);
-  const at::Tensor context = sdk::nn::padded_dot_product_attention(q, k, v, keep, /*causal=*/false,
-                                                                    training ? attention_dropout_ : 0.0);
-  const at::Tensor attn = self_attention.linear_proj.forward(context);  // [s, b, h], reduced over TP
-  const at::Tensor h = x + sdk::parallel::hidden_dropout(attn, p, training, parallel_.get());
-  return h + sdk::parallel::hidden_dropout(mlp.forward(pre_mlp_layernorm.forward(h)), p, training, parallel_.get());
-}
-
 BertModel::BertModel(const BertConfig& cfg, at::Device device, at::ScalarType param_dtype, uint64_t init_seed,
                      const sdk::PipelineStage& stage)
     : params(device, param_dtype, init_seed), cfg_(cfg), stage_(stage.resolved("bert", cfg.transformer.num_layers)) {
-  const sdk::nn::TransformerConfig& t = cfg.transformer;
+  cfg_.transformer.attn_mask_type = sdk::nn::AttnMaskType::Padding;  // every real token sees every real token
+  const sdk::nn::TransformerConfig& t = cfg_.transformer;
   const int64_t h = t.hidden_size;
   const Init normal = Init::normal(t.init_method_std);
   // Megatron-Core's BertModel state-dict order: embedding, encoder, lm_head, output_layer, pooler, binary_head.
@@ -52,10 +31,8 @@ BertModel::BertModel(const BertConfig& cfg, at::Device device, at::ScalarType pa
     if (cfg.num_tokentypes() > 0)
       tokentype_embeddings_.emplace(params, "embedding.tokentype_embeddings", cfg.num_tokentypes(), h, normal);
   }
-  for (int64_t i = stage_.layer_offset; i < stage_.layer_offset + stage_.num_layers; ++i)
-    layers_.push_back(std::make_unique<EncoderLayer>(params, "encoder.layers." + std::to_string(i), t));
+  encoder_.emplace(params, "encoder", t, stage_.layer_offset, stage_.num_layers, /*with_final_layernorm=*/stage_.last);
   if (!stage_.last) return;
-  final_layernorm_.emplace(params, "encoder.final_layernorm", h, t.normalization, t.norm_epsilon);
   // lm_head and the binary head are replicated on every TP rank (Megatron's get_linear_layer).
   lm_dense_weight_ = params.create("lm_head.dense.weight", {h, h}, normal, -1, 0);
   lm_dense_bias_ = params.create("lm_head.dense.bias", {h}, Init::zeros(), -1, MH_PARAM_NO_WEIGHT_DECAY);
@@ -89,9 +66,7 @@ at::Tensor BertModel::embed(const at::Tensor& tokens, const at::Tensor& token_ty
 
 at::Tensor BertModel::layers(const at::Tensor& hidden, const at::Tensor& padding_mask, bool training) const {
   const at::Tensor keep = padding_mask.to(at::kBool);  // [b, s]: every stage masks the same padding
-  at::Tensor x = hidden;                               // [s, b, h]
-  for (const auto& layer : layers_) x = layer->forward(x, keep, training);
-  return stage_.last ? final_layernorm_->forward(x) : x;  // [s, b, h]
+  return encoder_->forward(hidden, /*rotary_freqs=*/at::Tensor(), training, keep);  // [s, b, h]
 }
 
 at::Tensor BertModel::encode(const at::Tensor& tokens, const at::Tensor& token_types, const at::Tensor& padding_mask,
@@ -116,17 +91,26 @@ BertOutputs BertModel::forward(const at::Tensor& tokens, const at::Tensor& token
 BertOutputs BertModel::heads(const at::Tensor& hidden, const at::Tensor& labels) const {
   MH_CHECK(stage_.last, MH_ERR_INTERNAL, "bert: heads on a pipeline stage without them");
   BertOutputs out;
-  // The vocabulary projection only where there is a label (the ~15% masked positions; -1 elsewhere):
-  // the same loss for a sixth of the output layer's work. Every TP rank picks the same positions.
-  // One nonzero finds them (the micro-batch's one device-to-host wait); the gathers and the scatter
-  // back take its indices, not the boolean mask, so they wait for nothing.
   const int64_t b = labels.size(0), s = labels.size(1), h = hidden.size(2);
-  const at::Tensor where = at::nonzero(labels.reshape({-1}).ge(0)).squeeze(1);                   // [n] in b*s
-  const at::Tensor picked = hidden.transpose(0, 1).reshape({b * s, h}).index_select(0, where);   // [n, h]
-  const at::Tensor ce = sdk::nn::vocab_parallel_cross_entropy(lm_logits(picked.unsqueeze(1)),
-                                                              labels.reshape({-1}).index_select(0, where).unsqueeze(1),
-                                                              cfg_.transformer.parallel.get());  // [n, 1]
-  out.mlm_loss = at::zeros({b * s}, ce.options()).index_copy(0, where, ce.squeeze(1)).view({b, s});  // [b, s]
+  const at::Tensor labelled = labels.ge(0);  // [b, s]: the masked positions (-1 elsewhere)
+  if (cfg_.lm_head_every_position) {
+    // Every position through the head, as Megatron-Core; the unlabelled ones' CE (against token
+    // 0) is zeroed, and so is its gradient. Fixed shapes: a CUDA graph can hold it.
+    const at::Tensor ce = sdk::nn::vocab_parallel_cross_entropy(lm_logits(hidden), labels.clamp_min(0).t(),
+                                                                cfg_.transformer.parallel.get());  // [s, b]
+    out.mlm_loss = ce.t() * labelled;  // [b, s]
+  } else {
+    // The vocabulary projection only where there is a label (the ~15% masked positions): the same
+    // loss for a sixth of the output layer's work. Every TP rank picks the same positions. One
+    // nonzero finds them (the micro-batch's one device-to-host wait); the gathers and the scatter
+    // back take its indices, not the boolean mask, so they wait for nothing.
+    const at::Tensor where = at::nonzero(labelled.reshape({-1})).squeeze(1);                        // [n] in b*s
+    const at::Tensor picked = hidden.transpose(0, 1).reshape({b * s, h}).index_select(0, where);  // [n, h]
+    const at::Tensor ce = sdk::nn::vocab_parallel_cross_entropy(
+        lm_logits(picked.unsqueeze(1)), labels.reshape({-1}).index_select(0, where).unsqueeze(1),
+        cfg_.transformer.parallel.get());                                                             // [n, 1]
+    out.mlm_loss = at::zeros({b * s}, ce.options()).index_copy(0, where, ce.squeeze(1)).view({b, s});  // [b, s]
+  }
   if (cfg_.binary_head) {
     const at::Tensor pooled = at::tanh(at::linear(hidden.select(0, 0), pooler_weight_, pooler_bias_));  // [b, h] on [CLS]
     out.sop_logits = at::linear(pooled, binary_weight_, binary_bias_);                                 // [b, 2]

@@ -1,8 +1,8 @@
 // Megatron-Core's BertModel on one device (or TP ranks), built from the SDK's blocks:
 //
 //   tokens, token_types [b, s] -> embedding.{word, position, tokentype}_embeddings -> dropout
-//   -> [s, b, h] -> encoder: pre-norm layers whose attention sees every real token (key padding
-//   mask, no causal mask) + final_layernorm
+//   -> [s, b, h] -> encoder: the SDK's TransformerBlock, pre-norm layers whose attention sees
+//   every real token (attn_mask_type = Padding: key padding mask, no causal mask) + final_layernorm
 //   -> lm_head: dense, GeLU, LayerNorm -> logits = x W_word^T + output_layer.bias  [s, b, V]
 //   -> (bert_binary_head) pooler: tanh(dense(h[CLS])) -> binary_head: 2-way linear  [b, 2]
 //
@@ -28,26 +28,9 @@
 #include "megahost/sdk/nn/mlp.h"
 #include "megahost/sdk/nn/norm.h"
 #include "megahost/sdk/nn/params.h"
+#include "megahost/sdk/nn/transformer.h"
 
 namespace megahost::bert {
-
-// One encoder layer: the SDK's TransformerLayer blocks (norms, SelfAttention's projections, MLP)
-// with bidirectional attention over the real tokens (sdk::nn::padded_dot_product_attention).
-class EncoderLayer {
- public:
-  EncoderLayer(sdk::nn::ParamRegistry& reg, const std::string& prefix, const sdk::nn::TransformerConfig& cfg);
-  // x [s, b, h], keep [b, s] bool (true: a real token) -> [s, b, h]
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& keep, bool training) const;
-
-  sdk::nn::Norm input_layernorm;
-  sdk::nn::SelfAttention self_attention;
-  sdk::nn::Norm pre_mlp_layernorm;
-  sdk::nn::MLP mlp;
-
- private:
-  double hidden_dropout_, attention_dropout_;
-  sdk::nn::ParallelContextPtr parallel_;
-};
 
 struct BertOutputs {
   at::Tensor mlm_loss;    // [b, s] float32 CE where labels >= 0, 0 elsewhere
@@ -88,8 +71,9 @@ class BertModel {
   sdk::PipelineStage stage_;
   std::optional<sdk::nn::VocabParallelEmbedding> word_embeddings_;  // first stage, and the last (tied)
   std::optional<sdk::nn::Embedding> position_embeddings_, tokentype_embeddings_;
-  std::vector<std::unique_ptr<EncoderLayer>> layers_;  // this stage's
-  std::optional<sdk::nn::Norm> final_layernorm_;
+  // This stage's encoder layers (sdk::nn::TransformerLayer with the padding mask), and
+  // encoder.final_layernorm on the last stage.
+  std::optional<sdk::nn::TransformerBlock> encoder_;
   at::Tensor lm_dense_weight_, lm_dense_bias_;  // [h, h], [h] replicated
   std::optional<sdk::nn::Norm> lm_layer_norm_;
   at::Tensor output_weight_, output_bias_;      // [V/tp, h] tied, [V/tp]

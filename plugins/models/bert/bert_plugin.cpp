@@ -164,10 +164,14 @@ mh_error* MH_ABI bert_create(const char* id, const mh_host* host, const mh_model
     check_parallel(cfg, config);
     sdk::select_attention_backend(cfg);
     const sdk::ModelPlacement place = sdk::model_placement("bert", host, args);
+    const sdk::PipelineStage stage = sdk::pipeline_stage(args);
+    sdk::nn::check_cuda_graph(cfg, config.cuda_graph, place.device, stage.whole_model(),
+                              config.transformer.parallel.get());
 
     auto inst = sdk::new_instance<BertModel>(host, args);
-    inst->model = std::make_unique<BertModel>(config, place.device, place.dtype, place.init_seed,
-                                              sdk::pipeline_stage(args));
+    inst->model = std::make_unique<BertModel>(config, place.device, place.dtype, place.init_seed, stage);
+    if (config.cuda_graph.full_iteration)
+      inst->graphs = std::make_unique<sdk::nn::FullIterationGraphs>(config.cuda_graph.warmup_steps);
     const auto& t = config.transformer;
     sdk::log(host, MH_LOG_INFO, inst->name.c_str(), "bert: ", t.num_layers, " layers, hidden ", t.hidden_size,
              ", heads ", t.num_attention_heads, ", ffn ", t.ffn_hidden_size, ", vocab ", config.padded_vocab_size,

@@ -28,6 +28,7 @@ SelfAttention::SelfAttention(ParamRegistry& reg, const std::string& prefix, cons
       groups_(cfg.num_query_groups),
       head_dim_(cfg.kv_channels),
       attention_dropout_(cfg.attention_dropout),
+      mask_type_(cfg.attn_mask_type),
       recompute_core_attention_(cfg.recompute_granularity == RecomputeGranularity::Selective),
       parallel_(cfg.parallel) {
   linear_qkv.gradient_accumulation_fusion = cfg.gradient_accumulation_fusion;
@@ -55,7 +56,7 @@ void SelfAttention::query_key_value(const at::Tensor& x, at::Tensor* q, at::Tens
 }
 
 at::Tensor SelfAttention::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training,
-                                  bool skip_bias, const at::Tensor& residual) const {
+                                  bool skip_bias, const at::Tensor& residual, const at::Tensor& key_padding) const {
   at::Tensor q, k, v;
   query_key_value(x, &q, &k, &v);
   if (rotary_freqs.defined()) {
@@ -63,6 +64,22 @@ at::Tensor SelfAttention::forward(const at::Tensor& x, const at::Tensor& rotary_
     k = fused::rotary(k, rotary_freqs);  // [s, b, ng, hn]
   }
   const double dropout_p = training ? attention_dropout_ : 0.0;
+  if (mask_type_ == AttnMaskType::Padding) {
+    // Bidirectional over the real tokens (BERT, T5's encoder): {q, k, v, keep}.
+    MH_CHECK(parallel_ == nullptr || parallel_->cp.size() == 1, MH_ERR_UNSUPPORTED,
+             "attention with a padding mask under context parallelism is not supported"
+             "\nHINT: set [parallel] context_parallel_size = 1");
+    const int64_t s = q.size(0), b = q.size(1);
+    const at::Tensor keep = key_padding.defined() ? key_padding.to(at::kBool)  // [b, s]
+                                                  : at::ones({b, s}, q.options().dtype(at::kBool));
+    auto padded_attention = [dropout_p](const std::vector<at::Tensor>& in) {
+      return padded_dot_product_attention(in[0], in[1], in[2], in[3], /*causal=*/false, dropout_p);
+    };
+    const std::vector<at::Tensor> in = {q, k, v, keep};
+    const at::Tensor context =
+        recompute_core_attention_ && training ? checkpoint(padded_attention, in) : padded_attention(in);
+    return linear_proj.forward(context, skip_bias, residual);  // [s, b, hidden]
+  }
   // Megatron's core attention: softmax(QK^T)V with its dropout. Inputs {q, k, v} or, under
   // context parallelism, {q, k_all, v_all, q_pos, k_pos}.
   auto core_attention = [this, dropout_p](const std::vector<at::Tensor>& in) -> at::Tensor {

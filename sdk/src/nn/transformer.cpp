@@ -56,12 +56,13 @@ bool fused_dropout_enabled() {
 }
 }  // namespace
 
-at::Tensor TransformerLayer::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const {
-  return forward_deferred({x, at::Tensor(), at::Tensor()}, rotary_freqs, training).materialize();
+at::Tensor TransformerLayer::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training,
+                                     const at::Tensor& key_padding) const {
+  return forward_deferred({x, at::Tensor(), at::Tensor()}, rotary_freqs, training, key_padding).materialize();
 }
 
 DeferredResidual TransformerLayer::forward_deferred(const DeferredResidual& in, const at::Tensor& rotary_freqs,
-                                                    bool training) const {
+                                                    bool training, const at::Tensor& key_padding) const {
   const double p = training ? hidden_dropout_ : 0.0;
   // x = residual + delta (+ bias) and its norm, one fused pass on CUDA (x is then used once: no
   // gradient add for it in backward either).
@@ -80,7 +81,7 @@ DeferredResidual TransformerLayer::forward_deferred(const DeferredResidual& in, 
     // their biases in the epilogue), each norm reading the finished stream once: the norms'
     // forward passes read one [s, b, h] tensor instead of two and write one instead of two. The
     // biases' gradients come out of the next norm's backward, as with the fold below.
-    const at::Tensor h = self_attention.forward(normed_in, rotary_freqs, training, /*skip_bias=*/true, x);
+    const at::Tensor h = self_attention.forward(normed_in, rotary_freqs, training, /*skip_bias=*/true, x, key_padding);
     const auto [normed, h_stream] = pre_mlp_layernorm.forward_passthrough(h, self_attention.linear_proj.bias);
     return {mlp.forward(normed, /*skip_bias=*/true, h_stream), at::Tensor(), at::Tensor(), mlp.linear_fc2.bias};
   }
@@ -97,7 +98,7 @@ DeferredResidual TransformerLayer::forward_deferred(const DeferredResidual& in, 
   auto dropout_outside = [&](const at::Tensor& t) {
     return dropout_in_norm ? t : parallel::hidden_dropout(t, p, training, parallel_.get());
   };
-  const at::Tensor attn = self_attention.forward(normed_in, rotary_freqs, training, fold_bias);
+  const at::Tensor attn = self_attention.forward(normed_in, rotary_freqs, training, fold_bias, at::Tensor(), key_padding);
   const at::Tensor proj_bias = fold_bias ? self_attention.linear_proj.bias : at::Tensor();
   // h = x + dropout(attn) and the pre-MLP norm of h, one fused pass on CUDA.
   const auto [normed, h] = pre_mlp_layernorm.forward_add(dropout_outside(attn), x, proj_bias, norm_dropout_p);
@@ -126,11 +127,12 @@ TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix
 }
 
 DeferredResidual TransformerBlock::forward_span(size_t begin, size_t end, const at::Tensor& x,
-                                               const at::Tensor& rotary_freqs, bool training) const {
+                                               const at::Tensor& rotary_freqs, const at::Tensor& key_padding,
+                                               bool training) const {
   DeferredResidual state{x, at::Tensor(), at::Tensor()};
   for (size_t i = begin; i < end; ++i) {
     gate_layer(i);
-    state = layers[i]->forward_deferred(state, rotary_freqs, training);
+    state = layers[i]->forward_deferred(state, rotary_freqs, training, key_padding);
   }
   // After the registry's last layer come the final norm and the output layer.
   if (end == layers.size() && end > 0 && reg_->has_gate() &&
@@ -144,15 +146,17 @@ void TransformerBlock::gate_layer(size_t i) const {
 }
 
 at::Tensor TransformerBlock::forward_layers(size_t begin, size_t end, const at::Tensor& x,
-                                           const at::Tensor& rotary_freqs, bool training) const {
-  return forward_span(begin, end, x, rotary_freqs, training).materialize();
+                                           const at::Tensor& rotary_freqs, const at::Tensor& key_padding,
+                                           bool training) const {
+  return forward_span(begin, end, x, rotary_freqs, key_padding, training).materialize();
 }
 
-at::Tensor TransformerBlock::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const {
+at::Tensor TransformerBlock::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training,
+                                     const at::Tensor& key_padding) const {
   at::Tensor h = x;
   const size_t n = layers.size();
   if (!training || recompute_granularity_ != RecomputeGranularity::Full) {
-    const DeferredResidual out = forward_span(0, n, h, rotary_freqs, training);
+    const DeferredResidual out = forward_span(0, n, h, rotary_freqs, key_padding, training);
     // The last layer's add happens inside the final norm when this stage has it.
     if (final_layernorm && out.delta.defined())
       return final_layernorm->forward_add(out.delta, out.residual, out.delta_bias, out.delta_dropout).first;
@@ -163,15 +167,17 @@ at::Tensor TransformerBlock::forward(const at::Tensor& x, const at::Tensor& rota
     // Full recompute: a checkpointed span keeps only its input; backward reruns its layers.
     auto span = [&](size_t begin, size_t end) {
       return [this, begin, end, training](const std::vector<at::Tensor>& in) {
-        return forward_layers(begin, end, in[0], in[1], training);
+        return forward_layers(begin, end, in[0], in[1], in[2], training);
       };
     };
     const auto k = static_cast<size_t>(recompute_num_layers_);
     if (recompute_method_ == RecomputeMethod::Uniform) {
-      for (size_t begin = 0; begin < n; begin += k) h = checkpoint(span(begin, std::min(begin + k, n)), {h, rotary_freqs});
+      for (size_t begin = 0; begin < n; begin += k)
+        h = checkpoint(span(begin, std::min(begin + k, n)), {h, rotary_freqs, key_padding});
     } else {  // Block
       for (size_t i = 0; i < n; ++i)
-        h = i < k ? checkpoint(span(i, i + 1), {h, rotary_freqs}) : forward_layers(i, i + 1, h, rotary_freqs, training);
+        h = i < k ? checkpoint(span(i, i + 1), {h, rotary_freqs, key_padding})
+                  : forward_layers(i, i + 1, h, rotary_freqs, key_padding, training);
     }
   }
   return final_layernorm ? final_layernorm->forward(h) : h;

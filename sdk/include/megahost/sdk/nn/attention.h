@@ -33,11 +33,14 @@ class SelfAttention {
 
   // x [s, b, hidden] ([s/tp, b, hidden] under sequence parallelism); rotary_freqs
   // [s, 1, 1, rot_dim] for this rank's positions, or undefined -> same shape as x.
-  // Causal; attention dropout only when training. skip_bias: linear_proj's bias is left to the
-  // caller (RowParallelLinear::forward). residual: added in linear_proj's product (tp = 1; see
+  // Causal, or with cfg.attn_mask_type = Padding bidirectional over the real tokens of
+  // key_padding [b, s] bool (true: a real token; undefined: every token is real). Attention
+  // dropout only when training. skip_bias: linear_proj's bias is left to the caller
+  // (RowParallelLinear::forward). residual: added in linear_proj's product (tp = 1; see
   // RowParallelLinear::forward).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training,
-                     bool skip_bias = false, const at::Tensor& residual = at::Tensor()) const;
+                     bool skip_bias = false, const at::Tensor& residual = at::Tensor(),
+                     const at::Tensor& key_padding = at::Tensor()) const;
 
   // The pieces of forward, exposed for tests: x [s, b, hidden] ->
   // q [s, b, np, hn], k [s, b, ng, hn], v [s, b, ng, hn] (np/tp and ng/tp under TP).
@@ -49,6 +52,7 @@ class SelfAttention {
  private:
   int64_t heads_, groups_, head_dim_;  // heads and groups held by this rank
   double attention_dropout_;
+  AttnMaskType mask_type_;
   bool recompute_core_attention_;  // recompute_granularity = Selective
   ParallelContextPtr parallel_;
 };

@@ -47,12 +47,15 @@ class TransformerLayer {
  public:
   // prefix: "decoder.layers.<N>" with N the GLOBAL layer index.
   TransformerLayer(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg);
-  // x [s, b, hidden]; rotary_freqs as SelfAttention -> [s, b, hidden]
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const;
+  // x [s, b, hidden]; rotary_freqs and key_padding [b, s] (attn_mask_type = Padding) as
+  // SelfAttention::forward -> [s, b, hidden]
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training,
+                     const at::Tensor& key_padding = at::Tensor()) const;
   // The same with the residual adds at the layer's edges left to a fused add + norm: a stack of
   // layers adds each layer's MLP output (and, without dropout, the output biases of linear_proj
   // and linear_fc2) inside the next norm.
-  DeferredResidual forward_deferred(const DeferredResidual& in, const at::Tensor& rotary_freqs, bool training) const;
+  DeferredResidual forward_deferred(const DeferredResidual& in, const at::Tensor& rotary_freqs, bool training,
+                                    const at::Tensor& key_padding = at::Tensor()) const;
 
   Norm input_layernorm;
   SelfAttention self_attention;
@@ -71,7 +74,9 @@ class TransformerBlock {
   // with_final_layernorm adds "<prefix>.final_layernorm" (the last pipeline stage).
   TransformerBlock(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg,
                    int64_t first_layer, int64_t num_local_layers, bool with_final_layernorm);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training) const;
+  // key_padding [b, s] bool: the real tokens, for attn_mask_type = Padding (undefined: all real)
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training,
+                     const at::Tensor& key_padding = at::Tensor()) const;
 
   std::vector<std::unique_ptr<TransformerLayer>> layers;
   std::unique_ptr<Norm> final_layernorm;  // null when not the last stage
@@ -79,10 +84,10 @@ class TransformerBlock {
  private:
   // layers [begin, end) in order: x [s, b, hidden] -> [s, b, hidden]
   at::Tensor forward_layers(size_t begin, size_t end, const at::Tensor& x, const at::Tensor& rotary_freqs,
-                            bool training) const;
+                            const at::Tensor& key_padding, bool training) const;
   // The same with the last add not done (TransformerLayer::forward_deferred).
   DeferredResidual forward_span(size_t begin, size_t end, const at::Tensor& x, const at::Tensor& rotary_freqs,
-                                bool training) const;
+                                const at::Tensor& key_padding, bool training) const;
 
   // Names layer i's parameters to the host's gate (ParamRegistry::gate) before it runs
   // (forward_span also names what follows the registry's last layer after it).

@@ -19,6 +19,9 @@ enum class Activation { GeLU, SwiGLU };
 // attention only) / "full" (whole layers), and how full picks its layers.
 enum class RecomputeGranularity { None, Selective, Full };
 enum class RecomputeMethod { None, Uniform, Block };
+// Megatron's AttnMaskType of the self-attention: causal (GPT: each token sees its past) or padding
+// (BERT, T5's encoder: every real token sees every real token; the mask comes with the batch).
+enum class AttnMaskType { Causal, Padding };
 
 struct TransformerConfig {
   int64_t num_layers = 0;
@@ -40,6 +43,7 @@ struct TransformerConfig {
   double hidden_dropout = 0.1;
   double attention_dropout = 0.1;
   double init_method_std = 0.02;
+  AttnMaskType attn_mask_type = AttnMaskType::Causal;
   // full + uniform: layers in groups of recompute_num_layers, only each group's input kept;
   // full + block: the first recompute_num_layers layers of the stage, each on its own;
   // selective: softmax(QK^T)V with its dropout. 0 layers = unset (Megatron's None).
