@@ -6,8 +6,6 @@
 // Tolerance for the layouts: fp32 on CPU, the layouts only reorder sums: 1e-5 relative per iteration.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -84,40 +82,8 @@ TEST_F(BertE2E, CudaGraphsNeedACudaDevice) {
                  {"key 'model.cuda_graph_impl'", "needs a CUDA device", "cuda_graph_impl = \"none\""});
 }
 
-// On a GPU: after the warm-up each micro-batch's forward and backward is one replayed graph, with
-// the LM head over every position (the eager run's head reads only the labelled ones, the same
-// loss through products of other shapes) and dropout (Megatron's BERT default 0.1) drawing the
-// eager run's masks. Every logged loss and gradient norm within bf16 rounding of the eager run's.
-TEST_F(BertE2E, CudaGraphReplaysFollowTheEagerRun) {
-  const std::string cuda = "--set training.device=cuda --set training.precision=bf16 --set training.train_iters=8"
-                           " --set training.eval_interval=8 --set model.hidden_dropout=0.1"
-                           " --set model.attention_dropout=0.1 --set model.attention_backend=math";
-  const mhtest::CliResult probe = mhtest::run_cli("run " + recipe_ + " " + cuda + " --set training.train_iters=1");
-  if (probe.out.find("has no CUDA device") != std::string::npos) GTEST_SKIP() << "no CUDA in this build or machine";
-  ASSERT_EQ(probe.code, 0) << probe.out;
-  const std::string graph = " --set model.cuda_graph_impl=full_iteration --set model.cuda_graph_warmup_steps=2";
-  for (const std::string& attention : {std::string(), std::string(" --set model.attention_backend=auto")}) {
-    const std::string name = attention.empty() ? "math" : "auto";
-    const Metrics eager = train("eager_" + name, 1, cuda + attention);
-    const mhtest::CliResult r = mhtest::run_cli("run " + recipe_ + " --set logging.metrics_file=" +
-                                                (dir_ / ("graph_" + name + ".jsonl")).string() + " " + cuda +
-                                                attention + graph);
-    ASSERT_EQ(r.code, 0) << r.out;
-    EXPECT_NE(r.out.find("recorded a CUDA graph"), std::string::npos) << r.out;
-    const Metrics replayed = mhtest::read_metrics(dir_ / ("graph_" + name + ".jsonl"));
-    ASSERT_EQ(eager.loss.size(), 8u);
-    ASSERT_EQ(replayed.loss.size(), 8u);
-    double worst = 0;
-    for (const auto& [it, l] : eager.loss) {
-      worst = std::max({worst, std::abs(replayed.loss.at(it) / l - 1),
-                        std::abs(replayed.grad_norm.at(it) / eager.grad_norm.at(it) - 1)});
-      EXPECT_NEAR(replayed.loss.at(it), l, 2e-3 * l) << attention << " loss, iteration " << it;
-      EXPECT_NEAR(replayed.grad_norm.at(it), eager.grad_norm.at(it), 1e-2 * eager.grad_norm.at(it))
-          << attention << " grad norm, iteration " << it;
-    }
-    std::printf("bert graph against eager%s: largest relative difference %.2e\n", attention.c_str(), worst);
-  }
-}
+// On a GPU: the replayed graphs train as the eager run (brown_e2e.h), dropout on.
+TEST_F(BertE2E, CudaGraphReplaysFollowTheEagerRun) { expect_cuda_graph_replays_follow_eager(); }
 
 #ifdef MEGAHOST_TEST_HAVE_GLOO
 TEST_F(BertE2E, TP2AndDP2EqualOneProcess) { expect_tp2_and_dp2_equal_one_process(kRelTol); }

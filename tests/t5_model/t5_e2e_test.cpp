@@ -71,12 +71,15 @@ TEST_F(T5E2E, BenchCountsT5ModelFlops) {
   EXPECT_DOUBLE_EQ(nlohmann::json::parse(in).at("model_flops_per_iter").get<double>(), 8 * 228065280.0);
 }
 
-// Megatron's --cuda-graph-impl full_iteration: the LM head reads only the labelled positions, a
-// count known after a device-to-host read, which no recorded graph can hold: refused, with why.
-TEST_F(T5E2E, RefusesCudaGraphs) {
+// Megatron's --cuda-graph-impl full_iteration records on a GPU; on the CPU the recipe is refused,
+// naming the key.
+TEST_F(T5E2E, CudaGraphsNeedACudaDevice) {
   expect_refused("--set model.cuda_graph_impl=full_iteration",
-                 {"key 'model.cuda_graph_impl'", "data-dependent", "cuda_graph_impl = \"none\""});
+                 {"key 'model.cuda_graph_impl'", "needs a CUDA device", "cuda_graph_impl = \"none\""});
 }
+
+// On a GPU: the replayed graphs train as the eager run (brown_e2e.h), dropout on.
+TEST_F(T5E2E, CudaGraphReplaysFollowTheEagerRun) { expect_cuda_graph_replays_follow_eager(); }
 
 #ifdef MEGAHOST_TEST_HAVE_GLOO
 TEST_F(T5E2E, TP2AndDP2EqualOneProcess) { expect_tp2_and_dp2_equal_one_process(kRelTol); }

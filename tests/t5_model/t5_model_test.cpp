@@ -314,6 +314,36 @@ TEST(T5Model, OutputLayerIsTiedToWordEmbeddings) {
   EXPECT_GT(eos_row.abs().sum().item<double>(), 0.0);
 }
 
+// Under CUDA graphs the head runs over every decoder position (fixed shapes) and masks the loss
+// after: the same per-position losses and the same gradient for every parameter as the
+// labelled-only head.
+TEST(T5Model, LmHeadOverEveryPositionEqualsTheLabelledOnes) {
+  t5::T5Config every_cfg = tiny_config();
+  every_cfg.lm_head_every_position = true;
+  t5::T5Model picked(tiny_config(), at::kCPU, at::kFloat, 7), every(every_cfg, at::kCPU, at::kFloat, 7);
+  core::T5SampleSource src(corpus().sentences, dataset(config(8, 3)));
+  const core::MicroBatchTensors b = core::make_t5_batch(src, 0, 4, at::kCPU);
+  const at::Tensor labels = get(b, "labels");
+  ASSERT_GT(labels.lt(0).sum().item<int64_t>(), 0);  // padding in the decoder
+  at::Tensor ce[2];
+  t5::T5Model* models[2] = {&picked, &every};
+  for (int i = 0; i < 2; ++i) {
+    ce[i] = models[i]->forward(get(b, "text_enc"), get(b, "enc_mask"), get(b, "text_dec"), get(b, "dec_mask"), labels,
+                               /*training=*/false);
+    ce[i].sum().backward();
+  }
+  EXPECT_TRUE(at::allclose(ce[1], ce[0], 1e-5, 1e-6));
+  EXPECT_EQ(ce[1].detach().masked_select(labels.lt(0)).abs().max().item<double>(), 0.0);
+  ASSERT_EQ(picked.params.params().size(), every.params.params().size());
+  for (size_t i = 0; i < picked.params.params().size(); ++i) {
+    const auto& x = picked.params.params()[i];
+    const auto& y = every.params.params()[i];
+    ASSERT_TRUE(x.grad.defined() && y.grad.defined()) << x.name;
+    EXPECT_TRUE(at::allclose(y.grad, x.grad, 1e-4, 1e-6)) << x.name << ": max difference "
+                                                          << (y.grad - x.grad).abs().max().item<double>();
+  }
+}
+
 // The TFLOP/s line's model FLOPs against a count of every matrix product of the tiny model
 // ([m, k] x [k, n]: 2mkn FLOPs forward, x3 with backward).
 TEST(T5Model, TrainFlopsCountEveryMatrixProduct) {

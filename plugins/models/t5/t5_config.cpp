@@ -78,9 +78,7 @@ T5Config parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
                       "raise max_position_embeddings (Megatron's T5: 512 for lengths 512 / 128)");
   sdk::read_dropout_and_init(keys, cfg, t);
   c.cuda_graph = sdk::nn::parse_cuda_graph(cfg, t.hidden_dropout, t.attention_dropout, /*recompute=*/false);
-  sdk::nn::refuse_full_iteration(cfg, c.cuda_graph,
-                                 "t5's LM head reads only the labelled decoder positions, a data-dependent count (one "
-                                 "device-to-host read per micro-batch) that no recorded graph can hold");
+  c.lm_head_every_position = c.cuda_graph.full_iteration;
   return c;
 }
 

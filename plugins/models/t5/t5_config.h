@@ -11,12 +11,16 @@
 namespace megahost::t5 {
 
 struct T5Config {
-  sdk::nn::CudaGraphConfig cuda_graph;     // cuda_graph_impl: only "none" (parse_config refuses the rest)
+  sdk::nn::CudaGraphConfig cuda_graph;     // cuda_graph_impl = "none" | "full_iteration"
   sdk::nn::TransformerConfig transformer;  // encoder and decoder: pre-norm LayerNorm layers, GeLU MLP
   int64_t padded_vocab_size = 0;           // from the host (tokenizer vocab + [BOS] [EOS] + sentinels, padded)
   int64_t encoder_seq_length = 0;          // --encoder-seq-length (= --seq-length)
   int64_t decoder_seq_length = 0;          // --decoder-seq-length
   int64_t max_position_embeddings = 0;     // one learned table shared by encoder and decoder
+  // The LM head over every decoder position, as Megatron-Core's T5LMHead, the loss masked after;
+  // else only over the labelled ones (a data-dependent count read back to the host). On under
+  // full-iteration CUDA graphs, whose recording holds only fixed shapes.
+  bool lm_head_every_position = false;
 };
 
 // The JSON schema the descriptor publishes (types, defaults, docs).

@@ -36,38 +36,30 @@ at::Tensor CrossAttention::forward(const at::Tensor& x, const at::Tensor& memory
   return linear_proj.forward(context);  // [sd, b, h]
 }
 
-T5Layer::T5Layer(sdk::nn::ParamRegistry& reg, const std::string& prefix, const sdk::nn::TransformerConfig& cfg,
-                 bool decoder)
+DecoderLayer::DecoderLayer(sdk::nn::ParamRegistry& reg, const std::string& prefix, const sdk::nn::TransformerConfig& cfg)
     : input_layernorm(reg, join_name(prefix, "input_layernorm"), cfg.hidden_size, cfg.normalization, cfg.norm_epsilon),
       self_attention(reg, join_name(prefix, "self_attention"), cfg),
       pre_mlp_layernorm(reg, join_name(prefix, "pre_mlp_layernorm"), cfg.hidden_size, cfg.normalization,
                         cfg.norm_epsilon),
       mlp(reg, join_name(prefix, "mlp"), cfg),
-      decoder_(decoder),
+      // Registered after the MLP; names follow Megatron-Core's T5 layers (checkpoints are keyed by name).
+      pre_cross_attn_layernorm(reg, join_name(prefix, "pre_cross_attn_layernorm"), cfg.hidden_size,
+                               cfg.normalization, cfg.norm_epsilon),
+      cross_attention(reg, join_name(prefix, "cross_attention"), cfg),
       hidden_dropout_(cfg.hidden_dropout),
       attention_dropout_(cfg.attention_dropout),
-      parallel_(cfg.parallel) {
-  // Registered after the MLP here; names follow Megatron-Core's T5 layers, so order does not matter
-  // to checkpoints (they are keyed by name).
-  if (decoder) {
-    pre_cross_attn_layernorm.emplace(reg, join_name(prefix, "pre_cross_attn_layernorm"), cfg.hidden_size,
-                                     cfg.normalization, cfg.norm_epsilon);
-    cross_attention.emplace(reg, join_name(prefix, "cross_attention"), cfg);
-  }
-}
+      parallel_(cfg.parallel) {}
 
-at::Tensor T5Layer::forward(const at::Tensor& x, const at::Tensor& keep, const at::Tensor& memory,
-                            const at::Tensor& memory_keep, bool training) const {
+at::Tensor DecoderLayer::forward(const at::Tensor& x, const at::Tensor& keep, const at::Tensor& memory,
+                                 const at::Tensor& memory_keep, bool training) const {
   const double p = training ? hidden_dropout_ : 0.0, pa = training ? attention_dropout_ : 0.0;
-  at::Tensor q, k, v;  // [s, b, np/tp, hn]: this rank's heads
+  at::Tensor q, k, v;  // [sd, b, np/tp, hn]: this rank's heads
   self_attention.query_key_value(input_layernorm.forward(x), &q, &k, &v);
-  const at::Tensor context = sdk::nn::padded_dot_product_attention(q, k, v, keep, /*causal=*/decoder_, pa);
+  const at::Tensor context = sdk::nn::padded_dot_product_attention(q, k, v, keep, /*causal=*/true, pa);
   at::Tensor h = x + sdk::parallel::hidden_dropout(self_attention.linear_proj.forward(context), p, training,
                                                    parallel_.get());
-  if (decoder_) {
-    const at::Tensor cross = cross_attention->forward(pre_cross_attn_layernorm->forward(h), memory, memory_keep, pa);
-    h = h + sdk::parallel::hidden_dropout(cross, p, training, parallel_.get());
-  }
+  const at::Tensor cross = cross_attention.forward(pre_cross_attn_layernorm.forward(h), memory, memory_keep, pa);
+  h = h + sdk::parallel::hidden_dropout(cross, p, training, parallel_.get());
   return h + sdk::parallel::hidden_dropout(mlp.forward(pre_mlp_layernorm.forward(h)), p, training, parallel_.get());
 }
 
@@ -79,11 +71,11 @@ T5Model::T5Model(const T5Config& cfg, at::Device device, at::ScalarType param_dt
   // Megatron-Core's T5Model: one embedding for encoder and decoder, encoder, decoder, lm_head.
   word_embeddings_.emplace(params, "embedding.word_embeddings", cfg.padded_vocab_size, h, normal, t.parallel);
   position_embeddings_.emplace(params, "embedding.position_embeddings", cfg.max_position_embeddings, h, normal);
+  sdk::nn::TransformerConfig encoder = t;
+  encoder.attn_mask_type = sdk::nn::AttnMaskType::Padding;  // every real token sees every real token
+  encoder_.emplace(params, "encoder", encoder, 0, t.num_layers, /*with_final_layernorm=*/true);
   for (int64_t i = 0; i < t.num_layers; ++i)
-    encoder_.push_back(std::make_unique<T5Layer>(params, "encoder.layers." + std::to_string(i), t, false));
-  encoder_final_layernorm_.emplace(params, "encoder.final_layernorm", h, t.normalization, t.norm_epsilon);
-  for (int64_t i = 0; i < t.num_layers; ++i)
-    decoder_.push_back(std::make_unique<T5Layer>(params, "decoder.layers." + std::to_string(i), t, true));
+    decoder_.push_back(std::make_unique<DecoderLayer>(params, "decoder.layers." + std::to_string(i), t));
   decoder_final_layernorm_.emplace(params, "decoder.final_layernorm", h, t.normalization, t.norm_epsilon);
   // T5LMHead: the tied word embeddings plus its own vocab-parallel bias.
   output_bias_ = sdk::nn::create_tensor_parallel(params, "lm_head.output_layer.bias", {cfg.padded_vocab_size},
@@ -103,10 +95,8 @@ at::Tensor T5Model::embed(const at::Tensor& tokens, bool training) const {
 }
 
 at::Tensor T5Model::encode(const at::Tensor& text_enc, const at::Tensor& enc_mask, bool training) const {
-  at::Tensor x = embed(text_enc, training);   // [se, b, h]
   const at::Tensor keep = enc_mask.to(at::kBool);  // [b, se]
-  for (const auto& layer : encoder_) x = layer->forward(x, keep, {}, {}, training);
-  return encoder_final_layernorm_->forward(x);
+  return encoder_->forward(embed(text_enc, training), /*rotary_freqs=*/at::Tensor(), training, keep);  // [se, b, h]
 }
 
 at::Tensor T5Model::decode(const at::Tensor& text_dec, const at::Tensor& dec_mask, const at::Tensor& memory,
@@ -126,9 +116,16 @@ at::Tensor T5Model::forward(const at::Tensor& text_enc, const at::Tensor& enc_ma
                             const at::Tensor& dec_mask, const at::Tensor& labels, bool training) const {
   const at::Tensor memory = encode(text_enc, enc_mask, training);                    // [se, b, h]
   const at::Tensor hidden = decode(text_dec, dec_mask, memory, enc_mask, training);  // [sd, b, h]
+  const at::Tensor labelled = labels.ge(0);  // [b, sd]
+  if (cfg_.lm_head_every_position) {
+    // Every position through the head, as Megatron-Core; the padding's CE (against token 0) and
+    // its gradient zeroed. Fixed shapes: a CUDA graph can hold it.
+    const at::Tensor ce = sdk::nn::vocab_parallel_cross_entropy(lm_logits(hidden), labels.clamp_min(0).t(),
+                                                                cfg_.transformer.parallel.get());  // [sd, b]
+    return ce.t() * labelled;                                                                       // [b, sd]
+  }
   // The vocabulary projection only where there is a label (padding has -1); every TP rank picks
   // the same positions.
-  const at::Tensor labelled = labels.ge(0);                                          // [b, sd]
   const at::Tensor picked = hidden.transpose(0, 1).index({labelled}).unsqueeze(1);  // [n, 1, h]
   const at::Tensor ce = sdk::nn::vocab_parallel_cross_entropy(lm_logits(picked), labels.index({labelled}).unsqueeze(1),
                                                               cfg_.transformer.parallel.get());  // [n, 1]

@@ -1,7 +1,7 @@
 // Megatron-Core's T5Model on one device (or TP ranks), built from the SDK's blocks:
 //
 //   text_enc [b, se] -> embedding (word + learned position) -> dropout -> [se, b, h]
-//   -> encoder: pre-norm layers, bidirectional attention over the real tokens (enc_mask)
+//   -> encoder: the SDK's TransformerBlock, bidirectional attention over the real tokens (enc_mask)
 //   -> encoder.final_layernorm = memory [se, b, h]
 //   text_dec [b, sd] -> the SAME embedding -> [sd, b, h]
 //   -> decoder: pre-norm layers of causal self-attention (and dec_mask), cross-attention to the
@@ -24,6 +24,7 @@
 #include "megahost/sdk/nn/mlp.h"
 #include "megahost/sdk/nn/norm.h"
 #include "megahost/sdk/nn/params.h"
+#include "megahost/sdk/nn/transformer.h"
 #include "t5_config.h"
 
 namespace megahost::t5 {
@@ -44,25 +45,25 @@ class CrossAttention {
   int64_t head_dim_;
 };
 
-// One layer: encoder (self-attention without causal mask) or decoder (causal self-attention,
-// then cross-attention). Attention through sdk::nn::padded_dot_product_attention.
-class T5Layer {
+// One decoder layer: causal self-attention over the real decoder tokens, cross-attention to the
+// encoder output, MLP (each pre-norm, with its hidden dropout). Attention through
+// sdk::nn::padded_dot_product_attention. (The encoder's layers are the SDK's TransformerLayer.)
+class DecoderLayer {
  public:
-  T5Layer(sdk::nn::ParamRegistry& reg, const std::string& prefix, const sdk::nn::TransformerConfig& cfg, bool decoder);
-  // x [s, b, h], keep [b, s] bool (true: a real token); decoder: memory [se, b, h] and
-  // memory_keep [b, se] -> [s, b, h]
+  DecoderLayer(sdk::nn::ParamRegistry& reg, const std::string& prefix, const sdk::nn::TransformerConfig& cfg);
+  // x [sd, b, h], keep [b, sd] bool (true: a real token), memory [se, b, h], memory_keep [b, se]
+  // -> [sd, b, h]
   at::Tensor forward(const at::Tensor& x, const at::Tensor& keep, const at::Tensor& memory,
                      const at::Tensor& memory_keep, bool training) const;
 
   sdk::nn::Norm input_layernorm;
   sdk::nn::SelfAttention self_attention;
-  std::optional<sdk::nn::Norm> pre_cross_attn_layernorm;
-  std::optional<CrossAttention> cross_attention;
   sdk::nn::Norm pre_mlp_layernorm;
   sdk::nn::MLP mlp;
+  sdk::nn::Norm pre_cross_attn_layernorm;
+  CrossAttention cross_attention;
 
  private:
-  bool decoder_;
   double hidden_dropout_, attention_dropout_;
   sdk::nn::ParallelContextPtr parallel_;
 };
@@ -93,8 +94,10 @@ class T5Model {
   T5Config cfg_;
   std::optional<sdk::nn::VocabParallelEmbedding> word_embeddings_;
   std::optional<sdk::nn::Embedding> position_embeddings_;
-  std::vector<std::unique_ptr<T5Layer>> encoder_, decoder_;
-  std::optional<sdk::nn::Norm> encoder_final_layernorm_, decoder_final_layernorm_;
+  // The encoder: the SDK's TransformerBlock with the padding mask, and encoder.final_layernorm.
+  std::optional<sdk::nn::TransformerBlock> encoder_;
+  std::vector<std::unique_ptr<DecoderLayer>> decoder_;
+  std::optional<sdk::nn::Norm> decoder_final_layernorm_;
   at::Tensor output_bias_;  // [V/tp]; the weight is the word embeddings (tied)
 };
 

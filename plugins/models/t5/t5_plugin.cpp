@@ -135,9 +135,13 @@ mh_error* MH_ABI t5_create(const char* id, const mh_host* host, const mh_model_c
     check_parallel(cfg, config);
     sdk::select_attention_backend(cfg);
     const sdk::ModelPlacement place = sdk::model_placement("t5", host, args);
+    sdk::nn::check_cuda_graph(cfg, config.cuda_graph, place.device, /*whole_model=*/true,
+                              config.transformer.parallel.get());
 
     auto inst = sdk::new_instance<T5Model>(host, args);
     inst->model = std::make_unique<T5Model>(config, place.device, place.dtype, place.init_seed);
+    if (config.cuda_graph.full_iteration)
+      inst->graphs = std::make_unique<sdk::nn::FullIterationGraphs>(config.cuda_graph.warmup_steps);
     const auto& t = config.transformer;
     sdk::log(host, MH_LOG_INFO, inst->name.c_str(), "t5: ", t.num_layers, " encoder + ", t.num_layers,
              " decoder layers, hidden ", t.hidden_size, ", heads ", t.num_attention_heads, " x ", t.kv_channels,
