@@ -173,9 +173,19 @@ std::pair<double, double> FullIterationGraphs::run(ParamRegistry& params, const 
     return loss;
   };
 
-  const ParamRegistry::DeferredZero zero = params.deferred_zero_state();
+  ParamRegistry::DeferredZero zero = params.deferred_zero_state();
   // A half-done deferral (a backward stopped by an error) is no state a graph was recorded in.
   if (zero == ParamRegistry::DeferredZero::kMixed) return eager();
+  // A step's first micro-batch stores the weight gradients, the others add to them: two
+  // recordings, and each would keep a whole forward's activations in the pool. Once the adding
+  // one exists, a first micro-batch zeroes the gradients instead (0 + g is g, bit for bit) and
+  // runs as the others do: one graph's memory. One micro-batch per step keeps the storing graph.
+  if (zero == ParamRegistry::DeferredZero::kAll &&
+      entries_.count(graph_key(inputs, training, ParamRegistry::DeferredZero::kNone)) != 0) {
+    params.zero_grad();
+    params.clear_deferred_zero();
+    zero = ParamRegistry::DeferredZero::kNone;
+  }
   std::unique_ptr<Entry>& slot = entries_[graph_key(inputs, training, zero)];
   if (slot == nullptr) slot = std::make_unique<Entry>();
   Entry& e = *slot;

@@ -9,7 +9,9 @@
 // - the batch's shapes and dtypes and the training flag: part of a graph's key (each key warms up
 //   and records on its own; all graphs share one memory pool, as they never run at once);
 // - whether the weight gradients start from zero (zero_grad_deferred: the backward stores) or
-//   accumulate (the next micro-batches of a step): part of the key;
+//   accumulate (the next micro-batches of a step): part of the key. Once a step's accumulating
+//   micro-batches have a key, its first micro-batch zeroes the gradients and uses that key too,
+//   so a step of several micro-batches holds one graph's activations, not two;
 // - the parameters' and gradients' storage: ParamRegistry::storage_generation(); a bind_storage
 //   drops every graph;
 // - grad_scale (fp16's loss scale moves): a device scalar filled before each replay;
