@@ -16,7 +16,8 @@
 #      CTEST_REGEX (run only the matching ctest entries: one per GoogleTest suite, e.g. "DpCuda|Fused"),
 #      CTEST_TIME_LIMIT (300 s for the whole ctest run), CKPT_BENCH=1 (checkpoint save/load GB/s of
 #      the GPT-1.3B recipe, CKPT_DIR for where), MODELS_GPU=1 (BERT and T5 on CUDA: tiny recipes
-#      learning, bert_340m / t5_220m benchmarks; MODELS_BENCH_EXTRA adds bench arguments),
+#      learning, bert_340m / t5_220m benchmarks eager and with CUDA graphs; MODELS_BENCH_EXTRA adds
+#      bench arguments),
 #      MULTI_GPU=N (data parallelism over N GPUs: DDP reference and megahost launch, MULTI_GPU_RUNS /
 #      MULTI_GPU_BASELINE), LOG_DIR (default $OUT when set, else build-gpu/logs) for the full logs.
 # Exits non-zero, naming the stage, when any stage fails (later stages still run, so one call on
@@ -301,13 +302,15 @@ if [ "${MODELS_GPU:-0}" = 1 ]; then
       tail -n 20 "$LOG_DIR/run-$model-tiny.log"; fail "run $model tiny on cuda (see run-$model-tiny.log)"
     fi
   done
-  for spec in "bert|examples/bert/bert_340m.toml" "t5|examples/t5/t5_220m.toml"; do
-    IFS='|' read -r model recipe <<<"$spec"
+  # Each eagerly and with full-iteration CUDA graphs (the BERT recipe's micro batch 4 waits on the host eagerly).
+  for spec in "bert|examples/bert/bert_340m.toml|" "bert-graph|examples/bert/bert_340m.toml|--set model.cuda_graph_impl=full_iteration" \
+      "t5|examples/t5/t5_220m.toml|" "t5-graph|examples/t5/t5_220m.toml|--set model.cuda_graph_impl=full_iteration"; do
+    IFS='|' read -r model recipe extra <<<"$spec"
     # shellcheck disable=SC2086
     if out="$("$BUILD/bin/megahost" bench "$recipe" --warmup 5 --iters 20 --label "megahost-$model" \
         --set data.data_path=.data/brown_bert_text_sentence --set tokenizer.vocab_file="$VOCAB" \
         --set parallel.tensor_model_parallel_size=1 --set parallel.pipeline_model_parallel_size=1 \
-        --set training.device=cuda ${MODELS_BENCH_EXTRA:-} 2>&1)"; then
+        --set training.device=cuda $extra ${MODELS_BENCH_EXTRA:-} 2>&1)"; then
       echo "$out" >>"$LOG_DIR/bench-models.log"; echo "$out" | grep -E "^megahost-$model |ms/iteration|peak memory|lm loss" || true
     else
       echo "$out" | tail -n 20; echo "$out" >>"$LOG_DIR/bench-models.log"; fail "bench $model"
