@@ -18,6 +18,7 @@
 
 #include "../common/brown_sentences.h"
 #include "../common/micro_batch.h"
+#include "../common/param_grads.h"
 #include "bert_model.h"
 #include "megahost/core/engine/bert_batches.h"
 
@@ -334,14 +335,7 @@ TEST(BertModel, LmHeadOverEveryPositionEqualsTheLabelledOnes) {
   }
   EXPECT_TRUE(at::allclose(losses[1], losses[0], 1e-5, 1e-6));
   EXPECT_EQ(losses[1].masked_select(labels.lt(0)).abs().max().item<double>(), 0.0);
-  ASSERT_EQ(picked.params.params().size(), every.params.params().size());
-  for (size_t i = 0; i < picked.params.params().size(); ++i) {
-    const auto& a = picked.params.params()[i];
-    const auto& b = every.params.params()[i];
-    ASSERT_TRUE(a.grad.defined() && b.grad.defined()) << a.name;
-    EXPECT_TRUE(at::allclose(b.grad, a.grad, 1e-4, 1e-6)) << a.name << ": max difference "
-                                                          << (b.grad - a.grad).abs().max().item<double>();
-  }
+  mhtest::expect_same_grads(picked.params, every.params, 1e-4);
 }
 
 // The TFLOP/s line's model FLOPs against a count of every matrix product of the tiny model

@@ -19,6 +19,7 @@
 
 #include "../common/brown_sentences.h"
 #include "../common/micro_batch.h"
+#include "../common/param_grads.h"
 #include "megahost/core/data/t5_samples.h"
 #include "megahost/core/engine/t5_batches.h"
 #include "megahost/core/error.h"
@@ -334,14 +335,7 @@ TEST(T5Model, LmHeadOverEveryPositionEqualsTheLabelledOnes) {
   }
   EXPECT_TRUE(at::allclose(ce[1], ce[0], 1e-5, 1e-6));
   EXPECT_EQ(ce[1].detach().masked_select(labels.lt(0)).abs().max().item<double>(), 0.0);
-  ASSERT_EQ(picked.params.params().size(), every.params.params().size());
-  for (size_t i = 0; i < picked.params.params().size(); ++i) {
-    const auto& x = picked.params.params()[i];
-    const auto& y = every.params.params()[i];
-    ASSERT_TRUE(x.grad.defined() && y.grad.defined()) << x.name;
-    EXPECT_TRUE(at::allclose(y.grad, x.grad, 1e-4, 1e-6)) << x.name << ": max difference "
-                                                          << (y.grad - x.grad).abs().max().item<double>();
-  }
+  mhtest::expect_same_grads(picked.params, every.params, 1e-4);
 }
 
 // The TFLOP/s line's model FLOPs against a count of every matrix product of the tiny model
