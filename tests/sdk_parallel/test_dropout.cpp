@@ -162,6 +162,27 @@ TEST(ParallelDropout, SequenceParallelHiddenDropoutDiffersAcrossSequenceHalves) 
   for (int r = 0; r < 2; ++r) EXPECT_TRUE(same(got[r], want[r])) << "tp rank " << r;
 }
 
+// The fused add + norm's dropout (CUDA) draws from the thread's default generator; under
+// sequence parallelism the layer installs the TP rank's generator around it
+// (nn::hidden_dropout_generator). A draw inside that scope is hidden_dropout's own mask: it
+// differs across the sequence halves and repeats with the seed. Without sequence parallelism
+// the scope is empty: the same mask on every rank.
+TEST(ParallelDropout, HiddenDropoutGeneratorIsTheTpRanksUnderSequenceParallelism) {
+  const at::Tensor ones = at::ones({kSeq / 2, kBatch, kHidden});
+  const auto scoped = [&](int, const ParallelContext& ctx) {
+    const auto scope = nn::hidden_dropout_generator(0.5, &ctx, ones.device());
+    return parallel::replicated_dropout(ones, 0.5, true);  // the thread's default generator
+  };
+  const auto own = [&](int, const ParallelContext& ctx) { return parallel::hidden_dropout(ones, 0.5, true, &ctx); };
+  const std::vector<at::Tensor> got = on_tp2(true, scoped), want = on_tp2(true, own);
+  EXPECT_FALSE(same(got[0], got[1])) << "each sequence half draws its own mask";
+  for (int r = 0; r < 2; ++r) EXPECT_TRUE(same(got[r], want[r])) << "tp rank " << r;
+
+  const std::vector<at::Tensor> replicated = on_tp2(false, scoped);
+  EXPECT_TRUE(same(replicated[0], replicated[1]));
+  EXPECT_FALSE(nn::hidden_dropout_generator(0.0, nullptr, ones.device()).has_value());
+}
+
 TEST(ParallelDropout, HiddenDropoutWithoutSequenceParallelIsTheSameOnEveryTpRank) {
   const at::Tensor ones = at::ones({kSeq, kBatch, kHidden});
   const std::vector<at::Tensor> masks =

@@ -109,7 +109,12 @@ at::Device pick_device(const std::string& want) {
   if (want == "cuda" || (want == "auto" && at::hasCUDA())) {
     MH_CORE_CHECK(at::hasCUDA(), "training.device = cuda but this libtorch has no CUDA device\nHINT: use cpu, or "
                   "build against a CUDA libtorch");
-    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(run_facts().local_rank));
+    const int local_rank = run_facts().local_rank;
+    const size_t gpus = at::getNumGPUs();
+    MH_CORE_CHECK(static_cast<size_t>(local_rank) < gpus, "training.device = cuda: local rank ", local_rank,
+                  " needs CUDA device ", local_rank, " but this machine has ", gpus, " CUDA device(s)",
+                  "\nHINT: launch at most ", gpus, " processes per node (--nproc-per-node)");
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
   }
   return at::Device(at::kCPU);
 }

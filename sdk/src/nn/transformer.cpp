@@ -41,7 +41,15 @@ at::Tensor DeferredResidual::materialize() const {
   // The bias is inside residual already; (b - b) adds nothing but gives it its gradient here.
   if (!delta.defined()) return added_bias.defined() ? residual + (added_bias - added_bias.detach()) : residual;
   const at::Tensor out = delta_bias.defined() ? delta + delta_bias : delta;
-  return residual + (delta_dropout > 0.0 ? parallel::replicated_dropout(out, delta_dropout, true) : out);
+  return residual + (delta_dropout > 0.0 ? parallel::hidden_dropout(out, delta_dropout, true, parallel.get()) : out);
+}
+
+std::optional<parallel::ScopedDefaultGenerator> hidden_dropout_generator(double p,
+                                                                        const parallel::ParallelContext* parallel,
+                                                                        const at::Device& device) {
+  if (p == 0.0 || parallel == nullptr || !parallel->sequence_parallel || parallel->tp.size() == 1) return std::nullopt;
+  return std::optional<parallel::ScopedDefaultGenerator>(std::in_place,
+                                                         parallel::tensor_parallel_generator(device, parallel->tp));
 }
 
 namespace {
@@ -69,6 +77,7 @@ DeferredResidual TransformerLayer::forward_deferred(const DeferredResidual& in, 
   const bool fold_residual = p == 0.0 && residual_in_products_ && fused::available(in.residual);
   at::Tensor x, normed_in;
   if (in.delta.defined()) {
+    const auto dropout_generator = hidden_dropout_generator(in.delta_dropout, in.parallel.get(), in.delta.device());
     std::tie(normed_in, x) = input_layernorm.forward_add(in.delta, in.residual, in.delta_bias, in.delta_dropout);
   } else if (fold_residual || in.added_bias.defined()) {
     std::tie(normed_in, x) = input_layernorm.forward_passthrough(in.residual, in.added_bias);
@@ -88,11 +97,10 @@ DeferredResidual TransformerLayer::forward_deferred(const DeferredResidual& in, 
   // Megatron's bias-dropout-add. On CUDA the output biases of linear_proj and linear_fc2 join the
   // residual add inside the next fused add + norm (skip_bias_add), whose backward pass then yields
   // their gradients: no bias-gradient pass over [s*b, hidden] of their own. The hidden dropout
-  // joins that pass too (fused::add_dropout_norm: the mask drawn there, one bit per element kept),
-  // except under sequence parallelism, where each TP rank draws its slice of s from the
-  // tensor-parallel generator: there the biases stay in the projections' output, dropped out with it.
-  const bool sequence_parallel = parallel_ && parallel_->sequence_parallel;
-  const bool dropout_in_norm = p > 0.0 && !sequence_parallel && fused::available(normed_in) && fused_dropout_enabled();
+  // joins that pass too (fused::add_dropout_norm: the mask drawn there, one bit per element kept);
+  // under sequence parallelism each TP rank draws its slice of s from its own generator
+  // (hidden_dropout_generator).
+  const bool dropout_in_norm = p > 0.0 && fused::available(normed_in) && fused_dropout_enabled();
   const bool fold_bias = (p == 0.0 || dropout_in_norm) && fused::available(normed_in);
   const double norm_dropout_p = dropout_in_norm ? p : 0.0;  // what the next fused add + norm drops
   auto dropout_outside = [&](const at::Tensor& t) {
@@ -101,14 +109,20 @@ DeferredResidual TransformerLayer::forward_deferred(const DeferredResidual& in, 
   const at::Tensor attn = self_attention.forward(normed_in, rotary_freqs, training, fold_bias, at::Tensor(), key_padding);
   const at::Tensor proj_bias = fold_bias ? self_attention.linear_proj.bias : at::Tensor();
   // h = x + dropout(attn) and the pre-MLP norm of h, one fused pass on CUDA.
-  const auto [normed, h] = pre_mlp_layernorm.forward_add(dropout_outside(attn), x, proj_bias, norm_dropout_p);
+  at::Tensor normed, h;
+  {
+    const auto dropout_generator = hidden_dropout_generator(norm_dropout_p, parallel_.get(), attn.device());
+    std::tie(normed, h) = pre_mlp_layernorm.forward_add(dropout_outside(attn), x, proj_bias, norm_dropout_p);
+  }
   const at::Tensor mlp_out = mlp.forward(normed, fold_bias);
-  return {h, dropout_outside(mlp_out), fold_bias ? mlp.linear_fc2.bias : at::Tensor(), at::Tensor(), norm_dropout_p};
+  return {h,           dropout_outside(mlp_out), fold_bias ? mlp.linear_fc2.bias : at::Tensor(), at::Tensor(),
+          norm_dropout_p, parallel_};
 }
 
 TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg,
                                    int64_t first_layer, int64_t num_local_layers, bool with_final_layernorm)
-    : recompute_granularity_(cfg.recompute_granularity),
+    : parallel_(cfg.parallel),
+      recompute_granularity_(cfg.recompute_granularity),
       recompute_method_(cfg.recompute_method),
       recompute_num_layers_(cfg.recompute_num_layers),
       reg_(&reg) {
@@ -158,8 +172,10 @@ at::Tensor TransformerBlock::forward(const at::Tensor& x, const at::Tensor& rota
   if (!training || recompute_granularity_ != RecomputeGranularity::Full) {
     const DeferredResidual out = forward_span(0, n, h, rotary_freqs, key_padding, training);
     // The last layer's add happens inside the final norm when this stage has it.
-    if (final_layernorm && out.delta.defined())
+    if (final_layernorm && out.delta.defined()) {
+      const auto dropout_generator = hidden_dropout_generator(out.delta_dropout, parallel_.get(), out.delta.device());
       return final_layernorm->forward_add(out.delta, out.residual, out.delta_bias, out.delta_dropout).first;
+    }
     if (final_layernorm && out.added_bias.defined())
       return final_layernorm->forward_passthrough(out.residual, out.added_bias).first;
     h = out.materialize();

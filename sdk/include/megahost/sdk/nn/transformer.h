@@ -18,6 +18,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <memory>
+#include <optional>
 #include <utility>
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@
 #include "megahost/sdk/nn/norm.h"
 #include "megahost/sdk/nn/params.h"
 #include "megahost/sdk/nn/transformer_config.h"
+#include "megahost/sdk/parallel/random.h"
 
 namespace megahost::sdk::nn {
 
@@ -36,12 +38,22 @@ namespace megahost::sdk::nn {
 // skip_bias_add), undefined when the bias is inside delta. added_bias (with delta undefined): the
 // residual already holds the last sub-layer's output and bias, added by its product
 // (fused::linear_add); the next norm sums the bias's gradient. delta_dropout > 0: delta (+
-// delta_bias) is dropped out as it is added (hidden dropout inside the next fused add + norm).
+// delta_bias) is dropped out as it is added (hidden dropout inside the next fused add + norm,
+// drawn from hidden_dropout_generator(delta_dropout, parallel)).
 struct DeferredResidual {
   at::Tensor residual, delta, delta_bias, added_bias;
   double delta_dropout = 0.0;
+  std::shared_ptr<const parallel::ParallelContext> parallel;  // whose generator delta_dropout draws from
   at::Tensor materialize() const;  // [s, b, hidden]
 };
+
+// The generator a hidden dropout of probability p draws from while the returned scope lives:
+// under sequence parallelism (tp > 1) each TP rank holds other tokens and draws from its own
+// generator (Megatron's rng tracker fork, as parallel::hidden_dropout); otherwise the scope is
+// empty and the thread's default generator stays. A fused add + norm's dropout reads it.
+std::optional<parallel::ScopedDefaultGenerator> hidden_dropout_generator(double p,
+                                                                        const parallel::ParallelContext* parallel,
+                                                                        const at::Device& device);
 
 class TransformerLayer {
  public:
@@ -93,6 +105,7 @@ class TransformerBlock {
   // (forward_span also names what follows the registry's last layer after it).
   void gate_layer(size_t i) const;
 
+  std::shared_ptr<const parallel::ParallelContext> parallel_;
   RecomputeGranularity recompute_granularity_ = RecomputeGranularity::None;
   RecomputeMethod recompute_method_ = RecomputeMethod::None;
   int64_t recompute_num_layers_ = 0;
