@@ -648,6 +648,12 @@ std::pair<at::Tensor, at::Tensor> add_dropout_norm(const at::Tensor& x, const at
                                        rms ? or_empty({}, weight) : or_empty(bias, weight), eps, rms, p);
     return {out[0], out[1]};
   }
+  // A hidden size the register kernels do not fill exactly (T5's 768): libtorch's dropout on the
+  // thread's generator, then the fused add + norm (not the reference's separate add and norm).
+  if (available(x)) {
+    const at::Tensor dropped = parallel::replicated_dropout(x_bias.defined() ? x + x_bias : x, p, /*training=*/true);
+    return add_norm(dropped, residual, weight, bias, eps, rms);
+  }
 #endif
   return reference::add_dropout_norm(x, residual, weight, bias, eps, rms, x_bias, p);
 }

@@ -45,8 +45,9 @@ std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor
 // add_norm with dropout on x (Megatron's bias-dropout-add, then the norm), for training:
 // (y, residual + dropout(x + x_bias, p)). CUDA: one pass that draws the mask from the CUDA
 // generator's Philox stream (graph-safe) and keeps it as one bit per element for the backward
-// pass, which yields x's gradient beside the residual's; elsewhere (and for shapes the register
-// kernels do not cover) the reference: libtorch's dropout, then add_norm.
+// pass, which yields x's gradient beside the residual's. For shapes the register kernels do not
+// cover (h other than 1, 2 or 4 strips of 128 vectors) libtorch's dropout, then the fused
+// add_norm; off CUDA the reference (libtorch's dropout, add and norm).
 std::pair<at::Tensor, at::Tensor> add_dropout_norm(const at::Tensor& x, const at::Tensor& residual,
                                                    const at::Tensor& weight, const at::Tensor& bias, double eps,
                                                    bool rms, const at::Tensor& x_bias, double p);
