@@ -2,6 +2,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/embedding.h"
 #include "megahost/sdk/nn/linear.h"
@@ -297,4 +299,60 @@ TEST(NnTransformer, MaterializingAStreamWithAnAddedBiasGivesTheBiasItsGradient) 
   EXPECT_TRUE(at::allclose(y, norm.forward(x)));
   (stream * seed).sum().backward();
   EXPECT_TRUE(at::allclose(b2.grad(), seed.sum(at::IntArrayRef{0, 1})));
+}
+
+// attn_mask_type = Padding (BERT's and T5's encoders): every real token sees every real token.
+// A sample's real positions come out as they do for that sample alone without its padding, and
+// the first position sees the last real one (no causal mask; the causal layer does not).
+TEST(NnTransformer, PaddingMaskLayerIsBidirectionalAndIgnoresPaddedKeys) {
+  auto cfg = small_config();
+  cfg.attn_mask_type = nn::AttnMaskType::Padding;
+  auto reg = make_registry();
+  nn::TransformerLayer layer(reg, "encoder.layers.0", cfg);
+  mhtest::randomize(reg, 12);
+  at::NoGradGuard no_grad;
+  const at::Tensor x = randn({6, 2, cfg.hidden_size}, 13);  // [s, b, h]
+  at::Tensor keep = at::ones({2, 6}, at::kBool);
+  keep.index_put_({1, at::indexing::Slice(4, at::indexing::None)}, false);  // sample 1: 4 real tokens
+  const at::Tensor out = layer.forward(x, at::Tensor(), /*training=*/false, keep);
+  const at::Tensor alone = layer.forward(x.narrow(0, 0, 4).narrow(1, 1, 1).contiguous(), at::Tensor(), false);
+  EXPECT_LT(max_abs_diff(out.narrow(0, 0, 4).narrow(1, 1, 1), alone), 1e-5);
+
+  at::Tensor later = x.clone();
+  later[5][0].add_(randn({16}, 14));  // sample 0's last (real) token (not a constant: the norm removes it)
+  EXPECT_GT(max_abs_diff(layer.forward(later, at::Tensor(), false, keep)[0], out[0]), 1e-4);
+  auto causal_cfg = small_config();
+  auto causal_reg = make_registry();
+  nn::TransformerLayer causal(causal_reg, "decoder.layers.0", causal_cfg);
+  mhtest::randomize(causal_reg, 12);
+  EXPECT_EQ(max_abs_diff(causal.forward(later, at::Tensor(), false)[0], causal.forward(x, at::Tensor(), false)[0]),
+            0.0);
+}
+
+// The key padding mask rides through full activation recompute's checkpoints: the same output and
+// gradients as without recompute.
+TEST(NnTransformer, FullRecomputeWithAPaddingMaskEqualsNoRecompute) {
+  at::Tensor keep = at::ones({2, 5}, at::kBool);
+  keep.index_put_({0, 4}, false);
+  const at::Tensor x = randn({5, 2, 16}, 21);
+  std::vector<at::Tensor> outs, grads;
+  for (bool recompute : {false, true}) {
+    auto cfg = small_config();
+    cfg.attn_mask_type = nn::AttnMaskType::Padding;
+    if (recompute) {
+      cfg.recompute_granularity = nn::RecomputeGranularity::Full;
+      cfg.recompute_method = nn::RecomputeMethod::Uniform;
+      cfg.recompute_num_layers = 1;
+    }
+    auto reg = make_registry();
+    nn::TransformerBlock block(reg, "encoder", cfg, 0, 2, /*with_final_layernorm=*/true);
+    mhtest::randomize(reg, 5);
+    const at::Tensor out = block.forward(x, at::Tensor(), /*training=*/true, keep);
+    out.pow(2).sum().backward();
+    outs.push_back(out.detach());
+    grads.push_back(reg.find("encoder.layers.0.self_attention.linear_qkv.weight")->grad.clone());
+  }
+  EXPECT_LT(max_abs_diff(outs[1], outs[0]), 1e-6);
+  EXPECT_LT(max_abs_diff(grads[1], grads[0]), 1e-5);
+  EXPECT_GT(grads[0].abs().max().item<double>(), 0.0);
 }
