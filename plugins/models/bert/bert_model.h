@@ -23,9 +23,7 @@
 
 #include "bert_config.h"
 #include "megahost/sdk/model_pipeline.h"
-#include "megahost/sdk/nn/attention.h"
 #include "megahost/sdk/nn/embedding.h"
-#include "megahost/sdk/nn/mlp.h"
 #include "megahost/sdk/nn/norm.h"
 #include "megahost/sdk/nn/params.h"
 #include "megahost/sdk/nn/transformer.h"
