@@ -46,12 +46,6 @@ CudaGraphConfig parse_cuda_graph(const Config& cfg, double hidden_dropout, doubl
   return c;
 }
 
-void refuse_full_iteration(const Config& cfg, const CudaGraphConfig& graph, const std::string& why) {
-  if (graph.full_iteration)
-    throw cfg.error("cuda_graph_impl", str_cat("cuda_graph_impl = \"full_iteration\": ", why),
-                    "set cuda_graph_impl = \"none\" (graphs are built for gpt)");
-}
-
 void check_cuda_graph(const Config& cfg, const CudaGraphConfig& graph, const at::Device& device, bool whole_model,
                       const parallel::ParallelContext* parallel) {
   if (!graph.full_iteration) return;

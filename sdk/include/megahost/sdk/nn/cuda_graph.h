@@ -63,9 +63,6 @@ inline constexpr const char* kCudaGraphWarmupDoc = "full_iteration: eager micro-
 // Reads cuda_graph_impl / cuda_graph_warmup_steps; throws the config error naming the key (per-layer
 // graphs, an unknown value, warm-up < 1, full_iteration with dropout under activation recompute).
 CudaGraphConfig parse_cuda_graph(const Config& cfg, double hidden_dropout, double attention_dropout, bool recompute);
-// For a model whose forward cannot be recorded: throws when full_iteration was asked for, with
-// `why` (what in the model has a data-dependent shape or a host wait).
-void refuse_full_iteration(const Config& cfg, const CudaGraphConfig& graph, const std::string& why);
 // full_iteration against where the model runs: a CUDA device, the whole model (no pipeline
 // stage), no tensor or context parallelism (parallel: null or single).
 void check_cuda_graph(const Config& cfg, const CudaGraphConfig& graph, const at::Device& device, bool whole_model,
