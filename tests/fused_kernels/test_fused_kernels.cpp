@@ -175,6 +175,7 @@ TEST(FusedReference, AddDropoutNormMatchesFloat64WithItsMask) {
 TEST(FusedReference, NotAvailableOnCpuTensors) {
   EXPECT_FALSE(fused::available(at::ones({2})));
   if (!fused::built_with_cuda()) EXPECT_FALSE(fused::available(at::ones({2}, at::kBFloat16)));
+  EXPECT_FALSE(fused::dropout_in_norm(at::ones({2, 1024}, at::kBFloat16)));  // the CPU: libtorch's dropout
 }
 
 // ---- GPU: kernels against float64 ----
@@ -182,9 +183,10 @@ TEST(FusedReference, NotAvailableOnCpuTensors) {
 TEST(FusedKernelsGpu, AddNormAndNorm) {
   SKIP_WITHOUT_GPU();
   for (const Case& c : gpu_cases()) {
-    // h: one 16-byte vector per thread; several (float32 5120: a partly filled last strip); not
-    // a whole number of vectors (the scalar kernels)
-    for (int64_t h : {1024, 2048, 4096, 5120, 1020})
+    // h: one 16-byte vector per thread of 128; several; blocks of other sizes (768: 96 threads in
+    // bf16, 2560: 160 x 2, 5120: 160 x 4; 12288: 384 x 4 in bf16, past the shared-memory kernels,
+    // the libtorch reference in float32); not a whole number of vectors (the scalar kernels)
+    for (int64_t h : {1024, 2048, 4096, 768, 2560, 5120, 12288, 1020})
     for (bool rms : {false, true})
     for (bool with_x_bias : {false, true}) {  // with: the sub-layer's skipped output bias joins the add
       SCOPED_TRACE(std::string(c10::toString(c.dtype)) + (rms ? " RMSNorm" : " LayerNorm") + " h " +
@@ -222,15 +224,18 @@ TEST(FusedKernelsGpu, AddNormAndNorm) {
   }
 }
 
-// On CUDA h 1024 and 2048 run the fused kernel; 1020 is no whole strip of it, so the reference
-// (libtorch's dropout) runs there, under the same contract.
+// On CUDA the mask is drawn inside the norm's kernel for h 1024, 2048 (128-thread blocks), 768,
+// 2560, 5120 (blocks of 96-320 threads) and 12288 in bf16; 1020 is no whole number of vectors, so
+// libtorch's dropout runs there (and at 12288 in float32), under the same contract.
 TEST(FusedKernelsGpu, AddDropoutNormMatchesFloat64WithItsMask) {
   SKIP_WITHOUT_GPU();
   for (const Case& c : gpu_cases())
-    for (int64_t h : {1024, 2048, 1020})
+    for (int64_t h : {1024, 2048, 768, 2560, 5120, 12288, 1020})
       for (bool rms : {false, true}) {
         SCOPED_TRACE(std::string(c10::toString(c.dtype)) + (rms ? " RMSNorm" : " LayerNorm") + " h " +
                      std::to_string(h));
+        const bool in_kernel = h != 1020 && !(c.dtype == at::kFloat && h == 12288);
+        EXPECT_EQ(fused::dropout_in_norm(at::empty({2, h}, cuda(c.dtype))), in_kernel);
         check_add_dropout_norm(cuda(c.dtype), c.bound, h, h == 2048 ? 677 : 379, rms);
       }
 }

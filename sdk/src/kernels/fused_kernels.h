@@ -36,6 +36,9 @@ struct NormDropout {
 };
 int64_t norm_dropout_vector(int dtype);             // elements per mask byte: 16 / sizeof(element)
 bool norm_dropout_supported(int dtype, int64_t h);  // h fills whole 16-byte strips of the register kernels
+// Whether norm_forward / norm_backward take rows of h at all (with 16-byte aligned rows when
+// h % (16 / sizeof(element)) == 0): false past ~12K in float32 or an odd h past ~4K.
+bool norm_supported(int dtype, int64_t h);
 
 // LayerNorm / RMSNorm over the last dim of [rows, h] with the residual add folded in:
 //   sum = x (+ x_bias) + residual (x_bias [h] may be null; residual may be null: sum = x (+ x_bias)),

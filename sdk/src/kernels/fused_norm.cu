@@ -1,7 +1,7 @@
 // megahost SDK — LayerNorm / RMSNorm with the residual add folded in (see fused_kernels.h).
 // One block per row in the forward: the row in registers where h is 1, 2 or 4 vectors per thread
-// of a 128-thread block, else kept in shared memory as float32 (the variance is an exact second
-// pass either way); the backward walks rows in a grid-stride loop so each block sums its
+// of a block of 64-512 threads, else kept in shared memory as float32 (the variance is an exact
+// second pass either way); the backward walks rows in a grid-stride loop so each block sums its
 // columns' weight/bias gradients privately (no atomics), the caller adds the blocks up.
 #include "fused_common.cuh"
 #include "fused_kernels.h"
@@ -189,11 +189,14 @@ __global__ void mh_norm_forward_vec_kernel(const T* __restrict__ x, const T* __r
   }
 }
 
-// The forward with the row in registers: kThreadsPerRow threads, each S 16-byte vectors of the
-// row (h == S * kThreadsPerRow * V exactly). Every load of the row is issued before the first
-// reduction, and small blocks keep many rows in flight per SM (the shared-memory kernel above
-// holds one vector per thread and a 256-thread barrier per reduction).
+// The forward with the row in registers: each thread holds S 16-byte vectors of the row
+// (h == S * threads * V exactly). Every load of the row is issued before the first reduction, and
+// small blocks keep many rows in flight per SM (the shared-memory kernel above holds one vector
+// per thread and a 256-thread barrier per reduction). kBlock = kThreadsPerRow: the 128-thread
+// blocks of h = 1024, 2048, 4096 (bf16), the shapes tuned on the H200; kBlock = kAnyThreads: any
+// multiple of 32 up to 512 threads per row (forward_shape), for the other hidden sizes.
 constexpr int kThreadsPerRow = 128;
+constexpr int kAnyThreads = 512;
 
 // The generator's (seed, offset) as this launch sees them: inside a CUDA graph read from device
 // memory at run time (each replay's own), else the values the launch was queued with.
@@ -231,13 +234,14 @@ __host__ __device__ __forceinline__ uint32_t dropout_threshold(float p) {
 }
 
 // kDrop: sum = residual + keep * scale * (x + x_bias) (NormDropout), the keep bits stored.
-template <typename T, bool kRms, int S, bool kDrop = false>
-__global__ void __launch_bounds__(kThreadsPerRow)
+template <typename T, bool kRms, int S, bool kDrop = false, int kBlock = kThreadsPerRow>
+__global__ void __launch_bounds__(kBlock)
     mh_norm_forward_reg_kernel(const T* __restrict__ x, const T* __restrict__ x_bias, const T* __restrict__ residual,
                                const T* __restrict__ weight, const T* __restrict__ bias, T* __restrict__ y,
                                T* __restrict__ sum_out, float* __restrict__ mean_out, float* __restrict__ rstd_out,
                                int64_t h, float eps, NormDropout drop) {
   constexpr int V = Vec<T>::kSize;
+  const int threads = kBlock == kThreadsPerRow ? kThreadsPerRow : static_cast<int>(blockDim.x);
   __shared__ float scratch[32];
   const int64_t row = static_cast<int64_t>(blockIdx.x) * h;
   uint64_t seed = 0, offset = 0;
@@ -249,7 +253,7 @@ __global__ void __launch_bounds__(kThreadsPerRow)
   Vec<T> xv[S], rv[S];
 #pragma unroll
   for (int s = 0; s < S; ++s) {
-    const int64_t c = (static_cast<int64_t>(s) * kThreadsPerRow + threadIdx.x) * V;
+    const int64_t c = (static_cast<int64_t>(s) * threads + threadIdx.x) * V;
     xv[s] = load_vec(x + row + c);
     if (residual != nullptr) rv[s] = load_vec(residual + row + c);
   }
@@ -257,7 +261,7 @@ __global__ void __launch_bounds__(kThreadsPerRow)
   float local = 0.0f;
 #pragma unroll
   for (int s = 0; s < S; ++s) {
-    const int64_t c = (static_cast<int64_t>(s) * kThreadsPerRow + threadIdx.x) * V;
+    const int64_t c = (static_cast<int64_t>(s) * threads + threadIdx.x) * V;
     Vec<T> xbv;
     if (x_bias != nullptr) xbv = load_vec(x_bias + c);
     uint32_t keep = 0;
@@ -290,7 +294,7 @@ __global__ void __launch_bounds__(kThreadsPerRow)
   const float rstd = rsqrtf(block_sum(sq, scratch) / static_cast<float>(h) + eps);
 #pragma unroll
   for (int s = 0; s < S; ++s) {
-    const int64_t c = (static_cast<int64_t>(s) * kThreadsPerRow + threadIdx.x) * V;
+    const int64_t c = (static_cast<int64_t>(s) * threads + threadIdx.x) * V;
     store_normalized<T, kRms>(y + row + c, weight + c, bias == nullptr ? nullptr : bias + c, v[s], mean, rstd);
   }
   if (threadIdx.x == 0) {
@@ -445,18 +449,49 @@ bool previous_norm_kernels() {
 template <typename T>
 using ForwardRegKernel = void (*)(const T*, const T*, const T*, const T*, const T*, T*, T*, float*, float*, int64_t,
                                   float, NormDropout);
-template <typename T, int S>
-ForwardRegKernel<T> forward_reg_kernel(bool rms, bool drop) {
-  if (drop) return rms ? mh_norm_forward_reg_kernel<T, true, S, true> : mh_norm_forward_reg_kernel<T, false, S, true>;
-  return rms ? mh_norm_forward_reg_kernel<T, true, S> : mh_norm_forward_reg_kernel<T, false, S>;
+template <typename T, int S, int kBlock>
+ForwardRegKernel<T> forward_reg_kernel_b(bool rms, bool drop) {
+  if (drop)
+    return rms ? mh_norm_forward_reg_kernel<T, true, S, true, kBlock> : mh_norm_forward_reg_kernel<T, false, S, true, kBlock>;
+  return rms ? mh_norm_forward_reg_kernel<T, true, S, false, kBlock> : mh_norm_forward_reg_kernel<T, false, S, false, kBlock>;
 }
 
-// The register kernels' strips per thread when h fills them exactly (1, 2 or 4), else 0.
+// A register kernel's row layout: `threads` per row, each `strips` 16-byte vectors; {0, 0} when
+// h is no such whole layout (then the shared-memory kernels run).
+struct RowShape {
+  int threads = 0;
+  int64_t strips = 0;
+};
+
+// The forward's layout: 128 threads x 1, 2 or 4 vectors where h fills them (the tuned shapes),
+// else the most vectors per thread (4, 2, 1) that leave a multiple of 32 threads in [64, 512]
+// (GPT-3's 768 -> 96 x 1, 2560 -> 160 x 2, 5120 -> 160 x 4, 12288 -> 384 x 4 in bf16).
 template <typename T>
-int64_t exact_forward_strips(int64_t h) {
-  const int64_t strip = static_cast<int64_t>(kThreadsPerRow) * Vec<T>::kSize;
-  const int64_t strips = h / strip;
-  return (strips == 1 || strips == 2 || strips == 4) && h == strips * strip ? strips : 0;
+RowShape forward_shape(int64_t h) {
+  constexpr int V = Vec<T>::kSize;
+  if (h <= 0 || h % V != 0) return {};
+  const int64_t vectors = h / V;
+  if (vectors % kThreadsPerRow == 0) {
+    const int64_t s = vectors / kThreadsPerRow;
+    if (s == 1 || s == 2 || s == 4) return {kThreadsPerRow, s};
+  }
+  for (const int64_t s : {4, 2, 1}) {
+    if (vectors % s != 0) continue;
+    const int64_t t = vectors / s;
+    if (t % 32 == 0 && t >= 64 && t <= kAnyThreads) return {static_cast<int>(t), s};
+  }
+  return {};
+}
+
+template <typename T>
+ForwardRegKernel<T> forward_reg_kernel(RowShape shape, bool rms, bool drop) {
+  const bool tuned = shape.threads == kThreadsPerRow;
+  switch (shape.strips) {
+    case 1: return tuned ? forward_reg_kernel_b<T, 1, kThreadsPerRow>(rms, drop) : forward_reg_kernel_b<T, 1, kAnyThreads>(rms, drop);
+    case 2: return tuned ? forward_reg_kernel_b<T, 2, kThreadsPerRow>(rms, drop) : forward_reg_kernel_b<T, 2, kAnyThreads>(rms, drop);
+    case 4: return tuned ? forward_reg_kernel_b<T, 4, kThreadsPerRow>(rms, drop) : forward_reg_kernel_b<T, 4, kAnyThreads>(rms, drop);
+    default: return nullptr;
+  }
 }
 
 }  // namespace
@@ -464,22 +499,19 @@ int64_t exact_forward_strips(int64_t h) {
 int norm_forward(int dtype, bool rms, const void* x, const void* x_bias, const void* residual, const void* weight,
                  const void* bias, void* y, void* sum_out, float* mean, float* rstd, int64_t rows, int64_t h, float eps,
                  void* stream, const NormDropout* dropout) {
-  const size_t smem = (static_cast<size_t>(h) + 32) * sizeof(float);
-  if (smem > 48 * 1024) return static_cast<int>(cudaErrorInvalidValue);  // h > 12,256: not needed yet
+  const size_t smem = (static_cast<size_t>(h) + 32) * sizeof(float);  // the scalar kernel's row
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     constexpr int V = Vec<T>::kSize;
     const int threads = vec_threads(h, V);
     const int64_t slots = vec_slots(h, V, threads);
     const size_t smem_vec = (static_cast<size_t>(slots) + 32) * sizeof(float);
-    const int64_t strips = exact_forward_strips<T>(h);
+    const RowShape shape = forward_shape<T>(h);
     const bool drop = dropout != nullptr;
-    auto* kr = strips == 1 ? forward_reg_kernel<T, 1>(rms, drop)
-             : strips == 2 ? forward_reg_kernel<T, 2>(rms, drop)
-             : strips == 4 ? forward_reg_kernel<T, 4>(rms, drop) : nullptr;
+    auto* kr = forward_reg_kernel<T>(shape, rms, drop);
     const bool vectors_ok = vec_ok<T>(h, {x, x_bias, residual, weight, bias, y, sum_out});
     if (kr != nullptr && vectors_ok && (drop || !previous_norm_kernels())) {
-      kr<<<static_cast<unsigned>(rows), kThreadsPerRow, 0, as_stream(stream)>>>(
+      kr<<<static_cast<unsigned>(rows), shape.threads, 0, as_stream(stream)>>>(
           static_cast<const T*>(x), static_cast<const T*>(x_bias), static_cast<const T*>(residual),
           static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<T*>(y), static_cast<T*>(sum_out),
           mean, rstd, h, eps, drop ? *dropout : NormDropout{});
@@ -494,6 +526,7 @@ int norm_forward(int dtype, bool rms, const void* x, const void* x_bias, const v
           mean, rstd, h, slots, eps);
       return cudaSuccess;
     }
+    if (smem > 48 * 1024) return cudaErrorInvalidValue;  // h > 12,256 off the register kernels: norm_supported
     auto* k = rms ? mh_norm_forward_kernel<T, true> : mh_norm_forward_kernel<T, false>;
     k<<<static_cast<unsigned>(rows), kThreads, smem, as_stream(stream)>>>(
         static_cast<const T*>(x), static_cast<const T*>(x_bias), static_cast<const T*>(residual),
@@ -553,6 +586,20 @@ bool backward_exact(int64_t h, int threads, int64_t strips) {
   return h == strips * threads * Vec<T>::kSize;
 }
 
+// The backward's threads per row: one 16-byte vector each up to 512 (vec_threads); a wider row
+// splits into 2 or 4 vectors per thread where that leaves a whole multiple of 32 threads, so it is
+// exact (5120 -> 320 x 2, 6144 -> 384 x 2, 12288 -> 384 x 4 in bf16) rather than 512 threads with
+// a partly filled last strip.
+template <typename T>
+int backward_threads(int64_t h) {
+  constexpr int V = Vec<T>::kSize;
+  const int64_t vectors = h / V;
+  if (h % V == 0 && vectors > 512)
+    for (const int64_t s : {2, 4})
+      if (vectors % s == 0 && (vectors / s) % 32 == 0 && vectors / s <= 512) return static_cast<int>(vectors / s);
+  return vec_threads(h, V);
+}
+
 template <typename T>
 int64_t backward_strips(int64_t h, int threads) {
   return vec_slots(h, Vec<T>::kSize, threads) / (static_cast<int64_t>(threads) * Vec<T>::kSize);
@@ -563,7 +610,7 @@ int64_t backward_strips(int64_t h, int threads) {
 // h = 2048 on the H200) and the per-block partial sums stay few.
 template <typename T>
 int64_t resident_blocks(bool rms, int64_t h, bool x_bias) {
-  const int threads = vec_threads(h, Vec<T>::kSize);
+  const int threads = backward_threads<T>(h);
   const int64_t strips = backward_strips<T>(h, threads);
   auto* kr = backward_reg_kernel<T>(rms, strips, x_bias, backward_exact<T>(h, threads, strips));
   int per_sm = 0, device = 0, sms = 0;
@@ -595,7 +642,7 @@ int norm_backward(int dtype, bool rms, const void* dy, const void* dsum, const v
   const unsigned blocks = static_cast<unsigned>(blocks_in);
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    const int threads = vec_threads(h, Vec<T>::kSize);
+    const int threads = backward_threads<T>(h);
     const int64_t strips = backward_strips<T>(h, threads);
     if (dropout != nullptr) {
       // The mask bytes are indexed by vector (row * h + column) / V, whatever thread reads them.
@@ -631,11 +678,26 @@ int norm_backward(int dtype, bool rms, const void* dy, const void* dsum, const v
 
 int64_t norm_dropout_vector(int dtype) { return dtype == kF32 ? 4 : 8; }
 
+bool norm_supported(int dtype, int64_t h) {
+  auto fits = [h](auto tag) {
+    using T = decltype(tag);
+    constexpr size_t kSmem = 48 * 1024;
+    const bool forward = forward_shape<T>(h).threads != 0 || (static_cast<size_t>(h) + 32) * sizeof(float) <= kSmem;
+    const bool backward_vec = h % Vec<T>::kSize == 0 && backward_strips<T>(h, backward_threads<T>(h)) <= 4;
+    const bool backward = backward_vec || (3 * static_cast<size_t>(h) + 32) * sizeof(float) <= kSmem;
+    return h > 0 && forward && backward;
+  };
+  if (dtype == kF32) return fits(float{});
+  if (dtype == kBF16) return fits(__nv_bfloat16{});
+  if (dtype == kF16) return fits(__half{});
+  return false;
+}
+
 bool norm_dropout_supported(int dtype, int64_t h) {
   auto both_exact = [h](auto tag) {
     using T = decltype(tag);
-    const int threads = vec_threads(h, Vec<T>::kSize);
-    return exact_forward_strips<T>(h) != 0 && backward_exact<T>(h, threads, backward_strips<T>(h, threads));
+    const int threads = backward_threads<T>(h);
+    return forward_shape<T>(h).threads != 0 && backward_exact<T>(h, threads, backward_strips<T>(h, threads));
   };
   if (dtype == kF32) return both_exact(float{});
   if (dtype == kBF16) return both_exact(__nv_bfloat16{});

@@ -620,10 +620,29 @@ at::Tensor embedding_sbh(const at::Tensor& word, const at::Tensor& ids, const at
   return reference::embedding_sbh(word, ids, pos, pos_ids);
 }
 
+#if defined(MH_SDK_WITH_CUDA)
+namespace {
+// The norm kernels take rows of x's hidden size (GPT-3 175B's 12288 in bf16: yes; in float32 the
+// libtorch reference runs).
+bool norm_kernels_take(const at::Tensor& x) {
+  return available(x) && x.dim() > 0 && kernels::norm_supported(dtype_code(x), x.size(-1));
+}
+}  // namespace
+#endif
+
+bool dropout_in_norm(const at::Tensor& x) {
+#if defined(MH_SDK_WITH_CUDA)
+  return norm_kernels_take(x) && kernels::norm_dropout_supported(dtype_code(x), x.size(-1));
+#else
+  (void)x;
+  return false;
+#endif
+}
+
 std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
                                            const at::Tensor& bias, double eps, bool rms, const at::Tensor& x_bias) {
 #if defined(MH_SDK_WITH_CUDA)
-  if (available(x) && x.sizes() == residual.sizes() && x.scalar_type() == residual.scalar_type() &&
+  if (norm_kernels_take(x) && x.sizes() == residual.sizes() && x.scalar_type() == residual.scalar_type() &&
       x.scalar_type() == weight.scalar_type() &&
       (!x_bias.defined() || (x_bias.scalar_type() == x.scalar_type() && x_bias.numel() == x.size(-1)))) {
     auto out = AddNormFn::apply(x, or_empty(x_bias, x), residual, weight,
@@ -640,17 +659,16 @@ std::pair<at::Tensor, at::Tensor> add_dropout_norm(const at::Tensor& x, const at
   if (p <= 0.0) return add_norm(x, residual, weight, bias, eps, rms, x_bias);
   MH_CHECK(p < 1.0, MH_ERR_INVALID_ARG, "add_dropout_norm: dropout probability ", p, " must be below 1");
 #if defined(MH_SDK_WITH_CUDA)
-  if (available(x) && x.sizes() == residual.sizes() && x.scalar_type() == residual.scalar_type() &&
-      x.scalar_type() == weight.scalar_type() && x.dim() > 0 &&
-      kernels::norm_dropout_supported(dtype_code(x), x.size(-1)) &&
+  if (dropout_in_norm(x) && x.sizes() == residual.sizes() && x.scalar_type() == residual.scalar_type() &&
+      x.scalar_type() == weight.scalar_type() &&
       (!x_bias.defined() || (x_bias.scalar_type() == x.scalar_type() && x_bias.numel() == x.size(-1)))) {
     auto out = AddDropoutNormFn::apply(x, or_empty(x_bias, x), residual, weight,
                                        rms ? or_empty({}, weight) : or_empty(bias, weight), eps, rms, p);
     return {out[0], out[1]};
   }
-  // A hidden size the register kernels do not fill exactly (T5's 768): libtorch's dropout on the
+  // A hidden size the register kernels do not fill exactly (1020): libtorch's dropout on the
   // thread's generator, then the fused add + norm (not the reference's separate add and norm).
-  if (available(x)) {
+  if (norm_kernels_take(x)) {
     const at::Tensor dropped = parallel::replicated_dropout(x_bias.defined() ? x + x_bias : x, p, /*training=*/true);
     return add_norm(dropped, residual, weight, bias, eps, rms);
   }
@@ -662,7 +680,7 @@ std::pair<at::Tensor, at::Tensor> norm_passthrough(const at::Tensor& x, const at
                                                    const at::Tensor& bias, double eps, bool rms,
                                                    const at::Tensor& x_bias) {
 #if defined(MH_SDK_WITH_CUDA)
-  if (available(x) && x.scalar_type() == weight.scalar_type() &&
+  if (norm_kernels_take(x) && x.scalar_type() == weight.scalar_type() &&
       (!x_bias.defined() || (x_bias.scalar_type() == x.scalar_type() && x_bias.numel() == x.size(-1)))) {
     auto out = NormPassFn::apply(x, or_empty(x_bias, x), weight, rms ? or_empty({}, weight) : or_empty(bias, weight),
                                  eps, rms);
@@ -674,7 +692,7 @@ std::pair<at::Tensor, at::Tensor> norm_passthrough(const at::Tensor& x, const at
 
 at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms) {
 #if defined(MH_SDK_WITH_CUDA)
-  if (available(x) && x.scalar_type() == weight.scalar_type())
+  if (norm_kernels_take(x) && x.scalar_type() == weight.scalar_type())
     return NormFn::apply(x, weight, rms ? or_empty({}, weight) : or_empty(bias, weight), eps, rms);
 #endif
   return reference::norm(x, weight, bias, eps, rms);

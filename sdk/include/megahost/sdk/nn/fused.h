@@ -46,11 +46,15 @@ std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const at::Tensor
 // (y, residual + dropout(x + x_bias, p)). CUDA: one pass that draws the mask from the CUDA
 // generator's Philox stream (graph-safe) and keeps it as one bit per element for the backward
 // pass, which yields x's gradient beside the residual's. For shapes the register kernels do not
-// cover (h other than 1, 2 or 4 strips of 128 vectors) libtorch's dropout, then the fused
-// add_norm; off CUDA the reference (libtorch's dropout, add and norm).
+// cover (dropout_in_norm false: h not a whole number of 16-byte vectors for 64-512 threads x 1, 2
+// or 4 each) libtorch's dropout, then the fused add_norm; off CUDA the reference (libtorch's
+// dropout, add and norm).
 std::pair<at::Tensor, at::Tensor> add_dropout_norm(const at::Tensor& x, const at::Tensor& residual,
                                                    const at::Tensor& weight, const at::Tensor& bias, double eps,
                                                    bool rms, const at::Tensor& x_bias, double p);
+// Whether add_dropout_norm draws x's mask inside the norm's kernel (x's device, dtype and hidden
+// size x.size(-1): bf16 768, 1024, 1536, 2048, 2560, 4096, 5120, 8192, 12288, ... on CUDA).
+bool dropout_in_norm(const at::Tensor& x);
 at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, bool rms);
 // (norm(x), x') where x' equals x and is what x's other use (the residual stream) must take: the
 // backward then adds that use's gradient inside the norm's pass. x_bias [h] (may be undefined): a
