@@ -24,7 +24,7 @@ CrossAttention::CrossAttention(sdk::nn::ParamRegistry& reg, const std::string& p
       head_dim_(cfg.kv_channels) {}
 
 at::Tensor CrossAttention::forward(const at::Tensor& x, const at::Tensor& memory, const at::Tensor& memory_keep,
-                                   double attention_dropout) const {
+                                   double attention_dropout, bool skip_bias) const {
   const at::Tensor q_all = linear_q.forward(x);        // [sd, b, np/tp * hn]
   const at::Tensor kv_all = linear_kv.forward(memory);  // [se, b, np/tp * 2hn]
   const int64_t heads = q_all.size(2) / head_dim_;
@@ -33,7 +33,7 @@ at::Tensor CrossAttention::forward(const at::Tensor& x, const at::Tensor& memory
   const at::Tensor k = kv.narrow(3, 0, head_dim_), v = kv.narrow(3, head_dim_, head_dim_);  // [se, b, np/tp, hn]
   const at::Tensor context =
       sdk::nn::padded_dot_product_attention(q, k, v, memory_keep, /*causal=*/false, attention_dropout);
-  return linear_proj.forward(context);  // [sd, b, h]
+  return linear_proj.forward(context, skip_bias);  // [sd, b, h]
 }
 
 DecoderLayer::DecoderLayer(sdk::nn::ParamRegistry& reg, const std::string& prefix, const sdk::nn::TransformerConfig& cfg)
@@ -52,15 +52,30 @@ DecoderLayer::DecoderLayer(sdk::nn::ParamRegistry& reg, const std::string& prefi
 
 at::Tensor DecoderLayer::forward(const at::Tensor& x, const at::Tensor& keep, const at::Tensor& memory,
                                  const at::Tensor& memory_keep, bool training) const {
+  return forward_deferred({x, at::Tensor(), at::Tensor()}, keep, memory, memory_keep, training).materialize();
+}
+
+sdk::nn::DeferredResidual DecoderLayer::forward_deferred(const sdk::nn::DeferredResidual& in, const at::Tensor& keep,
+                                                         const at::Tensor& memory, const at::Tensor& memory_keep,
+                                                         bool training) const {
   const double p = training ? hidden_dropout_ : 0.0, pa = training ? attention_dropout_ : 0.0;
+  const auto [normed_in, x] = in.norm_with(input_layernorm);  // the previous layer's last add, fused
+  // Each sub-layer's hidden dropout and output bias join the next norm's add (on CUDA).
+  const sdk::nn::HiddenDropoutPlan plan = sdk::nn::plan_hidden_dropout(p, normed_in);
+  auto deferred = [&](const at::Tensor& residual, const at::Tensor& out, const at::Tensor& bias) {
+    const at::Tensor delta = plan.in_norm ? out : sdk::parallel::hidden_dropout(out, p, training, parallel_.get());
+    return sdk::nn::DeferredResidual{residual, delta, plan.fold_bias ? bias : at::Tensor(), at::Tensor(),
+                                     plan.norm_p, parallel_};
+  };
   at::Tensor q, k, v;  // [sd, b, np/tp, hn]: this rank's heads
-  self_attention.query_key_value(input_layernorm.forward(x), &q, &k, &v);
+  self_attention.query_key_value(normed_in, &q, &k, &v);
   const at::Tensor context = sdk::nn::padded_dot_product_attention(q, k, v, keep, /*causal=*/true, pa);
-  at::Tensor h = x + sdk::parallel::hidden_dropout(self_attention.linear_proj.forward(context), p, training,
-                                                   parallel_.get());
-  const at::Tensor cross = cross_attention.forward(pre_cross_attn_layernorm.forward(h), memory, memory_keep, pa);
-  h = h + sdk::parallel::hidden_dropout(cross, p, training, parallel_.get());
-  return h + sdk::parallel::hidden_dropout(mlp.forward(pre_mlp_layernorm.forward(h)), p, training, parallel_.get());
+  const at::Tensor attn = self_attention.linear_proj.forward(context, plan.fold_bias);  // [sd, b, h]
+  const auto [normed_c, h] =
+      deferred(x, attn, self_attention.linear_proj.bias).norm_with(pre_cross_attn_layernorm);
+  const at::Tensor cross = cross_attention.forward(normed_c, memory, memory_keep, pa, plan.fold_bias);
+  const auto [normed_m, h2] = deferred(h, cross, cross_attention.linear_proj.bias).norm_with(pre_mlp_layernorm);
+  return deferred(h2, mlp.forward(normed_m, plan.fold_bias), mlp.linear_fc2.bias);
 }
 
 T5Model::T5Model(const T5Config& cfg, at::Device device, at::ScalarType param_dtype, uint64_t init_seed)
@@ -103,8 +118,9 @@ at::Tensor T5Model::decode(const at::Tensor& text_dec, const at::Tensor& dec_mas
                            const at::Tensor& enc_mask, bool training) const {
   at::Tensor x = embed(text_dec, training);  // [sd, b, h]
   const at::Tensor keep = dec_mask.to(at::kBool), memory_keep = enc_mask.to(at::kBool);
-  for (const auto& layer : decoder_) x = layer->forward(x, keep, memory, memory_keep, training);
-  return decoder_final_layernorm_->forward(x);
+  sdk::nn::DeferredResidual state{x, at::Tensor(), at::Tensor()};
+  for (const auto& layer : decoder_) state = layer->forward_deferred(state, keep, memory, memory_keep, training);
+  return state.norm_with(*decoder_final_layernorm_).first;  // the last layer's add inside the final norm
 }
 
 at::Tensor T5Model::lm_logits(const at::Tensor& hidden) const {

@@ -34,9 +34,10 @@ namespace megahost::t5 {
 class CrossAttention {
  public:
   CrossAttention(sdk::nn::ParamRegistry& reg, const std::string& prefix, const sdk::nn::TransformerConfig& cfg);
-  // x [sd, b, h], memory [se, b, h], memory_keep [b, se] bool -> [sd, b, h] (reduced over TP)
+  // x [sd, b, h], memory [se, b, h], memory_keep [b, se] bool -> [sd, b, h] (reduced over TP);
+  // skip_bias: linear_proj's bias left to the caller (the next fused add + norm).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& memory, const at::Tensor& memory_keep,
-                     double attention_dropout) const;
+                     double attention_dropout, bool skip_bias = false) const;
 
   sdk::nn::ColumnParallelLinear linear_q, linear_kv;
   sdk::nn::RowParallelLinear linear_proj;
@@ -48,6 +49,8 @@ class CrossAttention {
 // One decoder layer: causal self-attention over the real decoder tokens, cross-attention to the
 // encoder output, MLP (each pre-norm, with its hidden dropout). Attention through
 // sdk::nn::padded_dot_product_attention. (The encoder's layers are the SDK's TransformerLayer.)
+// As the SDK's layers, each residual add (with its hidden dropout and the sub-layer's output bias)
+// is left to the next norm's fused pass: forward_deferred.
 class DecoderLayer {
  public:
   DecoderLayer(sdk::nn::ParamRegistry& reg, const std::string& prefix, const sdk::nn::TransformerConfig& cfg);
@@ -55,6 +58,11 @@ class DecoderLayer {
   // -> [sd, b, h]
   at::Tensor forward(const at::Tensor& x, const at::Tensor& keep, const at::Tensor& memory,
                      const at::Tensor& memory_keep, bool training) const;
+  // The same with the layer's last add (after the MLP) not done: the next layer's input norm or
+  // the decoder's final norm does it.
+  sdk::nn::DeferredResidual forward_deferred(const sdk::nn::DeferredResidual& in, const at::Tensor& keep,
+                                             const at::Tensor& memory, const at::Tensor& memory_keep,
+                                             bool training) const;
 
   sdk::nn::Norm input_layernorm;
   sdk::nn::SelfAttention self_attention;

@@ -44,6 +44,15 @@ at::Tensor DeferredResidual::materialize() const {
   return residual + (delta_dropout > 0.0 ? parallel::hidden_dropout(out, delta_dropout, true, parallel.get()) : out);
 }
 
+std::pair<at::Tensor, at::Tensor> DeferredResidual::norm_with(const Norm& norm) const {
+  if (delta.defined()) {
+    const auto dropout_generator = hidden_dropout_generator(delta_dropout, parallel.get(), delta.device());
+    return norm.forward_add(delta, residual, delta_bias, delta_dropout);
+  }
+  if (added_bias.defined()) return norm.forward_passthrough(residual, added_bias);
+  return {norm.forward(residual), residual};
+}
+
 std::optional<parallel::ScopedDefaultGenerator> hidden_dropout_generator(double p,
                                                                         const parallel::ParallelContext* parallel,
                                                                         const at::Device& device) {
@@ -64,6 +73,15 @@ bool fused_dropout_enabled() {
 }
 }  // namespace
 
+HiddenDropoutPlan plan_hidden_dropout(double p, const at::Tensor& activation) {
+  HiddenDropoutPlan plan;
+  const bool fused = fused::available(activation);
+  plan.in_norm = p > 0.0 && fused && fused_dropout_enabled();
+  plan.fold_bias = (p == 0.0 || plan.in_norm) && fused;
+  plan.norm_p = plan.in_norm ? p : 0.0;
+  return plan;
+}
+
 at::Tensor TransformerLayer::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training,
                                      const at::Tensor& key_padding) const {
   return forward_deferred({x, at::Tensor(), at::Tensor()}, rotary_freqs, training, key_padding).materialize();
@@ -76,15 +94,10 @@ DeferredResidual TransformerLayer::forward_deferred(const DeferredResidual& in, 
   // gradient add for it in backward either).
   const bool fold_residual = p == 0.0 && residual_in_products_ && fused::available(in.residual);
   at::Tensor x, normed_in;
-  if (in.delta.defined()) {
-    const auto dropout_generator = hidden_dropout_generator(in.delta_dropout, in.parallel.get(), in.delta.device());
-    std::tie(normed_in, x) = input_layernorm.forward_add(in.delta, in.residual, in.delta_bias, in.delta_dropout);
-  } else if (fold_residual || in.added_bias.defined()) {
+  if (fold_residual && !in.delta.defined())
     std::tie(normed_in, x) = input_layernorm.forward_passthrough(in.residual, in.added_bias);
-  } else {
-    x = in.residual;
-    normed_in = input_layernorm.forward(x);
-  }
+  else
+    std::tie(normed_in, x) = in.norm_with(input_layernorm);
   if (fold_residual) {
     // The residual adds inside linear_proj's and linear_fc2's products (beta = 1 over the stream,
     // their biases in the epilogue), each norm reading the finished stream once: the norms'
@@ -100,23 +113,19 @@ DeferredResidual TransformerLayer::forward_deferred(const DeferredResidual& in, 
   // joins that pass too (fused::add_dropout_norm: the mask drawn there, one bit per element kept);
   // under sequence parallelism each TP rank draws its slice of s from its own generator
   // (hidden_dropout_generator).
-  const bool dropout_in_norm = p > 0.0 && fused::available(normed_in) && fused_dropout_enabled();
-  const bool fold_bias = (p == 0.0 || dropout_in_norm) && fused::available(normed_in);
-  const double norm_dropout_p = dropout_in_norm ? p : 0.0;  // what the next fused add + norm drops
+  const HiddenDropoutPlan plan = plan_hidden_dropout(p, normed_in);
   auto dropout_outside = [&](const at::Tensor& t) {
-    return dropout_in_norm ? t : parallel::hidden_dropout(t, p, training, parallel_.get());
+    return plan.in_norm ? t : parallel::hidden_dropout(t, p, training, parallel_.get());
   };
-  const at::Tensor attn = self_attention.forward(normed_in, rotary_freqs, training, fold_bias, at::Tensor(), key_padding);
-  const at::Tensor proj_bias = fold_bias ? self_attention.linear_proj.bias : at::Tensor();
+  const at::Tensor attn =
+      self_attention.forward(normed_in, rotary_freqs, training, plan.fold_bias, at::Tensor(), key_padding);
+  const at::Tensor proj_bias = plan.fold_bias ? self_attention.linear_proj.bias : at::Tensor();
   // h = x + dropout(attn) and the pre-MLP norm of h, one fused pass on CUDA.
-  at::Tensor normed, h;
-  {
-    const auto dropout_generator = hidden_dropout_generator(norm_dropout_p, parallel_.get(), attn.device());
-    std::tie(normed, h) = pre_mlp_layernorm.forward_add(dropout_outside(attn), x, proj_bias, norm_dropout_p);
-  }
-  const at::Tensor mlp_out = mlp.forward(normed, fold_bias);
-  return {h,           dropout_outside(mlp_out), fold_bias ? mlp.linear_fc2.bias : at::Tensor(), at::Tensor(),
-          norm_dropout_p, parallel_};
+  const DeferredResidual after_attention{x, dropout_outside(attn), proj_bias, at::Tensor(), plan.norm_p, parallel_};
+  const auto [normed, h] = after_attention.norm_with(pre_mlp_layernorm);
+  const at::Tensor mlp_out = mlp.forward(normed, plan.fold_bias);
+  return {h,           dropout_outside(mlp_out), plan.fold_bias ? mlp.linear_fc2.bias : at::Tensor(), at::Tensor(),
+          plan.norm_p, parallel_};
 }
 
 TransformerBlock::TransformerBlock(ParamRegistry& reg, const std::string& prefix, const TransformerConfig& cfg,
@@ -172,12 +181,7 @@ at::Tensor TransformerBlock::forward(const at::Tensor& x, const at::Tensor& rota
   if (!training || recompute_granularity_ != RecomputeGranularity::Full) {
     const DeferredResidual out = forward_span(0, n, h, rotary_freqs, key_padding, training);
     // The last layer's add happens inside the final norm when this stage has it.
-    if (final_layernorm && out.delta.defined()) {
-      const auto dropout_generator = hidden_dropout_generator(out.delta_dropout, parallel_.get(), out.delta.device());
-      return final_layernorm->forward_add(out.delta, out.residual, out.delta_bias, out.delta_dropout).first;
-    }
-    if (final_layernorm && out.added_bias.defined())
-      return final_layernorm->forward_passthrough(out.residual, out.added_bias).first;
+    if (final_layernorm) return out.norm_with(*final_layernorm).first;
     h = out.materialize();
   } else {
     // Full recompute: a checkpointed span keeps only its input; backward reruns its layers.

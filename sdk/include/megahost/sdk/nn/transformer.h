@@ -45,7 +45,22 @@ struct DeferredResidual {
   double delta_dropout = 0.0;
   std::shared_ptr<const parallel::ParallelContext> parallel;  // whose generator delta_dropout draws from
   at::Tensor materialize() const;  // [s, b, hidden]
+  // (norm(x), x) for the stream x this stands for, the pending add (and its dropout) done inside
+  // the norm's fused pass: what a pre-norm sub-layer reads, and the stream it adds to.
+  std::pair<at::Tensor, at::Tensor> norm_with(const Norm& norm) const;
 };
+
+// Where a layer's hidden dropout of probability p (0 when not training) goes, for sub-layer
+// outputs like `activation`: on CUDA inside the next fused add + norm, with the output biases of
+// linear_proj / linear_fc2 folded into that add (in_norm, fold_bias; MEGAHOST_FUSED_DROPOUT=0
+// keeps libtorch's dropout and the biases in the products); elsewhere libtorch's dropout before
+// a plain add.
+struct HiddenDropoutPlan {
+  bool in_norm = false;    // the dropout is drawn inside the next fused add + norm
+  bool fold_bias = false;  // the sub-layers skip their output biases (skip_bias_add) for that add
+  double norm_p = 0.0;     // the DeferredResidual::delta_dropout to hand on
+};
+HiddenDropoutPlan plan_hidden_dropout(double p, const at::Tensor& activation);
 
 // The generator a hidden dropout of probability p draws from while the returned scope lives:
 // under sequence parallelism (tp > 1) each TP rank holds other tokens and draws from its own
