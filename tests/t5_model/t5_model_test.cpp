@@ -338,6 +338,38 @@ TEST(T5Model, LmHeadOverEveryPositionEqualsTheLabelledOnes) {
   mhtest::expect_same_grads(picked.params, every.params, 1e-4);
 }
 
+// On CUDA the decoder's residual adds, with the output biases of linear_proj and linear_fc2, run
+// inside the next fused norm (the encoder's too, as the SDK's block): the same losses and every
+// parameter's gradient as the CPU's plain adds. Hidden 256 in float32: the norm's register
+// kernels (64 threads per row).
+TEST(T5Model, CudaModelMatchesTheCpuModel) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA in this libtorch or machine";
+  t5::T5Config cfg = tiny_config();
+  cfg.transformer.hidden_size = 256;
+  cfg.transformer.kv_channels = 64;
+  cfg.transformer.ffn_hidden_size = 512;
+  t5::T5Model cpu(cfg, at::kCPU, at::kFloat, 7), gpu(cfg, at::kCUDA, at::kFloat, 7);
+  core::T5SampleSource src(corpus().sentences, dataset(config(8, 3)));
+  const core::MicroBatchTensors b = core::make_t5_batch(src, 0, 4, at::kCPU);
+  auto run = [&](t5::T5Model& m, const at::Device& d) {
+    const at::Tensor ce = m.forward(get(b, "text_enc").to(d), get(b, "enc_mask").to(d), get(b, "text_dec").to(d),
+                                    get(b, "dec_mask").to(d), get(b, "labels").to(d), /*training=*/true);
+    ce.sum().backward();
+    return ce.detach().cpu();
+  };
+  const at::Tensor want = run(cpu, at::kCPU), got = run(gpu, at::kCUDA);
+  EXPECT_TRUE(at::allclose(got, want, 1e-3, 1e-4)) << (got - want).abs().max().item<double>();
+  ASSERT_EQ(cpu.params.params().size(), gpu.params.params().size());
+  for (size_t i = 0; i < cpu.params.params().size(); ++i) {
+    const auto &a = cpu.params.params()[i], &g = gpu.params.params()[i];
+    ASSERT_TRUE(g.data.is_cuda()) << g.name;
+    EXPECT_TRUE(at::equal(a.data, g.data.cpu())) << a.name;  // init is drawn on the CPU
+    ASSERT_TRUE(g.grad.defined()) << g.name;
+    EXPECT_TRUE(at::allclose(g.grad.cpu(), a.grad, 1e-2, 1e-4))
+        << a.name << ": max difference " << (g.grad.cpu() - a.grad).abs().max().item<double>();
+  }
+}
+
 // The TFLOP/s line's model FLOPs against a count of every matrix product of the tiny model
 // ([m, k] x [k, n]: 2mkn FLOPs forward, x3 with backward).
 TEST(T5Model, TrainFlopsCountEveryMatrixProduct) {

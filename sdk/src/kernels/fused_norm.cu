@@ -446,6 +446,17 @@ bool previous_norm_kernels() {
   return on;
 }
 
+// MEGAHOST_NORM_KERNELS=tuned: the register kernels only at the 128-thread shapes (h = 1024,
+// 2048, 4096 in bf16) and one vector per backward thread, as before they took other hidden sizes
+// (the A/B of docs/performance.md).
+bool tuned_shapes_only() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_NORM_KERNELS");
+    return v != nullptr && std::string(v) == "tuned";
+  }();
+  return on;
+}
+
 template <typename T>
 using ForwardRegKernel = void (*)(const T*, const T*, const T*, const T*, const T*, T*, T*, float*, float*, int64_t,
                                   float, NormDropout);
@@ -475,6 +486,7 @@ RowShape forward_shape(int64_t h) {
     const int64_t s = vectors / kThreadsPerRow;
     if (s == 1 || s == 2 || s == 4) return {kThreadsPerRow, s};
   }
+  if (tuned_shapes_only()) return {};
   for (const int64_t s : {4, 2, 1}) {
     if (vectors % s != 0) continue;
     const int64_t t = vectors / s;
@@ -594,7 +606,7 @@ template <typename T>
 int backward_threads(int64_t h) {
   constexpr int V = Vec<T>::kSize;
   const int64_t vectors = h / V;
-  if (h % V == 0 && vectors > 512)
+  if (h % V == 0 && vectors > 512 && !tuned_shapes_only())
     for (const int64_t s : {2, 4})
       if (vectors % s == 0 && (vectors / s) % 32 == 0 && vectors / s <= 512) return static_cast<int>(vectors / s);
   return vec_threads(h, V);
