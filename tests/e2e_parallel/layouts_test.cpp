@@ -279,6 +279,21 @@ TEST_F(Layouts, WrongLayoutsAreRefusedWithReasons) {
   r = run("launch --nproc-per-node 2 -- run " + recipe_ + " --set training.global_batch_size=6");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("global batch size"), std::string::npos) << r.out;
+  // CUDA graphs record tensor parallelism, but not a pipeline stage nor dropout drawn per TP rank
+  // (refused for those reasons before the CPU device is).
+  const std::string graph = " --set model.cuda_graph_impl=full_iteration";
+  r = run("launch --nproc-per-node 2 -- run " + recipe_ + graph + " --set parallel.pipeline_model_parallel_size=2");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("pipeline and context parallelism are not recorded"), std::string::npos) << r.out;
+  r = run("launch --nproc-per-node 2 -- run " + recipe_ + graph + " --set parallel.tensor_model_parallel_size=2 "
+          "--set parallel.sequence_parallel=true --set model.hidden_dropout=0.1 --set model.attention_dropout=0.0");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("cannot record dropout drawn per TP rank"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("hidden_dropout = 0.1 under sequence_parallel"), std::string::npos) << r.out;
+  r = run("launch --nproc-per-node 2 -- run " + recipe_ + graph + " --set parallel.tensor_model_parallel_size=2 "
+          "--set model.hidden_dropout=0.1 --set model.attention_dropout=0.0");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("needs a CUDA device"), std::string::npos) << r.out;  // replicated dropout records
 }
 
 }  // namespace

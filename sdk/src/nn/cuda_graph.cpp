@@ -30,6 +30,8 @@ CudaGraphConfig parse_cuda_graph(const Config& cfg, double hidden_dropout, doubl
     throw cfg.error("cuda_graph_impl", str_cat("unknown cuda_graph_impl '", impl, "'"),
                     "use \"none\" or \"full_iteration\"");
   c.full_iteration = impl == "full_iteration";
+  c.hidden_dropout = hidden_dropout;
+  c.attention_dropout = attention_dropout;
   c.warmup_steps = cfg.get_int("cuda_graph_warmup_steps", 3);
   if (c.warmup_steps < 1)
     throw cfg.error("cuda_graph_warmup_steps", str_cat("cuda_graph_warmup_steps = ", c.warmup_steps, " must be >= 1"),
@@ -49,16 +51,27 @@ CudaGraphConfig parse_cuda_graph(const Config& cfg, double hidden_dropout, doubl
 void check_cuda_graph(const Config& cfg, const CudaGraphConfig& graph, const at::Device& device, bool whole_model,
                       const parallel::ParallelContext* parallel) {
   if (!graph.full_iteration) return;
+  if (!whole_model || (parallel != nullptr && parallel->cp.size() > 1))
+    throw cfg.error("cuda_graph_impl",
+                    "cuda_graph_impl = \"full_iteration\" records a whole model per GPU, or one split by tensor "
+                    "parallelism: pipeline and context parallelism are not recorded yet",
+                    "set pipeline_model_parallel_size and context_parallel_size to 1 (tensor and data parallelism "
+                    "are fine), or cuda_graph_impl = \"none\"");
+  const int64_t tp = parallel != nullptr ? parallel->tp.size() : 1;
+  const bool sp = parallel != nullptr && parallel->sequence_parallel;
+  if (tp > 1 && (graph.attention_dropout > 0.0 || (sp && graph.hidden_dropout > 0.0)))
+    throw cfg.error("cuda_graph_impl",
+                    str_cat("cuda_graph_impl = \"full_iteration\" with tensor_model_parallel_size = ", tp,
+                            " cannot record dropout drawn per TP rank (attention_dropout = ", graph.attention_dropout,
+                            sp ? str_cat(", hidden_dropout = ", graph.hidden_dropout, " under sequence_parallel")
+                               : std::string(),
+                            "): each use seeds its own generator from a host-side draw"),
+                    "set attention_dropout = 0.0 (and hidden_dropout = 0.0 with sequence_parallel), or "
+                    "cuda_graph_impl = \"none\"");
   if (!device.is_cuda())
     throw cfg.error("cuda_graph_impl",
                     str_cat("cuda_graph_impl = \"full_iteration\" needs a CUDA device; the model is on ", device.str()),
                     "set cuda_graph_impl = \"none\", or [training] device = \"cuda\"");
-  if (!whole_model || (parallel != nullptr && !parallel->single()))
-    throw cfg.error("cuda_graph_impl",
-                    "cuda_graph_impl = \"full_iteration\" records one whole model per GPU: tensor, context and "
-                    "pipeline parallelism are not recorded yet",
-                    "set tensor_model_parallel_size, context_parallel_size and pipeline_model_parallel_size to 1 "
-                    "(data parallelism is fine), or cuda_graph_impl = \"none\"");
 }
 
 std::pair<double, double> run_eager(const MicroBatchStep& step, const std::vector<at::Tensor>& inputs,

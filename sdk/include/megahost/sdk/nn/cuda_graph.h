@@ -51,20 +51,24 @@ namespace megahost::sdk::nn {
 struct CudaGraphConfig {
   bool full_iteration = false;  // cuda_graph_impl = "full_iteration" ("none": off)
   int64_t warmup_steps = 3;     // cuda_graph_warmup_steps: eager calls per key before recording
+  double hidden_dropout = 0.0, attention_dropout = 0.0;  // the model's, for check_cuda_graph
 };
 
 // The keys' schema docs, for each model plugin's key table.
 inline constexpr const char* kCudaGraphImplDoc =
     "CUDA graphs: none | full_iteration (each micro-batch's forward and backward recorded once, then replayed; "
-    "needs one GPU per model replica, no overlapped gradient reduction or parameter gather, and no dropout under "
-    "activation recompute)";
+    "needs the whole model on each GPU or split by tensor parallelism (not pipeline or context parallelism), no "
+    "overlapped gradient reduction or parameter gather, no dropout under activation recompute, and under tensor "
+    "parallelism no dropout drawn per TP rank: attention_dropout, or hidden_dropout with sequence_parallel)";
 inline constexpr const char* kCudaGraphWarmupDoc = "full_iteration: eager micro-batches of each shape before recording";
 
 // Reads cuda_graph_impl / cuda_graph_warmup_steps; throws the config error naming the key (per-layer
 // graphs, an unknown value, warm-up < 1, full_iteration with dropout under activation recompute).
 CudaGraphConfig parse_cuda_graph(const Config& cfg, double hidden_dropout, double attention_dropout, bool recompute);
-// full_iteration against where the model runs: a CUDA device, the whole model (no pipeline
-// stage), no tensor or context parallelism (parallel: null or single).
+// full_iteration against where the model runs: the whole model (no pipeline stage), no context
+// parallelism, under tensor parallelism no dropout from the per-TP-rank generator (it is rebuilt
+// from a host-side draw at each use, which a recording cannot hold), a CUDA device. The
+// collectives of tensor and sequence parallelism record as NCCL kernels on the graph's stream.
 void check_cuda_graph(const Config& cfg, const CudaGraphConfig& graph, const at::Device& device, bool whole_model,
                       const parallel::ParallelContext* parallel);
 
