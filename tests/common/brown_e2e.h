@@ -124,22 +124,28 @@ class RecipeSuite : public ::testing::Test {
   // (the eager run's head reads only the labelled ones: the same loss through products of other
   // shapes) and dropout 0.1 drawing the eager run's masks. 8 iterations in bf16, with the math and
   // then the default attention: every logged loss within 2e-3 and gradient norm within 1e-2 of
-  // the eager run's.
-  static void expect_cuda_graph_replays_follow_eager() {
-    const std::string cuda = "--set training.device=cuda --set training.precision=bf16 --set training.train_iters=8"
-                             " --set training.eval_interval=8 --set model.hidden_dropout=0.1"
-                             " --set model.attention_dropout=0.1 --set model.attention_backend=math";
-    const CliResult probe = run_cli("run " + recipe_ + " " + cuda + " --set training.train_iters=1");
-    if (probe.out.find("has no CUDA device") != std::string::npos) GTEST_SKIP() << "no CUDA in this build or machine";
+  // the eager run's. tp = 2: two GPUs (skipped with fewer), the TP collectives inside the graph,
+  // no attention dropout (drawn per TP rank, which graphs refuse); the hidden dropout stays.
+  static void expect_cuda_graph_replays_follow_eager(int tp = 1) {
+    std::string cuda = "--set training.device=cuda --set training.precision=bf16 --set training.train_iters=8"
+                       " --set training.eval_interval=8 --set model.hidden_dropout=0.1";
+    cuda += tp == 1 ? " --set model.attention_dropout=0.1"
+                    : " --set model.attention_dropout=0.0 --set parallel.distributed_timeout_minutes=2"
+                      " --set parallel.tensor_model_parallel_size=" + std::to_string(tp);
+    const std::string prefix = tp == 1 ? "" : "launch --nproc-per-node " + std::to_string(tp) + " -- ";
+    const CliResult probe = run_cli(prefix + "run " + recipe_ + " " + cuda + " --set training.train_iters=1");
+    if (probe.out.find("has no CUDA device") != std::string::npos || probe.out.find("CUDA device(s)") != std::string::npos)
+      GTEST_SKIP() << "needs a CUDA build and " << tp << " GPU(s)";
     ASSERT_EQ(probe.code, 0) << probe.out;
     const std::string graph = " --set model.cuda_graph_impl=full_iteration --set model.cuda_graph_warmup_steps=2";
     for (const std::string name : {"math", "auto"}) {
       const std::string sets = cuda + " --set model.attention_backend=" + name;
-      const Metrics eager = train("eager_" + name, 1, sets);
+      const Metrics eager = train("eager_" + name, tp, sets);
       const std::filesystem::path metrics = dir_ / ("graph_" + name + ".jsonl");
-      const CliResult r = run_cli("run " + recipe_ + " --set logging.metrics_file=" + metrics.string() + " " + sets + graph);
+      const CliResult r =
+          run_cli(prefix + "run " + recipe_ + " --set logging.metrics_file=" + metrics.string() + " " + sets + graph);
       ASSERT_EQ(r.code, 0) << r.out;
-      size_t recorded = 0;  // the recipe's 2 micro-batches per step share one graph
+      size_t recorded = 0;  // the recipe's 2 micro-batches per step share one graph (rank 0 says so)
       for (size_t at = r.out.find("recorded a CUDA graph"); at != std::string::npos;
            at = r.out.find("recorded a CUDA graph", at + 1))
         ++recorded;
@@ -154,7 +160,8 @@ class RecipeSuite : public ::testing::Test {
         EXPECT_NEAR(replayed.loss.at(it), l, 2e-3 * l) << name << " attention: loss, iteration " << it;
         EXPECT_NEAR(replayed.grad_norm.at(it), g, 1e-2 * g) << name << " attention: grad norm, iteration " << it;
       }
-      std::printf("graph against eager, %s attention: largest relative difference %.2e\n", name.c_str(), worst);
+      std::printf("graph against eager, tp %d, %s attention: largest relative difference %.2e\n", tp, name.c_str(),
+                  worst);
     }
   }
 

@@ -81,6 +81,9 @@ TEST_F(T5E2E, CudaGraphsNeedACudaDevice) {
 // On a GPU: the replayed graphs train as the eager run (brown_e2e.h), dropout on.
 TEST_F(T5E2E, CudaGraphReplaysFollowTheEagerRun) { expect_cuda_graph_replays_follow_eager(); }
 
+// On two GPUs: the same at tensor parallelism 2, the TP all-reduces recorded in the graph.
+TEST_F(T5E2E, CudaGraphUnderTensorParallelismFollowsTheEagerRun) { expect_cuda_graph_replays_follow_eager(2); }
+
 #ifdef MEGAHOST_TEST_HAVE_GLOO
 TEST_F(T5E2E, TP2AndDP2EqualOneProcess) { expect_tp2_and_dp2_equal_one_process(kRelTol); }
 
