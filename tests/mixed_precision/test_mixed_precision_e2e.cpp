@@ -286,6 +286,7 @@ TEST_F(MixedPrecisionE2E, CudaGraphReplaysFollowTheEagerRun) {
   // One graph: the accumulating micro-batch's. A step's first micro-batch stores the gradients
   // eagerly during the warm-up, then zeroes them and replays the accumulating graph.
   EXPECT_EQ(recorded, 1u) << out;
+  EXPECT_NE(out.find("micro-batch, the gradients added to (1 recorded)"), std::string::npos) << out;
   auto expect_same_run = [](const std::vector<nlohmann::json>& a, const std::vector<nlohmann::json>& b,
                             double rel, const char* what) {
     ASSERT_EQ(a.size(), b.size()) << what;
@@ -337,6 +338,15 @@ TEST_F(MixedPrecisionE2E, CudaGraphReplaysFollowTheEagerRun) {
     EXPECT_NE(out.find("recorded a CUDA graph"), std::string::npos) << out;
     expect_same_run(records("eager_" + name), records("graph_" + name), 0.0, name.c_str());
   }
+
+  // One micro-batch per step: the storing graph, replayed after the zeroing is deferred (no pass
+  // over the gradients before each replay), the eager run's numbers.
+  const std::string one = " --set training.global_batch_size=4";
+  ASSERT_EQ(train("eager_one", bf16 + math + one, &out), 0) << out;
+  ASSERT_EQ(train("graph_one", bf16 + math + one + graph, &out), 0) << out;
+  EXPECT_NE(out.find("micro-batch, the gradients stored (1 recorded)"), std::string::npos) << out;
+  EXPECT_EQ(out.find("the gradients added to"), std::string::npos) << out;
+  expect_same_run(records("eager_one"), records("graph_one"), 0.0, "one micro-batch per step");
 
   const std::string fp16 = " --set training.device=cuda --set training.precision=fp16 --set training.train_iters=20"
                            " --set training.hysteresis=1" + math;

@@ -79,7 +79,8 @@ std::pair<double, double> run_micro_batch(ModelInstance<Model>& s, const char* p
   const auto loss = s.graphs->run(s.model->params, step, inputs, s.training, grad_scale);
   if (s.graphs->recorded() > before)
     log(s.host, MH_LOG_INFO, s.name.c_str(), plugin, ": recorded a CUDA graph of the forward and backward for a ",
-        inputs.front().sizes(), " micro-batch (", s.graphs->recorded(), " recorded)");
+        inputs.front().sizes(), " micro-batch, the gradients ",
+        s.graphs->last_recorded_accumulates() ? "added to" : "stored", " (", s.graphs->recorded(), " recorded)");
   return loss;
 }
 

@@ -9,9 +9,10 @@
 // - the batch's shapes and dtypes and the training flag: part of a graph's key (each key warms up
 //   and records on its own; all graphs share one memory pool, as they never run at once);
 // - whether the weight gradients start from zero (zero_grad_deferred: the backward stores) or
-//   accumulate (the next micro-batches of a step): part of the key. Once a step's accumulating
-//   micro-batches have a key, its first micro-batch zeroes the gradients and uses that key too,
-//   so a step of several micro-batches holds one graph's activations, not two;
+//   accumulate (the next micro-batches of a step): part of the key. When steps have several
+//   micro-batches, once their accumulating micro-batches have a key, a step's first micro-batch
+//   zeroes the gradients and uses that key too, so such a step holds one graph's activations,
+//   not two (one micro-batch per step keeps the storing graph, which zeroes nothing);
 // - the parameters' and gradients' storage: ParamRegistry::storage_generation(); a bind_storage
 //   drops every graph;
 // - grad_scale (fp16's loss scale moves): a device scalar filled before each replay;
@@ -112,6 +113,9 @@ class FullIterationGraphs {
                                 const std::vector<at::Tensor>& inputs, bool training, double grad_scale);
 
   size_t recorded() const;  // graphs recorded so far (for logs and tests)
+  // Whether the last recorded graph adds to the gradients (a step's later micro-batches, and its
+  // first one zeroing first) rather than storing them (one micro-batch per step).
+  bool last_recorded_accumulates() const { return last_recorded_accumulates_; }
 
   struct Entry;  // one key's warm-up count, graph and recorded buffers (cuda_graph.cpp)
 
@@ -122,6 +126,14 @@ class FullIterationGraphs {
   // accumulates gradients on the stream their accumulators were made on: they are remade here).
   std::optional<c10::Stream> side_;
   bool accumulators_on_side_ = false;
+  // Whether steps have several micro-batches: a training call found the gradients accumulating
+  // (DeferredZero::kNone) right after another training call. Only then does a step's first
+  // micro-batch zero the gradients and replay the accumulating graph; with one micro-batch per
+  // step (the first step's kNone call comes after a real zeroing) it keeps the storing graph and
+  // zeroes nothing.
+  bool several_micro_batches_ = false;
+  bool last_recorded_accumulates_ = false;
+  std::optional<int> previous_training_zero_;  // the last training call's DeferredZero
   std::map<std::string, std::unique_ptr<Entry>> entries_;
   std::pair<uint64_t, uint64_t> pool_{0, 0};  // the memory pool all graphs share ({0, 0}: none yet)
 };
