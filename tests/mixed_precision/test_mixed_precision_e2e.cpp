@@ -73,6 +73,12 @@ class MixedPrecisionE2E : public ::testing::Test {
                out);
   }
   std::vector<nlohmann::json> records(const std::string& name) { return train_records((dir_ / name).string() + ".jsonl"); }
+  // Two processes (`megahost launch --nproc-per-node 2`), every iteration logged to <name>.jsonl.
+  int launch_two(const std::string& name, const std::string& extra, std::string* out) {
+    return run("launch --nproc-per-node 2 -- run " + (dir_ / "recipe.toml").string() + " --set logging.metrics_file=" +
+                   (dir_ / name).string() + ".jsonl --set logging.log_interval=1" + extra,
+               out);
+  }
   fs::path dir_;
 };
 
@@ -370,9 +376,7 @@ TEST_F(MixedPrecisionE2E, CudaGraphUnderTensorParallelismFollowsTheEagerRun) {
                            " --set parallel.tensor_model_parallel_size=2 --set parallel.distributed_timeout_minutes=2";
   const std::string graph = " --set model.cuda_graph_impl=full_iteration --set model.cuda_graph_warmup_steps=2";
   auto launch = [&](const std::string& name, const std::string& extra, std::string* out) {
-    return run("launch --nproc-per-node 2 -- run " + (dir_ / "recipe.toml").string() + " --set logging.metrics_file=" +
-                   (dir_ / name).string() + ".jsonl --set logging.log_interval=1" + sets + extra,
-               out);
+    return launch_two(name, sets + extra, out);
   };
   const std::pair<const char*, const char*> variants[] = {
       {"tp2_dropout", " --set model.hidden_dropout=0.1"},
@@ -414,9 +418,7 @@ TEST_F(MixedPrecisionE2E, SequenceParallelDropoutInTheNormOnTwoGpus) {
                            " --set parallel.sequence_parallel=true --set parallel.distributed_timeout_minutes=2";
   const std::string dropout = " --set model.hidden_dropout=0.1 --set model.attention_dropout=0.1";
   auto launch = [&](const std::string& name, const std::string& extra, std::string* out) {
-    return run("launch --nproc-per-node 2 -- run " + (dir_ / "recipe.toml").string() + " --set logging.metrics_file=" +
-                   (dir_ / name).string() + ".jsonl --set logging.log_interval=1" + sets + extra,
-               out);
+    return launch_two(name, sets + extra, out);
   };
   std::string out;
   const int code = launch("fused", dropout, &out);
