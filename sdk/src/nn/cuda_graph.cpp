@@ -74,6 +74,14 @@ void check_cuda_graph(const Config& cfg, const CudaGraphConfig& graph, const at:
                     "set cuda_graph_impl = \"none\", or [training] device = \"cuda\"");
 }
 
+bool FirstMicroBatchPolicy::use_accumulating_graph(ParamRegistry::DeferredZero zero, bool training,
+                                                   bool accumulating_graph_exists) {
+  if (!training) return false;
+  if (zero == ParamRegistry::DeferredZero::kNone && previous_training_zero_.has_value()) several_micro_batches_ = true;
+  previous_training_zero_ = zero;
+  return zero == ParamRegistry::DeferredZero::kAll && several_micro_batches_ && accumulating_graph_exists;
+}
+
 std::pair<double, double> run_eager(const MicroBatchStep& step, const std::vector<at::Tensor>& inputs,
                                     double grad_scale) {
   const StepLoss loss = step.forward(inputs);
@@ -183,20 +191,15 @@ std::pair<double, double> FullIterationGraphs::run(ParamRegistry& params, const 
   ParamRegistry::DeferredZero zero = params.deferred_zero_state();
   // A half-done deferral (a backward stopped by an error) is no state a graph was recorded in.
   if (zero == ParamRegistry::DeferredZero::kMixed) return eager();
-  if (training) {
-    // Accumulating right after another micro-batch: a later micro-batch of a step. (The first
-    // step's first call also accumulates, after the host's real zeroing, but follows no call.)
-    if (zero == ParamRegistry::DeferredZero::kNone && previous_training_zero_.has_value()) several_micro_batches_ = true;
-    previous_training_zero_ = static_cast<int>(zero);
-  }
   // A step's first micro-batch stores the weight gradients, the others add to them: two
   // recordings, and each would keep a whole forward's activations in the pool. Once the adding
   // one exists, a first micro-batch zeroes the gradients instead (0 + g is g, bit for bit) and
   // runs as the others do: one graph's memory. One micro-batch per step keeps the storing graph
   // (zeroing every gradient there would cost one fill per parameter per step: GPT-345M at TP2
   // measured 1.4 ms/iter slower with the graph than without, most of it the fills' launch gaps).
-  if (zero == ParamRegistry::DeferredZero::kAll && several_micro_batches_ &&
-      entries_.count(graph_key(inputs, training, ParamRegistry::DeferredZero::kNone)) != 0) {
+  const bool accumulating_exists =
+      entries_.count(graph_key(inputs, training, ParamRegistry::DeferredZero::kNone)) != 0;
+  if (first_micro_batch_.use_accumulating_graph(zero, training, accumulating_exists)) {
     params.zero_grad();
     params.clear_deferred_zero();
     zero = ParamRegistry::DeferredZero::kNone;

@@ -99,6 +99,21 @@ struct MicroBatchStep {
 std::pair<double, double> run_eager(const MicroBatchStep& step, const std::vector<at::Tensor>& inputs,
                                     double grad_scale);
 
+// Whether a training micro-batch whose weight gradients start from zero (a step's first,
+// DeferredZero::kAll) should zero them and replay the accumulating graph instead of recording a
+// storing one of its own. Only when steps have several micro-batches: a training call found the
+// gradients accumulating (kNone) right after another training call. (The first step's first call
+// also accumulates, after the host's real zeroing, but follows no call.) With one micro-batch per
+// step the storing graph is kept and nothing is zeroed before its replays.
+class FirstMicroBatchPolicy {
+ public:
+  bool use_accumulating_graph(ParamRegistry::DeferredZero zero, bool training, bool accumulating_graph_exists);
+
+ private:
+  bool several_micro_batches_ = false;
+  std::optional<ParamRegistry::DeferredZero> previous_training_zero_;
+};
+
 class FullIterationGraphs {
  public:
   explicit FullIterationGraphs(int64_t warmup_steps);
@@ -126,14 +141,8 @@ class FullIterationGraphs {
   // accumulates gradients on the stream their accumulators were made on: they are remade here).
   std::optional<c10::Stream> side_;
   bool accumulators_on_side_ = false;
-  // Whether steps have several micro-batches: a training call found the gradients accumulating
-  // (DeferredZero::kNone) right after another training call. Only then does a step's first
-  // micro-batch zero the gradients and replay the accumulating graph; with one micro-batch per
-  // step (the first step's kNone call comes after a real zeroing) it keeps the storing graph and
-  // zeroes nothing.
-  bool several_micro_batches_ = false;
+  FirstMicroBatchPolicy first_micro_batch_;
   bool last_recorded_accumulates_ = false;
-  std::optional<int> previous_training_zero_;  // the last training call's DeferredZero
   std::map<std::string, std::unique_ptr<Entry>> entries_;
   std::pair<uint64_t, uint64_t> pool_{0, 0};  // the memory pool all graphs share ({0, 0}: none yet)
 };
