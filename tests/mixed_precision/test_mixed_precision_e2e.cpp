@@ -349,6 +349,7 @@ TEST_F(MixedPrecisionE2E, CudaGraphReplaysFollowTheEagerRun) {
   // over the gradients before each replay), the eager run's numbers.
   const std::string one = " --set training.global_batch_size=4";
   ASSERT_EQ(train("eager_one", bf16 + math + one, &out), 0) << out;
+  out.clear();  // run() appends: only this run's log lines below
   ASSERT_EQ(train("graph_one", bf16 + math + one + graph, &out), 0) << out;
   EXPECT_NE(out.find("micro-batch, the gradients stored (1 recorded)"), std::string::npos) << out;
   EXPECT_EQ(out.find("the gradients added to"), std::string::npos) << out;
