@@ -164,3 +164,37 @@ TEST(GptConfig, CudaGraphImplNamesItsLimits) {
   TestModel off(kBase + "cuda_graph_impl = \"none\"\ncuda_graph_warmup_steps = 5\n", kVocab);
   EXPECT_TRUE(off.ok()) << off.error();
 }
+
+// The host's TFLOP/s and MFU come from the plugin's count (mh.model.flops/1). It must be
+// FORMATS.md §5 for the GPT-2 shape and Megatron's num_floating_point_operations under
+// grouped-query attention and SwiGLU (which the GPT-2 formula over-counts).
+TEST(GptConfig, TrainFlopsFollowMegatronsCount) {
+  auto flops_of = [](const TestModel& m) {
+    const auto* ext = static_cast<const mh_model_flops_ext*>(m.api()->get_extension(m.raw(), MH_EXT_MODEL_FLOPS));
+    EXPECT_NE(ext, nullptr);
+    double out = 0;
+    if (ext != nullptr) EXPECT_EQ(ext->train_flops_per_sample(m.raw(), &out), nullptr);
+    return out;
+  };
+  {
+    TestModel m(kBase, kVocab);  // l 1, h 32, s 16, V 64
+    ASSERT_TRUE(m.ok()) << m.error();
+    const double s = 16, l = 1, h = 32, V = kVocab;
+    EXPECT_DOUBLE_EQ(flops_of(m), 72 * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h)));
+  }
+  {
+    TestModel m("num_layers = 2\nhidden_size = 64\nnum_attention_heads = 8\nseq_length = 16\n"
+                "group_query_attention = true\nnum_query_groups = 2\nswiglu = true\nffn_hidden_size = 96\n"
+                "add_bias_linear = false\nnormalization = \"RMSNorm\"\nposition_embedding_type = \"rope\"\n"
+                "untie_embeddings_and_output_weights = true\n",
+                kVocab);
+    ASSERT_TRUE(m.ok()) << m.error();
+    const double s = 16, l = 2, h = 64, heads = 8, groups = 2, ffn = 96, V = kVocab;
+    const double megatron = 12 * s * l * h * h *
+                            ((1 + groups / heads + s / h) * 1.0  // query projection = hidden
+                             + (ffn / h) * 1.5                  // SwiGLU's gated fc1
+                             + V / (2 * l * h));
+    EXPECT_DOUBLE_EQ(flops_of(m), megatron);
+    EXPECT_LT(flops_of(m), 72 * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h)));
+  }
+}

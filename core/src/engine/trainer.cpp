@@ -453,7 +453,7 @@ TrainSummary train_and_keep_groups(const Recipe& r, const PluginRegistry& reg, c
   const char* clip_env = std::getenv("MEGAHOST_CLIP_ON_DEVICE");
   const bool clip_on_device =
       !fp16 && optimizer->applies_grad_scale_tensor() && (clip_env == nullptr || std::string(clip_env) != "0");
-  // The model's own count when it reports one (bert, t5: mh.model.flops/1), else GPT's formula.
+  // The model's own count when it reports one (gpt, bert, t5: mh.model.flops/1), else GPT's formula.
   const std::optional<double> model_flops = chunks.front()->train_flops_per_sample();
   const double flops_per_iter = model_flops ? *model_flops * static_cast<double>(gbs)
                                             : model_flops_per_iteration(r, gbs, padded_vocab);

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "megahost/sdk/error.h"
+#include "megahost/sdk/nn/flops.h"
 #include "megahost/sdk/nn/norm.h"
 #include "megahost/sdk/nn/recompute.h"
 #include "megahost/sdk/parallel/mappings.h"
@@ -310,6 +311,15 @@ void check_parallel(const sdk::Config& cfg, const GptConfig& c) {
                                  ") must be divisible by tensor_model_parallel_size (", tp,
                                  ") with sequence_parallel"),
                     "sequence parallelism splits each rank's sequence across the tensor-parallel ranks");
+}
+
+double train_flops_per_sample(const GptConfig& c) {
+  namespace flops = sdk::nn::flops;
+  const sdk::nn::TransformerConfig& t = c.transformer;
+  const double s = static_cast<double>(c.seq_length), h = static_cast<double>(t.hidden_size);
+  const double forward = static_cast<double>(t.num_layers) * flops::self_attention_layer(t, s) +
+                         flops::linear(s, h, static_cast<double>(c.padded_vocab_size));  // output layer
+  return flops::kTrainPerForward * forward;
 }
 
 }  // namespace megahost::gpt

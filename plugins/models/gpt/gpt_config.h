@@ -36,4 +36,9 @@ GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size);
 // vocab by the tensor-parallel size; seq_length by 2 * context-parallel size, ...).
 void check_parallel(const sdk::Config& cfg, const GptConfig& c);
 
+// Training FLOPs per sample (sdk/nn/flops.h): every layer's products and the output layer over
+// seq_length tokens. Megatron's num_floating_point_operations, so grouped-query attention and
+// SwiGLU count what they compute (GPT's 72 s l h^2 (1 + s / 6h + V / 12lh) for the GPT-2 shape).
+double train_flops_per_sample(const GptConfig& c);
+
 }  // namespace megahost::gpt

@@ -34,6 +34,7 @@ using Instance = sdk::ModelInstance<GptModel>;
 struct GptPlugin {
   using Model = GptModel;
   static constexpr const char* kName = "gpt";
+  static double train_flops_per_sample(const GptModel& m) { return gpt::train_flops_per_sample(m.config()); }
 };
 using Table = sdk::ModelTable<GptPlugin>;
 
@@ -214,6 +215,7 @@ struct GptPipeline : GptPlugin {
 const void* MH_ABI gpt_get_extension(const mh_model* /*m*/, const char* id) {
   if (id != nullptr && std::strcmp(id, MH_EXT_MODEL_LOGITS) == 0) return &kLogitsExt;
   if (id != nullptr && std::strcmp(id, MH_EXT_MODEL_PIPELINE) == 0) return &sdk::PipelineTable<GptPipeline>::ext();
+  if (id != nullptr && std::strcmp(id, MH_EXT_MODEL_FLOPS) == 0) return &sdk::FlopsExtension<GptPlugin>::ext();
   return nullptr;
 }
 
