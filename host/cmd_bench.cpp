@@ -1,14 +1,15 @@
 // megahost bench RECIPE [--set section.key=value]... [--warmup N] [--iters N] [--peak-tflops 989]
 //                [--label NAME] [--json FILE] [--profile] [--tf32]
 //
-// Trains the recipe exactly as `megahost run` does (core::train) for warmup + iters iterations
-// and reports the speed of the timed ones the way /work/shared/bench/gpt_baseline.py does:
-// ms/iteration, tokens/s, model TFLOP/s per GPU (FORMATS.md §5, padded vocabulary), MFU and
-// peak memory. The timed iterations run back to back as in gpt_baseline.py (a device synchronize
-// before the first and after the last, none between); on CUDA each iteration's time is the GPU
-// timeline between events recorded at the iteration ends (idle gaps included), so their mean is
-// the window's time over the iterations. --sync-each-iteration waits for the GPU at both ends of
-// every iteration instead (each iteration then also pays the queue's drain and refill).
+// Trains the recipe exactly as `megahost run` does (core::train) for warmup + iters iterations and
+// reports the speed of the timed ones the way /work/shared/bench/gpt_baseline.py does:
+// ms/iteration, tokens/s, model TFLOP/s per GPU (Megatron's count: FORMATS.md §5 for GPT-2 shapes;
+// padded vocabulary), MFU and peak memory. The timed iterations run back to back as in
+// gpt_baseline.py (a device synchronize before the first and after the last, none between); on CUDA
+// each iteration's time is the GPU timeline between events recorded at the iteration ends (idle
+// gaps included), so their mean is the window's time over the iterations. --sync-each-iteration
+// waits for the GPU at both ends of every iteration instead (each iteration then also pays the
+// queue's drain and refill).
 // Under `megahost launch` every rank trains; rank 0 prints, per-GPU figures divide by the world.
 #include <ATen/Context.h>
 #include <nlohmann/json.hpp>
@@ -196,7 +197,7 @@ void print_report(const nlohmann::json& f) {
               f["warmup_iters"].get<int>());
   std::printf("  tokens/s         %.0f total, %.0f per GPU (%.0f tokens/iteration)\n", f["tokens_per_s"].get<double>(),
               f["tokens_per_s_per_gpu"].get<double>(), f["tokens_per_iter"].get<double>());
-  std::printf("  TFLOP/s per GPU  %.2f (model FLOPs/iteration %.4g, FORMATS.md §5, padded vocab %lld)\n",
+  std::printf("  TFLOP/s per GPU  %.2f (model FLOPs/iteration %.4g, Megatron's count: FORMATS.md §5 for GPT-2 shapes, padded vocab %lld)\n",
               f["tflops_per_gpu"].get<double>(), f["model_flops_per_iter"].get<double>(),
               static_cast<long long>(f["padded_vocab_size"].get<int64_t>()));
   std::printf("  MFU              %.2f%% of %.0f TFLOP/s\n", 100.0 * f["mfu"].get<double>(), peak);
