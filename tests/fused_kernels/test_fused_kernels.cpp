@@ -145,6 +145,9 @@ TEST(FusedReference, ActivationsRotaryCrossEntropy) {
   const at::Tensor t = at::randn({5, 2, 3, 8}, at::kDouble), angles = at::randn({5, 1, 1, 3}, at::kFloat);
   const at::Tensor a6 = at::cat({angles, angles}, -1);  // both halves equal, as RotaryEmbedding makes them
   EXPECT_CLOSE(fused::reference::rotary(t, a6), rotary64(t, a6), 1e-6);  // cos/sin from float32 angles
+  // q as the attention reads it: [s, b, ng, np/ng, d] -> [s, b, np, d]
+  const at::Tensor grouped = at::randn({5, 2, 2, 3, 8}, at::kDouble);
+  EXPECT_CLOSE(fused::reference::rotary(grouped, a6), rotary64(grouped.reshape({5, 2, 6, 8}), a6), 1e-6);
   const at::Tensor logits = at::randn({7, 11}, at::kDouble), labels = at::randint(0, 11, {7}, at::kLong);
   EXPECT_CLOSE(fused::reference::cross_entropy(logits.to(at::kFloat), labels, nullptr), cross_entropy64(logits, labels),
                1e-6);
@@ -281,6 +284,39 @@ TEST(FusedKernelsGpu, RotaryOnStridedInput) {
       EXPECT_CLOSE(y, y64, c.bound);
       const at::Tensor seed = at::randn(y.sizes(), at::kDouble);
       EXPECT_CLOSE(grads_of(y, seed, {base})[0], grads_of(y64, seed, {q64})[0], c.bound);
+    }
+  }
+}
+
+// The layouts the attention hands over: q read straight from the grouped q/k/v projection
+// [s, b, ng, np/ng, hn] (5-D, strided), positions far past 2 pi (the angles' sin / cos taken
+// exactly, not by the fast intrinsics), and a head width the vector path refuses (half a
+// rotation not a whole number of 16-byte vectors: the per-element path).
+TEST(FusedKernelsGpu, RotaryFromTheGroupedLayoutAtLatePositions) {
+  SKIP_WITHOUT_GPU();
+  for (const Case& c : gpu_cases()) {
+    for (int64_t hn : {128, 36}) {
+      SCOPED_TRACE(std::string(c10::toString(c.dtype)) + " hn " + std::to_string(hn));
+      at::manual_seed(14);
+      const int64_t s = 37, b = 3, ng = 2, per_group = 3;
+      // [s, b, ng, (np/ng + 2) hn]: each group's queries, then its key and value
+      const at::Tensor qkv = at::randn({s, b, ng, (per_group + 2) * hn}, cuda(c.dtype));
+      at::Tensor base = leaf(qkv);
+      const at::Tensor q = base.narrow(3, 0, per_group * hn).view({s, b, ng, per_group, hn});
+      const at::Tensor pos = 2000 + at::arange(s, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA));
+      const at::Tensor inv = 1.0 / at::pow(10000.0, at::arange(0, hn, 2, pos.options()) / hn);
+      const at::Tensor half = at::outer(pos, inv);
+      const at::Tensor angles = at::cat({half, half}, -1).view({s, 1, 1, hn});
+      const at::Tensor y = fused::rotary(q, angles);
+      ASSERT_EQ(y.sizes(), (at::IntArrayRef{s, b, ng * per_group, hn}));
+      EXPECT_TRUE(y.is_contiguous());
+      at::Tensor base64 = leaf64(qkv);
+      const at::Tensor q64 = base64.narrow(3, 0, per_group * hn).reshape({s, b, ng * per_group, hn});
+      const at::Tensor y64 = rotary64(q64, angles.cpu());
+      EXPECT_CLOSE(y, y64, c.bound);
+      EXPECT_CLOSE(fused::reference::rotary(q, angles), y64, c.bound);  // the CPU path's 5-D view
+      const at::Tensor seed = at::randn(y.sizes(), at::kDouble);
+      EXPECT_CLOSE(grads_of(y, seed, {base})[0], grads_of(y64, seed, {base64})[0], c.bound);
     }
   }
 }

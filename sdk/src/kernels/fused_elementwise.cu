@@ -178,34 +178,88 @@ __global__ void mh_swiglu_backward_kernel(const T* __restrict__ dy, const T* __r
     }
 }
 
-// One thread per output element; the rotating pair (i, i + rot/2) is read by both of its threads.
+// The general path (any alignment): one thread per output element; the rotating pair
+// (i, i + rot/2) is read by both of its threads.
 template <typename T>
-__global__ void mh_rotary_kernel(const T* __restrict__ t, int64_t stride_s, int64_t stride_b, int64_t stride_n,
-                              const float* __restrict__ angles, T* __restrict__ out, int64_t total, int64_t b,
-                              int64_t n, int64_t d, int64_t rot, float sign) {
-  const int64_t half = rot / 2;
+__global__ void mh_rotary_kernel(const T* __restrict__ t, RotaryShape a, const float* __restrict__ angles,
+                                 T* __restrict__ out, int64_t total, float sign) {
+  const int64_t half = a.rot / 2, n = a.n1 * a.n2;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     int64_t rest = i;
-    const int64_t e = rest % d;
-    rest /= d;
+    const int64_t e = rest % a.d;
+    rest /= a.d;
     const int64_t hi = rest % n;
     rest /= n;
-    const int64_t bi = rest % b;
-    const int64_t si = rest / b;
-    const T* row = t + si * stride_s + bi * stride_b + hi * stride_n;
-    if (e >= rot) {
+    const int64_t bi = rest % a.b;
+    const int64_t si = rest / a.b;
+    const T* row = t + si * a.stride_s + bi * a.stride_b + (hi / a.n2) * a.stride_n1 + (hi % a.n2) * a.stride_n2;
+    if (e >= a.rot) {
       out[i] = row[e];
       continue;
     }
     const int64_t j = e < half ? e : e - half;  // angle index (the table repeats in both halves)
     float sn, cs;
-    sincosf(angles[si * rot + j], &sn, &cs);
+    sincosf(angles[si * a.rot + j], &sn, &cs);
     sn *= sign;
     const float self = to_f32(row[e]);
     // first half: x1 cos - x2 sin; second half: x2 cos + x1 sin
     const float other = e < half ? -to_f32(row[e + half]) : to_f32(row[e - half]);
     out[i] = from_f32<T>(self * cs + other * sn);
+  }
+}
+
+// The vectorised path: one block per sequence position. Its rot/2 angles' cos and sin are taken
+// once (sincosf: positions reach thousands of radians, past the fast intrinsics' range) into
+// shared memory; then each thread rotates 16-byte vectors of a row's two halves together, and
+// copies the part past rot. Rows are (b, n1, n2) at any strides, so q can be read straight from
+// the fused q/k/v projection's grouped layout [s, b, ng, np/ng, hn] without a copy first.
+// (One thread per element with a sincosf each ran GPT's rotary at ~0.7 TB/s: 17.8 ms/iter for a
+// Llama-style 1.3B on the H200.)
+template <typename T>
+__global__ void __launch_bounds__(kThreads) mh_rotary_rows_kernel(const T* __restrict__ t, RotaryShape a,
+                                                                  const float* __restrict__ angles,
+                                                                  T* __restrict__ out, float sign) {
+  constexpr int V = Vec<T>::kSize;
+  extern __shared__ float table[];  // cos [rot/2], then sin [rot/2]
+  const int half = static_cast<int>(a.rot / 2), d = static_cast<int>(a.d);
+  const int64_t si = blockIdx.x;
+  for (int j = threadIdx.x; j < half; j += blockDim.x) {
+    float sn, cs;
+    sincosf(angles[si * a.rot + j], &sn, &cs);
+    table[j] = cs;
+    table[half + j] = sign * sn;
+  }
+  __syncthreads();
+  const int pairs = half / V, tail = (d - 2 * half) / V;  // vectors per row: rotated pairs, passed through
+  const int per_row = pairs + tail;
+  const int n2 = static_cast<int>(a.n2), n = static_cast<int>(a.n1) * n2;
+  const int rows = static_cast<int>(a.b) * n;
+  const T* src_s = t + si * a.stride_s;
+  T* dst_s = out + si * rows * static_cast<int64_t>(d);
+  for (int item = threadIdx.x; item < rows * per_row; item += blockDim.x) {
+    const int row = item / per_row, v = item - row * per_row;
+    const int bi = row / n, hi = row - bi * n;
+    const T* src = src_s + bi * a.stride_b + (hi / n2) * a.stride_n1 + (hi % n2) * a.stride_n2;
+    T* dst = dst_s + static_cast<int64_t>(row) * d;
+    if (v >= pairs) {  // past rot: copied
+      const int c = 2 * half + (v - pairs) * V;
+      store_vec(dst + c, load_vec(src + c));
+      continue;
+    }
+    const int c = v * V;
+    float x1[V], x2[V];
+    unpack(load_vec(src + c), x1);
+    unpack(load_vec(src + half + c), x2);
+    Vec<T> o1, o2;
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      const float cs = table[c + k], sn = table[half + c + k];
+      o1.v[k] = from_f32<T>(x1[k] * cs - x2[k] * sn);
+      o2.v[k] = from_f32<T>(x2[k] * cs + x1[k] * sn);
+    }
+    store_vec(dst + c, o1);
+    store_vec(dst + half + c, o2);
   }
 }
 
@@ -338,14 +392,25 @@ int swiglu_backward(int dtype, const void* dy, const void* x, void* dx, int64_t 
   });
 }
 
-int rotary(int dtype, const void* t, int64_t stride_s, int64_t stride_b, int64_t stride_n, const float* angles,
-           void* out, int64_t s, int64_t b, int64_t n, int64_t d, int64_t rot, float sign, void* stream) {
-  const int64_t total = s * b * n * d;
+int rotary(int dtype, const void* t, const RotaryShape& shape, const float* angles, void* out, float sign,
+           void* stream) {
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    mh_rotary_kernel<T><<<grid_for(total), kThreads, 0, as_stream(stream)>>>(
-        static_cast<const T*>(t), stride_s, stride_b, stride_n, angles, static_cast<T*>(out), total, b, n, d, rot,
-        sign);
+    constexpr int64_t V = Vec<T>::kSize;
+    const int64_t half = shape.rot / 2, n = shape.n1 * shape.n2;
+    const bool vectors = reinterpret_cast<uintptr_t>(t) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0 &&
+                         half % V == 0 && (shape.d - shape.rot) % V == 0 && shape.stride_s % V == 0 &&
+                         shape.stride_b % V == 0 && shape.stride_n1 % V == 0 && shape.stride_n2 % V == 0 &&
+                         shape.b * n * shape.d < (int64_t{1} << 31) && shape.s < (int64_t{1} << 31);
+    if (vectors) {
+      mh_rotary_rows_kernel<T><<<static_cast<unsigned>(shape.s), kThreads, 2 * half * sizeof(float),
+                                 as_stream(stream)>>>(static_cast<const T*>(t), shape, angles, static_cast<T*>(out),
+                                                      sign);
+      return;
+    }
+    const int64_t total = shape.s * shape.b * n * shape.d;
+    mh_rotary_kernel<T><<<grid_for(total), kThreads, 0, as_stream(stream)>>>(static_cast<const T*>(t), shape, angles,
+                                                                            static_cast<T*>(out), total, sign);
   });
 }
 

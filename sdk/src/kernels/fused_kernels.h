@@ -120,11 +120,16 @@ int embedding_backward(int dtype, const void* dy, const int64_t* sorted_ids, con
 int swiglu_forward(int dtype, const void* x, void* y, int64_t rows, int64_t f, void* stream);
 int swiglu_backward(int dtype, const void* dy, const void* x, void* dx, int64_t rows, int64_t f, void* stream);
 
-// Rotary embedding on t [s, b, n, d] (strides in elements for s, b, n; d contiguous), angles
-// [s, rot] float32 (rot even, <= d; the first rot dims rotate in halves, the rest pass through).
-// out is contiguous [s, b, n, d]. sign = -1 applies the inverse rotation (the backward).
-int rotary(int dtype, const void* t, int64_t stride_s, int64_t stride_b, int64_t stride_n, const float* angles,
-           void* out, int64_t s, int64_t b, int64_t n, int64_t d, int64_t rot, float sign, void* stream);
+// Rotary embedding on t [s, b, n1, n2, d] (strides in elements for s, b, n1, n2; d contiguous; a
+// [s, b, n, d] tensor is n1 = n, n2 = 1), angles [s, rot] float32 (rot even, <= d; the first rot
+// dims rotate in halves, the rest pass through). out is contiguous [s, b, n1 * n2, d]. sign = -1
+// applies the inverse rotation (the backward).
+struct RotaryShape {
+  int64_t s, b, n1, n2, d, rot;
+  int64_t stride_s, stride_b, stride_n1, stride_n2;
+};
+int rotary(int dtype, const void* t, const RotaryShape& shape, const float* angles, void* out, float sign,
+           void* stream);
 
 // Cross entropy over rows of logits [rows, v] (this rank's vocabulary slice [vocab_start, vocab_start + v)):
 // per row the slice's max, sum(exp(x - max)) and the target's logit (0 when the target is elsewhere).

@@ -40,7 +40,8 @@ SelfAttention::SelfAttention(ParamRegistry& reg, const std::string& prefix, cons
   groups_ = parallel::divide(groups_, tp, "num_query_groups", "tensor_model_parallel_size");
 }
 
-void SelfAttention::query_key_value(const at::Tensor& x, at::Tensor* q, at::Tensor* k, at::Tensor* v) const {
+void SelfAttention::query_key_value(const at::Tensor& x, at::Tensor* q, at::Tensor* k, at::Tensor* v,
+                                    const at::Tensor& rotary_freqs) const {
   // [s, b, ng * (np/ng + 2) * hn] viewed as [s, b, ng, (np/ng + 2) * hn] and split: one split (on
   // CUDA its backward packs q / k / v's gradients and sums the bias gradient in one kernel), not
   // three narrows (each backward a zero-filled [s, b, 3h] buffer, a copy, and adds to sum them).
@@ -50,19 +51,23 @@ void SelfAttention::query_key_value(const at::Tensor& x, at::Tensor* q, at::Tens
       fused::linear_split(in, linear_qkv.weight, linear_qkv.bias, groups_, {per_group * head_dim_, head_dim_, head_dim_},
                           linear_qkv.gradient_accumulation_fusion && in.is_cuda());
   const int64_t s = parts[0].size(0), b = parts[0].size(1);
-  *q = parts[0].reshape({s, b, heads_, head_dim_});  // [s, b, np, hn]
-  *k = parts[1];                                     // [s, b, ng, hn]
-  *v = parts[2];                                     // [s, b, ng, hn]
+  // q in the grouped layout [s, b, ng, np/ng, hn]: a view (under grouped-query attention merging
+  // ng and np/ng copies; the rotary kernel reads the view and writes [s, b, np, hn] instead).
+  const at::Tensor q_grouped = parts[0].view({s, b, groups_, per_group, head_dim_});
+  if (rotary_freqs.defined()) {
+    *q = fused::rotary(q_grouped, rotary_freqs);  // [s, b, np, hn]
+    *k = fused::rotary(parts[1], rotary_freqs);   // [s, b, ng, hn]
+  } else {
+    *q = q_grouped.reshape({s, b, heads_, head_dim_});  // [s, b, np, hn]
+    *k = parts[1];                                      // [s, b, ng, hn]
+  }
+  *v = parts[2];  // [s, b, ng, hn]
 }
 
 at::Tensor SelfAttention::forward(const at::Tensor& x, const at::Tensor& rotary_freqs, bool training,
                                   bool skip_bias, const at::Tensor& residual, const at::Tensor& key_padding) const {
   at::Tensor q, k, v;
-  query_key_value(x, &q, &k, &v);
-  if (rotary_freqs.defined()) {
-    q = fused::rotary(q, rotary_freqs);  // [s, b, np, hn]
-    k = fused::rotary(k, rotary_freqs);  // [s, b, ng, hn]
-  }
+  query_key_value(x, &q, &k, &v, rotary_freqs);
   const double dropout_p = training ? attention_dropout_ : 0.0;
   if (mask_type_ == AttnMaskType::Padding) {
     // Bidirectional over the real tokens (BERT, T5's encoder): {q, k, v, keep}.

@@ -445,26 +445,35 @@ struct SwigluFn : torch::autograd::Function<SwigluFn> {
 
 // ---- rotary ----
 
+// t [s, b, n, d] or [s, b, n1, n2, d] at any strides (d contiguous) -> contiguous [s, b, n1 * n2, d].
 at::Tensor rotary_launch(const at::Tensor& t, const at::Tensor& angles, float sign) {
   const c10::cuda::CUDAGuard guard(t.device());
-  const int64_t s = t.size(0), b = t.size(1), n = t.size(2), d = t.size(3), rot = angles.size(-1);
-  at::Tensor out = at::empty({s, b, n, d}, t.options());
-  check_launch(kernels::rotary(dtype_code(t), t.data_ptr(), t.stride(0), t.stride(1), t.stride(2),
-                               angles.data_ptr<float>(), out.data_ptr(), s, b, n, d, rot, sign, stream_of(t)),
+  const bool grouped = t.dim() == 5;
+  kernels::RotaryShape shape{};
+  shape.s = t.size(0), shape.b = t.size(1), shape.n1 = t.size(2), shape.n2 = grouped ? t.size(3) : 1;
+  shape.d = t.size(-1), shape.rot = angles.size(-1);
+  shape.stride_s = t.stride(0), shape.stride_b = t.stride(1), shape.stride_n1 = t.stride(2);
+  shape.stride_n2 = grouped ? t.stride(3) : 0;
+  at::Tensor out = at::empty({shape.s, shape.b, shape.n1 * shape.n2, shape.d}, t.options());
+  check_launch(kernels::rotary(dtype_code(t), t.data_ptr(), shape, angles.data_ptr<float>(), out.data_ptr(), sign,
+                               stream_of(t)),
                "rotary");
   return out;
 }
 
 struct RotaryFn : torch::autograd::Function<RotaryFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& t_in, const at::Tensor& angles_in) {
-    const at::Tensor t = t_in.stride(3) == 1 ? t_in : t_in.contiguous();
+    const at::Tensor t = t_in.stride(-1) == 1 ? t_in : t_in.contiguous();
     const at::Tensor angles = angles_in.reshape({angles_in.size(0), angles_in.size(-1)}).to(at::kFloat).contiguous();
     ctx->save_for_backward({angles});
+    ctx->saved_data["sizes"] = t_in.sizes().vec();
     return rotary_launch(t, angles, 1.0f);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const at::Tensor angles = ctx->get_saved_variables()[0];
-    return {rotary_launch(grad[0].contiguous(), angles, -1.0f), at::Tensor()};  // the inverse rotation
+    const at::Tensor g = grad[0].stride(-1) == 1 ? grad[0] : grad[0].contiguous();  // read at its strides
+    const at::Tensor dt = rotary_launch(g, angles, -1.0f);                           // the inverse rotation
+    return {dt.view(ctx->saved_data["sizes"].toIntVector()), at::Tensor()};
   }
 };
 
@@ -717,7 +726,8 @@ at::Tensor swiglu(const at::Tensor& x) {
 
 at::Tensor rotary(const at::Tensor& t, const at::Tensor& angles) {
 #if defined(MH_SDK_WITH_CUDA)
-  if (available(t) && t.dim() == 4 && angles.size(0) == t.size(0) && angles.numel() == t.size(0) * angles.size(-1))
+  if (available(t) && (t.dim() == 4 || t.dim() == 5) && angles.size(0) == t.size(0) &&
+      angles.numel() == t.size(0) * angles.size(-1))
     return RotaryFn::apply(t, angles);
 #endif
   return reference::rotary(t, angles);

@@ -51,7 +51,12 @@ at::Tensor bias_gelu(const at::Tensor& x, const at::Tensor& bias) {
 
 at::Tensor swiglu(const at::Tensor& x) { return nn::swiglu(x); }
 
-at::Tensor rotary(const at::Tensor& t, const at::Tensor& angles) { return nn::apply_rotary_pos_emb(t, angles); }
+at::Tensor rotary(const at::Tensor& t, const at::Tensor& angles) {
+  if (t.dim() != 5) return nn::apply_rotary_pos_emb(t, angles);
+  // [s, b, n1, n2, d] (q read from the grouped q/k/v layout) -> [s, b, n1 * n2, d]
+  const at::Tensor out = nn::apply_rotary_pos_emb(t, angles.reshape({angles.size(0), 1, 1, 1, angles.size(-1)}));
+  return out.reshape({t.size(0), t.size(1), t.size(2) * t.size(3), t.size(4)});
+}
 
 at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& labels, const parallel::DistGroup* tp) {
   MH_CHECK(tp == nullptr, MH_ERR_INVALID_ARG, "fused::reference::cross_entropy is single-device",

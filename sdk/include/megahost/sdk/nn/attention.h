@@ -43,8 +43,10 @@ class SelfAttention {
                      const at::Tensor& key_padding = at::Tensor()) const;
 
   // The pieces of forward, exposed for tests: x [s, b, hidden] ->
-  // q [s, b, np, hn], k [s, b, ng, hn], v [s, b, ng, hn] (np/tp and ng/tp under TP).
-  void query_key_value(const at::Tensor& x, at::Tensor* q, at::Tensor* k, at::Tensor* v) const;
+  // q [s, b, np, hn], k [s, b, ng, hn], v [s, b, ng, hn] (np/tp and ng/tp under TP); with
+  // rotary_freqs [s, 1, 1, rot] q and k rotated (read from the projection's output in place).
+  void query_key_value(const at::Tensor& x, at::Tensor* q, at::Tensor* k, at::Tensor* v,
+                       const at::Tensor& rotary_freqs = at::Tensor()) const;
 
   ColumnParallelLinear linear_qkv;
   RowParallelLinear linear_proj;

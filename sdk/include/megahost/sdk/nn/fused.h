@@ -65,8 +65,9 @@ std::pair<at::Tensor, at::Tensor> norm_passthrough(const at::Tensor& x, const at
                                                    const at::Tensor& x_bias = at::Tensor());
 at::Tensor bias_gelu(const at::Tensor& x, const at::Tensor& bias);  // [..., n], [n] (may be undefined)
 at::Tensor swiglu(const at::Tensor& x);                             // [..., 2f] -> [..., f]
-// t [s, b, n, d] (d contiguous), angles [s, 1, 1, rot] float32 (both halves equal, as RotaryEmbedding
-// makes them) -> [s, b, n, d]
+// t [s, b, n, d] or [s, b, n1, n2, d] (any strides, d contiguous: q read straight from the grouped
+// q/k/v layout [s, b, ng, np/ng, hn]), angles [s, 1, 1, rot] float32 (both halves equal, as
+// RotaryEmbedding makes them) -> contiguous [s, b, n, d] (n = n1 * n2)
 at::Tensor rotary(const at::Tensor& t, const at::Tensor& angles);
 // logits [N, V/tp] (rank r holds ids [r V/tp, (r+1) V/tp)), labels [N] int64 -> loss [N] float32.
 // tp null: one device.
