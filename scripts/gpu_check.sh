@@ -7,12 +7,14 @@
 #   2. configures build-gpu/ against PyTorch's libtorch (torch.utils.cmake_prefix_path), CUDA on
 #   3. builds every target, 4. runs ctest (GPU tests included; libstdc++ preloaded, see below),
 #   5. benchmarks, in the same call: the PyTorch reference (.gpu-deps/bench/gpt_baseline.py: eager
-#      and torch.compile, bf16 autocast) and `megahost bench` on examples/gpt/bench_gpt{345m,1.3b}.toml
-#      (bf16), then a table of the ratios (tokens/s per GPU, peak memory)
+#      and torch.compile, bf16 autocast; tools/llama_baseline/llama_baseline.py for the Llama-style
+#      shape) and `megahost bench` on examples/gpt/bench_{gpt345m,gpt1.3b,llama1.3b}.toml (bf16),
+#      then a table of the ratios (tokens/s per GPU, peak memory)
 #
 # Env: MEGAHOST_GPU_BUILD_DIR (build-gpu), MEGAHOST_GPU_BUILD_TYPE (RelWithDebInfo), MEGAHOST_JOBS (nproc), SKIP_TESTS=1, SKIP_BENCH=1,
 #      MEGAHOST_GPU_TARGETS (build only these targets, e.g. the bench's: "megahost megahost_model_gpt ..."),
-#      BASELINE_CONFIGS (gpt_baseline.py arguments), BENCH_RUNS / BENCH_EXTRA (lines label|recipe|args),
+#      BASELINE_CONFIGS (gpt_baseline.py arguments), LLAMA_BASELINE_CONFIGS (llama_baseline.py's;
+#      empty: skipped), BENCH_RUNS / BENCH_EXTRA (lines label|recipe|args),
 #      CTEST_REGEX (run only the matching ctest entries: one per GoogleTest suite, e.g. "DpCuda|Fused"),
 #      CTEST_TIME_LIMIT (300 s for the whole ctest run), CKPT_BENCH=1 (checkpoint save/load GB/s of
 #      the GPT-1.3B recipe, CKPT_DIR for where), MODELS_GPU=1 (BERT and T5 on CUDA: tiny recipes
@@ -152,10 +154,23 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   else
     echo "no .gpu-deps/bench/gpt_baseline.py (scripts/gpu_deps.sh copies it) or BASELINE_CONFIGS empty: baseline skipped"
   fi
+  # The Llama-style shape (examples/gpt/bench_llama1.3b.toml) against the project's own PyTorch
+  # reference of it (tools/llama_baseline; LLAMA_BASELINE_CONFIGS= empty skips it).
+  LLAMA_BASELINE_CONFIGS="${LLAMA_BASELINE_CONFIGS-llama1.3b:eager llama1.3b:compile}"
+  if [ -n "$LLAMA_BASELINE_CONFIGS" ]; then
+    # shellcheck disable=SC2086
+    if PYTHONUNBUFFERED=1 python3 tools/llama_baseline/llama_baseline.py $LLAMA_BASELINE_CONFIGS \
+        >"$LOG_DIR/baseline-llama.log" 2>&1; then
+      grep -E "^llama" "$LOG_DIR/baseline-llama.log" | tee -a "$LOG_DIR/baseline.log"
+    else
+      tail -n 20 "$LOG_DIR/baseline-llama.log"; fail "baseline llama_baseline.py"
+    fi
+  fi
   # label|recipe|extra arguments|environment (VAR=value ...); BENCH_EXTRA appends more (one per
   # line), e.g. variants to compare.
   BENCH_RUNS="${BENCH_RUNS:-gpt345m|examples/gpt/bench_gpt345m.toml|
-gpt1.3b|examples/gpt/bench_gpt1.3b.toml|}"
+gpt1.3b|examples/gpt/bench_gpt1.3b.toml|
+llama1.3b|examples/gpt/bench_llama1.3b.toml|}"
   [ -n "${BENCH_EXTRA:-}" ] && BENCH_RUNS="$BENCH_RUNS
 $BENCH_EXTRA"
   while IFS='|' read -r label recipe extra envs; do
@@ -170,7 +185,7 @@ $BENCH_EXTRA"
     fi
   done <<<"$BENCH_RUNS"
   echo
-  echo "=== megahost against the reference (same call; FLOPs: FORMATS.md §5, MFU against 989 TFLOP/s dense bf16)"
+  echo "=== megahost against the reference (same call; FLOPs: Megatron's count, FORMATS.md §5 for GPT; MFU against 989 TFLOP/s dense bf16)"
   python3 - "$LOG_DIR" <<'PY' || fail "bench table"
 import glob, json, os, re, sys
 log_dir = sys.argv[1]
@@ -182,7 +197,7 @@ if os.path.exists(os.path.join(log_dir, "baseline.log")):
 print(f"{'run':34s} {'ms/iter':>8s} {'tokens/s':>9s} {'TFLOP/s':>8s} {'MFU':>6s} {'peak GiB':>8s}  vs eager  vs compile  mem vs eager")
 for path in sorted(glob.glob(os.path.join(log_dir, "bench-megahost-*.json"))):
     j = json.load(open(path))
-    shape = "gpt1.3b" if j["seq_length"] == 2048 else "gpt345m"
+    shape = "llama1.3b" if "llama" in j["label"] else ("gpt1.3b" if j["seq_length"] == 2048 else "gpt345m")
     tok, mem = j["tokens_per_s_per_gpu"], j["peak_memory_bytes"] / 2**30
     ratio = lambda mode: f"{tok / base[(shape, mode)][0]:.3f}x" if (shape, mode) in base else "-"
     memr = f"{mem / base[(shape, 'eager')][1]:.3f}x" if (shape, "eager") in base else "-"
