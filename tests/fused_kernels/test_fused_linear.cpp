@@ -121,8 +121,13 @@ TEST(FusedLinear, LmHeadCrossEntropyOnCpu) { check_lm_head(at::kCPU, at::kFloat,
 TEST(FusedLinear, CudaLmHeadCrossEntropyMatchesFloat64) {
   SKIP_WITHOUT_GPU();
   const at::Device gpu(at::kCUDA, 0);
-  for (int64_t vocab : {int64_t{50304}, int64_t{1000}}) {
+  // GPT-2's padded vocabulary, a small one, and Llama-3's 128,256: past what a block stages in
+  // shared memory, so the kernel reads the rest of each row twice (the targets fall on both sides)
+  for (int64_t vocab : {int64_t{50304}, int64_t{1000}, int64_t{128256}}) {
     SCOPED_TRACE(vocab);
+    const at::Tensor x = at::empty({3, 64}, at::TensorOptions().dtype(at::kBFloat16).device(gpu));
+    const at::Tensor labels = at::zeros({3}, at::TensorOptions().dtype(at::kLong).device(gpu));
+    EXPECT_TRUE(fused::lm_head_fuses(x, at::empty({vocab, 64}, x.options()), labels));
     check_lm_head(gpu, at::kBFloat16, vocab, 1e-2);
     check_lm_head(gpu, at::kHalf, vocab, 1e-2);
   }

@@ -99,8 +99,9 @@ def run(name, V, T, h, nh, L, B, compile_, iters=20, ng=4, ffn=5632):
     torch.cuda.reset_peak_memory_stats()
 
 
-# (V, T, h, heads, layers, micro batch); 4 key/value groups, SwiGLU width 5632
-cfgs = {"llama1.3b": (50304, 2048, 2048, 16, 24, 8)}
+# (V, T, h, heads, layers, micro batch); 4 key/value groups, SwiGLU width 5632. llama1.3b-v128k:
+# Llama-3's vocabulary (128,256), the output layer's share of the work 2.5 x GPT-2's.
+cfgs = {"llama1.3b": (50304, 2048, 2048, 16, 24, 8), "llama1.3b-v128k": (128256, 2048, 2048, 16, 24, 8)}
 if __name__ == "__main__":
     for c in sys.argv[1:]:
         name, mode = c.split(":")

@@ -125,7 +125,10 @@ __global__ void mh_cross_entropy_backward_vec_kernel(const T* __restrict__ logit
 // per SM. The copies go out in kCopyGroups groups and the statistics of each start as soon as it
 // lands, so a block's exponentials overlap its own loads (a first version that waited for the
 // whole row, then took the max and the sum in two more passes, ran at 2.9 TB/s; two blocks of
-// 1024 threads instead of 512 ran slower still).
+// 1024 threads instead of 512 ran slower still). A row past what two blocks per SM can stage
+// (bf16: ~57k entries on the H200; Llama-3's 128,256) stages its first staged_v entries and reads
+// the rest from global memory twice, once for the statistics (while the copies land) and once for
+// the gradient.
 constexpr int kRowThreads = 512;
 constexpr int kCopyGroups = 4;
 
@@ -138,75 +141,97 @@ __device__ __forceinline__ void wait_copies(int pending) {
   else __pipeline_wait_prior(0);
 }
 
+// One vector into a thread's running max m and sum s of exp(x - m).
+template <int V>
+__device__ __forceinline__ void add_to_stats(const float (&f)[V], float& m, float& s) {
+  float vmax = f[0];
+#pragma unroll
+  for (int k = 1; k < V; ++k) vmax = fmaxf(vmax, f[k]);
+  if (vmax > m) {
+    s = m == -INFINITY ? 0.0f : s * __expf(m - vmax);
+    m = vmax;
+  }
+#pragma unroll
+  for (int k = 0; k < V; ++k) s += __expf(f[k] - m);
+}
+
+// softmax - one_hot of one vector (entries first .. first + V - 1) at the row's log-sum-exp.
+template <typename T, int V>
+__device__ __forceinline__ Vec<T> softmax_minus_target(const float (&f)[V], float lse, int64_t first, int64_t t) {
+  Vec<T> out;
+#pragma unroll
+  for (int k = 0; k < V; ++k) out.v[k] = from_f32<T>(__expf(f[k] - lse) - (first + k == t ? 1.0f : 0.0f));
+  return out;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kRowThreads)
     mh_cross_entropy_loss_grad_kernel(T* __restrict__ logits, const int64_t* __restrict__ labels,
-                                      float* __restrict__ loss, int64_t v) {
+                                      float* __restrict__ loss, int64_t v, int64_t staged_v) {
   constexpr int V = Vec<T>::kSize;
   extern __shared__ __align__(16) unsigned char staged_bytes[];
-  T* row = reinterpret_cast<T*>(staged_bytes);  // [v]
+  T* row = reinterpret_cast<T*>(staged_bytes);  // [staged_v]
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
   T* x = logits + r * v;
-  const int n_vec = static_cast<int>(v / V);
-  const int per_thread = (n_vec + kRowThreads - 1) / kRowThreads;  // this thread's vectors: i = tid + j * threads
+  const int64_t t = labels[r];
+  // The target's logit, read before any thread overwrites the row (after the reductions' barriers).
+  const float target = threadIdx.x == 0 && t >= 0 && t < v ? to_f32(x[t]) : 0.0f;
+  const int n_vec = static_cast<int>(v / V), n_staged = static_cast<int>(staged_v / V);
+  const int per_thread = (n_staged + kRowThreads - 1) / kRowThreads;  // this thread's vectors: i = tid + j * threads
   const int per_group = (per_thread + kCopyGroups - 1) / kCopyGroups;
   for (int group = 0; group < kCopyGroups; ++group) {
     for (int j = group * per_group; j < min((group + 1) * per_group, per_thread); ++j) {
       const int i = static_cast<int>(threadIdx.x) + j * kRowThreads;
-      if (i < n_vec) __pipeline_memcpy_async(row + i * V, x + i * V, 16);
+      if (i < n_staged) __pipeline_memcpy_async(row + i * V, x + i * V, 16);
     }
     __pipeline_commit();  // possibly empty: every thread commits kCopyGroups groups
   }
   float m = -INFINITY, s = 0.0f;  // running max and sum of exp(x - m) of this thread
+  for (int i = n_staged + static_cast<int>(threadIdx.x); i < n_vec; i += kRowThreads) {  // past the staged part
+    float f[V];
+    unpack(load_vec(x + static_cast<int64_t>(i) * V), f);
+    add_to_stats(f, m, s);
+  }
   for (int group = 0; group < kCopyGroups; ++group) {
     wait_copies(kCopyGroups - 1 - group);
     for (int j = group * per_group; j < min((group + 1) * per_group, per_thread); ++j) {
       const int i = static_cast<int>(threadIdx.x) + j * kRowThreads;
-      if (i >= n_vec) break;
+      if (i >= n_staged) break;
       float f[V];
       unpack(load_vec(row + i * V), f);
-      float vmax = f[0];
-#pragma unroll
-      for (int k = 1; k < V; ++k) vmax = fmaxf(vmax, f[k]);
-      if (vmax > m) {
-        s = m == -INFINITY ? 0.0f : s * __expf(m - vmax);
-        m = vmax;
-      }
-#pragma unroll
-      for (int k = 0; k < V; ++k) s += __expf(f[k] - m);
+      add_to_stats(f, m, s);
     }
   }
   const float row_max = block_max(m, scratch);  // its barriers also make every thread's copy visible
   const float lse = row_max + logf(block_sum(m == -INFINITY ? 0.0f : s * __expf(m - row_max), scratch));
-  const int64_t t = labels[r];
   for (int i = threadIdx.x; i < n_vec; i += kRowThreads) {
-    float f[V];
-    unpack(load_vec(row + i * V), f);
     const int64_t first = static_cast<int64_t>(i) * V;
-    Vec<T> out;
-#pragma unroll
-    for (int k = 0; k < V; ++k) out.v[k] = from_f32<T>(__expf(f[k] - lse) - (first + k == t ? 1.0f : 0.0f));
-    store_vec(x + first, out);
+    float f[V];
+    unpack(i < n_staged ? load_vec(row + first) : load_vec(x + first), f);
+    store_vec(x + first, softmax_minus_target<T>(f, lse, first, t));
   }
-  if (threadIdx.x == 0) loss[r] = lse - ((t >= 0 && t < v) ? to_f32(row[t]) : 0.0f);
+  if (threadIdx.x == 0) loss[r] = lse - target;
 }
 
-// The dynamic shared memory a block of the kernel may take on the current device: the opt-in
-// limit less the kernel's static shared memory (the reduction scratch), opted into once per dtype.
-// 0 when the device or the attribute says no.
+// The dynamic shared memory a block of the kernel takes on the current device: as much of a row
+// as lets two blocks share an SM (the CUDA runtime keeps 1 KB per block), within the opt-in limit,
+// less the kernel's static shared memory; opted into once per dtype. 0 when the device or the
+// attribute says no.
 template <typename T>
 int loss_grad_shared_limit() {
   static const int limit = [] {
-    int device = 0, optin = 0;
+    int device = 0, optin = 0, per_sm = 0;
     cudaFuncAttributes attr{};
     if (cudaGetDevice(&device) != cudaSuccess ||
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device) != cudaSuccess ||
         cudaFuncGetAttributes(&attr, mh_cross_entropy_loss_grad_kernel<T>) != cudaSuccess) {
       cudaGetLastError();
       return 0;
     }
-    const int dynamic = optin - static_cast<int>(attr.sharedSizeBytes);
+    const int two_blocks = per_sm / 2 - 1024;
+    const int dynamic = ((two_blocks < optin ? two_blocks : optin) - static_cast<int>(attr.sharedSizeBytes)) / 16 * 16;
     if (dynamic <= 0 || cudaFuncSetAttribute(mh_cross_entropy_loss_grad_kernel<T>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic) != cudaSuccess) {
       cudaGetLastError();
@@ -220,9 +245,9 @@ int loss_grad_shared_limit() {
 }  // namespace
 
 bool cross_entropy_loss_grad_fits(int dtype, int64_t v) {
-  if (v <= 0 || v % 8 != 0) return false;
-  if (dtype == kBF16) return v * 2 <= loss_grad_shared_limit<__nv_bfloat16>();
-  if (dtype == kF16) return v * 2 <= loss_grad_shared_limit<__half>();
+  if (v <= 0 || v % 8 != 0 || v / 8 > (int64_t{1} << 30)) return false;
+  if (dtype == kBF16) return loss_grad_shared_limit<__nv_bfloat16>() > 0;
+  if (dtype == kF16) return loss_grad_shared_limit<__half>() > 0;
   return false;
 }
 
@@ -235,9 +260,11 @@ int cross_entropy_loss_grad(int dtype, void* logits, const int64_t* labels, floa
     if constexpr (std::is_same_v<T, float>) {
       return cudaErrorInvalidValue;
     } else {
-      const size_t bytes = static_cast<size_t>(v) * sizeof(T);  // fits() opted the kernel into it
+      const int64_t cap = loss_grad_shared_limit<T>() / static_cast<int64_t>(sizeof(T)) / 8 * 8;
+      const int64_t staged_v = v < cap ? v : cap;  // the rest read from global memory twice
+      const size_t bytes = static_cast<size_t>(staged_v) * sizeof(T);
       mh_cross_entropy_loss_grad_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, bytes, as_stream(stream)>>>(
-          static_cast<T*>(logits), labels, loss, v);
+          static_cast<T*>(logits), labels, loss, v, staged_v);
       return cudaSuccess;
     }
   });

@@ -140,7 +140,8 @@ int cross_entropy_backward(int dtype, const void* logits, const int64_t* labels,
                            const float* grad_loss, void* dlogits, int64_t rows, int64_t v, void* stream);
 // One device's whole vocabulary in one pass: loss [rows] = lse - x[target], and logits [rows, v]
 // (bf16 / fp16, 16-byte aligned) overwritten with exp(x - lse) - onehot(target), unscaled.
-// cross_entropy_loss_grad_fits: a row fits the device's shared memory (v * 2 bytes, v % 8 == 0).
+// cross_entropy_loss_grad_fits: the kernel takes the dtype and v (v % 8 == 0; any size: a row
+// past shared memory is staged in part, the rest read twice).
 bool cross_entropy_loss_grad_fits(int dtype, int64_t v);
 int cross_entropy_loss_grad(int dtype, void* logits, const int64_t* labels, float* loss, int64_t rows, int64_t v,
                             void* stream);

@@ -567,6 +567,15 @@ at::Tensor lm_head_cross_entropy(const at::Tensor& x, const at::Tensor& weight, 
   return cross_entropy(linear(x, weight, at::Tensor(), accumulate_into_grad, notify_grad_ready), labels, nullptr);
 }
 
+bool lm_head_fuses(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& labels) {
+#if defined(MH_SDK_WITH_CUDA)
+  return lm_head_fusable(x, weight, labels);
+#else
+  (void)x, (void)weight, (void)labels;
+  return false;
+#endif
+}
+
 namespace reference {
 at::Tensor gelu_mlp(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                     const at::Tensor& b2) {

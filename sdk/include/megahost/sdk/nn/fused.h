@@ -166,6 +166,9 @@ at::Tensor gelu_mlp_add(const at::Tensor& x, const at::Tensor& w1, const at::Ten
 // linear + cross_entropy. accumulate_into_grad / notify_grad_ready as `linear`.
 at::Tensor lm_head_cross_entropy(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& labels,
                                  bool accumulate_into_grad, bool notify_grad_ready = true);
+// Whether lm_head_cross_entropy takes the one-kernel path for these operands (any vocabulary
+// that is a whole number of 16-byte vectors: a row past shared memory is staged in part).
+bool lm_head_fuses(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& labels);
 
 namespace reference {
 std::pair<at::Tensor, at::Tensor> norm_passthrough(const at::Tensor& x, const at::Tensor& weight,
