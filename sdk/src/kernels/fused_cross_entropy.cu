@@ -131,6 +131,7 @@ __global__ void mh_cross_entropy_backward_vec_kernel(const T* __restrict__ logit
 // the gradient.
 constexpr int kRowThreads = 512;
 constexpr int kCopyGroups = 4;
+constexpr int kTailInFlight = 4;
 
 // Waits until at most `pending` of this thread's copy groups are still in flight (the count must
 // be a literal for cp.async.wait_group).
@@ -188,7 +189,21 @@ __global__ void __launch_bounds__(kRowThreads)
     __pipeline_commit();  // possibly empty: every thread commits kCopyGroups groups
   }
   float m = -INFINITY, s = 0.0f;  // running max and sum of exp(x - m) of this thread
-  for (int i = n_staged + static_cast<int>(threadIdx.x); i < n_vec; i += kRowThreads) {  // past the staged part
+  // Past the staged part, from global memory while the copies land: kTailInFlight vectors per
+  // thread loaded before any is used (one at a time kept too few bytes in flight per SM).
+  int i = n_staged + static_cast<int>(threadIdx.x);
+  for (; i + (kTailInFlight - 1) * kRowThreads < n_vec; i += kTailInFlight * kRowThreads) {
+    Vec<T> in[kTailInFlight];
+#pragma unroll
+    for (int u = 0; u < kTailInFlight; ++u) in[u] = load_vec(x + static_cast<int64_t>(i + u * kRowThreads) * V);
+#pragma unroll
+    for (int u = 0; u < kTailInFlight; ++u) {
+      float f[V];
+      unpack(in[u], f);
+      add_to_stats(f, m, s);
+    }
+  }
+  for (; i < n_vec; i += kRowThreads) {
     float f[V];
     unpack(load_vec(x + static_cast<int64_t>(i) * V), f);
     add_to_stats(f, m, s);
@@ -205,10 +220,29 @@ __global__ void __launch_bounds__(kRowThreads)
   }
   const float row_max = block_max(m, scratch);  // its barriers also make every thread's copy visible
   const float lse = row_max + logf(block_sum(m == -INFINITY ? 0.0f : s * __expf(m - row_max), scratch));
-  for (int i = threadIdx.x; i < n_vec; i += kRowThreads) {
+  for (int j = threadIdx.x; j < n_staged; j += kRowThreads) {
+    const int64_t first = static_cast<int64_t>(j) * V;
+    float f[V];
+    unpack(load_vec(row + first), f);
+    store_vec(x + first, softmax_minus_target<T>(f, lse, first, t));
+  }
+  i = n_staged + static_cast<int>(threadIdx.x);
+  for (; i + (kTailInFlight - 1) * kRowThreads < n_vec; i += kTailInFlight * kRowThreads) {
+    Vec<T> in[kTailInFlight];
+#pragma unroll
+    for (int u = 0; u < kTailInFlight; ++u) in[u] = load_vec(x + static_cast<int64_t>(i + u * kRowThreads) * V);
+#pragma unroll
+    for (int u = 0; u < kTailInFlight; ++u) {
+      const int64_t first = static_cast<int64_t>(i + u * kRowThreads) * V;
+      float f[V];
+      unpack(in[u], f);
+      store_vec(x + first, softmax_minus_target<T>(f, lse, first, t));
+    }
+  }
+  for (; i < n_vec; i += kRowThreads) {
     const int64_t first = static_cast<int64_t>(i) * V;
     float f[V];
-    unpack(i < n_staged ? load_vec(row + first) : load_vec(x + first), f);
+    unpack(load_vec(x + first), f);
     store_vec(x + first, softmax_minus_target<T>(f, lse, first, t));
   }
   if (threadIdx.x == 0) loss[r] = lse - target;
