@@ -1,6 +1,7 @@
 # Where the reference's iteration spends its GPU time, in the groups `megahost bench --profile`
 # prints: run on the GPU machine beside megahost's profile to compare them kernel by kernel.
 #   python3 tools/reference_profile/reference_profile.py PATH/gpt_baseline.py gpt1.3b compile
+#   python3 tools/reference_profile/reference_profile.py tools/llama_baseline/llama_baseline.py llama1.3b compile
 # Builds the model exactly as gpt_baseline.py does (its classes and shapes, read from the file),
 # runs 5 warm-up steps, then profiles 3 with torch.profiler and prints per iteration: the kernel
 # groups, the top kernels by time, the products by shape, and the GPU idle between kernels.
