@@ -8,8 +8,9 @@ of megahost. Needs Debian's python3-torch; CI does not run this: the outputs are
 
     python3 tests/convert/make_hf_fixtures.py [OUT_DIR]   (default tests/data/hf)
 
-Per model folder: config.json, model.safetensors, reference.json (tokens, logits shape) and
-reference_logits.f32 (float32, little-endian, row-major [seq, vocab]).
+Folders: gpt2, llama, mistral, llama31 (Llama 3.1's rope_scaling). Per model folder: config.json,
+model.safetensors, reference.json (tokens, logits shape) and reference_logits.f32 (float32,
+little-endian, row-major [seq, vocab]).
 """
 import json
 import math
@@ -131,6 +132,25 @@ def rotate_half(x):
     return torch.cat([-x[..., half:], x[..., :half]], -1)
 
 
+def llama3_scaled(inv_freq, c):
+    """Llama 3.1's rope_scaling ("llama3"): long wavelengths slowed by the factor, short ones kept,
+    the band between blended."""
+    low_wavelen = c["original_max_position_embeddings"] / c["low_freq_factor"]
+    high_wavelen = c["original_max_position_embeddings"] / c["high_freq_factor"]
+    out = []
+    for f in inv_freq.tolist():
+        wavelen = 2 * math.pi / f
+        if wavelen < high_wavelen:
+            out.append(f)
+        elif wavelen > low_wavelen:
+            out.append(f / c["factor"])
+        else:
+            a = (c["original_max_position_embeddings"] / wavelen - c["low_freq_factor"]) / (
+                c["high_freq_factor"] - c["low_freq_factor"])
+            out.append((1 - a) * f / c["factor"] + a * f)
+    return torch.tensor(out, dtype=torch.float64)
+
+
 def llama_like(gen, out, arch, model_type, extra):
     kv_heads, ffn, n_pos, eps, theta = 2, 96, 64, 1e-6, 500000.0
     config = {"architectures": [arch], "model_type": model_type, "vocab_size": VOCAB, "hidden_size": HIDDEN,
@@ -159,6 +179,8 @@ def llama_like(gen, out, arch, model_type, extra):
     tok = torch.tensor(TOKENS)
     s = len(TOKENS)
     inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+    if "rope_scaling" in extra:
+        inv_freq = llama3_scaled(inv_freq, extra["rope_scaling"])
     freqs = torch.outer(torch.arange(s, dtype=torch.float64), inv_freq)
     emb = torch.cat([freqs, freqs], -1)  # [s, hd]
     cos, sin = emb.cos(), emb.sin()
@@ -187,6 +209,10 @@ def main():
     # Mistral: the same tensors; a sliding window no shorter than the context is plain causal attention.
     llama_like(torch.Generator().manual_seed(3), os.path.join(out, "mistral"), "MistralForCausalLM", "mistral",
                {"sliding_window": 64})
+    # Llama 3.1: the same shape with its rope_scaling.
+    llama_like(torch.Generator().manual_seed(4), os.path.join(out, "llama31"), "LlamaForCausalLM", "llama",
+               {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                 "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}})
 
 
 if __name__ == "__main__":

@@ -47,7 +47,13 @@ std::string read_text(const fs::path& p) {
 std::unique_ptr<core::Model> load_converted(const fs::path& mh_dir, int64_t padded_vocab,
                                             const std::string& override_key = "", const std::string& value = "") {
   toml::table recipe = toml::parse(read_text(mh_dir / "recipe.toml"));
-  if (!override_key.empty()) recipe["model"].as_table()->insert_or_assign(override_key, value);
+  if (!override_key.empty()) {
+    auto* model = recipe["model"].as_table();
+    if (value == "true" || value == "false")
+      model->insert_or_assign(override_key, value == "true");
+    else
+      model->insert_or_assign(override_key, value);
+  }
   std::ostringstream model_toml;
   model_toml << *recipe["model"].as_table();
   core::ModelOptions opts;
@@ -131,6 +137,15 @@ TEST(HfConvert, Gpt2NeedsTheTanhGelu) {
 }
 TEST(HfConvert, LlamaLogitsEqualTheReference) { expect_reference_logits("llama"); }
 TEST(HfConvert, MistralLogitsEqualTheReference) { expect_reference_logits("mistral"); }
+// Llama 3.1's rope_scaling ("llama3", factor 8): the recipe gets use_rope_scaling and
+// rope_scaling_factor, and the logits equal the reference's, which scales the frequencies.
+TEST(HfConvert, Llama31RopeScalingLogitsEqualTheReference) {
+  expect_reference_logits("llama31");
+  // Not vacuous: the same model without the scaling leaves the tolerance.
+  const double unscaled = logits_diff("llama31", "use_rope_scaling", "false");
+  std::printf("llama31 without the scaling: max |logits - reference| = %.3g\n", unscaled);
+  EXPECT_GT(unscaled, 1e-3);
+}
 
 // Written for TP2 x PP2 (vocabulary padded to 256), loaded by one process (128 rows): the load
 // reshards (assembles each tensor from the four rank folders, drops the padding rows) and the
@@ -147,7 +162,7 @@ TEST(HfConvert, Tp2Pp2CheckpointLoadedByOneProcessGivesTheReferenceLogits) {
 }
 
 TEST(HfConvert, RoundTripIsBitIdentical) {
-  for (const char* name : {"gpt2", "llama", "mistral"}) {
+  for (const char* name : {"gpt2", "llama", "mistral", "llama31"}) {
     TempDir mh(std::string("rt-mh-") + name), hf(std::string("rt-hf-") + name);
     core::convert_hf_to_megahost(registry(), fixture(name).string(), mh.path().string());
     core::convert_megahost_to_hf(registry(), mh.path().string(), hf.path().string());
@@ -194,34 +209,40 @@ TEST(HfConvert, RoundTripThroughTp2Pp2IsBitIdentical) {
 
 TEST(HfConvert, CheckpointWithoutHfConfigGetsAConfigFromTheRecipe) {
   // A megahost-trained model (no stored config.json): the HF config is derived from [model].
-  TempDir mh("derived-mh"), hf("derived-hf"), back("derived-back");
-  core::convert_hf_to_megahost(registry(), fixture("llama").string(), mh.path().string());
-  {  // the same tensors re-saved without the hf/ blobs
-    auto fmt = core::create_checkpoint_format(registry(), "megahost-tensors", core::ConfigSection{});
-    const std::string iter = core::iteration_dir(mh.path().string(), 0), copy = iter + "-copy";
-    auto r = fmt->open_reader(iter);
-    auto w = fmt->open_writer(copy);
-    for (const auto& e : r->list()) {
-      if (e.is_blob) {
-        if (e.name.rfind("hf/", 0) != 0) w->blob(e.name, r->blob(e.name));
-        continue;
+  for (const char* name : {"llama", "llama31"}) {
+    SCOPED_TRACE(name);
+    TempDir mh(std::string("derived-mh-") + name), hf(std::string("derived-hf-") + name);
+    core::convert_hf_to_megahost(registry(), fixture(name).string(), mh.path().string());
+    {  // the same tensors re-saved without the hf/ blobs
+      auto fmt = core::create_checkpoint_format(registry(), "megahost-tensors", core::ConfigSection{});
+      const std::string iter = core::iteration_dir(mh.path().string(), 0), copy = iter + "-copy";
+      auto r = fmt->open_reader(iter);
+      auto w = fmt->open_writer(copy);
+      for (const auto& e : r->list()) {
+        if (e.is_blob) {
+          if (e.name.rfind("hf/", 0) != 0) w->blob(e.name, r->blob(e.name));
+          continue;
+        }
+        at::Tensor t = at::empty(e.shape, e.dtype);
+        r->tensor_into(e.name, t);
+        w->tensor(e.name, t);
       }
-      at::Tensor t = at::empty(e.shape, e.dtype);
-      r->tensor_into(e.name, t);
-      w->tensor(e.name, t);
+      w->commit();
+      r.reset();
+      fs::remove_all(iter);
+      fs::rename(copy, iter);
     }
-    w->commit();
-    r.reset();
-    fs::remove_all(iter);
-    fs::rename(copy, iter);
+    core::convert_megahost_to_hf(registry(), mh.path().string(), hf.path().string());
+    const auto cfg = nlohmann::json::parse(read_text(hf.path() / "config.json"));
+    EXPECT_EQ(cfg["architectures"][0], "LlamaForCausalLM");
+    EXPECT_EQ(cfg["num_key_value_heads"], 2);
+    EXPECT_EQ(cfg["intermediate_size"], 96);
+    EXPECT_DOUBLE_EQ(cfg["rope_theta"].get<double>(), 500000.0);
+    const auto original = nlohmann::json::parse(read_text(fixture(name) / "config.json"));
+    EXPECT_EQ(cfg.contains("rope_scaling"), original.contains("rope_scaling"));
+    if (original.contains("rope_scaling")) EXPECT_EQ(cfg["rope_scaling"], original["rope_scaling"]);
+    expect_identical_tensors(fixture(name), hf.path());
   }
-  core::convert_megahost_to_hf(registry(), mh.path().string(), hf.path().string());
-  const auto cfg = nlohmann::json::parse(read_text(hf.path() / "config.json"));
-  EXPECT_EQ(cfg["architectures"][0], "LlamaForCausalLM");
-  EXPECT_EQ(cfg["num_key_value_heads"], 2);
-  EXPECT_EQ(cfg["intermediate_size"], 96);
-  EXPECT_DOUBLE_EQ(cfg["rope_theta"].get<double>(), 500000.0);
-  expect_identical_tensors(fixture("llama"), hf.path());
 }
 
 TEST(HfConvert, ShardedCheckpointConvertsLikeOneFile) {
@@ -288,7 +309,9 @@ TEST(HfConvert, RefusesUnknownArchitectureAndShortSlidingWindow) {
        std::vector<std::tuple<std::string, std::string, std::string>>{
            {"llama", R"({"architectures": ["BertForMaskedLM"]})", "architecture \"BertForMaskedLM\" is not supported"},
            {"mistral", R"({"sliding_window": 16})", "sliding_window = 16 is shorter than max_position_embeddings"},
-           {"llama", R"({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}})", "rope_scaling"}}) {
+           {"llama", R"({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}})", "rope_scaling"},
+           {"llama", R"({"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "high_freq_factor": 2.0}})",
+            "original_max_position_embeddings 8192"}}) {
     const fs::path bad = dir.path() / (name + "-edited");
     fs::remove_all(bad);
     fs::create_directories(bad);

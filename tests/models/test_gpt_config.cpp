@@ -131,6 +131,16 @@ TEST(GptConfig, DefaultsFollowMegatronArguments) {
   }
 }
 
+TEST(GptConfig, RopeScalingNeedsRopeAndAFactorOfAtLeastOne) {
+  const std::string rope = kBase + "position_embedding_type = \"rope\"\n";
+  {
+    TestModel m(rope + "use_rope_scaling = true\nrope_scaling_factor = 32.0\n", kVocab);  // Llama 3.2's
+    EXPECT_TRUE(m.ok()) << m.error();
+  }
+  expect_config_error(kBase + "use_rope_scaling = true\n", {"use_rope_scaling", "rope"});
+  expect_config_error(rope + "use_rope_scaling = true\nrope_scaling_factor = 0.5\n", {"rope_scaling_factor", ">= 1"});
+}
+
 TEST(GptConfig, AttentionBackendAndFlashFlag) {
   expect_config_error(kBase + "attention_backend = \"tensorrt\"\n", {"key 'attention_backend'", "flash"});
   expect_config_error(kBase + "attention_backend = \"math\"\nuse_flash_attn = true\n",

@@ -2,6 +2,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <vector>
 
 #include "megahost/sdk/error.h"
@@ -144,6 +146,36 @@ TEST(NnRotary, PartialRotaryLeavesTheTailAndHonoursTheBase) {
   EXPECT_TRUE(at::equal(out.narrow(-1, 4, 4), t.narrow(-1, 4, 4)));
   EXPECT_LT(max_abs_diff(out, mhtest::ref_rotary(t, 4, 500.0)), 1e-5);
   EXPECT_TRUE(at::equal(out[0], t[0]));  // position 0 does not rotate
+}
+
+// Llama 3.1's frequency scaling against its definition, frequency by frequency in double: a
+// head of 128 at base 500000 has all three bands (kept, blended, divided by the factor).
+TEST(NnRotary, Llama3ScalingKeepsBlendsAndSlowsTheFrequencies) {
+  const int64_t d = 128, s = 9;
+  const double base = 500000.0, factor = 8.0;
+  nn::RotaryEmbedding plain(d, 1.0, base), scaled(d, 1.0, base, nullptr, nn::RopeScaling{factor});
+  const at::Tensor pos = at::arange(s, at::kLong);
+  const at::Tensor a = plain.for_positions(pos), b = scaled.for_positions(pos);  // [s, 1, 1, d]
+  int kept = 0, blended = 0, slowed = 0;
+  for (int64_t i = 0; i < d / 2; ++i) {
+    const double f = 1.0 / std::pow(base, static_cast<double>(2 * i) / d), wavelen = 2 * M_PI / f;
+    double want = f;
+    if (wavelen > 8192.0) {
+      want = f / factor, ++slowed;
+    } else if (wavelen >= 2048.0) {
+      const double w = (8192.0 / wavelen - 1.0) / 3.0;
+      want = (1 - w) * f / factor + w * f, ++blended;
+    } else {
+      ++kept;
+    }
+    const double got = b[s - 1][0][0][i].item<double>() / (s - 1);  // angle at the last position
+    EXPECT_NEAR(got, want, 2e-6 * want) << "frequency " << i;  // float32 against double
+    EXPECT_DOUBLE_EQ(b[s - 1][0][0][i + d / 2].item<double>(), b[s - 1][0][0][i].item<double>());  // both halves
+  }
+  EXPECT_GT(kept, 0);
+  EXPECT_GT(blended, 0);
+  EXPECT_GT(slowed, 0);
+  EXPECT_TRUE(at::equal(a.narrow(-1, 0, 8), b.narrow(-1, 0, 8)));  // the fastest frequencies are kept
 }
 
 TEST(NnRotary, RejectsAnOddRotaryDim) {

@@ -66,6 +66,29 @@ const char* torch_dtype_name(DLDataType t) {
   return t.code == kDLBfloat ? "bfloat16" : t.bits == 16 ? "float16" : "float32";
 }
 
+// rope_scaling of a Llama config: Llama 3.1's "llama3" type with Megatron's fixed low / high
+// frequency factors and original context (1, 4, 8192: Llama 3.1, 3.2, 3.3); anything else
+// (YaRN, linear, dynamic, other bands) has no gpt-plugin equivalent.
+void read_rope_scaling(const nlohmann::json& r, const std::string& file, ModelShape* s) {
+  const std::string text = r.dump();
+  HF_CHECK(r.is_object(), file, ": rope_scaling ", text, " is not an object\nHINT: Llama 3.1's is {\"rope_type\": "
+           "\"llama3\", \"factor\": 8.0, ...}");
+  const std::string type = r.value("rope_type", r.value("type", std::string()));
+  auto number = [&](const char* key, double fallback) {
+    if (!r.contains(key)) return fallback;
+    HF_CHECK(r[key].is_number(), file, ": rope_scaling.", key, " is not a number\nHINT: as Llama 3.1's config.json");
+    return r[key].get<double>();
+  };
+  const double factor = number("factor", 0.0), low = number("low_freq_factor", 1.0),
+               high = number("high_freq_factor", 4.0), original = number("original_max_position_embeddings", 8192.0);
+  HF_CHECK(type == "llama3" && factor >= 1.0 && low == 1.0 && high == 4.0 && original == 8192.0, file,
+           ": rope_scaling ", text, " is not supported\nHINT: the gpt plugin scales rotary frequencies as Llama 3.1 "
+           "(rope_type \"llama3\", factor >= 1, low_freq_factor 1, high_freq_factor 4, "
+           "original_max_position_embeddings 8192: Megatron's --use-rope-scaling); not YaRN, linear or dynamic");
+  s->rope_scaling = true;
+  s->rope_scaling_factor = factor;
+}
+
 }  // namespace
 
 ModelShape shape_from_hf_config(const nlohmann::json& j, const std::string& file, int64_t vocab_divisor) {
@@ -115,10 +138,7 @@ ModelShape shape_from_hf_config(const nlohmann::json& j, const std::string& file
              "\" is not supported\nHINT: the gpt plugin's gated MLP is SwiGLU (silu)");
     HF_CHECK(!c.get_bool("attention_bias", false) && !c.get_bool("mlp_bias", false), file,
              ": attention_bias / mlp_bias = true is not supported\nHINT: Llama-family models without biases only");
-    HF_CHECK(!j.contains("rope_scaling") || j["rope_scaling"].is_null(), file, ": rope_scaling ",
-             j.value("rope_scaling", nlohmann::json()).dump(),
-             " is not supported\nHINT: the gpt plugin's rotary has no frequency scaling (Llama 3.1's "
-             "\"llama3\" scaling, YaRN, ...)");
+    if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) read_rope_scaling(j["rope_scaling"], file, &s);
     if (s.arch == Arch::Mistral && j.contains("sliding_window") && !j["sliding_window"].is_null()) {
       const int64_t window = c.get_int("sliding_window");
       HF_CHECK(window >= s.max_positions, file, ": sliding_window = ", window,
@@ -174,6 +194,8 @@ std::vector<std::pair<std::string, std::string>> recipe_model_keys(const ModelSh
                        {"add_bias_linear", "false"},
                        {"group_query_attention", toml_bool(s.groups != s.heads)}});
     if (s.groups != s.heads) k.emplace_back("num_query_groups", std::to_string(s.groups));
+    if (s.rope_scaling)
+      k.insert(k.end(), {{"use_rope_scaling", "true"}, {"rope_scaling_factor", toml_float(s.rope_scaling_factor)}});
   }
   return k;
 }
@@ -210,6 +232,8 @@ ModelShape shape_from_recipe(const sdk::Config& m, const std::string& file, int6
   s.max_positions = m.get_int("max_position_embeddings", seq_length);
   s.norm_eps = m.get_float("norm_epsilon", 1e-5);
   s.rope_theta = m.get_float("rotary_base", 10000.0);
+  s.rope_scaling = m.get_bool("use_rope_scaling", false);
+  s.rope_scaling_factor = m.get_float("rope_scaling_factor", 8.0);
   HF_CHECK(m.get_float("rotary_percent", 1.0) == 1.0, file,
            ": rotary_percent != 1 has no Hugging Face Llama equivalent\nHINT: convert models with full rotary");
   s.tied = !m.get_bool("untie_embeddings_and_output_weights", false);
@@ -238,6 +262,9 @@ nlohmann::json hf_config_for(const ModelShape& s) {
          {"max_position_embeddings", s.max_positions}, {"rms_norm_eps", s.norm_eps}, {"rope_theta", s.rope_theta},
          {"hidden_act", "silu"}, {"tie_word_embeddings", s.tied}, {"attention_bias", false},
          {"attention_dropout", s.attention_dropout}};
+    if (s.rope_scaling)
+      j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", s.rope_scaling_factor}, {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
   }
   j["torch_dtype"] = torch_dtype_name(s.hf_dtype);
   return j;

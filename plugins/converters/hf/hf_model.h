@@ -22,6 +22,8 @@ struct ModelShape {
   int64_t num_layers = 0, hidden = 0, heads = 0, groups = 0, head_dim = 0, ffn = 0;
   int64_t vocab = 0, padded_vocab = 0, max_positions = 0;
   double norm_eps = 1e-5, rope_theta = 10000.0;
+  bool rope_scaling = false;          // Llama 3.1's "llama3" rope_scaling (use_rope_scaling)
+  double rope_scaling_factor = 8.0;   // its factor (rope_scaling_factor)
   bool tied = true;
   bool gelu_tanh = true;  // GPT-2: gelu_new
   double hidden_dropout = 0.0, attention_dropout = 0.0;

@@ -36,6 +36,9 @@ constexpr Key kKeys[] = {
     {"position_embedding_type", "string", "\"learned_absolute\"", false, "learned_absolute | rope | none"},
     {"rotary_percent", "float", "1.0", false, "fraction of each head's dims that rotate (rope)"},
     {"rotary_base", "float", "10000", false, "rope base period"},
+    {"use_rope_scaling", "bool", "false", false,
+     "Llama 3.1's rope frequency scaling (low / high frequency factors 1 / 4, original context 8192)"},
+    {"rope_scaling_factor", "float", "8.0", false, "the factor of use_rope_scaling (Llama 3.1: 8, 3.2: 32)"},
     {"normalization", "string", "\"LayerNorm\"", false, "LayerNorm | RMSNorm"},
     {"norm_epsilon", "float", "1e-05", false, "epsilon of the norms"},
     {"swiglu", "bool", "false", false, "SwiGLU MLP (fc1 outputs 2*ffn_hidden_size) instead of GeLU"},
@@ -243,6 +246,15 @@ GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
                       sdk::str_cat("kv_channels is ", t.kv_channels, "; e.g. rotary_percent = 1.0 or 0.5"));
     if (!(c.rotary_base > 0.0)) throw cfg.error("rotary_base", "rotary_base must be > 0", "usually 10000");
   }
+  c.use_rope_scaling = read_bool(cfg, "use_rope_scaling");
+  c.rope_scaling_factor = read_float(cfg, "rope_scaling_factor");
+  if (c.use_rope_scaling && c.position_embedding != PositionEmbedding::Rope)
+    throw cfg.error("use_rope_scaling", "use_rope_scaling scales rotary frequencies, but positions are not rope",
+                    "set position_embedding_type = \"rope\", or drop use_rope_scaling");
+  if (c.use_rope_scaling && !(c.rope_scaling_factor >= 1.0))
+    throw cfg.error("rope_scaling_factor",
+                    sdk::str_cat("rope_scaling_factor = ", c.rope_scaling_factor, " must be >= 1"),
+                    "Llama 3.1 uses 8, Llama 3.2 32");
 
   // The rest
   c.untie_embeddings_and_output_weights = read_bool(cfg, "untie_embeddings_and_output_weights");

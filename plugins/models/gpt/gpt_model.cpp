@@ -31,8 +31,12 @@ GptModel::GptModel(const GptConfig& cfg, at::Device device, at::ScalarType param
                                  cfg.transformer.hidden_size, Init::normal(cfg.transformer.init_method_std));
   decoder_ = std::make_unique<sdk::nn::TransformerBlock>(params, "decoder", cfg.transformer, stage_.layer_offset,
                                                          stage_.num_layers, /*with_final_layernorm=*/stage_.last);
-  if (cfg.position_embedding == PositionEmbedding::Rope)
-    rotary_.emplace(cfg.transformer.kv_channels, cfg.rotary_percent, cfg.rotary_base, cfg.transformer.parallel);
+  if (cfg.position_embedding == PositionEmbedding::Rope) {
+    std::optional<sdk::nn::RopeScaling> scaling;
+    if (cfg.use_rope_scaling) scaling = sdk::nn::RopeScaling{cfg.rope_scaling_factor};  // Megatron's 1 / 4 / 8192
+    rotary_.emplace(cfg.transformer.kv_channels, cfg.rotary_percent, cfg.rotary_base, cfg.transformer.parallel,
+                    scaling);
+  }
   if (!stage_.last) return;
   if (!tied) {
     // Megatron's output_layer: a column-parallel linear without bias, plain init_method.
