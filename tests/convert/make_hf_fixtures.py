@@ -8,9 +8,9 @@ of megahost. Needs Debian's python3-torch; CI does not run this: the outputs are
 
     python3 tests/convert/make_hf_fixtures.py [OUT_DIR]   (default tests/data/hf)
 
-Folders: gpt2, llama, mistral, llama31 (Llama 3.1's rope_scaling). Per model folder: config.json,
-model.safetensors, reference.json (tokens, logits shape) and reference_logits.f32 (float32,
-little-endian, row-major [seq, vocab]).
+Folders: gpt2, llama, mistral, llama31 (Llama 3.1's rope_scaling), llama_linear (linear rope
+scaling). Per model folder: config.json, model.safetensors, reference.json (tokens, logits
+shape) and reference_logits.f32 (float32, little-endian, row-major [seq, vocab]).
 """
 import json
 import math
@@ -179,8 +179,10 @@ def llama_like(gen, out, arch, model_type, extra):
     tok = torch.tensor(TOKENS)
     s = len(TOKENS)
     inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
-    if "rope_scaling" in extra:
+    if extra.get("rope_scaling", {}).get("rope_type") == "llama3":
         inv_freq = llama3_scaled(inv_freq, extra["rope_scaling"])
+    if extra.get("rope_scaling", {}).get("rope_type") == "linear":  # positions / factor
+        inv_freq = inv_freq / extra["rope_scaling"]["factor"]
     freqs = torch.outer(torch.arange(s, dtype=torch.float64), inv_freq)
     emb = torch.cat([freqs, freqs], -1)  # [s, hd]
     cos, sin = emb.cos(), emb.sin()
@@ -213,6 +215,9 @@ def main():
     llama_like(torch.Generator().manual_seed(4), os.path.join(out, "llama31"), "LlamaForCausalLM", "llama",
                {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                  "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}})
+    # Linear position interpolation (a context stretched 4 x).
+    llama_like(torch.Generator().manual_seed(5), os.path.join(out, "llama_linear"), "LlamaForCausalLM", "llama",
+               {"rope_scaling": {"rope_type": "linear", "factor": 4.0}})
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -51,6 +52,8 @@ std::unique_ptr<core::Model> load_converted(const fs::path& mh_dir, int64_t padd
     auto* model = recipe["model"].as_table();
     if (value == "true" || value == "false")
       model->insert_or_assign(override_key, value == "true");
+    else if (!value.empty() && (std::isdigit(static_cast<unsigned char>(value[0])) != 0))
+      model->insert_or_assign(override_key, std::stod(value));
     else
       model->insert_or_assign(override_key, value);
   }
@@ -146,6 +149,11 @@ TEST(HfConvert, Llama31RopeScalingLogitsEqualTheReference) {
   std::printf("llama31 without the scaling: max |logits - reference| = %.3g\n", unscaled);
   EXPECT_GT(unscaled, 1e-3);
 }
+// "linear" rope_scaling (factor 4): rotary_seq_len_interpolation_factor divides the positions.
+TEST(HfConvert, LinearRopeScalingLogitsEqualTheReference) {
+  expect_reference_logits("llama_linear");
+  EXPECT_GT(logits_diff("llama_linear", "rotary_seq_len_interpolation_factor", "1.0"), 1e-3);
+}
 
 // Written for TP2 x PP2 (vocabulary padded to 256), loaded by one process (128 rows): the load
 // reshards (assembles each tensor from the four rank folders, drops the padding rows) and the
@@ -162,7 +170,7 @@ TEST(HfConvert, Tp2Pp2CheckpointLoadedByOneProcessGivesTheReferenceLogits) {
 }
 
 TEST(HfConvert, RoundTripIsBitIdentical) {
-  for (const char* name : {"gpt2", "llama", "mistral", "llama31"}) {
+  for (const char* name : {"gpt2", "llama", "mistral", "llama31", "llama_linear"}) {
     TempDir mh(std::string("rt-mh-") + name), hf(std::string("rt-hf-") + name);
     core::convert_hf_to_megahost(registry(), fixture(name).string(), mh.path().string());
     core::convert_megahost_to_hf(registry(), mh.path().string(), hf.path().string());
@@ -209,7 +217,7 @@ TEST(HfConvert, RoundTripThroughTp2Pp2IsBitIdentical) {
 
 TEST(HfConvert, CheckpointWithoutHfConfigGetsAConfigFromTheRecipe) {
   // A megahost-trained model (no stored config.json): the HF config is derived from [model].
-  for (const char* name : {"llama", "llama31"}) {
+  for (const char* name : {"llama", "llama31", "llama_linear"}) {
     SCOPED_TRACE(name);
     TempDir mh(std::string("derived-mh-") + name), hf(std::string("derived-hf-") + name);
     core::convert_hf_to_megahost(registry(), fixture(name).string(), mh.path().string());

@@ -131,7 +131,7 @@ TEST(GptConfig, DefaultsFollowMegatronArguments) {
   }
 }
 
-TEST(GptConfig, RopeScalingNeedsRopeAndAFactorOfAtLeastOne) {
+TEST(GptConfig, RopeScalingNeedsRopeAndFactorsOfAtLeastOne) {
   const std::string rope = kBase + "position_embedding_type = \"rope\"\n";
   {
     TestModel m(rope + "use_rope_scaling = true\nrope_scaling_factor = 32.0\n", kVocab);  // Llama 3.2's
@@ -139,6 +139,12 @@ TEST(GptConfig, RopeScalingNeedsRopeAndAFactorOfAtLeastOne) {
   }
   expect_config_error(kBase + "use_rope_scaling = true\n", {"use_rope_scaling", "rope"});
   expect_config_error(rope + "use_rope_scaling = true\nrope_scaling_factor = 0.5\n", {"rope_scaling_factor", ">= 1"});
+  {
+    TestModel m(rope + "rotary_seq_len_interpolation_factor = 4\n", kVocab);  // an integer, as Megatron's
+    EXPECT_TRUE(m.ok()) << m.error();
+  }
+  expect_config_error(rope + "rotary_seq_len_interpolation_factor = 0.5\n",
+                      {"rotary_seq_len_interpolation_factor", ">= 1"});
 }
 
 TEST(GptConfig, AttentionBackendAndFlashFlag) {

@@ -178,6 +178,15 @@ TEST(NnRotary, Llama3ScalingKeepsBlendsAndSlowsTheFrequencies) {
   EXPECT_TRUE(at::equal(a.narrow(-1, 0, 8), b.narrow(-1, 0, 8)));  // the fastest frequencies are kept
 }
 
+// Linear position interpolation: position p at factor 4 turns as p / 4 does without it.
+TEST(NnRotary, SeqLenInterpolationDividesThePositions) {
+  nn::RotaryEmbedding plain(16, 1.0, 10000.0), stretched(16, 1.0, 10000.0, nullptr, std::nullopt, 4.0);
+  const at::Tensor a = plain.for_positions(at::arange(4, at::kLong));
+  const at::Tensor b = stretched.for_positions(at::arange(0, 16, 4, at::kLong));
+  EXPECT_TRUE(at::equal(a, b));
+  EXPECT_THROW(nn::RotaryEmbedding(16, 1.0, 10000.0, nullptr, std::nullopt, 0.0), megahost::sdk::Error);
+}
+
 TEST(NnRotary, RejectsAnOddRotaryDim) {
   EXPECT_THROW(nn::RotaryEmbedding(6, 0.5, 10000.0), megahost::sdk::Error);  // 3 dims
 }

@@ -67,8 +67,9 @@ const char* torch_dtype_name(DLDataType t) {
 }
 
 // rope_scaling of a Llama config: Llama 3.1's "llama3" type with Megatron's fixed low / high
-// frequency factors and original context (1, 4, 8192: Llama 3.1, 3.2, 3.3); anything else
-// (YaRN, linear, dynamic, other bands) has no gpt-plugin equivalent.
+// frequency factors and original context (1, 4, 8192: Llama 3.1, 3.2, 3.3), or "linear" (the
+// positions divided by the factor: Megatron's rotary_seq_len_interpolation_factor); anything else
+// (YaRN, dynamic, other bands) has no gpt-plugin equivalent.
 void read_rope_scaling(const nlohmann::json& r, const std::string& file, ModelShape* s) {
   const std::string text = r.dump();
   HF_CHECK(r.is_object(), file, ": rope_scaling ", text, " is not an object\nHINT: Llama 3.1's is {\"rope_type\": "
@@ -81,10 +82,17 @@ void read_rope_scaling(const nlohmann::json& r, const std::string& file, ModelSh
   };
   const double factor = number("factor", 0.0), low = number("low_freq_factor", 1.0),
                high = number("high_freq_factor", 4.0), original = number("original_max_position_embeddings", 8192.0);
+  if (type == "linear") {
+    HF_CHECK(factor >= 1.0, file, ": rope_scaling ", text, ": factor must be >= 1\nHINT: linear scaling divides the "
+             "positions by the factor (Megatron's --rotary-seq-len-interpolation-factor)");
+    s->rope_linear_factor = factor;
+    return;
+  }
   HF_CHECK(type == "llama3" && factor >= 1.0 && low == 1.0 && high == 4.0 && original == 8192.0, file,
            ": rope_scaling ", text, " is not supported\nHINT: the gpt plugin scales rotary frequencies as Llama 3.1 "
            "(rope_type \"llama3\", factor >= 1, low_freq_factor 1, high_freq_factor 4, "
-           "original_max_position_embeddings 8192: Megatron's --use-rope-scaling); not YaRN, linear or dynamic");
+           "original_max_position_embeddings 8192: Megatron's --use-rope-scaling) or \"linear\" "
+           "(--rotary-seq-len-interpolation-factor); not YaRN or dynamic");
   s->rope_scaling = true;
   s->rope_scaling_factor = factor;
 }
@@ -196,6 +204,8 @@ std::vector<std::pair<std::string, std::string>> recipe_model_keys(const ModelSh
     if (s.groups != s.heads) k.emplace_back("num_query_groups", std::to_string(s.groups));
     if (s.rope_scaling)
       k.insert(k.end(), {{"use_rope_scaling", "true"}, {"rope_scaling_factor", toml_float(s.rope_scaling_factor)}});
+    if (s.rope_linear_factor != 1.0)
+      k.emplace_back("rotary_seq_len_interpolation_factor", toml_float(s.rope_linear_factor));
   }
   return k;
 }
@@ -234,6 +244,10 @@ ModelShape shape_from_recipe(const sdk::Config& m, const std::string& file, int6
   s.rope_theta = m.get_float("rotary_base", 10000.0);
   s.rope_scaling = m.get_bool("use_rope_scaling", false);
   s.rope_scaling_factor = m.get_float("rope_scaling_factor", 8.0);
+  s.rope_linear_factor = m.get_float("rotary_seq_len_interpolation_factor", 1.0);
+  HF_CHECK(!(s.rope_scaling && s.rope_linear_factor != 1.0), file,
+           ": use_rope_scaling together with rotary_seq_len_interpolation_factor has no Hugging Face config"
+           "\nHINT: config.json's rope_scaling holds one kind: llama3 or linear");
   HF_CHECK(m.get_float("rotary_percent", 1.0) == 1.0, file,
            ": rotary_percent != 1 has no Hugging Face Llama equivalent\nHINT: convert models with full rotary");
   s.tied = !m.get_bool("untie_embeddings_and_output_weights", false);
@@ -265,6 +279,7 @@ nlohmann::json hf_config_for(const ModelShape& s) {
     if (s.rope_scaling)
       j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", s.rope_scaling_factor}, {"low_freq_factor", 1.0},
                            {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+    if (s.rope_linear_factor != 1.0) j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", s.rope_linear_factor}};
   }
   j["torch_dtype"] = torch_dtype_name(s.hf_dtype);
   return j;

@@ -24,6 +24,7 @@ struct ModelShape {
   double norm_eps = 1e-5, rope_theta = 10000.0;
   bool rope_scaling = false;          // Llama 3.1's "llama3" rope_scaling (use_rope_scaling)
   double rope_scaling_factor = 8.0;   // its factor (rope_scaling_factor)
+  double rope_linear_factor = 1.0;    // "linear" rope_scaling (rotary_seq_len_interpolation_factor)
   bool tied = true;
   bool gelu_tanh = true;  // GPT-2: gelu_new
   double hidden_dropout = 0.0, attention_dropout = 0.0;

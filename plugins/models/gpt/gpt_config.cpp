@@ -39,6 +39,8 @@ constexpr Key kKeys[] = {
     {"use_rope_scaling", "bool", "false", false,
      "Llama 3.1's rope frequency scaling (low / high frequency factors 1 / 4, original context 8192)"},
     {"rope_scaling_factor", "float", "8.0", false, "the factor of use_rope_scaling (Llama 3.1: 8, 3.2: 32)"},
+    {"rotary_seq_len_interpolation_factor", "float", "1.0", false,
+     "rope positions divided by this (linear position interpolation; 1: none)"},
     {"normalization", "string", "\"LayerNorm\"", false, "LayerNorm | RMSNorm"},
     {"norm_epsilon", "float", "1e-05", false, "epsilon of the norms"},
     {"swiglu", "bool", "false", false, "SwiGLU MLP (fc1 outputs 2*ffn_hidden_size) instead of GeLU"},
@@ -251,6 +253,12 @@ GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
   if (c.use_rope_scaling && c.position_embedding != PositionEmbedding::Rope)
     throw cfg.error("use_rope_scaling", "use_rope_scaling scales rotary frequencies, but positions are not rope",
                     "set position_embedding_type = \"rope\", or drop use_rope_scaling");
+  c.rotary_seq_len_interpolation_factor = read_float(cfg, "rotary_seq_len_interpolation_factor");
+  if (!(c.rotary_seq_len_interpolation_factor >= 1.0))
+    throw cfg.error("rotary_seq_len_interpolation_factor",
+                    sdk::str_cat("rotary_seq_len_interpolation_factor = ", c.rotary_seq_len_interpolation_factor,
+                                 " must be >= 1"),
+                    "the context's growth over the pretraining one, e.g. 4 for 4096 -> 16384; 1 for none");
   if (c.use_rope_scaling && !(c.rope_scaling_factor >= 1.0))
     throw cfg.error("rope_scaling_factor",
                     sdk::str_cat("rope_scaling_factor = ", c.rope_scaling_factor, " must be >= 1"),

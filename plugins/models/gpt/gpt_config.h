@@ -23,6 +23,7 @@ struct GptConfig {
   double rotary_base = 10000.0;
   bool use_rope_scaling = false;      // Llama 3.1's frequency scaling (sdk::nn::RopeScaling)
   double rope_scaling_factor = 8.0;
+  double rotary_seq_len_interpolation_factor = 1.0;  // rope positions / this (linear interpolation)
   bool untie_embeddings_and_output_weights = false;
   std::string attention_backend = "auto";  // sdk::nn::select_attention_backend
   sdk::nn::CudaGraphConfig cuda_graph;     // cuda_graph_impl, cuda_graph_warmup_steps

@@ -35,7 +35,7 @@ GptModel::GptModel(const GptConfig& cfg, at::Device device, at::ScalarType param
     std::optional<sdk::nn::RopeScaling> scaling;
     if (cfg.use_rope_scaling) scaling = sdk::nn::RopeScaling{cfg.rope_scaling_factor};  // Megatron's 1 / 4 / 8192
     rotary_.emplace(cfg.transformer.kv_channels, cfg.rotary_percent, cfg.rotary_base, cfg.transformer.parallel,
-                    scaling);
+                    scaling, cfg.rotary_seq_len_interpolation_factor);
   }
   if (!stage_.last) return;
   if (!tied) {

@@ -33,11 +33,14 @@ at::Tensor llama3_scaled_frequencies(const at::Tensor& inv_freq, const RopeScali
 
 RotaryEmbedding::RotaryEmbedding(int64_t kv_channels, double rotary_percent, double rotary_base,
                                  std::shared_ptr<const parallel::ParallelContext> parallel,
-                                 std::optional<RopeScaling> scaling)
+                                 std::optional<RopeScaling> scaling, double seq_len_interpolation_factor)
     : dim_(static_cast<int64_t>(static_cast<double>(kv_channels) * rotary_percent)),
       base_(rotary_base),
       parallel_(std::move(parallel)),
-      scaling_(scaling) {
+      scaling_(scaling),
+      seq_len_interpolation_factor_(seq_len_interpolation_factor) {
+  MH_CHECK(seq_len_interpolation_factor > 0, MH_ERR_INVALID_ARG, "rotary seq_len_interpolation_factor = ",
+           seq_len_interpolation_factor, " must be > 0\nHINT: 1 leaves the positions as they are");
   MH_CHECK(dim_ > 0 && dim_ % 2 == 0 && dim_ <= kv_channels, MH_ERR_INVALID_ARG, "rotary dim int(kv_channels * ",
            "rotary_percent) = ", dim_, " must be even and in (0, kv_channels = ", kv_channels, "]",
            "\nHINT: pick rotary_percent so that kv_channels * rotary_percent is an even integer");
@@ -55,7 +58,9 @@ at::Tensor RotaryEmbedding::for_positions(const at::Tensor& positions) const {
   const at::Tensor exponent = at::arange(0, dim_, 2, f32) / static_cast<double>(dim_);  // [dim/2]
   at::Tensor inv_freq = 1.0 / at::pow(base_, exponent);                                 // [dim/2]
   if (scaling_) inv_freq = llama3_scaled_frequencies(inv_freq, *scaling_);
-  const at::Tensor freqs = at::outer(positions.to(at::kFloat), inv_freq);               // [s, dim/2]
+  at::Tensor pos = positions.to(at::kFloat);                                            // [s]
+  if (seq_len_interpolation_factor_ != 1.0) pos = pos * (1.0 / seq_len_interpolation_factor_);
+  const at::Tensor freqs = at::outer(pos, inv_freq);                                    // [s, dim/2]
   return at::cat({freqs, freqs}, -1).view({s, 1, 1, dim_});                            // [s, 1, 1, dim]
 }
 

@@ -41,9 +41,11 @@ at::Tensor llama3_scaled_frequencies(const at::Tensor& inv_freq, const RopeScali
 
 class RotaryEmbedding {
  public:
+  // seq_len_interpolation_factor: positions divided by it (Megatron's
+  // --rotary-seq-len-interpolation-factor, Hugging Face's "linear" rope_scaling); 1 = none.
   RotaryEmbedding(int64_t kv_channels, double rotary_percent, double rotary_base,
                   std::shared_ptr<const parallel::ParallelContext> parallel = nullptr,
-                  std::optional<RopeScaling> scaling = std::nullopt);
+                  std::optional<RopeScaling> scaling = std::nullopt, double seq_len_interpolation_factor = 1.0);
   // Angles for this rank's seq_len positions (0..seq_len-1 without context parallelism):
   // [s, 1, 1, dim] float32 on `device`.
   at::Tensor forward(int64_t seq_len, at::Device device) const;
@@ -56,6 +58,7 @@ class RotaryEmbedding {
   double base_;
   std::shared_ptr<const parallel::ParallelContext> parallel_;
   std::optional<RopeScaling> scaling_;
+  double seq_len_interpolation_factor_;
 };
 
 // t [s, b, heads, head_dim]; freqs [s, 1, 1, dim] with dim <= head_dim. cos/sin are computed
