@@ -8,8 +8,8 @@ of megahost. Needs Debian's python3-torch; CI does not run this: the outputs are
 
     python3 tests/convert/make_hf_fixtures.py [OUT_DIR]   (default tests/data/hf)
 
-Folders: gpt2, llama, mistral, llama31 (Llama 3.1's rope_scaling), llama_linear (linear rope
-scaling). Per model folder: config.json, model.safetensors, reference.json (tokens, logits
+Folders: gpt2, llama, mistral, llama31 (Llama 3.1's rope_scaling), qwen2 (q/k/v biases),
+llama_linear (linear rope scaling). Per model folder: config.json, model.safetensors, reference.json (tokens, logits
 shape) and reference_logits.f32 (float32, little-endian, row-major [seq, vocab]).
 """
 import json
@@ -151,7 +151,7 @@ def llama3_scaled(inv_freq, c):
     return torch.tensor(out, dtype=torch.float64)
 
 
-def llama_like(gen, out, arch, model_type, extra):
+def llama_like(gen, out, arch, model_type, extra, qkv_bias=False):
     kv_heads, ffn, n_pos, eps, theta = 2, 96, 64, 1e-6, 500000.0
     config = {"architectures": [arch], "model_type": model_type, "vocab_size": VOCAB, "hidden_size": HIDDEN,
               "intermediate_size": ffn, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
@@ -159,6 +159,9 @@ def llama_like(gen, out, arch, model_type, extra):
               "rope_theta": theta, "hidden_act": "silu", "tie_word_embeddings": False, "attention_bias": False,
               "attention_dropout": 0.0, "initializer_range": 0.02, "bos_token_id": 1, "eos_token_id": 2,
               "torch_dtype": "float32", **extra}
+    if qkv_bias:  # Qwen2: biases on q / k / v, implied by the architecture (no attention_bias key)
+        del config["attention_bias"]
+    theta, tied = config["rope_theta"], config["tie_word_embeddings"]
     hd = HIDDEN // HEADS
     r = lambda *shape, std=0.2: torch.randn(*shape, generator=gen) * std  # noqa: E731
     t = [("model.embed_tokens.weight", r(VOCAB, HIDDEN, std=1.0))]
@@ -167,13 +170,20 @@ def llama_like(gen, out, arch, model_type, extra):
         t += [(p + "input_layernorm.weight", 1 + r(HIDDEN, std=0.1)),
               (p + "self_attn.q_proj.weight", r(HEADS * hd, HIDDEN)),
               (p + "self_attn.k_proj.weight", r(kv_heads * hd, HIDDEN)),
-              (p + "self_attn.v_proj.weight", r(kv_heads * hd, HIDDEN)),
+              (p + "self_attn.v_proj.weight", r(kv_heads * hd, HIDDEN))]
+        if qkv_bias:
+            t += [(p + "self_attn.q_proj.bias", r(HEADS * hd)), (p + "self_attn.k_proj.bias", r(kv_heads * hd)),
+                  (p + "self_attn.v_proj.bias", r(kv_heads * hd))]
+        t += [
               (p + "self_attn.o_proj.weight", r(HIDDEN, HEADS * hd)),
               (p + "post_attention_layernorm.weight", 1 + r(HIDDEN, std=0.1)),
               (p + "mlp.gate_proj.weight", r(ffn, HIDDEN)), (p + "mlp.up_proj.weight", r(ffn, HIDDEN)),
               (p + "mlp.down_proj.weight", r(HIDDEN, ffn))]
-    t += [("model.norm.weight", 1 + r(HIDDEN, std=0.1)), ("lm_head.weight", r(VOCAB, HIDDEN))]
+    t += [("model.norm.weight", 1 + r(HIDDEN, std=0.1))]
+    if not tied:  # a tied model's save_pretrained stores no lm_head
+        t += [("lm_head.weight", r(VOCAB, HIDDEN))]
     w = {k: v.double() for k, v in t}
+    head = w["model.embed_tokens.weight"] if tied else w["lm_head.weight"]
 
     # HF's LlamaForCausalLM forward, written out (nn.Linear: x @ W^T).
     tok = torch.tensor(TOKENS)
@@ -190,9 +200,13 @@ def llama_like(gen, out, arch, model_type, extra):
     for i in range(LAYERS):
         p = f"model.layers.{i}."
         h = rms_norm(x, w[p + "input_layernorm.weight"], eps)
-        q = (h @ w[p + "self_attn.q_proj.weight"].T).view(s, HEADS, hd).transpose(0, 1)
-        k = (h @ w[p + "self_attn.k_proj.weight"].T).view(s, kv_heads, hd).transpose(0, 1)
-        v = (h @ w[p + "self_attn.v_proj.weight"].T).view(s, kv_heads, hd).transpose(0, 1)
+        q, k, v = (h @ w[p + f"self_attn.{n}_proj.weight"].T for n in "qkv")
+        if qkv_bias:
+            q, k, v = q + w[p + "self_attn.q_proj.bias"], k + w[p + "self_attn.k_proj.bias"], v + w[
+                p + "self_attn.v_proj.bias"]
+        q = q.view(s, HEADS, hd).transpose(0, 1)
+        k = k.view(s, kv_heads, hd).transpose(0, 1)
+        v = v.view(s, kv_heads, hd).transpose(0, 1)
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         rep = HEADS // kv_heads  # repeat_kv: kv head j serves query heads j*rep .. j*rep+rep-1
         k, v = k.repeat_interleave(rep, 0), v.repeat_interleave(rep, 0)
@@ -201,7 +215,7 @@ def llama_like(gen, out, arch, model_type, extra):
         gate, up = h @ w[p + "mlp.gate_proj.weight"].T, h @ w[p + "mlp.up_proj.weight"].T
         x = x + (torch.nn.functional.silu(gate) * up) @ w[p + "mlp.down_proj.weight"].T
     x = rms_norm(x, w["model.norm.weight"], eps)
-    save_folder(out, config, t, x @ w["lm_head.weight"].T)
+    save_folder(out, config, t, x @ head.T)
 
 
 def main():
@@ -215,6 +229,10 @@ def main():
     llama_like(torch.Generator().manual_seed(4), os.path.join(out, "llama31"), "LlamaForCausalLM", "llama",
                {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                  "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}})
+    # Qwen2: Llama with q / k / v biases (Megatron's --add-qkv-bias), rope_theta 1e6, tied embeddings.
+    llama_like(torch.Generator().manual_seed(6), os.path.join(out, "qwen2"), "Qwen2ForCausalLM", "qwen2",
+               {"rope_theta": 1000000.0, "tie_word_embeddings": True, "use_sliding_window": False,
+                "sliding_window": 64, "max_window_layers": 2}, qkv_bias=True)
     # Linear position interpolation (a context stretched 4 x).
     llama_like(torch.Generator().manual_seed(5), os.path.join(out, "llama_linear"), "LlamaForCausalLM", "llama",
                {"rope_scaling": {"rope_type": "linear", "factor": 4.0}})

@@ -149,6 +149,15 @@ TEST(HfConvert, Llama31RopeScalingLogitsEqualTheReference) {
   std::printf("llama31 without the scaling: max |logits - reference| = %.3g\n", unscaled);
   EXPECT_GT(unscaled, 1e-3);
 }
+// Qwen2: Llama with q / k / v biases (add_qkv_bias), tied embeddings, rope_theta 1e6.
+TEST(HfConvert, Qwen2LogitsEqualTheReference) {
+  expect_reference_logits("qwen2");
+  TempDir mh("qwen2-recipe");
+  core::convert_hf_to_megahost(registry(), fixture("qwen2").string(), mh.path().string());
+  const toml::table recipe = toml::parse(read_text(mh.path() / "recipe.toml"));
+  EXPECT_EQ(recipe["model"]["add_qkv_bias"].value<bool>(), std::optional<bool>(true));
+  EXPECT_EQ(recipe["model"]["add_bias_linear"].value<bool>(), std::optional<bool>(false));
+}
 // "linear" rope_scaling (factor 4): rotary_seq_len_interpolation_factor divides the positions.
 TEST(HfConvert, LinearRopeScalingLogitsEqualTheReference) {
   expect_reference_logits("llama_linear");
@@ -162,7 +171,7 @@ TEST(HfConvert, Tp2Pp2CheckpointLoadedByOneProcessGivesTheReferenceLogits) {
   core::HfConvertOptions opts;
   opts.target_tp = 2;
   opts.target_pp = 2;
-  for (const char* name : {"gpt2", "llama"}) {
+  for (const char* name : {"gpt2", "llama", "qwen2"}) {
     const double max_diff = logits_diff(name, "", "", opts);
     std::printf("%s via tp2 x pp2: max |logits - reference| = %.3g\n", name, max_diff);
     EXPECT_LE(max_diff, 1e-4) << name;
@@ -170,7 +179,7 @@ TEST(HfConvert, Tp2Pp2CheckpointLoadedByOneProcessGivesTheReferenceLogits) {
 }
 
 TEST(HfConvert, RoundTripIsBitIdentical) {
-  for (const char* name : {"gpt2", "llama", "mistral", "llama31", "llama_linear"}) {
+  for (const char* name : {"gpt2", "llama", "mistral", "llama31", "llama_linear", "qwen2"}) {
     TempDir mh(std::string("rt-mh-") + name), hf(std::string("rt-hf-") + name);
     core::convert_hf_to_megahost(registry(), fixture(name).string(), mh.path().string());
     core::convert_megahost_to_hf(registry(), mh.path().string(), hf.path().string());
@@ -184,7 +193,7 @@ TEST(HfConvert, RoundTripIsBitIdentical) {
 // Written for TP2 x PP2 (four rank folders of slices, the vocabulary padded to 128 x 2) and
 // read back from them: still bit-identical. TP2 x PP1 and TP1 x PP2 too, for Llama's GLU halves.
 TEST(HfConvert, RoundTripThroughTp2Pp2IsBitIdentical) {
-  for (const char* name : {"gpt2", "llama", "mistral"})
+  for (const char* name : {"gpt2", "llama", "mistral", "qwen2"})
     for (const auto& [tp, pp] : {std::pair{2, 2}, std::pair{2, 1}, std::pair{1, 2}}) {
       const std::string tag = std::string(name) + "-tp" + std::to_string(tp) + "pp" + std::to_string(pp);
       TempDir mh("rt-mh-" + tag), hf("rt-hf-" + tag);

@@ -50,6 +50,9 @@ std::vector<sdk::ConvertRule> rules_for(const ModelShape& s) {
     add(m + "self_attention.linear_qkv.weight", {qkv_rows, h}, MH_CONVERT_STEP_QKV_SEPARATE,
         {g + "self_attn.q_proj.weight", g + "self_attn.k_proj.weight", g + "self_attn.v_proj.weight"},
         {{qp, h}, {kvp, h}, {kvp, h}});
+    if (s.arch == Arch::Qwen2)
+      add(m + "self_attention.linear_qkv.bias", {qkv_rows}, MH_CONVERT_STEP_QKV_SEPARATE,
+          {g + "self_attn.q_proj.bias", g + "self_attn.k_proj.bias", g + "self_attn.v_proj.bias"}, {{qp}, {kvp}, {kvp}});
     add(m + "self_attention.linear_proj.weight", {h, qp}, MH_CONVERT_STEP_COPY, {g + "self_attn.o_proj.weight"},
         {{h, qp}});
     add(m + "pre_mlp_layernorm.weight", {h}, MH_CONVERT_STEP_COPY, {g + "post_attention_layernorm.weight"}, {{h}});

@@ -14,7 +14,7 @@
 
 namespace megahost::hf {
 
-enum class Arch { Gpt2, Llama, Mistral };
+enum class Arch { Gpt2, Llama, Mistral, Qwen2 };  // Qwen2: Llama with q/k/v biases (add_qkv_bias)
 
 // The model as both config.json and the gpt plugin's [model] table describe it.
 struct ModelShape {
