@@ -118,15 +118,17 @@ class Layouts : public ::testing::Test {
   }
 
   static void expect_same_as_single(const std::string& name, int nproc, const std::string& sets) {
-    const Metrics m = train(name, nproc, sets);
+    expect_same_run(reference_, train(name, nproc, sets), name);
+  }
+  static void expect_same_run(const Metrics& reference, const Metrics& m, const std::string& name) {
     ASSERT_EQ(m.loss.size(), 3u) << name;
-    for (const auto& [it, ref] : reference_.loss) {
+    for (const auto& [it, ref] : reference.loss) {
       EXPECT_NEAR(m.loss.at(it), ref, kRelTol * std::abs(ref)) << name << " lm loss, iteration " << it;
-      const double gn = reference_.grad_norm.at(it);
+      const double gn = reference.grad_norm.at(it);
       EXPECT_NEAR(m.grad_norm.at(it), gn, kRelTol * std::abs(gn)) << name << " grad norm, iteration " << it;
     }
-    ASSERT_EQ(m.valid.size(), reference_.valid.size()) << name;
-    for (const auto& [it, ref] : reference_.valid)
+    ASSERT_EQ(m.valid.size(), reference.valid.size()) << name;
+    for (const auto& [it, ref] : reference.valid)
       EXPECT_NEAR(m.valid.at(it), ref, kRelTol * std::abs(ref)) << name << " valid loss, iteration " << it;
   }
 };
@@ -144,6 +146,19 @@ TEST_F(Layouts, TP2) { expect_same_as_single("tp2", 2, "--set parallel.tensor_mo
 TEST_F(Layouts, TP2WithSequenceParallel) {
   expect_same_as_single("tp2sp", 2,
                         "--set parallel.tensor_model_parallel_size=2 --set parallel.sequence_parallel=true");
+}
+// Qwen3-style q/k norms (qk_layernorm): each TP rank norms its own heads with the shared
+// weights, so their gradients are summed over TP; TP2 (and TP2 + SP) must train as one process.
+TEST_F(Layouts, TP2WithQkLayernorm) {
+  const std::string qwen3 = "--set model.qk_layernorm=true --set model.normalization=RMSNorm "
+                            "--set model.position_embedding_type=rope --set model.swiglu=true "
+                            "--set model.add_bias_linear=false";
+  const Metrics one = train("qk_single", 1, qwen3);
+  expect_same_run(one, train("qk_tp2", 2, qwen3 + " --set parallel.tensor_model_parallel_size=2"), "qk_tp2");
+  expect_same_run(one,
+                  train("qk_tp2sp", 2,
+                        qwen3 + " --set parallel.tensor_model_parallel_size=2 --set parallel.sequence_parallel=true"),
+                  "qk_tp2sp");
 }
 TEST_F(Layouts, PP2OneFOneB) { expect_same_as_single("pp2", 2, "--set parallel.pipeline_model_parallel_size=2"); }
 TEST_F(Layouts, PP2Interleaved) {

@@ -45,7 +45,13 @@ inline at::Tensor ref_rotary(const at::Tensor& t, int64_t rot, double base) {
 // QKV columns per group g: [q of its heads..., k, v], each hn wide.
 inline at::Tensor ref_self_attention(const at::Tensor& x, const at::Tensor& w_qkv, const at::Tensor& b_qkv,
                                      const at::Tensor& w_proj, const at::Tensor& b_proj, int64_t heads,
-                                     int64_t groups, int64_t hn, int64_t rot = 0, double base = 10000.0) {
+                                     int64_t groups, int64_t hn, int64_t rot = 0, double base = 10000.0,
+                                     const at::Tensor& q_norm = at::Tensor(), const at::Tensor& k_norm = at::Tensor(),
+                                     double eps = 1e-5) {
+  // q_norm / k_norm [hn]: RMSNorm of each head's q and k before the rotation (qk_layernorm)
+  auto rms = [eps](const at::Tensor& t, const at::Tensor& w) {
+    return t / at::sqrt(t.pow(2).mean(-1, /*keepdim=*/true) + eps) * w;
+  };
   const int64_t s = x.size(0), b = x.size(1), per_group = heads / groups, group_width = (per_group + 2) * hn;
   const at::Tensor mixed = b_qkv.defined() ? at::matmul(x, w_qkv.t()) + b_qkv : at::matmul(x, w_qkv.t());
   at::Tensor causal = at::ones({s, s}, x.options()).triu(1).to(at::kBool);  // true above the diagonal
@@ -55,6 +61,7 @@ inline at::Tensor ref_self_attention(const at::Tensor& x, const at::Tensor& w_qk
     at::Tensor q = mixed.narrow(-1, g * group_width + j * hn, hn);  // [s, b, hn]
     at::Tensor k = mixed.narrow(-1, g * group_width + per_group * hn, hn);
     const at::Tensor v = mixed.narrow(-1, g * group_width + (per_group + 1) * hn, hn);
+    if (q_norm.defined()) q = rms(q, q_norm), k = rms(k, k_norm);
     if (rot > 0) {
       q = ref_rotary(q.unsqueeze(2), rot, base).squeeze(2);
       k = ref_rotary(k.unsqueeze(2), rot, base).squeeze(2);

@@ -34,11 +34,13 @@ nn::TransformerConfig attn_config(int64_t heads, int64_t groups, bool bias) {
 
 struct Case {
   int64_t heads, groups;
-  bool bias, rope;
+  bool bias, rope, qk_norm = false;
 };
 
 void check_against_reference(const Case& k) {
-  const auto cfg = attn_config(k.heads, k.groups, k.bias);
+  auto cfg = attn_config(k.heads, k.groups, k.bias);
+  cfg.qk_layernorm = k.qk_norm;
+  cfg.normalization = k.qk_norm ? nn::NormKind::RMSNorm : cfg.normalization;
   nn::ParamRegistry reg(at::kCPU, at::kFloat, 3);
   nn::SelfAttention attn(reg, "self_attention", cfg);
   mhtest::randomize(reg, 10 + k.heads + k.groups);
@@ -57,7 +59,9 @@ void check_against_reference(const Case& k) {
   const at::Tensor want = mhtest::ref_self_attention(
       xr, w_qkv, qkv_bias ? qkv_bias->data.detach() : at::Tensor(), w_proj,
       proj_bias ? proj_bias->data.detach() : at::Tensor(), k.heads, k.groups, cfg.kv_channels,
-      k.rope ? cfg.kv_channels : 0);
+      k.rope ? cfg.kv_channels : 0, 10000.0,
+      k.qk_norm ? reg.find("self_attention.q_layernorm.weight")->data.detach() : at::Tensor(),
+      k.qk_norm ? reg.find("self_attention.k_layernorm.weight")->data.detach() : at::Tensor(), cfg.norm_epsilon);
   EXPECT_EQ(got.sizes(), (at::IntArrayRef{s, b, cfg.hidden_size}));
   EXPECT_LT(max_abs_diff(got, want), 1e-4);
 
@@ -78,6 +82,11 @@ TEST(NnAttention, MultiHeadMatchesExplicitSoftmaxAttention) { check_against_refe
 TEST(NnAttention, GroupedQueryMatchesExplicitSoftmaxAttention) { check_against_reference({4, 2, false, false}); }
 TEST(NnAttention, MultiQueryMatchesExplicitSoftmaxAttention) { check_against_reference({4, 1, true, false}); }
 TEST(NnAttention, RotaryGroupedQueryMatchesExplicitSoftmaxAttention) { check_against_reference({4, 2, false, true}); }
+// Qwen3-style: q and k RMS-normed per head (weights [kv_channels]) before the rotation.
+TEST(NnAttention, QkLayernormNormsEachHeadBeforeTheRotation) {
+  check_against_reference({4, 2, false, true, /*qk_norm=*/true});
+  check_against_reference({3, 3, true, false, /*qk_norm=*/true});
+}
 
 TEST(NnAttention, QkvLayoutIsGroupedQueriesThenKeyThenValue) {
   const auto cfg = attn_config(4, 2, false);

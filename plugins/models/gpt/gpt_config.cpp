@@ -50,6 +50,8 @@ constexpr Key kKeys[] = {
     {"init_method_std", "float", "0.02", false, "std of the normal init of weights"},
     {"add_bias_linear", "bool", "true", false, "biases in every linear layer"},
     {"add_qkv_bias", "bool", "false", false, "bias in linear_qkv even when add_bias_linear = false"},
+    {"qk_layernorm", "bool", "false", false,
+     "q and k normed per head (the normalization kind, weights [kv_channels]) before the rotation"},
     {"attention_backend", "string", "\"auto\"", false,
      "attention kernels: auto | flash | cudnn (Megatron: fused) | efficient | math (Megatron: unfused, local)"},
     {"use_flash_attn", "bool", "false", false, "Megatron's --use-flash-attn: attention_backend = flash"},
@@ -275,6 +277,7 @@ GptConfig parse_config(const sdk::Config& cfg, int64_t padded_vocab_size) {
     throw cfg.error("init_method_std", "init_method_std must be > 0", "Megatron's default is 0.02");
   t.add_bias_linear = read_bool(cfg, "add_bias_linear");
   t.add_qkv_bias = read_bool(cfg, "add_qkv_bias");
+  t.qk_layernorm = read_bool(cfg, "qk_layernorm");
   parse_recompute(cfg, &t);
   t.bias_activation_fusion = read_bool(cfg, "bias_gelu_fusion");
   const std::string gelu = read_string(cfg, "gelu_approximation");

@@ -36,6 +36,14 @@ SelfAttention::SelfAttention(ParamRegistry& reg, const std::string& prefix, cons
   MH_CHECK(groups_ > 0 && heads_ % groups_ == 0, MH_ERR_INVALID_ARG, "num_attention_heads (", heads_,
            ") must be a multiple of num_query_groups (", groups_, ")");
   const int64_t tp = parallel_ ? parallel_->tp.size() : 1;
+  if (cfg.qk_layernorm) {
+    // Each TP rank norms its own heads with the shared weights: the gradients are partial sums.
+    const uint32_t flags = tp > 1 ? MH_PARAM_SEQUENCE_PARALLEL : 0u;
+    q_layernorm.emplace(reg, join_name(prefix, "q_layernorm"), cfg.kv_channels, cfg.normalization, cfg.norm_epsilon,
+                        flags);
+    k_layernorm.emplace(reg, join_name(prefix, "k_layernorm"), cfg.kv_channels, cfg.normalization, cfg.norm_epsilon,
+                        flags);
+  }
   heads_ = parallel::divide(heads_, tp, "num_attention_heads", "tensor_model_parallel_size");
   groups_ = parallel::divide(groups_, tp, "num_query_groups", "tensor_model_parallel_size");
 }
@@ -53,13 +61,17 @@ void SelfAttention::query_key_value(const at::Tensor& x, at::Tensor* q, at::Tens
   const int64_t s = parts[0].size(0), b = parts[0].size(1);
   // q in the grouped layout [s, b, ng, np/ng, hn]: a view (under grouped-query attention merging
   // ng and np/ng copies; the rotary kernel reads the view and writes [s, b, np, hn] instead).
-  const at::Tensor q_grouped = parts[0].view({s, b, groups_, per_group, head_dim_});
+  at::Tensor q_grouped = parts[0].view({s, b, groups_, per_group, head_dim_}), key = parts[1];
+  if (q_layernorm) {  // per head, before the rotation (Megatron-Core's order)
+    q_grouped = q_layernorm->forward(q_grouped);  // [s, b, ng, np/ng, hn]
+    key = k_layernorm->forward(key);              // [s, b, ng, hn]
+  }
   if (rotary_freqs.defined()) {
     *q = fused::rotary(q_grouped, rotary_freqs);  // [s, b, np, hn]
-    *k = fused::rotary(parts[1], rotary_freqs);   // [s, b, ng, hn]
+    *k = fused::rotary(key, rotary_freqs);        // [s, b, ng, hn]
   } else {
     *q = q_grouped.reshape({s, b, heads_, head_dim_});  // [s, b, np, hn]
-    *k = parts[1];                                      // [s, b, ng, hn]
+    *k = key;                                           // [s, b, ng, hn]
   }
   *v = parts[2];  // [s, b, ng, hn]
 }

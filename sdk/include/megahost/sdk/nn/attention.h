@@ -21,6 +21,7 @@
 #include <string>
 
 #include "megahost/sdk/nn/linear.h"
+#include "megahost/sdk/nn/norm.h"
 #include "megahost/sdk/nn/params.h"
 #include "megahost/sdk/nn/transformer_config.h"
 
@@ -45,11 +46,15 @@ class SelfAttention {
   // The pieces of forward, exposed for tests: x [s, b, hidden] ->
   // q [s, b, np, hn], k [s, b, ng, hn], v [s, b, ng, hn] (np/tp and ng/tp under TP); with
   // rotary_freqs [s, 1, 1, rot] q and k rotated (read from the projection's output in place).
+  // Under qk_layernorm q and k are normed per head first.
   void query_key_value(const at::Tensor& x, at::Tensor* q, at::Tensor* k, at::Tensor* v,
                        const at::Tensor& rotary_freqs = at::Tensor()) const;
 
   ColumnParallelLinear linear_qkv;
   RowParallelLinear linear_proj;
+  // qk_layernorm: Megatron-Core's q_layernorm / k_layernorm over each head's kv_channels, shared by
+  // the heads (replicated over TP, their gradients summed over it: MH_PARAM_SEQUENCE_PARALLEL).
+  std::optional<Norm> q_layernorm, k_layernorm;
 
  private:
   int64_t heads_, groups_, head_dim_;  // heads and groups held by this rank

@@ -35,6 +35,7 @@ struct TransformerConfig {
   Activation activation = Activation::GeLU;
   bool add_bias_linear = true;  // biases of every linear layer
   bool add_qkv_bias = false;    // bias of linear_qkv even without add_bias_linear
+  bool qk_layernorm = false;    // Megatron's --qk-layernorm: q and k normed per head (weights [kv_channels])
   bool bias_activation_fusion = true;  // GeLU MLP: fc1's bias added inside the fused GeLU kernel (CUDA)
   bool gelu_tanh = false;  // GeLU's tanh approximation (Megatron's --openai-gelu, GPT-2's gelu_new); else exact erf
   // Megatron's gradient_accumulation_fusion: on CUDA the layers' weight-gradient GEMMs add
