@@ -8,9 +8,10 @@ of megahost. Needs Debian's python3-torch; CI does not run this: the outputs are
 
     python3 tests/convert/make_hf_fixtures.py [OUT_DIR]   (default tests/data/hf)
 
-Folders: gpt2, llama, mistral, llama31 (Llama 3.1's rope_scaling), qwen2 (q/k/v biases),
-llama_linear (linear rope scaling). Per model folder: config.json, model.safetensors, reference.json (tokens, logits
-shape) and reference_logits.f32 (float32, little-endian, row-major [seq, vocab]).
+Folders: gpt2, llama, mistral, llama31 (Llama 3.1's rope_scaling), qwen2 (q/k/v biases), qwen3
+(q/k norms, head_dim 32), llama_linear (linear rope scaling). Per model folder: config.json,
+model.safetensors, reference.json (tokens, logits shape) and reference_logits.f32 (float32,
+little-endian, row-major [seq, vocab]).
 """
 import json
 import math
@@ -151,7 +152,7 @@ def llama3_scaled(inv_freq, c):
     return torch.tensor(out, dtype=torch.float64)
 
 
-def llama_like(gen, out, arch, model_type, extra, qkv_bias=False):
+def llama_like(gen, out, arch, model_type, extra, qkv_bias=False, qk_norm=False, head_dim=None):
     kv_heads, ffn, n_pos, eps, theta = 2, 96, 64, 1e-6, 500000.0
     config = {"architectures": [arch], "model_type": model_type, "vocab_size": VOCAB, "hidden_size": HIDDEN,
               "intermediate_size": ffn, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
@@ -162,7 +163,9 @@ def llama_like(gen, out, arch, model_type, extra, qkv_bias=False):
     if qkv_bias:  # Qwen2: biases on q / k / v, implied by the architecture (no attention_bias key)
         del config["attention_bias"]
     theta, tied = config["rope_theta"], config["tie_word_embeddings"]
-    hd = HIDDEN // HEADS
+    if head_dim is not None:  # Qwen3: heads x head_dim need not be the hidden size
+        config["head_dim"] = head_dim
+    hd = head_dim or HIDDEN // HEADS
     r = lambda *shape, std=0.2: torch.randn(*shape, generator=gen) * std  # noqa: E731
     t = [("model.embed_tokens.weight", r(VOCAB, HIDDEN, std=1.0))]
     for i in range(LAYERS):
@@ -174,6 +177,9 @@ def llama_like(gen, out, arch, model_type, extra, qkv_bias=False):
         if qkv_bias:
             t += [(p + "self_attn.q_proj.bias", r(HEADS * hd)), (p + "self_attn.k_proj.bias", r(kv_heads * hd)),
                   (p + "self_attn.v_proj.bias", r(kv_heads * hd))]
+        if qk_norm:
+            t += [(p + "self_attn.q_norm.weight", 1 + r(hd, std=0.1)),
+                  (p + "self_attn.k_norm.weight", 1 + r(hd, std=0.1))]
         t += [
               (p + "self_attn.o_proj.weight", r(HIDDEN, HEADS * hd)),
               (p + "post_attention_layernorm.weight", 1 + r(HIDDEN, std=0.1)),
@@ -204,8 +210,11 @@ def llama_like(gen, out, arch, model_type, extra, qkv_bias=False):
         if qkv_bias:
             q, k, v = q + w[p + "self_attn.q_proj.bias"], k + w[p + "self_attn.k_proj.bias"], v + w[
                 p + "self_attn.v_proj.bias"]
-        q = q.view(s, HEADS, hd).transpose(0, 1)
-        k = k.view(s, kv_heads, hd).transpose(0, 1)
+        q, k = q.view(s, HEADS, hd), k.view(s, kv_heads, hd)
+        if qk_norm:  # Qwen3: RMSNorm over each head's dims, before the rotation
+            q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps)
+            k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
+        q, k = q.transpose(0, 1), k.transpose(0, 1)
         v = v.view(s, kv_heads, hd).transpose(0, 1)
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         rep = HEADS // kv_heads  # repeat_kv: kv head j serves query heads j*rep .. j*rep+rep-1
@@ -233,6 +242,10 @@ def main():
     llama_like(torch.Generator().manual_seed(6), os.path.join(out, "qwen2"), "Qwen2ForCausalLM", "qwen2",
                {"rope_theta": 1000000.0, "tie_word_embeddings": True, "use_sliding_window": False,
                 "sliding_window": 64, "max_window_layers": 2}, qkv_bias=True)
+    # Qwen3: q / k norms (Megatron's --qk-layernorm), head_dim 32 (4 heads x 32 = 128 != hidden 64).
+    llama_like(torch.Generator().manual_seed(7), os.path.join(out, "qwen3"), "Qwen3ForCausalLM", "qwen3",
+               {"rope_theta": 1000000.0, "use_sliding_window": False, "sliding_window": None,
+                "max_window_layers": 2}, qk_norm=True, head_dim=32)
     # Linear position interpolation (a context stretched 4 x).
     llama_like(torch.Generator().manual_seed(5), os.path.join(out, "llama_linear"), "LlamaForCausalLM", "llama",
                {"rope_scaling": {"rope_type": "linear", "factor": 4.0}})

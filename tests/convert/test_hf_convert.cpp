@@ -158,6 +158,15 @@ TEST(HfConvert, Qwen2LogitsEqualTheReference) {
   EXPECT_EQ(recipe["model"]["add_qkv_bias"].value<bool>(), std::optional<bool>(true));
   EXPECT_EQ(recipe["model"]["add_bias_linear"].value<bool>(), std::optional<bool>(false));
 }
+// Qwen3: q / k RMS-normed per head (qk_layernorm), head_dim 32 with 4 heads over hidden 64.
+TEST(HfConvert, Qwen3LogitsEqualTheReference) {
+  expect_reference_logits("qwen3");
+  TempDir mh("qwen3-recipe");
+  core::convert_hf_to_megahost(registry(), fixture("qwen3").string(), mh.path().string());
+  const toml::table recipe = toml::parse(read_text(mh.path() / "recipe.toml"));
+  EXPECT_EQ(recipe["model"]["qk_layernorm"].value<bool>(), std::optional<bool>(true));
+  EXPECT_EQ(recipe["model"]["kv_channels"].value<int64_t>(), std::optional<int64_t>(32));
+}
 // "linear" rope_scaling (factor 4): rotary_seq_len_interpolation_factor divides the positions.
 TEST(HfConvert, LinearRopeScalingLogitsEqualTheReference) {
   expect_reference_logits("llama_linear");
@@ -171,7 +180,7 @@ TEST(HfConvert, Tp2Pp2CheckpointLoadedByOneProcessGivesTheReferenceLogits) {
   core::HfConvertOptions opts;
   opts.target_tp = 2;
   opts.target_pp = 2;
-  for (const char* name : {"gpt2", "llama", "qwen2"}) {
+  for (const char* name : {"gpt2", "llama", "qwen2", "qwen3"}) {
     const double max_diff = logits_diff(name, "", "", opts);
     std::printf("%s via tp2 x pp2: max |logits - reference| = %.3g\n", name, max_diff);
     EXPECT_LE(max_diff, 1e-4) << name;
@@ -179,7 +188,7 @@ TEST(HfConvert, Tp2Pp2CheckpointLoadedByOneProcessGivesTheReferenceLogits) {
 }
 
 TEST(HfConvert, RoundTripIsBitIdentical) {
-  for (const char* name : {"gpt2", "llama", "mistral", "llama31", "llama_linear", "qwen2"}) {
+  for (const char* name : {"gpt2", "llama", "mistral", "llama31", "llama_linear", "qwen2", "qwen3"}) {
     TempDir mh(std::string("rt-mh-") + name), hf(std::string("rt-hf-") + name);
     core::convert_hf_to_megahost(registry(), fixture(name).string(), mh.path().string());
     core::convert_megahost_to_hf(registry(), mh.path().string(), hf.path().string());
@@ -193,7 +202,7 @@ TEST(HfConvert, RoundTripIsBitIdentical) {
 // Written for TP2 x PP2 (four rank folders of slices, the vocabulary padded to 128 x 2) and
 // read back from them: still bit-identical. TP2 x PP1 and TP1 x PP2 too, for Llama's GLU halves.
 TEST(HfConvert, RoundTripThroughTp2Pp2IsBitIdentical) {
-  for (const char* name : {"gpt2", "llama", "mistral", "qwen2"})
+  for (const char* name : {"gpt2", "llama", "mistral", "qwen2", "qwen3"})
     for (const auto& [tp, pp] : {std::pair{2, 2}, std::pair{2, 1}, std::pair{1, 2}}) {
       const std::string tag = std::string(name) + "-tp" + std::to_string(tp) + "pp" + std::to_string(pp);
       TempDir mh("rt-mh-" + tag), hf("rt-hf-" + tag);

@@ -127,8 +127,12 @@ ModelShape shape_from_hf_config(const nlohmann::json& j, const std::string& file
                  !c.get_bool("reorder_and_upcast_attn", false),
              file, ": scale_attn_weights = false, scale_attn_by_inverse_layer_idx or reorder_and_upcast_attn "
              "are not supported\nHINT: megahost scales attention by 1/sqrt(head_dim) only");
-  } else if (arch == "LlamaForCausalLM" || arch == "MistralForCausalLM" || arch == "Qwen2ForCausalLM") {
-    s.arch = arch == "LlamaForCausalLM" ? Arch::Llama : arch == "MistralForCausalLM" ? Arch::Mistral : Arch::Qwen2;
+  } else if (arch == "LlamaForCausalLM" || arch == "MistralForCausalLM" || arch == "Qwen2ForCausalLM" ||
+             arch == "Qwen3ForCausalLM") {
+    s.arch = arch == "LlamaForCausalLM"     ? Arch::Llama
+             : arch == "MistralForCausalLM" ? Arch::Mistral
+             : arch == "Qwen2ForCausalLM"   ? Arch::Qwen2
+                                            : Arch::Qwen3;
     s.num_layers = c.get_int("num_hidden_layers");
     s.hidden = c.get_int("hidden_size");
     s.heads = c.get_int("num_attention_heads");
@@ -148,7 +152,7 @@ ModelShape shape_from_hf_config(const nlohmann::json& j, const std::string& file
              ": attention_bias / mlp_bias = true is not supported\nHINT: Llama-family models without biases only");
     if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) read_rope_scaling(j["rope_scaling"], file, &s);
     // Qwen2's sliding window is off unless use_sliding_window (its sliding_window key is then unused)
-    HF_CHECK(s.arch != Arch::Qwen2 || !c.get_bool("use_sliding_window", false), file,
+    HF_CHECK((s.arch != Arch::Qwen2 && s.arch != Arch::Qwen3) || !c.get_bool("use_sliding_window", false), file,
              ": use_sliding_window = true is not supported\nHINT: megahost's attention has no sliding window");
     if (s.arch == Arch::Mistral && j.contains("sliding_window") && !j["sliding_window"].is_null()) {
       const int64_t window = c.get_int("sliding_window");
@@ -161,7 +165,7 @@ ModelShape shape_from_hf_config(const nlohmann::json& j, const std::string& file
     throw sdk::Error(MH_ERR_UNSUPPORTED,
                      sdk::str_cat(file, ": architecture \"", arch.empty() ? "(none)" : arch,
                                   "\" is not supported\nHINT: supported: GPT2LMHeadModel, LlamaForCausalLM, "
-                                  "MistralForCausalLM, Qwen2ForCausalLM"));
+                                  "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM"));
   }
   s.vocab = c.get_int("vocab_size");
   s.head_dim = s.arch == Arch::Gpt2 ? s.hidden / s.heads : c.get_int("head_dim", s.hidden / s.heads);
@@ -205,6 +209,7 @@ std::vector<std::pair<std::string, std::string>> recipe_model_keys(const ModelSh
                        {"add_bias_linear", "false"},
                        {"group_query_attention", toml_bool(s.groups != s.heads)}});
     if (s.arch == Arch::Qwen2) k.emplace_back("add_qkv_bias", "true");
+    if (s.arch == Arch::Qwen3) k.emplace_back("qk_layernorm", "true");
     if (s.groups != s.heads) k.emplace_back("num_query_groups", std::to_string(s.groups));
     if (s.rope_scaling)
       k.insert(k.end(), {{"use_rope_scaling", "true"}, {"rope_scaling_factor", toml_float(s.rope_scaling_factor)}});
@@ -227,15 +232,19 @@ ModelShape shape_from_recipe(const sdk::Config& m, const std::string& file, int6
   ModelShape s;
   if (norm == "LayerNorm" && pos == "learned_absolute" && !swiglu && bias)
     s.arch = Arch::Gpt2;
-  else if (norm == "RMSNorm" && pos == "rope" && swiglu && !bias)
-    s.arch = m.get_bool("add_qkv_bias", false) ? Arch::Qwen2 : Arch::Llama;
+  else if (norm == "RMSNorm" && pos == "rope" && swiglu && !bias &&
+           !(m.get_bool("add_qkv_bias", false) && m.get_bool("qk_layernorm", false)))
+    s.arch = m.get_bool("add_qkv_bias", false)   ? Arch::Qwen2
+             : m.get_bool("qk_layernorm", false) ? Arch::Qwen3
+                                                 : Arch::Llama;
   else
     throw sdk::Error(MH_ERR_UNSUPPORTED,
                      sdk::str_cat(file, ": [model] (normalization ", norm, ", position_embedding_type ", pos,
                                   ", swiglu ", swiglu, ", add_bias_linear ", bias,
                                   ") matches no Hugging Face architecture megahost writes",
                                   "\nHINT: GPT-2 = LayerNorm + learned_absolute + GeLU + biases; Llama = RMSNorm + "
-                                  "rope + swiglu, no biases (Qwen2: with add_qkv_bias)"));
+                                  "rope + swiglu, no biases (Qwen2: with add_qkv_bias; Qwen3: with qk_layernorm; "
+                                  "not both)"));
   s.num_layers = need_int("num_layers");
   s.hidden = need_int("hidden_size");
   s.heads = need_int("num_attention_heads");
@@ -275,8 +284,12 @@ nlohmann::json hf_config_for(const ModelShape& s) {
   } else {
     const char* architecture = s.arch == Arch::Mistral ? "MistralForCausalLM"
                                : s.arch == Arch::Qwen2 ? "Qwen2ForCausalLM"
+                               : s.arch == Arch::Qwen3 ? "Qwen3ForCausalLM"
                                                        : "LlamaForCausalLM";
-    const char* model_type = s.arch == Arch::Mistral ? "mistral" : s.arch == Arch::Qwen2 ? "qwen2" : "llama";
+    const char* model_type = s.arch == Arch::Mistral ? "mistral"
+                             : s.arch == Arch::Qwen2 ? "qwen2"
+                             : s.arch == Arch::Qwen3 ? "qwen3"
+                                                     : "llama";
     j = {{"architectures", {architecture}}, {"model_type", model_type}, {"vocab_size", s.vocab},
          {"hidden_size", s.hidden}, {"intermediate_size", s.ffn}, {"num_hidden_layers", s.num_layers},
          {"num_attention_heads", s.heads}, {"num_key_value_heads", s.groups}, {"head_dim", s.head_dim},
@@ -287,10 +300,8 @@ nlohmann::json hf_config_for(const ModelShape& s) {
       j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", s.rope_scaling_factor}, {"low_freq_factor", 1.0},
                            {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
     if (s.rope_linear_factor != 1.0) j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", s.rope_linear_factor}};
-    if (s.arch == Arch::Qwen2) {  // biases on q/k/v only, implied by the architecture
-      j.erase("attention_bias");
-      j["use_sliding_window"] = false;
-    }
+    if (s.arch == Arch::Qwen2) j.erase("attention_bias");  // biases on q/k/v only, implied by the architecture
+    if (s.arch == Arch::Qwen2 || s.arch == Arch::Qwen3) j["use_sliding_window"] = false;
   }
   j["torch_dtype"] = torch_dtype_name(s.hf_dtype);
   return j;

@@ -52,7 +52,13 @@ std::vector<sdk::ConvertRule> rules_for(const ModelShape& s) {
         {{qp, h}, {kvp, h}, {kvp, h}});
     if (s.arch == Arch::Qwen2)
       add(m + "self_attention.linear_qkv.bias", {qkv_rows}, MH_CONVERT_STEP_QKV_SEPARATE,
-          {g + "self_attn.q_proj.bias", g + "self_attn.k_proj.bias", g + "self_attn.v_proj.bias"}, {{qp}, {kvp}, {kvp}});
+          {g + "self_attn.q_proj.bias", g + "self_attn.k_proj.bias", g + "self_attn.v_proj.bias"},
+          {{qp}, {kvp}, {kvp}});
+    if (s.arch == Arch::Qwen3) {
+      const int64_t hd = s.head_dim;
+      add(m + "self_attention.q_layernorm.weight", {hd}, MH_CONVERT_STEP_COPY, {g + "self_attn.q_norm.weight"}, {{hd}});
+      add(m + "self_attention.k_layernorm.weight", {hd}, MH_CONVERT_STEP_COPY, {g + "self_attn.k_norm.weight"}, {{hd}});
+    }
     add(m + "self_attention.linear_proj.weight", {h, qp}, MH_CONVERT_STEP_COPY, {g + "self_attn.o_proj.weight"},
         {{h, qp}});
     add(m + "pre_mlp_layernorm.weight", {h}, MH_CONVERT_STEP_COPY, {g + "post_attention_layernorm.weight"}, {{h}});

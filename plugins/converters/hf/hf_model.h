@@ -14,7 +14,8 @@
 
 namespace megahost::hf {
 
-enum class Arch { Gpt2, Llama, Mistral, Qwen2 };  // Qwen2: Llama with q/k/v biases (add_qkv_bias)
+// Qwen2: Llama with q/k/v biases (add_qkv_bias); Qwen3: Llama with q/k norms (qk_layernorm)
+enum class Arch { Gpt2, Llama, Mistral, Qwen2, Qwen3 };
 
 // The model as both config.json and the gpt plugin's [model] table describe it.
 struct ModelShape {

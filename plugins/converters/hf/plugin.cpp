@@ -1,7 +1,7 @@
 // hf — converter plugin: Hugging Face folders (config.json + model.safetensors[.index.json] +
 // tokenizer files) <-> the gpt model plugin's parameters. GPT2LMHeadModel, LlamaForCausalLM
-// (Llama 1/2/3), MistralForCausalLM, Qwen2ForCausalLM (Qwen 2 / 2.5). The core streams one rule
-// at a time and applies the steps.
+// (Llama 1/2/3), MistralForCausalLM, Qwen2ForCausalLM (Qwen 2 / 2.5), Qwen3ForCausalLM (dense).
+// The core streams one rule at a time and applies the steps.
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -192,7 +192,8 @@ const mh_plugin_descriptor kDescriptor = {
     "Hugging Face safetensors",
     "megahost",
     "0.1.0",
-    "Hugging Face folders (config.json + safetensors): GPT-2, Llama 1/2/3, Mistral, Qwen2 <-> the gpt model plugin",
+    "Hugging Face folders (config.json + safetensors): GPT-2, Llama 1/2/3, Mistral, Qwen2, Qwen3 <-> the gpt "
+    "model plugin",
     kAliases,
     nullptr,
 };
