@@ -103,6 +103,13 @@ void expect_reference_logits(const std::string& name) {
   EXPECT_LE(max_diff, 1e-4) << name;
 }
 
+// The recipe.toml that HF -> megahost writes for a fixture.
+toml::table converted_recipe(const std::string& name) {
+  TempDir mh(name + "-recipe");
+  core::convert_hf_to_megahost(registry(), fixture(name).string(), mh.path().string());
+  return toml::parse(read_text(mh.path() / "recipe.toml"));
+}
+
 std::string convert_error(const fs::path& hf_dir) {
   TempDir out("err");
   try {
@@ -152,18 +159,14 @@ TEST(HfConvert, Llama31RopeScalingLogitsEqualTheReference) {
 // Qwen2: Llama with q / k / v biases (add_qkv_bias), tied embeddings, rope_theta 1e6.
 TEST(HfConvert, Qwen2LogitsEqualTheReference) {
   expect_reference_logits("qwen2");
-  TempDir mh("qwen2-recipe");
-  core::convert_hf_to_megahost(registry(), fixture("qwen2").string(), mh.path().string());
-  const toml::table recipe = toml::parse(read_text(mh.path() / "recipe.toml"));
+  const toml::table recipe = converted_recipe("qwen2");
   EXPECT_EQ(recipe["model"]["add_qkv_bias"].value<bool>(), std::optional<bool>(true));
   EXPECT_EQ(recipe["model"]["add_bias_linear"].value<bool>(), std::optional<bool>(false));
 }
 // Qwen3: q / k RMS-normed per head (qk_layernorm), head_dim 32 with 4 heads over hidden 64.
 TEST(HfConvert, Qwen3LogitsEqualTheReference) {
   expect_reference_logits("qwen3");
-  TempDir mh("qwen3-recipe");
-  core::convert_hf_to_megahost(registry(), fixture("qwen3").string(), mh.path().string());
-  const toml::table recipe = toml::parse(read_text(mh.path() / "recipe.toml"));
+  const toml::table recipe = converted_recipe("qwen3");
   EXPECT_EQ(recipe["model"]["qk_layernorm"].value<bool>(), std::optional<bool>(true));
   EXPECT_EQ(recipe["model"]["kv_channels"].value<int64_t>(), std::optional<int64_t>(32));
 }
