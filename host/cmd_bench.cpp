@@ -197,7 +197,8 @@ void print_report(const nlohmann::json& f) {
               f["warmup_iters"].get<int>());
   std::printf("  tokens/s         %.0f total, %.0f per GPU (%.0f tokens/iteration)\n", f["tokens_per_s"].get<double>(),
               f["tokens_per_s_per_gpu"].get<double>(), f["tokens_per_iter"].get<double>());
-  std::printf("  TFLOP/s per GPU  %.2f (model FLOPs/iteration %.4g, Megatron's count: FORMATS.md §5 for GPT-2 shapes, padded vocab %lld)\n",
+  std::printf("  TFLOP/s per GPU  %.2f (model FLOPs/iteration %.4g, Megatron's count: FORMATS.md §5 for GPT-2 "
+              "shapes, padded vocab %lld)\n",
               f["tflops_per_gpu"].get<double>(), f["model_flops_per_iter"].get<double>(),
               static_cast<long long>(f["padded_vocab_size"].get<int64_t>()));
   std::printf("  MFU              %.2f%% of %.0f TFLOP/s\n", 100.0 * f["mfu"].get<double>(), peak);
