@@ -13,6 +13,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include <torch/csrc/autograd/autograd.h>
+
+#include <vector>
+
 #include "megahost/sdk/nn/fused.h"
 
 namespace fused_test {
@@ -27,6 +31,37 @@ inline double rel_error(const at::Tensor& got, const at::Tensor& want) {
 // Leaves in float64 on the CPU holding the same (rounded) values as `t`.
 inline at::Tensor leaf64(const at::Tensor& t) { return t.detach().to(at::kCPU).to(at::kDouble).requires_grad_(true); }
 inline at::Tensor leaf(const at::Tensor& t) { return t.detach().clone().requires_grad_(true); }
+
+// float64 versions of the operations, straight from the definitions.
+inline at::Tensor layer_norm64(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps) {
+  const at::Tensor mean = x.mean(-1, true), var = (x - mean).pow(2).mean(-1, true);
+  return (x - mean) / (var + eps).sqrt() * w + b;
+}
+inline at::Tensor rms_norm64(const at::Tensor& x, const at::Tensor& w, double eps) {
+  return x / (x.pow(2).mean(-1, true) + eps).sqrt() * w;
+}
+inline at::Tensor rotary64(const at::Tensor& t, const at::Tensor& angles) {  // angles [s, 1, 1, rot]
+  const int64_t rot = angles.size(-1), half = rot / 2;
+  const at::Tensor a = angles.to(at::kDouble), c = a.cos(), s = a.sin();
+  const at::Tensor x = t.narrow(-1, 0, rot), x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  const at::Tensor rotated = x * c + at::cat({-x2, x1}, -1) * s;
+  return rot == t.size(-1) ? rotated : at::cat({rotated, t.narrow(-1, rot, t.size(-1) - rot)}, -1);
+}
+
+// Gradients of out (seeded by seed) with respect to in.
+inline std::vector<at::Tensor> grads_of(const at::Tensor& out, const at::Tensor& seed, const std::vector<at::Tensor>& in) {
+  return torch::autograd::grad({out}, in, {seed.to(out.device()).to(out.scalar_type())}, true, false, true);
+}
+
+// A dtype the GPU tests run and its relative-error bound against float64.
+struct Case {
+  at::ScalarType dtype;
+  double bound;
+};
+
+inline std::vector<Case> gpu_cases() { return {{at::kFloat, 1e-5}, {at::kBFloat16, 1e-2}}; }
+
+inline at::TensorOptions cuda(at::ScalarType d) { return at::TensorOptions().device(at::kCUDA).dtype(d); }
 
 inline bool have_gpu() { return megahost::sdk::fused::built_with_cuda() && at::hasCUDA(); }
 

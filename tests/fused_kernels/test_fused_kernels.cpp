@@ -25,46 +25,29 @@ namespace {
 using fused_test::have_gpu;
 using fused_test::leaf;
 using fused_test::leaf64;
+using fused_test::layer_norm64;
+using fused_test::rms_norm64;
+using fused_test::rotary64;
+using fused_test::grads_of;
+using fused_test::Case;
+using fused_test::gpu_cases;
+using fused_test::cuda;
 
 // float64 versions of each operation, straight from the definitions.
-at::Tensor layer_norm64(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps) {
-  const at::Tensor mean = x.mean(-1, true), var = (x - mean).pow(2).mean(-1, true);
-  return (x - mean) / (var + eps).sqrt() * w + b;
-}
-at::Tensor rms_norm64(const at::Tensor& x, const at::Tensor& w, double eps) {
-  return x / (x.pow(2).mean(-1, true) + eps).sqrt() * w;
-}
 at::Tensor gelu64(const at::Tensor& x) { return 0.5 * x * (1.0 + at::erf(x / std::sqrt(2.0))); }
 at::Tensor swiglu64(const at::Tensor& x) {
   const int64_t f = x.size(-1) / 2;
   const at::Tensor g = x.narrow(-1, 0, f), u = x.narrow(-1, f, f);
   return g * at::sigmoid(g) * u;
 }
-at::Tensor rotary64(const at::Tensor& t, const at::Tensor& angles) {  // angles [s, 1, 1, rot]
-  const int64_t rot = angles.size(-1), half = rot / 2;
-  const at::Tensor a = angles.to(at::kDouble), c = a.cos(), s = a.sin();
-  const at::Tensor x = t.narrow(-1, 0, rot), x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
-  const at::Tensor rotated = x * c + at::cat({-x2, x1}, -1) * s;
-  return rot == t.size(-1) ? rotated : at::cat({rotated, t.narrow(-1, rot, t.size(-1) - rot)}, -1);
-}
 at::Tensor cross_entropy64(const at::Tensor& logits, const at::Tensor& labels) {
   return -at::log_softmax(logits, -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1);
 }
 
-std::vector<at::Tensor> grads_of(const at::Tensor& out, const at::Tensor& seed, const std::vector<at::Tensor>& in) {
-  return torch::autograd::grad({out}, in, {seed.to(out.device()).to(out.scalar_type())}, true, false, true);
-}
-
-struct Case {
-  at::ScalarType dtype;
-  double bound;
-};
-
-std::vector<Case> gpu_cases() { return {{at::kFloat, 1e-5}, {at::kBFloat16, 1e-2}}; }
 
 
 
-at::TensorOptions cuda(at::ScalarType d) { return at::TensorOptions().device(at::kCUDA).dtype(d); }
+
 
 // The AdamW tests' tensor i of n elements on the GPU: tensor 2 starts one element into its
 // allocation, so the kernel takes its element-wise path there.

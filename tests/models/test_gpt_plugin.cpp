@@ -324,11 +324,27 @@ TEST(GptPlugin, BadBatchesAreInvalidArgumentsWithHints) {
   EXPECT_NE(err.find("max_position_embeddings"), std::string::npos) << err;
 }
 
-TEST(GptPlugin, CudaModelMatchesTheCpuModel) {
+// The CUDA model (its fused kernels) against the CPU model (plain libtorch), from the same init,
+// for each family the plugin builds: GPT-2 style, Llama style, and Qwen3 style (per-head q / k
+// norms, rope with Llama 3.1's frequency scaling).
+class GptPluginOnCuda : public ::testing::TestWithParam<std::string> {};
+
+std::string model_toml(const std::string& family) {
+  if (family == "gpt") return mhtest::tiny_gpt_toml();
+  if (family == "llama") return mhtest::tiny_llama_toml();
+  return mhtest::tiny_llama_toml() +
+         "qk_layernorm = true\n"
+         "use_rope_scaling = true\n"
+         "rope_scaling_factor = 8.0\n";
+}
+
+TEST_P(GptPluginOnCuda, MatchesTheCpuModel) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA in this libtorch or machine";
-  TestModel cpu(mhtest::tiny_llama_toml(), kVocab, 7), gpu(mhtest::tiny_llama_toml(), kVocab, 7, "gpt", {kDLCUDA, 0});
-  ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.error();
+  const std::string toml = model_toml(GetParam());
+  TestModel cpu(toml, kVocab, 7), gpu(toml, kVocab, 7, "gpt", {kDLCUDA, 0});
+  ASSERT_TRUE(cpu.ok() && gpu.ok()) << cpu.error() << gpu.error();
   const auto pc = cpu.params(), pg = gpu.params();
+  ASSERT_EQ(pc.size(), pg.size());
   for (size_t i = 0; i < pc.size(); ++i) {
     ASSERT_TRUE(pg[i].data.is_cuda()) << pg[i].name;
     EXPECT_TRUE(at::equal(pc[i].data, pg[i].data.cpu())) << pc[i].name;  // init is drawn on the CPU
@@ -344,3 +360,5 @@ TEST(GptPlugin, CudaModelMatchesTheCpuModel) {
   for (size_t i = 0; i < pc.size(); ++i)
     EXPECT_TRUE(at::allclose(pg[i].grad.cpu(), 2 * pc[i].grad, 1e-2, 1e-4)) << pc[i].name;
 }
+
+INSTANTIATE_TEST_SUITE_P(Families, GptPluginOnCuda, ::testing::Values("gpt", "llama", "qwen3"));

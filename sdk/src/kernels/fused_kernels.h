@@ -131,6 +131,26 @@ struct RotaryShape {
 int rotary(int dtype, const void* t, const RotaryShape& shape, const float* angles, void* out, float sign,
            void* stream);
 
+// The per-head norm of q or k (Megatron's qk_layernorm), then the rotary embedding, in one pass
+// (head_norm.cu): each row of d elements of t (laid out as RotaryShape describes) is normed
+// (RMSNorm, or LayerNorm with bias) by weight [d], then its first rot dims rotated by angles
+// [s, rot] (rot = 0: none; angles may be null). out contiguous [s, b, n1 * n2, d]; mean
+// (LayerNorm) and rstd [s * b * n1 * n2] float32 for the backward.
+// Taken when d is a power-of-two count of 16-byte vectors up to 32 (bf16: 8 .. 256), rot/2 whole
+// vectors, strides whole vectors and every pointer 16-byte aligned.
+bool head_norm_supported(int dtype, const RotaryShape& shape, std::initializer_list<const void*> ptrs);
+int head_norm_rotary_forward(int dtype, bool rms, const void* t, const RotaryShape& shape, const void* weight,
+                             const void* bias, const float* angles, float eps, void* out, float* mean, float* rstd,
+                             void* stream);
+// The backward: dout laid out as dout_shape ([s, b, n, d] at its strides: n1 = n, n2 = 1), t as
+// shape; dt contiguous [s, b, n1 * n2, d]; dweight_partial / dbias_partial (LayerNorm) [blocks, d]
+// float32 column sums, blocks = head_norm_backward_blocks (the caller sums dim 0).
+int64_t head_norm_backward_blocks(int dtype, const RotaryShape& shape);
+int head_norm_rotary_backward(int dtype, bool rms, const void* dout, const RotaryShape& dout_shape, const void* t,
+                              const RotaryShape& shape, const void* weight, const float* angles, const float* mean,
+                              const float* rstd, void* dt, float* dweight_partial, float* dbias_partial,
+                              void* stream);
+
 // Cross entropy over rows of logits [rows, v] (this rank's vocabulary slice [vocab_start, vocab_start + v)):
 // per row the slice's max, sum(exp(x - max)) and the target's logit (0 when the target is elsewhere).
 int cross_entropy_stats(int dtype, const void* logits, const int64_t* labels, int64_t vocab_start, float* row_max,

@@ -61,12 +61,11 @@ void SelfAttention::query_key_value(const at::Tensor& x, at::Tensor* q, at::Tens
   const int64_t s = parts[0].size(0), b = parts[0].size(1);
   // q in the grouped layout [s, b, ng, np/ng, hn]: a view (under grouped-query attention merging
   // ng and np/ng copies; the rotary kernel reads the view and writes [s, b, np, hn] instead).
-  at::Tensor q_grouped = parts[0].view({s, b, groups_, per_group, head_dim_}), key = parts[1];
-  if (q_layernorm) {  // per head, before the rotation (Megatron-Core's order)
-    q_grouped = q_layernorm->forward(q_grouped);  // [s, b, ng, np/ng, hn]
-    key = k_layernorm->forward(key);              // [s, b, ng, hn]
-  }
-  if (rotary_freqs.defined()) {
+  const at::Tensor q_grouped = parts[0].view({s, b, groups_, per_group, head_dim_}), key = parts[1];
+  if (q_layernorm) {  // per head, before the rotation (Megatron-Core's order): one pass with it on CUDA
+    *q = q_layernorm->forward_rotary(q_grouped, rotary_freqs);  // [s, b, np, hn]
+    *k = k_layernorm->forward_rotary(key, rotary_freqs);        // [s, b, ng, hn]
+  } else if (rotary_freqs.defined()) {
     *q = fused::rotary(q_grouped, rotary_freqs);  // [s, b, np, hn]
     *k = fused::rotary(key, rotary_freqs);        // [s, b, ng, hn]
   } else {

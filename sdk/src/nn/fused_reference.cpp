@@ -58,6 +58,13 @@ at::Tensor rotary(const at::Tensor& t, const at::Tensor& angles) {
   return out.reshape({t.size(0), t.size(1), t.size(2) * t.size(3), t.size(4)});
 }
 
+at::Tensor head_norm_rotary(const at::Tensor& t, const at::Tensor& weight, const at::Tensor& bias, double eps,
+                            bool rms, const at::Tensor& angles) {
+  const at::Tensor normed = norm(t, weight, bias, eps, rms);  // [s, b, n1, (n2,) d]
+  if (angles.defined()) return rotary(normed, angles);
+  return normed.reshape({t.size(0), t.size(1), -1, t.size(-1)});
+}
+
 at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& labels, const parallel::DistGroup* tp) {
   MH_CHECK(tp == nullptr, MH_ERR_INVALID_ARG, "fused::reference::cross_entropy is single-device",
            "\nHINT: under tensor parallelism use nn::vocab_parallel_cross_entropy");

@@ -61,6 +61,11 @@ std::pair<at::Tensor, at::Tensor> Norm::forward_passthrough(const at::Tensor& x,
                      : fused::norm_passthrough(x, rms_norm_->weight, at::Tensor(), rms_norm_->eps, true, x_bias);
 }
 
+at::Tensor Norm::forward_rotary(const at::Tensor& x, const at::Tensor& angles) const {
+  return layer_norm_ ? fused::head_norm_rotary(x, layer_norm_->weight, layer_norm_->bias, layer_norm_->eps, false, angles)
+                     : fused::head_norm_rotary(x, rms_norm_->weight, at::Tensor(), rms_norm_->eps, true, angles);
+}
+
 bool parse_norm_kind(const std::string& name, NormKind* out) {
   if (name == "LayerNorm") *out = NormKind::LayerNorm;
   else if (name == "RMSNorm") *out = NormKind::RMSNorm;

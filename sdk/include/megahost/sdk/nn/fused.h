@@ -9,6 +9,7 @@
 //   bias_gelu      gelu(x + bias), exact erf GeLU (the GEMM then runs without its bias epilogue)
 //   swiglu         silu(gate) * up of [..., 2f] -> [..., f]
 //   rotary         rotary position embedding from float32 angles, strided input
+//   head_norm_rotary  q or k normed per head (qk_layernorm), then rotated, in one pass
 //   cross_entropy  per-token loss from (b)f16 logits without a float32 copy of them, vocab-parallel
 //   lm_head_cross_entropy  the output layer + cross entropy, the logits written and read once
 //   adamw          multi-tensor AdamW with the gradient scale (clipping, 1/loss scale) folded in
@@ -69,6 +70,13 @@ at::Tensor swiglu(const at::Tensor& x);                             // [..., 2f]
 // q/k/v layout [s, b, ng, np/ng, hn]), angles [s, 1, 1, rot] float32 (both halves equal, as
 // RotaryEmbedding makes them) -> contiguous [s, b, n, d] (n = n1 * n2)
 at::Tensor rotary(const at::Tensor& t, const at::Tensor& angles);
+// Megatron's qk_layernorm and then the rotary embedding: each head's d values of t (laid out as
+// `rotary` takes it) normed over d (RMSNorm, or LayerNorm with bias) by weight [d], then rotated
+// by angles (undefined: not rotated) -> contiguous [s, b, n, d]. On CUDA one pass that reads t at
+// its strides and writes the result once (the backward: one pass too, the weight's gradient from
+// column sums) for d of 8, 16, 32, 64, 128 or 256 bf16 values; else norm, then rotary.
+at::Tensor head_norm_rotary(const at::Tensor& t, const at::Tensor& weight, const at::Tensor& bias, double eps,
+                            bool rms, const at::Tensor& angles);
 // logits [N, V/tp] (rank r holds ids [r V/tp, (r+1) V/tp)), labels [N] int64 -> loss [N] float32.
 // tp null: one device.
 at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& labels, const parallel::DistGroup* tp);
@@ -188,6 +196,8 @@ at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor&
 at::Tensor bias_gelu(const at::Tensor& x, const at::Tensor& bias);
 at::Tensor swiglu(const at::Tensor& x);
 at::Tensor rotary(const at::Tensor& t, const at::Tensor& angles);
+at::Tensor head_norm_rotary(const at::Tensor& t, const at::Tensor& weight, const at::Tensor& bias, double eps,
+                            bool rms, const at::Tensor& angles);
 at::Tensor cross_entropy(const at::Tensor& logits, const at::Tensor& labels, const parallel::DistGroup* tp);
 void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
            const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,

@@ -53,6 +53,9 @@ class Norm {
   // adds the stream's gradient in the norm's pass. x_bias [hidden] (may be undefined): a bias the
   // product that made x added already; its gradient comes out of the same pass.
   std::pair<at::Tensor, at::Tensor> forward_passthrough(const at::Tensor& x, const at::Tensor& x_bias = at::Tensor()) const;
+  // Per head, then rotated (attention's qk_layernorm; fused::head_norm_rotary): x [s, b, n, hn] or
+  // [s, b, n1, n2, hn] at any strides, angles [s, 1, 1, rot] or undefined -> [s, b, n, hn].
+  at::Tensor forward_rotary(const at::Tensor& x, const at::Tensor& angles) const;
 
  private:
   std::optional<LayerNorm> layer_norm_;
