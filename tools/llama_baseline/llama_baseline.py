@@ -17,10 +17,13 @@ def rotate(x, cos, sin):  # x [B, n, T, hn]; Megatron's default rotate-half layo
 
 
 class Block(nn.Module):
-    def __init__(s, h, nh, ng, ffn):
+    def __init__(s, h, nh, ng, ffn, qk_norm=False):
         super().__init__()
         s.nh, s.ng, s.hn = nh, ng, h // nh
         s.norm1 = nn.RMSNorm(h, eps=1e-5)
+        # Qwen3 / Megatron's --qk-layernorm: q and k normed per head before the rotation
+        s.q_norm = nn.RMSNorm(s.hn, eps=1e-5) if qk_norm else nn.Identity()
+        s.k_norm = nn.RMSNorm(s.hn, eps=1e-5) if qk_norm else nn.Identity()
         s.qkv = nn.Linear(h, (nh + 2 * ng) * s.hn, bias=False)
         s.proj = nn.Linear(h, h, bias=False)
         s.norm2 = nn.RMSNorm(h, eps=1e-5)
@@ -30,8 +33,8 @@ class Block(nn.Module):
     def forward(s, x, cos, sin):
         B, T, C = x.shape
         q, k, v = s.qkv(s.norm1(x)).split([s.nh * s.hn, s.ng * s.hn, s.ng * s.hn], dim=2)
-        q = rotate(q.view(B, T, s.nh, s.hn).transpose(1, 2), cos, sin)
-        k = rotate(k.view(B, T, s.ng, s.hn).transpose(1, 2), cos, sin)
+        q = rotate(s.q_norm(q.view(B, T, s.nh, s.hn)).transpose(1, 2), cos, sin)
+        k = rotate(s.k_norm(k.view(B, T, s.ng, s.hn)).transpose(1, 2), cos, sin)
         v = v.view(B, T, s.ng, s.hn).transpose(1, 2)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
         x = x + s.proj(y.transpose(1, 2).reshape(B, T, C))
@@ -40,10 +43,10 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):  # the name reference_profile.py builds
-    def __init__(s, V, T, h, nh, L, ng=4, ffn=5632, base=10000.0):
+    def __init__(s, V, T, h, nh, L, ng=4, ffn=5632, base=10000.0, qk_norm=False):
         super().__init__()
         s.wte = nn.Embedding(V, h)
-        s.blocks = nn.ModuleList([Block(h, nh, ng, ffn) for _ in range(L)])
+        s.blocks = nn.ModuleList([Block(h, nh, ng, ffn, qk_norm) for _ in range(L)])
         s.norm = nn.RMSNorm(h, eps=1e-5)
         s.head = nn.Linear(h, V, bias=False)
         hn = h // nh
@@ -65,9 +68,9 @@ def megatron_flops(B, T, h, nh, L, V, ng, ffn):
     return 12 * B * T * L * h * h * ((1 + ng / nh + T / h) + (ffn / h) * 1.5 + V / (2 * L * h))
 
 
-def run(name, V, T, h, nh, L, B, compile_, iters=20, ng=4, ffn=5632):
+def run(name, V, T, h, nh, L, B, compile_, iters=20, ng=4, ffn=5632, **variant):
     torch.manual_seed(0)
-    m = GPT(V, T, h, nh, L, ng, ffn).cuda()
+    m = GPT(V, T, h, nh, L, ng, ffn, **variant).cuda()
     opt = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True)
     f = torch.compile(m) if compile_ else m
     x = torch.randint(0, V, (B, T), device="cuda")
@@ -101,11 +104,14 @@ def run(name, V, T, h, nh, L, B, compile_, iters=20, ng=4, ffn=5632):
 
 # (V, T, h, heads, layers, micro batch); 4 key/value groups, SwiGLU width 5632. llama1.3b-v128k:
 # Llama-3's vocabulary (128,256), the output layer's share of the work 2.5 x GPT-2's.
-cfgs = {"llama1.3b": (50304, 2048, 2048, 16, 24, 8), "llama1.3b-v128k": (128256, 2048, 2048, 16, 24, 8)}
+# llama1.3b-qknorm: with Qwen3's per-head q / k norms (bench_llama1.3b.toml + model.qk_layernorm=true).
+cfgs = {"llama1.3b": (50304, 2048, 2048, 16, 24, 8), "llama1.3b-v128k": (128256, 2048, 2048, 16, 24, 8),
+        "llama1.3b-qknorm": (50304, 2048, 2048, 16, 24, 8)}
+variants = {"llama1.3b-qknorm": dict(qk_norm=True)}  # GPT()'s extra arguments per config
 if __name__ == "__main__":
     for c in sys.argv[1:]:
         name, mode = c.split(":")
         try:
-            run(c, *cfgs[name], compile_=(mode == "compile"))
+            run(c, *cfgs[name], compile_=(mode == "compile"), **variants.get(name, {}))
         except Exception as e:
             print(c, "FAILED", type(e).__name__, str(e)[:300], flush=True)

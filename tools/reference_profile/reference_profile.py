@@ -38,7 +38,7 @@ def main():
     ns = load_baseline(path)
     V, T, h, nh, L, B = ns["cfgs"][cfg]
     torch.manual_seed(0)
-    m = ns["GPT"](V, T, h, nh, L).cuda()
+    m = ns["GPT"](V, T, h, nh, L, **ns.get("variants", {}).get(cfg, {})).cuda()
     opt = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True)
     f = torch.compile(m) if mode == "compile" else m
     x = torch.randint(0, V, (B, T), device="cuda")

@@ -2,6 +2,9 @@
 // pass on CUDA (kernels/head_norm.cu), else the reference (see megahost/sdk/nn/fused.h).
 #include <ATen/ATen.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/fused.h"
 
@@ -88,9 +91,19 @@ struct HeadNormRotaryFn : torch::autograd::Function<HeadNormRotaryFn> {
   }
 };
 
+// MEGAHOST_FUSED_HEAD_NORM=0: the norm and the rotation as two fused passes (the A/B of
+// docs/performance.md).
+bool head_norm_fusion_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("MEGAHOST_FUSED_HEAD_NORM");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return on;
+}
+
 bool head_norm_kernel_takes(const at::Tensor& t, const at::Tensor& weight, const at::Tensor& bias, bool rms,
                             const at::Tensor& angles) {
-  if (!available(t) || (t.dim() != 4 && t.dim() != 5) || t.stride(-1) != 1) return false;
+  if (!head_norm_fusion_enabled() || !available(t) || (t.dim() != 4 && t.dim() != 5) || t.stride(-1) != 1) return false;
   if (weight.scalar_type() != t.scalar_type() || weight.numel() != t.size(-1) || !weight.is_contiguous()) return false;
   if (!rms && (!bias.defined() || bias.scalar_type() != t.scalar_type() || bias.numel() != t.size(-1) ||
                !bias.is_contiguous()))
@@ -110,7 +123,10 @@ at::Tensor head_norm_rotary(const at::Tensor& t, const at::Tensor& weight, const
   if (head_norm_kernel_takes(t, weight, bias, rms, angles))
     return HeadNormRotaryFn::apply(t, weight, rms ? or_empty({}, weight) : bias, angle_rows(angles, t), eps, rms);
 #endif
-  return reference::head_norm_rotary(t, weight, bias, eps, rms, angles);
+  // Two passes, each fused where it can be (on the CPU: the reference's norm, then its rotation).
+  const at::Tensor normed = norm(t, weight, bias, eps, rms);  // [s, b, n1, (n2,) d]
+  if (angles.defined()) return rotary(normed, angles);
+  return normed.reshape({t.size(0), t.size(1), -1, t.size(-1)});
 }
 
 }  // namespace megahost::sdk::fused

@@ -74,7 +74,8 @@ at::Tensor rotary(const at::Tensor& t, const at::Tensor& angles);
 // `rotary` takes it) normed over d (RMSNorm, or LayerNorm with bias) by weight [d], then rotated
 // by angles (undefined: not rotated) -> contiguous [s, b, n, d]. On CUDA one pass that reads t at
 // its strides and writes the result once (the backward: one pass too, the weight's gradient from
-// column sums) for d of 8, 16, 32, 64, 128 or 256 bf16 values; else norm, then rotary.
+// column sums) for d of 8, 16, 32, 64, 128 or 256 bf16 values; else `norm`, then `rotary`
+// (MEGAHOST_FUSED_HEAD_NORM=0: always).
 at::Tensor head_norm_rotary(const at::Tensor& t, const at::Tensor& weight, const at::Tensor& bias, double eps,
                             bool rms, const at::Tensor& angles);
 // logits [N, V/tp] (rank r holds ids [r V/tp, (r+1) V/tp)), labels [N] int64 -> loss [N] float32.
