@@ -231,6 +231,11 @@ unsigned blocks_per_position(int64_t s, int64_t rows, int lanes) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min(want, most)));
 }
 
+// A block per position, and as many per position as blocks_per_position says.
+dim3 grid_of(const RotaryShape& shape, int lanes) {
+  return dim3(static_cast<unsigned>(shape.s), blocks_per_position(shape.s, shape.b * shape.n1 * shape.n2, lanes));
+}
+
 template <typename F>
 int with_lanes(int lanes, F&& launch) {
   switch (lanes) {
@@ -258,8 +263,8 @@ bool head_norm_supported(int dtype, const RotaryShape& shape, std::initializer_l
 }
 
 int64_t head_norm_backward_blocks(int dtype, const RotaryShape& shape) {
-  const int lanes = static_cast<int>(shape.d / (dtype == kF32 ? 4 : 8));
-  return shape.s * blocks_per_position(shape.s, shape.b * shape.n1 * shape.n2, lanes);
+  const dim3 grid = grid_of(shape, static_cast<int>(shape.d / (dtype == kF32 ? 4 : 8)));
+  return static_cast<int64_t>(grid.x) * grid.y;
 }
 
 int head_norm_rotary_forward(int dtype, bool rms, const void* t, const RotaryShape& shape, const void* weight,
@@ -268,8 +273,7 @@ int head_norm_rotary_forward(int dtype, bool rms, const void* t, const RotarySha
   return dispatch_dtype(dtype, [&](auto tag) -> cudaError_t {
     using T = decltype(tag);
     const int lanes = lanes_per_row<T>(shape.d);
-    const int64_t rows = shape.b * shape.n1 * shape.n2;
-    const dim3 grid(static_cast<unsigned>(shape.s), blocks_per_position(shape.s, rows, lanes));
+    const dim3 grid = grid_of(shape, lanes);
     const size_t smem = static_cast<size_t>(shape.rot) * sizeof(float);
     return static_cast<cudaError_t>(with_lanes(lanes, [&](auto l) {
       mh_head_norm_rotary_forward_kernel<T, decltype(l)::value><<<grid, kThreads, smem, as_stream(stream)>>>(
@@ -287,8 +291,7 @@ int head_norm_rotary_backward(int dtype, bool rms, const void* dout, const Rotar
   return dispatch_dtype(dtype, [&](auto tag) -> cudaError_t {
     using T = decltype(tag);
     const int lanes = lanes_per_row<T>(shape.d);
-    const int64_t rows = shape.b * shape.n1 * shape.n2;
-    const dim3 grid(static_cast<unsigned>(shape.s), blocks_per_position(shape.s, rows, lanes));
+    const dim3 grid = grid_of(shape, lanes);
     const size_t table = static_cast<size_t>((shape.rot + 3) & ~int64_t{3});
     const size_t smem = (table + 2 * static_cast<size_t>(kThreads) * Vec<T>::kSize) * sizeof(float);
     return static_cast<cudaError_t>(with_lanes(lanes, [&](auto l) {
