@@ -1,5 +1,8 @@
 // megahost SDK — bias + GeLU, SwiGLU and rotary embedding (see fused_kernels.h). Memory-bound:
 // one read and one write per element, float32 math, grid-stride loops.
+#include <cstdlib>
+#include <cstring>
+
 #include "fused_common.cuh"
 #include "fused_kernels.h"
 
@@ -41,7 +44,13 @@ __device__ __forceinline__ float gelu_grad(float x) {
   const float pdf = 0.39894228040143268f * __expf(-0.5f * x * x);
   return cdf + x * pdf;
 }
-__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
+// Fast: 1 / (1 + e^-x) by the approximate division (MUFU reciprocal, ~2 ulp) instead of the
+// IEEE one (~10 instructions with its special cases), for 16-bit outputs as tanh_fast. Past
+// x ~ -88 the denominator is inf and the result 0, as the exact sigmoid's rounds to.
+template <bool Fast = false>
+__device__ __forceinline__ float sigmoid(float x) {
+  return Fast ? __fdividef(1.0f, 1.0f + __expf(-x)) : 1.0f / (1.0f + __expf(-x));
+}
 
 // Rows in a grid-stride loop, each row in Vec<T> steps: no index division, 16-byte accesses.
 template <typename T, bool Tanh>
@@ -142,7 +151,7 @@ __global__ void __launch_bounds__(256, 2) mh_bias_gelu_backward_reg_kernel(const
   if (dbias_partial != nullptr) store_partial_row(dbias_partial, n, col, sum);
 }
 
-template <typename T>
+template <typename T, bool Fast>
 __global__ void mh_swiglu_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t f) {
   constexpr int V = Vec<T>::kSize;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x)
@@ -152,13 +161,13 @@ __global__ void mh_swiglu_forward_kernel(const T* __restrict__ x, T* __restrict_
 #pragma unroll
       for (int k = 0; k < V; ++k) {
         const float gate = to_f32(gv.v[k]);
-        out.v[k] = from_f32<T>(gate * sigmoid(gate) * to_f32(uv.v[k]));
+        out.v[k] = from_f32<T>(gate * sigmoid<Fast>(gate) * to_f32(uv.v[k]));
       }
       store_vec(y + r * f + c, out);
     }
 }
 
-template <typename T>
+template <typename T, bool Fast>
 __global__ void mh_swiglu_backward_kernel(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
                                           int64_t rows, int64_t f) {
   constexpr int V = Vec<T>::kSize;
@@ -169,7 +178,7 @@ __global__ void mh_swiglu_backward_kernel(const T* __restrict__ dy, const T* __r
       Vec<T> dgate, dup;
 #pragma unroll
       for (int k = 0; k < V; ++k) {
-        const float gate = to_f32(gv.v[k]), up = to_f32(uv.v[k]), d = to_f32(dv.v[k]), s = sigmoid(gate);
+        const float gate = to_f32(gv.v[k]), up = to_f32(uv.v[k]), d = to_f32(dv.v[k]), s = sigmoid<Fast>(gate);
         dgate.v[k] = from_f32<T>(d * up * s * (1.0f + gate * (1.0f - s)));  // d silu = s (1 + g (1 - s))
         dup.v[k] = from_f32<T>(d * gate * s);
       }
@@ -372,12 +381,26 @@ bool elementwise_vectorizable(int dtype, int64_t n, std::initializer_list<const 
   }
 }
 
+namespace {
+// The approximate division for 16-bit types (MEGAHOST_SWIGLU=exact: the IEEE one, for the A/B of
+// docs/performance.md).
+template <typename T>
+bool swiglu_fast() {
+  static const bool exact = [] {
+    const char* v = std::getenv("MEGAHOST_SWIGLU");
+    return v != nullptr && std::strcmp(v, "exact") == 0;
+  }();
+  return !std::is_same_v<T, float> && !exact;
+}
+}  // namespace
+
 int swiglu_forward(int dtype, const void* x, void* y, int64_t rows, int64_t f, void* stream) {
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     if (!vec_ok<T>(f, {x, y})) return cudaErrorInvalidValue;
-    mh_swiglu_forward_kernel<T><<<row_blocks(rows, kRowBlocks), kThreads, 0, as_stream(stream)>>>(
-        static_cast<const T*>(x), static_cast<T*>(y), rows, f);
+    auto* kernel = swiglu_fast<T>() ? mh_swiglu_forward_kernel<T, true> : mh_swiglu_forward_kernel<T, false>;
+    kernel<<<row_blocks(rows, kRowBlocks), kThreads, 0, as_stream(stream)>>>(static_cast<const T*>(x),
+                                                                              static_cast<T*>(y), rows, f);
     return cudaSuccess;
   });
 }
@@ -386,7 +409,8 @@ int swiglu_backward(int dtype, const void* dy, const void* x, void* dx, int64_t 
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     if (!vec_ok<T>(f, {dy, x, dx})) return cudaErrorInvalidValue;
-    mh_swiglu_backward_kernel<T><<<row_blocks(rows, kRowBlocks), kThreads, 0, as_stream(stream)>>>(
+    auto* kernel = swiglu_fast<T>() ? mh_swiglu_backward_kernel<T, true> : mh_swiglu_backward_kernel<T, false>;
+    kernel<<<row_blocks(rows, kRowBlocks), kThreads, 0, as_stream(stream)>>>(
         static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<T*>(dx), rows, f);
     return cudaSuccess;
   });
