@@ -4,8 +4,8 @@
 //
 // A row is held by L lanes of a warp, V elements (16 bytes) each: d = L * V, L a power of two.
 // Its sums are taken over those L lanes by shuffles, and the rotation's partner values (d/2
-// apart) come from the lane rot/(2V) away. Separately, the copy of the strided head, the norm and
-// the rotation each read and wrote the whole of q and k once more.
+// apart) come from the lane rot/(2V) away. (As separate passes, the copy of the strided head, the
+// norm and the rotation each read and wrote the whole of q and k.)
 #include <algorithm>
 
 #include "fused_common.cuh"
