@@ -160,7 +160,9 @@ at::Tensor causal_dot_product_attention(const at::Tensor& q, const at::Tensor& k
   // [s, b, n, hn] -> [b, n, s, hn], the layout of scaled_dot_product_attention
   const at::Tensor qb = q.permute({1, 2, 0, 3});
   at::Tensor out;
-  if (groups != heads && !own_dropout && !gqa_repeat_forced())  // the kernels read the groups (libtorch 2.5+)
+  if (groups == heads && dropout_p == 0.0)  // cuDNN, its gradients written packed for linear_qkv
+    out = fused::packed_causal_attention(qb, k.permute({1, 2, 0, 3}), v.permute({1, 2, 0, 3}));
+  if (!out.defined() && groups != heads && !own_dropout && !gqa_repeat_forced())  // the kernels read the groups (libtorch 2.5+)
     out = compat::causal_attention_grouped(qb, k.permute({1, 2, 0, 3}), v.permute({1, 2, 0, 3}), dropout_p);
   if (out.defined()) return out.permute({2, 0, 1, 3}).reshape({s, b, heads * hn});  // [s, b, np * hn]
   at::Tensor key = k, value = v;

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -246,6 +247,20 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
 };
 
 #if defined(MH_SDK_WITH_CUDA)
+// bias's gradient from the column sums of dy [M, n] (into its bound main gradient when it has one).
+at::Tensor column_sums_of(const at::Tensor& dy, const at::Tensor& bias) {
+  const int dtype = detail::dtype_code(dy);
+  const int64_t m = dy.size(0), n = dy.size(1);
+  const int64_t blocks = kernels::pack_split_grads_blocks(dtype, m, n);
+  at::Tensor partial = at::empty({blocks, n}, dy.options().dtype(at::kFloat));
+  kernels::SplitPart whole;
+  whole.src = dy.data_ptr(), whole.size = n, whole.row_stride = n, whole.group_stride = 0;
+  if (kernels::pack_split_grads(dtype, &whole, 1, m, /*groups=*/1, nullptr, partial.data_ptr<float>(), blocks,
+                                detail::stream_of(dy)) == 0)
+    return detail::grads_from_partial_sums({{partial, bias}})[0];
+  return dy.sum(0, false, at::kFloat).to(bias.scalar_type());
+}
+
 // fc2's input gradient with the GeLU backward in its epilogue: dpre [M, f] = (dout w2) *
 // gelu_tanh'(pre) straight from the GEMM (no [M, f] round trip through memory), then fc1's bias
 // gradient as column sums of dpre into b1's main gradient when bound. The GEMM gets ~1.5 ms per
@@ -269,16 +284,7 @@ bool dgelu_epilogue_backward(const at::Tensor& dout, const at::Tensor& w2, const
   g.epilogue = kernels::kGemmDGelu;
   g.aux = pre.data_ptr(), g.ld_aux = f;
   if (!run_lt(g, "fc2 input gradient with the GeLU backward")) return false;
-  const int dtype = detail::dtype_code(out);
-  const int64_t blocks = kernels::pack_split_grads_blocks(dtype, m, f);
-  at::Tensor partial = at::empty({blocks, f}, out.options().dtype(at::kFloat));
-  kernels::SplitPart whole;
-  whole.src = out.data_ptr(), whole.size = f, whole.row_stride = f, whole.group_stride = 0;
-  if (kernels::pack_split_grads(dtype, &whole, 1, m, /*groups=*/1, nullptr, partial.data_ptr<float>(), blocks,
-                                detail::stream_of(out)) == 0)
-    *db1 = detail::grads_from_partial_sums({{partial, b1}})[0];
-  else
-    *db1 = out.sum(0, false, at::kFloat).to(b1.scalar_type());
+  *db1 = column_sums_of(out, b1);
   *dpre = out;
   return true;
 }
@@ -366,6 +372,33 @@ bool gelu_mlp_fusable(const at::Tensor& x, const at::Tensor& w1, const at::Tenso
          w2.size(1) == w1.size(0) && b1.numel() == w1.size(0);
 }
 
+// The parts' gradients as one [M, n] matrix when they already lie packed in one buffer in the
+// output's layout (fused::packed_causal_attention's backward writes them so), else undefined.
+// grad[p]: [..., groups, sizes[p]] views at column offset sum(sizes[:p]) of rows n apart.
+at::Tensor already_packed(const variable_list& grad, int64_t m, int64_t groups, const std::vector<int64_t>& sizes,
+                          int64_t n) {
+  if (grad.size() < sizes.size() || !grad[0].defined()) return at::Tensor();
+  const at::Tensor& first = grad[0];
+  const int64_t width = n / groups;
+  int64_t offset = 0;
+  for (size_t p = 0; p < sizes.size(); ++p) {
+    const at::Tensor& g = grad[p];
+    if (!g.defined() || !g.is_alias_of(first) || g.dim() < 3 || g.numel() != m * groups * sizes[p]) return at::Tensor();
+    if (g.size(-1) != sizes[p] || g.stride(-1) != 1 || g.size(-2) != groups || g.stride(-2) != width)
+      return at::Tensor();
+    int64_t row_stride = n;  // the leading dims, innermost first, rows of n elements
+    for (int64_t d = g.dim() - 3; d >= 0; --d) {
+      if (g.size(d) != 1 && g.stride(d) != row_stride) return at::Tensor();
+      row_stride *= g.size(d);
+    }
+    if (g.storage_offset() != first.storage_offset() + offset) return at::Tensor();
+    offset += sizes[p];
+  }
+  if (first.storage_offset() + m * n > static_cast<int64_t>(first.storage().nbytes() / first.element_size()))
+    return at::Tensor();
+  return first.as_strided({m, n}, {n, 1}, first.storage_offset());
+}
+
 // linear_split on CUDA: the forward is LinearFn's (bias in the GEMM epilogue) with the output
 // split into views; the backward packs the parts' gradients and sums the bias gradient in one
 // kernel, then the input- and weight-gradient GEMMs (no BGRAD epilogue).
@@ -393,6 +426,18 @@ struct LinearSplitFn : torch::autograd::Function<LinearSplitFn> {
     const int64_t groups = ctx->saved_data["groups"].toInt(), m = x2.size(0), n = weight.size(0);
     const std::vector<int64_t> sizes = ctx->saved_data["sizes"].toIntVector();
     const bool has_bias = bias.numel() > 0;
+    at::Tensor packed = already_packed(grad, m, groups, sizes, n);
+    if (packed.defined()) {  // cuDNN's attention backward wrote them in place: only the bias sums
+      static const bool log = std::getenv("MEGAHOST_CUDNN_SDPA_LOG") != nullptr;
+      static bool logged = false;
+      if (log && !logged) logged = true, std::fprintf(stderr, "[megahost] linear_split: gradients already packed\n");
+      at::Tensor db;
+      if (has_bias) db = column_sums_of(packed, bias);
+      at::Tensor dx;
+      if (ctx->needs_input_grad(0)) dx = matmul_w(packed, weight).view(ctx->saved_data["x_shape"].toIntVector());
+      at::Tensor dw = weight_grad(weight, packed, x2, ctx->saved_data["accumulate"].toBool(), nullptr);
+      return {dx, dw, db, at::Tensor(), at::Tensor(), at::Tensor()};
+    }
     // The parts' gradients as [M, groups, size] with a row stride (a copy only if their layout has none).
     std::vector<at::Tensor> parts(sizes.size());
     std::vector<kernels::SplitPart> spec(sizes.size());

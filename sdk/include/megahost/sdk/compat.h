@@ -86,6 +86,32 @@ inline at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, con
 #endif
 }
 
+// Whether libtorch's own dispatch would run causal attention on these q, k, v [b, n, s, hn]
+// through cuDNN (sdp::SDPBackend::cudnn_attention = 3), honouring the kernels allowed above.
+inline bool sdp_picks_cudnn(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+#if MH_TORCH_AT_LEAST(2, 5)
+  return at::_fused_sdp_choice(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true) == 3;
+#else
+  (void)q, (void)k, (void)v;
+  return false;
+#endif
+}
+
+// cuDNN's causal attention forward, as scaled_dot_product_attention runs it, also returning the
+// softmax statistics its backward reads: (out [b, n, s, hn] in q's dimension order, stats float32
+// [b, n, s, 1]). 2.5+ only (sdp_picks_cudnn is false before).
+inline std::pair<at::Tensor, at::Tensor> cudnn_causal_attention(const at::Tensor& q, const at::Tensor& k,
+                                                                const at::Tensor& v) {
+#if MH_TORCH_AT_LEAST(2, 5)
+  auto r = at::_scaled_dot_product_cudnn_attention(q, k, v, /*attn_bias=*/std::nullopt, /*compute_log_sumexp=*/true,
+                                                   /*dropout_p=*/0.0, /*is_causal=*/true);
+  return {std::get<0>(r), std::get<1>(r)};
+#else
+  (void)k, (void)v;
+  return {q, at::Tensor()};
+#endif
+}
+
 // Which scaled-dot-product-attention kernels libtorch may pick (process-wide). False when this
 // libtorch cannot restrict them (1.13: one math path; cuDNN attention only from 2.4 on).
 inline bool set_attention_kernels(bool flash, bool efficient, bool cudnn, bool math) {

@@ -17,6 +17,8 @@
 //                  (Megatron's gradient-accumulation fusion; cuBLASLt float32 accumulation on CUDA)
 //   gelu_mlp       gelu_tanh(x W1^T + b1) W2^T (+ b2): bias + GeLU in fc1's GEMM epilogue (cuBLASLt,
 //                  keeping the pre-activation), the GeLU and bias gradients in one fused pass
+//   packed_causal_attention  cuDNN's causal attention whose backward writes dq / dk / dv into one
+//                  buffer in the packed q/k/v layout (linear_split's backward then packs nothing)
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -147,6 +149,14 @@ at::Tensor linear_add(const at::Tensor& x, const at::Tensor& weight, const at::T
 // bias-gradient epilogue on the weight-gradient GEMM); elsewhere linear + view + split.
 std::vector<at::Tensor> linear_split(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                      int64_t groups, const std::vector<int64_t>& sizes, bool accumulate_into_grad);
+// Causal attention of q, k, v [b, n, s, hn] that are views tiling one buffer (linear_split's
+// output, permuted), through cuDNN: its backward returns dq / dk / dv as views of one new buffer
+// at the same offsets and strides, written there by cuDNN's backward called through its backend
+// API (kernels/cudnn_sdpa.cu), so linear_split's backward finds its output gradient already
+// packed. Undefined where it does not apply (not CUDA, float32, grouped-query k / v, views that
+// do not tile one buffer, libtorch would pick another kernel than cuDNN's, cuDNN refuses the
+// graph, MEGAHOST_PACKED_ATTENTION_BACKWARD=0): the caller runs scaled_dot_product_attention.
+at::Tensor packed_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 // GPT's input embedding: word [V, h] at ids [b, s] (+ pos [P, h] at pos_ids [b, s] or [1, s]; pos
 // may be undefined) -> [s, b, h], the transformer's layout. On CUDA one kernel forward; backward
 // sums each table's gradient per distinct id (sorted: deterministic) straight into its bound main
