@@ -78,6 +78,28 @@ struct Recomputation : torch::CustomClassHolder {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Where a recomputed graph's input gradient lands.
+struct GradSlot : torch::CustomClassHolder {
+  at::Tensor grad;
+};
+
+// The identity on a recomputed graph's input whose backward keeps the gradient in a slot and
+// sends none on to the leaf. Reading leaf.grad() instead would go through AccumulateGrad, which
+// copies a gradient into a new contiguous tensor unless its strides are the leaf's: q / k / v
+// are views of linear_qkv's output, and their gradients views of one packed buffer
+// (fused::packed_causal_attention) that linear_split's backward then reads without a pack.
+struct CaptureGrad : torch::autograd::Function<CaptureGrad> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, c10::intrusive_ptr<GradSlot> slot) {
+    ctx->saved_data["slot"] = c10::IValue::make_capsule(slot);
+    return x.view_as(x);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    auto slot = c10::static_intrusive_pointer_cast<GradSlot>(ctx->saved_data["slot"].toCapsule());
+    slot->grad = slot->grad.defined() && grad[0].defined() ? slot->grad + grad[0] : grad[0];
+    return {at::Tensor(), at::Tensor()};
+  }
+};
+
 struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
   // state: the callable and the RNG states; inputs: the defined inputs (a TensorList so the
   // autograd Function treats each as a differentiable input).
@@ -96,20 +118,24 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     auto state = c10::static_intrusive_pointer_cast<Recomputation>(ctx->saved_data["state"].toCapsule());
     const variable_list saved = ctx->get_saved_variables();
-    // Fresh leaves: the recompute's graph ends at them, so their .grad is the input grad.
-    std::vector<at::Tensor> leaves;
-    for (size_t i = 0; i < saved.size(); ++i) leaves.push_back(saved[i].detach().requires_grad_(state->requires_grad[i]));
-    std::vector<at::Tensor> full;
-    size_t next = 0;
-    for (bool d : state->defined) full.push_back(d ? leaves[next++] : at::Tensor());
-
+    // Fresh leaves: the recompute's graph ends at them; their gradients are caught on the way in.
+    std::vector<c10::intrusive_ptr<GradSlot>> slots;
     variable_list outputs;
     {
+      at::AutoGradMode enable_grad(true);
+      std::vector<at::Tensor> inputs;
+      for (size_t i = 0; i < saved.size(); ++i) {
+        const at::Tensor leaf = saved[i].detach().requires_grad_(state->requires_grad[i]);
+        slots.push_back(c10::make_intrusive<GradSlot>());
+        inputs.push_back(state->requires_grad[i] ? CaptureGrad::apply(leaf, slots[i]) : leaf);
+      }
+      std::vector<at::Tensor> full;
+      size_t next = 0;
+      for (bool d : state->defined) full.push_back(d ? inputs[next++] : at::Tensor());
       const RngSnapshot backward_rng = state->rng.current();
       state->rng.restore();  // the forward's masks
       std::optional<parallel::ScopedDefaultGenerator> thread_gen;
       if (state->rng.thread_default.defined()) thread_gen.emplace(state->rng.thread_default);
-      at::AutoGradMode enable_grad(true);
       outputs = state->fn(full);
       backward_rng.restore();  // backward leaves the RNG streams where it found them
     }
@@ -123,7 +149,7 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     if (!roots.empty()) torch::autograd::backward(roots, grads);
 
     variable_list input_grads{at::Tensor()};  // none for the state argument
-    for (const auto& leaf : leaves) input_grads.push_back(leaf.requires_grad() ? leaf.grad() : at::Tensor());
+    for (const auto& slot : slots) input_grads.push_back(slot->grad);
     return input_grads;
   }
 };
