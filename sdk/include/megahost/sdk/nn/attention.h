@@ -65,7 +65,9 @@ class SelfAttention {
 };
 
 // Causal attention with grouped queries: q [s, b, np, hn], k/v [s, b, ng, hn] -> context
-// [s, b, np * hn]. Uses megahost::compat::causal_attention (fused kernels on 2.x), for ng < np
+// [s, b, np * hn]. Under multi-head attention without dropout, q / k / v views of one buffer
+// (linear_qkv's output) take fused::packed_causal_attention on CUDA (cuDNN, its backward writing
+// their gradients packed). Else megahost::compat::causal_attention (fused kernels on 2.x), for ng < np
 // compat::causal_attention_grouped (the groups read by the kernel, libtorch 2.5+) or else k / v
 // repeated to every query head; with dropout_gen and dropout_p > 0, the unfused path whose
 // dropout draws from dropout_gen (the per-TP-rank generator of megahost/sdk/parallel/random.h).
