@@ -1,9 +1,11 @@
 // nn::checkpoint on its own: the recompute draws the forward's dropout masks (default generator
 // and a ScopedDefaultGenerator), leaves the RNG stream where a plain backward would, passes
-// undefined inputs through, and keeps parameters' grads flowing when no input needs a grad.
+// undefined inputs through, keeps parameters' grads flowing when no input needs a grad, and hands
+// back input gradients as the recomputed graph made them (no copy to the input's layout).
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <vector>
 
@@ -88,4 +90,49 @@ TEST(Checkpoint, WithoutGradModeItIsAPlainCall) {
   const at::Tensor y = nn::checkpoint([](const std::vector<at::Tensor>& in) { return in[0] * 2.0; }, {x});
   EXPECT_FALSE(y.requires_grad());
   EXPECT_TRUE(at::equal(y, x.detach() * 2.0));
+}
+
+namespace {
+
+// y = x * 1 whose backward hands back the upstream gradient as a view of `g_buffer` at x's strides
+// (what cuDNN's packed attention backward does with dq / dk / dv).
+at::Tensor g_buffer;
+struct GradAsView : torch::autograd::Function<GradAsView> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
+    ctx->saved_data["sizes"] = x.sizes().vec();
+    ctx->saved_data["strides"] = x.strides().vec();
+    ctx->saved_data["offset"] = x.storage_offset();
+    return x * 1.0;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    at::Tensor view = g_buffer.as_strided(ctx->saved_data["sizes"].toIntVector(),
+                                          ctx->saved_data["strides"].toIntVector(),
+                                          ctx->saved_data["offset"].toInt());
+    view.copy_(grad[0]);
+    return {view};
+  }
+};
+
+}  // namespace
+
+// An input that is a strided view (q of linear_qkv's output) gets its gradient back as the
+// recomputed graph made it: the same tensor, not a contiguous copy (AccumulateGrad's, when the
+// gradient was read from a fresh leaf's .grad).
+TEST(Checkpoint, InputGradientsComeBackAsTheRecomputedGraphMadeThem) {
+  const at::Tensor base = at::randn({5, 6}).requires_grad_(true);
+  const at::Tensor x = base.narrow(1, 2, 3);  // [5, 3] of rows 6 apart: not contiguous
+  ASSERT_FALSE(x.is_contiguous());
+  g_buffer = at::zeros({5 * 6});
+  at::Tensor seen;
+  x.register_hook([&seen](const at::Tensor& g) { seen = g; });
+  const at::Tensor y = nn::checkpoint([](const std::vector<at::Tensor>& in) { return GradAsView::apply(in[0]); }, {x});
+  (y * at::arange(15, at::kFloat).view({5, 3})).sum().backward();
+  ASSERT_TRUE(seen.defined());
+  EXPECT_TRUE(seen.is_alias_of(g_buffer)) << "the gradient was copied on its way out of the recompute";
+  EXPECT_EQ(seen.strides(), x.strides());
+  // and the values are right: base's gradient is the weights at columns 2..4, zero elsewhere
+  at::Tensor want = at::zeros({5, 6});
+  want.narrow(1, 2, 3).copy_(at::arange(15, at::kFloat).view({5, 3}));
+  EXPECT_TRUE(at::equal(base.grad(), want));
 }
