@@ -16,6 +16,13 @@
 // reports it supports; every one cublasLtMatmulAlgoCheck accepts is timed cold, the fastest six
 // hot beside the heuristic's cold pick, and the best one's output compared with the heuristic's.
 // --budget-s S: stop timing new variations after S seconds (default 20; the order is shuffled).
+// --plain-algos (with --dgelu, --dgelu-bgrad or --bgradb): the candidates are the heuristic's
+// first for the epilogue, then the plain product's (no epilogue) candidates that
+// cublasLtMatmulAlgoCheck accepts with the epilogue; each one's D (and bias gradient) is compared
+// with the first's. Why: the heuristic answers the DGELU epilogue with xmma kernels ~12% slower
+// than the plain product's nvjet ones.
+// --dgelu-bgrad: DGELU and the column sums of D into a bias gradient (fc1's); --bgradb: the plain
+// product and the sums over k of our A (cuBLAS's B): a weight-gradient product's bias gradient.
 // Energy: in the default mode each candidate's hot half also reads NVML's energy counter (the
 // driver's libnvidia-ml.so.1, opened at run time; "n/a" without it): mJ per launch and the mean
 // power. Under the power cap an iteration's time follows the energy of its kernels, and cuBLASLt's
@@ -180,11 +187,16 @@ int main(int argc, char** argv) {
   if (argc < 4) { std::fprintf(stderr, "usage: %s M N K [ta tb f32out acc] [--cands C] [--ms T]\n", argv[0]); return 2; }
   const long long m = std::atoll(argv[1]), n = std::atoll(argv[2]), k = std::atoll(argv[3]);
   int ta = 0, tb = 1, f32 = 0, acc = 0, cands = 8, hot_ms = 400, pos = 0, dgelu = 0, ws_ab = 0, explore = 0;
+  int plain_algos = 0;
+  cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
   double budget_s = 20;
   for (int i = 4; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--cands")) cands = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--ms")) hot_ms = std::atoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--dgelu")) dgelu = 1;
+    else if (!std::strcmp(argv[i], "--dgelu")) dgelu = 1, epi = CUBLASLT_EPILOGUE_DGELU;
+    else if (!std::strcmp(argv[i], "--dgelu-bgrad")) dgelu = 1, epi = CUBLASLT_EPILOGUE_DGELU_BGRAD;
+    else if (!std::strcmp(argv[i], "--bgradb")) epi = CUBLASLT_EPILOGUE_BGRADB;
+    else if (!std::strcmp(argv[i], "--plain-algos")) plain_algos = 1;
     else if (!std::strcmp(argv[i], "--ws-ab")) ws_ab = 1;
     else if (!std::strcmp(argv[i], "--explore")) explore = 1;
     else if (!std::strcmp(argv[i], "--budget-s")) budget_s = std::atof(argv[++i]);
@@ -202,15 +214,25 @@ int main(int argc, char** argv) {
   const cublasOperation_t op_a = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
   CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+  cublasLtMatmulDesc_t plain_desc;  // the same product without an epilogue (--plain-algos)
+  CHECK_LT(cublasLtMatmulDescCreate(&plain_desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  CHECK_LT(cublasLtMatmulDescSetAttribute(plain_desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+  CHECK_LT(cublasLtMatmulDescSetAttribute(plain_desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+  void* bias_grad = nullptr;  // [n] (cuBLAS's rows: our columns), bf16
+  if (epi != CUBLASLT_EPILOGUE_DEFAULT)
+    CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
   if (dgelu) {
     __nv_bfloat16* aux;
     CHECK_CUDA(cudaMalloc(&aux, m * n * 2));
     fill<<<1024, 256>>>(aux, m * n, 3, 1.0f);
-    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DGELU;
     const int64_t ld_aux = n;
-    CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
     CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
     CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld_aux, sizeof(ld_aux)));
+  }
+  if (epi == CUBLASLT_EPILOGUE_DGELU_BGRAD || epi == CUBLASLT_EPILOGUE_BGRADB) {
+    const long long len = epi == CUBLASLT_EPILOGUE_BGRADB ? m : n;  // BGRADB sums cuBLAS's B = our A over k
+    CHECK_CUDA(cudaMalloc(&bias_grad, len * 4));  // D's type by default: bf16 or float32
+    CHECK_LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_grad, sizeof(bias_grad)));
   }
   cublasLtMatrixLayout_t la, lb, ld;
   CHECK_LT(tb ? cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, k, n, k) : cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, n, k, n));
@@ -221,6 +243,21 @@ int main(int argc, char** argv) {
   std::vector<cublasLtMatmulHeuristicResult_t> res(cands);
   int found = 0;
   CHECK_LT(cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, ld, ld, pref, cands, res.data(), &found));
+  if (plain_algos) {
+    std::vector<cublasLtMatmulHeuristicResult_t> plain(cands);
+    int n_plain = 0;
+    CHECK_LT(cublasLtMatmulAlgoGetHeuristic(lt, plain_desc, la, lb, ld, ld, pref, cands, plain.data(), &n_plain));
+    std::vector<cublasLtMatmulHeuristicResult_t> merged(res.begin(), res.begin() + std::min(found, 1));
+    for (int i = 0; i < n_plain; ++i) {
+      cublasLtMatmulHeuristicResult_t checked{};
+      const cublasStatus_t st = cublasLtMatmulAlgoCheck(lt, desc, la, lb, ld, ld, &plain[i].algo, &checked);
+      std::printf("  plain cand %d (%s) with the epilogue: %s\n", i, config_text(read_config(plain[i].algo)).c_str(),
+                  cublasLtGetStatusString(st));
+      if (st == CUBLAS_STATUS_SUCCESS) merged.push_back(checked);
+    }
+    res = merged;
+    found = static_cast<int>(merged.size());
+  }
   const float alpha = 1.0f, beta = acc ? 1.0f : 0.0f;
   const double flop = 2.0 * m * n * k;
   cudaEvent_t e0, e1; cudaEventCreate(&e0); cudaEventCreate(&e1);
@@ -296,5 +333,36 @@ int main(int argc, char** argv) {
                 i == best_cold ? " <cold-best" : "", i == best_hot ? " <hot-best" : "");
   }
   std::printf("  hot gain of the hot pick over the cold pick: %.1f%%\n", 100.0 * (hot[best_cold] / hot[best_hot] - 1.0));
+  if (plain_algos && found > 1) {  // every candidate's D (and bias gradient) against the first's
+    const size_t d_bytes = m * n * (f32 ? 4 : 2), b_bytes = bias_grad ? (epi == CUBLASLT_EPILOGUE_BGRADB ? m : n) * (f32 ? 4 : 2) : 0;
+    std::vector<std::vector<unsigned char>> outs;
+    for (int i = 0; i < found; ++i) {
+      CHECK_CUDA(cudaMemset(d, 0, d_bytes));
+      run(i, 1);
+      std::vector<unsigned char> o(d_bytes + b_bytes);
+      CHECK_CUDA(cudaMemcpy(o.data(), d, d_bytes, cudaMemcpyDeviceToHost));
+      if (b_bytes) CHECK_CUDA(cudaMemcpy(o.data() + d_bytes, bias_grad, b_bytes, cudaMemcpyDeviceToHost));
+      outs.push_back(std::move(o));
+    }
+    auto widen = [&](const unsigned char* p, size_t i, bool is_f32) {
+      float v;
+      if (is_f32) { std::memcpy(&v, p + 4 * i, 4); return v; }
+      uint32_t w = static_cast<uint32_t>(p[2 * i] | (p[2 * i + 1] << 8)) << 16;
+      std::memcpy(&v, &w, 4);
+      return v;
+    };
+    for (int i = 1; i < found; ++i) {
+      double dmax = 0, dref = 0, bmax = 0, bref = 0;
+      for (size_t e = 0; e < d_bytes / (f32 ? 4 : 2); ++e) {
+        const double r = widen(outs[0].data(), e, f32), v = widen(outs[i].data(), e, f32);
+        dmax = std::max(dmax, std::fabs(v - r)), dref = std::max(dref, std::fabs(r));
+      }
+      for (size_t e = 0; e < b_bytes / (f32 ? 4 : 2); ++e) {
+        const double r = widen(outs[0].data() + d_bytes, e, f32), v = widen(outs[i].data() + d_bytes, e, f32);
+        bmax = std::max(bmax, std::fabs(v - r)), bref = std::max(bref, std::fabs(r));
+      }
+      std::printf("  cand %d against cand 0: D max |diff| %.3g of %.3g; bias gradient %.3g of %.3g\n", i, dmax, dref, bmax, bref);
+    }
+  }
   return 0;
 }
