@@ -44,6 +44,7 @@ const std::map<std::string, Schema>& host_schema() {
         {"test_data_path", spec("any", nullptr, "test data only, as train_data_path")},
         {"data_cache_path", spec("path", nullptr, "folder of the cached GPT indices (default <prefix>/cache/GPTDataset_indices)")},
         {"split", spec("string", "'969,30,1'", "train,valid,test proportions of each dataset")},
+        {"mock_data", spec("bool", "false", "Megatron's --mock-data: synthetic GPT documents (MockGPTDataset), no corpus; data paths unread")},
         {"eod_mask_loss", spec("bool", "false", "mask the loss at end-of-document tokens")},
         {"dataset", spec("string", "'auto'", "gpt | bert (Megatron's BERT masked samples) | t5 (span corruption) | auto: the [model] plugin's kind")},
         {"mask_prob", spec("float", "0.15", "BERT / T5: share of tokens masked (Megatron's --mask-prob)")},

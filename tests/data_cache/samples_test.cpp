@@ -154,3 +154,43 @@ TEST(GPTSamples, RestartMapsTheCacheAndGivesTheSameSamples) {
   EXPECT_EQ(defaulted.train->size(), 37u);  // (300 - 1) / 8
   EXPECT_TRUE(fs::is_directory(a + "/cache/GPTDataset_indices"));
 }
+
+// [data] mock_data = true (Megatron's --mock-data): every split from the mock documents, split
+// by `split` over their 100,000 documents, no corpus, no cache folder, the same samples each time.
+TEST(GPTSamples, MockDataBuildsEverySplitWithoutACorpus) {
+  const auto r = recipe("mock_data = true\nsplit = '969,30,1'");
+  core::SampleCounts counts;
+  counts.train = 5;
+  counts.valid = 3;
+  counts.test = 2;
+  constexpr int64_t kSeq = 1024;  // one epoch of the train split: ~193,000 samples
+  auto first = [](const core::SampleSource& src, size_t n) {
+    std::vector<std::vector<int64_t>> out(n, std::vector<int64_t>(kSeq + 1));
+    for (size_t i = 0; i < n; ++i) src.sample(i, out[i].data());
+    return out;
+  };
+  const auto s = core::build_mock_gpt_samples(r, kSeq, counts, 1234, 50257, 50256);
+  ASSERT_TRUE(s.train && s.valid && s.test);
+  EXPECT_TRUE(s.readers.empty());
+  EXPECT_GE(s.train->size(), 5u);
+  EXPECT_GE(s.test->size(), 2u);
+  const auto again = core::build_mock_gpt_samples(r, kSeq, counts, 1234, 50257, 50256);
+  EXPECT_EQ(first(*s.train, 20), first(*again.train, 20));
+  // Every token is a mock token: runs of consecutive ids, each document ended by eod.
+  for (const auto& sample : first(*s.valid, 3))
+    for (size_t t = 1; t < sample.size(); ++t)
+      EXPECT_TRUE(sample[t] == sample[t - 1] + 1 || sample[t] == 50256 || sample[t] == 1) << sample[t];
+  // A different seed shuffles differently.
+  const auto other = core::build_mock_gpt_samples(r, kSeq, counts, 99, 50257, 50256);
+  EXPECT_NE(first(*s.train, 20), first(*other.train, 20));
+}
+
+TEST(GPTSamples, MockDataRefusesBertSamples) {
+  try {
+    core::build_mock_gpt_samples(recipe("mock_data = true\ndataset = 'bert'"), 16, {5, 0, 0}, 1, 50257, 50256);
+    FAIL() << "expected an error";
+  } catch (const core::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("mock_data"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("HINT"), std::string::npos) << e.what();
+  }
+}

@@ -291,6 +291,26 @@ TEST_F(E2E, TrainLearnsThenGenerates) {
   EXPECT_GT(g.out.size(), std::string("The jury\n").size()) << g.out;
 }
 
+// Megatron's --mock-data: a run with no corpus at all (the data path names nothing), learning
+// the mock documents' counting pattern; BERT samples from mock data are refused with a hint.
+TEST_F(E2E, MockDataTrainsWithoutACorpus) {
+  const std::string recipe = write_recipe(path("no_corpus_here"));
+  Result r = run("run " + recipe + " --set data.mock_data=true --set training.train_iters=40 --set training.eval_interval=20");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("data.data_path is not read: mock_data = true"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("mock data (train): built"), std::string::npos) << r.out;
+  std::vector<double> valid;
+  for (const auto& m : read_metrics(path("metrics.jsonl")))
+    if (m["split"] == "valid") valid.push_back(m["lm_loss"]);
+  ASSERT_GE(valid.size(), 2u);
+  EXPECT_LT(valid.back(), valid.front() - 0.5) << "the counting pattern is easy to learn";
+
+  Result bad = run("run " + recipe + " --set data.mock_data=true --set data.dataset=bert");
+  EXPECT_NE(bad.code, 0) << bad.out;
+  EXPECT_FALSE(bad.crashed) << bad.out;
+  EXPECT_NE(bad.out.find("mock_data makes GPT documents"), std::string::npos) << bad.out;
+}
+
 // Swapping the tokenizer is one recipe line (here one --set) and no rebuild: the same recipe
 // trains on byte-level data and on GPT-2 BPE data.
 TEST_F(E2E, SwappingTheTokenizerIsOneLine) {

@@ -16,6 +16,7 @@
 #include "megahost/core/engine/bert_batches.h"
 #include "megahost/core/engine/t5_batches.h"
 #include "megahost/core/data/index_cache.h"
+#include "megahost/core/data/mock_gpt.h"
 #include "megahost/core/error.h"
 #include "megahost/core/host_services.h"
 
@@ -76,7 +77,7 @@ class ReaderTokenSource : public data::TokenSource {
 // Owns everything one split's samples depend on.
 class GPTSamples : public SampleSource {
  public:
-  std::vector<std::shared_ptr<ReaderTokenSource>> sources;  // outlive parts
+  std::vector<std::shared_ptr<data::TokenSource>> sources;  // outlive parts
   std::vector<std::unique_ptr<data::GPTDataset>> parts;
   std::unique_ptr<data::BlendedDataset> blend;
   uint64_t size() const override {
@@ -192,6 +193,40 @@ SplitSamples build_gpt_samples(const Recipe& r, DatasetFormat& format, int64_t s
       for (const auto& p : samples->parts) parts.push_back(p.get());
       samples->blend = std::make_unique<data::BlendedDataset>(parts, weights, plan.size);
     }
+    *slots[s] = std::move(samples);
+  }
+  return out;
+}
+
+SplitSamples build_mock_gpt_samples(const Recipe& r, int64_t seq_length, const SampleCounts& counts, uint64_t seed,
+                                    int64_t vocab_size, int64_t eod) {
+  MH_CORE_CHECK(!bert_data_selected(r) && !t5_data_selected(r), r.where("data", "mock_data"),
+                ": mock_data makes GPT documents (Megatron's MockGPTDataset); this run builds BERT / T5 samples\n"
+                "HINT: give data_path for BERT / T5 data, or drop mock_data");
+  for (const char* key : {"data_path", "train_data_path", "valid_data_path", "test_data_path"})
+    if (r.has("data", key)) spdlog::warn("{}: data.{} is not read: mock_data = true", r.where("data", key), key);
+  auto source = std::make_shared<data::MockGPTTokenSource>(vocab_size, eod);
+  const std::string split = r.get_string("data", "split");
+  const auto ranges = data::split_sequence_ranges(split, static_cast<int64_t>(source->num_sequences()));
+  const uint64_t wanted[3] = {counts.train, counts.valid, counts.test};
+  SplitSamples out;
+  std::unique_ptr<SampleSource>* slots[3] = {&out.train, &out.valid, &out.test};
+  for (int s = 0; s < 3; ++s) {
+    const auto& range = ranges[s];
+    if (wanted[s] == 0 || !range || range->size() == 0) continue;
+    data::GPTIndexConfig cfg;
+    cfg.seq_length = seq_length;
+    cfg.num_samples = static_cast<int64_t>(wanted[s]);
+    cfg.seed = static_cast<uint32_t>(seed);
+    const std::string what = cat("mock data (", data::split_name(static_cast<data::Split>(s)), ")");
+    // Built in memory on every start, as Megatron builds its mock indices (no cache folder).
+    const auto t0 = std::chrono::steady_clock::now();
+    auto samples = std::make_unique<GPTSamples>();
+    samples->sources.push_back(source);
+    samples->parts.push_back(std::make_unique<data::GPTDataset>(*source, *range, cfg, what));
+    spdlog::info("{}: built ({} samples, {} epochs) in {:.3f} s", what, samples->parts.back()->size(),
+                 samples->parts.back()->indices().plan.num_epochs,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     *slots[s] = std::move(samples);
   }
   return out;

@@ -294,9 +294,27 @@ TrainSummary train_and_keep_groups(const Recipe& r, const PluginRegistry& reg, c
   counts.train = static_cast<uint64_t>(train_iters * gbs);
   counts.valid = static_cast<uint64_t>((train_iters / eval_interval + 1) * eval_iters * gbs);
   counts.test = static_cast<uint64_t>(eval_iters * gbs);
-  auto format = reg.create_dataset(r.get_string("data", "plugin"), r.section("data"), host_keys("data"));
+  // Mock data takes the tokenizer's vocabulary size and end-of-document id, so it comes first
+  // there; a corpus is checked before it (its BERT / T5 checks name the vocabulary's problems).
+  const bool mock_data = r.get_bool("data", "mock_data");
+  std::unique_ptr<Tokenizer> tokenizer;
+  auto make_tokenizer = [&] {
+    tokenizer = reg.create_tokenizer(r.get_string("tokenizer", "plugin"), r.section("tokenizer"), host_keys("tokenizer"));
+  };
+  if (mock_data) make_tokenizer();
+  std::unique_ptr<DatasetFormat> format;
+  if (!mock_data) format = reg.create_dataset(r.get_string("data", "plugin"), r.section("data"), host_keys("data"));
   const auto t_data = Clock::now();
-  SplitSamples data = build_gpt_samples(r, *format, model_seq_length(r), counts, seed);
+  SplitSamples data;
+  if (mock_data) {
+    const std::optional<int32_t> eod = tokenizer->special_token(MH_TOKEN_EOD);
+    MH_CORE_CHECK(eod.has_value(), r.where("data", "mock_data"), ": mock data ends each document with the tokenizer's ",
+                  "end-of-document token, and tokenizer '", tokenizer->id(), "' has none\n",
+                  "HINT: use a tokenizer with an EOD token (GPT2BPETokenizer, HuggingFaceTokenizer, NullTokenizer)");
+    data = build_mock_gpt_samples(r, model_seq_length(r), counts, seed, tokenizer->vocab_size(), *eod);
+  } else {
+    data = build_gpt_samples(r, *format, model_seq_length(r), counts, seed);
+  }
   spdlog::info("datasets ready in {:.2f} s: train {} samples, valid {}, test {}",
                std::chrono::duration<double>(Clock::now() - t_data).count(), data.train ? data.train->size() : 0,
                data.valid ? data.valid->size() : 0, data.test ? data.test->size() : 0);
@@ -306,9 +324,9 @@ TrainSummary train_and_keep_groups(const Recipe& r, const PluginRegistry& reg, c
   if (eval_iters > 0 && !do_valid)
     spdlog::warn("the valid split is empty: evaluation is skipped (set data.split so valid gets documents)");
 
+  if (!mock_data) make_tokenizer();
+
   // The model: one instance per pipeline chunk of this rank.
-  auto tokenizer = reg.create_tokenizer(r.get_string("tokenizer", "plugin"), r.section("tokenizer"),
-                                        host_keys("tokenizer"));
   const int64_t vocab = tokenizer->vocab_size();
   const int64_t padded_vocab = padded_vocab_size(vocab, r.get_int("parallel", "make_vocab_size_divisible_by"),
                                                  par.sizes.tp);

@@ -32,4 +32,9 @@ struct SampleCounts {
 SplitSamples build_gpt_samples(const Recipe& recipe, DatasetFormat& format, int64_t seq_length,
                                const SampleCounts& counts, uint64_t seed);
 
+// The same from Megatron's mock documents ([data] mock_data = true, --mock-data; see
+// data/mock_gpt.h): no corpus, no dataset plugin; vocab_size and eod are the tokenizer's.
+SplitSamples build_mock_gpt_samples(const Recipe& recipe, int64_t seq_length, const SampleCounts& counts,
+                                    uint64_t seed, int64_t vocab_size, int64_t eod);
+
 }  // namespace megahost::core
