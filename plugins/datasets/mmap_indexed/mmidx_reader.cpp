@@ -15,7 +15,7 @@ namespace {
 constexpr const char* kMissingHint =
     "data_path takes the prefix without extension (\"corpus_text_document\" for "
     "corpus_text_document.bin and corpus_text_document.idx); check the path and that "
-    "preprocessing finished";
+    "preprocessing finished (no corpus at hand: mock_data = true runs on Megatron's mock documents)";
 constexpr const char* kRerunHint = "the preprocessing run was interrupted or the file was "
                                    "copied partially; re-run it (or copy the file again)";
 
