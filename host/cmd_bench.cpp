@@ -165,6 +165,7 @@ nlohmann::json figures(const BenchOptions& o, const core::TrainStartInfo& info, 
                       {"ms_per_iter_min", sorted.front()},
                       {"ms_per_iter_max", sorted.back()},
                       {"ms_per_iter_median", median},
+                      {"ms_each_iter", t.ms},  // in order: the spread's pattern (e.g. the GPU's clock dips)
                       {"tokens_per_iter", tokens_per_iter},
                       {"tokens_per_s", tokens_per_s},
                       {"tokens_per_s_per_gpu", tokens_per_s / world},

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "kernel_groups.h"
 
@@ -94,6 +95,12 @@ TEST_F(BenchDir, TinyGptReportsConsistentFigures) {
   EXPECT_GT(lo, 0);
   EXPECT_LE(lo, ms);
   EXPECT_LE(ms, hi);
+  // Every timed iteration in order; their mean is the figure above.
+  const std::vector<double> each = f["ms_each_iter"];
+  ASSERT_EQ(each.size(), 2u);
+  EXPECT_NEAR((each[0] + each[1]) / 2, ms, 1e-9 * ms);
+  EXPECT_DOUBLE_EQ(std::min(each[0], each[1]), lo);
+  EXPECT_DOUBLE_EQ(std::max(each[0], each[1]), hi);
   EXPECT_DOUBLE_EQ(f["tokens_per_iter"].get<double>(), 4.0 * 32);
   EXPECT_NEAR(f["tokens_per_s"].get<double>(), 4.0 * 32 / (ms / 1e3), 1e-6 * f["tokens_per_s"].get<double>());
   EXPECT_DOUBLE_EQ(f["tokens_per_s_per_gpu"].get<double>(), f["tokens_per_s"].get<double>());
