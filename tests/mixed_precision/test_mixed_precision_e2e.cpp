@@ -265,6 +265,40 @@ TEST_F(MixedPrecisionE2E, Fp16OnCudaSkipsOverflowingStepsThenLearns) {
   EXPECT_LT(r.back()["lm_loss"].get<double>(), r.front()["lm_loss"].get<double>());
 }
 
+// An error inside the backward on the GPU — cuDNN's attention backward refusing a call
+// (MEGAHOST_DEBUG_ATTENTION_BACKWARD_FAIL=N fails the Nth one) on an autograd engine thread —
+// reaches the user as megahost's message with its hint and exit code 1, not a crash at exit, and
+// loses nothing: the checkpoint of iteration 2 is complete and a plain resume trains to the end.
+TEST_F(MixedPrecisionE2E, AttentionBackwardErrorExitsCleanlyAndKeepsTheCheckpoint) {
+  // Head size 64 in bf16, no dropout: libtorch runs cuDNN's attention, so the packed backward
+  // (kernels/cudnn_sdpa.cu) takes it. 2 layers x 2 micro-batches per iteration: call 9 is the
+  // first of iteration 3, after the save at iteration 2.
+  const std::string cuda = " --set training.device=cuda --set training.precision=bf16 --set model.hidden_size=256"
+                           " --set model.num_attention_heads=4 --set checkpoint.save_interval=2";
+  setenv("MEGAHOST_DEBUG_ATTENTION_BACKWARD_FAIL", "9", 1);
+  std::string out;
+  const int code = train("fail", cuda, &out);
+  unsetenv("MEGAHOST_DEBUG_ATTENTION_BACKWARD_FAIL");
+  if (out.find("has no CUDA device") != std::string::npos) GTEST_SKIP() << "no CUDA in this build or machine";
+  if (code == 0) GTEST_SKIP() << "libtorch ran another attention kernel here: no packed backward to fail\n" << out;
+  EXPECT_EQ(code, 1) << "-1: killed by a signal\n" << out;
+  EXPECT_NE(out.find("refused on purpose"), std::string::npos) << out;
+  EXPECT_NE(out.find("MEGAHOST_PACKED_ATTENTION_BACKWARD=0"), std::string::npos) << "the hint\n" << out;
+  std::ifstream latest(dir_ / "fail" / "latest_checkpointed_iteration.txt");
+  std::string iteration;
+  latest >> iteration;
+  EXPECT_EQ(iteration, "2");
+  ASSERT_EQ(records("fail").size(), 2u);
+
+  std::string resumed;
+  ASSERT_EQ(train("fail", cuda, &resumed), 0) << resumed;
+  EXPECT_NE(resumed.find("resumed from"), std::string::npos) << resumed;
+  const auto r = records("fail");
+  ASSERT_EQ(r.size(), 8u);  // 1-2, then 3-8 after the resume
+  for (size_t i = 0; i < r.size(); ++i) EXPECT_EQ(r[i]["iteration"].get<int64_t>(), static_cast<int64_t>(i + 1));
+  EXPECT_LT(r.back()["lm_loss"].get<double>(), r.front()["lm_loss"].get<double>());
+}
+
 // Megatron's --cuda-graph-impl full_iteration: after cuda_graph_warmup_steps eager micro-batches
 // every micro-batch's forward and backward is one replayed CUDA graph (a step's first
 // micro-batch zeroes the weight gradients and replays the graph of its second, which adds to them). The run must be the eager

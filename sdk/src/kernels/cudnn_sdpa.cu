@@ -19,6 +19,7 @@
 #include <dlfcn.h>
 
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -413,7 +414,7 @@ bool build_plan(cudnnHandle_t handle, const SdpaBackwardShape& sh, const Variant
 // One handle per device; the stream is set at each call.
 cudnnHandle_t handle_for(int device, std::string* error) {
   static std::mutex mu;
-  static std::map<int, cudnnHandle_t> handles;
+  static auto& handles = *new std::map<int, cudnnHandle_t>();  // never destroyed: cuDNN may be gone at exit
   std::lock_guard<std::mutex> lock(mu);
   auto it = handles.find(device);
   if (it != handles.end()) return it->second;
@@ -447,7 +448,9 @@ const Plan* plan_for(const SdpaBackwardShape& sh) {
     return nullptr;
   }
   static std::mutex mu;
-  static std::map<Key, std::unique_ptr<Plan>> plans;
+  // Never destroyed: the plans' descriptors would be destroyed by exit-time destructors, after
+  // cuDNN and the CUDA runtime may have begun unloading (as gemm_lt.cu's plans).
+  static auto& plans = *new std::map<Key, std::unique_ptr<Plan>>();
   std::lock_guard<std::mutex> lock(mu);
   const Key key = key_of(device, sh);
   auto it = plans.find(key);
@@ -480,6 +483,18 @@ const Plan* plan_for(const SdpaBackwardShape& sh) {
     return nullptr;
   }
   return it->second.get();
+}
+
+// MEGAHOST_DEBUG_ATTENTION_BACKWARD_FAIL=N (GPU checks): the process's Nth backward call fails
+// as a refused cuDNN execute would, so a test can follow the error out of the autograd engine:
+// the message, the exit code, the checkpoints already written.
+bool debug_fail_this_call() {
+  static const int64_t fail_at = [] {
+    const char* v = std::getenv("MEGAHOST_DEBUG_ATTENTION_BACKWARD_FAIL");
+    return v == nullptr ? int64_t{0} : static_cast<int64_t>(std::atoll(v));
+  }();
+  static std::atomic<int64_t> calls{0};
+  return fail_at > 0 && calls.fetch_add(1) + 1 == fail_at;
 }
 
 bool shape_ok(const SdpaBackwardShape& sh) {
@@ -536,6 +551,10 @@ int sdpa_backward(const SdpaBackwardShape& shape, const SdpaBackwardArgs& a, voi
   g.finalize(pack, "variant pack");
   if (!g.ok()) {
     g_error = g.error();
+    return 1;
+  }
+  if (debug_fail_this_call()) {
+    g_error = "cudnnBackendExecute: refused on purpose (MEGAHOST_DEBUG_ATTENTION_BACKWARD_FAIL)";
     return 1;
   }
   st = api().execute(handle, plan->plan, pack);
