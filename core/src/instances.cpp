@@ -305,6 +305,15 @@ void Optimizer::step(const Model::AbiParams& p, double lr, double weight_decay, 
   throw_if_error(api_->step(o_, p.views.data(), p.views.size(), &args, cpu_stream()),
                  cat("optimizer '", id_, "' step"));
 }
+std::optional<int64_t> Optimizer::state_bytes() const {
+  const auto* ext =
+      static_cast<const mh_optimizer_state_bytes_ext*>(api_->get_extension(o_, MH_EXT_OPTIMIZER_STATE_BYTES));
+  if (!MH_HAS_SLOT(ext, mh_optimizer_state_bytes_ext, state_bytes)) return std::nullopt;
+  int64_t bytes = 0;
+  throw_if_error(ext->state_bytes(o_, &bytes), cat("optimizer '", id_, "' state_bytes"));
+  return bytes;
+}
+
 void Optimizer::visit_state(const Model::AbiParams& p,
                             const std::function<void(const std::string&, at::Tensor)>& fn) {
   struct Ctx {

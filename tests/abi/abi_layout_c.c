@@ -7,10 +7,10 @@
 #include "megahost/megahost.h"
 
 #if defined(__x86_64__) && defined(__LP64__)
-#define MH_LAYOUT_SIZE(T, n) _Static_assert(sizeof(T) == (n), "sizeof(" #T ") differs from frozen ABI v1.10");
+#define MH_LAYOUT_SIZE(T, n) _Static_assert(sizeof(T) == (n), "sizeof(" #T ") differs from frozen ABI v1.11");
 #define MH_LAYOUT_FIELD(T, f, off) \
-  _Static_assert(offsetof(T, f) == (off), "offsetof(" #T ", " #f ") differs from frozen ABI v1.10");
-#include "abi_layout_v1_10.inc"
+  _Static_assert(offsetof(T, f) == (off), "offsetof(" #T ", " #f ") differs from frozen ABI v1.11");
+#include "abi_layout_v1_11.inc"
 #undef MH_LAYOUT_SIZE
 #undef MH_LAYOUT_FIELD
 #endif
@@ -18,7 +18,7 @@
 #define MH_LAYOUT_SIZE(T, n) {#T, "", (size_t)(n), sizeof(T)},
 #define MH_LAYOUT_FIELD(T, f, off) {#T, #f, (size_t)(off), offsetof(T, f)},
 const mh_abi_layout_entry mh_abi_layout_c[] = {
-#include "abi_layout_v1_10.inc"
+#include "abi_layout_v1_11.inc"
 };
 #undef MH_LAYOUT_SIZE
 #undef MH_LAYOUT_FIELD

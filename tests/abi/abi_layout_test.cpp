@@ -1,4 +1,4 @@
-// ABI v1.10 layout: the frozen sizeof/offsetof values (abi_layout_v1_10.inc; older minors in abi_layout_v1_{0,...,9}.inc) against what C++ and
+// ABI v1.11 layout: the frozen sizeof/offsetof values (abi_layout_v1_11.inc; older minors in abi_layout_v1_{0,...,10}.inc) against what C++ and
 // C (abi_layout_c.c) compile from the same headers, and a check that every struct declared in
 // abi/include is listed, so a new struct cannot slip in unfrozen. Prints the struct sizes.
 #include <gtest/gtest.h>
@@ -27,7 +27,7 @@ std::vector<Entry> cxx_layout() {
   std::vector<Entry> out;
 #define MH_LAYOUT_SIZE(T, n) out.push_back({#T, "", size_t{n}, sizeof(T)});
 #define MH_LAYOUT_FIELD(T, f, off) out.push_back({#T, #f, size_t{off}, offsetof(T, f)});
-#include "abi_layout_v1_10.inc"
+#include "abi_layout_v1_11.inc"
 #undef MH_LAYOUT_SIZE
 #undef MH_LAYOUT_FIELD
   return out;
@@ -49,7 +49,7 @@ bool is_lp64_x86() {
 
 TEST(AbiLayout, VersionIsOnePointOne) {
   EXPECT_EQ(MH_ABI_VERSION_MAJOR, 1);
-  EXPECT_EQ(MH_ABI_VERSION_MINOR, 10);  // the layout file below is v1.10
+  EXPECT_EQ(MH_ABI_VERSION_MINOR, 11);  // the layout file below is v1.11
 }
 
 TEST(AbiLayout, CxxMatchesFrozenV1_1) {
@@ -93,7 +93,7 @@ TEST(AbiLayout, EveryHeaderStructIsFrozen) {
       ++found;
       EXPECT_TRUE(listed.count((*it)[1].str()))
           << "struct " << (*it)[1] << " in " << f.path()
-          << " is not in tests/abi/abi_layout_v1_10.inc. HINT: run tests/abi/gen_abi_layout.py and add its lines";
+          << " is not in tests/abi/abi_layout_v1_11.inc. HINT: run tests/abi/gen_abi_layout.py and add its lines";
     }
   }
   EXPECT_EQ(found, listed.size());
@@ -112,7 +112,7 @@ TEST(AbiLayout, MinorOnlyAppends) {
   const char* const minors[] = {"abi_layout_v1_0.inc", "abi_layout_v1_1.inc", "abi_layout_v1_2.inc",
                                "abi_layout_v1_3.inc", "abi_layout_v1_4.inc", "abi_layout_v1_5.inc",
                                "abi_layout_v1_6.inc", "abi_layout_v1_7.inc", "abi_layout_v1_8.inc",
-                               "abi_layout_v1_9.inc", "abi_layout_v1_10.inc"};
+                               "abi_layout_v1_9.inc", "abi_layout_v1_10.inc", "abi_layout_v1_11.inc"};
   for (size_t k = 0; k + 1 < std::size(minors); ++k) {
   SCOPED_TRACE(std::string(minors[k]) + " -> " + minors[k + 1]);
   const auto v10 = read_lines(minors[k]), v11 = read_lines(minors[k + 1]);

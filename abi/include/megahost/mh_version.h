@@ -15,7 +15,7 @@
 MH_EXTERN_C_BEGIN
 
 #define MH_ABI_VERSION_MAJOR 1 /* symbol suffix _v1; frozen layouts */
-#define MH_ABI_VERSION_MINOR 10 /* bumped by every append within major 1 */
+#define MH_ABI_VERSION_MINOR 11 /* bumped by every append within major 1 */
 #define MH_ABI_VERSION_PATCH 0 /* documentation-only changes */
 
 typedef struct mh_version {

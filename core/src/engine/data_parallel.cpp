@@ -668,10 +668,14 @@ DataParallelMemory DataParallel::memory(Optimizer* opt) {
     if (s.master.defined()) m.master_bytes += static_cast<int64_t>(s.master.nbytes());
     if (s.remainder.defined()) m.master_bytes += static_cast<int64_t>(s.remainder.nbytes());
   }
-  if (opt != nullptr && opt_params_ != nullptr)
-    opt->visit_state(*opt_params_, [&m](const std::string&, const at::Tensor& t) {
-      m.optimizer_state_bytes += static_cast<int64_t>(t.nbytes());
-    });
+  if (opt != nullptr && opt_params_ != nullptr) {
+    if (std::optional<int64_t> bytes = opt->state_bytes())
+      m.optimizer_state_bytes = *bytes;  // as stored: fp16 / fp8 moments are visited widened
+    else
+      opt->visit_state(*opt_params_, [&m](const std::string&, const at::Tensor& t) {
+        m.optimizer_state_bytes += static_cast<int64_t>(t.nbytes());
+      });
+  }
   return m;
 }
 

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "megahost/sdk/param_remainders.h"
+#include "scaled_state.h"
 #include "megahost/sdk/torch_interop.h"
 
 namespace megahost::optim {
@@ -30,6 +31,16 @@ Optimizer::Optimizer(const mh_host* host, std::vector<std::string> state_names,
 
 int64_t Optimizer::steps_taken() const { return step_.data_ptr<int64_t>()[0]; }
 
+int64_t Optimizer::state_bytes() const {
+  int64_t bytes = static_cast<int64_t>(step_.nbytes());
+  for (const Slot& s : slots_)
+    for (size_t k = 0; k < s.state.size(); ++k) {
+      bytes += static_cast<int64_t>(s.state[k].nbytes());
+      if (s.scale[k].defined()) bytes += static_cast<int64_t>(s.scale[k].nbytes());
+    }
+  return bytes;
+}
+
 void Optimizer::setup(const mh_param_view* params, size_t n) {
   MH_CHECK(!ready_, MH_ERR_INVALID_ARG, "optimizer setup called twice");
   MH_CHECK(params != nullptr || n == 0, MH_ERR_INVALID_ARG, "optimizer setup: null parameter list");
@@ -50,6 +61,7 @@ void Optimizer::setup(const mh_param_view* params, size_t n) {
       at::ScalarType dtype = working_dtype(s.dtype);
       if (dtype == at::kFloat && k < state_dtypes_.size()) dtype = state_dtypes_[k];
       s.state.push_back(at::zeros(p.sizes(), p.options().dtype(dtype)));
+      s.scale.push_back(is_scaled_dtype(dtype) ? initial_scale(s.state.back()) : at::Tensor());
     }
     slots_.push_back(std::move(s));
   }
@@ -118,6 +130,14 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
   range_step_ = t;
   next_range_first_ = last == n ? 0 : last;
 
+  auto add_state = [this](Group& grp, const Slot& s) {
+    grp.state.resize(state_names_.size());
+    grp.scales.resize(state_names_.size());
+    for (size_t k = 0; k < state_names_.size(); ++k) {
+      grp.state[k].push_back(s.state[k]);
+      grp.scales[k].push_back(s.scale[k]);
+    }
+  };
   // Group parameters so each group is one set of _foreach_* calls (reused while the storage is).
   RangeCache& cache = caches_[{first, last}];
   std::vector<const void*>& cached_storage_ = cache.storage;
@@ -165,8 +185,7 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
         grp.grads.push_back(keep ? g : g.to(wt));
         if (!keep) has_copies = true;
         grp.model_copies.push_back(at::Tensor());
-        grp.state.resize(state_names_.size());
-        for (size_t k = 0; k < state_names_.size(); ++k) grp.state[k].push_back(s.state[k]);
+        add_state(grp, s);
         continue;
       }
       const bool keep_grad = g.scalar_type() == wt || (p.scalar_type() == wt && reads_bf16_grads(g));
@@ -186,8 +205,7 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
                  "' must be a contiguous tensor of the parameter's shape on its device");
       }
       grp.model_copies.push_back(copy);
-      grp.state.resize(state_names_.size());
-      for (size_t k = 0; k < state_names_.size(); ++k) grp.state[k].push_back(s.state[k]);
+      add_state(grp, s);
     }
     cached_groups_.assign(groups.begin(), groups.end());
     cached_storage_ = std::move(storage);
@@ -207,18 +225,39 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
     if (!grp.remainders.empty() && !handles_remainders(grp)) {  // fp32 working copies, split back after
       std::vector<at::Tensor> live = grp.params;
       for (size_t i = 0; i < live.size(); ++i) grp.params[i] = sdk::compose_fp32(live[i], grp.remainders[i]);
-      update(grp, args.lr, grp.decay ? args.weight_decay : 0.0, t);
+      update_unscaled(grp, args.lr, grp.decay ? args.weight_decay : 0.0, t);
       for (size_t i = 0; i < live.size(); ++i) sdk::split_fp32(grp.params[i], live[i], grp.remainders[i]);
       grp.params = std::move(live);
       continue;
     }
-    update(grp, args.lr, grp.decay ? args.weight_decay : 0.0, t);
+    update_unscaled(grp, args.lr, grp.decay ? args.weight_decay : 0.0, t);
     for (size_t i = 0; i < grp.write_back.size(); ++i) grp.write_back[i].copy_(grp.params[i]);
     if (!writes_model_copies(grp))
       for (size_t i = 0; i < grp.model_copies.size(); ++i)
         if (grp.model_copies[i].defined()) grp.model_copies[i].copy_(grp.params[i]);
   }
   if (last == n) step_.data_ptr<int64_t>()[0] = t;
+}
+
+// update() with every scaled state's float32 values in its place, stored back after.
+void Optimizer::update_unscaled(Group& g, double lr, double wd, int64_t t) {
+  std::vector<std::pair<size_t, size_t>> scaled;  // (k, i)
+  for (size_t k = 0; k < g.scales.size(); ++k)
+    for (size_t i = 0; i < g.scales[k].size(); ++i)
+      if (g.scales[k][i].defined()) scaled.emplace_back(k, i);
+  if (scaled.empty()) return update(g, lr, wd, t);
+  std::vector<at::Tensor> stored;
+  stored.reserve(scaled.size());
+  for (auto [k, i] : scaled) {
+    stored.push_back(g.state[k][i]);
+    g.state[k][i] = unscale(g.state[k][i], g.scales[k][i]);
+  }
+  update(g, lr, wd, t);
+  for (size_t j = 0; j < scaled.size(); ++j) {
+    auto [k, i] = scaled[j];
+    store_scaled(g.state[k][i], stored[j], g.scales[k][i]);
+    g.state[k][i] = stored[j];  // the group is cached: keep the storage in it
+  }
 }
 
 void Optimizer::visit_state(const mh_param_view* params, size_t n, mh_tensor_visit_fn fn, void* ctx) {
@@ -228,8 +267,21 @@ void Optimizer::visit_state(const mh_param_view* params, size_t n, mh_tensor_vis
     mh_named_tensor nt{name.c_str(), view.get()};
     if (mh_error* err = fn(ctx, &nt)) throw sdk::HostError(host_, err);
   };
-  for (const Slot& s : slots_)
-    for (size_t k = 0; k < state_names_.size(); ++k) visit(s.name + "." + state_names_[k], s.state[k]);
+  for (Slot& s : slots_)
+    for (size_t k = 0; k < state_names_.size(); ++k) {
+      if (!s.scale[k].defined()) {
+        visit(s.name + "." + state_names_[k], s.state[k]);
+        continue;
+      }
+      // A scaled state is handed over as its float32 values (what Megatron's checkpoints hold, so
+      // they load whatever the dtype and reshard as any other state); what a load writes into
+      // them is stored back, and a save leaves the stored state as it was.
+      at::NoGradGuard no_grad;
+      at::Tensor values = unscale(s.state[k], s.scale[k]);
+      const at::Tensor before = values.clone();
+      visit(s.name + "." + state_names_[k], values);
+      if (!at::equal(values, before)) store_scaled(values, s.state[k], s.scale[k]);
+    }
   visit("step", step_);
 }
 

@@ -2,9 +2,11 @@
 // grouping parameters for multi-tensor (_foreach_*) updates, and the visit_state view.
 //
 // State lives on the parameter's device, in fp32 (fp64 for fp64 parameters; a state may be asked
-// for in bf16, Megatron's --exp-avg-dtype, for the fp32-working ones), same shape as the
-// parameter. It is allocated once at setup and never reallocated, so the views visit_state
-// hands out stay valid and the host can restore a checkpoint by writing into them.
+// for in bf16, fp16 or fp8, Megatron's --exp-avg-dtype, for the fp32-working ones), same shape as
+// the parameter. It is allocated once at setup and never reallocated, so the views visit_state
+// hands out stay valid and the host can restore a checkpoint by writing into them. fp16 and fp8
+// states are scaled (scaled_state.h): update() and visit_state see their float32 values, the
+// optimizer stores them back after.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -26,6 +28,9 @@ struct Group {
   std::vector<at::Tensor> params;  // working copies for half-precision params, else the live views
   std::vector<at::Tensor> grads;   // in the working dtype
   std::vector<std::vector<at::Tensor>> state;  // state[k][i]: state k of param i
+  // scales[k][i]: the float32 scale of a scaled (fp16 / fp8) state k of param i, else undefined.
+  // update() never sees a scaled state: step() hands it the float32 values and stores them back.
+  std::vector<std::vector<at::Tensor>> scales;
   std::vector<at::Tensor> write_back;  // live low-precision params to copy `params` into, or empty
   // Per param: the host's half-precision model parameter to receive the updated value (ABI 1.5
   // model_copies), undefined where none; empty when the host passed none.
@@ -44,7 +49,8 @@ class Optimizer {
  public:
   // state_names: per-parameter state, e.g. {"exp_avg", "exp_avg_sq"}. host: for errors.
   // state_dtypes: empty, or per state the storage dtype where the parameter works in fp32
-  // (kFloat, or kBFloat16: the update reads it as fp32 and stores it back rounded).
+  // (kFloat; kBFloat16: the update reads it as fp32 and stores it back rounded; kHalf or kByte:
+  // scaled fp16 / fp8 E4M3, scaled_state.h).
   Optimizer(const mh_host* host, std::vector<std::string> state_names,
             std::vector<at::ScalarType> state_dtypes = {});
   virtual ~Optimizer() = default;
@@ -54,6 +60,9 @@ class Optimizer {
   void visit_state(const mh_param_view* params, size_t n, mh_tensor_visit_fn fn, void* ctx);
 
   int64_t steps_taken() const;
+  // Bytes the state holds on its devices and the host (scaled states at their stored size plus
+  // their scales, not the float32 tensors visit_state hands out).
+  int64_t state_bytes() const;
 
  protected:
   // One update of one group. wd is 0 for groups without decay; t is the 1-based step count.
@@ -76,8 +85,10 @@ class Optimizer {
     at::ScalarType dtype;
     at::Device device{at::kCPU};
     std::vector<at::Tensor> state;  // one per state name
+    std::vector<at::Tensor> scale;  // per state: float32 [1] for a scaled (fp16 / fp8) state, else undefined
   };
   void check_same_params(const mh_param_view* params, size_t n, const char* call) const;
+  void update_unscaled(Group& g, double lr, double wd, int64_t t);
 
   // The groups of the last step and the storage they were built over: the host passes the same
   // views every step, so a step whose pointers match reuses them (building 2 torch tensors per

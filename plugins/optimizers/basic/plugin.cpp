@@ -32,8 +32,8 @@ const mh_plugin_descriptor kAdamW = {
     R"json({"adam_beta1": {"type": "float", "default": 0.9, "doc": "first moment decay (Megatron --adam-beta1)"},
  "adam_beta2": {"type": "float", "default": 0.999, "doc": "second moment decay (Megatron --adam-beta2)"},
  "adam_eps": {"type": "float", "default": 1e-8, "doc": "added to the denominator (Megatron --adam-eps)"},
- "exp_avg_dtype": {"type": "string", "default": "fp32", "doc": "fp32 | bf16: the first moment's storage (Megatron --exp-avg-dtype; bf16 needs use_precision_aware_optimizer, is updated in fp32 and stored rounded stochastically)"},
- "exp_avg_sq_dtype": {"type": "string", "default": "fp32", "doc": "fp32 | bf16: the second moment's storage (Megatron --exp-avg-sq-dtype), as exp_avg_dtype"}})json",
+ "exp_avg_dtype": {"type": "string", "default": "fp32", "doc": "fp32 | bf16 | fp16 | fp8: the first moment's storage (Megatron --exp-avg-dtype; all but fp32 need use_precision_aware_optimizer; updated in fp32; bf16 stored rounded stochastically, fp16 and fp8 (E4M3) scaled per tensor as Transformer Engine's FusedAdam and rounded to nearest)"},
+ "exp_avg_sq_dtype": {"type": "string", "default": "fp32", "doc": "fp32 | bf16 | fp16 | fp8: the second moment's storage (Megatron --exp-avg-sq-dtype), as exp_avg_dtype"}})json",
 };
 
 const mh_plugin_descriptor kSGD = {
@@ -91,7 +91,20 @@ mh_error* MH_ABI visit_state(mh_optimizer* o, const mh_param_view* params, size_
   MH_SDK_CATCH(o->host)
 }
 
-const void* MH_ABI get_extension(const mh_optimizer*, const char*) { return nullptr; }
+mh_error* MH_ABI state_bytes(const mh_optimizer* o, int64_t* out) {
+  MH_SDK_TRY {
+    MH_CHECK(out != nullptr, MH_ERR_INVALID_ARG, "optimizer state_bytes: null out");
+    *out = o->impl->state_bytes();
+    return nullptr;
+  }
+  MH_SDK_CATCH(o->host)
+}
+
+const mh_optimizer_state_bytes_ext kStateBytes = {MH_TABLE_HEADER(mh_optimizer_state_bytes_ext), state_bytes};
+
+const void* MH_ABI get_extension(const mh_optimizer*, const char* id) {
+  return id != nullptr && std::strcmp(id, MH_EXT_OPTIMIZER_STATE_BYTES) == 0 ? &kStateBytes : nullptr;
+}
 
 const mh_optimizer_api kApi = {MH_TABLE_HEADER(mh_optimizer_api), destroy, setup, step, visit_state, get_extension};
 
@@ -106,23 +119,28 @@ double read_key(const Config* cfg, const char* key, double fallback, double lo, 
   return v;
 }
 
-// Reads a moment's storage dtype (Megatron's --exp-avg-dtype / --exp-avg-sq-dtype names).
+// Reads a moment's storage dtype (Megatron's --exp-avg-dtype / --exp-avg-sq-dtype names): fp32,
+// bf16, fp16 or fp8 (E4M3, kept as uint8 bits); all but fp32 need use_precision_aware_optimizer,
+// as in Megatron.
 at::ScalarType read_state_dtype(const Config* cfg, const char* key) {
   const std::string v = cfg != nullptr ? cfg->get_string(key, "fp32") : "fp32";
-  if (v == "fp32" || v == "float32") return at::kFloat;
-  if (v == "bf16" || v == "bfloat16") {
-    if (!cfg->get_bool("use_precision_aware_optimizer", false))
-      throw cfg->error(key, megahost::sdk::str_cat(key, " = '", v, "' needs use_precision_aware_optimizer = true"),
-                       "add use_precision_aware_optimizer = true to [optimizer] (as Megatron's --exp-avg-dtype needs "
-                       "--use-precision-aware-optimizer)");
-    return at::kBFloat16;
-  }
-  const std::string msg = megahost::sdk::str_cat(key, " = '", v, "' is not one of fp32, bf16");
-  const char* hint = v == "fp16" || v == "fp8"
-                         ? "fp16 and fp8 moments (Megatron's scaled TE states) are not built here; use bf16"
-                         : "use fp32 (the default) or bf16";
-  if (cfg != nullptr) throw cfg->error(key, msg, hint);
-  throw Error(MH_ERR_INVALID_ARG, msg + ". HINT: " + hint);
+  at::ScalarType dtype;
+  if (v == "fp32" || v == "float32")
+    return at::kFloat;
+  else if (v == "bf16" || v == "bfloat16")
+    dtype = at::kBFloat16;
+  else if (v == "fp16" || v == "float16")
+    dtype = at::kHalf;
+  else if (v == "fp8")
+    dtype = at::kByte;
+  else
+    throw cfg->error(key, megahost::sdk::str_cat(key, " = '", v, "' is not one of fp32, bf16, fp16, fp8"),
+                     "use fp32 (the default), or bf16, fp16 or fp8 with use_precision_aware_optimizer = true");
+  if (!cfg->get_bool("use_precision_aware_optimizer", false))
+    throw cfg->error(key, megahost::sdk::str_cat(key, " = '", v, "' needs use_precision_aware_optimizer = true"),
+                     "add use_precision_aware_optimizer = true to [optimizer] (as Megatron's --exp-avg-dtype needs "
+                     "--use-precision-aware-optimizer)");
+  return dtype;
 }
 
 std::unique_ptr<optim::Optimizer> make(int which, const mh_host* host, const Config* cfg) {

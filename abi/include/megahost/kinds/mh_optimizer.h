@@ -94,8 +94,9 @@ typedef struct mh_optimizer_api {
                           const mh_optimizer_step_args* args, mh_stream stream);
 
   /* Visits every state tensor, named "<param name>.<state>" (e.g. ".exp_avg") plus
-   * optimizer-wide ones; tensors are live storage the host may write into (checkpoint load).
-   * \since 1.0 */
+   * optimizer-wide ones; tensors are live storage the host may write into (checkpoint load), or
+   * copies whose contents the plugin stores back when the visitor returns (a state kept in a
+   * narrower, scaled form is handed out as its float32 values). \since 1.0 */
   mh_error*(MH_ABI* visit_state)(mh_optimizer* o, const mh_param_view* params, size_t n,
                                  mh_tensor_visit_fn fn, void* ctx);
 
@@ -112,6 +113,17 @@ typedef struct mh_optimizer_factory {
                             const mh_optimizer_create_args* args, mh_optimizer** out,
                             const mh_optimizer_api** out_api);
 } mh_optimizer_factory;
+
+/* ---- extension "mh.optimizer.state_bytes/1": the state's own size (since 1.11) ---- */
+#define MH_EXT_OPTIMIZER_STATE_BYTES "mh.optimizer.state_bytes/1"
+typedef struct mh_optimizer_state_bytes_ext {
+  mh_table_header hdr;
+  /* Bytes of memory the optimizer's state holds, as stored: fewer than the tensors visit_state
+   * hands out where those are widened copies (Megatron's fp16 / fp8 moments are handed out as
+   * their float32 values). Without this extension the host sums the visited tensors' sizes.
+   * [main-thread] \since 1.11 */
+  mh_error*(MH_ABI* state_bytes)(const mh_optimizer* o, int64_t* out);
+} mh_optimizer_state_bytes_ext;
 
 MH_EXTERN_C_END
 

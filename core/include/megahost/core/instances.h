@@ -163,8 +163,12 @@ class Optimizer {
   bool takes_param_remainders() const;
   // ABI >= 1.9: step updates a range of the parameters (mh_optimizer_step_args.first_param).
   bool updates_param_ranges() const;
-  // Every state tensor as a live torch view: fn(name, tensor).
+  // Every state tensor as a live torch view, or a float32 copy whose contents the plugin stores
+  // back (fp16 / fp8 moments): fn(name, tensor).
   void visit_state(const Model::AbiParams& params, const std::function<void(const std::string&, at::Tensor)>& fn);
+  // The bytes the state holds as stored (extension "mh.optimizer.state_bytes/1"); nullopt for a
+  // plugin without it (then the visited tensors' sizes are the state's).
+  std::optional<int64_t> state_bytes() const;
   const std::string& id() const { return id_; }
 
  private:

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <optional>
 
+#include "megahost/sdk/float8.h"
+
 // c10d (core only: plugins never include it). Debian's libtorch 1.13 does not export the macros.
 // Gloo needs gloo's own headers: Debian ships them (libgloo-dev); PyTorch wheels do not, so a
 // CUDA build has NCCL only (multi-process CPU runs then refuse with a hint).
@@ -35,6 +37,34 @@
   (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
 namespace megahost::compat {
+
+// FP8 E4M3 storage as uint8 bits (Megatron's --exp-avg-dtype fp8). 2.1+: libtorch's
+// float8_e4m3fn dtype converts, on any device. 1.13 has no float8 dtype: the scalar codec of
+// float8.h over a CPU copy (same rounding: to nearest even, NaN past 464).
+inline at::Tensor to_e4m3_bits(const at::Tensor& x) {
+#if MH_TORCH_AT_LEAST(2, 1)
+  return x.to(at::kFloat).to(at::kFloat8_e4m3fn).view(at::kByte);
+#else
+  const at::Tensor src = x.to(at::kCPU, at::kFloat).contiguous();
+  at::Tensor out = at::empty(src.sizes(), src.options().dtype(at::kByte));
+  const float* in = src.data_ptr<float>();
+  uint8_t* bits = out.data_ptr<uint8_t>();
+  for (int64_t i = 0, n = src.numel(); i < n; ++i) bits[i] = sdk::float_to_e4m3(in[i]);
+  return out.to(x.device());
+#endif
+}
+inline at::Tensor from_e4m3_bits(const at::Tensor& bits) {
+#if MH_TORCH_AT_LEAST(2, 1)
+  return bits.view(at::kFloat8_e4m3fn).to(at::kFloat);
+#else
+  const at::Tensor src = bits.to(at::kCPU).contiguous();
+  at::Tensor out = at::empty(src.sizes(), src.options().dtype(at::kFloat));
+  const uint8_t* in = src.data_ptr<uint8_t>();
+  float* values = out.data_ptr<float>();
+  for (int64_t i = 0, n = src.numel(); i < n; ++i) values[i] = sdk::e4m3_to_float(in[i]);
+  return out.to(bits.device());
+#endif
+}
 
 // Causal scaled-dot-product attention. q, k, v: [b, heads, s, head_dim].
 // 2.x: at::scaled_dot_product_attention (flash / memory-efficient kernels on CUDA).
