@@ -241,6 +241,47 @@ TEST_F(MixedPrecisionE2E, Bf16MomentsFollowFp32MomentsAndResume) {
   EXPECT_NE(out.find("exp_avg_dtype = 'bf16' needs use_precision_aware_optimizer = true"), std::string::npos) << out;
 }
 
+// Megatron's --exp-avg-dtype fp8 --exp-avg-sq-dtype fp16: AdamW's moments in E4M3 and fp16, each
+// tensor scaled so its largest value meets the format's range (Transformer Engine's FusedAdam).
+// 11 bytes per parameter with the remainders; the losses follow the fp32-moment run; a checkpoint
+// holds the moments' float32 values, so a resume continues (each scale recomputed from the values,
+// as Transformer Engine's load does) and a checkpoint with fp32 moments resumes into scaled ones.
+TEST_F(MixedPrecisionE2E, Fp8MomentsFollowFp32MomentsAndResume) {
+  const std::string aware = " --set training.precision=bf16 --set optimizer.use_precision_aware_optimizer=true";
+  const std::string moments = aware + " --set optimizer.exp_avg_dtype=fp8 --set optimizer.exp_avg_sq_dtype=fp16";
+  std::string out;
+  ASSERT_EQ(train("m32", aware, &out), 0) << out;
+  ASSERT_EQ(train("m8", moments, &out), 0) << out;
+  // bf16 parameters + int16 remainders, fp32 main grads, an fp8 and an fp16 moment: 2 + 2 + 4 + 1 + 2.
+  EXPECT_NE(out.find("memory per parameter: 11.00 bytes"), std::string::npos) << out;
+  const auto a = records("m32"), b = records("m8");
+  ASSERT_EQ(a.size(), 8u);
+  ASSERT_EQ(b.size(), 8u);
+  for (size_t i = 0; i < 8; ++i)
+    EXPECT_LT(std::abs(b[i]["lm_loss"].get<double>() - a[i]["lm_loss"].get<double>()),
+              0.01 * a[i]["lm_loss"].get<double>())
+        << "iteration " << i + 1;
+  EXPECT_LT(b.back()["lm_loss"].get<double>(), b.front()["lm_loss"].get<double>() - 0.2);
+
+  ASSERT_EQ(train("split", moments + " --set training.exit_interval=4", &out), 0) << out;
+  ASSERT_EQ(train("split", moments, &out), 0) << out;
+  EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
+  const auto split = records("split");
+  ASSERT_EQ(split.size(), 8u);
+  for (size_t i = 4; i < 8; ++i)
+    EXPECT_NEAR(split[i]["lm_loss"].get<double>(), b[i]["lm_loss"].get<double>(), 1e-5 * b[i]["lm_loss"].get<double>())
+        << "iteration " << i + 1;
+
+  ASSERT_EQ(train("cross", aware + " --set training.exit_interval=4", &out), 0) << out;
+  ASSERT_EQ(train("cross", moments, &out), 0) << out;
+  const auto cross = records("cross");
+  ASSERT_EQ(cross.size(), 8u);
+  for (size_t i = 4; i < 8; ++i)
+    EXPECT_LT(std::abs(cross[i]["lm_loss"].get<double>() - a[i]["lm_loss"].get<double>()),
+              0.01 * a[i]["lm_loss"].get<double>())
+        << "iteration " << i + 1;
+}
+
 TEST_F(MixedPrecisionE2E, Fp16IsRefusedOnTheCpu) {
   std::string out;
   EXPECT_NE(train("fp16cpu", " --set training.precision=fp16 --set training.device=cpu", &out), 0);

@@ -85,6 +85,7 @@ void Optimizer::check_same_params(const mh_param_view* params, size_t n, const c
 
 void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_step_args& args) {
   check_same_params(params, n, "step");
+  visit_copies_.clear();
   MH_CHECK(args.lr >= 0 && args.weight_decay >= 0, MH_ERR_INVALID_ARG, "optimizer step: lr (", args.lr,
            ") and weight_decay (", args.weight_decay, ") must be >= 0");
   // ABI 1.2: the host folds clipping and 1 / loss scale into one factor on the gradients.
@@ -262,6 +263,7 @@ void Optimizer::update_unscaled(Group& g, double lr, double wd, int64_t t) {
 
 void Optimizer::visit_state(const mh_param_view* params, size_t n, mh_tensor_visit_fn fn, void* ctx) {
   check_same_params(params, n, "visit_state");
+  visit_copies_.clear();
   auto visit = [&](const std::string& name, const at::Tensor& t) {
     DLView view(t);
     mh_named_tensor nt{name.c_str(), view.get()};
@@ -274,13 +276,16 @@ void Optimizer::visit_state(const mh_param_view* params, size_t n, mh_tensor_vis
         continue;
       }
       // A scaled state is handed over as its float32 values (what Megatron's checkpoints hold, so
-      // they load whatever the dtype and reshard as any other state); what a load writes into
-      // them is stored back, and a save leaves the stored state as it was.
+      // they load whatever the dtype and reshard as any other state), in host memory so the
+      // device does not hold a float32 copy, kept until the next step or visit (the host may hold
+      // on to what it was handed, e.g. to write it to a file after the visit); what a load writes
+      // into them is stored back, and a save leaves the stored state as it was.
       at::NoGradGuard no_grad;
-      at::Tensor values = unscale(s.state[k], s.scale[k]);
+      at::Tensor values = unscale(s.state[k], s.scale[k]).to(at::kCPU);
       const at::Tensor before = values.clone();
+      visit_copies_.push_back(values);
       visit(s.name + "." + state_names_[k], values);
-      if (!at::equal(values, before)) store_scaled(values, s.state[k], s.scale[k]);
+      if (!at::equal(values, before)) store_scaled(values.to(s.state[k].device()), s.state[k], s.scale[k]);
     }
   visit("step", step_);
 }

@@ -96,7 +96,8 @@ typedef struct mh_optimizer_api {
   /* Visits every state tensor, named "<param name>.<state>" (e.g. ".exp_avg") plus
    * optimizer-wide ones; tensors are live storage the host may write into (checkpoint load), or
    * copies whose contents the plugin stores back when the visitor returns (a state kept in a
-   * narrower, scaled form is handed out as its float32 values). \since 1.0 */
+   * narrower, scaled form is handed out as its float32 values). Either stays valid until the
+   * next step or visit_state. \since 1.0 */
   mh_error*(MH_ABI* visit_state)(mh_optimizer* o, const mh_param_view* params, size_t n,
                                  mh_tensor_visit_fn fn, void* ctx);
 
