@@ -280,7 +280,6 @@ void Optimizer::visit_state(const mh_param_view* params, size_t n, mh_tensor_vis
       // device does not hold a float32 copy, kept until the next step or visit (the host may hold
       // on to what it was handed, e.g. to write it to a file after the visit); what a load writes
       // into them is stored back, and a save leaves the stored state as it was.
-      at::NoGradGuard no_grad;
       at::Tensor values = unscale(s.state[k], s.scale[k]).to(at::kCPU);
       const at::Tensor before = values.clone();
       visit_copies_.push_back(values);
