@@ -2,6 +2,7 @@
 
 #include "algorithms.h"
 #include "megahost/sdk/nn/fused.h"
+#include "megahost/sdk/scaled_state.h"
 
 namespace megahost::optim {
 
@@ -27,12 +28,16 @@ bool AdamW::reads_bf16_grads(const at::Tensor& g) const {
 bool AdamW::folds_grad_scale(const Group& g) const { return fused_ok(g); }
 bool AdamW::writes_model_copies(const Group& g) const { return fused_ok(g); }
 bool AdamW::handles_remainders(const Group& g) const { return fused_ok(g); }
+// fp16 / fp8 moments: the CUDA kernel reads and stores them scaled, in two passes (the new scale
+// needs the updated moments' largest value before any is stored).
+bool AdamW::handles_scaled_states(const Group& g) const { return fused_ok(g); }
 
 // Same operation order as torch::optim::AdamW, so results match it to rounding.
 void AdamW::update(Group& g, double lr, double wd, int64_t t) {
-  bool bf16_moments = false;
+  bool bf16_moments = false;  // or fp16 / fp8 ones, which only the fused path sees
   for (const std::vector<at::Tensor>& state : g.state)
-    for (const at::Tensor& s : state) bf16_moments = bf16_moments || s.scalar_type() == at::kBFloat16;
+    for (const at::Tensor& s : state)
+      bf16_moments = bf16_moments || s.scalar_type() == at::kBFloat16 || sdk::is_scaled_dtype(s.scalar_type());
   const bool fused = fused_ok(g);
   if (fused || bf16_moments) {  // the sdk's update: the CUDA kernel, or its reference on the CPU
     sdk::fused::AdamWHyper h;
@@ -44,12 +49,13 @@ void AdamW::update(Group& g, double lr, double wd, int64_t t) {
     h.grad_scale = g.grad_scale;
     h.grad_scale_tensor = g.grad_scale_tensor;
     const std::vector<double> decays(g.params.size(), wd);
+    const sdk::fused::AdamWScales scales{g.scales[0], g.scales[1]};
     if (!fused)  // fp32 working params
       sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, {}, {}, g.offsets);
     else if (g.remainders.empty())
-      sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, g.model_copies, {}, g.offsets);
+      sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, g.model_copies, {}, g.offsets, scales);
     else
-      sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, {}, g.remainders, g.offsets);
+      sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, {}, g.remainders, g.offsets, scales);
     return;
   }
   std::vector<at::Tensor>& exp_avg = g.state[0];     // m, per param: same shape as p

@@ -31,6 +31,7 @@ class AdamW final : public Optimizer {
   bool writes_model_copies(const Group& g) const override;
   bool handles_remainders(const Group& g) const override;
   bool reads_bf16_grads(const at::Tensor& g) const override;
+  bool handles_scaled_states(const Group& g) const override;
 
  private:
   double beta1_, beta2_, eps_;

@@ -6,12 +6,16 @@
 #include <tuple>
 
 #include "megahost/sdk/param_remainders.h"
-#include "scaled_state.h"
+#include "megahost/sdk/scaled_state.h"
 #include "megahost/sdk/torch_interop.h"
 
 namespace megahost::optim {
 
 using sdk::DLView;
+using sdk::initial_scale;
+using sdk::is_scaled_dtype;
+using sdk::store_scaled;
+using sdk::unscale;
 using sdk::str_cat;
 using sdk::to_torch;
 
@@ -246,7 +250,7 @@ void Optimizer::update_unscaled(Group& g, double lr, double wd, int64_t t) {
   for (size_t k = 0; k < g.scales.size(); ++k)
     for (size_t i = 0; i < g.scales[k].size(); ++i)
       if (g.scales[k][i].defined()) scaled.emplace_back(k, i);
-  if (scaled.empty()) return update(g, lr, wd, t);
+  if (scaled.empty() || handles_scaled_states(g)) return update(g, lr, wd, t);
   std::vector<at::Tensor> stored;
   stored.reserve(scaled.size());
   for (auto [k, i] : scaled) {

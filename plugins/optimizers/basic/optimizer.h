@@ -5,8 +5,9 @@
 // for in bf16, fp16 or fp8, Megatron's --exp-avg-dtype, for the fp32-working ones), same shape as
 // the parameter. It is allocated once at setup and never reallocated, so the views visit_state
 // hands out stay valid and the host can restore a checkpoint by writing into them. fp16 and fp8
-// states are scaled (scaled_state.h): update() and visit_state see their float32 values, the
-// optimizer stores them back after.
+// states are scaled (sdk/scaled_state.h): visit_state hands out their float32 values and stores
+// back what a load wrote; update() gets them stored (handles_scaled_states: the fused CUDA AdamW)
+// or as float32 values that step() stores back after.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -29,7 +30,8 @@ struct Group {
   std::vector<at::Tensor> grads;   // in the working dtype
   std::vector<std::vector<at::Tensor>> state;  // state[k][i]: state k of param i
   // scales[k][i]: the float32 scale of a scaled (fp16 / fp8) state k of param i, else undefined.
-  // update() never sees a scaled state: step() hands it the float32 values and stores them back.
+  // Unless handles_scaled_states(), update() sees no scaled state: step() hands it the float32
+  // values and stores them back.
   std::vector<std::vector<at::Tensor>> scales;
   std::vector<at::Tensor> write_back;  // live low-precision params to copy `params` into, or empty
   // Per param: the host's half-precision model parameter to receive the updated value (ABI 1.5
@@ -50,7 +52,7 @@ class Optimizer {
   // state_names: per-parameter state, e.g. {"exp_avg", "exp_avg_sq"}. host: for errors.
   // state_dtypes: empty, or per state the storage dtype where the parameter works in fp32
   // (kFloat; kBFloat16: the update reads it as fp32 and stores it back rounded; kHalf or kByte:
-  // scaled fp16 / fp8 E4M3, scaled_state.h).
+  // scaled fp16 / fp8 E4M3, sdk/scaled_state.h).
   Optimizer(const mh_host* host, std::vector<std::string> state_names,
             std::vector<at::ScalarType> state_dtypes = {});
   virtual ~Optimizer() = default;
@@ -77,6 +79,8 @@ class Optimizer {
   // Whether update() takes a bf16 gradient g of a parameter on g's device as it is (the host's
   // bf16 main gradients), not a float32 copy made each step.
   virtual bool reads_bf16_grads(const at::Tensor&) const { return false; }
+  // update() takes the scaled (fp16 / fp8) states as stored, with g.scales (else step() widens them).
+  virtual bool handles_scaled_states(const Group&) const { return false; }
 
  private:
   struct Slot {

@@ -6,6 +6,11 @@
 // store_param_remainders the fp32 master is read from and written back to the bf16 parameter and
 // its int16 remainder (28 instead of 30 bytes per parameter); with bf16 moments (Megatron's
 // --exp-avg-dtype / --exp-avg-sq-dtype bf16, rounded stochastically) 20 bytes per parameter.
+// fp16 / fp8 moments (scaled per tensor, as Transformer Engine's FusedAdam) take two passes: the
+// first finds each tensor's largest updated moments, the second recomputes the update (the same
+// operations, so the same values) and stores the moments scaled by those.
+#include <cuda_fp8.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -36,15 +41,36 @@ __device__ __forceinline__ void split_fp32(float x, uint32_t& hi16, uint32_t& lo
   hi16 = (u >> 16) + (lo16 >> 15);  // rounded half away from zero; inf has lo16 = 0
 }
 
-// An array of float32 or bf16 (dtype) as float32, one element. The gradients and the moments.
-__device__ __forceinline__ float load1(const void* a, int32_t dtype, int64_t i) {
-  return dtype == kBF16 ? __uint_as_float(uint32_t(static_cast<const uint16_t*>(a)[i]) << 16) : static_cast<const float*>(a)[i];
+// The scaled moments' formats (sdk/scaled_state.h): fp16 up to 65504 / 2, E4M3 up to 448, each
+// value rounded to nearest. E4M3 converts as libtorch's float8_e4m3fn does (no saturation).
+__device__ __forceinline__ float scaled_range(int32_t dtype) { return dtype == kF16 ? 65504.0f / 2 : 448.0f; }
+__device__ __forceinline__ float e4m3_to_f32(uint32_t byte) {
+  return __half2float(__half(__nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(byte), __NV_E4M3)));
+}
+__device__ __forceinline__ uint32_t f32_to_e4m3(float x) {
+  return static_cast<uint32_t>(__nv_cvt_float_to_fp8(x, __NV_NOSAT, __NV_E4M3));
+}
+__device__ __forceinline__ float f16_to_f32(uint32_t bits) { return __half2float(__ushort_as_half(static_cast<unsigned short>(bits))); }
+__device__ __forceinline__ uint32_t f32_to_f16(float x) { return __half_as_ushort(__float2half_rn(x)); }
+// 1 / scale, or 0 for a zero (or NaN) scale: the multiplier that stores values, as torch computes it.
+__device__ __forceinline__ float inverse_scale(float scale) { return scale > 0.0f ? __fdiv_rn(1.0f, scale) : 0.0f; }
+
+// An array of float32 or bf16 (dtype) as float32, one element. The gradients and the moments; a
+// scaled moment (kF16, kE4M3) times its scale.
+__device__ __forceinline__ float load1(const void* a, int32_t dtype, int64_t i, float scale = 1.0f) {
+  if (dtype == kBF16) return __uint_as_float(uint32_t(static_cast<const uint16_t*>(a)[i]) << 16);
+  if (dtype == kF16) return __fmul_rn(f16_to_f32(static_cast<const uint16_t*>(a)[i]), scale);
+  if (dtype == kE4M3) return __fmul_rn(e4m3_to_f32(static_cast<const uint8_t*>(a)[i]), scale);
+  return static_cast<const float*>(a)[i];
 }
 // A moment back to its array: float32 as it is, bf16 rounded stochastically by the 16 bits of r
-// at `shift` (the element's random bits: stochastic_round::element_bits).
-__device__ __forceinline__ void store1(void* a, int32_t dtype, int64_t i, float x, uint32_t r, int shift) {
-  if (dtype != kBF16) static_cast<float*>(a)[i] = x;
-  else static_cast<uint16_t*>(a)[i] = stochastic_round::bf16_bits(__float_as_uint(x), r >> shift);
+// at `shift` (the element's random bits: stochastic_round::element_bits), a scaled one times inv.
+__device__ __forceinline__ void store1(void* a, int32_t dtype, int64_t i, float x, uint32_t r, int shift,
+                                       float inv = 1.0f) {
+  if (dtype == kBF16) static_cast<uint16_t*>(a)[i] = stochastic_round::bf16_bits(__float_as_uint(x), r >> shift);
+  else if (dtype == kF16) static_cast<uint16_t*>(a)[i] = static_cast<uint16_t>(f32_to_f16(__fmul_rn(x, inv)));
+  else if (dtype == kE4M3) static_cast<uint8_t*>(a)[i] = static_cast<uint8_t>(f32_to_e4m3(__fmul_rn(x, inv)));
+  else static_cast<float*>(a)[i] = x;
 }
 
 // N = 4 or 8 consecutive elements per thread from an N-aligned position: 16-bit arrays as N / 2
@@ -64,8 +90,38 @@ __device__ __forceinline__ void store_words(void* a, const uint32_t (&w)[N / 2])
   if constexpr (N == 4) *reinterpret_cast<uint2*>(a) = make_uint2(w[0], w[1]);
   else *reinterpret_cast<uint4*>(a) = make_uint4(w[0], w[1], w[2], w[3]);
 }
+// N E4M3 bytes in one 4- or 8-byte access.
 template <int N>
-__device__ __forceinline__ void load_n(const void* a, int32_t dtype, int64_t j, float (&x)[N]) {
+__device__ __forceinline__ void load_bytes(const uint8_t* a, uint32_t (&w)[N / 4]) {
+  if constexpr (N == 4) {
+    w[0] = *reinterpret_cast<const uint32_t*>(a);
+  } else {
+    const uint2 u = *reinterpret_cast<const uint2*>(a);
+    w[0] = u.x, w[1] = u.y;
+  }
+}
+template <int N>
+__device__ __forceinline__ void store_bytes(uint8_t* a, const uint32_t (&w)[N / 4]) {
+  if constexpr (N == 4) *reinterpret_cast<uint32_t*>(a) = w[0];
+  else *reinterpret_cast<uint2*>(a) = make_uint2(w[0], w[1]);
+}
+template <int N>
+__device__ __forceinline__ void load_n(const void* a, int32_t dtype, int64_t j, float (&x)[N], float scale = 1.0f) {
+  if (dtype == kE4M3) {
+    uint32_t w[N / 4];
+    load_bytes<N>(static_cast<const uint8_t*>(a) + j, w);
+#pragma unroll
+    for (int k = 0; k < N; ++k) x[k] = __fmul_rn(e4m3_to_f32((w[k / 4] >> (8 * (k % 4))) & 0xFFu), scale);
+    return;
+  }
+  if (dtype == kF16) {
+    uint32_t w[N / 2];
+    load_words<N>(static_cast<const uint16_t*>(a) + j, w);
+#pragma unroll
+    for (int k = 0; k < N / 2; ++k)
+      x[2 * k] = __fmul_rn(f16_to_f32(w[k] & 0xFFFFu), scale), x[2 * k + 1] = __fmul_rn(f16_to_f32(w[k] >> 16), scale);
+    return;
+  }
   if (dtype != kBF16) {
 #pragma unroll
     for (int k = 0; k < N; k += 4) {
@@ -81,7 +137,22 @@ __device__ __forceinline__ void load_n(const void* a, int32_t dtype, int64_t j, 
 }
 template <int N>
 __device__ __forceinline__ void store_n(void* a, int32_t dtype, int64_t j, const float (&x)[N], const uint32_t (&r)[N],
-                                        int shift) {
+                                        int shift, float inv = 1.0f) {
+  if (dtype == kE4M3) {
+    uint32_t w[N / 4] = {};
+#pragma unroll
+    for (int k = 0; k < N; ++k) w[k / 4] |= f32_to_e4m3(__fmul_rn(x[k], inv)) << (8 * (k % 4));
+    store_bytes<N>(static_cast<uint8_t*>(a) + j, w);
+    return;
+  }
+  if (dtype == kF16) {
+    uint32_t w[N / 2];
+#pragma unroll
+    for (int k = 0; k < N / 2; ++k)
+      w[k] = f32_to_f16(__fmul_rn(x[2 * k], inv)) | (f32_to_f16(__fmul_rn(x[2 * k + 1], inv)) << 16);
+    store_words<N>(static_cast<uint16_t*>(a) + j, w);
+    return;
+  }
   if (dtype != kBF16) {
 #pragma unroll
     for (int k = 0; k < N; k += 4)
@@ -97,8 +168,28 @@ __device__ __forceinline__ void store_n(void* a, int32_t dtype, int64_t j, const
   store_words<N>(static_cast<uint16_t*>(a) + j, w);
 }
 
+// The block's largest |m| and |v| bits (NaN above every number, as torch's max keeps it) into
+// amax[0] and amax[1]. Every thread of the block calls it.
+__device__ void block_max_into(float* amax, uint32_t m, uint32_t v) {
+  __shared__ uint32_t part[2][kThreads / 32];
+  for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(~0u, m, o)), v = max(v, __shfl_xor_sync(~0u, v, o));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) part[0][warp] = m, part[1][warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    m = lane < blockDim.x / 32 ? part[0][lane] : 0u;
+    v = lane < blockDim.x / 32 ? part[1][lane] : 0u;
+    for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(~0u, m, o)), v = max(v, __shfl_xor_sync(~0u, v, o));
+    if (lane == 0 && m != 0u) atomicMax(reinterpret_cast<unsigned int*>(amax), m);
+    if (lane == 0 && v != 0u) atomicMax(reinterpret_cast<unsigned int*>(amax) + 1, v);
+  }
+  __syncthreads();  // part is reused by the next chunk
+}
+
 // Two blocks of 512 threads per SM: at most 64 registers (N = 8 needs 66 unbounded).
-template <bool kRemainders, int N>
+// kAmaxPass: only the updated moments' largest magnitudes of the tensors with scaled moments (the
+// first of the two passes those take); nothing is stored.
+template <bool kRemainders, int N, bool kAmaxPass>
 __global__ void __launch_bounds__(kThreads, 2) mh_adamw_kernel(const AdamWTensor* __restrict__ table, const int64_t* __restrict__ chunk_start,
                              int64_t count, int64_t total_chunks, float lr, float beta1, float beta2, float eps,
                              float bias_correction1, float bias_correction2_sqrt, float grad_scale,
@@ -115,14 +206,26 @@ __global__ void __launch_bounds__(kThreads, 2) mh_adamw_kernel(const AdamWTensor
     const int64_t begin = (chunk - chunk_start[lo]) * kAdamWChunk;
     const int64_t end = begin + kAdamWChunk < t.numel ? begin + kAdamWChunk : t.numel;
     const float decay = 1.0f - lr * t.weight_decay, step = lr / bias_correction1;
-    // One element: updates m and v in place, returns the updated param. Each operation rounded on
-    // its own (the _rn intrinsics are never fused into FMAs), so the vector and the element-wise
-    // paths below give the same bits whatever the compiler schedules.
-    auto update = [&](float g, float p, float& m, float& v) {
+    // Scaled moments: read as stored x the old scale, stored x (1 / the new scale), which comes
+    // from the first pass's largest magnitudes as torch's ops compute it (sdk/scaled_state.h).
+    const float m_scale = t.exp_avg_scale != nullptr ? *t.exp_avg_scale : 1.0f;
+    const float v_scale = t.exp_avg_sq_scale != nullptr ? *t.exp_avg_sq_scale : 1.0f;
+    float m_inv = 1.0f, v_inv = 1.0f;
+    if (!kAmaxPass && t.exp_avg_scale != nullptr)
+      m_inv = inverse_scale(__fdiv_rn(t.amax[0], scaled_range(t.exp_avg_dtype)));
+    if (!kAmaxPass && t.exp_avg_sq_scale != nullptr)
+      v_inv = inverse_scale(__fdiv_rn(t.amax[1], scaled_range(t.exp_avg_sq_dtype)));
+    // One element: updates m and v in place (and returns the updated param). Each operation
+    // rounded on its own (the _rn intrinsics are never fused into FMAs), so the vector and the
+    // element-wise paths below, and both passes, give the same bits whatever the compiler schedules.
+    auto moments = [&](float g, float& m, float& v) {
       g = __fmul_rn(g, grad_scale);
-      p = __fmul_rn(p, decay);
       m = __fadd_rn(__fmul_rn(beta1, m), __fmul_rn(1.0f - beta1, g));
       v = __fadd_rn(__fmul_rn(beta2, v), __fmul_rn(__fmul_rn(1.0f - beta2, g), g));
+    };
+    auto update = [&](float g, float p, float& m, float& v) {
+      p = __fmul_rn(p, decay);
+      moments(g, m, v);
       const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(v), bias_correction2_sqrt), eps);
       return __fsub_rn(p, __fdiv_rn(__fmul_rn(step, m), denom));
     };
@@ -130,26 +233,56 @@ __global__ void __launch_bounds__(kThreads, 2) mh_adamw_kernel(const AdamWTensor
     // N elements per thread when every array allows the accesses (chunks start at multiples of
     // kAdamWChunk elements, so the tensor's alignment holds for the chunk); the tail one by one.
     constexpr uintptr_t kAlign16 = 2 * N;  // bytes of N 16-bit values; float32 arrays take 16-byte accesses
-    uintptr_t wide = kRemainders ? 0 : reinterpret_cast<uintptr_t>(t.param), narrow = 0;
-    auto align = [&](const void* a, bool is16) { (is16 ? narrow : wide) |= reinterpret_cast<uintptr_t>(a); };
-    align(t.grad, t.grad_dtype == kBF16);
-    align(t.exp_avg, t.exp_avg_dtype == kBF16);
-    align(t.exp_avg_sq, t.exp_avg_sq_dtype == kBF16);
+    uintptr_t wide = kRemainders ? 0 : reinterpret_cast<uintptr_t>(t.param), narrow = 0, bytes = 0;
+    auto align = [&](const void* a, int32_t dtype) {
+      (dtype == kE4M3 ? bytes : dtype == kBF16 || dtype == kF16 ? narrow : wide) |= reinterpret_cast<uintptr_t>(a);
+    };
+    align(t.grad, t.grad_dtype);
+    align(t.exp_avg, t.exp_avg_dtype);
+    align(t.exp_avg_sq, t.exp_avg_sq_dtype);
     if (kRemainders) {
-      align(t.param16, true);
-      align(t.remainder, true);
+      align(t.param16, kBF16);
+      align(t.remainder, kBF16);
     } else {
-      align(t.model_copy, true);
+      align(t.model_copy, kBF16);
     }
-    const bool vec = wide % 16 == 0 && narrow % kAlign16 == 0;
+    const bool vec = wide % 16 == 0 && narrow % kAlign16 == 0 && bytes % N == 0;
+    if constexpr (kAmaxPass) {
+      if (t.exp_avg_scale == nullptr && t.exp_avg_sq_scale == nullptr) continue;  // the whole block skips it
+      uint32_t m_max = 0, v_max = 0;
+      auto track = [&](float m, float v) {
+        m_max = max(m_max, __float_as_uint(fabsf(m)));
+        v_max = max(v_max, __float_as_uint(fabsf(v)));
+      };
+      int64_t k0 = begin + threadIdx.x;
+      if (vec) {
+        const int64_t vec_end = begin + (end - begin) / N * N;
+        for (int64_t j = begin + N * threadIdx.x; j < vec_end; j += N * blockDim.x) {
+          float g[N], m[N], v[N];
+          load_n<N>(t.grad, t.grad_dtype, j, g);
+          load_n<N>(t.exp_avg, t.exp_avg_dtype, j, m, m_scale);
+          load_n<N>(t.exp_avg_sq, t.exp_avg_sq_dtype, j, v, v_scale);
+#pragma unroll
+          for (int k = 0; k < N; ++k) moments(g[k], m[k], v[k]), track(m[k], v[k]);
+        }
+        k0 = vec_end + threadIdx.x;
+      }
+      for (; k0 < end; k0 += blockDim.x) {
+        float m = load1(t.exp_avg, t.exp_avg_dtype, k0, m_scale), v = load1(t.exp_avg_sq, t.exp_avg_sq_dtype, k0, v_scale);
+        moments(load1(t.grad, t.grad_dtype, k0), m, v);
+        track(m, v);
+      }
+      block_max_into(t.amax, m_max, v_max);
+      continue;
+    }
     int64_t i = begin + threadIdx.x;
     if (vec) {
       const int64_t vec_end = begin + (end - begin) / N * N;
       for (int64_t j = begin + N * threadIdx.x; j < vec_end; j += N * blockDim.x) {
         float g[N], m[N], v[N], p[N];
         load_n<N>(t.grad, t.grad_dtype, j, g);
-        load_n<N>(t.exp_avg, t.exp_avg_dtype, j, m);
-        load_n<N>(t.exp_avg_sq, t.exp_avg_sq_dtype, j, v);
+        load_n<N>(t.exp_avg, t.exp_avg_dtype, j, m, m_scale);
+        load_n<N>(t.exp_avg_sq, t.exp_avg_sq_dtype, j, v, v_scale);
         uint32_t p16[N / 2], rem[N / 2];  // bf16 upper halves and int16 remainders, two per word
         if constexpr (kRemainders) {
           load_words<N>(t.param16 + j, p16);
@@ -170,8 +303,8 @@ __global__ void __launch_bounds__(kThreads, 2) mh_adamw_kernel(const AdamWTensor
 #pragma unroll
           for (int k = 0; k < N; ++k) r[k] = stochastic_round::element_bits(salt, t.index_base + j + k);
         }
-        store_n<N>(t.exp_avg, t.exp_avg_dtype, j, m, r, 0);
-        store_n<N>(t.exp_avg_sq, t.exp_avg_sq_dtype, j, v, r, 16);
+        store_n<N>(t.exp_avg, t.exp_avg_dtype, j, m, r, 0, m_inv);
+        store_n<N>(t.exp_avg_sq, t.exp_avg_sq_dtype, j, v, r, 16, v_inv);
         if constexpr (kRemainders) {
 #pragma unroll
           for (int k = 0; k < N / 2; ++k) {
@@ -204,7 +337,7 @@ __global__ void __launch_bounds__(kThreads, 2) mh_adamw_kernel(const AdamWTensor
       i = vec_end + threadIdx.x;
     }
     for (; i < end; i += blockDim.x) {
-      float m = load1(t.exp_avg, t.exp_avg_dtype, i), v = load1(t.exp_avg_sq, t.exp_avg_sq_dtype, i);
+      float m = load1(t.exp_avg, t.exp_avg_dtype, i, m_scale), v = load1(t.exp_avg_sq, t.exp_avg_sq_dtype, i, v_scale);
       const float gi = load1(t.grad, t.grad_dtype, i);
       if constexpr (kRemainders) {
         const float updated = update(gi, compose_fp32(t.param16[i], static_cast<uint16_t>(t.remainder[i])), m, v);
@@ -222,8 +355,8 @@ __global__ void __launch_bounds__(kThreads, 2) mh_adamw_kernel(const AdamWTensor
         }
       }
       const uint32_t r = rounds ? stochastic_round::element_bits(salt, t.index_base + i) : 0u;
-      store1(t.exp_avg, t.exp_avg_dtype, i, m, r, 0);
-      store1(t.exp_avg_sq, t.exp_avg_sq_dtype, i, v, r, 16);
+      store1(t.exp_avg, t.exp_avg_dtype, i, m, r, 0, m_inv);
+      store1(t.exp_avg_sq, t.exp_avg_sq_dtype, i, v, r, 16, v_inv);
     }
   }
 }
@@ -239,19 +372,40 @@ int elements_per_thread(bool bf16_moments) {
   return forced != 0 ? forced : bf16_moments ? 8 : 4;
 }
 
+// The new scales of the scaled moments, after the update pass read the old ones.
+__global__ void mh_adamw_scales_kernel(const AdamWTensor* __restrict__ table, int64_t count) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+    const AdamWTensor t = table[i];
+    if (t.numel == 0) continue;  // torch's store leaves an empty tensor's scale as it was
+    if (t.exp_avg_scale != nullptr) *t.exp_avg_scale = __fdiv_rn(t.amax[0], scaled_range(t.exp_avg_dtype));
+    if (t.exp_avg_sq_scale != nullptr) *t.exp_avg_sq_scale = __fdiv_rn(t.amax[1], scaled_range(t.exp_avg_sq_dtype));
+  }
+}
+
+template <bool kAmaxPass>
+auto pick_kernel(bool remainders, int n) {
+  return n == 8 ? (remainders ? mh_adamw_kernel<true, 8, kAmaxPass> : mh_adamw_kernel<false, 8, kAmaxPass>)
+                : (remainders ? mh_adamw_kernel<true, 4, kAmaxPass> : mh_adamw_kernel<false, 4, kAmaxPass>);
+}
+
 }  // namespace
 
 int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int64_t count, int64_t total_chunks,
                        float lr, float beta1, float beta2, float eps, float bias_correction1,
                        float bias_correction2_sqrt, float grad_scale, const float* grad_scale_on_device,
-                       bool remainders, bool bf16_moments, uint32_t salt, void* stream) {
+                       bool remainders, bool bf16_moments, bool scaled, uint32_t salt, void* stream) {
   if (count <= 0 || total_chunks <= 0) return 0;
   const unsigned blocks = static_cast<unsigned>(total_chunks < 132 * 16 ? total_chunks : 132 * 16);
-  auto* kernel = elements_per_thread(bf16_moments) == 8 ? (remainders ? mh_adamw_kernel<true, 8> : mh_adamw_kernel<false, 8>)
-                                            : (remainders ? mh_adamw_kernel<true, 4> : mh_adamw_kernel<false, 4>);
-  kernel<<<blocks, kThreads, 0, as_stream(stream)>>>(table, chunk_start, count, total_chunks, lr, beta1, beta2, eps,
-                                                     bias_correction1, bias_correction2_sqrt, grad_scale,
-                                                     grad_scale_on_device, salt);
+  const int n = elements_per_thread(bf16_moments);
+  cudaStream_t s = as_stream(stream);
+  if (scaled)
+    pick_kernel<true>(remainders, n)<<<blocks, kThreads, 0, s>>>(table, chunk_start, count, total_chunks, lr, beta1,
+                                                                beta2, eps, bias_correction1, bias_correction2_sqrt,
+                                                                grad_scale, grad_scale_on_device, salt);
+  pick_kernel<false>(remainders, n)<<<blocks, kThreads, 0, s>>>(table, chunk_start, count, total_chunks, lr, beta1,
+                                                               beta2, eps, bias_correction1, bias_correction2_sqrt,
+                                                               grad_scale, grad_scale_on_device, salt);
+  if (scaled) mh_adamw_scales_kernel<<<static_cast<unsigned>((count + 255) / 256), 256, 0, s>>>(table, count);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -9,7 +9,7 @@
 
 namespace megahost::sdk::kernels {
 
-enum DType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
+enum DType : int { kF32 = 0, kBF16 = 1, kF16 = 2, kE4M3 = 3 };  // kE4M3: AdamW's fp8 moments only
 
 // Dropout inside the add + norm (Megatron's bias-dropout-add, then the norm):
 //   sum = residual + keep * scale * (x + x_bias).
@@ -198,12 +198,20 @@ struct AdamWTensor {
   // updated in place. Null when param is set. A launch has either every param or none this way.
   uint16_t* param16;
   int16_t* remainder;
+  // Megatron's fp16 / fp8 moments (sdk/scaled_state.h): a moment of dtype kF16 or kE4M3 is
+  // stored x *scale; null scales for float32 / bf16 moments. amax [2]: the updated moments'
+  // largest magnitudes (float bits, zeroed before the launch), which set the new scales.
+  float* exp_avg_scale;
+  float* exp_avg_sq_scale;
+  float* amax;
 };
 constexpr int64_t kAdamWChunk = 16384;
+// scaled: some entry has a scaled moment. Then three launches: the updated moments' largest
+// magnitudes, the update storing each scaled moment x (1 / its new scale), the new scales.
 int adamw_multi_tensor(const AdamWTensor* table, const int64_t* chunk_start, int64_t count, int64_t total_chunks,
                        float lr, float beta1, float beta2, float eps, float bias_correction1,
                        float bias_correction2_sqrt, float grad_scale, const float* grad_scale_on_device,
-                       bool remainders, bool bf16_moments, uint32_t salt, void* stream);
+                       bool remainders, bool bf16_moments, bool scaled, uint32_t salt, void* stream);
 
 // ---- cuBLASLt matrix products (gemm_lt.cu) ----
 // Row-major D[m, n] = op(A)[m, k] op(B)[k, n] (+ D when accumulate, + C when given), with an epilogue torch's own

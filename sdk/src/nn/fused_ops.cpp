@@ -10,6 +10,7 @@
 #include "megahost/sdk/error.h"
 #include "megahost/sdk/nn/fused.h"
 #include "megahost/sdk/param_remainders.h"
+#include "megahost/sdk/scaled_state.h"
 #include "megahost/sdk/stochastic_round.h"
 #include "megahost/sdk/nn/params.h"
 #include "megahost/sdk/parallel/dist.h"
@@ -744,9 +745,21 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
            const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
            const std::vector<double>& weight_decays, const AdamWHyper& h,
            const std::vector<at::Tensor>& model_copies, const std::vector<at::Tensor>& remainders,
-           const std::vector<int64_t>& offsets) {
+           const std::vector<int64_t>& offsets, const AdamWScales& scales) {
   MH_CHECK(offsets.empty() || offsets.size() == params.size(), MH_ERR_INVALID_ARG,
            "fused::adamw: one offset per param, or none");
+  MH_CHECK((scales.exp_avg.empty() || scales.exp_avg.size() == params.size()) &&
+               (scales.exp_avg_sq.empty() || scales.exp_avg_sq.size() == params.size()),
+           MH_ERR_INVALID_ARG, "fused::adamw: one scale per param and moment, or none");
+  auto scale_of = [](const std::vector<at::Tensor>& s, size_t i) { return s.empty() ? at::Tensor() : s[i]; };
+  bool any_scaled = false;
+  for (size_t i = 0; i < params.size(); ++i)
+    for (const auto& [moment, scale] : {std::pair{&exp_avgs[i], scale_of(scales.exp_avg, i)},
+                                        std::pair{&exp_avg_sqs[i], scale_of(scales.exp_avg_sq, i)}}) {
+      MH_CHECK(scale.defined() == is_scaled_dtype(moment->scalar_type()), MH_ERR_INVALID_ARG,
+               "fused::adamw: a float16 or uint8 (E4M3) moment needs its float32 scale, and only such a moment");
+      any_scaled = any_scaled || scale.defined();
+    }
   MH_CHECK(grads.size() == params.size() && exp_avgs.size() == params.size() && exp_avg_sqs.size() == params.size() &&
                weight_decays.size() == params.size() && (model_copies.empty() || model_copies.size() == params.size()) &&
                (remainders.empty() || remainders.size() == params.size()),
@@ -768,9 +781,13 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
   bool fused = !params.empty() && available(params[0]) &&
                (!scale_tensor.defined() || scale_tensor.device() == params[0].device());
   for (size_t i = 0; fused && i < params.size(); ++i) {
-    for (const at::Tensor* t : {&grads[i], &exp_avgs[i], &exp_avg_sqs[i]})  // float32 or bf16 each
-      fused = fused && t->is_cuda() && (t->scalar_type() == at::kFloat || t->scalar_type() == at::kBFloat16) &&
+    for (const at::Tensor* t : {&grads[i], &exp_avgs[i], &exp_avg_sqs[i]})  // float32 or bf16 each, or scaled moments
+      fused = fused && t->is_cuda() &&
+              (t->scalar_type() == at::kFloat || t->scalar_type() == at::kBFloat16 ||
+               (t != &grads[i] && is_scaled_dtype(t->scalar_type()))) &&
               t->is_contiguous() && t->device() == params[0].device();
+    for (const at::Tensor& s : {scale_of(scales.exp_avg, i), scale_of(scales.exp_avg_sq, i)})
+      fused = fused && (!s.defined() || (s.device() == params[0].device() && s.scalar_type() == at::kFloat));
     fused = fused && params[i].is_cuda() && params[i].is_contiguous() &&
             (with_remainders ? remainders[i].device() == params[0].device() : params[i].scalar_type() == at::kFloat);
   }
@@ -790,16 +807,25 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
     auto* chunk_start = reinterpret_cast<int64_t*>(host.data_ptr<uint8_t>() + table_bytes);
     chunk_start[0] = 0;
     bool bf16_moments = true;
+    // Scaled moments: each tensor's two largest updated magnitudes, found by the first pass.
+    const at::Tensor amax = any_scaled ? at::zeros({count, 2}, params[0].options().dtype(at::kFloat)) : at::Tensor();
+    auto moment_code = [](const at::Tensor& t) { return t.scalar_type() == at::kByte ? kernels::kE4M3 : dtype_code(t); };
     for (int64_t i = 0; i < count; ++i) {
       const at::Tensor c = copy_of(i);
       kernels::AdamWTensor& e = table[i];
       e = {};
       e.grad = grads[i].data_ptr();  // float32, or bf16 main gradients
       e.grad_dtype = dtype_code(grads[i]);
-      e.exp_avg = exp_avgs[i].data_ptr();  // float32, or bf16 (Megatron's --exp-avg-dtype bf16)
-      e.exp_avg_dtype = dtype_code(exp_avgs[i]);
+      e.exp_avg = exp_avgs[i].data_ptr();  // float32, or bf16 / fp16 / fp8 (Megatron's --exp-avg-dtype)
+      e.exp_avg_dtype = moment_code(exp_avgs[i]);
       e.exp_avg_sq = exp_avg_sqs[i].data_ptr();
-      e.exp_avg_sq_dtype = dtype_code(exp_avg_sqs[i]);
+      e.exp_avg_sq_dtype = moment_code(exp_avg_sqs[i]);
+      if (any_scaled) {
+        const at::Tensor sm = scale_of(scales.exp_avg, i), sv = scale_of(scales.exp_avg_sq, i);
+        e.exp_avg_scale = sm.defined() ? sm.data_ptr<float>() : nullptr;
+        e.exp_avg_sq_scale = sv.defined() ? sv.data_ptr<float>() : nullptr;
+        e.amax = amax.data_ptr<float>() + 2 * i;
+      }
       bf16_moments = bf16_moments && e.exp_avg_dtype == kernels::kBF16 && e.exp_avg_sq_dtype == kernels::kBF16;
       e.numel = params[i].numel();
       e.index_base = offsets.empty() ? 0 : offsets[i];
@@ -825,11 +851,24 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
                      static_cast<float>(h.eps), static_cast<float>(bc1), static_cast<float>(std::sqrt(bc2)),
                      static_cast<float>(h.grad_scale),
                      scale_tensor.defined() ? scale_tensor.data_ptr<float>() : nullptr, with_remainders,
-                     bf16_moments, stochastic_round::salt(h.step), stream_of(params[0])),
+                     bf16_moments, any_scaled, stochastic_round::salt(h.step), stream_of(params[0])),
                  "adamw");
     return;
   }
 #endif
+  if (any_scaled) {  // the float32 values through the path below, stored back scaled
+    std::vector<at::Tensor> m = exp_avgs, v = exp_avg_sqs;
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (scale_of(scales.exp_avg, i).defined()) m[i] = unscale(exp_avgs[i], scales.exp_avg[i]);
+      if (scale_of(scales.exp_avg_sq, i).defined()) v[i] = unscale(exp_avg_sqs[i], scales.exp_avg_sq[i]);
+    }
+    adamw(params, grads, m, v, weight_decays, h, model_copies, remainders, offsets);
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (scale_of(scales.exp_avg, i).defined()) store_scaled(m[i], exp_avgs[i], scales.exp_avg[i]);
+      if (scale_of(scales.exp_avg_sq, i).defined()) store_scaled(v[i], exp_avg_sqs[i], scales.exp_avg_sq[i]);
+    }
+    return;
+  }
   if (with_remainders) {  // the exact fp32 masters, the reference update, split back
     std::vector<at::Tensor> masters;
     for (size_t i = 0; i < params.size(); ++i) masters.push_back(compose_fp32(params[i], remainders[i]));

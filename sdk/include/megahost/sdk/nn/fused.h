@@ -122,11 +122,17 @@ struct AdamWHyper {
 // upper half of an fp32 master whose lower half the remainder holds (param_remainders.h); both
 // are updated in place (no model_copies then). offsets: empty, or per param the flat index of its
 // first element within the whole parameter it is a shard of (the rounding bits follow the index).
+// scales: empty, or per param and moment undefined or the float32 [1] scale of a moment stored in
+// float16 or E4M3 bits (uint8): Megatron's fp16 / fp8 moments (sdk/scaled_state.h), read as
+// stored x scale and stored back with the scale of the updated values (two passes on CUDA).
+struct AdamWScales {
+  std::vector<at::Tensor> exp_avg, exp_avg_sq;
+};
 void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
            const std::vector<at::Tensor>& exp_avgs, const std::vector<at::Tensor>& exp_avg_sqs,
            const std::vector<double>& weight_decays, const AdamWHyper& h,
            const std::vector<at::Tensor>& model_copies = {}, const std::vector<at::Tensor>& remainders = {},
-           const std::vector<int64_t>& offsets = {});
+           const std::vector<int64_t>& offsets = {}, const AdamWScales& scales = {});
 
 // x [..., k], weight [n, k], bias [n] (may be undefined) -> [..., n]. With accumulate_into_grad, a
 // backward where weight.grad() is defined adds x^T dy into it in place and returns no weight
