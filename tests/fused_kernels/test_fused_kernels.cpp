@@ -513,8 +513,8 @@ TEST(FusedKernelsGpu, AdamWBf16MomentsGiveTheSameBitsOnEveryPath) {
 // remainders, the bench recipe's layout: three steps of the kernel's two passes against the CPU's
 // path through sdk/scaled_state.h (widen, the reference update, store scaled). Tensor 2 lies at
 // an odd offset (the element-wise path). The kernel takes 1 - beta from float32 betas, the
-// reference from doubles (~5e-5 apart for beta2 = 0.999), so the moments agree to within one
-// step of their format and the scales to ~1e-4.
+// reference from doubles (~5e-5 apart for beta2 = 0.999), so the moments agree to within the
+// format's rounding and the scales to ~1e-4.
 TEST(FusedKernelsGpu, AdamWScaledMomentsWithParamRemainders) {
   SKIP_WITHOUT_GPU();
   namespace sdk = megahost::sdk;
@@ -563,9 +563,11 @@ TEST(FusedKernelsGpu, AdamWScaledMomentsWithParamRemainders) {
     for (const auto& [gpu, cpu, scale, step] :
          {std::tuple{sdk::unscale(m[i], sm[i]).cpu(), sdk::unscale(mc[i], smc[i]), smc[i].item<double>(), 0x1p-3},
           std::tuple{sdk::unscale(v[i], sv[i]).cpu(), sdk::unscale(vc[i], svc[i]), svc[i].item<double>(), 0x1p-10}}) {
-      // One step (at the subnormals 2^-9 of the scale: the two scales differ by ~1e-4, hence 1.01).
+      // Each stored moment carries its rounding into the next step, so after 3 steps the two sides
+      // may be 3 format steps apart (at the subnormals 2^-9 of the scale; the scales differ by
+      // ~1e-4, hence 1.01). Measured: 2 fp16 steps on one element of v.
       const at::Tensor a = cpu.to(at::kDouble), b = gpu.to(at::kDouble);
-      const at::Tensor over = (a - b).abs() - ((step + 2e-4) * a.abs() + 1.01 * scale * 0x1p-9);
+      const at::Tensor over = (a - b).abs() - ((3 * step + 2e-4) * a.abs() + 3 * 1.01 * scale * 0x1p-9);
       const int64_t worst = over.argmax().item<int64_t>();
       EXPECT_LE(over[worst].item<double>(), 0.0) << "element " << worst << ": " << a[worst].item<double>() << " vs "
                                                  << b[worst].item<double>() << ", scale " << scale;
