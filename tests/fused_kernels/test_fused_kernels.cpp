@@ -102,6 +102,13 @@ void check_add_dropout_norm(const at::TensorOptions& opts, double bound, int64_t
   EXPECT_FALSE(at::equal((next.to(at::kDouble).cpu() != 0).to(at::kDouble), keep));
 }
 
+
+// n elements, for tensor i == 2 one element past an aligned start: the AdamW kernel's element-wise
+// path (the others take its vector path).
+at::Tensor at_offset_if_2(int64_t n, size_t i, const at::TensorOptions& o) {
+  return i == 2 ? at::empty({n + 1}, o).narrow(0, 1, n) : at::empty({n}, o);
+}
+
 }  // namespace
 
 // ---- CPU: the references used on the CPU equal the definitions ----
@@ -411,11 +418,11 @@ TEST(FusedKernelsGpu, AdamWWritesTheModelCopies) {
   };
   std::vector<at::Tensor> p, g, m, v, copies, p64, g64, m64, v64;
   for (size_t i = 0; i < sizes.size(); ++i) {
-    p.push_back(make(sizes[i], i, cuda(at::kFloat)));
-    g.push_back(make(sizes[i], i, cuda(at::kFloat)));
-    m.push_back(make(sizes[i], i, cuda(at::kFloat)).abs_());
-    v.push_back(make(sizes[i], i, cuda(at::kFloat)).abs_());
-    copies.push_back(i == 1 ? at::Tensor() : make(sizes[i], i, cuda(copy_dtypes[i])));  // tensor 1: no copy
+    p.push_back(at_offset_if_2(sizes[i], i, cuda(at::kFloat)));
+    g.push_back(at_offset_if_2(sizes[i], i, cuda(at::kFloat)));
+    m.push_back(at_offset_if_2(sizes[i], i, cuda(at::kFloat)).abs_());
+    v.push_back(at_offset_if_2(sizes[i], i, cuda(at::kFloat)).abs_());
+    copies.push_back(i == 1 ? at::Tensor() : at_offset_if_2(sizes[i], i, cuda(copy_dtypes[i])));  // tensor 1: no copy
     for (auto [src, dst] : {std::pair{&p, &p64}, {&g, &g64}, {&m, &m64}, {&v, &v64}})
       dst->push_back(src->back().cpu().to(at::kDouble));
   }
@@ -520,18 +527,15 @@ TEST(FusedKernelsGpu, AdamWScaledMomentsWithParamRemainders) {
   namespace sdk = megahost::sdk;
   at::manual_seed(29);
   const std::vector<int64_t> sizes = {16385, 7, 100001};
-  auto make = [](int64_t n, size_t i, const at::TensorOptions& o) {
-    return i == 2 ? at::empty({n + 1}, o).narrow(0, 1, n) : at::empty({n}, o);
-  };
   std::vector<at::Tensor> p16, rem, g, m, v, sm, sv, pc, gc, mc, vc, smc, svc;
   for (size_t i = 0; i < sizes.size(); ++i) {
     const at::Tensor master = at::randn({sizes[i]}, cuda(at::kFloat));
-    p16.push_back(make(sizes[i], i, cuda(at::kBFloat16)));
-    rem.push_back(make(sizes[i], i, cuda(at::kShort)));
+    p16.push_back(at_offset_if_2(sizes[i], i, cuda(at::kBFloat16)));
+    rem.push_back(at_offset_if_2(sizes[i], i, cuda(at::kShort)));
     sdk::split_fp32(master, p16.back(), rem.back());
     g.push_back(at::randn({sizes[i]}, cuda(at::kFloat)));
-    m.push_back(make(sizes[i], i, cuda(at::kByte)).zero_());  // fp8 (E4M3 bits)
-    v.push_back(make(sizes[i], i, cuda(at::kHalf)).zero_());  // fp16
+    m.push_back(at_offset_if_2(sizes[i], i, cuda(at::kByte)).zero_());  // fp8 (E4M3 bits)
+    v.push_back(at_offset_if_2(sizes[i], i, cuda(at::kHalf)).zero_());  // fp16
     sm.push_back(sdk::initial_scale(m.back()));
     sv.push_back(sdk::initial_scale(v.back()));
     pc.push_back(master.cpu());
@@ -586,9 +590,6 @@ TEST(FusedKernelsGpu, AdamWWithParamRemainders) {
   namespace sdk = megahost::sdk;
   at::manual_seed(17);
   const std::vector<int64_t> sizes = {16385, 7, 100001};
-  auto make = [](int64_t n, size_t i, const at::TensorOptions& o) {
-    return i == 2 ? at::empty({n + 1}, o).narrow(0, 1, n) : at::empty({n}, o);
-  };
   std::vector<at::Tensor> master, p16, rem, g, m, v, p64, g64, m64, v64;
   for (size_t i = 0; i < sizes.size(); ++i) {
     at::Tensor bits = at::randint(-(int64_t(1) << 31), int64_t(1) << 31, {sizes[i]}, cuda(at::kLong)).to(at::kInt);
@@ -600,8 +601,8 @@ TEST(FusedKernelsGpu, AdamWWithParamRemainders) {
     at::Tensor x = bits.view(at::kFloat);
     x = at::where(x.isnan(), at::zeros_like(x), x);
     master.push_back(x);
-    p16.push_back(make(sizes[i], i, cuda(at::kBFloat16)));
-    rem.push_back(make(sizes[i], i, cuda(at::kShort)));
+    p16.push_back(at_offset_if_2(sizes[i], i, cuda(at::kBFloat16)));
+    rem.push_back(at_offset_if_2(sizes[i], i, cuda(at::kShort)));
     sdk::split_fp32(x, p16.back(), rem.back());
     g.push_back(at::randn({sizes[i]}, cuda(at::kFloat)));
     m.push_back(at::zeros({sizes[i]}, cuda(at::kFloat)));
