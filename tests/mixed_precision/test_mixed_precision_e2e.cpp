@@ -266,6 +266,11 @@ TEST_F(MixedPrecisionE2E, Bf16MomentsFollowFp32MomentsAndResume) {
 TEST_F(MixedPrecisionE2E, Fp8MomentsFollowFp32MomentsAndResume) {
   moments_follow_fp32_and_resume(" --set optimizer.exp_avg_dtype=fp8 --set optimizer.exp_avg_sq_dtype=fp16",
                              "memory per parameter: 11.00 bytes", 1e-5);
+  // fp8 second moments run, as in Megatron, with a warning that says why fp16 / bf16 are safer.
+  std::string out;
+  EXPECT_EQ(train("fp8v", " --set training.precision=bf16 --set optimizer.use_precision_aware_optimizer=true"
+                          " --set optimizer.exp_avg_sq_dtype=fp8 --set training.train_iters=2", &out), 0) << out;
+  EXPECT_NE(out.find("exp_avg_sq_dtype = 'fp8': E4M3 holds about five decades"), std::string::npos) << out;
 }
 
 TEST_F(MixedPrecisionE2E, Fp16IsRefusedOnTheCpu) {

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "algorithms.h"
+#include "megahost/sdk/host.h"
 #include "megahost/sdk/plugin.h"
 
 namespace optim = megahost::optim;
@@ -149,8 +150,14 @@ std::unique_ptr<optim::Optimizer> make(int which, const mh_host* host, const Con
     const double beta1 = read_key(cfg, "adam_beta1", 0.9, 0, 1, "typical values are 0.9");
     const double beta2 = read_key(cfg, "adam_beta2", 0.999, 0, 1, "typical values are 0.95 to 0.999");
     const double eps = read_key(cfg, "adam_eps", 1e-8, 0, kInf, "typical values are 1e-8");
+    const at::ScalarType exp_avg_sq_dtype = read_state_dtype(cfg, "exp_avg_sq_dtype");
+    if (exp_avg_sq_dtype == at::kByte)  // allowed, as in Megatron, but worth knowing before a day is lost
+      megahost::sdk::log(host, MH_LOG_WARN, "optimizer.adamw",
+                         "exp_avg_sq_dtype = 'fp8': E4M3 holds about five decades below each tensor's largest second "
+                         "moment, and an element whose second moment rounds to zero while its first does not steps by "
+                         "m / eps; exp_avg_sq_dtype = 'fp16' or 'bf16' avoids it (docs/recipe.md)");
     return std::make_unique<optim::AdamW>(host, beta1, beta2, eps, read_state_dtype(cfg, "exp_avg_dtype"),
-                                          read_state_dtype(cfg, "exp_avg_sq_dtype"));
+                                          exp_avg_sq_dtype);
   }
   const double momentum = read_key(cfg, "sgd_momentum", 0.9, 0, kInf, "typical values are 0 to 0.99");
   return std::make_unique<optim::SGD>(host, momentum);
