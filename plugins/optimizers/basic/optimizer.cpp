@@ -267,7 +267,6 @@ void Optimizer::update_unscaled(Group& g, double lr, double wd, int64_t t) {
 
 void Optimizer::visit_state(const mh_param_view* params, size_t n, mh_tensor_visit_fn fn, void* ctx) {
   check_same_params(params, n, "visit_state");
-  visit_copies_.clear();
   auto visit = [&](const std::string& name, const at::Tensor& t) {
     DLView view(t);
     mh_named_tensor nt{name.c_str(), view.get()};
@@ -281,8 +280,8 @@ void Optimizer::visit_state(const mh_param_view* params, size_t n, mh_tensor_vis
       }
       // A scaled state is handed over as its float32 values (what Megatron's checkpoints hold, so
       // they load whatever the dtype and reshard as any other state), in host memory so the
-      // device does not hold a float32 copy, kept until the next step or visit (the host may hold
-      // on to what it was handed, e.g. to write it to a file after the visit); what a load writes
+      // device does not hold a float32 copy, kept until the next step (the host may hold on to
+      // what it was handed, e.g. to write it to a file after the visit); what a load writes
       // into them is stored back, and a save leaves the stored state as it was.
       at::Tensor values = unscale(s.state[k], s.scale[k]).to(at::kCPU);
       const at::Tensor before = values.clone();

@@ -110,8 +110,8 @@ class Optimizer {
   std::vector<std::string> state_names_;
   std::vector<at::ScalarType> state_dtypes_;
   std::vector<Slot> slots_;
-  // The float32 copies of scaled states the last visit_state handed out: valid until the next
-  // step or visit, as the host may still read them after the visit (a save writes them then).
+  // The float32 copies of scaled states visit_state handed out since the last step: kept until
+  // the next step, as the host may still read them after the visit (a save writes them then).
   std::vector<at::Tensor> visit_copies_;
   at::Tensor step_;  // int64 [1] on the CPU: number of steps taken (drives bias correction)
   bool ready_ = false;
