@@ -28,13 +28,13 @@ bool AdamW::reads_bf16_grads(const at::Tensor& g) const {
 bool AdamW::folds_grad_scale(const Group& g) const { return fused_ok(g); }
 bool AdamW::writes_model_copies(const Group& g) const { return fused_ok(g); }
 bool AdamW::handles_remainders(const Group& g) const { return fused_ok(g); }
-// fp16 / fp8 moments: the CUDA kernel reads and stores them scaled, in two passes (the new scale
-// needs the updated moments' largest value before any is stored).
-bool AdamW::handles_scaled_states(const Group& g) const { return fused_ok(g); }
 
 // Same operation order as torch::optim::AdamW, so results match it to rounding.
 void AdamW::update(Group& g, double lr, double wd, int64_t t) {
-  bool bf16_moments = false;  // or fp16 / fp8 ones, which only the fused path sees
+  // bf16 moments, or scaled fp16 / fp8 ones: the sdk's update takes them (the CUDA kernel in two
+  // passes, since the new scale needs the updated moments' largest value; its reference on the
+  // CPU through sdk/scaled_state.h).
+  bool bf16_moments = false;
   for (const std::vector<at::Tensor>& state : g.state)
     for (const at::Tensor& s : state)
       bf16_moments = bf16_moments || s.scalar_type() == at::kBFloat16 || sdk::is_scaled_dtype(s.scalar_type());
@@ -51,7 +51,7 @@ void AdamW::update(Group& g, double lr, double wd, int64_t t) {
     const std::vector<double> decays(g.params.size(), wd);
     const sdk::fused::AdamWScales scales{g.scales[0], g.scales[1]};
     if (!fused)  // fp32 working params
-      sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, {}, {}, g.offsets);
+      sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, {}, {}, g.offsets, scales);
     else if (g.remainders.empty())
       sdk::fused::adamw(g.params, g.grads, g.state[0], g.state[1], decays, h, g.model_copies, {}, g.offsets, scales);
     else

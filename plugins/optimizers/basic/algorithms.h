@@ -13,7 +13,8 @@ namespace megahost::optim {
 //   p   <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 // State: exp_avg (m), exp_avg_sq (v); each fp32, or bf16 (Megatron's --exp-avg-dtype /
 // --exp-avg-sq-dtype): then m and v are updated and used in fp32 and stored rounded
-// stochastically (sdk/stochastic_round.h), so a slowly decaying v still decays.
+// stochastically (sdk/stochastic_round.h), so a slowly decaying v still decays; or fp16 / fp8,
+// scaled per tensor (sdk/scaled_state.h), updated in fp32 and stored rounded to nearest.
 class AdamW final : public Optimizer {
  public:
   AdamW(const mh_host* host, double beta1, double beta2, double eps, at::ScalarType exp_avg_dtype = at::kFloat,
@@ -31,7 +32,6 @@ class AdamW final : public Optimizer {
   bool writes_model_copies(const Group& g) const override;
   bool handles_remainders(const Group& g) const override;
   bool reads_bf16_grads(const at::Tensor& g) const override;
-  bool handles_scaled_states(const Group& g) const override;
 
  private:
   double beta1_, beta2_, eps_;

@@ -230,39 +230,18 @@ void Optimizer::step(const mh_param_view* params, size_t n, const mh_optimizer_s
     if (!grp.remainders.empty() && !handles_remainders(grp)) {  // fp32 working copies, split back after
       std::vector<at::Tensor> live = grp.params;
       for (size_t i = 0; i < live.size(); ++i) grp.params[i] = sdk::compose_fp32(live[i], grp.remainders[i]);
-      update_unscaled(grp, args.lr, grp.decay ? args.weight_decay : 0.0, t);
+      update(grp, args.lr, grp.decay ? args.weight_decay : 0.0, t);
       for (size_t i = 0; i < live.size(); ++i) sdk::split_fp32(grp.params[i], live[i], grp.remainders[i]);
       grp.params = std::move(live);
       continue;
     }
-    update_unscaled(grp, args.lr, grp.decay ? args.weight_decay : 0.0, t);
+    update(grp, args.lr, grp.decay ? args.weight_decay : 0.0, t);
     for (size_t i = 0; i < grp.write_back.size(); ++i) grp.write_back[i].copy_(grp.params[i]);
     if (!writes_model_copies(grp))
       for (size_t i = 0; i < grp.model_copies.size(); ++i)
         if (grp.model_copies[i].defined()) grp.model_copies[i].copy_(grp.params[i]);
   }
   if (last == n) step_.data_ptr<int64_t>()[0] = t;
-}
-
-// update() with every scaled state's float32 values in its place, stored back after.
-void Optimizer::update_unscaled(Group& g, double lr, double wd, int64_t t) {
-  std::vector<std::pair<size_t, size_t>> scaled;  // (k, i)
-  for (size_t k = 0; k < g.scales.size(); ++k)
-    for (size_t i = 0; i < g.scales[k].size(); ++i)
-      if (g.scales[k][i].defined()) scaled.emplace_back(k, i);
-  if (scaled.empty() || handles_scaled_states(g)) return update(g, lr, wd, t);
-  std::vector<at::Tensor> stored;
-  stored.reserve(scaled.size());
-  for (auto [k, i] : scaled) {
-    stored.push_back(g.state[k][i]);
-    g.state[k][i] = unscale(g.state[k][i], g.scales[k][i]);
-  }
-  update(g, lr, wd, t);
-  for (size_t j = 0; j < scaled.size(); ++j) {
-    auto [k, i] = scaled[j];
-    store_scaled(g.state[k][i], stored[j], g.scales[k][i]);
-    g.state[k][i] = stored[j];  // the group is cached: keep the storage in it
-  }
 }
 
 void Optimizer::visit_state(const mh_param_view* params, size_t n, mh_tensor_visit_fn fn, void* ctx) {

@@ -6,8 +6,7 @@
 // the parameter. It is allocated once at setup and never reallocated, so the views visit_state
 // hands out stay valid and the host can restore a checkpoint by writing into them. fp16 and fp8
 // states are scaled (sdk/scaled_state.h): visit_state hands out their float32 values and stores
-// back what a load wrote; update() gets them stored (handles_scaled_states: the fused CUDA AdamW)
-// or as float32 values that step() stores back after.
+// back what a load wrote; update() gets them as stored, with their scales.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -30,8 +29,6 @@ struct Group {
   std::vector<at::Tensor> grads;   // in the working dtype
   std::vector<std::vector<at::Tensor>> state;  // state[k][i]: state k of param i
   // scales[k][i]: the float32 scale of a scaled (fp16 / fp8) state k of param i, else undefined.
-  // Unless handles_scaled_states(), update() sees no scaled state: step() hands it the float32
-  // values and stores them back.
   std::vector<std::vector<at::Tensor>> scales;
   std::vector<at::Tensor> write_back;  // live low-precision params to copy `params` into, or empty
   // Per param: the host's half-precision model parameter to receive the updated value (ABI 1.5
@@ -79,8 +76,6 @@ class Optimizer {
   // Whether update() takes a bf16 gradient g of a parameter on g's device as it is (the host's
   // bf16 main gradients), not a float32 copy made each step.
   virtual bool reads_bf16_grads(const at::Tensor&) const { return false; }
-  // update() takes the scaled (fp16 / fp8) states as stored, with g.scales (else step() widens them).
-  virtual bool handles_scaled_states(const Group&) const { return false; }
 
  private:
   struct Slot {
@@ -92,7 +87,6 @@ class Optimizer {
     std::vector<at::Tensor> scale;  // per state: float32 [1] for a scaled (fp16 / fp8) state, else undefined
   };
   void check_same_params(const mh_param_view* params, size_t n, const char* call) const;
-  void update_unscaled(Group& g, double lr, double wd, int64_t t);
 
   // The groups of the last step and the storage they were built over: the host passes the same
   // views every step, so a step whose pointers match reuses them (building 2 torch tensors per
