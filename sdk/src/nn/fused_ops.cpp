@@ -748,6 +748,10 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
            const std::vector<int64_t>& offsets, const AdamWScales& scales) {
   MH_CHECK(offsets.empty() || offsets.size() == params.size(), MH_ERR_INVALID_ARG,
            "fused::adamw: one offset per param, or none");
+  MH_CHECK(grads.size() == params.size() && exp_avgs.size() == params.size() && exp_avg_sqs.size() == params.size() &&
+               weight_decays.size() == params.size() && (model_copies.empty() || model_copies.size() == params.size()) &&
+               (remainders.empty() || remainders.size() == params.size()),
+           MH_ERR_INVALID_ARG, "fused::adamw: lists of different lengths");
   MH_CHECK((scales.exp_avg.empty() || scales.exp_avg.size() == params.size()) &&
                (scales.exp_avg_sq.empty() || scales.exp_avg_sq.size() == params.size()),
            MH_ERR_INVALID_ARG, "fused::adamw: one scale per param and moment, or none");
@@ -760,10 +764,6 @@ void adamw(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>&
                "fused::adamw: a float16 or uint8 (E4M3) moment needs its float32 scale, and only such a moment");
       any_scaled = any_scaled || scale.defined();
     }
-  MH_CHECK(grads.size() == params.size() && exp_avgs.size() == params.size() && exp_avg_sqs.size() == params.size() &&
-               weight_decays.size() == params.size() && (model_copies.empty() || model_copies.size() == params.size()) &&
-               (remainders.empty() || remainders.size() == params.size()),
-           MH_ERR_INVALID_ARG, "fused::adamw: lists of different lengths");
   const bool with_remainders = !remainders.empty();
   MH_CHECK(!with_remainders || model_copies.empty(), MH_ERR_INVALID_ARG,
            "fused::adamw: remainders update the bf16 params in place; pass no model_copies with them");
