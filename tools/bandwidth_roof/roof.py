@@ -39,7 +39,7 @@ def main():
     for name, fn, tensors in [
         ("copy   y = x       (1 read, 1 write)", lambda: y.copy_(x), 2),
         ("add    y = x + z   (2 reads, 1 write)", lambda: torch.add(x, z, out=y), 3),
-        ("sum    s = sum(x)  (1 read)", lambda: torch.sum(x, dtype=torch.float32, out=out), 1),
+        ("sum    s = sum(x)  (1 read)", lambda: out.copy_(torch.sum(x, dtype=torch.float32)), 1),
     ]:
         s = timed(fn, a.reps)
         print(f"  {name}: {tensors * n * 2 / s / 1e12:.2f} TB/s ({s * 1e3:.3f} ms)")
